@@ -1,0 +1,279 @@
+//! Problems found in the files grattr reads: where they are, which rule they
+//! break, and how they look on a terminal (with a source snippet) or in a log.
+
+use crate::model::limits::Severity;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Which rule a [`Diagnostic`] reports. The names are stable: tests and JSON output use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// The file could not be read.
+    Io,
+    /// The file is not UTF-8.
+    NotUtf8,
+    /// The file is not valid YAML.
+    YamlSyntax,
+    /// A field grattr does not know (most often a typo).
+    UnknownField,
+    /// A required field is absent.
+    MissingField,
+    /// A field holds the wrong kind of value.
+    WrongType,
+    /// A mapping gives the same key twice.
+    DuplicateKey,
+    /// The same group is declared twice.
+    DuplicateGroup,
+    /// A group id breaks the id rules.
+    GroupId,
+    /// A value is null or empty where text is needed.
+    NullValue,
+    /// A key is not text (a mapping or sequence).
+    KeyNotText,
+    /// A key is empty.
+    KeyEmpty,
+    /// A key is longer than allowed.
+    KeyTooLong,
+    /// A value is longer than allowed.
+    ValueTooLong,
+    /// A group has too many keys.
+    TooManyKeys,
+    /// A group's values total more than allowed.
+    ValuesTooLarge,
+    /// A group's keys and values total more than the client SDKs document.
+    KeysAndValuesLarge,
+    /// A file declares no groups.
+    NoGroups,
+    /// A setting in `grattr.yaml` is wrong.
+    Config,
+}
+
+impl Rule {
+    /// The stable name of the rule.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Io => "io",
+            Rule::NotUtf8 => "not-utf8",
+            Rule::YamlSyntax => "yaml-syntax",
+            Rule::UnknownField => "unknown-field",
+            Rule::MissingField => "missing-field",
+            Rule::WrongType => "wrong-type",
+            Rule::DuplicateKey => "duplicate-key",
+            Rule::DuplicateGroup => "duplicate-group",
+            Rule::GroupId => "group-id",
+            Rule::NullValue => "null-value",
+            Rule::KeyNotText => "key-not-text",
+            Rule::KeyEmpty => "key-empty",
+            Rule::KeyTooLong => "key-too-long",
+            Rule::ValueTooLong => "value-too-long",
+            Rule::TooManyKeys => "too-many-keys",
+            Rule::ValuesTooLarge => "values-too-large",
+            Rule::KeysAndValuesLarge => "keys-and-values-large",
+            Rule::NoGroups => "no-groups",
+            Rule::Config => "config",
+        }
+    }
+}
+
+/// A place in a source file; line and column count from 1 (0 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLocation {
+    /// The file, as the user would type it (relative to the working directory when possible).
+    pub file: Arc<Path>,
+    /// The line, from 1.
+    pub line: u64,
+    /// The column, from 1.
+    pub column: u64,
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+            if self.column > 0 {
+                write!(f, ":{}", self.column)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error (nothing is applied) or warning.
+    pub severity: Severity,
+    /// The rule broken.
+    pub rule: Rule,
+    /// Where.
+    pub location: SourceLocation,
+    /// What is wrong, naming the group, the key, the measured size and the limit.
+    pub message: String,
+    /// The API error code the rule prevents, if any.
+    pub code: Option<u32>,
+    /// How to fix it, when that is not obvious from the message.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// An error.
+    pub fn error(rule: Rule, location: SourceLocation, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Error, rule, location, message: message.into(), code: None, help: None }
+    }
+
+    /// A warning.
+    pub fn warning(rule: Rule, location: SourceLocation, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(rule, location, message) }
+    }
+
+    /// Adds the API error code the rule prevents.
+    pub fn with_code(mut self, code: u32) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// Adds a hint.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Whether this diagnostic stops the run.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    fn severity_word(&self) -> &'static str {
+        match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+
+    fn headline(&self) -> String {
+        match self.code {
+            Some(code) => format!("{} [{code}]", self.message),
+            None => self.message.clone(),
+        }
+    }
+
+    /// Renders the diagnostic for a terminal: a headline, the source line with a
+    /// caret under the column, and the hint. `source` is the file's text when it is
+    /// at hand; without it, this is the one-line form.
+    pub fn render_with_snippet(&self, source: Option<&str>) -> String {
+        use anstyle::{AnsiColor, Style};
+        let accent = match self.severity {
+            Severity::Error => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
+            Severity::Warning => Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold(),
+        };
+        let blue = Style::new().fg_color(Some(AnsiColor::Blue.into())).bold();
+        let bold = Style::new().bold();
+        let mut out = format!(
+            "{accent}{}{accent:#}{bold}: {}{bold:#}\n  {blue}-->{blue:#} {}\n",
+            self.severity_word(),
+            self.headline(),
+            self.location
+        );
+        let line_text = source
+            .filter(|_| self.location.line > 0)
+            .and_then(|text| text.lines().nth(self.location.line as usize - 1));
+        if let Some(line_text) = line_text {
+            let number = self.location.line.to_string();
+            let pad = " ".repeat(number.len());
+            let (shown, caret_at) = snippet_window(line_text, self.location.column);
+            out += &format!("{pad} {blue}|{blue:#}\n{blue}{number}{blue:#} {blue}|{blue:#} {shown}\n");
+            out += &format!("{pad} {blue}|{blue:#} {}{accent}^{accent:#}\n", " ".repeat(caret_at));
+        }
+        if let Some(help) = &self.help {
+            out += &format!("  {bold}help{bold:#}: {help}\n");
+        }
+        out
+    }
+}
+
+/// The part of a long line to show, and where under it the caret goes (in
+/// characters). Control characters are replaced so a snippet cannot drive the terminal.
+fn snippet_window(line: &str, column: u64) -> (String, usize) {
+    const WIDTH: usize = 100;
+    let chars: Vec<char> = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let column = (column.max(1) as usize - 1).min(chars.len());
+    let start = column.saturating_sub(WIDTH / 2).min(chars.len().saturating_sub(WIDTH));
+    let end = (start + WIDTH).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut caret_at = column - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        caret_at += 1;
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, caret_at)
+}
+
+/// The one-line form: `path:line:col: error: message [code]`, then the hint.
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.location, self.severity_word(), self.headline())?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes `path` as short as the user would type it: relative to the working
+/// directory when it lies below it.
+pub fn display_path(path: &Path) -> PathBuf {
+    let path = path.strip_prefix("./").unwrap_or(path);
+    match std::env::current_dir() {
+        Ok(cwd) if path.is_absolute() => path.strip_prefix(&cwd).map(Path::to_path_buf).unwrap_or(path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(line: u64, column: u64) -> SourceLocation {
+        SourceLocation { file: Arc::from(Path::new("groups/lobby.yaml")), line, column }
+    }
+
+    #[test]
+    fn one_line_form() {
+        let d = Diagnostic::error(Rule::ValueTooLong, at(4, 15), "group \"lobby\" key \"banner\": value is 4001 bytes, limit 4000 bytes")
+            .with_code(10046);
+        assert_eq!(
+            d.to_string(),
+            "groups/lobby.yaml:4:15: error: group \"lobby\" key \"banner\": value is 4001 bytes, limit 4000 bytes [10046]"
+        );
+    }
+
+    #[test]
+    fn snippet_points_at_the_column() {
+        let source = "groups:\n  - id: lobby\n    attributes:\n      banner: ~\n";
+        let d = Diagnostic::error(Rule::NullValue, at(4, 15), "value of key \"banner\" is null").with_help("quote it: banner: \"~\"");
+        let plain = anstream::adapter::strip_str(&d.render_with_snippet(Some(source))).to_string();
+        insta::assert_snapshot!(plain, @r#"
+        error: value of key "banner" is null
+          --> groups/lobby.yaml:4:15
+          |
+        4 |       banner: ~
+          |               ^
+          help: quote it: banner: "~"
+        "#);
+    }
+
+    #[test]
+    fn snippet_of_a_long_line_is_windowed() {
+        let line = format!("{}X{}", "a".repeat(300), "b".repeat(300));
+        let (shown, caret) = snippet_window(&line, 301);
+        assert_eq!(shown.chars().nth(caret), Some('X'));
+        assert!(shown.starts_with('…') && shown.ends_with('…'));
+        assert!(snippet_window("", 5).0.is_empty());
+        assert_eq!(snippet_window("a\u{1b}[31m", 1).0, "a [31m");
+    }
+}

@@ -1,0 +1,12 @@
+//! Everything grattr reads from the repository: `grattr.yaml` and the desired
+//! state under `groups/`, with a source location for every key and value, and
+//! every validation diagnostic.
+
+pub mod config;
+pub mod diagnostic;
+pub mod groups;
+pub mod yaml;
+
+pub use config::{Config, Endpoint, Environment};
+pub use diagnostic::{Diagnostic, Rule, SourceLocation};
+pub use groups::{DesiredGroup, DesiredState, Loaded, load};
