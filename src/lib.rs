@@ -7,3 +7,4 @@ pub mod desired;
 pub mod lockfile;
 pub mod model;
 pub mod plan;
+pub mod cli;

@@ -1,7 +1,8 @@
 //! `grattr.yaml`: which app, which admin, where the groups and the lockfile
 //! live, and named environments (staging, production) that override the top level.
 
-use super::diagnostic::{Diagnostic, Rule, SourceLocation, display_path};
+use super::diagnostic::{Diagnostic, Rule, display_path};
+use crate::model::SourceLocation;
 use super::yaml;
 use crate::model::Region;
 use serde::Deserialize;
@@ -78,6 +79,17 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// A digest of what identifies the environment's target: app, admin and endpoint.
+    pub fn digest(&self) -> crate::model::Digest {
+        let mut digest = crate::model::DigestBuilder::new();
+        digest
+            .field(self.name.as_deref().unwrap_or_default().as_bytes())
+            .field(&self.sdkappid.to_le_bytes())
+            .field(self.admin.as_bytes())
+            .field(self.endpoint.base_url().as_bytes());
+        digest.finish()
+    }
+
     /// A short description for plan headers: `production (sdkappid 1400000000)`.
     pub fn label(&self) -> String {
         match &self.name {

@@ -1,10 +1,10 @@
 //! Problems found in the files grattr reads: where they are, which rule they
 //! break, and how they look on a terminal (with a source snippet) or in a log.
 
+use crate::model::SourceLocation;
 use crate::model::limits::Severity;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Which rule a [`Diagnostic`] reports. The names are stable: tests and JSON output use them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,30 +73,6 @@ impl Rule {
             Rule::NoGroups => "no-groups",
             Rule::Config => "config",
         }
-    }
-}
-
-/// A place in a source file; line and column count from 1 (0 when unknown).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceLocation {
-    /// The file, as the user would type it (relative to the working directory when possible).
-    pub file: Arc<Path>,
-    /// The line, from 1.
-    pub line: u64,
-    /// The column, from 1.
-    pub column: u64,
-}
-
-impl fmt::Display for SourceLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if self.line > 0 {
-            write!(f, ":{}", self.line)?;
-            if self.column > 0 {
-                write!(f, ":{}", self.column)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -213,6 +189,8 @@ fn snippet_window(line: &str, column: u64) -> (String, usize) {
     (shown, caret_at)
 }
 
+impl std::error::Error for Diagnostic {}
+
 /// The one-line form: `path:line:col: error: message [code]`, then the hint.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -237,6 +215,7 @@ pub fn display_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn at(line: u64, column: u64) -> SourceLocation {
         SourceLocation { file: Arc::from(Path::new("groups/lobby.yaml")), line, column }

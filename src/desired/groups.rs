@@ -2,10 +2,11 @@
 //! read in parallel, validated against every documented limit, merged in a
 //! deterministic order.
 
-use super::diagnostic::{Diagnostic, Rule, SourceLocation};
+use super::diagnostic::{Diagnostic, Rule};
 use super::yaml::{self, Entries, Node};
 use crate::model::limits::{self, Violation};
-use crate::model::{AttributeSet, DigestBuilder, Digest, GroupId};
+pub use crate::model::DesiredGroup;
+use crate::model::{AttributeSet, Digest, DigestBuilder, GroupId, SourceLocation};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -13,15 +14,6 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// One group as the YAML declares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredGroup {
-    /// The attributes the group should have.
-    pub attributes: AttributeSet,
-    /// Where the group's `id` is written.
-    pub source: SourceLocation,
-}
 
 /// Every declared group, by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,7 +27,7 @@ impl DesiredState {
     pub fn digest(&self) -> Digest {
         let mut digest = DigestBuilder::new();
         for (id, group) in &self.groups {
-            digest.field(id.as_str().as_bytes()).attributes(&group.attributes);
+            digest.group(id, &group.attributes);
         }
         digest.finish()
     }

@@ -8,5 +8,6 @@ pub mod groups;
 pub mod yaml;
 
 pub use config::{Config, Endpoint, Environment};
-pub use diagnostic::{Diagnostic, Rule, SourceLocation};
+pub use crate::model::SourceLocation;
+pub use diagnostic::{Diagnostic, Rule};
 pub use groups::{DesiredGroup, DesiredState, Loaded, load};

@@ -2,7 +2,8 @@
 //! scalar as the text written, and the translation of parser errors into
 //! [`Diagnostic`]s.
 
-use super::diagnostic::{Diagnostic, Rule, SourceLocation};
+use super::diagnostic::{Diagnostic, Rule};
+use crate::model::SourceLocation;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::{DuplicateKeyPolicy, Error as YamlError, Location, MessageFormatter, Spanned};

@@ -1,0 +1,283 @@
+//! `grattr.lock`: the record of what grattr last applied, per group. JSON, one
+//! block per group, sorted, no timestamps; every entry carries a digest that is
+//! checked on read. Written atomically; guarded by an exclusive lock on a sidecar file.
+
+mod guard;
+
+pub use guard::{Holder, LockError, LockGuard};
+
+pub use crate::model::AppliedGroup;
+use crate::model::{Digest, DigestBuilder, GroupId};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+#[cfg(test)]
+use crate::model::AttributeSet;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The lockfile format this grattr reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The last-applied state of every group grattr manages in one app.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lockfile {
+    /// The app the state belongs to; `None` in a lockfile not yet written.
+    pub sdkappid: Option<u64>,
+    /// The groups, by id.
+    pub groups: BTreeMap<GroupId, AppliedGroup>,
+}
+
+/// Why a lockfile cannot be used. Nothing is trusted from a lockfile with any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum LockfileError {
+    /// The file exists but cannot be read or written.
+    #[error("{path}: error: {source}", path = .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The file is not valid lockfile JSON.
+    #[error("{path}:{line}:{column}: error: not a valid lockfile: {message}", path = .path.display())]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    /// The file was written by a newer grattr.
+    #[error("{path}: error: lockfile format {found} is newer than this grattr understands ({FORMAT_VERSION}); upgrade grattr", path = .path.display())]
+    UnsupportedVersion { path: PathBuf, found: u32 },
+    /// One or more entries fail their integrity check.
+    #[error("{path}: error: {} corrupt or hand-edited {}:\n{}\n  help: restore the file from git; grattr never trusts an entry whose digest does not match",
+        .problems.len(), if .problems.len() == 1 { "entry" } else { "entries" },
+        .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"), path = .path.display())]
+    Integrity { path: PathBuf, problems: Vec<String> },
+    /// The lockfile records another app.
+    #[error("{path}: error: the lockfile records sdkappid {recorded}, but the environment is sdkappid {configured}", path = .path.display())]
+    WrongApp { path: PathBuf, recorded: u64, configured: u64 },
+}
+
+#[derive(Deserialize)]
+struct FileDoc {
+    format_version: u32,
+    #[serde(default)]
+    sdkappid: Option<u64>,
+    #[serde(default)]
+    groups: Option<Entries>,
+}
+
+/// The `groups` object with duplicates kept, so that a bad merge cannot hide one.
+struct Entries(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of group id → entry")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor)
+    }
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    format_version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sdkappid: Option<u64>,
+    groups: &'a BTreeMap<GroupId, AppliedGroup>,
+}
+
+impl Lockfile {
+    /// An empty lockfile for `sdkappid`.
+    pub fn new(sdkappid: u64) -> Self {
+        Lockfile { sdkappid: Some(sdkappid), groups: BTreeMap::new() }
+    }
+
+    /// Reads and checks `path`. A missing file is an empty lockfile: nothing applied yet.
+    pub fn read(path: &Path) -> Result<Lockfile, LockfileError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Lockfile::parse(path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lockfile::default()),
+            Err(source) => Err(LockfileError::Io { path: path.to_path_buf(), source }),
+        }
+    }
+
+    /// Parses and checks the bytes of a lockfile found at `path`.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Lockfile, LockfileError> {
+        let doc: FileDoc = serde_json::from_slice(bytes).map_err(|e| LockfileError::Parse {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+        })?;
+        if doc.format_version != FORMAT_VERSION {
+            return Err(LockfileError::UnsupportedVersion { path: path.to_path_buf(), found: doc.format_version });
+        }
+        let mut problems = Vec::new();
+        let mut groups = BTreeMap::new();
+        for (id, entry) in doc.groups.map(|e| e.0).unwrap_or_default() {
+            let group_id = match GroupId::parse(&id) {
+                Ok(group_id) => group_id,
+                Err(e) => {
+                    problems.push(format!("group {id:?}: {e}"));
+                    continue;
+                }
+            };
+            let applied = match AppliedGroup::deserialize(entry) {
+                Ok(applied) => applied,
+                Err(e) => {
+                    problems.push(format!("group {id:?}: {e}"));
+                    continue;
+                }
+            };
+            if Digest::of_attributes(&applied.attributes) != applied.digest {
+                problems.push(format!("group {id:?}: digest does not match the recorded attributes"));
+                continue;
+            }
+            if groups.insert(group_id, applied).is_some() {
+                problems.push(format!("group {id:?}: recorded twice"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(LockfileError::Integrity { path: path.to_path_buf(), problems });
+        }
+        Ok(Lockfile { sdkappid: doc.sdkappid, groups })
+    }
+
+    /// Refuses a lockfile that records another app than `sdkappid`.
+    pub fn check_app(&self, path: &Path, sdkappid: u64) -> Result<(), LockfileError> {
+        match self.sdkappid {
+            Some(recorded) if recorded != sdkappid => {
+                Err(LockfileError::WrongApp { path: path.to_path_buf(), recorded, configured: sdkappid })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The canonical text of the lockfile: sorted, two-space indented, one block per group.
+    pub fn to_json(&self) -> Vec<u8> {
+        let out = FileOut { format_version: FORMAT_VERSION, sdkappid: self.sdkappid, groups: &self.groups };
+        let mut bytes = serde_json::to_vec_pretty(&out).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// A digest of the recorded state, for plan fingerprints.
+    pub fn digest(&self) -> Digest {
+        let mut digest = DigestBuilder::new();
+        for (id, group) in &self.groups {
+            digest.group(id, &group.attributes);
+        }
+        digest.finish()
+    }
+
+    /// Writes the lockfile to `path` atomically: a temporary file in the same
+    /// directory, fsync, rename over `path`, fsync the directory. A crash at any
+    /// moment leaves either the old or the new file, never a torn one.
+    pub fn write(&self, path: &Path) -> Result<(), LockfileError> {
+        write_atomically(path, &self.to_json()).map_err(|source| LockfileError::Io { path: path.to_path_buf(), source })
+    }
+}
+
+/// Replaces `path` with `bytes` so that readers see the old or the new content, never a mix.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::Builder::new().prefix(".grattr-").suffix(".tmp").tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Lockfile {
+        let mut lock = Lockfile::new(1400000000);
+        let attrs: AttributeSet = [("theme".to_string(), "dark".to_string()), ("banner".into(), "Hi \"all\"\n".into())].into();
+        lock.groups.insert(GroupId::parse("@TGS#aC5SZEAEF").unwrap(), AppliedGroup::new(attrs));
+        lock.groups.insert(GroupId::parse("empty").unwrap(), AppliedGroup::new(AttributeSet::new()));
+        lock
+    }
+
+    #[test]
+    fn the_format_is_stable_and_readable() {
+        insta::assert_snapshot!(String::from_utf8(sample().to_json()).unwrap(), @r#"
+        {
+          "format_version": 1,
+          "sdkappid": 1400000000,
+          "groups": {
+            "@TGS#aC5SZEAEF": {
+              "digest": "sha256:e6a190ebde2c80794b13095ca639d5b6491dfd41ad76dcf915a237f2a780ecb2",
+              "attributes": {
+                "banner": "Hi \"all\"\n",
+                "theme": "dark"
+              }
+            },
+            "empty": {
+              "digest": "sha256:85b724e3f6e2dd2648a696595eb637b234dcecc5cb770a5afbf0926341ebdfb4",
+              "attributes": {}
+            }
+          }
+        }
+        "#);
+    }
+
+    #[test]
+    fn round_trips_through_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grattr.lock");
+        assert_eq!(Lockfile::read(&path).unwrap(), Lockfile::default());
+        sample().write(&path).unwrap();
+        assert_eq!(Lockfile::read(&path).unwrap(), sample());
+        // Nothing is left behind but the lockfile itself.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("grattr.lock")]);
+    }
+
+    #[test]
+    fn a_hand_edited_entry_is_named() {
+        let text = String::from_utf8(sample().to_json()).unwrap().replace("\"dark\"", "\"light\"");
+        let e = Lockfile::parse(Path::new("grattr.lock"), text.as_bytes()).unwrap_err();
+        assert!(
+            e.to_string().contains("group \"@TGS#aC5SZEAEF\": digest does not match the recorded attributes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_kind_of_damage_is_refused() {
+        let cases: [(&str, &str); 6] = [
+            ("{", "grattr.lock:1:1: error: not a valid lockfile: EOF while parsing an object"),
+            ("{\"format_version\": 2}", "lockfile format 2 is newer"),
+            ("{\"format_version\": 1, \"groups\": {\"\": {\"digest\": \"x\", \"attributes\": {}}}}", "group \"\": group id is empty"),
+            ("{\"format_version\": 1, \"groups\": {\"a\": {\"attributes\": {}}}}", "group \"a\": missing field `digest`"),
+            ("{\"format_version\": 1, \"groups\": {\"a\": {\"digest\": \"x\", \"attributes\": {\"k\": 1}}}}", "group \"a\": invalid type"),
+            ("{\"format_version\": 1, \"groups\": {\"a\": {\"digest\": \"x\", \"attributes\": {}, \"extra\": 1}}}", "unknown field `extra`"),
+        ];
+        for (text, expected) in cases {
+            let e = Lockfile::parse(Path::new("grattr.lock"), text.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+        let empty = AppliedGroup::new(AttributeSet::new());
+        let entry = serde_json::to_string(&empty).unwrap();
+        let twice = format!("{{\"format_version\": 1, \"groups\": {{\"a\": {entry}, \"a\": {entry}}}}}");
+        let e = Lockfile::parse(Path::new("grattr.lock"), twice.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("group \"a\": recorded twice"), "{e}");
+    }
+
+    #[test]
+    fn another_apps_lockfile_is_refused() {
+        let e = sample().check_app(Path::new("grattr.lock"), 1).unwrap_err().to_string();
+        assert_eq!(e, "grattr.lock: error: the lockfile records sdkappid 1400000000, but the environment is sdkappid 1");
+        assert!(Lockfile::default().check_app(Path::new("x"), 1).is_ok());
+    }
+}

@@ -55,6 +55,11 @@ impl DigestBuilder {
         self
     }
 
+    /// Adds one group: its id, then its attributes.
+    pub fn group(&mut self, id: &super::GroupId, attributes: &AttributeSet) -> &mut Self {
+        self.field(id.as_str().as_bytes()).attributes(attributes)
+    }
+
     /// The digest of everything added.
     pub fn finish(self) -> Digest {
         use std::fmt::Write;

@@ -1,0 +1,268 @@
+//! The plan: what must change for the live groups to match the desired state,
+//! computed by a pure diff of the desired state against the last-applied state,
+//! and its three renderings.
+
+pub mod render;
+
+use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, Digest, GroupId, SourceLocation};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The version of the JSON plan schema.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What a change does to a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The group is not in the lockfile yet: reset it to the desired attributes.
+    Create,
+    /// Keys are added, removed or changed: reset the group to the desired attributes.
+    Update,
+    /// The group is no longer declared (and pruning is on): clear it and forget it.
+    Delete,
+}
+
+/// Where a change's group is declared, in the JSON schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The file.
+    pub file: PathBuf,
+    /// The line of the group's `id`.
+    pub line: u64,
+    /// The column of the group's `id`.
+    pub column: u64,
+}
+
+impl From<&SourceLocation> for Source {
+    fn from(location: &SourceLocation) -> Self {
+        Source { file: location.file.to_path_buf(), line: location.line, column: location.column }
+    }
+}
+
+impl From<&Source> for SourceLocation {
+    fn from(source: &Source) -> Self {
+        SourceLocation { file: Arc::from(source.file.as_path()), line: source.line, column: source.column }
+    }
+}
+
+/// The keys a change touches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChanges {
+    /// Keys only in `after`.
+    pub added: Vec<String>,
+    /// Keys only in `before`.
+    pub removed: Vec<String>,
+    /// Keys in both, with different values.
+    pub changed: Vec<String>,
+}
+
+impl KeyChanges {
+    fn between(before: &AttributeSet, after: &AttributeSet) -> KeyChanges {
+        let mut keys = KeyChanges::default();
+        for (key, value) in after {
+            match before.get(key) {
+                None => keys.added.push(key.clone()),
+                Some(old) if old != value => keys.changed.push(key.clone()),
+                Some(_) => {}
+            }
+        }
+        keys.removed = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+        keys
+    }
+}
+
+/// One group to change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The group.
+    pub group_id: GroupId,
+    /// What happens to it.
+    pub action: Action,
+    /// Where it is declared (`None` for a group no longer declared).
+    pub source: Option<Source>,
+    /// The attributes last applied (`None` for a create).
+    pub before: Option<AttributeSet>,
+    /// The attributes it will have (`None` for a delete).
+    pub after: Option<AttributeSet>,
+    /// The keys touched.
+    pub keys: KeyChanges,
+}
+
+/// A group that is recorded as applied but no longer declared, left as it is
+/// because pruning is off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotDeclared {
+    /// The group.
+    pub group_id: GroupId,
+    /// The attributes last applied.
+    pub before: AttributeSet,
+}
+
+/// How many groups each part of the plan holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Groups to create.
+    pub create: usize,
+    /// Groups to update.
+    pub update: usize,
+    /// Groups to clear and forget (pruning on).
+    pub delete: usize,
+    /// Groups already as declared.
+    pub unchanged: usize,
+    /// Groups no longer declared and left as they are (pruning off).
+    pub not_declared: usize,
+}
+
+impl Summary {
+    /// The number of groups the plan changes.
+    pub fn changes(&self) -> usize {
+        self.create + self.update + self.delete
+    }
+}
+
+/// The environment a plan is for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanEnvironment {
+    /// The environment's name, when the configuration defines environments.
+    pub name: Option<String>,
+    /// The app.
+    pub sdkappid: u64,
+}
+
+/// What a saved plan was computed from, so that applying it later can refuse a
+/// plan whose inputs have changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// The digest of the desired state.
+    pub desired: Digest,
+    /// The digest of the lockfile's recorded state.
+    pub lockfile: Digest,
+    /// The digest of the environment (app, admin, endpoint).
+    pub environment: Digest,
+}
+
+/// Which groups a plan considers.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// The environment, for headers and the JSON output.
+    pub environment: PlanEnvironment,
+    /// Whether groups no longer declared are cleared and forgotten.
+    pub prune: bool,
+    /// When set, only these groups are planned.
+    pub targets: Option<BTreeSet<GroupId>>,
+}
+
+/// Everything that must change, in group id order. Serialized, this is the
+/// documented JSON schema of `grattr plan --format json` and of saved plans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The schema version.
+    pub format_version: u32,
+    /// The environment planned for.
+    pub environment: PlanEnvironment,
+    /// Whether groups no longer declared are deleted.
+    pub prune: bool,
+    /// The groups the plan was limited to, if any.
+    pub targets: Option<Vec<GroupId>>,
+    /// Counts.
+    pub summary: Summary,
+    /// The changes, by group id.
+    pub changes: Vec<Change>,
+    /// Groups no longer declared and left alone (only without pruning).
+    pub not_declared: Vec<NotDeclared>,
+    /// The inputs of a saved plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl Plan {
+    /// Whether applying the plan would make no call.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// Compares the desired state with the applied one. Pure and linear: both maps
+/// are walked once, side by side, in id order.
+pub fn diff(
+    desired: &BTreeMap<GroupId, DesiredGroup>,
+    applied: &BTreeMap<GroupId, AppliedGroup>,
+    options: &PlanOptions,
+) -> Plan {
+    let wanted = |id: &GroupId| options.targets.as_ref().is_none_or(|targets| targets.contains(id));
+    let mut plan = Plan {
+        format_version: FORMAT_VERSION,
+        environment: options.environment.clone(),
+        prune: options.prune,
+        targets: options.targets.as_ref().map(|t| t.iter().cloned().collect()),
+        summary: Summary::default(),
+        changes: Vec::new(),
+        not_declared: Vec::new(),
+        fingerprint: None,
+    };
+    let mut desired_iter = desired.iter().filter(|(id, _)| wanted(id)).peekable();
+    let mut applied_iter = applied.iter().filter(|(id, _)| wanted(id)).peekable();
+    loop {
+        let order = match (desired_iter.peek(), applied_iter.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((d, _)), Some((a, _))) => d.cmp(a),
+        };
+        match order {
+            Ordering::Less => {
+                let Some((id, group)) = desired_iter.next() else { break };
+                plan.summary.create += 1;
+                plan.changes.push(Change {
+                    group_id: id.clone(),
+                    action: Action::Create,
+                    source: Some(Source::from(&group.source)),
+                    before: None,
+                    after: Some(group.attributes.clone()),
+                    keys: KeyChanges::between(&AttributeSet::new(), &group.attributes),
+                });
+            }
+            Ordering::Equal => {
+                let (Some((id, group)), Some((_, recorded))) = (desired_iter.next(), applied_iter.next()) else { break };
+                if group.attributes == recorded.attributes {
+                    plan.summary.unchanged += 1;
+                    continue;
+                }
+                plan.summary.update += 1;
+                plan.changes.push(Change {
+                    group_id: id.clone(),
+                    action: Action::Update,
+                    source: Some(Source::from(&group.source)),
+                    before: Some(recorded.attributes.clone()),
+                    after: Some(group.attributes.clone()),
+                    keys: KeyChanges::between(&recorded.attributes, &group.attributes),
+                });
+            }
+            Ordering::Greater => {
+                let Some((id, recorded)) = applied_iter.next() else { break };
+                if options.prune {
+                    plan.summary.delete += 1;
+                    plan.changes.push(Change {
+                        group_id: id.clone(),
+                        action: Action::Delete,
+                        source: None,
+                        before: Some(recorded.attributes.clone()),
+                        after: None,
+                        keys: KeyChanges::between(&recorded.attributes, &AttributeSet::new()),
+                    });
+                } else {
+                    plan.summary.not_declared += 1;
+                    plan.not_declared.push(NotDeclared { group_id: id.clone(), before: recorded.attributes.clone() });
+                }
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,51 @@
+//! How problems reach the user: diagnostics with a source snippet on a
+//! terminal, one line each in logs; other errors as `error: …`.
+
+use crate::desired::Diagnostic;
+use crate::lockfile::LockfileError;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Prints diagnostics to stderr in file order, with snippets when stderr is a terminal.
+pub fn diagnostics(diagnostics: &[Diagnostic]) {
+    let snippets = std::io::stderr().is_terminal();
+    let mut sources: HashMap<Arc<Path>, Option<String>> = HashMap::new();
+    let mut err = anstream::stderr().lock();
+    for diagnostic in diagnostics {
+        let text = if snippets {
+            let source = sources
+                .entry(diagnostic.location.file.clone())
+                .or_insert_with(|| std::fs::read_to_string(&diagnostic.location.file).ok());
+            diagnostic.render_with_snippet(source.as_deref())
+        } else {
+            format!("{diagnostic}\n")
+        };
+        let _ = err.write_all(text.as_bytes());
+    }
+}
+
+/// A line such as `3 errors, 1 warning in 2 files`.
+pub fn counts(diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    let mut files: Vec<&Path> = diagnostics.iter().map(|d| &*d.location.file).collect();
+    files.sort();
+    files.dedup();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    format!("{}, {} in {}", plural(errors, "error"), plural(warnings, "warning"), plural(files.len(), "file"))
+}
+
+/// Prints an error that ends a command.
+pub fn error(error: &anyhow::Error) {
+    let mut err = anstream::stderr().lock();
+    // Errors that carry their own location already read `path:line:col: error: …`.
+    let located = error.downcast_ref::<Diagnostic>().map(ToString::to_string).or_else(|| {
+        error.downcast_ref::<LockfileError>().map(ToString::to_string)
+    });
+    let _ = match located {
+        Some(text) => writeln!(err, "{text}"),
+        None => writeln!(err, "error: {error:#}"),
+    };
+}

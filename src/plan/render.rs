@@ -1,0 +1,297 @@
+//! The three renderings of a [`Plan`]: text for terminals and logs (styled with
+//! ANSI codes that the caller strips when colour is off), Markdown for pull-request
+//! comments, and JSON for machines. All three read the same `Plan`.
+
+use super::{Action, Change, Plan};
+use crate::model::AttributeSet;
+use anstyle::{AnsiColor, Style};
+use similar::{ChangeTag, TextDiff};
+use std::fmt::Write;
+
+const ADDED: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Green)));
+const REMOVED: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
+const CHANGED: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Yellow)));
+const DIM: Style = Style::new().dimmed();
+const BOLD: Style = Style::new().bold();
+
+/// Values longer than this (escaped) are diffed inline rather than shown whole twice.
+const SHORT_VALUE: usize = 60;
+
+/// GitHub refuses comments over 65,536 characters; keep room for the CI's own text.
+pub const MARKDOWN_BUDGET: usize = 60_000;
+
+/// A value as one line of text: JSON string escaping, so quotes, newlines and
+/// control characters are visible and cannot drive a terminal.
+fn quoted(value: &str) -> String {
+    serde_json::Value::from(value).to_string()
+}
+
+/// A key as written: bare when it is a plain word, quoted otherwise.
+fn key_label(key: &str) -> String {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+    if plain { key.to_string() } else { quoted(key) }
+}
+
+/// One key of a change, ready to print.
+struct KeyLine {
+    /// `+`, `-` or `~`.
+    sign: char,
+    /// The key as stored.
+    key: String,
+    /// The key as shown.
+    label: String,
+    /// The value, or the change of value, as shown.
+    text: String,
+}
+
+/// One line per key a change touches, in key order. Word diffs of long values
+/// use `[-old-]{+new+}` markers, styled when `styled`.
+fn key_lines(change: &Change, styled: bool) -> Vec<KeyLine> {
+    let empty = AttributeSet::new();
+    let before = change.before.as_ref().unwrap_or(&empty);
+    let after = change.after.as_ref().unwrap_or(&empty);
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut lines = Vec::new();
+    for key in keys {
+        let (sign, text) = match (before.get(key), after.get(key)) {
+            (None, Some(new)) => ('+', quoted(new)),
+            (Some(old), None) => ('-', quoted(old)),
+            (Some(old), Some(new)) if old != new => ('~', changed_value(old, new, styled)),
+            _ => continue,
+        };
+        lines.push(KeyLine { sign, key: key.clone(), label: key_label(key), text });
+    }
+    lines
+}
+
+/// A changed value: both whole when short, else a word-level diff of the two.
+fn changed_value(old: &str, new: &str, styled: bool) -> String {
+    let (old_q, new_q) = (quoted(old), quoted(new));
+    if old_q.len() <= SHORT_VALUE && new_q.len() <= SHORT_VALUE {
+        return format!("{old_q} → {new_q}");
+    }
+    let diff = TextDiff::from_words(old_q.as_str(), new_q.as_str());
+    let mut out = String::new();
+    for change in diff.iter_all_changes() {
+        let text = change.value();
+        match (change.tag(), styled) {
+            (ChangeTag::Equal, _) => out.push_str(text),
+            (ChangeTag::Delete, true) => out += &format!("{REMOVED}[-{text}-]{REMOVED:#}"),
+            (ChangeTag::Insert, true) => out += &format!("{ADDED}{{+{text}+}}{ADDED:#}"),
+            (ChangeTag::Delete, false) => out += &format!("[-{text}-]"),
+            (ChangeTag::Insert, false) => out += &format!("{{+{text}+}}"),
+        }
+    }
+    out
+}
+
+fn unchanged_count(change: &Change) -> usize {
+    match (&change.before, &change.after) {
+        (Some(before), Some(after)) => before.iter().filter(|(k, v)| after.get(*k) == Some(*v)).count(),
+        _ => 0,
+    }
+}
+
+/// The closing summary: `Plan: 2 to create, 1 to update, 0 to delete, 97 unchanged.`
+pub fn summary_line(plan: &Plan) -> String {
+    let s = &plan.summary;
+    let mut line = format!(
+        "Plan: {} to create, {} to update, {} to delete, {} unchanged.",
+        s.create, s.update, s.delete, s.unchanged
+    );
+    if s.not_declared > 0 {
+        let groups = if s.not_declared == 1 { "group is" } else { "groups are" };
+        line += &format!(" {} {groups} no longer declared and left as is (--prune clears them).", s.not_declared);
+    }
+    line
+}
+
+fn header(plan: &Plan) -> String {
+    let env = &plan.environment;
+    let mut text = match &env.name {
+        Some(name) => format!("{name} (sdkappid {})", env.sdkappid),
+        None => format!("sdkappid {}", env.sdkappid),
+    };
+    if let Some(targets) = &plan.targets {
+        text += &format!(", limited to {} targeted group{}", targets.len(), if targets.len() == 1 { "" } else { "s" });
+    }
+    text
+}
+
+fn verb(action: Action) -> (&'static str, Style, &'static str) {
+    match action {
+        Action::Create => ("+", ADDED, "will be created"),
+        Action::Update => ("~", CHANGED, "will be updated"),
+        Action::Delete => ("-", REMOVED, "will be cleared and forgotten"),
+    }
+}
+
+/// The plan for a terminal or a log, with ANSI styles (strip them when colour is off).
+pub fn text(plan: &Plan) -> String {
+    let mut out = format!("{BOLD}grattr plan{BOLD:#} for {}\n\n", header(plan));
+    if plan.changes.is_empty() && plan.not_declared.is_empty() {
+        out += "No changes. The live groups match the lockfile's record of what was applied.\n\n";
+    }
+    for change in &plan.changes {
+        let (sign, style, what) = verb(change.action);
+        let place = match &change.source {
+            Some(source) => format!("{}:{}", source.file.display(), source.line),
+            None => "no longer declared".into(),
+        };
+        let _ = writeln!(out, "  {style}{sign}{style:#} {BOLD}{}{BOLD:#} {what}  {DIM}({place}){DIM:#}", change.group_id);
+        let lines = key_lines(change, true);
+        let width = lines.iter().map(|line| line.label.chars().count()).max().unwrap_or(0);
+        for KeyLine { sign, label, text, .. } in &lines {
+            let style = match sign {
+                '+' => ADDED,
+                '-' => REMOVED,
+                _ => CHANGED,
+            };
+            let _ = writeln!(out, "      {style}{sign}{style:#} {label:<width$} = {text}");
+        }
+        if change.after.as_ref().is_some_and(AttributeSet::is_empty) {
+            let _ = writeln!(out, "      {DIM}(no attributes: the group will be cleared){DIM:#}");
+        }
+        let unchanged = unchanged_count(change);
+        if unchanged > 0 {
+            let _ = writeln!(out, "      {DIM}# {unchanged} unchanged key{} not shown{DIM:#}", if unchanged == 1 { "" } else { "s" });
+        }
+        out.push('\n');
+    }
+    for orphan in &plan.not_declared {
+        let _ = writeln!(
+            out,
+            "  {DIM}={DIM:#} {BOLD}{}{BOLD:#} is no longer declared; left as is  {DIM}({} key{} recorded){DIM:#}\n",
+            orphan.group_id,
+            orphan.before.len(),
+            if orphan.before.len() == 1 { "" } else { "s" }
+        );
+    }
+    out += &format!("{BOLD}{}{BOLD:#}\n", summary_line(plan));
+    out
+}
+
+/// The plan as JSON, in the documented schema.
+pub fn json(plan: &Plan) -> String {
+    let mut text = serde_json::to_string_pretty(plan).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '`' => out.push_str("&#96;"),
+            '|' => out.push_str("&#124;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A code fence longer than any run of backticks in `body`.
+fn fence_for(body: &str) -> String {
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
+}
+
+/// Longest value line shown in Markdown; the rest is cut and counted.
+const MARKDOWN_VALUE: usize = 400;
+
+fn clip(text: &str, cut: &mut usize) -> String {
+    if text.len() <= MARKDOWN_VALUE {
+        return text.to_string();
+    }
+    let mut end = MARKDOWN_VALUE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    *cut += text.len() - end;
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
+}
+
+fn markdown_section(change: &Change, cut: &mut usize) -> String {
+    let (sign, _, what) = verb(change.action);
+    let place = match &change.source {
+        Some(source) => format!("{}:{}", source.file.display(), source.line),
+        None => "no longer declared".into(),
+    };
+    let empty = AttributeSet::new();
+    let before = change.before.as_ref().unwrap_or(&empty);
+    let after = change.after.as_ref().unwrap_or(&empty);
+    let mut body = String::new();
+    // GitHub colours `-` and `+` lines of a diff block; a changed key is both.
+    for KeyLine { sign, key, label, .. } in key_lines(change, false) {
+        if let (Some(old), '-' | '~') = (before.get(&key), sign) {
+            let _ = writeln!(body, "- {label} = {}", clip(&quoted(old), cut));
+        }
+        if let (Some(new), '+' | '~') = (after.get(&key), sign) {
+            let _ = writeln!(body, "+ {label} = {}", clip(&quoted(new), cut));
+        }
+    }
+    let unchanged = unchanged_count(change);
+    if unchanged > 0 {
+        let _ = writeln!(body, "# {unchanged} unchanged key{} not shown", if unchanged == 1 { "" } else { "s" });
+    }
+    if after.is_empty() {
+        body += "# no attributes: the group will be cleared\n";
+    }
+    let fence = fence_for(&body);
+    format!(
+        "<details><summary><code>{sign}</code> <code>{}</code> {what} · {}</summary>\n\n{fence}diff\n{body}{fence}\n\n</details>\n\n",
+        html_escape(change.group_id.as_str()),
+        html_escape(&place)
+    )
+}
+
+/// The plan as a pull-request comment: the summary first, then one collapsible
+/// section per group. It stays under [`MARKDOWN_BUDGET`] characters by cutting long
+/// values and, past the budget, whole sections, and says what it cut.
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = format!("### grattr plan for {}\n\n**{}**\n\n", html_escape(&header(plan)), summary_line(plan));
+    let mut cut_bytes = 0;
+    let mut omitted = 0;
+    for (index, change) in plan.changes.iter().enumerate() {
+        let section = markdown_section(change, &mut cut_bytes);
+        // Keep room for the closing notes.
+        if out.chars().count() + section.chars().count() > MARKDOWN_BUDGET - 2_000 {
+            omitted = plan.changes.len() - index;
+            break;
+        }
+        out += &section;
+    }
+    if !plan.not_declared.is_empty() {
+        let mut list = String::from("<details><summary>No longer declared, left as is</summary>\n\n");
+        for orphan in &plan.not_declared {
+            let line = format!("- <code>{}</code>\n", html_escape(orphan.group_id.as_str()));
+            if out.chars().count() + list.chars().count() + line.chars().count() > MARKDOWN_BUDGET - 1_000 {
+                list += "- …\n";
+                break;
+            }
+            list += &line;
+        }
+        out += &list;
+        out += "\n</details>\n\n";
+    }
+    if omitted > 0 {
+        let _ = writeln!(
+            out,
+            "> **{omitted} more group{} not shown** to stay under GitHub's comment limit. Run `grattr plan` for the full plan.\n",
+            if omitted == 1 { "" } else { "s" }
+        );
+    }
+    if cut_bytes > 0 {
+        let _ = writeln!(out, "> Long values are shortened here ({cut_bytes} bytes cut). Run `grattr plan` for the full values.\n");
+    }
+    if plan.changes.is_empty() {
+        out += "No changes.\n";
+    }
+    out
+}
