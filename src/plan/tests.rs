@@ -1,0 +1,215 @@
+use super::*;
+use crate::model::{AppliedGroup, DesiredGroup, SourceLocation};
+use proptest::prelude::*;
+use std::path::Path;
+
+fn id(text: &str) -> GroupId {
+    GroupId::parse(text).unwrap()
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> AttributeSet {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn declared(groups: &[(&str, AttributeSet)]) -> BTreeMap<GroupId, DesiredGroup> {
+    groups
+        .iter()
+        .enumerate()
+        .map(|(line, (g, a))| {
+            let source = SourceLocation { file: Arc::from(Path::new("groups/g.yaml")), line: line as u64 + 2, column: 9 };
+            (id(g), DesiredGroup { attributes: a.clone(), source })
+        })
+        .collect()
+}
+
+fn recorded(groups: &[(&str, AttributeSet)]) -> BTreeMap<GroupId, AppliedGroup> {
+    groups.iter().map(|(g, a)| (id(g), AppliedGroup::new(a.clone()))).collect()
+}
+
+fn sample() -> (BTreeMap<GroupId, DesiredGroup>, BTreeMap<GroupId, AppliedGroup>) {
+    let desired = declared(&[
+        ("lobby", attrs(&[("theme", "dark"), ("banner", "Welcome")])),
+        ("new-room", attrs(&[("topic", "launch")])),
+        ("same", attrs(&[("a", "1")])),
+        ("emptied", attrs(&[])),
+    ]);
+    let applied = recorded(&[
+        ("lobby", attrs(&[("theme", "light"), ("banner", "Welcome"), ("legacy", "x")])),
+        ("same", attrs(&[("a", "1")])),
+        ("emptied", attrs(&[("k", "v")])),
+        ("gone", attrs(&[("k", "v")])),
+    ]);
+    (desired, applied)
+}
+
+fn options(prune: bool) -> PlanOptions {
+    PlanOptions { environment: PlanEnvironment { name: Some("production".into()), sdkappid: 1400000000 }, prune, targets: None }
+}
+
+#[test]
+fn classifies_every_group() {
+    let (desired, applied) = sample();
+    let plan = diff(&desired, &applied, &options(false));
+    let actions: Vec<_> = plan.changes.iter().map(|c| (c.group_id.as_str(), c.action)).collect();
+    assert_eq!(actions, vec![("emptied", Action::Update), ("lobby", Action::Update), ("new-room", Action::Create)]);
+    assert_eq!(plan.summary, Summary { create: 1, update: 2, delete: 0, unchanged: 1, not_declared: 1 });
+    assert_eq!(plan.not_declared[0].group_id.as_str(), "gone");
+    let lobby = &plan.changes[1];
+    assert_eq!(
+        lobby.keys,
+        KeyChanges { added: vec![], removed: vec!["legacy".into()], changed: vec!["theme".into()] }
+    );
+    assert_eq!(lobby.source.as_ref().map(|s| s.line), Some(2));
+}
+
+#[test]
+fn prune_turns_undeclared_groups_into_deletes() {
+    let (desired, applied) = sample();
+    let plan = diff(&desired, &applied, &options(true));
+    let gone = plan.changes.iter().find(|c| c.group_id.as_str() == "gone").unwrap();
+    assert_eq!(gone.action, Action::Delete);
+    assert_eq!(gone.after, None);
+    assert!(plan.not_declared.is_empty());
+    assert_eq!(plan.summary.delete, 1);
+}
+
+#[test]
+fn targets_limit_the_plan() {
+    let (desired, applied) = sample();
+    let mut opts = options(true);
+    opts.targets = Some([id("lobby"), id("gone")].into());
+    let plan = diff(&desired, &applied, &opts);
+    let ids: Vec<_> = plan.changes.iter().map(|c| c.group_id.as_str()).collect();
+    assert_eq!(ids, vec!["gone", "lobby"]);
+    assert_eq!(plan.summary.unchanged, 0);
+}
+
+#[test]
+fn json_round_trips() {
+    let (desired, applied) = sample();
+    let plan = diff(&desired, &applied, &options(false));
+    let back: Plan = serde_json::from_str(&render::json(&plan)).unwrap();
+    assert_eq!(back, plan);
+}
+
+#[test]
+fn text_rendering() {
+    let (desired, mut applied) = sample();
+    let long_before = "The quick brown fox jumps over the lazy dog, and then it rests under the old oak tree.";
+    let long_after = "The quick brown fox leaps over the lazy dog, and then it rests under the old oak tree.";
+    applied.insert(id("story"), AppliedGroup::new(attrs(&[("text", long_before), ("odd key", "a\u{1b}[31mb")])));
+    let mut desired = desired;
+    desired.insert(
+        id("story"),
+        DesiredGroup {
+            attributes: attrs(&[("text", long_after), ("odd key", "a\u{1b}[31mb")]),
+            source: SourceLocation { file: Arc::from(Path::new("groups/story.yaml")), line: 3, column: 9 },
+        },
+    );
+    let text = render::text(&diff(&desired, &applied, &options(false)));
+    insta::assert_snapshot!(anstream::adapter::strip_str(&text).to_string(), @r#"
+    grattr plan for production (sdkappid 1400000000)
+
+      ~ emptied will be updated  (groups/g.yaml:5)
+          - k = "v"
+          (no attributes: the group will be cleared)
+
+      ~ lobby will be updated  (groups/g.yaml:2)
+          - legacy = "x"
+          ~ theme  = "light" → "dark"
+          # 1 unchanged key not shown
+
+      + new-room will be created  (groups/g.yaml:3)
+          + topic = "launch"
+
+      ~ story will be updated  (groups/story.yaml:3)
+          ~ text = "The quick brown fox [-jumps-]{+leaps+} over the lazy dog, and then it rests under the old oak tree."
+          # 1 unchanged key not shown
+
+      = gone is no longer declared; left as is  (1 key recorded)
+
+    Plan: 1 to create, 3 to update, 0 to delete, 1 unchanged. 1 group is no longer declared and left as is (--prune clears them).
+    "#);
+}
+
+#[test]
+fn no_changes_says_so() {
+    let desired = declared(&[("a", attrs(&[("k", "v")]))]);
+    let applied = recorded(&[("a", attrs(&[("k", "v")]))]);
+    let plan = diff(&desired, &applied, &options(false));
+    assert!(plan.is_empty());
+    let text = anstream::adapter::strip_str(&render::text(&plan)).to_string();
+    assert!(text.contains("No changes."), "{text}");
+    assert!(text.ends_with("Plan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n"), "{text}");
+}
+
+#[test]
+fn markdown_rendering() {
+    let (desired, applied) = sample();
+    let mut desired = desired;
+    desired.insert(
+        id("<b>&`x`"),
+        DesiredGroup {
+            attributes: attrs(&[("code", "```rust\nfn main() {}\n```")]),
+            source: SourceLocation { file: Arc::from(Path::new("groups/odd.yaml")), line: 1, column: 9 },
+        },
+    );
+    insta::assert_snapshot!(render::markdown(&diff(&desired, &applied, &options(true))));
+}
+
+#[test]
+fn markdown_stays_under_the_comment_limit() {
+    let big = "x".repeat(4000);
+    let groups: Vec<(String, AttributeSet)> = (0..300)
+        .map(|i| (format!("g{i:05}"), (0..16).map(|k| (format!("k{k}"), big.clone())).collect()))
+        .collect();
+    let desired = declared(&groups.iter().map(|(g, a)| (g.as_str(), a.clone())).collect::<Vec<_>>());
+    let applied = recorded(&[("old", attrs(&[("a", "b")]))]);
+    let markdown = render::markdown(&diff(&desired, &applied, &options(false)));
+    assert!(markdown.chars().count() <= render::MARKDOWN_BUDGET, "{}", markdown.chars().count());
+    assert!(markdown.contains("more groups not shown"), "says what it cut");
+    assert!(markdown.contains("bytes cut"), "says values were shortened");
+    assert!(markdown.starts_with("### grattr plan"));
+    assert!(markdown.contains("**Plan: 300 to create"), "the summary comes first");
+}
+
+fn arb_attrs() -> impl Strategy<Value = AttributeSet> {
+    prop::collection::btree_map("[a-z]{1,3}", "[a-z0-9 ]{0,4}", 0..5)
+}
+
+fn arb_state() -> impl Strategy<Value = BTreeMap<String, AttributeSet>> {
+    prop::collection::btree_map("[a-z]{1,4}", arb_attrs(), 0..20)
+}
+
+proptest! {
+    #[test]
+    fn a_plan_against_its_own_applied_state_is_empty(state in arb_state()) {
+        let groups: Vec<(&str, AttributeSet)> = state.iter().map(|(g, a)| (g.as_str(), a.clone())).collect();
+        let plan = diff(&declared(&groups), &recorded(&groups), &options(true));
+        prop_assert!(plan.is_empty());
+        prop_assert_eq!(plan.summary.unchanged, state.len());
+    }
+
+    #[test]
+    fn every_group_is_counted_once(desired in arb_state(), applied in arb_state(), prune in any::<bool>()) {
+        let d: Vec<(&str, AttributeSet)> = desired.iter().map(|(g, a)| (g.as_str(), a.clone())).collect();
+        let a: Vec<(&str, AttributeSet)> = applied.iter().map(|(g, a)| (g.as_str(), a.clone())).collect();
+        let plan = diff(&declared(&d), &recorded(&a), &options(prune));
+        let s = plan.summary;
+        let all: BTreeSet<&String> = desired.keys().chain(applied.keys()).collect();
+        prop_assert_eq!(s.create + s.update + s.delete + s.unchanged + s.not_declared, all.len());
+        // Applying the plan yields the desired state.
+        let mut after: BTreeMap<String, AttributeSet> = applied.clone();
+        for change in &plan.changes {
+            match &change.after {
+                Some(attrs) => { after.insert(change.group_id.to_string(), attrs.clone()); }
+                None => { after.remove(change.group_id.as_str()); }
+            }
+        }
+        if prune {
+            prop_assert_eq!(after, desired);
+        }
+        // Changes come in id order.
+        prop_assert!(plan.changes.windows(2).all(|w| w[0].group_id < w[1].group_id));
+    }
+}

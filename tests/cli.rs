@@ -1,0 +1,276 @@
+//! The `validate` and `plan` commands, end to end through the real binary.
+
+mod support;
+
+use grattr::lockfile::Lockfile;
+use grattr::model::{AppliedGroup, AttributeSet, GroupId};
+use support::Repo;
+
+const LOBBY: &str = "groups:\n  - id: \"@TGS#aC5SZEAEF\"\n    attributes:\n      theme: dark\n      banner: \"Welcome to the lobby\"\n";
+const SUPPORT: &str = "groups:\n  - id: support-eu\n    attributes:\n      hours: \"9-17\"\n      sla: 4h\n  - id: support-us\n    attributes: {}\n";
+
+fn attrs(pairs: &[(&str, &str)]) -> AttributeSet {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Records `groups` as applied in the repository's lockfile.
+fn lock(repo: &Repo, groups: &[(&str, AttributeSet)]) {
+    let mut lockfile = Lockfile::new(1400000000);
+    for (id, attributes) in groups {
+        lockfile.groups.insert(GroupId::parse(id).unwrap(), AppliedGroup::new(attributes.clone()));
+    }
+    lockfile.write(&repo.join("grattr.lock")).unwrap();
+}
+
+fn example() -> Repo {
+    let repo = Repo::new().file("groups/live/lobby.yaml", LOBBY).file("groups/support.yaml", SUPPORT);
+    lock(
+        &repo,
+        &[
+            ("@TGS#aC5SZEAEF", attrs(&[("theme", "light"), ("banner", "Welcome to the lobby")])),
+            ("support-us", attrs(&[])),
+            ("old-room", attrs(&[("k", "v")])),
+        ],
+    );
+    repo
+}
+
+#[test]
+fn the_repository_example_is_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let output = assert_cmd::Command::cargo_bin("grattr").unwrap().current_dir(root).arg("validate").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok: "));
+}
+
+#[test]
+fn validate_counts_groups_and_files() {
+    example().run(&["validate"]).code(0).stdout_has("groups: ok: 3 groups in 2 files");
+}
+
+#[test]
+fn plan_text_shows_each_change_with_its_source() {
+    let run = example().run(&["plan"]).code(0);
+    assert!(!run.stdout.contains('\u{1b}'), "no colour when stdout is not a terminal");
+    insta::assert_snapshot!(run.stdout, @r#"
+    grattr plan for sdkappid 1400000000
+
+      ~ @TGS#aC5SZEAEF will be updated  (groups/live/lobby.yaml:2)
+          ~ theme = "light" → "dark"
+          # 1 unchanged key not shown
+
+      + support-eu will be created  (groups/support.yaml:2)
+          + hours = "9-17"
+          + sla   = "4h"
+
+      = old-room is no longer declared; left as is  (1 key recorded)
+
+    Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 group is no longer declared and left as is (--prune clears them).
+    "#);
+}
+
+#[test]
+fn plan_json_follows_the_documented_schema() {
+    let run = example().run(&["plan", "--format", "json", "--prune"]).code(0);
+    insta::assert_json_snapshot!(run.json(), @r#"
+    {
+      "changes": [
+        {
+          "action": "update",
+          "after": {
+            "banner": "Welcome to the lobby",
+            "theme": "dark"
+          },
+          "before": {
+            "banner": "Welcome to the lobby",
+            "theme": "light"
+          },
+          "group_id": "@TGS#aC5SZEAEF",
+          "keys": {
+            "added": [],
+            "changed": [
+              "theme"
+            ],
+            "removed": []
+          },
+          "source": {
+            "column": 9,
+            "file": "groups/live/lobby.yaml",
+            "line": 2
+          }
+        },
+        {
+          "action": "delete",
+          "after": null,
+          "before": {
+            "k": "v"
+          },
+          "group_id": "old-room",
+          "keys": {
+            "added": [],
+            "changed": [],
+            "removed": [
+              "k"
+            ]
+          },
+          "source": null
+        },
+        {
+          "action": "create",
+          "after": {
+            "hours": "9-17",
+            "sla": "4h"
+          },
+          "before": null,
+          "group_id": "support-eu",
+          "keys": {
+            "added": [
+              "hours",
+              "sla"
+            ],
+            "changed": [],
+            "removed": []
+          },
+          "source": {
+            "column": 9,
+            "file": "groups/support.yaml",
+            "line": 2
+          }
+        }
+      ],
+      "environment": {
+        "name": null,
+        "sdkappid": 1400000000
+      },
+      "format_version": 1,
+      "not_declared": [],
+      "prune": true,
+      "summary": {
+        "create": 1,
+        "delete": 1,
+        "not_declared": 0,
+        "unchanged": 1,
+        "update": 1
+      },
+      "targets": null
+    }
+    "#);
+}
+
+#[test]
+fn plan_markdown_is_a_pr_comment() {
+    let run = example().run(&["plan", "--format", "markdown"]).code(0);
+    assert!(run.stdout.starts_with("### grattr plan for sdkappid 1400000000\n\n**Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged."));
+    assert_eq!(run.stdout.matches("<details>").count(), 3, "{}", run.stdout);
+}
+
+#[test]
+fn detailed_exitcode_says_whether_anything_changes() {
+    let repo = example();
+    repo.run(&["plan", "--detailed-exitcode"]).code(2);
+    repo.run(&["plan"]).code(0);
+    lock(
+        &repo,
+        &[
+            ("@TGS#aC5SZEAEF", attrs(&[("theme", "dark"), ("banner", "Welcome to the lobby")])),
+            ("support-eu", attrs(&[("hours", "9-17"), ("sla", "4h")])),
+            ("support-us", attrs(&[])),
+        ],
+    );
+    repo.run(&["plan", "--detailed-exitcode"]).code(0).stdout_has("No changes.").stdout_has("3 unchanged.");
+}
+
+#[test]
+fn a_first_plan_without_lockfile_creates_everything() {
+    let repo = example().remove("grattr.lock");
+    repo.run(&["plan", "--detailed-exitcode"]).code(2).stdout_has("Plan: 3 to create, 0 to update, 0 to delete, 0 unchanged.");
+}
+
+#[test]
+fn plan_out_saves_the_plan_with_its_fingerprint() {
+    let repo = example();
+    let run = repo.run(&["plan", "--out", "plan.json"]).code(0).stderr_has("Saved the plan to plan.json");
+    assert!(run.stdout.contains("Plan: 1 to create"));
+    let saved: serde_json::Value = serde_json::from_str(&repo.read("plan.json")).unwrap();
+    for part in ["desired", "lockfile", "environment"] {
+        assert!(saved["fingerprint"][part].as_str().unwrap().starts_with("sha256:"), "{part}");
+    }
+    assert_eq!(saved["summary"]["create"], 1);
+    // The same inputs give the same fingerprint; another desired state another one.
+    repo.run(&["plan", "--out", "again.json"]).code(0);
+    let again: serde_json::Value = serde_json::from_str(&repo.read("again.json")).unwrap();
+    assert_eq!(saved["fingerprint"], again["fingerprint"]);
+    let repo = repo.file("groups/support.yaml", &SUPPORT.replace("9-17", "8-18"));
+    repo.run(&["plan", "--out", "changed.json"]).code(0);
+    let changed: serde_json::Value = serde_json::from_str(&repo.read("changed.json")).unwrap();
+    assert_ne!(saved["fingerprint"]["desired"], changed["fingerprint"]["desired"]);
+    assert_eq!(saved["fingerprint"]["lockfile"], changed["fingerprint"]["lockfile"]);
+}
+
+#[test]
+fn targets_limit_the_plan() {
+    let repo = example();
+    repo.run(&["plan", "--target", "support-eu"]).code(0).stdout_has("limited to 1 targeted group").stdout_has("Plan: 1 to create, 0 to update");
+    repo.run(&["plan", "--target", "nope"]).code(1).no_stdout().stderr_has("error: --target \"nope\": no such group");
+}
+
+#[test]
+fn invalid_desired_state_plans_nothing() {
+    let repo = example().file("groups/bad.yaml", "groups:\n  - id: bad\n    attributes:\n      k: ~\n");
+    repo.run(&["plan"])
+        .code(1)
+        .no_stdout()
+        .stderr_has("groups/bad.yaml:4:10: error: group \"bad\" key \"k\": value is null")
+        .stderr_has("error: 1 error, 0 warnings in 1 file; nothing was planned");
+    repo.run(&["validate"]).code(1).stderr_has("groups: invalid: 1 error, 0 warnings in 1 file");
+}
+
+#[test]
+fn a_corrupt_lockfile_is_refused() {
+    let repo = example();
+    let text = repo.read("grattr.lock").replace("\"light\"", "\"sepia\"");
+    let repo = repo.file("grattr.lock", &text);
+    repo.run(&["plan"])
+        .code(1)
+        .no_stdout()
+        .stderr_has("grattr.lock: error: 1 corrupt or hand-edited entry:\n  - group \"@TGS#aC5SZEAEF\": digest does not match");
+    let repo = repo.file("grattr.lock", "{\"format_version\": 1,\n  \"groups\": [\n");
+    repo.run(&["plan"]).code(1).stderr_has("grattr.lock:2:12: error: not a valid lockfile: invalid type: sequence");
+    // validate does not need the lockfile at all.
+    repo.run(&["validate"]).code(0);
+}
+
+#[test]
+fn a_lockfile_of_another_app_is_refused() {
+    let repo = example();
+    let text = repo.read("grattr.lock").replace("1400000000", "1400000001");
+    repo.file("grattr.lock", &text).run(&["plan"]).code(1).stderr_has("records sdkappid 1400000001, but the environment is sdkappid 1400000000");
+}
+
+#[test]
+fn environments_select_app_and_lockfile() {
+    let config = "admin: administrator\nenvironments:\n  staging:\n    sdkappid: 1400000001\n    endpoint: http://127.0.0.1:9\n    lockfile: staging.lock\n  production:\n    sdkappid: 1400000000\n    region: singapore\n";
+    let repo = example().file("grattr.yaml", config);
+    repo.run(&["plan"]).code(1).stderr_has("grattr.yaml:3:3: error: grattr.yaml defines environments (production, staging); choose one with --env NAME");
+    repo.run(&["plan", "--env", "production"]).code(0).stdout_has("for production (sdkappid 1400000000)").stdout_has("1 to create, 1 to update");
+    repo.run(&["plan", "--env", "staging"]).code(0).stdout_has("for staging (sdkappid 1400000001)").stdout_has("3 to create, 0 to update");
+    repo.run_with_env(&["plan"], &[("GRATTR_ENV", "staging")]).code(0).stdout_has("for staging");
+    repo.run(&["plan", "--env", "qa"]).code(1).stderr_has("no environment named \"qa\"; defined: production, staging");
+    // validate checks every environment when none is chosen.
+    repo.run(&["validate"]).code(0).stdout_has("groups: ok: 3 groups");
+}
+
+#[test]
+fn config_mistakes_point_at_their_line() {
+    let repo = example().file("grattr.yaml", "sdkappid: 1400000000\nadmin: administrator\nregion: singapore\nlockfle: x.lock\n");
+    repo.run(&["plan"]).code(1).no_stdout().stderr_has("grattr.yaml:4:1: error: unknown field `lockfle`");
+    let repo = repo.remove("grattr.yaml");
+    repo.run(&["validate"]).code(1).stderr_has("grattr.yaml: error: cannot read the configuration").stderr_has("help: run grattr in the directory");
+    repo.run(&["-c", "elsewhere/grattr.yaml", "plan"]).code(1).stderr_has("elsewhere/grattr.yaml: error: cannot read the configuration");
+}
+
+#[test]
+fn config_paths_are_relative_to_the_config_file() {
+    let repo = Repo::new().file("infra/grattr.yaml", support::CONFIG).file("infra/groups/a.yaml", LOBBY);
+    repo.run(&["-c", "infra/grattr.yaml", "plan"]).code(0).stdout_has("(infra/groups/a.yaml:2)");
+}
