@@ -3,8 +3,8 @@
 //! The data flows one way: [`desired`] and [`lockfile`] load the desired and the
 //! last-applied state, [`plan`] diffs them, and the command line renders the plan.
 
+pub mod cli;
 pub mod desired;
 pub mod lockfile;
 pub mod model;
 pub mod plan;
-pub mod cli;

@@ -6,7 +6,8 @@ use grattr::lockfile::Lockfile;
 use grattr::model::{AppliedGroup, AttributeSet, GroupId};
 use support::Repo;
 
-const LOBBY: &str = "groups:\n  - id: \"@TGS#aC5SZEAEF\"\n    attributes:\n      theme: dark\n      banner: \"Welcome to the lobby\"\n";
+const LOBBY: &str =
+    "groups:\n  - id: \"@TGS#aC5SZEAEF\"\n    attributes:\n      theme: dark\n      banner: \"Welcome to the lobby\"\n";
 const SUPPORT: &str = "groups:\n  - id: support-eu\n    attributes:\n      hours: \"9-17\"\n      sla: 4h\n  - id: support-us\n    attributes: {}\n";
 
 fn attrs(pairs: &[(&str, &str)]) -> AttributeSet {
@@ -160,7 +161,9 @@ fn plan_json_follows_the_documented_schema() {
 #[test]
 fn plan_markdown_is_a_pr_comment() {
     let run = example().run(&["plan", "--format", "markdown"]).code(0);
-    assert!(run.stdout.starts_with("### grattr plan for sdkappid 1400000000\n\n**Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged."));
+    assert!(run.stdout.starts_with(
+        "### grattr plan for sdkappid 1400000000\n\n**Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged."
+    ));
     assert_eq!(run.stdout.matches("<details>").count(), 3, "{}", run.stdout);
 }
 
@@ -183,7 +186,9 @@ fn detailed_exitcode_says_whether_anything_changes() {
 #[test]
 fn a_first_plan_without_lockfile_creates_everything() {
     let repo = example().remove("grattr.lock");
-    repo.run(&["plan", "--detailed-exitcode"]).code(2).stdout_has("Plan: 3 to create, 0 to update, 0 to delete, 0 unchanged.");
+    repo.run(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .stdout_has("Plan: 3 to create, 0 to update, 0 to delete, 0 unchanged.");
 }
 
 #[test]
@@ -210,7 +215,10 @@ fn plan_out_saves_the_plan_with_its_fingerprint() {
 #[test]
 fn targets_limit_the_plan() {
     let repo = example();
-    repo.run(&["plan", "--target", "support-eu"]).code(0).stdout_has("limited to 1 targeted group").stdout_has("Plan: 1 to create, 0 to update");
+    repo.run(&["plan", "--target", "support-eu"])
+        .code(0)
+        .stdout_has("limited to 1 targeted group")
+        .stdout_has("Plan: 1 to create, 0 to update");
     repo.run(&["plan", "--target", "nope"]).code(1).no_stdout().stderr_has("error: --target \"nope\": no such group");
 }
 
@@ -230,10 +238,9 @@ fn a_corrupt_lockfile_is_refused() {
     let repo = example();
     let text = repo.read("grattr.lock").replace("\"light\"", "\"sepia\"");
     let repo = repo.file("grattr.lock", &text);
-    repo.run(&["plan"])
-        .code(1)
-        .no_stdout()
-        .stderr_has("grattr.lock: error: 1 corrupt or hand-edited entry:\n  - group \"@TGS#aC5SZEAEF\": digest does not match");
+    repo.run(&["plan"]).code(1).no_stdout().stderr_has(
+        "grattr.lock: error: 1 corrupt or hand-edited entry:\n  - group \"@TGS#aC5SZEAEF\": digest does not match",
+    );
     let repo = repo.file("grattr.lock", "{\"format_version\": 1,\n  \"groups\": [\n");
     repo.run(&["plan"]).code(1).stderr_has("grattr.lock:2:12: error: not a valid lockfile: invalid type: sequence");
     // validate does not need the lockfile at all.
@@ -244,16 +251,27 @@ fn a_corrupt_lockfile_is_refused() {
 fn a_lockfile_of_another_app_is_refused() {
     let repo = example();
     let text = repo.read("grattr.lock").replace("1400000000", "1400000001");
-    repo.file("grattr.lock", &text).run(&["plan"]).code(1).stderr_has("records sdkappid 1400000001, but the environment is sdkappid 1400000000");
+    repo.file("grattr.lock", &text)
+        .run(&["plan"])
+        .code(1)
+        .stderr_has("records sdkappid 1400000001, but the environment is sdkappid 1400000000");
 }
 
 #[test]
 fn environments_select_app_and_lockfile() {
     let config = "admin: administrator\nenvironments:\n  staging:\n    sdkappid: 1400000001\n    endpoint: http://127.0.0.1:9\n    lockfile: staging.lock\n  production:\n    sdkappid: 1400000000\n    region: singapore\n";
     let repo = example().file("grattr.yaml", config);
-    repo.run(&["plan"]).code(1).stderr_has("grattr.yaml:3:3: error: grattr.yaml defines environments (production, staging); choose one with --env NAME");
-    repo.run(&["plan", "--env", "production"]).code(0).stdout_has("for production (sdkappid 1400000000)").stdout_has("1 to create, 1 to update");
-    repo.run(&["plan", "--env", "staging"]).code(0).stdout_has("for staging (sdkappid 1400000001)").stdout_has("3 to create, 0 to update");
+    repo.run(&["plan"]).code(1).stderr_has(
+        "grattr.yaml:3:3: error: grattr.yaml defines environments (production, staging); choose one with --env NAME",
+    );
+    repo.run(&["plan", "--env", "production"])
+        .code(0)
+        .stdout_has("for production (sdkappid 1400000000)")
+        .stdout_has("1 to create, 1 to update");
+    repo.run(&["plan", "--env", "staging"])
+        .code(0)
+        .stdout_has("for staging (sdkappid 1400000001)")
+        .stdout_has("3 to create, 0 to update");
     repo.run_with_env(&["plan"], &[("GRATTR_ENV", "staging")]).code(0).stdout_has("for staging");
     repo.run(&["plan", "--env", "qa"]).code(1).stderr_has("no environment named \"qa\"; defined: production, staging");
     // validate checks every environment when none is chosen.
@@ -262,11 +280,17 @@ fn environments_select_app_and_lockfile() {
 
 #[test]
 fn config_mistakes_point_at_their_line() {
-    let repo = example().file("grattr.yaml", "sdkappid: 1400000000\nadmin: administrator\nregion: singapore\nlockfle: x.lock\n");
+    let repo = example()
+        .file("grattr.yaml", "sdkappid: 1400000000\nadmin: administrator\nregion: singapore\nlockfle: x.lock\n");
     repo.run(&["plan"]).code(1).no_stdout().stderr_has("grattr.yaml:4:1: error: unknown field `lockfle`");
     let repo = repo.remove("grattr.yaml");
-    repo.run(&["validate"]).code(1).stderr_has("grattr.yaml: error: cannot read the configuration").stderr_has("help: run grattr in the directory");
-    repo.run(&["-c", "elsewhere/grattr.yaml", "plan"]).code(1).stderr_has("elsewhere/grattr.yaml: error: cannot read the configuration");
+    repo.run(&["validate"])
+        .code(1)
+        .stderr_has("grattr.yaml: error: cannot read the configuration")
+        .stderr_has("help: run grattr in the directory");
+    repo.run(&["-c", "elsewhere/grattr.yaml", "plan"])
+        .code(1)
+        .stderr_has("elsewhere/grattr.yaml: error: cannot read the configuration");
 }
 
 #[test]

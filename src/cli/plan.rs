@@ -113,8 +113,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     anstream::stdout().lock().write_all(rendered.as_bytes())?;
     if let Some(out) = &args.out {
         plan.fingerprint = Some(inputs.fingerprint());
-        lockfile::write_atomically(out, render::json(&plan).as_bytes()).with_context(|| format!("cannot save the plan to {}", out.display()))?;
-        let _ = writeln!(anstream::stderr(), "Saved the plan to {}; apply it with `grattr apply {}`.", out.display(), out.display());
+        lockfile::write_atomically(out, render::json(&plan).as_bytes())
+            .with_context(|| format!("cannot save the plan to {}", out.display()))?;
+        let _ = writeln!(
+            anstream::stderr(),
+            "Saved the plan to {}; apply it with `grattr apply {}`.",
+            out.display(),
+            out.display()
+        );
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() { exit::CHANGES } else { exit::OK })
 }

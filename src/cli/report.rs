@@ -41,9 +41,10 @@ pub fn counts(diagnostics: &[Diagnostic]) -> String {
 pub fn error(error: &anyhow::Error) {
     let mut err = anstream::stderr().lock();
     // Errors that carry their own location already read `path:line:col: error: …`.
-    let located = error.downcast_ref::<Diagnostic>().map(ToString::to_string).or_else(|| {
-        error.downcast_ref::<LockfileError>().map(ToString::to_string)
-    });
+    let located = error
+        .downcast_ref::<Diagnostic>()
+        .map(ToString::to_string)
+        .or_else(|| error.downcast_ref::<LockfileError>().map(ToString::to_string));
     let _ = match located {
         Some(text) => writeln!(err, "{text}"),
         None => writeln!(err, "error: {error:#}"),

@@ -2,9 +2,9 @@
 //! live, and named environments (staging, production) that override the top level.
 
 use super::diagnostic::{Diagnostic, Rule, display_path};
-use crate::model::SourceLocation;
 use super::yaml;
 use crate::model::Region;
+use crate::model::SourceLocation;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -118,7 +118,8 @@ impl Config {
     /// Parses the text of a configuration file found at `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
         let file: Arc<Path> = Arc::from(display_path(path));
-        let top: SettingsDoc = serde_saphyr::from_str_with_options(text, yaml::options()).map_err(|e| yaml::diagnostic(&file, &e))?;
+        let top: SettingsDoc =
+            serde_saphyr::from_str_with_options(text, yaml::options()).map_err(|e| yaml::diagnostic(&file, &e))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Config { file, dir, top })
     }
@@ -142,13 +143,19 @@ impl Config {
                 Some(env) => (Some(&env.value), Some(&env.referenced)),
                 None => {
                     let known = self.environment_names().join(", ");
-                    return Err(error(at(Some(&envs.referenced)), format!("no environment named {name:?}; defined: {known}")));
+                    return Err(error(
+                        at(Some(&envs.referenced)),
+                        format!("no environment named {name:?}; defined: {known}"),
+                    ));
                 }
             },
             (Some(envs), None) => {
                 let known = self.environment_names().join(", ");
-                return Err(error(at(Some(&envs.referenced)), format!("grattr.yaml defines environments ({known}); choose one with --env NAME"))
-                    .with_help("or set GRATTR_ENV"));
+                return Err(error(
+                    at(Some(&envs.referenced)),
+                    format!("grattr.yaml defines environments ({known}); choose one with --env NAME"),
+                )
+                .with_help("or set GRATTR_ENV"));
             }
             (None, Some(name)) => {
                 return Err(error(at(None), format!("--env {name}: grattr.yaml defines no environments"))
@@ -176,7 +183,10 @@ impl Config {
 
         let sdkappid = pick!(sdkappid).ok_or_else(|| missing("sdkappid"))?;
         if sdkappid.value == 0 || sdkappid.value > u64::from(u32::MAX) {
-            return Err(error(at(Some(&sdkappid.referenced)), format!("sdkappid {} is out of range (1 to {})", sdkappid.value, u32::MAX)));
+            return Err(error(
+                at(Some(&sdkappid.referenced)),
+                format!("sdkappid {} is out of range (1 to {})", sdkappid.value, u32::MAX),
+            ));
         }
         let admin = pick!(admin).ok_or_else(|| missing("admin"))?;
         if admin.value.trim().is_empty() {
@@ -192,10 +202,17 @@ impl Config {
             return Err(error(at(Some(&url.referenced)), "set either `region` or `endpoint`, not both".into()));
         }
         let endpoint = match (endpoint, configured_endpoint, region) {
-            (Some(url), _, _) => Endpoint::Url(check_url(url).map_err(|m| error(at(None), format!("--endpoint: {m}")))?),
-            (None, Some(url), _) => Endpoint::Url(check_url(&url.value).map_err(|m| error(at(Some(&url.referenced)), format!("endpoint: {m}")))?),
+            (Some(url), _, _) => {
+                Endpoint::Url(check_url(url).map_err(|m| error(at(None), format!("--endpoint: {m}")))?)
+            }
+            (None, Some(url), _) => Endpoint::Url(
+                check_url(&url.value).map_err(|m| error(at(Some(&url.referenced)), format!("endpoint: {m}")))?,
+            ),
             (None, None, Some(region)) => Endpoint::Region(Region::named(&region.value).ok_or_else(|| {
-                error(at(Some(&region.referenced)), format!("unknown region {:?}; regions: {}", region.value, Region::names()))
+                error(
+                    at(Some(&region.referenced)),
+                    format!("unknown region {:?}; regions: {}", region.value, Region::names()),
+                )
             })?),
             (None, None, None) => return Err(missing("region` or `endpoint")),
         };
@@ -228,7 +245,9 @@ fn check_url(url: &str) -> Result<String, String> {
     match rest {
         None => Err(format!("{url:?} is not an http:// or https:// URL")),
         Some(host) if host.is_empty() || host.starts_with('/') => Err(format!("{url:?} has no host")),
-        Some(_) if url.contains(['?', '#', ' ']) => Err(format!("{url:?} must be a base URL without query, fragment or spaces")),
+        Some(_) if url.contains(['?', '#', ' ']) => {
+            Err(format!("{url:?} must be a base URL without query, fragment or spaces"))
+        }
         Some(_) => Ok(url.trim_end_matches('/').to_string()),
     }
 }
@@ -243,7 +262,8 @@ mod tests {
 
     #[test]
     fn single_environment_with_defaults() {
-        let env = config("sdkappid: 1400000000\nadmin: administrator\nregion: singapore\n").environment(None, None).unwrap();
+        let env =
+            config("sdkappid: 1400000000\nadmin: administrator\nregion: singapore\n").environment(None, None).unwrap();
         assert_eq!(env.endpoint.base_url(), "https://adminapisgp.im.qcloud.com");
         assert_eq!(env.groups_dir, Path::new("repo/groups"));
         assert_eq!(env.lockfile, Path::new("repo/grattr.lock"));
@@ -266,7 +286,10 @@ mod tests {
         let no_env = c.environment(None, None).unwrap_err();
         assert!(no_env.message.contains("choose one with --env"), "{no_env}");
         let unknown = c.environment(Some("qa"), None).unwrap_err();
-        assert_eq!(unknown.to_string(), "repo/grattr.yaml:4:3: error: no environment named \"qa\"; defined: production, staging");
+        assert_eq!(
+            unknown.to_string(),
+            "repo/grattr.yaml:4:3: error: no environment named \"qa\"; defined: production, staging"
+        );
     }
 
     #[test]
@@ -285,7 +308,10 @@ mod tests {
             ("admin: a\nregion: china\n", "repo/grattr.yaml:1:1: error: missing field `sdkappid` (at the top level)"),
             ("sdkappid: 1\nadmin: a\nregion: mars\n", "repo/grattr.yaml:3:9: error: unknown region \"mars\""),
             ("sdkappid: 1\nadmin: a\nregion: china\nendpoint: http://x\n", "repo/grattr.yaml:4:11: error: set either"),
-            ("sdkappid: 1\nadmin: a\nendpoint: ftp://x\n", "repo/grattr.yaml:3:11: error: endpoint: \"ftp://x\" is not"),
+            (
+                "sdkappid: 1\nadmin: a\nendpoint: ftp://x\n",
+                "repo/grattr.yaml:3:11: error: endpoint: \"ftp://x\" is not",
+            ),
             ("sdkappid: 0\nadmin: a\nregion: china\n", "repo/grattr.yaml:1:11: error: sdkappid 0 is out of range"),
         ];
         for (text, expected) in resolved {

@@ -223,8 +223,12 @@ mod tests {
 
     #[test]
     fn one_line_form() {
-        let d = Diagnostic::error(Rule::ValueTooLong, at(4, 15), "group \"lobby\" key \"banner\": value is 4001 bytes, limit 4000 bytes")
-            .with_code(10046);
+        let d = Diagnostic::error(
+            Rule::ValueTooLong,
+            at(4, 15),
+            "group \"lobby\" key \"banner\": value is 4001 bytes, limit 4000 bytes",
+        )
+        .with_code(10046);
         assert_eq!(
             d.to_string(),
             "groups/lobby.yaml:4:15: error: group \"lobby\" key \"banner\": value is 4001 bytes, limit 4000 bytes [10046]"
@@ -234,7 +238,8 @@ mod tests {
     #[test]
     fn snippet_points_at_the_column() {
         let source = "groups:\n  - id: lobby\n    attributes:\n      banner: ~\n";
-        let d = Diagnostic::error(Rule::NullValue, at(4, 15), "value of key \"banner\" is null").with_help("quote it: banner: \"~\"");
+        let d = Diagnostic::error(Rule::NullValue, at(4, 15), "value of key \"banner\" is null")
+            .with_help("quote it: banner: \"~\"");
         let plain = anstream::adapter::strip_str(&d.render_with_snippet(Some(source))).to_string();
         insta::assert_snapshot!(plain, @r#"
         error: value of key "banner" is null

@@ -4,8 +4,8 @@
 
 use super::diagnostic::{Diagnostic, Rule};
 use super::yaml::{self, Entries, Node};
-use crate::model::limits::{self, Violation};
 pub use crate::model::DesiredGroup;
+use crate::model::limits::{self, Violation};
 use crate::model::{AttributeSet, Digest, DigestBuilder, GroupId, SourceLocation};
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -103,13 +103,18 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
             .with_help("create it, or set `groups:` in grattr.yaml to the directory that holds your group files"));
     }
     let mut files = Vec::new();
-    let walk = walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().filter_entry(|entry| {
-        entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.')
-    });
+    let walk = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
     for entry in walk {
         let entry = entry.map_err(|e| {
             let file = e.path().unwrap_or(dir);
-            Diagnostic::error(Rule::Io, SourceLocation { file: Arc::from(file), line: 0, column: 0 }, format!("cannot read: {e}"))
+            Diagnostic::error(
+                Rule::Io,
+                SourceLocation { file: Arc::from(file), line: 0, column: 0 },
+                format!("cannot read: {e}"),
+            )
         })?;
         if entry.file_type().is_file() && is_group_file(&entry.file_name().to_string_lossy()) {
             files.push(entry.into_path());
@@ -127,13 +132,22 @@ pub fn read_file(path: &Path) -> FileGroups {
             Err(e) => {
                 let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let line = valid.iter().filter(|b| **b == b'\n').count() as u64 + 1;
-                let column = String::from_utf8_lossy(valid.rsplit(|b| *b == b'\n').next().unwrap_or(&[])).chars().count() as u64 + 1;
+                let column =
+                    String::from_utf8_lossy(valid.rsplit(|b| *b == b'\n').next().unwrap_or(&[])).chars().count() as u64
+                        + 1;
                 let message = format!("file is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to());
-                FileGroups { diagnostics: vec![Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message)], ..Default::default() }
+                FileGroups {
+                    diagnostics: vec![Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message)],
+                    ..Default::default()
+                }
             }
         },
         Err(e) => FileGroups {
-            diagnostics: vec![Diagnostic::error(Rule::Io, SourceLocation { file, line: 0, column: 0 }, format!("cannot read: {e}"))],
+            diagnostics: vec![Diagnostic::error(
+                Rule::Io,
+                SourceLocation { file, line: 0, column: 0 },
+                format!("cannot read: {e}"),
+            )],
             ..Default::default()
         },
     }
@@ -169,13 +183,16 @@ fn check_group(file: &Arc<Path>, text: &str, group: GroupDoc, out: &mut FileGrou
     let id = match Node::text(&group.id, text) {
         None => {
             let message = format!("group id is {}; an id is text", group.id.value.kind());
-            out.diagnostics.push(Diagnostic::error(Rule::GroupId, id_at.clone(), message).with_code(limits::MAX_GROUP_ID_BYTES.code));
+            out.diagnostics.push(
+                Diagnostic::error(Rule::GroupId, id_at.clone(), message).with_code(limits::MAX_GROUP_ID_BYTES.code),
+            );
             None
         }
         Some(raw) => match GroupId::parse(&raw) {
             Ok(id) => Some(id),
             Err(e) => {
-                out.diagnostics.push(Diagnostic::error(Rule::GroupId, id_at.clone(), e.to_string()).with_code(e.code()));
+                out.diagnostics
+                    .push(Diagnostic::error(Rule::GroupId, id_at.clone(), e.to_string()).with_code(e.code()));
                 None
             }
         },
@@ -206,7 +223,8 @@ fn check_group(file: &Arc<Path>, text: &str, group: GroupDoc, out: &mut FileGrou
         };
         match key_at.entry(key_text.clone()) {
             Entry::Occupied(first) => {
-                let message = format!("group {name}: key {key_text:?} is given twice, first at line {}", first.get().0.line);
+                let message =
+                    format!("group {name}: key {key_text:?} is given twice, first at line {}", first.get().0.line);
                 out.diagnostics.push(Diagnostic::error(Rule::DuplicateKey, here, message));
             }
             Entry::Vacant(slot) => {
@@ -253,7 +271,11 @@ pub fn merge(files: Vec<FileGroups>) -> Loaded {
         for (id, group) in file.groups {
             match loaded.state.groups.entry(id) {
                 Entry::Occupied(first) => {
-                    let message = format!("group {:?} is declared twice: here and at {}", first.key().as_str(), first.get().source);
+                    let message = format!(
+                        "group {:?} is declared twice: here and at {}",
+                        first.key().as_str(),
+                        first.get().source
+                    );
                     loaded.diagnostics.push(Diagnostic::error(Rule::DuplicateGroup, group.source, message));
                 }
                 Entry::Vacant(slot) => {
@@ -275,7 +297,9 @@ mod tests {
 
     #[test]
     fn reads_groups_with_their_locations() {
-        let parsed = parse("groups:\n  - id: \"@TGS#aC5SZEAEF\"\n    attributes:\n      theme: dark\n      n: 42\n  - id: empty\n    attributes: {}\n");
+        let parsed = parse(
+            "groups:\n  - id: \"@TGS#aC5SZEAEF\"\n    attributes:\n      theme: dark\n      n: 42\n  - id: empty\n    attributes: {}\n",
+        );
         assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
         let (id, group) = &parsed.groups[0];
         assert_eq!(id.as_str(), "@TGS#aC5SZEAEF");
@@ -286,7 +310,9 @@ mod tests {
 
     #[test]
     fn reports_every_problem_of_a_file() {
-        let parsed = parse("groups:\n  - id: a\n    attributes:\n      k: ~\n      k2: x\n      k2: y\n  - id: \"\"\n    attributes: {}\n");
+        let parsed = parse(
+            "groups:\n  - id: a\n    attributes:\n      k: ~\n      k2: x\n      k2: y\n  - id: \"\"\n    attributes: {}\n",
+        );
         let rules: Vec<_> = parsed.diagnostics.iter().map(|d| (d.rule, d.location.line)).collect();
         assert_eq!(rules, vec![(Rule::NullValue, 4), (Rule::DuplicateKey, 6), (Rule::GroupId, 7)]);
         assert!(parsed.groups.is_empty());
@@ -298,7 +324,10 @@ mod tests {
         let b = parse_file(Arc::from(Path::new("h.yaml")), "groups:\n\n  - id: x\n    attributes: {}\n");
         let loaded = merge(vec![a, b]);
         assert_eq!(loaded.diagnostics.len(), 1);
-        assert_eq!(loaded.diagnostics[0].to_string(), "h.yaml:3:9: error: group \"x\" is declared twice: here and at g.yaml:2:9");
+        assert_eq!(
+            loaded.diagnostics[0].to_string(),
+            "h.yaml:3:9: error: group \"x\" is declared twice: here and at g.yaml:2:9"
+        );
     }
 
     #[test]

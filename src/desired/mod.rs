@@ -7,7 +7,7 @@ pub mod diagnostic;
 pub mod groups;
 pub mod yaml;
 
-pub use config::{Config, Endpoint, Environment};
 pub use crate::model::SourceLocation;
+pub use config::{Config, Endpoint, Environment};
 pub use diagnostic::{Diagnostic, Rule};
 pub use groups::{DesiredGroup, DesiredState, Loaded, load};

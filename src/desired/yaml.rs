@@ -4,8 +4,8 @@
 
 use super::diagnostic::{Diagnostic, Rule};
 use crate::model::SourceLocation;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{DuplicateKeyPolicy, Error as YamlError, Location, MessageFormatter, Spanned};
 use std::fmt;
 use std::path::Path;
@@ -206,16 +206,22 @@ mod tests {
         entries
             .0
             .iter()
-            .map(|(k, v)| (Node::text(k, yaml).unwrap(), Node::text(v, yaml).or_else(|| match &v.value {
-                Node::Json(json) => Some(format!("json:{json}")),
-                _ => None,
-            })))
+            .map(|(k, v)| {
+                (
+                    Node::text(k, yaml).unwrap(),
+                    Node::text(v, yaml).or_else(|| match &v.value {
+                        Node::Json(json) => Some(format!("json:{json}")),
+                        _ => None,
+                    }),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn scalars_are_the_text_written() {
-        let yaml = "a: 42\nb: no\nc: 1.50\nd: 0x1F # c\ne: .inf\nf: 1_000\ng: Yes\nh: 2024-01-01\n007: x\ni: 'q'\nj: ~\nk:\n";
+        let yaml =
+            "a: 42\nb: no\nc: 1.50\nd: 0x1F # c\ne: .inf\nf: 1_000\ng: Yes\nh: 2024-01-01\n007: x\ni: 'q'\nj: ~\nk:\n";
         assert_eq!(
             values(yaml),
             vec![

@@ -48,7 +48,8 @@ pub struct LockGuard {
 impl LockGuard {
     /// The sidecar file that carries the lock of `lockfile`: `.NAME.lck` beside it.
     pub fn sidecar(lockfile: &Path) -> PathBuf {
-        let name = lockfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "grattr.lock".into());
+        let name =
+            lockfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "grattr.lock".into());
         lockfile.with_file_name(format!(".{name}.lck"))
     }
 
@@ -57,12 +58,15 @@ impl LockGuard {
     pub fn acquire(lockfile: &Path, command: &str, wait: Duration) -> Result<LockGuard, LockError> {
         let path = Self::sidecar(lockfile);
         let io = |source| LockError::Io { path: path.clone(), source };
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 Err(TryLockError::WouldBlock) => {
                     let mut text = String::new();
                     let holder = file.read_to_string(&mut text).ok().and_then(|_| serde_json::from_str(&text).ok());

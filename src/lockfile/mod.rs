@@ -7,11 +7,11 @@ mod guard;
 pub use guard::{Holder, LockError, LockGuard};
 
 pub use crate::model::AppliedGroup;
+#[cfg(test)]
+use crate::model::AttributeSet;
 use crate::model::{Digest, DigestBuilder, GroupId};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-#[cfg(test)]
-use crate::model::AttributeSet;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
@@ -202,7 +202,8 @@ mod tests {
 
     fn sample() -> Lockfile {
         let mut lock = Lockfile::new(1400000000);
-        let attrs: AttributeSet = [("theme".to_string(), "dark".to_string()), ("banner".into(), "Hi \"all\"\n".into())].into();
+        let attrs: AttributeSet =
+            [("theme".to_string(), "dark".to_string()), ("banner".into(), "Hi \"all\"\n".into())].into();
         lock.groups.insert(GroupId::parse("@TGS#aC5SZEAEF").unwrap(), AppliedGroup::new(attrs));
         lock.groups.insert(GroupId::parse("empty").unwrap(), AppliedGroup::new(AttributeSet::new()));
         lock
@@ -258,10 +259,22 @@ mod tests {
         let cases: [(&str, &str); 6] = [
             ("{", "grattr.lock:1:1: error: not a valid lockfile: EOF while parsing an object"),
             ("{\"format_version\": 2}", "lockfile format 2 is newer"),
-            ("{\"format_version\": 1, \"groups\": {\"\": {\"digest\": \"x\", \"attributes\": {}}}}", "group \"\": group id is empty"),
-            ("{\"format_version\": 1, \"groups\": {\"a\": {\"attributes\": {}}}}", "group \"a\": missing field `digest`"),
-            ("{\"format_version\": 1, \"groups\": {\"a\": {\"digest\": \"x\", \"attributes\": {\"k\": 1}}}}", "group \"a\": invalid type"),
-            ("{\"format_version\": 1, \"groups\": {\"a\": {\"digest\": \"x\", \"attributes\": {}, \"extra\": 1}}}", "unknown field `extra`"),
+            (
+                "{\"format_version\": 1, \"groups\": {\"\": {\"digest\": \"x\", \"attributes\": {}}}}",
+                "group \"\": group id is empty",
+            ),
+            (
+                "{\"format_version\": 1, \"groups\": {\"a\": {\"attributes\": {}}}}",
+                "group \"a\": missing field `digest`",
+            ),
+            (
+                "{\"format_version\": 1, \"groups\": {\"a\": {\"digest\": \"x\", \"attributes\": {\"k\": 1}}}}",
+                "group \"a\": invalid type",
+            ),
+            (
+                "{\"format_version\": 1, \"groups\": {\"a\": {\"digest\": \"x\", \"attributes\": {}, \"extra\": 1}}}",
+                "unknown field `extra`",
+            ),
         ];
         for (text, expected) in cases {
             let e = Lockfile::parse(Path::new("grattr.lock"), text.as_bytes()).unwrap_err().to_string();
@@ -277,7 +290,10 @@ mod tests {
     #[test]
     fn another_apps_lockfile_is_refused() {
         let e = sample().check_app(Path::new("grattr.lock"), 1).unwrap_err().to_string();
-        assert_eq!(e, "grattr.lock: error: the lockfile records sdkappid 1400000000, but the environment is sdkappid 1");
+        assert_eq!(
+            e,
+            "grattr.lock: error: the lockfile records sdkappid 1400000000, but the environment is sdkappid 1"
+        );
         assert!(Lockfile::default().check_app(Path::new("x"), 1).is_ok());
     }
 }

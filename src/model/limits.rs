@@ -104,10 +104,9 @@ impl fmt::Display for Violation {
             Violation::ValuesTooLarge { bytes } => {
                 write!(f, "values total {bytes} bytes, limit {max} bytes per group")
             }
-            Violation::KeysAndValuesLarge { bytes } => write!(
-                f,
-                "keys and values total {bytes} bytes, over the {max} bytes the client SDKs document"
-            ),
+            Violation::KeysAndValuesLarge { bytes } => {
+                write!(f, "keys and values total {bytes} bytes, over the {max} bytes the client SDKs document")
+            }
         }
     }
 }

@@ -227,7 +227,9 @@ pub fn diff(
                 });
             }
             Ordering::Equal => {
-                let (Some((id, group)), Some((_, recorded))) = (desired_iter.next(), applied_iter.next()) else { break };
+                let (Some((id, group)), Some((_, recorded))) = (desired_iter.next(), applied_iter.next()) else {
+                    break;
+                };
                 if group.attributes == recorded.attributes {
                     plan.summary.unchanged += 1;
                     continue;

@@ -66,8 +66,15 @@ fn key_lines(change: &Change, styled: bool) -> Vec<KeyLine> {
     lines
 }
 
-/// A changed value: both whole when short, else a word-level diff of the two.
+/// Indentation of the lines of a multi-line value diff in the text rendering.
+const VALUE_LINES_INDENT: &str = "          ";
+
+/// A changed value: both whole when short, a line diff when either spans lines,
+/// else a word-level diff of the two.
 fn changed_value(old: &str, new: &str, styled: bool) -> String {
+    if old.contains('\n') || new.contains('\n') {
+        return changed_lines(old, new, styled);
+    }
     let (old_q, new_q) = (quoted(old), quoted(new));
     if old_q.len() <= SHORT_VALUE && new_q.len() <= SHORT_VALUE {
         return format!("{old_q} → {new_q}");
@@ -82,6 +89,27 @@ fn changed_value(old: &str, new: &str, styled: bool) -> String {
             (ChangeTag::Insert, true) => out += &format!("{ADDED}{{+{text}+}}{ADDED:#}"),
             (ChangeTag::Delete, false) => out += &format!("[-{text}-]"),
             (ChangeTag::Insert, false) => out += &format!("{{+{text}+}}"),
+        }
+    }
+    out
+}
+
+/// A line diff of two multi-line values, each line quoted so that trailing spaces
+/// and a missing final newline stay visible.
+fn changed_lines(old: &str, new: &str, styled: bool) -> String {
+    let count = |text: &str| text.split_inclusive('\n').count();
+    let mut out = format!("({} lines → {} lines)", count(old), count(new));
+    for change in TextDiff::from_lines(old, new).iter_all_changes() {
+        let (sign, style) = match change.tag() {
+            ChangeTag::Equal => (' ', Style::new()),
+            ChangeTag::Delete => ('-', REMOVED),
+            ChangeTag::Insert => ('+', ADDED),
+        };
+        let line = quoted(change.value());
+        if styled {
+            out += &format!("\n{VALUE_LINES_INDENT}{style}{sign} {line}{style:#}");
+        } else {
+            out += &format!("\n{VALUE_LINES_INDENT}{sign} {line}");
         }
     }
     out
@@ -140,7 +168,8 @@ pub fn text(plan: &Plan) -> String {
             Some(source) => format!("{}:{}", source.file.display(), source.line),
             None => "no longer declared".into(),
         };
-        let _ = writeln!(out, "  {style}{sign}{style:#} {BOLD}{}{BOLD:#} {what}  {DIM}({place}){DIM:#}", change.group_id);
+        let _ =
+            writeln!(out, "  {style}{sign}{style:#} {BOLD}{}{BOLD:#} {what}  {DIM}({place}){DIM:#}", change.group_id);
         let lines = key_lines(change, true);
         let width = lines.iter().map(|line| line.label.chars().count()).max().unwrap_or(0);
         for KeyLine { sign, label, text, .. } in &lines {
@@ -156,7 +185,11 @@ pub fn text(plan: &Plan) -> String {
         }
         let unchanged = unchanged_count(change);
         if unchanged > 0 {
-            let _ = writeln!(out, "      {DIM}# {unchanged} unchanged key{} not shown{DIM:#}", if unchanged == 1 { "" } else { "s" });
+            let _ = writeln!(
+                out,
+                "      {DIM}# {unchanged} unchanged key{} not shown{DIM:#}",
+                if unchanged == 1 { "" } else { "s" }
+            );
         }
         out.push('\n');
     }
@@ -288,7 +321,10 @@ pub fn markdown(plan: &Plan) -> String {
         );
     }
     if cut_bytes > 0 {
-        let _ = writeln!(out, "> Long values are shortened here ({cut_bytes} bytes cut). Run `grattr plan` for the full values.\n");
+        let _ = writeln!(
+            out,
+            "> Long values are shortened here ({cut_bytes} bytes cut). Run `grattr plan` for the full values.\n"
+        );
     }
     if plan.changes.is_empty() {
         out += "No changes.\n";

@@ -16,7 +16,8 @@ fn declared(groups: &[(&str, AttributeSet)]) -> BTreeMap<GroupId, DesiredGroup> 
         .iter()
         .enumerate()
         .map(|(line, (g, a))| {
-            let source = SourceLocation { file: Arc::from(Path::new("groups/g.yaml")), line: line as u64 + 2, column: 9 };
+            let source =
+                SourceLocation { file: Arc::from(Path::new("groups/g.yaml")), line: line as u64 + 2, column: 9 };
             (id(g), DesiredGroup { attributes: a.clone(), source })
         })
         .collect()
@@ -43,7 +44,11 @@ fn sample() -> (BTreeMap<GroupId, DesiredGroup>, BTreeMap<GroupId, AppliedGroup>
 }
 
 fn options(prune: bool) -> PlanOptions {
-    PlanOptions { environment: PlanEnvironment { name: Some("production".into()), sdkappid: 1400000000 }, prune, targets: None }
+    PlanOptions {
+        environment: PlanEnvironment { name: Some("production".into()), sdkappid: 1400000000 },
+        prune,
+        targets: None,
+    }
 }
 
 #[test]
@@ -55,10 +60,7 @@ fn classifies_every_group() {
     assert_eq!(plan.summary, Summary { create: 1, update: 2, delete: 0, unchanged: 1, not_declared: 1 });
     assert_eq!(plan.not_declared[0].group_id.as_str(), "gone");
     let lobby = &plan.changes[1];
-    assert_eq!(
-        lobby.keys,
-        KeyChanges { added: vec![], removed: vec!["legacy".into()], changed: vec!["theme".into()] }
-    );
+    assert_eq!(lobby.keys, KeyChanges { added: vec![], removed: vec!["legacy".into()], changed: vec!["theme".into()] });
     assert_eq!(lobby.source.as_ref().map(|s| s.line), Some(2));
 }
 
@@ -97,12 +99,19 @@ fn text_rendering() {
     let (desired, mut applied) = sample();
     let long_before = "The quick brown fox jumps over the lazy dog, and then it rests under the old oak tree.";
     let long_after = "The quick brown fox leaps over the lazy dog, and then it rests under the old oak tree.";
-    applied.insert(id("story"), AppliedGroup::new(attrs(&[("text", long_before), ("odd key", "a\u{1b}[31mb")])));
+    applied.insert(
+        id("story"),
+        AppliedGroup::new(attrs(&[("text", long_before), ("odd key", "a\u{1b}[31mb"), ("rules", "1. Be kind.\n2. No spam.\n")])),
+    );
     let mut desired = desired;
     desired.insert(
         id("story"),
         DesiredGroup {
-            attributes: attrs(&[("text", long_after), ("odd key", "a\u{1b}[31mb")]),
+            attributes: attrs(&[
+                ("text", long_after),
+                ("odd key", "a\u{1b}[31mb"),
+                ("rules", "1. Be kind.\n2. No spam, no ads.\n3. Have fun."),
+            ]),
             source: SourceLocation { file: Arc::from(Path::new("groups/story.yaml")), line: 3, column: 9 },
         },
     );
@@ -123,7 +132,12 @@ fn text_rendering() {
           + topic = "launch"
 
       ~ story will be updated  (groups/story.yaml:3)
-          ~ text = "The quick brown fox [-jumps-]{+leaps+} over the lazy dog, and then it rests under the old oak tree."
+          ~ rules = (2 lines → 3 lines)
+                "1. Be kind.\n"
+              - "2. No spam.\n"
+              + "2. No spam, no ads.\n"
+              + "3. Have fun."
+          ~ text  = "The quick brown fox [-jumps-]{+leaps+} over the lazy dog, and then it rests under the old oak tree."
           # 1 unchanged key not shown
 
       = gone is no longer declared; left as is  (1 key recorded)
@@ -160,9 +174,8 @@ fn markdown_rendering() {
 #[test]
 fn markdown_stays_under_the_comment_limit() {
     let big = "x".repeat(4000);
-    let groups: Vec<(String, AttributeSet)> = (0..300)
-        .map(|i| (format!("g{i:05}"), (0..16).map(|k| (format!("k{k}"), big.clone())).collect()))
-        .collect();
+    let groups: Vec<(String, AttributeSet)> =
+        (0..300).map(|i| (format!("g{i:05}"), (0..16).map(|k| (format!("k{k}"), big.clone())).collect())).collect();
     let desired = declared(&groups.iter().map(|(g, a)| (g.as_str(), a.clone())).collect::<Vec<_>>());
     let applied = recorded(&[("old", attrs(&[("a", "b")]))]);
     let markdown = render::markdown(&diff(&desired, &applied, &options(false)));

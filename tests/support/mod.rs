@@ -95,14 +95,24 @@ impl Run {
     /// Asserts stdout contains `text`.
     #[track_caller]
     pub fn stdout_has(self, text: &str) -> Run {
-        assert!(self.stdout.contains(text), "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// Asserts stderr contains `text`.
     #[track_caller]
     pub fn stderr_has(self, text: &str) -> Run {
-        assert!(self.stderr.contains(text), "stderr lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
