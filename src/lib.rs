@@ -3,6 +3,7 @@
 //! The data flows one way: [`desired`] and [`lockfile`] load the desired and the
 //! last-applied state, [`plan`] diffs them, and the command line renders the plan.
 
+pub mod api;
 pub mod cli;
 pub mod desired;
 pub mod lockfile;

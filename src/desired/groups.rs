@@ -104,6 +104,7 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     }
     let mut files = Vec::new();
     let walk = walkdir::WalkDir::new(dir)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
