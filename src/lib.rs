@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod desired;
+pub mod emulator;
 pub mod lockfile;
 pub mod model;
 pub mod plan;

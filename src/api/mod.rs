@@ -1,4 +1,7 @@
 //! Everything grattr says to Tencent Cloud Chat: UserSig, the HTTP client, the
-//! endpoints, and the one table of error codes.
+//! endpoints and bodies, and the one table of error codes.
 
+pub mod client;
+pub mod codes;
 pub mod usersig;
+pub mod wire;

@@ -1,10 +1,15 @@
 //! The command line: arguments, one function per command, exit codes, and all
 //! terminal output. Everything else in the crate returns data.
 
+mod emulator;
 mod plan;
 mod report;
+mod usersig;
 mod validate;
 
+use crate::api::client::{Client, ClientConfig};
+use crate::api::usersig::SecretKey;
+use crate::desired::Environment;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +42,18 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     endpoint: Option<String>,
 
+    /// Read the secret key from this file instead of the variable named by secret_key_env.
+    #[arg(long, global = true, value_name = "PATH")]
+    secret_key_file: Option<PathBuf>,
+
+    /// App-wide API calls per second (1 to 200; overrides rate_limit in grattr.yaml).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200))]
+    rate_limit: Option<u32>,
+
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (or set GRATTR_LOG).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -47,14 +64,66 @@ enum Command {
     Validate(validate::Args),
     /// Show what apply would change: the desired state against the lockfile (offline).
     Plan(plan::Args),
+    /// Print a UserSig for the configured admin, to debug with curl.
+    Usersig(usersig::Args),
+    /// Run a local stand-in of the Chat REST API.
+    Emulator(emulator::Args),
+}
+
+impl Cli {
+    /// The secret key: from --secret-key-file, else from the environment's variable.
+    fn secret_key(&self, environment: &Environment) -> anyhow::Result<SecretKey> {
+        Ok(match &self.secret_key_file {
+            Some(path) => SecretKey::from_file(path)?,
+            None => SecretKey::from_env(&environment.secret_key_env)?,
+        })
+    }
+
+    /// A client of the environment's REST API.
+    #[allow(dead_code)]
+    fn client(&self, environment: &Environment) -> anyhow::Result<Client> {
+        let key = self.secret_key(environment)?;
+        let mut config =
+            ClientConfig::new(environment.endpoint.base_url(), environment.sdkappid, environment.admin.clone(), key);
+        config.rate_limit = self.rate_limit.unwrap_or(environment.rate_limit);
+        config.connect_timeout = environment.connect_timeout;
+        config.request_timeout = environment.request_timeout;
+        Ok(Client::new(config)?)
+    }
+}
+
+/// Sends `tracing` events to stderr. `GRATTR_LOG` takes `tracing` filter
+/// directives; otherwise `-v` raises the level from warnings.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRATTR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// A runtime for the commands that talk to the network.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 /// Runs grattr with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let code = match &cli.command {
         Command::Validate(args) => validate::run(&cli, args),
         Command::Plan(args) => plan::run(&cli, args),
+        Command::Usersig(args) => usersig::run(&cli, args),
+        Command::Emulator(args) => emulator::run(&cli, args),
     };
     match code {
         Ok(code) => ExitCode::from(code),

@@ -10,6 +10,7 @@ use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The default name of the variable that holds the secret key.
 pub const DEFAULT_SECRET_KEY_ENV: &str = "GRATTR_SECRET_KEY";
@@ -27,6 +28,9 @@ struct SettingsDoc {
     lockfile: Option<Spanned<String>>,
     secret_key_env: Option<Spanned<String>>,
     prune: Option<Spanned<bool>>,
+    rate_limit: Option<Spanned<u32>>,
+    connect_timeout: Option<Spanned<String>>,
+    request_timeout: Option<Spanned<String>>,
     environments: Option<Spanned<BTreeMap<String, Spanned<SettingsDoc>>>>,
 }
 
@@ -76,6 +80,12 @@ pub struct Environment {
     pub secret_key_env: String,
     /// Whether groups no longer declared are cleared.
     pub prune: bool,
+    /// App-wide calls per second (1 to 200).
+    pub rate_limit: u32,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time for a whole request.
+    pub request_timeout: Duration,
 }
 
 impl Environment {
@@ -118,8 +128,8 @@ impl Config {
     /// Parses the text of a configuration file found at `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
         let file: Arc<Path> = Arc::from(display_path(path));
-        let top: SettingsDoc =
-            serde_saphyr::from_str_with_options(text, yaml::options()).map_err(|e| yaml::diagnostic(&file, &e))?;
+        let top: SettingsDoc = serde_saphyr::from_str_with_options(text, yaml::options())
+            .map_err(|e| yaml::diagnostic(&file, text, &e))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Config { file, dir, top })
     }
@@ -222,6 +232,31 @@ impl Config {
             let location = at(pick!(secret_key_env).map(|v| &v.referenced));
             return Err(error(location, format!("secret_key_env {secret_key_env:?} is not a valid variable name")));
         }
+        let rate_limit = match pick!(rate_limit) {
+            None => crate::model::limits::DEFAULT_RATE_LIMIT,
+            Some(rate) if (1..=200).contains(&rate.value) => rate.value,
+            Some(rate) => {
+                return Err(error(
+                    at(Some(&rate.referenced)),
+                    format!(
+                        "rate_limit {} is out of range: 1 to 200 calls per second (the documented limit)",
+                        rate.value
+                    ),
+                ));
+            }
+        };
+        let duration = |value: Option<&Spanned<String>>, default: Duration| match value {
+            None => Ok(default),
+            Some(text) => match humantime::parse_duration(&text.value) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                _ => Err(error(
+                    at(Some(&text.referenced)),
+                    format!("{:?} is not a duration such as 5s or 1m", text.value),
+                )),
+            },
+        };
+        let connect_timeout = duration(pick!(connect_timeout), Duration::from_secs(5))?;
+        let request_timeout = duration(pick!(request_timeout), Duration::from_secs(30))?;
         let path_of = |value: Option<&Spanned<String>>, default: &str| {
             let relative = value.map_or(default, |v| v.value.as_str());
             self.dir.join(relative)
@@ -235,6 +270,9 @@ impl Config {
             lockfile: path_of(pick!(lockfile), "grattr.lock"),
             secret_key_env,
             prune: pick!(prune).is_some_and(|p| p.value),
+            rate_limit,
+            connect_timeout,
+            request_timeout,
         })
     }
 }
@@ -313,6 +351,14 @@ mod tests {
                 "repo/grattr.yaml:3:11: error: endpoint: \"ftp://x\" is not",
             ),
             ("sdkappid: 0\nadmin: a\nregion: china\n", "repo/grattr.yaml:1:11: error: sdkappid 0 is out of range"),
+            (
+                "sdkappid: 1\nadmin: a\nregion: china\nrate_limit: 500\n",
+                "repo/grattr.yaml:4:13: error: rate_limit 500 is out of range",
+            ),
+            (
+                "sdkappid: 1\nadmin: a\nregion: china\nrequest_timeout: soon\n",
+                "repo/grattr.yaml:4:18: error: \"soon\" is not a duration",
+            ),
         ];
         for (text, expected) in resolved {
             let e = config(text).environment(None, None).unwrap_err().to_string();

@@ -3,15 +3,15 @@
 //! deterministic order.
 
 use super::diagnostic::{Diagnostic, Rule};
-use super::yaml::{self, Entries, Node};
+use super::shape::{AttrEntries, FileFields, GroupFields, GroupList, Issue, Lenient, wrong_type};
+use super::yaml::{self, Node};
 pub use crate::model::DesiredGroup;
 use crate::model::limits::{self, Violation};
 use crate::model::{AttributeSet, Digest, DigestBuilder, GroupId, SourceLocation};
 use rayon::prelude::*;
-use serde::Deserialize;
-use serde_saphyr::Spanned;
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
+use serde_saphyr::{Location, Spanned};
+use std::collections::hash_map::Entry as HashEntry;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,6 +38,8 @@ impl DesiredState {
 pub struct FileGroups {
     /// The valid groups, in the order written.
     pub groups: Vec<(GroupId, DesiredGroup)>,
+    /// Every group id declared (valid or not otherwise), where its `id` is written.
+    pub declared: Vec<(GroupId, SourceLocation)>,
     /// Every problem found in the file.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -60,20 +62,6 @@ impl Loaded {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileDoc {
-    #[serde(default)]
-    groups: Option<Vec<GroupDoc>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupDoc {
-    id: Spanned<Node>,
-    attributes: Spanned<Entries>,
-}
-
 /// Loads and validates every group file under `dir`. Never fails: an unreadable
 /// directory or file is a diagnostic like any other.
 pub fn load(dir: &Path) -> Loaded {
@@ -91,7 +79,8 @@ pub fn load(dir: &Path) -> Loaded {
 /// Whether grattr reads this file name: YAML, not hidden, not an editor leftover.
 pub fn is_group_file(name: &str) -> bool {
     let hidden_or_leftover = name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
-    !hidden_or_leftover && (name.ends_with(".yaml") || name.ends_with(".yml"))
+    let lower = name.to_ascii_lowercase();
+    !hidden_or_leftover && (lower.ends_with(".yaml") || lower.ends_with(".yml"))
 }
 
 /// Every group file under `dir`, recursively, sorted by path (the order of the
@@ -157,33 +146,98 @@ pub fn read_file(path: &Path) -> FileGroups {
 /// Parses and checks the text of one file; `file` names it in diagnostics.
 pub fn parse_file(file: Arc<Path>, text: &str) -> FileGroups {
     let mut out = FileGroups::default();
-    let doc: FileDoc = match serde_saphyr::from_str_with_options(text, yaml::options()) {
+    let doc: Spanned<Lenient<FileFields>> = match serde_saphyr::from_str_with_options(text, yaml::options()) {
         Ok(doc) => doc,
         Err(e) => {
-            out.diagnostics.push(yaml::diagnostic(&file, &e));
+            out.diagnostics.push(yaml::diagnostic(&file, text, &e));
             return out;
         }
     };
-    let groups = doc.groups.unwrap_or_default();
-    if groups.is_empty() {
+    let no_groups = |out: &mut FileGroups| {
         let location = SourceLocation { file: file.clone(), line: 1, column: 1 };
         out.diagnostics.push(
             Diagnostic::warning(Rule::NoGroups, location, "file declares no groups")
                 .with_help("declare groups as `groups: [{id: ..., attributes: {...}}]`, or delete the file"),
         );
+    };
+    let fields = match doc.value {
+        Lenient::Found(fields) => fields,
+        // An empty file, or a document of nothing but `---` and comments.
+        Lenient::Wrong("null") => {
+            no_groups(&mut out);
+            return out;
+        }
+        Lenient::Wrong(_) => {
+            let at = yaml::locate(&file, &doc.referenced);
+            out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
+            return out;
+        }
+    };
+    // An unknown field is most likely the misspelt `groups`: saying it is missing too is noise.
+    let misspelt = fields.issues.iter().any(|i| i.rule == Rule::UnknownField);
+    report_issues(&file, fields.issues, &mut out);
+    match fields.groups {
+        None if misspelt => {}
+        None => no_groups(&mut out),
+        Some(Spanned { value: Lenient::Wrong("null"), .. }) => no_groups(&mut out),
+        Some(Spanned { value: Lenient::Wrong(_), referenced, .. }) => {
+            let at = yaml::locate(&file, &referenced);
+            out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a sequence")));
+        }
+        Some(Spanned { value: Lenient::Found(GroupList(groups)), .. }) => {
+            if groups.is_empty() {
+                no_groups(&mut out);
+            }
+            for group in groups {
+                match group.value {
+                    Lenient::Found(fields) => check_group(&file, text, group.referenced, fields, &mut out),
+                    Lenient::Wrong(_) => {
+                        let at = yaml::locate(&file, &group.referenced);
+                        out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
+                    }
+                }
+            }
+        }
     }
-    for group in groups {
-        check_group(&file, text, group, &mut out);
-    }
+    sort_by_position(&mut out.diagnostics);
     out
 }
 
-fn check_group(file: &Arc<Path>, text: &str, group: GroupDoc, out: &mut FileGroups) {
-    let id_at = yaml::locate(file, &group.id.referenced);
+fn report_issues(file: &Arc<Path>, issues: Vec<Issue>, out: &mut FileGroups) {
+    for issue in issues {
+        out.diagnostics.push(Diagnostic::error(issue.rule, yaml::locate(file, &issue.at), issue.message));
+    }
+}
+
+/// Orders one file's diagnostics by line and column, keeping the order of those at one place.
+fn sort_by_position(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
+}
+
+/// A key as it must be written in YAML: bare when that is safe, else double-quoted.
+fn yaml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !key.starts_with(['-', '.']);
+    if bare { key.to_string() } else { serde_json::Value::from(key).to_string() }
+}
+
+fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, out: &mut FileGroups) {
+    let group_at = yaml::locate(file, &at);
     let errors_before = out.diagnostics.iter().filter(|d| d.is_error()).count();
-    let id = match Node::text(&group.id, text) {
+    // An unknown field is most likely a misspelt known one: saying it is missing too is noise.
+    let misspelt = group.issues.iter().any(|i| i.rule == Rule::UnknownField);
+    report_issues(file, group.issues, out);
+    let Some(id_node) = group.id else {
+        if !misspelt {
+            out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `id`"));
+        }
+        return;
+    };
+    let id_at = yaml::locate(file, &id_node.referenced);
+    let id = match Node::text(&id_node, text) {
         None => {
-            let message = format!("group id is {}; an id is text", group.id.value.kind());
+            let message = format!("group id is {}; an id is text", id_node.value.kind());
             out.diagnostics.push(
                 Diagnostic::error(Rule::GroupId, id_at.clone(), message).with_code(limits::MAX_GROUP_ID_BYTES.code),
             );
@@ -198,11 +252,29 @@ fn check_group(file: &Arc<Path>, text: &str, group: GroupDoc, out: &mut FileGrou
             }
         },
     };
+    if let Some(id) = &id {
+        out.declared.push((id.clone(), id_at.clone()));
+    }
     let name = id.as_ref().map_or_else(|| "(invalid id)".to_string(), |id| format!("{:?}", id.as_str()));
+    let entries = match group.attributes {
+        None => {
+            if !misspelt {
+                out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `attributes`"));
+            }
+            return;
+        }
+        Some(Spanned { value: Lenient::Wrong(_), referenced, .. }) => {
+            let at = yaml::locate(file, &referenced);
+            out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
+            return;
+        }
+        Some(Spanned { value: Lenient::Found(AttrEntries(entries)), referenced, .. }) => (entries, referenced),
+    };
+    let (entries, attributes_at) = (entries.0, yaml::locate(file, &entries.1));
 
     let mut attributes = AttributeSet::new();
     let mut key_at: BTreeMap<String, (SourceLocation, SourceLocation)> = BTreeMap::new();
-    for (key, value) in &group.attributes.value.0 {
+    for (key, value) in &entries {
         let here = yaml::locate(file, &key.referenced);
         let Some(key_text) = Node::text(key, text) else {
             let message = format!("group {name}: a key is {}; keys are text", key.value.kind());
@@ -210,11 +282,18 @@ fn check_group(file: &Arc<Path>, text: &str, group: GroupDoc, out: &mut FileGrou
             continue;
         };
         let value_at = yaml::locate(file, &value.referenced);
+        if let Some((first, _)) = key_at.get(&key_text) {
+            let message = format!("group {name}: key {key_text:?} is given twice, first at line {}", first.line);
+            out.diagnostics.push(Diagnostic::error(Rule::DuplicateKey, here, message));
+            continue;
+        }
+        key_at.insert(key_text.clone(), (here, value_at.clone()));
         let value_text = match &value.value {
             Node::Null => {
                 let message = format!("group {name} key {key_text:?}: value is null");
                 let help = format!(
-                    "values are text: write `{key_text}: \"\"` for an empty value, or quote a value such as \"~\" or \"null\""
+                    "values are text: write `{}: \"\"` for an empty value, or quote a value such as \"~\" or \"null\"",
+                    yaml_key(&key_text)
                 );
                 out.diagnostics.push(Diagnostic::error(Rule::NullValue, value_at, message).with_help(help));
                 continue;
@@ -222,20 +301,9 @@ fn check_group(file: &Arc<Path>, text: &str, group: GroupDoc, out: &mut FileGrou
             Node::Json(json) => json.to_string(),
             _ => Node::text(value, text).unwrap_or_default(),
         };
-        match key_at.entry(key_text.clone()) {
-            Entry::Occupied(first) => {
-                let message =
-                    format!("group {name}: key {key_text:?} is given twice, first at line {}", first.get().0.line);
-                out.diagnostics.push(Diagnostic::error(Rule::DuplicateKey, here, message));
-            }
-            Entry::Vacant(slot) => {
-                slot.insert((here, value_at));
-                attributes.insert(key_text, value_text);
-            }
-        }
+        attributes.insert(key_text, value_text);
     }
 
-    let attributes_at = yaml::locate(file, &group.attributes.referenced);
     for violation in limits::check(&attributes) {
         let at = match &violation {
             Violation::ValueTooLong { key, .. } => key_at.get(key).map(|(_, value)| value.clone()),
@@ -264,24 +332,30 @@ fn check_group(file: &Arc<Path>, text: &str, group: GroupDoc, out: &mut FileGrou
     }
 }
 
-/// Merges the files' groups in the given order, reporting every group declared twice.
+/// Merges the files' groups in the given order, reporting every group declared
+/// twice, including declarations that have other errors.
 pub fn merge(files: Vec<FileGroups>) -> Loaded {
     let mut loaded = Loaded::default();
+    let mut first_seen: HashMap<GroupId, SourceLocation> = HashMap::new();
     for file in files {
-        loaded.diagnostics.extend(file.diagnostics);
+        let mut diagnostics = file.diagnostics;
+        for (id, at) in file.declared {
+            match first_seen.entry(id) {
+                HashEntry::Occupied(first) => {
+                    let message =
+                        format!("group {:?} is declared twice: here and at {}", first.key().as_str(), first.get());
+                    diagnostics.push(Diagnostic::error(Rule::DuplicateGroup, at, message));
+                }
+                HashEntry::Vacant(slot) => {
+                    slot.insert(at);
+                }
+            }
+        }
+        sort_by_position(&mut diagnostics);
+        loaded.diagnostics.extend(diagnostics);
         for (id, group) in file.groups {
-            match loaded.state.groups.entry(id) {
-                Entry::Occupied(first) => {
-                    let message = format!(
-                        "group {:?} is declared twice: here and at {}",
-                        first.key().as_str(),
-                        first.get().source
-                    );
-                    loaded.diagnostics.push(Diagnostic::error(Rule::DuplicateGroup, group.source, message));
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(group);
-                }
+            if first_seen.get(&id) == Some(&group.source) {
+                loaded.state.groups.insert(id, group);
             }
         }
     }
@@ -333,7 +407,7 @@ mod tests {
 
     #[test]
     fn skips_hidden_files_and_editor_leftovers() {
-        for name in ["a.yaml", "b.yml", "x.y.yaml"] {
+        for name in ["a.yaml", "b.yml", "x.y.yaml", "UPPER.YAML"] {
             assert!(is_group_file(name), "{name}");
         }
         for name in [".a.yaml", ".#a.yaml", "a.yaml~", ".a.yaml.swp", "#a.yaml#", "a.json", "a.yaml.bak"] {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod diagnostic;
 pub mod groups;
+pub mod shape;
 pub mod yaml;
 
 pub use crate::model::SourceLocation;

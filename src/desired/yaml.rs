@@ -12,12 +12,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Parser options for every file grattr reads. Duplicate keys are passed through
-/// so that grattr reports them with both places and goes on; the budget is raised
+/// so that grattr reports them with both places and goes on; non-finite floats
+/// (`.nan`, `1e400`) pass through so their text can be recovered as written; the budget is raised
 /// for repositories of 100,000 groups but keeps the alias-bomb protections.
 pub fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         duplicate_keys: DuplicateKeyPolicy::PassThrough,
-        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
         budget: serde_saphyr::budget! {
             max_events: 200_000_000,
             max_nodes: 100_000_000,
@@ -127,38 +128,14 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
-/// A mapping read as its entries in the order written, duplicates included, so
-/// that grattr can report a repeated key with both places.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entries(pub Vec<(Spanned<Node>, Spanned<Node>)>);
-
-impl<'de> Deserialize<'de> for Entries {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping of key: value (use {} for none)")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-        }
-        deserializer.deserialize_map(EntriesVisitor)
-    }
-}
-
 /// The location of a parsed node in `file`.
 pub fn locate(file: &Arc<Path>, location: &Location) -> SourceLocation {
     SourceLocation { file: file.clone(), line: location.line(), column: location.column() }
 }
 
-/// Turns a parser or schema error into a diagnostic at its location.
-pub fn diagnostic(file: &Arc<Path>, error: &YamlError) -> Diagnostic {
+/// Turns a parser or schema error into a diagnostic at its location. `source`
+/// is the text parsed, to point at the right place where the parser's is off.
+pub fn diagnostic(file: &Arc<Path>, source: &str, error: &YamlError) -> Diagnostic {
     let inner = error.without_snippet();
     let rule = match inner {
         YamlError::SerdeUnknownField { .. } => Rule::UnknownField,
@@ -173,11 +150,24 @@ pub fn diagnostic(file: &Arc<Path>, error: &YamlError) -> Diagnostic {
         YamlError::DuplicateMappingKey { .. } => Rule::DuplicateKey,
         _ => Rule::YamlSyntax,
     };
+    let (mut line, mut column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
     let message = match inner {
         YamlError::Unexpected { expected, .. } => format!("expected {}", friendly(expected)),
+        YamlError::MultipleDocuments { .. } => {
+            if let Some(start) = second_document_start(source) {
+                (line, column) = (start, 1);
+            }
+            "a group file holds one document; this `---` starts a second one".to_string()
+        }
         _ => serde_saphyr::DefaultMessageFormatter.format_message(inner).into_owned(),
     };
-    let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
+    // The parser points after a tab used for indentation; point at the tab.
+    if message.contains("tab") && column > 1 {
+        let before = source.lines().nth(line as usize - 1).and_then(|l| l.chars().nth(column as usize - 2));
+        if before == Some('\t') {
+            column -= 1;
+        }
+    }
     let location = SourceLocation { file: file.clone(), line, column };
     let message = match rule {
         Rule::YamlSyntax => format!("invalid YAML: {message}"),
@@ -185,6 +175,21 @@ pub fn diagnostic(file: &Arc<Path>, error: &YamlError) -> Diagnostic {
         _ => message,
     };
     Diagnostic::error(rule, location, message)
+}
+
+/// The line of the `---` that starts a second document, if any.
+fn second_document_start(source: &str) -> Option<u64> {
+    let mut content = false;
+    for (index, line) in source.lines().enumerate() {
+        let trimmed = line.trim();
+        if line.starts_with("---") && content {
+            return Some(index as u64 + 1);
+        }
+        if !trimmed.is_empty() && !trimmed.starts_with('#') && !line.starts_with("---") && !line.starts_with('%') {
+            content = true;
+        }
+    }
+    None
 }
 
 /// Says what the parser expected in the words of a YAML user.
@@ -202,9 +207,11 @@ mod tests {
     use super::*;
 
     fn values(yaml: &str) -> Vec<(String, Option<String>)> {
-        let entries: Entries = serde_saphyr::from_str_with_options(yaml, options()).unwrap();
+        use crate::desired::shape::{AttrEntries, Lenient};
+        let Lenient::Found(AttrEntries(entries)) = serde_saphyr::from_str_with_options(yaml, options()).unwrap() else {
+            panic!("not a mapping")
+        };
         entries
-            .0
             .iter()
             .map(|(k, v)| {
                 (

@@ -31,6 +31,12 @@ pub const MAX_GROUP_WRITES_PER_SECOND: Limit = Limit { max: 5, code: 10049 };
 /// Calls per second to each endpoint, per app.
 pub const MAX_CALLS_PER_SECOND: Limit = Limit { max: 200, code: 60007 };
 
+/// grattr's default app-wide rate: half of [`MAX_CALLS_PER_SECOND`], because the
+/// app's own backend shares that budget.
+pub const DEFAULT_RATE_LIMIT: u32 = 100;
+/// grattr's default writes per second to one group, under [`MAX_GROUP_WRITES_PER_SECOND`].
+pub const DEFAULT_GROUP_WRITE_RATE: u32 = 4;
+
 /// Whether a broken rule makes the API refuse the write or only deserves attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

@@ -101,7 +101,11 @@ fn text_rendering() {
     let long_after = "The quick brown fox leaps over the lazy dog, and then it rests under the old oak tree.";
     applied.insert(
         id("story"),
-        AppliedGroup::new(attrs(&[("text", long_before), ("odd key", "a\u{1b}[31mb"), ("rules", "1. Be kind.\n2. No spam.\n")])),
+        AppliedGroup::new(attrs(&[
+            ("text", long_before),
+            ("odd key", "a\u{1b}[31mb"),
+            ("rules", "1. Be kind.\n2. No spam.\n"),
+        ])),
     );
     let mut desired = desired;
     desired.insert(

@@ -1,0 +1,591 @@
+//! The HTTP client of the Chat REST API: one `call` path that signs, paces,
+//! retries and classifies every request, and typed methods for the endpoints.
+//!
+//! Secrets: the UserSig travels in the query string and reqwest puts the full
+//! URL into its errors, so every transport error passes through [`Client::transport_error`],
+//! which strips the URL and scrubs the UserSig and the key from the text.
+
+use super::codes::{self, RetryClass};
+use super::usersig::{self, SecretKey, UserSig};
+use super::wire::{self, AttrItem, Endpoint, GroupType, Response};
+use crate::model::{AttributeSet, GroupId, limits};
+use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use crate::model::limits::{DEFAULT_GROUP_WRITE_RATE, DEFAULT_RATE_LIMIT};
+
+/// How the client retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// The first delay.
+    pub min_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+    /// The longest total time spent waiting between attempts of one call.
+    pub max_total: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            max_total: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_jitter()
+            .with_factor(2.0)
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .with_total_delay(Some(self.max_total))
+    }
+}
+
+/// Everything a client needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The base URL (a region's, or an endpoint).
+    pub base_url: String,
+    /// The app.
+    pub sdkappid: u64,
+    /// The app admin account.
+    pub admin: String,
+    /// The app's secret key.
+    pub key: SecretKey,
+    /// Calls per second, app-wide (at most the documented 200).
+    pub rate_limit: u32,
+    /// Writes per second to one group (at most the documented 5).
+    pub group_write_rate: u32,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time for a whole request.
+    pub request_timeout: Duration,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// The validity of the UserSigs the client makes.
+    pub usersig_validity: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration with the default limits, timeouts and retries.
+    pub fn new(base_url: impl Into<String>, sdkappid: u64, admin: impl Into<String>, key: SecretKey) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.into(),
+            sdkappid,
+            admin: admin.into(),
+            key,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            group_write_rate: DEFAULT_GROUP_WRITE_RATE,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            // The vendor advises at least 24 hours; renewed at half-life.
+            usersig_validity: Duration::from_secs(2 * 24 * 3600),
+        }
+    }
+}
+
+/// What went wrong with a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The service answered with an error code.
+    Api {
+        /// The code.
+        code: u32,
+        /// The service's description.
+        info: String,
+    },
+    /// The service (or a proxy) answered with an HTTP error status.
+    Http {
+        /// The status.
+        status: u16,
+    },
+    /// No answer: connection refused or dropped, timeout.
+    Transport {
+        /// What happened, with no URL and no secret in it.
+        message: String,
+    },
+    /// An answer that is not the REST API's JSON envelope.
+    BadResponse {
+        /// What was wrong with it.
+        message: String,
+    },
+}
+
+/// A failed call, after its retries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ApiError {
+    /// The endpoint called.
+    pub endpoint: Endpoint,
+    /// What went wrong the last time.
+    pub kind: ErrorKind,
+    /// How many attempts were made.
+    pub attempts: u32,
+}
+
+impl ApiError {
+    /// The API error code, when the service answered with one.
+    pub fn code(&self) -> Option<u32> {
+        match self.kind {
+            ErrorKind::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether and how to retry.
+    pub fn retry_class(&self) -> RetryClass {
+        match &self.kind {
+            ErrorKind::Api { code, .. } => codes::class(*code),
+            ErrorKind::Http { status } if *status >= 500 || *status == 408 || *status == 429 => RetryClass::Backoff,
+            ErrorKind::Http { .. } => RetryClass::Permanent,
+            ErrorKind::Transport { .. } | ErrorKind::BadResponse { .. } => RetryClass::Backoff,
+        }
+    }
+
+    /// Whether the server is throttling us.
+    pub fn is_throttle(&self) -> bool {
+        match &self.kind {
+            ErrorKind::Api { code, .. } => codes::lookup(*code).is_some_and(|c| c.throttle),
+            ErrorKind::Http { status } => *status == 429,
+            _ => false,
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match &self.kind {
+            ErrorKind::Api { code, .. } => codes::lookup(*code).map(|c| c.hint),
+            ErrorKind::Http { .. } | ErrorKind::Transport { .. } => {
+                Some("check the network and the endpoint; grattr retried with backoff")
+            }
+            ErrorKind::BadResponse { .. } => Some("check endpoint: something other than the Chat REST API answered"),
+        }
+    }
+
+    fn min_wait(&self) -> Duration {
+        self.code().and_then(codes::lookup).map_or(Duration::ZERO, |c| c.min_wait)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.endpoint)?;
+        match &self.kind {
+            ErrorKind::Api { code, info } => {
+                let meaning = codes::lookup(*code).map_or("undocumented error", |c| c.meaning);
+                write!(f, "{meaning} [{code}]")?;
+                if !info.is_empty() {
+                    write!(f, " ({info})")?;
+                }
+            }
+            ErrorKind::Http { status } => write!(f, "HTTP {status}")?,
+            ErrorKind::Transport { message } => write!(f, "{message}")?,
+            ErrorKind::BadResponse { message } => write!(f, "unexpected answer: {message}")?,
+        }
+        if self.attempts > 1 {
+            write!(f, " after {} attempts", self.attempts)?;
+        }
+        Ok(())
+    }
+}
+
+/// The app-wide rate, lowered when the server throttles and recovered gradually.
+struct AdaptiveRate {
+    max: u32,
+    current: AtomicU32,
+    successes: AtomicU32,
+    limiter: RwLock<Arc<DefaultDirectRateLimiter>>,
+}
+
+fn paced(per_second: u32) -> Quota {
+    // Burst 1: calls are evenly spaced, so no one-second window sees more than the rate.
+    Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN)).allow_burst(NonZeroU32::MIN)
+}
+
+impl AdaptiveRate {
+    fn new(per_second: u32) -> Self {
+        AdaptiveRate {
+            max: per_second.max(1),
+            current: AtomicU32::new(per_second.max(1)),
+            successes: AtomicU32::new(0),
+            limiter: RwLock::new(Arc::new(RateLimiter::direct(paced(per_second)))),
+        }
+    }
+
+    async fn until_ready(&self) {
+        let limiter = self.limiter.read().map(|l| l.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        limiter.until_ready().await;
+    }
+
+    fn set(&self, rate: u32) {
+        self.current.store(rate, Ordering::Relaxed);
+        self.successes.store(0, Ordering::Relaxed);
+        let mut limiter = self.limiter.write().unwrap_or_else(|e| e.into_inner());
+        *limiter = Arc::new(RateLimiter::direct(paced(rate)));
+    }
+
+    /// Halves the rate.
+    fn throttled(&self) {
+        let current = self.current.load(Ordering::Relaxed);
+        let lowered = (current / 2).max(1);
+        if lowered < current {
+            tracing::warn!(from = current, to = lowered, "the server is throttling; lowering the call rate");
+            self.set(lowered);
+        }
+    }
+
+    /// After a second's worth of successes at the current rate, raises it by a tenth of the maximum.
+    fn succeeded(&self) {
+        let current = self.current.load(Ordering::Relaxed);
+        if current >= self.max {
+            return;
+        }
+        if self.successes.fetch_add(1, Ordering::Relaxed) + 1 >= current {
+            let raised = (current + (self.max / 10).max(1)).min(self.max);
+            tracing::debug!(from = current, to = raised, "raising the call rate");
+            self.set(raised);
+        }
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: ClientConfig,
+    usersig: Mutex<Option<(UserSig, u64)>>,
+    rate: AdaptiveRate,
+    group_writes: DefaultKeyedRateLimiter<GroupId>,
+    calls: AtomicU32,
+}
+
+/// A client of the Chat REST API. Cheap to clone; clones share the UserSig and the rate limits.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.config.base_url)
+            .field("sdkappid", &self.inner.config.sdkappid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a client cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The base URL does not parse.
+    #[error("invalid endpoint {0:?}")]
+    BadUrl(String),
+    /// The HTTP stack cannot start.
+    #[error("cannot start the HTTP client: {0}")]
+    Http(String),
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Client {
+    /// A client for `config`.
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        reqwest::Url::parse(&config.base_url).map_err(|_| ClientError::BadUrl(config.base_url.clone()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .user_agent(concat!("grattr/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Http(e.without_url().to_string()))?;
+        let rate_limit = config.rate_limit.clamp(1, limits::MAX_CALLS_PER_SECOND.max as u32);
+        let group_rate = config.group_write_rate.clamp(1, limits::MAX_GROUP_WRITES_PER_SECOND.max as u32);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                rate: AdaptiveRate::new(rate_limit),
+                group_writes: RateLimiter::keyed(paced(group_rate)),
+                usersig: Mutex::new(None),
+                calls: AtomicU32::new(0),
+                config,
+            }),
+        })
+    }
+
+    /// The current app-wide rate (lowered while the server throttles).
+    pub fn current_rate(&self) -> u32 {
+        self.inner.rate.current.load(Ordering::Relaxed)
+    }
+
+    /// A UserSig for the admin, made once and renewed at half its validity.
+    fn usersig(&self, renew: bool) -> UserSig {
+        let mut cached = self.inner.usersig.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_unix();
+        match &*cached {
+            Some((sig, renew_at)) if !renew && now < *renew_at => sig.clone(),
+            _ => {
+                let validity = self.inner.config.usersig_validity.as_secs().max(2);
+                let c = &self.inner.config;
+                let sig = usersig::generate(&c.key, c.sdkappid, &c.admin, validity, now);
+                *cached = Some((sig.clone(), now + validity / 2));
+                sig
+            }
+        }
+    }
+
+    /// The one choke point for transport errors: no URL, no UserSig, no key.
+    fn transport_error(&self, error: reqwest::Error, usersig: &UserSig) -> ErrorKind {
+        let timeout = error.is_timeout();
+        let error = error.without_url();
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if timeout && !message.contains("timed out") {
+            message.push_str(" (timed out)");
+        }
+        for secret in [usersig.expose(), self.inner.config.key.expose()] {
+            if !secret.is_empty() {
+                message = message.replace(secret, "<redacted>");
+            }
+        }
+        ErrorKind::Transport { message }
+    }
+
+    async fn attempt(&self, endpoint: Endpoint, body: &serde_json::Value, renew: bool) -> Result<Response, ErrorKind> {
+        let c = &self.inner.config;
+        let usersig = self.usersig(renew);
+        let base = c.base_url.trim_end_matches('/');
+        let mut url = reqwest::Url::parse(&format!("{base}/{}", endpoint.path()))
+            .map_err(|e| ErrorKind::BadResponse { message: format!("invalid URL: {e}") })?;
+        url.query_pairs_mut()
+            .append_pair("sdkappid", &c.sdkappid.to_string())
+            .append_pair("identifier", &c.admin)
+            .append_pair("usersig", usersig.expose())
+            .append_pair("random", &rand::random::<u32>().to_string())
+            .append_pair("contenttype", "json");
+        let response = self
+            .inner
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, &usersig))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(e, &usersig))?;
+        if status != reqwest::StatusCode::OK {
+            return Err(ErrorKind::Http { status: status.as_u16() });
+        }
+        let answer: Response = serde_json::from_slice(&bytes)
+            .map_err(|e| ErrorKind::BadResponse { message: format!("not the REST API's JSON envelope ({e})") })?;
+        if answer.is_ok() {
+            Ok(answer)
+        } else {
+            Err(ErrorKind::Api { code: answer.error_code, info: answer.error_info })
+        }
+    }
+
+    /// Calls `endpoint` with `body`: paced by the app-wide limiter (and, for writes,
+    /// the group's), signed, retried with backoff as the code table says.
+    pub async fn call(
+        &self,
+        endpoint: Endpoint,
+        group: Option<&GroupId>,
+        body: serde_json::Value,
+    ) -> Result<Response, ApiError> {
+        let attempts = AtomicU32::new(0);
+        let operation = || async {
+            let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            self.inner.rate.until_ready().await;
+            if let (true, Some(group)) = (endpoint.writes_attributes(), group) {
+                self.inner.group_writes.until_key_ready(group).await;
+            }
+            self.housekeeping();
+            tracing::debug!(%endpoint, group = group.map(GroupId::as_str), attempt, "calling");
+            let mut result = self.attempt(endpoint, &body, false).await;
+            if let Err(ErrorKind::Api { code, .. }) = &result
+                && codes::class(*code) == RetryClass::RenewUserSig
+            {
+                tracing::info!(%endpoint, "the UserSig expired; making a new one");
+                result = self.attempt(endpoint, &body, true).await;
+            }
+            result.map_err(|kind| ApiError { endpoint, kind, attempts: attempt })
+        };
+        let result = operation
+            .retry(self.inner.config.retry.backoff())
+            .when(|e: &ApiError| e.retry_class() == RetryClass::Backoff)
+            .adjust(|e: &ApiError, delay| delay.map(|d| d.max(e.min_wait())))
+            .notify(|e: &ApiError, delay| {
+                if e.is_throttle() {
+                    self.inner.rate.throttled();
+                }
+                tracing::debug!(%endpoint, group = group.map(GroupId::as_str), error = %e, ?delay, "retrying");
+            })
+            .await;
+        match &result {
+            Ok(_) => self.inner.rate.succeeded(),
+            Err(e) => {
+                if e.is_throttle() {
+                    self.inner.rate.throttled();
+                }
+                tracing::debug!(%endpoint, group = group.map(GroupId::as_str), error = %e, "failed");
+            }
+        }
+        result
+    }
+
+    /// Forgets the per-group limiter state of groups not written for a while, so a
+    /// watch process writing 100,000 groups over months does not grow without bound.
+    fn housekeeping(&self) {
+        if self.inner.calls.fetch_add(1, Ordering::Relaxed) % 10_000 == 9_999 {
+            self.inner.group_writes.retain_recent();
+        }
+    }
+
+    /// Replaces all of a group's attributes. `attributes` must not be empty: the
+    /// API's behaviour with an empty list is undocumented (use [`Client::clear_group_attr`]).
+    pub async fn set_group_attr(&self, group: &GroupId, attributes: &AttributeSet) -> Result<(), ApiError> {
+        if attributes.is_empty() {
+            return Err(ApiError {
+                endpoint: Endpoint::SetGroupAttr,
+                kind: ErrorKind::Api { code: 10004, info: "grattr never sends an empty GroupAttr".into() },
+                attempts: 0,
+            });
+        }
+        let body = serde_json::json!({ "GroupId": group, "GroupAttr": wire::items(attributes) });
+        self.call(Endpoint::SetGroupAttr, Some(group), body).await.map(drop)
+    }
+
+    /// Reads a group's attributes.
+    pub async fn get_group_attr(&self, group: &GroupId) -> Result<AttributeSet, ApiError> {
+        let answer = self.call(Endpoint::GetGroupAttr, Some(group), serde_json::json!({ "GroupId": group })).await?;
+        Ok(answer
+            .group_attr_ary
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| (i.key, i.value.unwrap_or_default()))
+            .collect())
+    }
+
+    /// Adds or changes some keys, leaving the others.
+    pub async fn modify_group_attr(&self, group: &GroupId, attributes: &AttributeSet) -> Result<(), ApiError> {
+        let body = serde_json::json!({ "GroupId": group, "GroupAttr": wire::items(attributes) });
+        self.call(Endpoint::ModifyGroupAttr, Some(group), body).await.map(drop)
+    }
+
+    /// Removes all of a group's attributes (refused by Community groups: 10007).
+    pub async fn clear_group_attr(&self, group: &GroupId) -> Result<(), ApiError> {
+        self.call(Endpoint::ClearGroupAttr, Some(group), serde_json::json!({ "GroupId": group })).await.map(drop)
+    }
+
+    /// Removes some keys (a key that does not exist fails with 10050).
+    pub async fn delete_group_attr(&self, group: &GroupId, keys: &[String]) -> Result<(), ApiError> {
+        let items: Vec<AttrItem> = keys.iter().map(|key| AttrItem { key: key.clone(), value: None }).collect();
+        let body = serde_json::json!({ "GroupId": group, "GroupAttr": items });
+        self.call(Endpoint::DeleteGroupAttr, Some(group), body).await.map(drop)
+    }
+
+    /// Creates a group and returns its id (the given one, or one the server made).
+    pub async fn create_group(&self, kind: GroupType, name: &str, id: Option<&GroupId>) -> Result<GroupId, ApiError> {
+        let mut body = serde_json::json!({ "Type": kind, "Name": name });
+        if let Some(id) = id {
+            body["GroupId"] = serde_json::json!(id);
+        }
+        let answer = self.call(Endpoint::CreateGroup, id, body).await?;
+        let bad = |message: String| ApiError {
+            endpoint: Endpoint::CreateGroup,
+            kind: ErrorKind::BadResponse { message },
+            attempts: 1,
+        };
+        let text = answer.group_id.ok_or_else(|| bad("no GroupId in the answer".into()))?;
+        GroupId::parse(&text).map_err(|e| bad(e.to_string()))
+    }
+
+    /// Destroys a group.
+    pub async fn destroy_group(&self, group: &GroupId) -> Result<(), ApiError> {
+        self.call(Endpoint::DestroyGroup, Some(group), serde_json::json!({ "GroupId": group })).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_schedule_grows_and_is_bounded() {
+        let policy = RetryPolicy {
+            max_attempts: 6,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_total: Duration::from_secs(60),
+        };
+        use backon::BackoffBuilder;
+        let delays: Vec<Duration> = policy.backoff().build().collect();
+        assert_eq!(delays.len(), 5, "five retries after the first attempt");
+        for (i, delay) in delays.iter().enumerate() {
+            // Jitter adds up to the delay itself on top of the exponential base.
+            let base = Duration::from_millis(100 * 2u64.pow(i as u32)).min(Duration::from_secs(1));
+            assert!(*delay >= base && *delay <= base * 2, "retry {i}: {delay:?} vs base {base:?}");
+        }
+        let tight = RetryPolicy { max_total: Duration::from_millis(250), ..policy };
+        let total: Duration = tight.backoff().build().sum();
+        assert!(total <= Duration::from_millis(250), "bounded in total time: {total:?}");
+    }
+
+    #[test]
+    fn errors_classify_and_read_well() {
+        let e = |kind| ApiError { endpoint: Endpoint::SetGroupAttr, kind, attempts: 3 };
+        let throttled = e(ErrorKind::Api { code: 10049, info: "too fast".into() });
+        assert_eq!(throttled.retry_class(), RetryClass::Backoff);
+        assert!(throttled.is_throttle());
+        assert_eq!(throttled.min_wait(), Duration::from_secs(1));
+        assert_eq!(
+            throttled.to_string(),
+            "set_group_attr: per-group write frequency exceeded (5/s) [10049] (too fast) after 3 attempts"
+        );
+        let unknown = e(ErrorKind::Api { code: 12345, info: "what".into() });
+        assert_eq!(unknown.retry_class(), RetryClass::Permanent);
+        assert_eq!(unknown.to_string(), "set_group_attr: undocumented error [12345] (what) after 3 attempts");
+        assert_eq!(e(ErrorKind::Http { status: 502 }).retry_class(), RetryClass::Backoff);
+        assert_eq!(e(ErrorKind::Http { status: 408 }).retry_class(), RetryClass::Backoff);
+        assert_eq!(e(ErrorKind::Http { status: 429 }).retry_class(), RetryClass::Backoff);
+        assert_eq!(e(ErrorKind::Http { status: 404 }).retry_class(), RetryClass::Permanent);
+        assert_eq!(e(ErrorKind::Transport { message: "x".into() }).retry_class(), RetryClass::Backoff);
+        assert_eq!(e(ErrorKind::Api { code: 70001, info: String::new() }).retry_class(), RetryClass::RenewUserSig);
+    }
+
+    #[test]
+    fn the_rate_halves_when_throttled_and_recovers_gradually() {
+        let rate = AdaptiveRate::new(100);
+        rate.throttled();
+        assert_eq!(rate.current.load(Ordering::Relaxed), 50);
+        rate.throttled();
+        assert_eq!(rate.current.load(Ordering::Relaxed), 25);
+        for _ in 0..25 {
+            rate.succeeded();
+        }
+        assert_eq!(rate.current.load(Ordering::Relaxed), 35);
+        for _ in 0..1000 {
+            rate.succeeded();
+        }
+        assert_eq!(rate.current.load(Ordering::Relaxed), 100, "never above the configured rate");
+    }
+}

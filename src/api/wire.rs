@@ -1,0 +1,149 @@
+//! The REST API's endpoints and JSON bodies, shared by the client and the emulator.
+
+use crate::model::AttributeSet;
+use serde::{Deserialize, Serialize};
+
+/// An endpoint grattr calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// Replace all of a group's attributes.
+    SetGroupAttr,
+    /// Read a group's attributes.
+    GetGroupAttr,
+    /// Upsert some keys.
+    ModifyGroupAttr,
+    /// Remove all attributes.
+    ClearGroupAttr,
+    /// Remove some keys.
+    DeleteGroupAttr,
+    /// Create a group.
+    CreateGroup,
+    /// Destroy a group.
+    DestroyGroup,
+}
+
+impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 7] = [
+        Endpoint::SetGroupAttr,
+        Endpoint::GetGroupAttr,
+        Endpoint::ModifyGroupAttr,
+        Endpoint::ClearGroupAttr,
+        Endpoint::DeleteGroupAttr,
+        Endpoint::CreateGroup,
+        Endpoint::DestroyGroup,
+    ];
+
+    /// The path below the base URL. Note that get lives under another service.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::SetGroupAttr => "v4/group_open_http_svc/set_group_attr",
+            Endpoint::GetGroupAttr => "v4/group_open_attr_http_svc/get_group_attr",
+            Endpoint::ModifyGroupAttr => "v4/group_open_http_svc/modify_group_attr",
+            Endpoint::ClearGroupAttr => "v4/group_open_http_svc/clear_group_attr",
+            Endpoint::DeleteGroupAttr => "v4/group_open_http_svc/delete_group_attr",
+            Endpoint::CreateGroup => "v4/group_open_http_svc/create_group",
+            Endpoint::DestroyGroup => "v4/group_open_http_svc/destroy_group",
+        }
+    }
+
+    /// The command name, as in logs and statistics.
+    pub fn name(self) -> &'static str {
+        self.path().rsplit('/').next().unwrap_or_default()
+    }
+
+    /// Whether the call writes a group's attributes (and counts against its 5 writes/s).
+    pub fn writes_attributes(self) -> bool {
+        matches!(
+            self,
+            Endpoint::SetGroupAttr | Endpoint::ModifyGroupAttr | Endpoint::ClearGroupAttr | Endpoint::DeleteGroupAttr
+        )
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One attribute in a body: `{"key": …, "value": …}` (no value when deleting).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrItem {
+    /// The key.
+    pub key: String,
+    /// The value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Attribute items for a body, in key order.
+pub fn items(attributes: &AttributeSet) -> Vec<AttrItem> {
+    attributes.iter().map(|(key, value)| AttrItem { key: key.clone(), value: Some(value.clone()) }).collect()
+}
+
+/// The envelope of every answer, with the fields of the endpoints grattr reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    /// `OK` or `FAIL`.
+    pub action_status: String,
+    /// 0 on success.
+    pub error_code: u32,
+    /// A description of the error.
+    #[serde(default)]
+    pub error_info: String,
+    /// The attributes (get); absent when a group has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_attr_ary: Option<Vec<AttrItem>>,
+    /// The id of a created group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+}
+
+impl Response {
+    /// A successful answer.
+    pub fn ok() -> Response {
+        Response { action_status: "OK".into(), ..Response::default() }
+    }
+
+    /// A failed answer.
+    pub fn fail(code: u32, info: impl Into<String>) -> Response {
+        Response { action_status: "FAIL".into(), error_code: code, error_info: info.into(), ..Response::default() }
+    }
+
+    /// Whether the call succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.error_code == 0 && self.action_status == "OK"
+    }
+}
+
+/// The kinds of group `create_group` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GroupType {
+    /// A public group.
+    Public,
+    /// A private (work) group.
+    Private,
+    /// A meeting group.
+    ChatRoom,
+    /// A live-stream room.
+    AVChatRoom,
+    /// A community.
+    Community,
+}
+
+impl std::str::FromStr for GroupType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "Public" => Ok(GroupType::Public),
+            "Private" | "Work" => Ok(GroupType::Private),
+            "ChatRoom" | "Meeting" => Ok(GroupType::ChatRoom),
+            "AVChatRoom" => Ok(GroupType::AVChatRoom),
+            "Community" => Ok(GroupType::Community),
+            other => Err(format!("unknown group type {other:?} (Public, Private, ChatRoom, AVChatRoom, Community)")),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The shape of a group file, read leniently: a field of the wrong kind, an
+//! unknown or repeated field, or a missing one is recorded as an [`Issue`] and
+//! reading goes on, so that one run reports every problem of a file, not the first.
+
+use super::diagnostic::Rule;
+use super::yaml::Node;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Location, Spanned};
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A problem found while reading the shape of a file.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    /// Where.
+    pub at: Location,
+    /// The rule broken.
+    pub rule: Rule,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A node of the expected kind, or the kind it was instead.
+#[derive(Debug)]
+pub enum Lenient<T> {
+    /// As expected.
+    Found(T),
+    /// `a scalar`, `a mapping`, `a sequence` or `null`.
+    Wrong(&'static str),
+}
+
+/// A type read from a mapping or from a sequence.
+pub trait Shape: Sized {
+    /// What the node should be: `a mapping` or `a sequence`.
+    const EXPECTED: &'static str;
+    /// Reads it from a mapping (only for `a mapping` shapes).
+    fn from_map<'de, A: MapAccess<'de>>(_map: A) -> Result<Self, A::Error> {
+        Err(de::Error::custom("not a mapping shape"))
+    }
+    /// Reads it from a sequence (only for `a sequence` shapes).
+    fn from_seq<'de, A: SeqAccess<'de>>(_seq: A) -> Result<Self, A::Error> {
+        Err(de::Error::custom("not a sequence shape"))
+    }
+}
+
+impl<'de, T: Shape> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientVisitor(PhantomData))
+    }
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+macro_rules! scalar {
+    ($($method:ident: $ty:ty),*) => {
+        $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+            Ok(Lenient::Wrong("a scalar"))
+        })*
+    };
+}
+
+impl<'de, T: Shape> Visitor<'de> for LenientVisitor<T> {
+    type Value = Lenient<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(T::EXPECTED)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if T::EXPECTED == "a mapping" {
+            return T::from_map(map).map(Lenient::Found);
+        }
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Lenient::Wrong("a mapping"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if T::EXPECTED == "a sequence" {
+            return T::from_seq(seq).map(Lenient::Found);
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Lenient::Wrong("a sequence"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Lenient::Wrong("null"))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Lenient::Wrong("null"))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    scalar!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_i128: i128, visit_u128: u128,
+        visit_f64: f64, visit_char: char, visit_str: &str, visit_bytes: &[u8]);
+}
+
+/// The message for a node of the wrong kind.
+pub fn wrong_type(expected: &str) -> String {
+    format!("wrong type: expected {expected}")
+}
+
+/// A key as shown in messages: its text, control characters escaped.
+fn key_text(key: &Spanned<Node>) -> String {
+    match &key.value {
+        Node::Text(text) | Node::Plain(text) => text.escape_debug().to_string(),
+        other => other.kind().to_string(),
+    }
+}
+
+/// Reads the fields of a mapping: each known field once (a repeat is an issue
+/// naming the first line), unknown fields as issues.
+fn read_fields<'de, A: MapAccess<'de>>(
+    mut map: A,
+    known: &'static [&'static str],
+    mut read: impl FnMut(&str, &mut A) -> Result<(), A::Error>,
+) -> Result<Vec<Issue>, A::Error> {
+    let mut issues = Vec::new();
+    let mut seen: Vec<(&'static str, u64)> = Vec::new();
+    while let Some(key) = map.next_key::<Spanned<Node>>()? {
+        let text = key_text(&key);
+        match known.iter().find(|k| **k == text) {
+            Some(field) => {
+                if let Some((_, first)) = seen.iter().find(|(f, _)| f == field) {
+                    issues.push(Issue {
+                        at: key.referenced,
+                        rule: Rule::DuplicateKey,
+                        message: format!("field `{field}` is given twice, first at line {first}"),
+                    });
+                    map.next_value::<IgnoredAny>()?;
+                } else {
+                    seen.push((field, key.referenced.line()));
+                    read(field, &mut map)?;
+                }
+            }
+            None => {
+                issues.push(Issue {
+                    at: key.referenced,
+                    rule: Rule::UnknownField,
+                    message: format!("unknown field `{text}`, expected one of {}", known.join(", ")),
+                });
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(issues)
+}
+
+/// The top level of a group file.
+#[derive(Debug, Default)]
+pub struct FileFields {
+    /// `groups:`, if given.
+    pub groups: Option<Spanned<Lenient<GroupList>>>,
+    /// Unknown and repeated fields.
+    pub issues: Vec<Issue>,
+}
+
+impl Shape for FileFields {
+    const EXPECTED: &'static str = "a mapping";
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut groups = None;
+        let issues = read_fields(map, &["groups"], |_, map| {
+            groups = Some(map.next_value()?);
+            Ok(())
+        })?;
+        Ok(FileFields { groups, issues })
+    }
+}
+
+/// The `groups:` sequence.
+#[derive(Debug, Default)]
+pub struct GroupList(pub Vec<Spanned<Lenient<GroupFields>>>);
+
+impl Shape for GroupList {
+    const EXPECTED: &'static str = "a sequence";
+    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut groups = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(group) = seq.next_element()? {
+            groups.push(group);
+        }
+        Ok(GroupList(groups))
+    }
+}
+
+/// One entry of `groups:`.
+#[derive(Debug, Default)]
+pub struct GroupFields {
+    /// `id:`, if given.
+    pub id: Option<Spanned<Node>>,
+    /// `attributes:`, if given.
+    pub attributes: Option<Spanned<Lenient<AttrEntries>>>,
+    /// Unknown and repeated fields.
+    pub issues: Vec<Issue>,
+}
+
+impl Shape for GroupFields {
+    const EXPECTED: &'static str = "a mapping";
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let (mut id, mut attributes) = (None, None);
+        let issues = read_fields(map, &["id", "attributes"], |field, map| {
+            match field {
+                "id" => id = Some(map.next_value()?),
+                _ => attributes = Some(map.next_value()?),
+            }
+            Ok(())
+        })?;
+        Ok(GroupFields { id, attributes, issues })
+    }
+}
+
+/// A group's `attributes:` mapping, entries in the order written, duplicates kept.
+#[derive(Debug, Default)]
+pub struct AttrEntries(pub Vec<(Spanned<Node>, Spanned<Node>)>);
+
+impl Shape for AttrEntries {
+    const EXPECTED: &'static str = "a mapping";
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(AttrEntries(entries))
+    }
+}

@@ -1,0 +1,226 @@
+//! The emulator's world (groups and their attributes), its rate limiters, its
+//! statistics, and the state file.
+
+use super::{EmulatorConfig, EmulatorError};
+use crate::api::wire::{Endpoint, GroupType};
+use crate::model::{AttributeSet, GroupId};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// One group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: GroupType,
+    /// Its attributes.
+    pub attributes: AttributeSet,
+}
+
+/// What the state file holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    groups: BTreeMap<GroupId, Group>,
+    next_id: u64,
+}
+
+/// Call counts for one group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStats {
+    /// Write calls (set, modify, clear, delete) that reached the group.
+    pub writes: u64,
+    /// Read calls.
+    pub reads: u64,
+    /// The most writes seen in any one-second window.
+    pub max_writes_per_second: u64,
+}
+
+/// What the emulator has been asked, for tests and benchmarks to prove which calls were made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// All requests, whatever their outcome.
+    pub total: u64,
+    /// Requests by endpoint name (`unknown` for other paths).
+    pub calls: BTreeMap<String, u64>,
+    /// Answers by error code (`0` for success).
+    pub codes: BTreeMap<String, u64>,
+    /// Injected faults by kind: `10002`, `502`, `stall`, `drop`.
+    pub faults: BTreeMap<String, u64>,
+    /// Calls per group.
+    pub groups: BTreeMap<String, GroupStats>,
+}
+
+impl Stats {
+    /// Requests to `endpoint`.
+    pub fn calls_to(&self, endpoint: Endpoint) -> u64 {
+        self.calls.get(endpoint.name()).copied().unwrap_or(0)
+    }
+
+    /// Answers with `code`.
+    pub fn answers(&self, code: u32) -> u64 {
+        self.codes.get(&code.to_string()).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+struct WriteWindow {
+    recent: VecDeque<Instant>,
+}
+
+pub(super) struct Shared {
+    pub config: EmulatorConfig,
+    world: Mutex<StateFile>,
+    stats: Mutex<Stats>,
+    windows: Mutex<HashMap<GroupId, WriteWindow>>,
+    endpoint_limits: HashMap<Endpoint, DefaultDirectRateLimiter>,
+    group_limit: Option<DefaultKeyedRateLimiter<GroupId>>,
+    dirty: AtomicBool,
+    saves: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn new(config: EmulatorConfig) -> Result<Shared, EmulatorError> {
+        let mut world = match &config.state_file {
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| EmulatorError::State { path: path.clone(), message: e.to_string() })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+                Err(e) => return Err(EmulatorError::State { path: path.clone(), message: e.to_string() }),
+            },
+            None => StateFile::default(),
+        };
+        for (id, kind) in &config.groups {
+            world.groups.entry(id.clone()).or_insert(Group { kind: *kind, attributes: AttributeSet::new() });
+        }
+        let quota = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        let (endpoint_limits, group_limit) = match config.limits {
+            Some(limits) => (
+                Endpoint::ALL.iter().map(|e| (*e, RateLimiter::direct(quota(limits.per_endpoint)))).collect(),
+                Some(RateLimiter::keyed(quota(limits.group_writes))),
+            ),
+            None => (HashMap::new(), None),
+        };
+        Ok(Shared {
+            config,
+            world: Mutex::new(world),
+            stats: Mutex::new(Stats::default()),
+            windows: Mutex::new(HashMap::new()),
+            endpoint_limits,
+            group_limit,
+            dirty: AtomicBool::new(false),
+            saves: AtomicU64::new(0),
+        })
+    }
+
+    pub fn stats(&self) -> Stats {
+        lock(&self.stats).clone()
+    }
+
+    pub fn reset_stats(&self) {
+        *lock(&self.stats) = Stats::default();
+        lock(&self.windows).clear();
+    }
+
+    pub fn record_call(&self, endpoint: Option<Endpoint>) {
+        let mut stats = lock(&self.stats);
+        stats.total += 1;
+        *stats.calls.entry(endpoint.map_or("unknown", Endpoint::name).to_string()).or_default() += 1;
+    }
+
+    pub fn record_answer(&self, code: u32) {
+        *lock(&self.stats).codes.entry(code.to_string()).or_default() += 1;
+    }
+
+    pub fn record_fault(&self, kind: &str) {
+        *lock(&self.stats).faults.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Counts a call that reached `group`, tracking the busiest second of writes.
+    pub fn record_group_call(&self, group: &GroupId, write: bool) {
+        let mut max_in_window = 0;
+        if write {
+            let now = Instant::now();
+            let mut windows = lock(&self.windows);
+            let window = windows.entry(group.clone()).or_default();
+            window.recent.push_back(now);
+            while window.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+                window.recent.pop_front();
+            }
+            max_in_window = window.recent.len() as u64;
+        }
+        let mut stats = lock(&self.stats);
+        let entry = stats.groups.entry(group.to_string()).or_default();
+        if write {
+            entry.writes += 1;
+            entry.max_writes_per_second = entry.max_writes_per_second.max(max_in_window);
+        } else {
+            entry.reads += 1;
+        }
+    }
+
+    /// Whether a call to `endpoint` is within the per-endpoint limit.
+    pub fn endpoint_allows(&self, endpoint: Endpoint) -> bool {
+        self.endpoint_limits.get(&endpoint).is_none_or(|limiter| limiter.check().is_ok())
+    }
+
+    /// Whether a write to `group` is within the per-group limit.
+    pub fn group_allows(&self, group: &GroupId) -> bool {
+        self.group_limit.as_ref().is_none_or(|limiter| limiter.check_key(group).is_ok())
+    }
+
+    /// Runs `f` on the world; marks it changed when `f` says so.
+    pub fn with_world<T>(&self, f: impl FnOnce(&mut BTreeMap<GroupId, Group>, &mut u64) -> (T, bool)) -> T {
+        let mut world = lock(&self.world);
+        let StateFile { groups, next_id } = &mut *world;
+        let (result, changed) = f(groups, next_id);
+        if changed {
+            self.dirty.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    pub fn attributes(&self, group: &GroupId) -> Option<AttributeSet> {
+        lock(&self.world).groups.get(group).map(|g| g.attributes.clone())
+    }
+
+    /// Writes the state file, when there is one and something changed.
+    pub fn save(&self) -> Result<(), EmulatorError> {
+        let Some(path) = &self.config.state_file else { return Ok(()) };
+        if !self.dirty.swap(false, Ordering::AcqRel) && path.exists() {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(&*lock(&self.world)).unwrap_or_default();
+        crate::lockfile::write_atomically(path, &bytes)
+            .map_err(|e| EmulatorError::State { path: path.clone(), message: e.to_string() })?;
+        self.saves.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Saves the state file twice a second while it changes, until `stop`.
+    pub async fn autosave(self: Arc<Self>, stop: CancellationToken) {
+        if self.config.state_file.is_none() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            if self.dirty.load(Ordering::Acquire)
+                && let Err(e) = self.save()
+            {
+                tracing::warn!(error = %e, "cannot save the emulator state");
+            }
+        }
+    }
+}
