@@ -298,3 +298,37 @@ fn config_paths_are_relative_to_the_config_file() {
     let repo = Repo::new().file("infra/grattr.yaml", support::CONFIG).file("infra/groups/a.yaml", LOBBY);
     repo.run(&["-c", "infra/grattr.yaml", "plan"]).code(0).stdout_has("(infra/groups/a.yaml:2)");
 }
+
+#[test]
+fn usersig_needs_the_secret_key_and_names_its_variable() {
+    let repo = example();
+    repo.run_with_env(&["usersig"], &[("GRATTR_SECRET_KEY", "")])
+        .code(1)
+        .no_stdout()
+        .stderr_has("error: the secret key in $GRATTR_SECRET_KEY is empty");
+    let repo = repo.file("grattr.yaml", &format!("{}secret_key_env: MY_CHAT_KEY\n", support::CONFIG));
+    repo.run(&["usersig"]).code(1).stderr_has("error: the secret key variable $MY_CHAT_KEY is not set");
+    let repo = repo.file("key.txt", "file-key\n");
+    let from_file = repo.run(&["usersig", "--secret-key-file", "key.txt", "--expire", "1h"]).code(0);
+    let claims = grattr::api::usersig::decode(from_file.stdout.trim()).unwrap();
+    assert_eq!((claims.sdkappid, claims.identifier.as_str(), claims.expire), (1400000000, "administrator", 3600));
+    let key = grattr::api::usersig::SecretKey::new("file-key").unwrap();
+    grattr::api::usersig::verify(&key, from_file.stdout.trim(), 1400000000, "administrator", claims.time).unwrap();
+    let other = repo.run_with_env(&["usersig", "--identifier", "bob"], &[("MY_CHAT_KEY", "env-key")]).code(0);
+    assert_eq!(grattr::api::usersig::decode(other.stdout.trim()).unwrap().identifier, "bob");
+}
+
+#[test]
+fn emulator_arguments_are_checked() {
+    let repo = Repo::new();
+    repo.run_with_env(&["emulator", "--fault-rate", "1.5"], &[("GRATTR_SECRET_KEY", "k")])
+        .code(2)
+        .stderr_has("is not a probability between 0 and 1");
+    repo.run_with_env(&["emulator", "--group", "café"], &[("GRATTR_SECRET_KEY", "k")])
+        .code(2)
+        .stderr_has("printable ASCII");
+    repo.run_with_env(&["emulator", "--latency", "50..10"], &[("GRATTR_SECRET_KEY", "k")])
+        .code(2)
+        .stderr_has("the low end");
+    repo.run_with_env(&["emulator"], &[("GRATTR_SECRET_KEY", "")]).code(1).stderr_has("$GRATTR_SECRET_KEY is empty");
+}

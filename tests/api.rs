@@ -1,0 +1,282 @@
+//! The client against the emulator over real HTTP on 127.0.0.1: every endpoint,
+//! every documented error path, pacing under a burst, and convergence under faults.
+
+use grattr::api::client::{ApiError, Client, ClientConfig, ErrorKind, RetryPolicy};
+use grattr::api::codes::RetryClass;
+use grattr::api::usersig::{self, SecretKey};
+use grattr::api::wire::{Endpoint, GroupType, Response};
+use grattr::emulator::{Emulator, EmulatorConfig, Latency, RateLimits};
+use grattr::model::{AttributeSet, GroupId};
+use serde_json::json;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const APP: u64 = 1400000000;
+const ADMIN: &str = "administrator";
+
+fn key() -> SecretKey {
+    SecretKey::new("test-secret-key-0123456789").unwrap()
+}
+
+fn id(text: &str) -> GroupId {
+    GroupId::parse(text).unwrap()
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> AttributeSet {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+async fn emulator(configure: impl FnOnce(&mut EmulatorConfig)) -> Emulator {
+    let mut config = EmulatorConfig::new(APP, ADMIN, key());
+    config.groups = vec![(id("room"), GroupType::Public), (id("@TGS#_@TGS#cCOMMUNITY"), GroupType::Community)];
+    configure(&mut config);
+    Emulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+fn client(emulator: &Emulator, configure: impl FnOnce(&mut ClientConfig)) -> Client {
+    let mut config = ClientConfig::new(emulator.base_url(), APP, ADMIN, key());
+    config.retry = RetryPolicy {
+        max_attempts: 6,
+        min_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        max_total: Duration::from_secs(10),
+    };
+    configure(&mut config);
+    Client::new(config).unwrap()
+}
+
+fn code(result: Result<impl std::fmt::Debug, ApiError>) -> u32 {
+    let error = result.expect_err("the call should fail");
+    error.code().unwrap_or_else(|| panic!("no API code: {error}"))
+}
+
+#[tokio::test]
+async fn every_endpoint_does_what_the_reference_says() {
+    let emulator = emulator(|_| {}).await;
+    let client = client(&emulator, |_| {});
+    let room = id("room");
+    client.set_group_attr(&room, &attrs(&[("theme", "dark"), ("banner", "hi")])).await.unwrap();
+    assert_eq!(client.get_group_attr(&room).await.unwrap(), attrs(&[("theme", "dark"), ("banner", "hi")]));
+    // set is a full reset
+    client.set_group_attr(&room, &attrs(&[("theme", "light")])).await.unwrap();
+    assert_eq!(client.get_group_attr(&room).await.unwrap(), attrs(&[("theme", "light")]));
+    client.modify_group_attr(&room, &attrs(&[("extra", "1")])).await.unwrap();
+    assert_eq!(client.get_group_attr(&room).await.unwrap(), attrs(&[("theme", "light"), ("extra", "1")]));
+    client.delete_group_attr(&room, &["extra".into()]).await.unwrap();
+    assert_eq!(code(client.delete_group_attr(&room, &["extra".into()]).await), 10050);
+    client.clear_group_attr(&room).await.unwrap();
+    assert!(client.get_group_attr(&room).await.unwrap().is_empty());
+
+    let made = client.create_group(GroupType::AVChatRoom, "Live", None).await.unwrap();
+    assert!(made.as_str().starts_with("@TGS#"));
+    let community = client.create_group(GroupType::Community, "Makers", None).await.unwrap();
+    assert!(community.as_str().starts_with("@TGS#_"));
+    let custom = client.create_group(GroupType::Public, "Support", Some(&id("support-eu"))).await.unwrap();
+    assert_eq!(custom, id("support-eu"));
+    assert_eq!(code(client.create_group(GroupType::Public, "Again", Some(&id("support-eu"))).await), 10021);
+    client.destroy_group(&custom).await.unwrap();
+    assert_eq!(code(client.get_group_attr(&custom).await), 10010);
+
+    let stats = emulator.stats();
+    assert_eq!(stats.calls_to(Endpoint::SetGroupAttr), 2);
+    assert_eq!(stats.calls_to(Endpoint::GetGroupAttr), 5);
+    assert_eq!(stats.answers(10050), 1);
+}
+
+#[tokio::test]
+async fn attribute_errors_are_answered_with_their_codes() {
+    let emulator = emulator(|_| {}).await;
+    let client = client(&emulator, |_| {});
+    let call = |body: serde_json::Value| {
+        let client = client.clone();
+        async move { client.call(Endpoint::SetGroupAttr, None, body).await }
+    };
+    let item = |k: &str, v: &str| json!({"key": k, "value": v});
+    assert_eq!(code(client.get_group_attr(&id("nope")).await), 10010);
+    assert_eq!(code(call(json!({"GroupId": "café", "GroupAttr": [item("a", "b")]})).await), 10015);
+    assert_eq!(code(call(json!({"GroupId": "room", "GroupAttr": []})).await), 10004, "an empty list is refused");
+    assert_eq!(code(call(json!({"GroupId": "room"})).await), 10004);
+    assert_eq!(code(call(json!({"GroupId": "room", "GroupAttr": [{"key": "a"}]})).await), 10004);
+    assert_eq!(code(call(json!({"GroupId": "room", "GroupAttr": [item(&"k".repeat(33), "v")]})).await), 10045);
+    assert_eq!(code(call(json!({"GroupId": "room", "GroupAttr": [item(&"é".repeat(17), "v")]})).await), 10045);
+    assert_eq!(code(call(json!({"GroupId": "room", "GroupAttr": [item("k", &"中".repeat(1334))]})).await), 10046);
+    let seventeen: Vec<_> = (0..17).map(|i| item(&format!("k{i}"), "v")).collect();
+    assert_eq!(code(call(json!({"GroupId": "room", "GroupAttr": seventeen})).await), 10047);
+    let big: Vec<_> = (0..5).map(|i| item(&format!("k{i}"), &"v".repeat(3201))).collect();
+    assert_eq!(code(call(json!({"GroupId": "room", "GroupAttr": big})).await), 10048);
+    // At the limits: accepted.
+    let full: Vec<_> = (0..16).map(|i| item(&format!("{i:0>32}"), &"v".repeat(1000))).collect();
+    call(json!({"GroupId": "room", "GroupAttr": full})).await.unwrap();
+    assert_eq!(code(client.clear_group_attr(&id("@TGS#_@TGS#cCOMMUNITY")).await), 10007);
+    // The client itself never sends an empty set.
+    let refused = client.set_group_attr(&id("room"), &AttributeSet::new()).await.unwrap_err();
+    assert_eq!((refused.code(), refused.attempts), (Some(10004), 0));
+    assert_eq!(emulator.stats().answers(0), 1, "nothing else was accepted");
+}
+
+/// Sends one raw request with the given query string and body.
+async fn raw(emulator: &Emulator, path: &str, query: &str, body: &str) -> Response {
+    let url = format!("{}/{path}?{query}", emulator.base_url());
+    let answer = reqwest::Client::new().post(url).body(body.to_string()).send().await.unwrap();
+    assert_eq!(answer.status(), 200, "errors come in the envelope");
+    answer.json().await.unwrap()
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn query(sdkappid: u64, identifier: &str, sig: &str) -> String {
+    format!("sdkappid={sdkappid}&identifier={identifier}&usersig={sig}&random=12345&contenttype=json")
+}
+
+#[tokio::test]
+async fn authentication_is_checked_like_the_service() {
+    let emulator = emulator(|config| config.admins.push("second-admin".into())).await;
+    let path = Endpoint::GetGroupAttr.path();
+    let body = r#"{"GroupId": "room"}"#;
+    let good = usersig::generate(&key(), APP, ADMIN, 3600, now());
+    let good_query = query(APP, ADMIN, good.expose());
+    assert!(raw(&emulator, path, &good_query, body).await.is_ok());
+    let cases: Vec<(String, u32)> = vec![
+        (query(APP, ADMIN, usersig::generate(&key(), APP, ADMIN, 10, now() - 100).expose()), 70001),
+        (query(APP, ADMIN, "garbage"), 70003),
+        (
+            query(APP, ADMIN, usersig::generate(&SecretKey::new("wrong").unwrap(), APP, ADMIN, 3600, now()).expose()),
+            70009,
+        ),
+        (query(APP, ADMIN, usersig::generate(&key(), APP, "someone", 3600, now()).expose()), 70013),
+        (query(APP, ADMIN, usersig::generate(&key(), APP + 1, ADMIN, 3600, now()).expose()), 70014),
+        (query(APP + 1, ADMIN, good.expose()), 70020),
+        (query(APP, "member", usersig::generate(&key(), APP, "member", 3600, now()).expose()), 60010),
+        (format!("identifier={ADMIN}&usersig={}&random=1&contenttype=json", good.expose()), 60006),
+        (format!("sdkappid={APP}&usersig={}&random=1&contenttype=json", good.expose()), 60004),
+        (good_query.replace("random=12345", "random=99999999999"), 60002),
+        (good_query.replace("contenttype=json", "contenttype=xml"), 60002),
+    ];
+    for (query, expected) in cases {
+        let answer = raw(&emulator, path, &query, body).await;
+        assert_eq!((answer.action_status.as_str(), answer.error_code), ("FAIL", expected), "{}", answer.error_info);
+    }
+    let second = usersig::generate(&key(), APP, "second-admin", 3600, now());
+    assert!(raw(&emulator, path, &query(APP, "second-admin", second.expose()), body).await.is_ok());
+    assert_eq!(raw(&emulator, path, &good_query, "{not json").await.error_code, 60003);
+    assert_eq!(raw(&emulator, path, &good_query, "[1]").await.error_code, 60003);
+    assert_eq!(raw(&emulator, "v4/group_open_http_svc/nope", &good_query, body).await.error_code, 60009);
+}
+
+#[tokio::test]
+async fn a_burst_is_paced_so_no_frequency_limit_reaches_the_caller() {
+    let groups: Vec<GroupId> = (0..100).map(|i| id(&format!("burst-{i:03}"))).collect();
+    let emulator = emulator(|config| config.auto_create_groups = true).await;
+    let client = client(&emulator, |config| config.rate_limit = 200);
+    let mut calls = tokio::task::JoinSet::new();
+    for round in 0..10 {
+        for group in &groups {
+            let (client, group) = (client.clone(), group.clone());
+            calls.spawn(async move { client.set_group_attr(&group, &attrs(&[("round", &round.to_string())])).await });
+        }
+    }
+    while let Some(result) = calls.join_next().await {
+        result.unwrap().unwrap();
+    }
+    let stats = emulator.stats();
+    assert_eq!(stats.calls_to(Endpoint::SetGroupAttr), 1000, "no call was retried: none was refused");
+    assert_eq!(stats.answers(10049) + stats.answers(60007), 0);
+    for group in &groups {
+        let seen = &stats.groups[group.as_str()];
+        assert_eq!(seen.writes, 10);
+        assert!(seen.max_writes_per_second <= 5, "{group}: {} writes in one second", seen.max_writes_per_second);
+    }
+}
+
+#[tokio::test]
+async fn a_throttling_server_is_retried_and_slowed_down() {
+    // The server allows 2 writes/s per group; the client sends 4/s and must cope.
+    let emulator = emulator(|config| config.limits = Some(RateLimits { per_endpoint: 200, group_writes: 2 })).await;
+    let client = client(&emulator, |_| {});
+    let room = id("room");
+    for round in 0..8 {
+        client.set_group_attr(&room, &attrs(&[("round", &round.to_string())])).await.unwrap();
+    }
+    assert!(emulator.stats().answers(10049) > 0, "the server did throttle");
+    assert_eq!(client.get_group_attr(&room).await.unwrap(), attrs(&[("round", "7")]));
+}
+
+#[tokio::test]
+async fn under_thirty_percent_faults_every_call_succeeds_or_fails_classified() {
+    let emulator = emulator(|config| {
+        config.auto_create_groups = true;
+        config.fault_rate = 0.3;
+        config.stall = Duration::from_secs(2);
+        config.latency = Latency::Between(Duration::ZERO, Duration::from_millis(5));
+    })
+    .await;
+    let client = client(&emulator, |config| {
+        config.rate_limit = 200;
+        config.request_timeout = Duration::from_millis(300);
+        config.retry.max_attempts = 12;
+    });
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let client = client.clone();
+        calls.spawn(async move {
+            let group = id(&format!("faulty-{i:03}"));
+            let wanted = attrs(&[("n", &i.to_string())]);
+            (group.clone(), wanted.clone(), client.set_group_attr(&group, &wanted).await)
+        });
+    }
+    let mut succeeded = Vec::new();
+    while let Some(result) = calls.join_next().await {
+        let (group, wanted, outcome) = result.unwrap();
+        match outcome {
+            Ok(()) => succeeded.push((group, wanted)),
+            Err(e) => {
+                // Out of retries: a transient class, and it says what happened.
+                assert_eq!(e.retry_class(), RetryClass::Backoff, "{e}");
+                assert!(e.attempts > 1 && !e.to_string().is_empty(), "{e}");
+            }
+        }
+    }
+    assert!(succeeded.len() >= 190, "only {} of 200 succeeded", succeeded.len());
+    for (group, wanted) in succeeded {
+        assert_eq!(emulator.attributes(&group), Some(wanted));
+    }
+    let faults = emulator.stats().faults;
+    for kind in ["10002", "502", "stall", "drop"] {
+        assert!(faults.get(kind).copied().unwrap_or(0) > 0, "no {kind} fault was injected: {faults:?}");
+    }
+}
+
+#[tokio::test]
+async fn transport_errors_are_classified_and_retried() {
+    // Nothing listens on this port once the emulator is gone.
+    let emulator = emulator(|_| {}).await;
+    let base = emulator.base_url();
+    emulator.shutdown().await.unwrap();
+    let mut config = ClientConfig::new(base, APP, ADMIN, key());
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        min_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(10),
+        max_total: Duration::from_secs(1),
+    };
+    let error = Client::new(config).unwrap().get_group_attr(&id("room")).await.unwrap_err();
+    assert!(matches!(error.kind, ErrorKind::Transport { .. }), "{error:?}");
+    assert_eq!(error.attempts, 3);
+    assert!(!error.to_string().contains("usersig"), "{error}");
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_through_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let first = emulator(|config| config.state_file = Some(file.clone())).await;
+    client(&first, |_| {}).set_group_attr(&id("room"), &attrs(&[("kept", "yes")])).await.unwrap();
+    first.shutdown().await.unwrap();
+    let second = emulator(|config| {
+        config.state_file = Some(file.clone());
+        config.groups.clear();
+    })
+    .await;
+    assert_eq!(client(&second, |_| {}).get_group_attr(&id("room")).await.unwrap(), attrs(&[("kept", "yes")]));
+}
