@@ -170,7 +170,7 @@ fn answer(shared: &Shared, endpoint: Option<Endpoint>, query: &str, body: &[u8])
 /// The envelope's query: app, admin, UserSig, random and content type, checked
 /// in the order the service documents its codes.
 fn authenticate(shared: &Shared, query: &str) -> Result<(), Response> {
-    let params: HashMap<String, String> = url_decode_pairs(query);
+    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let get = |name: &str| params.get(name).map(String::as_str);
     let sdkappid = match get("sdkappid").map(str::parse::<u64>) {
         Some(Ok(n)) => n,
@@ -199,17 +199,6 @@ fn authenticate(shared: &Shared, query: &str) -> Result<(), Response> {
         return Err(Response::fail(60010, "the request needs app admin permission"));
     }
     Ok(())
-}
-
-fn url_decode_pairs(query: &str) -> HashMap<String, String> {
-    serde_urlencoded_pairs(query).into_iter().collect()
-}
-
-/// Parses `a=b&c=d` with percent-decoding and `+` as space.
-fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    reqwest::Url::parse(&format!("http://query/?{query}"))
-        .map(|url| url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
-        .unwrap_or_default()
 }
 
 /// The `GroupAttr` items of a body, checked: keys (and values, when `with_values`) are strings, no key twice.
