@@ -58,12 +58,14 @@ impl Inputs {
     pub fn load(cli: &Cli) -> anyhow::Result<Inputs> {
         let config = Config::load(&cli.config)?;
         let environment = config.environment(cli.env.as_deref(), cli.endpoint.as_deref())?;
-        let loaded = desired::load(&environment.groups_dir);
+        // Independent inputs: read the lockfile while the group files parse.
+        let (loaded, lockfile) =
+            rayon::join(|| desired::load(&environment.groups_dir), || Lockfile::read(&environment.lockfile));
         report::diagnostics(&loaded.diagnostics);
         if loaded.has_errors() {
             bail!("{}; nothing was planned", report::counts(&loaded.diagnostics));
         }
-        let lockfile = Lockfile::read(&environment.lockfile)?;
+        let lockfile = lockfile?;
         lockfile.check_app(&environment.lockfile, environment.sdkappid)?;
         Ok(Inputs { environment, desired: loaded.state, lockfile })
     }
@@ -122,5 +124,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             out.display()
         );
     }
-    Ok(if args.detailed_exitcode && !plan.is_empty() { exit::CHANGES } else { exit::OK })
+    let code = if args.detailed_exitcode && !plan.is_empty() { exit::CHANGES } else { exit::OK };
+    // The process ends next: freeing 100,000 groups one by one would only add time.
+    std::mem::forget((inputs, plan));
+    Ok(code)
 }

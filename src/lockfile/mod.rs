@@ -10,6 +10,7 @@ pub use crate::model::AppliedGroup;
 #[cfg(test)]
 use crate::model::AttributeSet;
 use crate::model::{Digest, DigestBuilder, GroupId};
+use rayon::prelude::*;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -52,26 +53,33 @@ pub enum LockfileError {
 }
 
 #[derive(Deserialize)]
-struct FileDoc {
+#[serde(bound = "E: Deserialize<'de>")]
+struct FileDoc<E> {
     format_version: u32,
     #[serde(default)]
     sdkappid: Option<u64>,
-    #[serde(default)]
-    groups: Option<Entries>,
+    #[serde(default = "Entries::empty")]
+    groups: Entries<E>,
 }
 
 /// The `groups` object with duplicates kept, so that a bad merge cannot hide one.
-struct Entries(Vec<(String, serde_json::Value)>);
+struct Entries<E>(Vec<(String, E)>);
 
-impl<'de> Deserialize<'de> for Entries {
+impl<E> Entries<E> {
+    fn empty() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<'de, E: Deserialize<'de>> Deserialize<'de> for Entries<E> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries;
+        struct EntriesVisitor<E>(std::marker::PhantomData<E>);
+        impl<'de, E: Deserialize<'de>> Visitor<'de> for EntriesVisitor<E> {
+            type Value = Entries<E>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object of group id → entry")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<E>, A::Error> {
                 let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
                 while let Some(entry) = map.next_entry()? {
                     entries.push(entry);
@@ -79,7 +87,7 @@ impl<'de> Deserialize<'de> for Entries {
                 Ok(Entries(entries))
             }
         }
-        deserializer.deserialize_map(EntriesVisitor)
+        deserializer.deserialize_map(EntriesVisitor(std::marker::PhantomData))
     }
 }
 
@@ -106,46 +114,73 @@ impl Lockfile {
         }
     }
 
-    /// Parses and checks the bytes of a lockfile found at `path`.
+    /// Parses and checks the bytes of a lockfile found at `path`. Entries are read
+    /// straight into their types; only when one is malformed is the file read again
+    /// entry by entry, to name every bad entry.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Lockfile, LockfileError> {
-        let doc: FileDoc = serde_json::from_slice(bytes).map_err(|e| LockfileError::Parse {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
-        })?;
-        if doc.format_version != FORMAT_VERSION {
-            return Err(LockfileError::UnsupportedVersion { path: path.to_path_buf(), found: doc.format_version });
+        match serde_json::from_slice::<FileDoc<AppliedGroup>>(bytes) {
+            Ok(doc) => Lockfile::check(
+                path,
+                doc.format_version,
+                doc.sdkappid,
+                doc.groups.0.into_iter().map(|(id, g)| (id, Ok(g))),
+            ),
+            Err(_) => {
+                let doc: FileDoc<serde_json::Value> =
+                    serde_json::from_slice(bytes).map_err(|e| LockfileError::Parse {
+                        path: path.to_path_buf(),
+                        line: e.line(),
+                        column: e.column(),
+                        message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+                    })?;
+                let entries = doc.groups.0.into_iter().map(|(id, entry)| {
+                    let applied = AppliedGroup::deserialize(entry).map_err(|e| e.to_string());
+                    (id, applied)
+                });
+                Lockfile::check(path, doc.format_version, doc.sdkappid, entries)
+            }
         }
+    }
+
+    /// Checks the version and every entry (ids and digests, in parallel), naming every bad entry.
+    fn check(
+        path: &Path,
+        format_version: u32,
+        sdkappid: Option<u64>,
+        entries: impl Iterator<Item = (String, Result<AppliedGroup, String>)>,
+    ) -> Result<Lockfile, LockfileError> {
+        if format_version != FORMAT_VERSION {
+            return Err(LockfileError::UnsupportedVersion { path: path.to_path_buf(), found: format_version });
+        }
+        let entries: Vec<_> = entries.collect();
+        let checked: Vec<Result<(GroupId, AppliedGroup), String>> = entries
+            .into_par_iter()
+            .map(|(id, applied)| {
+                let group_id = GroupId::parse(&id).map_err(|e| format!("group {id:?}: {e}"))?;
+                let applied = applied.map_err(|e| format!("group {id:?}: {e}"))?;
+                if Digest::of_attributes(&applied.attributes) != applied.digest {
+                    return Err(format!("group {id:?}: digest does not match the recorded attributes"));
+                }
+                Ok((group_id, applied))
+            })
+            .collect();
         let mut problems = Vec::new();
         let mut groups = BTreeMap::new();
-        for (id, entry) in doc.groups.map(|e| e.0).unwrap_or_default() {
-            let group_id = match GroupId::parse(&id) {
-                Ok(group_id) => group_id,
-                Err(e) => {
-                    problems.push(format!("group {id:?}: {e}"));
-                    continue;
+        for entry in checked {
+            match entry {
+                Ok((id, applied)) => {
+                    let name = id.to_string();
+                    if groups.insert(id, applied).is_some() {
+                        problems.push(format!("group {name:?}: recorded twice"));
+                    }
                 }
-            };
-            let applied = match AppliedGroup::deserialize(entry) {
-                Ok(applied) => applied,
-                Err(e) => {
-                    problems.push(format!("group {id:?}: {e}"));
-                    continue;
-                }
-            };
-            if Digest::of_attributes(&applied.attributes) != applied.digest {
-                problems.push(format!("group {id:?}: digest does not match the recorded attributes"));
-                continue;
-            }
-            if groups.insert(group_id, applied).is_some() {
-                problems.push(format!("group {id:?}: recorded twice"));
+                Err(problem) => problems.push(problem),
             }
         }
         if !problems.is_empty() {
             return Err(LockfileError::Integrity { path: path.to_path_buf(), problems });
         }
-        Ok(Lockfile { sdkappid: doc.sdkappid, groups })
+        Ok(Lockfile { sdkappid, groups })
     }
 
     /// Refuses a lockfile that records another app than `sdkappid`.

@@ -62,12 +62,13 @@ impl DigestBuilder {
 
     /// The digest of everything added.
     pub fn finish(self) -> Digest {
-        use std::fmt::Write;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let bytes = self.0.finalize();
         let mut text = String::with_capacity(7 + 64);
         text.push_str("sha256:");
         for byte in bytes.iter() {
-            let _ = write!(text, "{byte:02x}");
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         Digest(text)
     }
