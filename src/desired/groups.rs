@@ -415,3 +415,62 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn yaml_of(groups: &[(String, AttributeSet)]) -> String {
+        let mut text = String::from("groups:\n");
+        for (id, attributes) in groups {
+            text += &format!("  - id: {}\n    attributes:\n", serde_json::Value::from(id.as_str()));
+            if attributes.is_empty() {
+                text.truncate(text.len() - 1);
+                text += " {}\n";
+            }
+            for (key, value) in attributes {
+                text += &format!(
+                    "      {}: {}\n",
+                    serde_json::Value::from(key.as_str()),
+                    serde_json::Value::from(value.as_str())
+                );
+            }
+        }
+        text
+    }
+
+    proptest! {
+        /// However the groups are spread over files, and in whatever order the files
+        /// come, the desired state is the same.
+        #[test]
+        fn file_order_does_not_change_the_desired_state(
+            groups in prop::collection::btree_map("[a-z0-9-]{1,8}", prop::collection::btree_map("[a-z]{1,4}", "[ -~]{0,6}", 0..4), 1..12),
+            files in 1usize..5,
+            seed in any::<u64>(),
+        ) {
+            let groups: Vec<(String, AttributeSet)> = groups.into_iter().collect();
+            let mut chunks: Vec<Vec<(String, AttributeSet)>> = vec![Vec::new(); files];
+            for (index, group) in groups.iter().enumerate() {
+                chunks[(index as u64 ^ seed) as usize % files].push(group.clone());
+            }
+            let parse = |order: &[usize]| {
+                let parsed = order
+                    .iter()
+                    .map(|&i| parse_file(Arc::from(Path::new(&format!("f{i}.yaml"))), &yaml_of(&chunks[i])))
+                    .collect();
+                let loaded = merge(parsed);
+                let errors: Vec<String> = loaded.diagnostics.iter().filter(|d| d.is_error()).map(ToString::to_string).collect();
+                assert!(errors.is_empty(), "{errors:?}");
+                loaded.state.groups.into_iter().map(|(id, g)| (id, g.attributes)).collect::<BTreeMap<_, _>>()
+            };
+            let forward: Vec<usize> = (0..files).collect();
+            let mut backward = forward.clone();
+            backward.reverse();
+            let expected: BTreeMap<GroupId, AttributeSet> =
+                groups.iter().map(|(id, a)| (GroupId::parse(id).unwrap(), a.clone())).collect();
+            prop_assert_eq!(parse(&forward), expected.clone());
+            prop_assert_eq!(parse(&backward), expected);
+        }
+    }
+}
