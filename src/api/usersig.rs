@@ -219,27 +219,20 @@ pub fn generate(key: &SecretKey, sdkappid: u64, identifier: &str, expire: u64, t
     UserSig(to_url_safe(&STANDARD.encode(compressed)))
 }
 
+/// UserSigs use base64 with `+ / =` replaced by `* - _`, to travel in a query string.
+const STANDARD_CHARS: [char; 3] = ['+', '/', '='];
+const USERSIG_CHARS: [char; 3] = ['*', '-', '_'];
+
+fn translate(text: &str, from: [char; 3], to: [char; 3]) -> String {
+    text.chars().map(|c| from.iter().position(|f| *f == c).map_or(c, |i| to[i])).collect()
+}
+
 fn to_url_safe(base64: &str) -> String {
-    base64
-        .chars()
-        .map(|c| match c {
-            '+' => '*',
-            '/' => '-',
-            '=' => '_',
-            c => c,
-        })
-        .collect()
+    translate(base64, STANDARD_CHARS, USERSIG_CHARS)
 }
 
 fn from_url_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '*' => '+',
-            '-' => '/',
-            '_' => '=',
-            c => c,
-        })
-        .collect()
+    translate(text, USERSIG_CHARS, STANDARD_CHARS)
 }
 
 /// Decodes a UserSig without checking it.
