@@ -4,6 +4,7 @@
 //! last-applied state, [`plan`] diffs them, and the command line renders the plan.
 
 pub mod api;
+pub mod apply;
 pub mod cli;
 pub mod desired;
 pub mod emulator;

@@ -1,13 +1,13 @@
 //! The command line: arguments, one function per command, exit codes, and all
 //! terminal output. Everything else in the crate returns data.
 
+mod apply;
 mod emulator;
 mod plan;
 mod report;
 mod usersig;
 mod validate;
 
-use crate::api::client::{Client, ClientConfig};
 use crate::api::usersig::SecretKey;
 use crate::desired::Environment;
 use clap::{Parser, Subcommand};
@@ -64,6 +64,8 @@ enum Command {
     Validate(validate::Args),
     /// Show what apply would change: the desired state against the lockfile (offline).
     Plan(plan::Args),
+    /// Apply the plan: one set_group_attr per changed group, recorded in the lockfile.
+    Apply(apply::Args),
     /// Print a UserSig for the configured admin, to debug with curl.
     Usersig(usersig::Args),
     /// Run a local stand-in of the Chat REST API.
@@ -77,18 +79,6 @@ impl Cli {
             Some(path) => SecretKey::from_file(path)?,
             None => SecretKey::from_env(&environment.secret_key_env)?,
         })
-    }
-
-    /// A client of the environment's REST API.
-    #[allow(dead_code)]
-    fn client(&self, environment: &Environment) -> anyhow::Result<Client> {
-        let key = self.secret_key(environment)?;
-        let mut config =
-            ClientConfig::new(environment.endpoint.base_url(), environment.sdkappid, environment.admin.clone(), key);
-        config.rate_limit = self.rate_limit.unwrap_or(environment.rate_limit);
-        config.connect_timeout = environment.connect_timeout;
-        config.request_timeout = environment.request_timeout;
-        Ok(Client::new(config)?)
     }
 }
 
@@ -122,6 +112,7 @@ pub fn main() -> ExitCode {
     let code = match &cli.command {
         Command::Validate(args) => validate::run(&cli, args),
         Command::Plan(args) => plan::run(&cli, args),
+        Command::Apply(args) => apply::run(&cli, args),
         Command::Usersig(args) => usersig::run(&cli, args),
         Command::Emulator(args) => emulator::run(&cli, args),
     };

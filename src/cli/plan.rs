@@ -50,24 +50,34 @@ pub struct Inputs {
     pub desired: desired::DesiredState,
     /// The lockfile's record.
     pub lockfile: Lockfile,
+    /// Records of an interrupted run folded into the lockfile (with `fold`).
+    pub recovered: usize,
+}
+
+/// The environment the command line selects.
+pub fn environment(cli: &Cli) -> anyhow::Result<Environment> {
+    let config = Config::load(&cli.config)?;
+    Ok(config.environment(cli.env.as_deref(), cli.endpoint.as_deref())?)
 }
 
 impl Inputs {
-    /// Loads the configuration, the desired state and the lockfile. Diagnostics
-    /// are printed; any error among them ends the command with nothing planned.
-    pub fn load(cli: &Cli) -> anyhow::Result<Inputs> {
-        let config = Config::load(&cli.config)?;
-        let environment = config.environment(cli.env.as_deref(), cli.endpoint.as_deref())?;
+    /// Loads the desired state and the lockfile. With `fold` (holding the lock), a
+    /// journal left by an interrupted run is folded into the lockfile first.
+    /// Diagnostics are printed; any error among them ends the command with nothing planned.
+    pub fn load(environment: Environment, fold: bool) -> anyhow::Result<Inputs> {
+        let read_lockfile = || match fold {
+            true => Lockfile::fold(&environment.lockfile, environment.sdkappid),
+            false => Lockfile::read(&environment.lockfile).map(|lockfile| (lockfile, 0)),
+        };
         // Independent inputs: read the lockfile while the group files parse.
-        let (loaded, lockfile) =
-            rayon::join(|| desired::load(&environment.groups_dir), || Lockfile::read(&environment.lockfile));
+        let (loaded, lockfile) = rayon::join(|| desired::load(&environment.groups_dir), read_lockfile);
         report::diagnostics(&loaded.diagnostics);
         if loaded.has_errors() {
             bail!("{}; nothing was planned", report::counts(&loaded.diagnostics));
         }
-        let lockfile = lockfile?;
+        let (lockfile, recovered) = lockfile?;
         lockfile.check_app(&environment.lockfile, environment.sdkappid)?;
-        Ok(Inputs { environment, desired: loaded.state, lockfile })
+        Ok(Inputs { environment, desired: loaded.state, lockfile, recovered })
     }
 
     /// What a saved plan records of these inputs.
@@ -105,7 +115,7 @@ impl Inputs {
 
 /// Runs `grattr plan`.
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let inputs = Inputs::load(cli)?;
+    let inputs = Inputs::load(environment(cli)?, false)?;
     let mut plan = inputs.plan(args.prune, &args.targets)?;
     let rendered = match args.format {
         Format::Text => render::text(&plan),

@@ -29,6 +29,7 @@ struct SettingsDoc {
     secret_key_env: Option<Spanned<String>>,
     prune: Option<Spanned<bool>>,
     rate_limit: Option<Spanned<u32>>,
+    safety_threshold: Option<Spanned<u32>>,
     connect_timeout: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
     environments: Option<Spanned<BTreeMap<String, Spanned<SettingsDoc>>>>,
@@ -82,6 +83,9 @@ pub struct Environment {
     pub prune: bool,
     /// App-wide calls per second (1 to 200).
     pub rate_limit: u32,
+    /// `apply` refuses, without `--force`, a plan that updates or deletes more than
+    /// this percentage of the groups the lockfile records.
+    pub safety_threshold: u32,
     /// Time to establish a connection.
     pub connect_timeout: Duration,
     /// Time for a whole request.
@@ -245,6 +249,16 @@ impl Config {
                 ));
             }
         };
+        let safety_threshold = match pick!(safety_threshold) {
+            None => 30,
+            Some(percent) if percent.value <= 100 => percent.value,
+            Some(percent) => {
+                return Err(error(
+                    at(Some(&percent.referenced)),
+                    format!("safety_threshold {} is not a percentage (0 to 100)", percent.value),
+                ));
+            }
+        };
         let duration = |value: Option<&Spanned<String>>, default: Duration| match value {
             None => Ok(default),
             Some(text) => match humantime::parse_duration(&text.value) {
@@ -271,6 +285,7 @@ impl Config {
             secret_key_env,
             prune: pick!(prune).is_some_and(|p| p.value),
             rate_limit,
+            safety_threshold,
             connect_timeout,
             request_timeout,
         })

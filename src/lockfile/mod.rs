@@ -3,8 +3,10 @@
 //! checked on read. Written atomically; guarded by an exclusive lock on a sidecar file.
 
 mod guard;
+mod journal;
 
 pub use guard::{Holder, LockError, LockGuard};
+pub use journal::{JournalStats, JournalWriter, Record, journal_path, replay};
 
 pub use crate::model::AppliedGroup;
 #[cfg(test)]
@@ -105,13 +107,17 @@ impl Lockfile {
         Lockfile { sdkappid: Some(sdkappid), groups: BTreeMap::new() }
     }
 
-    /// Reads and checks `path`. A missing file is an empty lockfile: nothing applied yet.
+    /// Reads and checks `path`, with the journal of a run that was cut short
+    /// replayed on top (in memory; [`Lockfile::fold`] writes it). A missing file is
+    /// an empty lockfile: nothing applied yet.
     pub fn read(path: &Path) -> Result<Lockfile, LockfileError> {
-        match std::fs::read(path) {
-            Ok(bytes) => Lockfile::parse(path, &bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lockfile::default()),
-            Err(source) => Err(LockfileError::Io { path: path.to_path_buf(), source }),
-        }
+        let mut lockfile = match std::fs::read(path) {
+            Ok(bytes) => Lockfile::parse(path, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lockfile::default(),
+            Err(source) => return Err(LockfileError::Io { path: path.to_path_buf(), source }),
+        };
+        lockfile.apply_records(replay(path)?);
+        Ok(lockfile)
     }
 
     /// Parses and checks the bytes of a lockfile found at `path`. Entries are read

@@ -1,0 +1,440 @@
+//! `grattr apply`: the reviewed plan, executed. Takes the lockfile's lock, folds
+//! what an interrupted run recorded, plans (or checks a saved plan), asks, applies
+//! with progress, records every success as it happens, and reports every failure.
+
+use super::plan::{Inputs, environment};
+use super::{Cli, exit};
+use crate::api::client::{Client, ClientConfig};
+use crate::api::usersig::SecretKey;
+use crate::api::wire::GroupType;
+use crate::apply::{self, ApplyOptions, Outcome, Report};
+use crate::desired::{Endpoint, Environment};
+use crate::emulator::{Emulator, EmulatorConfig};
+use crate::lockfile::{JournalWriter, LockError, LockGuard, Lockfile};
+use crate::plan::{Action, Change, Plan, render};
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use std::cell::Cell;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How the result of a run is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The plan, progress and a summary, for people.
+    Text,
+    /// One JSON document with the plan and the result, for machines.
+    Json,
+}
+
+/// Options of `grattr apply`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A plan saved with `grattr plan --out FILE`: apply exactly it, or refuse it if
+    /// the desired state, the lockfile or the environment changed since.
+    planfile: Option<PathBuf>,
+    /// Apply without asking (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Also clear and forget groups that are no longer declared.
+    #[arg(long)]
+    prune: bool,
+    /// Apply only these groups (repeatable).
+    #[arg(long = "target", value_name = "GROUP_ID")]
+    targets: Vec<String>,
+    /// Calls in flight at once; the rate limits pace them further.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    concurrency: u32,
+    /// Stop starting calls after the first permanent failure.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Apply even when the plan touches more groups than the safety threshold allows.
+    #[arg(long)]
+    force: bool,
+    /// Apply to an emulator started in-process (with a generated key and the declared
+    /// groups), with a scratch lockfile; the configured lockfile is not touched.
+    #[arg(long)]
+    emulator: bool,
+    /// Wait this long for another apply holding the lockfile's lock (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    lock_timeout: Duration,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Runs `grattr apply`.
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+    let mut environment = environment(cli)?;
+    let runtime = super::runtime()?;
+    let emulator = match args.emulator {
+        true => Some(runtime.block_on(start_emulator(&mut environment))?),
+        false => None,
+    };
+    let _lock = LockGuard::acquire(&environment.lockfile, "apply", args.lock_timeout).map_err(|e| match e {
+        LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was applied (wait with --lock-timeout DURATION)"),
+        other => other.into(),
+    })?;
+    let inputs = Inputs::load(environment, true)?;
+    let mut err = anstream::stderr();
+    if inputs.recovered > 0 {
+        writeln!(
+            err,
+            "Recovered {} change(s) recorded by an interrupted run into {}.",
+            inputs.recovered,
+            inputs.environment.lockfile.display()
+        )?;
+    }
+    let plan = match &args.planfile {
+        Some(path) => saved_plan(path, &inputs)?,
+        None => inputs.plan(args.prune, &args.targets)?,
+    };
+    check_safety(&plan, &inputs.lockfile, inputs.environment.safety_threshold, args.force)?;
+    if args.format == Format::Text {
+        anstream::stdout().lock().write_all(render::text(&plan).as_bytes())?;
+    }
+    if plan.is_empty() {
+        if args.format == Format::Json {
+            print_json(&plan, &Report::default(), &inputs.environment)?;
+        }
+        return Ok(exit::OK);
+    }
+    if !(args.yes || args.emulator) {
+        confirm(&plan, &inputs.environment)?;
+    }
+
+    let client = match &emulator {
+        Some((_, key)) => client(cli, &inputs.environment, key.clone())?,
+        None => client(cli, &inputs.environment, cli.secret_key(&inputs.environment)?)?,
+    };
+    let journal = JournalWriter::open(&inputs.environment.lockfile)?;
+    let stop = CancellationToken::new();
+    let options = ApplyOptions {
+        concurrency: args.concurrency as usize,
+        fail_fast: args.fail_fast,
+        grace: inputs.environment.request_timeout.min(Duration::from_secs(30)),
+    };
+    let progress = Progress::new(plan.changes.len() as u64);
+    let report = runtime.block_on(async {
+        tokio::spawn(watch_signals(stop.clone()));
+        apply::execute(&plan, &client, &journal, &options, &stop, |change, outcome| progress.done(change, outcome))
+            .await
+    });
+    progress.finish();
+    let stats = journal.finish()?;
+    tracing::debug!(records = stats.records, syncs = stats.syncs, busy = ?stats.busy, "journal");
+    Lockfile::fold(&inputs.environment.lockfile, inputs.environment.sdkappid)?;
+    drop(runtime);
+
+    match args.format {
+        Format::Text => print_summary(&plan, &report, &inputs.environment)?,
+        Format::Json => print_json(&plan, &report, &inputs.environment)?,
+    }
+    Ok(if report.interrupted {
+        exit::INTERRUPTED
+    } else if !report.failed.is_empty() || !report.abandoned.is_empty() {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
+}
+
+/// Starts the embedded emulator, points `environment` at it and at a scratch lockfile.
+async fn start_emulator(environment: &mut Environment) -> anyhow::Result<(Emulator, SecretKey)> {
+    let key = SecretKey::new(format!("{:032x}", rand::random::<u128>()))?;
+    let loaded = crate::desired::load(&environment.groups_dir);
+    let mut config = EmulatorConfig::new(environment.sdkappid, environment.admin.clone(), key.clone());
+    config.groups = loaded
+        .state
+        .groups
+        .keys()
+        .map(|id| {
+            let kind = if id.as_str().starts_with("@TGS#_") { GroupType::Community } else { GroupType::Public };
+            (id.clone(), kind)
+        })
+        .collect();
+    let emulator = Emulator::start(config, "127.0.0.1:0".parse()?).await?;
+    let scratch = tempfile::Builder::new().prefix("grattr-emulator-").tempdir()?.keep();
+    environment.lockfile = scratch.join("grattr.lock");
+    environment.endpoint = Endpoint::Url(emulator.base_url());
+    writeln!(
+        anstream::stderr(),
+        "Applying to an emulator started in-process at {}, recording into the scratch lockfile {}\n(the configured lockfile is not touched).\n",
+        emulator.base_url(),
+        environment.lockfile.display()
+    )?;
+    Ok((emulator, key))
+}
+
+fn client(cli: &Cli, environment: &Environment, key: SecretKey) -> anyhow::Result<Client> {
+    let mut config =
+        ClientConfig::new(environment.endpoint.base_url(), environment.sdkappid, environment.admin.clone(), key);
+    config.rate_limit = cli.rate_limit.unwrap_or(environment.rate_limit);
+    config.connect_timeout = environment.connect_timeout;
+    config.request_timeout = environment.request_timeout;
+    Ok(Client::new(config)?)
+}
+
+/// Reads a plan saved by `plan --out` and refuses it if its inputs changed since.
+fn saved_plan(path: &Path, inputs: &Inputs) -> anyhow::Result<Plan> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
+    let plan: Plan = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a plan saved by `grattr plan --out`", path.display()))?;
+    let Some(saved) = &plan.fingerprint else {
+        bail!("{} has no fingerprint: save plans with `grattr plan --out FILE`", path.display());
+    };
+    let current = inputs.fingerprint();
+    let mut changed = Vec::new();
+    if saved.desired != current.desired {
+        changed.push("the desired state (groups/) changed");
+    }
+    if saved.lockfile != current.lockfile {
+        changed.push("the lockfile changed (another apply ran)");
+    }
+    if saved.environment != current.environment {
+        changed.push("the environment differs (app, admin or endpoint)");
+    }
+    if !changed.is_empty() {
+        bail!(
+            "the saved plan {} is stale: {} since it was made; nothing was applied. Run `grattr plan` again and review it.",
+            path.display(),
+            changed.join(", ")
+        );
+    }
+    Ok(plan)
+}
+
+/// Refuses a plan that touches more than `threshold` percent of the recorded groups.
+fn check_safety(plan: &Plan, lockfile: &Lockfile, threshold: u32, force: bool) -> anyhow::Result<()> {
+    let recorded = lockfile.groups.len();
+    let touched = plan.summary.update + plan.summary.delete;
+    if force || recorded < 10 || touched * 100 <= threshold as usize * recorded {
+        return Ok(());
+    }
+    bail!(
+        "refusing to apply: the plan updates or deletes {touched} of the {recorded} groups the lockfile records ({}%), over the safety threshold of {threshold}%; nothing was applied. Review the plan, then rerun with --force (or raise safety_threshold in grattr.yaml)",
+        touched * 100 / recorded
+    );
+}
+
+/// Asks on the terminal; without one, `--yes` is required.
+fn confirm(plan: &Plan, environment: &Environment) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("stdin is not a terminal, so grattr cannot ask: pass --yes to apply; nothing was applied");
+    }
+    let mut err = anstream::stderr();
+    write!(
+        err,
+        "\nApply {} change(s) to {}? Only 'yes' will be accepted: ",
+        plan.summary.changes(),
+        environment.label()
+    )?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        bail!("apply cancelled; nothing was applied");
+    }
+    Ok(())
+}
+
+/// First Ctrl-C or SIGTERM: stop starting calls. Second: exit at once (the
+/// journal and the lockfile are consistent at every instant).
+async fn watch_signals(stop: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let next = async |term: &mut Option<tokio::signal::unix::Signal>| {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(_) = async { match term { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+        }
+    };
+    next(&mut term).await;
+    let _ = writeln!(
+        anstream::stderr(),
+        "\nStopping: no new calls; waiting for the calls in flight and recording them (press Ctrl-C again to exit now)."
+    );
+    stop.cancel();
+    next(&mut term).await;
+    std::process::exit(i32::from(exit::INTERRUPTED));
+}
+
+/// A progress bar on a terminal; elsewhere a line every few seconds.
+struct Progress {
+    bar: ProgressBar,
+    total: u64,
+    done: Cell<u64>,
+    failed: Cell<u64>,
+    started: Instant,
+    last_line: Cell<Instant>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} groups  {per_sec}  ETA {eta}  {msg}")
+            {
+                bar.set_style(style);
+            }
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Progress {
+            bar,
+            total,
+            done: Cell::new(0),
+            failed: Cell::new(0),
+            started: Instant::now(),
+            last_line: Cell::new(Instant::now()),
+        }
+    }
+
+    fn done(&self, change: &Change, outcome: &Outcome) {
+        self.done.set(self.done.get() + 1);
+        if let Outcome::Failed(error) = outcome {
+            self.failed.set(self.failed.get() + 1);
+            self.bar.suspend(|| {
+                let _ = writeln!(anstream::stderr(), "failed: {}: {error}", change.group_id);
+            });
+            self.bar.set_message(format!("{} failed", self.failed.get()));
+        }
+        self.bar.inc(1);
+        if self.bar.is_hidden() && self.last_line.get().elapsed() >= Duration::from_secs(5) {
+            self.last_line.set(Instant::now());
+            let rate = self.done.get() as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+            let _ = writeln!(
+                anstream::stderr(),
+                "apply: {}/{} groups done ({}%), {} failed, {rate:.0}/s",
+                self.done.get(),
+                self.total,
+                self.done.get() * 100 / self.total.max(1),
+                self.failed.get()
+            );
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn print_summary(plan: &Plan, report: &Report, environment: &Environment) -> anyhow::Result<()> {
+    let mut out = anstream::stdout().lock();
+    if !report.failed.is_empty() {
+        writeln!(out, "\nFailures:")?;
+        for (index, error) in &report.failed {
+            let change = &plan.changes[*index];
+            let place = change
+                .source
+                .as_ref()
+                .map_or_else(|| "no longer declared".to_string(), |s| format!("{}:{}", s.file.display(), s.line));
+            writeln!(out, "  {} ({place}): {error}", change.group_id)?;
+            if let Some(hint) = error.hint() {
+                writeln!(out, "      hint: {hint}")?;
+            }
+        }
+    }
+    let state = if report.interrupted { "Apply interrupted" } else { "Apply complete" };
+    writeln!(
+        out,
+        "\n{state}: {} applied, {} failed, {} skipped{}, {} unchanged, in {:.1} s. Recorded in {}.",
+        report.applied.len(),
+        report.failed.len(),
+        report.skipped.len(),
+        if report.abandoned.is_empty() {
+            String::new()
+        } else {
+            format!(", {} abandoned in flight (applied again next run)", report.abandoned.len())
+        },
+        plan.summary.unchanged,
+        report.elapsed.as_secs_f64(),
+        environment.lockfile.display()
+    )?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JsonResult<'a> {
+    format_version: u32,
+    lockfile: &'a Path,
+    interrupted: bool,
+    duration_ms: u128,
+    summary: JsonSummary,
+    applied: Vec<JsonGroup<'a>>,
+    failed: Vec<JsonFailure<'a>>,
+    skipped: Vec<JsonGroup<'a>>,
+    abandoned: Vec<JsonGroup<'a>>,
+    plan: &'a Plan,
+}
+
+#[derive(Serialize)]
+struct JsonSummary {
+    applied: usize,
+    failed: usize,
+    skipped: usize,
+    abandoned: usize,
+    unchanged: usize,
+}
+
+#[derive(Serialize)]
+struct JsonGroup<'a> {
+    group_id: &'a str,
+    action: Action,
+}
+
+#[derive(Serialize)]
+struct JsonFailure<'a> {
+    group_id: &'a str,
+    action: Action,
+    source: Option<&'a crate::plan::Source>,
+    code: Option<u32>,
+    error: String,
+    hint: Option<&'static str>,
+}
+
+fn print_json(plan: &Plan, report: &Report, environment: &Environment) -> anyhow::Result<()> {
+    let group = |index: &usize| JsonGroup {
+        group_id: plan.changes[*index].group_id.as_str(),
+        action: plan.changes[*index].action,
+    };
+    let result = JsonResult {
+        format_version: 1,
+        lockfile: &environment.lockfile,
+        interrupted: report.interrupted,
+        duration_ms: report.elapsed.as_millis(),
+        summary: JsonSummary {
+            applied: report.applied.len(),
+            failed: report.failed.len(),
+            skipped: report.skipped.len(),
+            abandoned: report.abandoned.len(),
+            unchanged: plan.summary.unchanged,
+        },
+        applied: report.applied.iter().map(group).collect(),
+        failed: report
+            .failed
+            .iter()
+            .map(|(index, error)| {
+                let change = &plan.changes[*index];
+                JsonFailure {
+                    group_id: change.group_id.as_str(),
+                    action: change.action,
+                    source: change.source.as_ref(),
+                    code: error.code(),
+                    error: error.to_string(),
+                    hint: error.hint(),
+                }
+            })
+            .collect(),
+        skipped: report.skipped.iter().map(group).collect(),
+        abandoned: report.abandoned.iter().map(group).collect(),
+        plan,
+    };
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &result)?;
+    writeln!(out)?;
+    Ok(())
+}

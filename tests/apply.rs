@@ -1,0 +1,410 @@
+//! `grattr apply` end to end: the real binary against an emulator on 127.0.0.1,
+//! whose statistics prove exactly which calls were made.
+
+mod support;
+
+use grattr::api::client::{Client, ClientConfig};
+use grattr::api::usersig::SecretKey;
+use grattr::api::wire::{Endpoint, GroupType};
+use grattr::emulator::{Emulator, EmulatorConfig, Latency};
+use grattr::lockfile::{LockGuard, Lockfile};
+use grattr::model::{AttributeSet, GroupId};
+use std::time::Duration;
+use support::{Repo, Run};
+
+const KEY: &str = "apply-test-secret-key";
+
+/// An emulator served by its own runtime for the length of a test.
+struct Server {
+    runtime: tokio::runtime::Runtime,
+    emulator: Option<Emulator>,
+}
+
+impl Server {
+    fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mut config = EmulatorConfig::new(1400000000, "administrator", SecretKey::new(KEY).unwrap());
+        config.auto_create_groups = true;
+        configure(&mut config);
+        let emulator = runtime.block_on(Emulator::start(config, "127.0.0.1:0".parse().unwrap())).unwrap();
+        Server { runtime, emulator: Some(emulator) }
+    }
+
+    fn emulator(&self) -> &Emulator {
+        self.emulator.as_ref().unwrap()
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "sdkappid: 1400000000\nadmin: administrator\nendpoint: {}\nrate_limit: 200\nrequest_timeout: 2s\n",
+            self.emulator().base_url()
+        )
+    }
+
+    fn sets(&self) -> u64 {
+        self.emulator().stats().calls_to(Endpoint::SetGroupAttr)
+    }
+
+    fn live(&self, group: &str) -> Option<AttributeSet> {
+        self.emulator().attributes(&GroupId::parse(group).unwrap())
+    }
+
+    /// Reads a group through the REST API, as a user would.
+    fn get(&self, group: &str) -> AttributeSet {
+        let client = Client::new(ClientConfig::new(
+            self.emulator().base_url(),
+            1400000000,
+            "administrator",
+            SecretKey::new(KEY).unwrap(),
+        ))
+        .unwrap();
+        self.runtime.block_on(client.get_group_attr(&GroupId::parse(group).unwrap())).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(emulator) = self.emulator.take() {
+            let _ = self.runtime.block_on(emulator.shutdown());
+        }
+    }
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> AttributeSet {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn groups_yaml(groups: &[(&str, &[(&str, &str)])]) -> String {
+    let mut text = String::from("groups:\n");
+    for (id, pairs) in groups {
+        text += &format!("  - id: {}\n    attributes:", serde_json::Value::from(*id));
+        if pairs.is_empty() {
+            text += " {}\n";
+            continue;
+        }
+        text.push('\n');
+        for (key, value) in *pairs {
+            text += &format!("      {key}: {}\n", serde_json::Value::from(*value));
+        }
+    }
+    text
+}
+
+fn apply(repo: &Repo, args: &[&str]) -> Run {
+    let mut all = vec!["apply"];
+    all.extend_from_slice(args);
+    let run = repo.run_with_env(&all, &[("GRATTR_SECRET_KEY", KEY)]);
+    assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the secret leaked");
+    assert!(!run.stdout.contains("usersig=") && !run.stderr.contains("usersig="), "a URL with the UserSig leaked");
+    run
+}
+
+fn recorded(repo: &Repo) -> Lockfile {
+    Lockfile::read(&repo.join("grattr.lock")).unwrap()
+}
+
+#[test]
+fn apply_makes_one_call_per_changed_group_and_nothing_else() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new().file("grattr.yaml", &server.config()).file(
+        "groups/a.yaml",
+        &groups_yaml(&[("lobby", &[("theme", "dark"), ("banner", "hi")]), ("support-eu", &[("hours", "9-17")])]),
+    );
+    // First apply creates everything.
+    apply(&repo, &["--yes"]).code(0).stdout_has("Apply complete: 2 applied, 0 failed, 0 skipped, 0 unchanged");
+    assert_eq!(server.sets(), 2);
+    assert_eq!(server.get("lobby"), attrs(&[("theme", "dark"), ("banner", "hi")]));
+    assert_eq!(recorded(&repo).groups.len(), 2);
+    assert!(!repo.join(".grattr.lock.journal").exists(), "the journal was folded");
+    // An immediate second apply makes no call at all.
+    let before = server.emulator().stats().total;
+    apply(&repo, &["--yes"]).code(0).stdout_has("No changes.");
+    assert_eq!(server.emulator().stats().total, before, "zero calls");
+    // Editing one group makes exactly one call, with exactly the new attributes.
+    let repo = repo
+        .file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "light")]), ("support-eu", &[("hours", "9-17")])]));
+    apply(&repo, &["--yes"]).code(0).stdout_has("1 applied");
+    assert_eq!(server.sets(), 3);
+    assert_eq!(server.emulator().stats().groups["lobby"].writes, 2);
+    assert_eq!(server.emulator().stats().groups["support-eu"].writes, 1);
+    assert_eq!(server.get("lobby"), attrs(&[("theme", "light")]));
+    // Removing a group leaves it alone without --prune, and clears and forgets it with it.
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "light")])]));
+    apply(&repo, &["--yes"]).code(0).stdout_has("support-eu is no longer declared; left as is");
+    assert_eq!(server.get("support-eu"), attrs(&[("hours", "9-17")]));
+    apply(&repo, &["--yes", "--prune"])
+        .code(0)
+        .stdout_has("support-eu will be cleared and forgotten")
+        .stdout_has("1 applied");
+    assert!(server.get("support-eu").is_empty());
+    assert!(!recorded(&repo).groups.contains_key(&GroupId::parse("support-eu").unwrap()));
+    assert_eq!(server.emulator().stats().calls_to(Endpoint::ClearGroupAttr), 1);
+}
+
+#[test]
+fn empty_attributes_clear_and_community_groups_fall_back_to_delete() {
+    let server = Server::start(|config| {
+        config.groups = vec![(GroupId::parse("@TGS#_@TGS#cMAKERS").unwrap(), GroupType::Community)]
+    });
+    let repo = Repo::new().file("grattr.yaml", &server.config()).file(
+        "groups/a.yaml",
+        &groups_yaml(&[("@TGS#_@TGS#cMAKERS", &[("a", "1"), ("b", "2")]), ("room", &[("x", "y")])]),
+    );
+    apply(&repo, &["--yes"]).code(0);
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("@TGS#_@TGS#cMAKERS", &[]), ("room", &[])]));
+    apply(&repo, &["--yes"]).code(0).stdout_has("(no attributes: the group will be cleared)").stdout_has("2 applied");
+    assert!(server.get("@TGS#_@TGS#cMAKERS").is_empty());
+    assert!(server.get("room").is_empty());
+    let stats = server.emulator().stats();
+    assert_eq!(stats.answers(10007), 1, "the Community group refused clear");
+    assert_eq!(stats.calls_to(Endpoint::DeleteGroupAttr), 1);
+    assert_eq!(stats.calls_to(Endpoint::SetGroupAttr), 2, "never a set with an empty list");
+    assert!(recorded(&repo).groups.values().all(|g| g.attributes.is_empty()));
+}
+
+#[test]
+fn without_a_terminal_yes_is_required() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "b")])]));
+    apply(&repo, &[]).code(1).stderr_has("pass --yes to apply; nothing was applied");
+    assert_eq!(server.emulator().stats().total, 0);
+    assert!(!repo.join("grattr.lock").exists());
+}
+
+#[test]
+fn a_saved_plan_is_applied_exactly_or_refused_when_stale() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "1")])]));
+    repo.run(&["plan", "--out", "reviewed.json"]).code(0);
+    // The desired state changes after review: the saved plan is stale.
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "2")])]));
+    apply(&repo, &["reviewed.json", "--yes"])
+        .code(1)
+        .stderr_has("is stale: the desired state (groups/) changed since it was made; nothing was applied");
+    assert_eq!(server.emulator().stats().total, 0);
+    // A fresh plan applies exactly as reviewed.
+    repo.run(&["plan", "--out", "reviewed.json"]).code(0);
+    apply(&repo, &["reviewed.json", "--yes"]).code(0).stdout_has("1 applied");
+    assert_eq!(server.get("room"), attrs(&[("a", "2")]));
+    // Applying it again: the lockfile changed since, so it is stale too.
+    apply(&repo, &["reviewed.json", "--yes"]).code(1).stderr_has("the lockfile changed (another apply ran)");
+    assert!(apply(&repo, &["no-such-plan.json", "--yes"]).code(1).stderr.contains("cannot read the plan"));
+}
+
+#[test]
+fn a_permanent_failure_is_reported_and_the_others_go_on() {
+    let server = Server::start(|config| {
+        config.auto_create_groups = false;
+        config.groups = vec![
+            (GroupId::parse("exists-1").unwrap(), GroupType::Public),
+            (GroupId::parse("exists-2").unwrap(), GroupType::Public),
+        ];
+    });
+    let repo = Repo::new().file("grattr.yaml", &server.config()).file(
+        "groups/a.yaml",
+        &groups_yaml(&[("exists-1", &[("a", "1")]), ("ghost", &[("a", "1")]), ("exists-2", &[("a", "1")])]),
+    );
+    let run = apply(&repo, &["--yes"]).code(1);
+    assert!(
+        run.stdout.contains(
+            "Failures:\n  ghost (groups/a.yaml:5): set_group_attr: group does not exist or was disbanded [10010]"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("hint: check the id, or remove the group"), "{}", run.stdout);
+    assert!(run.stdout.contains("2 applied, 1 failed, 0 skipped"), "{}", run.stdout);
+    assert_eq!(recorded(&repo).groups.len(), 2, "the successes were recorded");
+    assert_eq!(server.live("exists-2"), Some(attrs(&[("a", "1")])));
+    // --format json says the same for machines.
+    let json = apply(&repo, &["--yes", "--format", "json"]).code(1).json();
+    assert_eq!(json["summary"]["failed"], 1);
+    assert_eq!(json["failed"][0]["group_id"], "ghost");
+    assert_eq!(json["failed"][0]["code"], 10010);
+    assert_eq!(json["failed"][0]["source"]["line"], 5);
+    // --fail-fast stops starting calls after it.
+    let repo = repo.file(
+        "groups/a.yaml",
+        &groups_yaml(&[("aaa-ghost", &[("a", "1")]), ("exists-1", &[("a", "2")]), ("exists-2", &[("a", "2")])]),
+    );
+    let run = apply(&repo, &["--yes", "--fail-fast", "--concurrency", "1"]).code(1);
+    assert!(run.stdout.contains("0 applied, 1 failed, 2 skipped"), "{}", run.stdout);
+}
+
+#[test]
+fn a_second_apply_is_refused_naming_the_holder_or_waits() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "1")])]));
+    let held = LockGuard::acquire(&repo.join("grattr.lock"), "watch", Duration::ZERO).unwrap();
+    let run = apply(&repo, &["--yes"]).code(1);
+    assert!(
+        run.stderr.contains(&format!("is locked by grattr watch (pid {} on ", std::process::id())),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing was applied"));
+    assert_eq!(server.emulator().stats().total, 0);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        drop(held);
+    });
+    apply(&repo, &["--yes", "--lock-timeout", "10s"]).code(0).stdout_has("1 applied");
+    release.join().unwrap();
+}
+
+#[test]
+fn the_safety_guard_refuses_a_sweeping_change_without_force() {
+    let server = Server::start(|_| {});
+    let ids: Vec<String> = (0..10).map(|i| format!("g{i}")).collect();
+    let write = |value: &str, count: usize| {
+        let groups: Vec<(&str, &[(&str, &str)])> = ids.iter().map(|id| (id.as_str(), &[][..])).collect();
+        let mut text = groups_yaml(&groups[..0]);
+        for (i, id) in ids.iter().enumerate() {
+            let v = if i < count { value } else { "base" };
+            text += &format!("  - id: {id}\n    attributes:\n      k: {v}\n");
+        }
+        text
+    };
+    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/a.yaml", &write("base", 0));
+    apply(&repo, &["--yes"]).code(0);
+    // 3 of 10 (30%) is allowed; 4 of 10 is not.
+    let repo = repo.file("groups/a.yaml", &write("v2", 3));
+    apply(&repo, &["--yes"]).code(0).stdout_has("3 applied");
+    let repo = repo.file("groups/a.yaml", &write("v3", 4));
+    apply(&repo, &["--yes"]).code(1).stderr_has(
+        "updates or deletes 4 of the 10 groups the lockfile records (40%), over the safety threshold of 30%",
+    );
+    apply(&repo, &["--yes", "--force"]).code(0).stdout_has("4 applied");
+}
+
+#[test]
+fn thirty_percent_faults_converge_to_every_group_correct() {
+    let server = Server::start(|config| {
+        config.fault_rate = 0.3;
+        config.stall = Duration::from_secs(3);
+        config.latency = Latency::Between(Duration::ZERO, Duration::from_millis(3));
+    });
+    let ids: Vec<String> = (0..500).map(|i| format!("fault-{i:03}")).collect();
+    let mut text = String::from("groups:\n");
+    for id in &ids {
+        text += &format!("  - id: {id}\n    attributes:\n      owner: {id}\n      tier: gold\n");
+    }
+    let config = server.config().replace("request_timeout: 2s", "request_timeout: 500ms");
+    let repo = Repo::new().file("grattr.yaml", &config).file("groups/many.yaml", &text);
+    // Out of retries, a few may fail; a rerun applies only what is missing.
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let run = apply(&repo, &["--yes", "--concurrency", "64"]);
+        if run.code == 0 {
+            break;
+        }
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(runs < 4, "did not converge:\n{}", run.stdout);
+    }
+    let faults = server.emulator().stats().faults;
+    assert!(faults.len() == 4, "all four kinds of fault were injected: {faults:?}");
+    let lockfile = recorded(&repo);
+    for id in &ids {
+        let wanted = attrs(&[("owner", id), ("tier", "gold")]);
+        assert_eq!(server.live(id), Some(wanted.clone()), "{id}");
+        assert_eq!(lockfile.groups[&GroupId::parse(id).unwrap()].attributes, wanted);
+    }
+}
+
+#[test]
+fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
+    use std::process::{Command, Stdio};
+    let ids: Vec<String> = (0..80).map(|i| format!("crash-{i:03}")).collect();
+    let mut text = String::from("groups:\n");
+    for id in &ids {
+        text += &format!("  - id: {id}\n    attributes:\n      v: {id}\n");
+    }
+    for round in 0..20u64 {
+        let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(2)));
+        let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &text);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
+            .current_dir(repo.path())
+            .args(["apply", "--yes"])
+            .env("GRATTR_SECRET_KEY", KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // 80 groups at 200/s take 400 ms: kill at spread moments across and around that.
+        std::thread::sleep(Duration::from_millis(20 + round * 23));
+        // SAFETY: kill(2) on the child this test spawned.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+
+        // The lockfile (with the journal) parses, and records nothing that is not live.
+        let after_kill = Lockfile::read(&repo.join("grattr.lock")).unwrap();
+        for (id, group) in &after_kill.groups {
+            assert_eq!(
+                server.live(id.as_str()).as_ref(),
+                Some(&group.attributes),
+                "round {round}: {id} is recorded but not live"
+            );
+        }
+        // A rerun converges, calling only for what was not recorded.
+        let sets_before = server.sets();
+        apply(&repo, &["--yes"]).code(0);
+        assert_eq!(server.sets() - sets_before, (ids.len() - after_kill.groups.len()) as u64, "round {round}");
+        for id in &ids {
+            assert_eq!(server.live(id), Some(attrs(&[("v", id)])), "round {round}: {id}");
+        }
+        assert_eq!(recorded(&repo).groups.len(), ids.len());
+    }
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_records_what_was_done() {
+    use std::process::{Command, Stdio};
+    let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(5)));
+    let mut text = String::from("groups:\n");
+    for i in 0..400 {
+        text += &format!("  - id: term-{i:03}\n    attributes:\n      v: x\n");
+    }
+    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &text);
+    let child = Command::new(env!("CARGO_BIN_EXE_grattr"))
+        .current_dir(repo.path())
+        .args(["apply", "--yes"])
+        .env("GRATTR_SECRET_KEY", KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: kill(2) on the child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("Apply interrupted:"), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Stopping: no new calls"));
+    assert!(!repo.join(".grattr.lock.journal").exists(), "folded before exiting");
+    let lockfile = recorded(&repo);
+    assert!(!lockfile.groups.is_empty() && lockfile.groups.len() < 400, "{} recorded", lockfile.groups.len());
+    for (id, group) in &lockfile.groups {
+        assert_eq!(server.live(id.as_str()).as_ref(), Some(&group.attributes));
+    }
+}
+
+#[test]
+fn the_embedded_emulator_applies_without_an_account() {
+    let repo =
+        Repo::new().file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "1")]), ("@TGS#_@TGS#cX", &[("b", "2")])]));
+    let run = repo.run(&["apply", "--emulator"]).code(0);
+    assert!(run.stdout.contains("Apply complete: 2 applied"), "{}", run.stdout);
+    assert!(run.stderr.contains("Applying to an emulator started in-process at http://127.0.0.1:"), "{}", run.stderr);
+    let scratch = run.stderr.split("scratch lockfile ").nth(1).unwrap().split_whitespace().next().unwrap();
+    assert!(std::path::Path::new(scratch).exists());
+    assert!(!repo.join("grattr.lock").exists(), "the configured lockfile is not touched");
+    std::fs::remove_dir_all(std::path::Path::new(scratch).parent().unwrap()).unwrap();
+}
