@@ -126,7 +126,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     progress.finish();
     let stats = journal.finish()?;
     tracing::debug!(records = stats.records, syncs = stats.syncs, busy = ?stats.busy, "journal");
-    Lockfile::fold(&inputs.environment.lockfile, inputs.environment.sdkappid)?;
+    let environment = inputs.environment.clone();
+    inputs.lockfile.clone().fold_onto(&environment.lockfile, environment.sdkappid)?;
     drop(runtime);
 
     match args.format {

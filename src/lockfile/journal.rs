@@ -87,11 +87,23 @@ impl Lockfile {
     /// holding the lock. A crash in between leaves a journal whose replay changes
     /// nothing: records are idempotent. Returns the lockfile and how many records it took.
     pub fn fold(path: &Path, sdkappid: u64) -> Result<(Lockfile, usize), LockfileError> {
-        let mut lockfile = Lockfile::read(path)?;
-        let records = replay(path)?.len();
-        if records > 0 {
-            lockfile.sdkappid.get_or_insert(sdkappid);
-            lockfile.write(path)?;
+        let lockfile = match std::fs::read(path) {
+            Ok(bytes) => Lockfile::parse(path, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lockfile::default(),
+            Err(source) => return Err(LockfileError::Io { path: path.to_path_buf(), source }),
+        };
+        lockfile.fold_onto(path, sdkappid)
+    }
+
+    /// [`Lockfile::fold`] onto a lockfile already in memory (as read from `path`
+    /// before the journal was written), so that folding costs one write, not a read too.
+    pub fn fold_onto(mut self, path: &Path, sdkappid: u64) -> Result<(Lockfile, usize), LockfileError> {
+        let records = replay(path)?;
+        let count = records.len();
+        if count > 0 {
+            self.apply_records(records);
+            self.sdkappid.get_or_insert(sdkappid);
+            self.write(path)?;
         }
         let journal = journal_path(path);
         match std::fs::remove_file(&journal) {
@@ -99,7 +111,7 @@ impl Lockfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(LockfileError::Io { path: journal, source }),
         }
-        Ok((lockfile, records))
+        Ok((self, count))
     }
 }
 
