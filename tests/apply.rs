@@ -408,3 +408,32 @@ fn the_embedded_emulator_applies_without_an_account() {
     assert!(!repo.join("grattr.lock").exists(), "the configured lockfile is not touched");
     std::fs::remove_dir_all(std::path::Path::new(scratch).parent().unwrap()).unwrap();
 }
+
+#[test]
+fn two_applies_at_once_never_interleave() {
+    use std::process::{Command, Stdio};
+    let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(5)));
+    let mut text = String::from("groups:\n");
+    for i in 0..100 {
+        text += &format!("  - id: both-{i:03}\n    attributes:\n      v: x\n");
+    }
+    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &text);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_grattr"))
+            .current_dir(repo.path())
+            .args(["apply", "--yes"])
+            .env("GRATTR_SECRET_KEY", KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let codes: Vec<_> = outputs.iter().map(|o| o.status.code()).collect();
+    assert!(codes.contains(&Some(0)) && codes.contains(&Some(1)), "one ran, one was refused: {codes:?}");
+    let refused = outputs.iter().find(|o| o.status.code() == Some(1)).unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is locked by grattr apply (pid "));
+    assert_eq!(server.sets(), 100, "each group was written once");
+    assert_eq!(recorded(&repo).groups.len(), 100);
+}

@@ -89,6 +89,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         )?;
     }
     let plan = match &args.planfile {
+        Some(_) if args.prune || !args.targets.is_empty() => {
+            bail!("a saved plan already fixes --prune and --target; make a new plan with them instead")
+        }
         Some(path) => saved_plan(path, &inputs)?,
         None => inputs.plan(args.prune, &args.targets)?,
     };
