@@ -3,92 +3,13 @@
 
 mod support;
 
-use grattr::api::client::{Client, ClientConfig};
-use grattr::api::usersig::SecretKey;
 use grattr::api::wire::{Endpoint, GroupType};
-use grattr::emulator::{Emulator, EmulatorConfig, Latency};
+use grattr::emulator::Latency;
 use grattr::lockfile::{LockGuard, Lockfile};
-use grattr::model::{AttributeSet, GroupId};
+use grattr::model::GroupId;
 use std::time::Duration;
+use support::emulator::{KEY, Server, attrs, groups_yaml};
 use support::{Repo, Run};
-
-const KEY: &str = "apply-test-secret-key";
-
-/// An emulator served by its own runtime for the length of a test.
-struct Server {
-    runtime: tokio::runtime::Runtime,
-    emulator: Option<Emulator>,
-}
-
-impl Server {
-    fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Server {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let mut config = EmulatorConfig::new(1400000000, "administrator", SecretKey::new(KEY).unwrap());
-        config.auto_create_groups = true;
-        configure(&mut config);
-        let emulator = runtime.block_on(Emulator::start(config, "127.0.0.1:0".parse().unwrap())).unwrap();
-        Server { runtime, emulator: Some(emulator) }
-    }
-
-    fn emulator(&self) -> &Emulator {
-        self.emulator.as_ref().unwrap()
-    }
-
-    fn config(&self) -> String {
-        format!(
-            "sdkappid: 1400000000\nadmin: administrator\nendpoint: {}\nrate_limit: 200\nrequest_timeout: 2s\n",
-            self.emulator().base_url()
-        )
-    }
-
-    fn sets(&self) -> u64 {
-        self.emulator().stats().calls_to(Endpoint::SetGroupAttr)
-    }
-
-    fn live(&self, group: &str) -> Option<AttributeSet> {
-        self.emulator().attributes(&GroupId::parse(group).unwrap())
-    }
-
-    /// Reads a group through the REST API, as a user would.
-    fn get(&self, group: &str) -> AttributeSet {
-        let client = Client::new(ClientConfig::new(
-            self.emulator().base_url(),
-            1400000000,
-            "administrator",
-            SecretKey::new(KEY).unwrap(),
-        ))
-        .unwrap();
-        self.runtime.block_on(client.get_group_attr(&GroupId::parse(group).unwrap())).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(emulator) = self.emulator.take() {
-            let _ = self.runtime.block_on(emulator.shutdown());
-        }
-    }
-}
-
-fn attrs(pairs: &[(&str, &str)]) -> AttributeSet {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-fn groups_yaml(groups: &[(&str, &[(&str, &str)])]) -> String {
-    let mut text = String::from("groups:\n");
-    for (id, pairs) in groups {
-        text += &format!("  - id: {}\n    attributes:", serde_json::Value::from(*id));
-        if pairs.is_empty() {
-            text += " {}\n";
-            continue;
-        }
-        text.push('\n');
-        for (key, value) in *pairs {
-            text += &format!("      {key}: {}\n", serde_json::Value::from(*value));
-        }
-    }
-    text
-}
 
 fn apply(repo: &Repo, args: &[&str]) -> Run {
     let mut all = vec!["apply"];

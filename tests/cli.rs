@@ -146,6 +146,7 @@ fn plan_json_follows_the_documented_schema() {
       "format_version": 1,
       "not_declared": [],
       "prune": true,
+      "refresh": false,
       "summary": {
         "create": 1,
         "delete": 1,

@@ -3,22 +3,20 @@
 //! with progress, records every success as it happens, and reports every failure.
 
 use super::plan::{Inputs, environment};
+use super::progress::Progress;
 use super::{Cli, exit};
-use crate::api::client::{Client, ClientConfig};
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
 use crate::apply::{self, ApplyOptions, Outcome, Report};
 use crate::desired::{Endpoint, Environment};
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::lockfile::{JournalWriter, LockError, LockGuard, Lockfile};
-use crate::plan::{Action, Change, Plan, render};
+use crate::plan::{Action, Plan, render};
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use std::cell::Cell;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How the result of a run is printed.
@@ -58,6 +56,10 @@ pub struct Args {
     /// groups), with a scratch lockfile; the configured lockfile is not touched.
     #[arg(long)]
     emulator: bool,
+    /// Plan against the live state instead of the lockfile: groups changed outside
+    /// grattr are reset to the desired state, and the lockfile records what is live.
+    #[arg(long)]
+    refresh: bool,
     /// Wait this long for another apply holding the lockfile's lock (e.g. 30s, 5m).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
@@ -78,7 +80,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was applied (wait with --lock-timeout DURATION)"),
         other => other.into(),
     })?;
-    let inputs = Inputs::load(environment, true)?;
+    let mut inputs = Inputs::load(environment, true)?;
     let mut err = anstream::stderr();
     if inputs.recovered > 0 {
         writeln!(
@@ -92,27 +94,34 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         Some(_) if args.prune || !args.targets.is_empty() => {
             bail!("a saved plan already fixes --prune and --target; make a new plan with them instead")
         }
-        Some(path) => saved_plan(path, &inputs)?,
-        None => inputs.plan(args.prune, &args.targets)?,
+        Some(path) => saved_plan(cli, path, &mut inputs)?,
+        None => {
+            let targets = inputs.targets(&args.targets)?;
+            if args.refresh {
+                inputs.refresh(cli, targets.as_ref())?;
+            }
+            inputs.plan(args.prune, targets)
+        }
     };
     check_safety(&plan, &inputs.lockfile, inputs.environment.safety_threshold, args.force)?;
     if args.format == Format::Text {
         anstream::stdout().lock().write_all(render::text(&plan).as_bytes())?;
     }
-    if plan.is_empty() {
+    if plan.is_empty() && inputs.live.is_none() {
         if args.format == Format::Json {
             print_json(&plan, &Report::default(), &inputs.environment)?;
         }
         return Ok(exit::OK);
     }
-    if !(args.yes || args.emulator) {
+    if !(plan.is_empty() || args.yes || args.emulator) {
         confirm(&plan, &inputs.environment)?;
     }
 
-    let client = match &emulator {
-        Some((_, key)) => client(cli, &inputs.environment, key.clone())?,
-        None => client(cli, &inputs.environment, cli.secret_key(&inputs.environment)?)?,
+    let key = match &emulator {
+        Some((_, key)) => key.clone(),
+        None => cli.secret_key(&inputs.environment)?,
     };
+    let client = cli.client(&inputs.environment, key)?;
     let journal = JournalWriter::open(&inputs.environment.lockfile)?;
     let stop = CancellationToken::new();
     let options = ApplyOptions {
@@ -120,19 +129,38 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         fail_fast: args.fail_fast,
         grace: inputs.environment.request_timeout.min(Duration::from_secs(30)),
     };
-    let progress = Progress::new(plan.changes.len() as u64);
+    let progress = Progress::new("apply", plan.changes.len() as u64);
     let report = runtime.block_on(async {
         tokio::spawn(watch_signals(stop.clone()));
-        apply::execute(&plan, &client, &journal, &options, &stop, |change, outcome| progress.done(change, outcome))
-            .await
+        apply::execute(&plan, &client, &journal, &options, &stop, |change, outcome| {
+            let failure = match outcome {
+                Outcome::Failed(error) => Some(format!("{}: {error}", change.group_id)),
+                Outcome::Applied => None,
+            };
+            progress.tick(failure.as_deref());
+        })
+        .await
     });
     progress.finish();
+    let forgotten = match inputs.live.is_some() && !report.interrupted {
+        true => record_live_facts(&inputs, &plan, &journal),
+        false => Vec::new(),
+    };
     let stats = journal.finish()?;
     tracing::debug!(records = stats.records, syncs = stats.syncs, busy = ?stats.busy, "journal");
     let environment = inputs.environment.clone();
     inputs.lockfile.clone().fold_onto(&environment.lockfile, environment.sdkappid)?;
     drop(runtime);
 
+    if !forgotten.is_empty() && args.format == Format::Text {
+        let ids: Vec<String> = forgotten.iter().map(ToString::to_string).collect();
+        writeln!(
+            anstream::stdout(),
+            "\nForgot {} group(s) no longer declared that no longer exist: {}",
+            ids.len(),
+            ids.join(", ")
+        )?;
+    }
     match args.format {
         Format::Text => print_summary(&plan, &report, &inputs.environment)?,
         Format::Json => print_json(&plan, &report, &inputs.environment)?,
@@ -144,6 +172,32 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// With `--refresh`, what was read live settles some groups without a call:
+/// groups already live as desired while the lockfile records something else are
+/// recorded as they are; with pruning, groups no longer declared that no longer
+/// exist are forgotten (returned, to say so).
+fn record_live_facts(inputs: &Inputs, plan: &Plan, journal: &JournalWriter) -> Vec<crate::model::GroupId> {
+    use crate::lockfile::Record;
+    let wanted = |id: &crate::model::GroupId| plan.targets.as_ref().is_none_or(|t| t.contains(id));
+    for (id, group) in &inputs.desired.groups {
+        let live = inputs.before().get(id).map(|g| &g.attributes);
+        let recorded = inputs.lockfile.groups.get(id).map(|g| &g.attributes);
+        if wanted(id) && live == Some(&group.attributes) && recorded != live {
+            journal.record(Record::Set { group: id.clone(), attributes: group.attributes.clone() });
+        }
+    }
+    let mut forgotten = Vec::new();
+    if plan.prune {
+        for id in &inputs.missing {
+            if wanted(id) && inputs.lockfile.groups.contains_key(id) && !inputs.desired.groups.contains_key(id) {
+                journal.record(Record::Forget { group: id.clone() });
+                forgotten.push(id.clone());
+            }
+        }
+    }
+    forgotten
 }
 
 /// Starts the embedded emulator, points `environment` at it and at a scratch lockfile.
@@ -173,30 +227,25 @@ async fn start_emulator(environment: &mut Environment) -> anyhow::Result<(Emulat
     Ok((emulator, key))
 }
 
-fn client(cli: &Cli, environment: &Environment, key: SecretKey) -> anyhow::Result<Client> {
-    let mut config =
-        ClientConfig::new(environment.endpoint.base_url(), environment.sdkappid, environment.admin.clone(), key);
-    config.rate_limit = cli.rate_limit.unwrap_or(environment.rate_limit);
-    config.connect_timeout = environment.connect_timeout;
-    config.request_timeout = environment.request_timeout;
-    Ok(Client::new(config)?)
-}
-
 /// Reads a plan saved by `plan --out` and refuses it if its inputs changed since.
-fn saved_plan(path: &Path, inputs: &Inputs) -> anyhow::Result<Plan> {
+fn saved_plan(cli: &Cli, path: &Path, inputs: &mut Inputs) -> anyhow::Result<Plan> {
     let text = std::fs::read(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
     let plan: Plan = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not a plan saved by `grattr plan --out`", path.display()))?;
     let Some(saved) = &plan.fingerprint else {
         bail!("{} has no fingerprint: save plans with `grattr plan --out FILE`", path.display());
     };
+    if plan.refresh {
+        let targets = plan.targets.as_ref().map(|t| t.iter().cloned().collect());
+        inputs.refresh(cli, targets.as_ref())?;
+    }
     let current = inputs.fingerprint();
     let mut changed = Vec::new();
     if saved.desired != current.desired {
         changed.push("the desired state (groups/) changed");
     }
     if saved.lockfile != current.lockfile {
-        changed.push("the lockfile changed (another apply ran)");
+        changed.push(if plan.refresh { "the live state changed" } else { "the lockfile changed (another apply ran)" });
     }
     if saved.environment != current.environment {
         changed.push("the environment differs (app, admin or endpoint)");
@@ -263,67 +312,6 @@ async fn watch_signals(stop: CancellationToken) {
     stop.cancel();
     next(&mut term).await;
     std::process::exit(i32::from(exit::INTERRUPTED));
-}
-
-/// A progress bar on a terminal; elsewhere a line every few seconds.
-struct Progress {
-    bar: ProgressBar,
-    total: u64,
-    done: Cell<u64>,
-    failed: Cell<u64>,
-    started: Instant,
-    last_line: Cell<Instant>,
-}
-
-impl Progress {
-    fn new(total: u64) -> Progress {
-        let bar = if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} groups  {per_sec}  ETA {eta}  {msg}")
-            {
-                bar.set_style(style);
-            }
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        Progress {
-            bar,
-            total,
-            done: Cell::new(0),
-            failed: Cell::new(0),
-            started: Instant::now(),
-            last_line: Cell::new(Instant::now()),
-        }
-    }
-
-    fn done(&self, change: &Change, outcome: &Outcome) {
-        self.done.set(self.done.get() + 1);
-        if let Outcome::Failed(error) = outcome {
-            self.failed.set(self.failed.get() + 1);
-            self.bar.suspend(|| {
-                let _ = writeln!(anstream::stderr(), "failed: {}: {error}", change.group_id);
-            });
-            self.bar.set_message(format!("{} failed", self.failed.get()));
-        }
-        self.bar.inc(1);
-        if self.bar.is_hidden() && self.last_line.get().elapsed() >= Duration::from_secs(5) {
-            self.last_line.set(Instant::now());
-            let rate = self.done.get() as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-            let _ = writeln!(
-                anstream::stderr(),
-                "apply: {}/{} groups done ({}%), {} failed, {rate:.0}/s",
-                self.done.get(),
-                self.total,
-                self.done.get() * 100 / self.total.max(1),
-                self.failed.get()
-            );
-        }
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 fn print_summary(plan: &Plan, report: &Report, environment: &Environment) -> anyhow::Result<()> {

@@ -30,7 +30,7 @@ pub struct Args {
     /// AVChatRoom, Community; default Public, or Community for @TGS#_ ids). Repeatable.
     #[arg(long = "group", value_name = "ID[:TYPE]", value_parser = parse_group)]
     groups: Vec<(GroupId, GroupType)>,
-    /// Create unknown groups on first use instead of answering 10010.
+    /// Create unknown groups on their first attribute write instead of answering 10010.
     #[arg(long)]
     auto_create_groups: bool,
     /// Added latency per answer in milliseconds: 20, or a range 10..50.

@@ -2,12 +2,16 @@
 //! terminal output. Everything else in the crate returns data.
 
 mod apply;
+mod drift;
 mod emulator;
+mod import;
 mod plan;
+mod progress;
 mod report;
 mod usersig;
 mod validate;
 
+use crate::api::client::{Client, ClientConfig};
 use crate::api::usersig::SecretKey;
 use crate::desired::Environment;
 use clap::{Parser, Subcommand};
@@ -66,6 +70,10 @@ enum Command {
     Plan(plan::Args),
     /// Apply the plan: one set_group_attr per changed group, recorded in the lockfile.
     Apply(apply::Args),
+    /// Compare the desired, applied and live states: what changed behind grattr's back.
+    Drift(drift::Args),
+    /// Adopt existing groups: write YAML that reproduces their live attributes, and record them.
+    Import(import::Args),
     /// Print a UserSig for the configured admin, to debug with curl.
     Usersig(usersig::Args),
     /// Run a local stand-in of the Chat REST API.
@@ -79,6 +87,16 @@ impl Cli {
             Some(path) => SecretKey::from_file(path)?,
             None => SecretKey::from_env(&environment.secret_key_env)?,
         })
+    }
+
+    /// A client of the environment's REST API, signing with `key`.
+    fn client(&self, environment: &Environment, key: SecretKey) -> anyhow::Result<Client> {
+        let mut config =
+            ClientConfig::new(environment.endpoint.base_url(), environment.sdkappid, environment.admin.clone(), key);
+        config.rate_limit = self.rate_limit.unwrap_or(environment.rate_limit);
+        config.connect_timeout = environment.connect_timeout;
+        config.request_timeout = environment.request_timeout;
+        Ok(Client::new(config)?)
     }
 }
 
@@ -113,6 +131,8 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&cli, args),
         Command::Plan(args) => plan::run(&cli, args),
         Command::Apply(args) => apply::run(&cli, args),
+        Command::Drift(args) => drift::run(&cli, args),
+        Command::Import(args) => import::run(&cli, args),
         Command::Usersig(args) => usersig::run(&cli, args),
         Command::Emulator(args) => emulator::run(&cli, args),
     };

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod diagnostic;
+pub mod emit;
 pub mod groups;
 pub mod shape;
 pub mod yaml;

@@ -82,7 +82,7 @@ pub struct EmulatorConfig {
     pub key: SecretKey,
     /// Groups that exist from the start.
     pub groups: Vec<(GroupId, GroupType)>,
-    /// Create unknown groups on first use instead of answering 10010.
+    /// Create unknown groups on their first attribute write instead of answering 10010.
     pub auto_create_groups: bool,
     /// Rate limits, or none (for benchmarks).
     pub limits: Option<RateLimits>,

@@ -209,11 +209,7 @@ impl Lockfile {
 
     /// A digest of the recorded state, for plan fingerprints.
     pub fn digest(&self) -> Digest {
-        let mut digest = DigestBuilder::new();
-        for (id, group) in &self.groups {
-            digest.group(id, &group.attributes);
-        }
-        digest.finish()
+        digest(&self.groups)
     }
 
     /// Writes the lockfile to `path` atomically: a temporary file in the same
@@ -222,6 +218,15 @@ impl Lockfile {
     pub fn write(&self, path: &Path) -> Result<(), LockfileError> {
         write_atomically(path, &self.to_json()).map_err(|source| LockfileError::Io { path: path.to_path_buf(), source })
     }
+}
+
+/// A digest of a set of applied groups (a lockfile's record, or the live state).
+pub fn digest(groups: &BTreeMap<GroupId, AppliedGroup>) -> Digest {
+    let mut digest = DigestBuilder::new();
+    for (id, group) in groups {
+        digest.group(id, &group.attributes);
+    }
+    digest.finish()
 }
 
 /// Replaces `path` with `bytes` so that readers see the old or the new content, never a mix.

@@ -61,7 +61,8 @@ pub struct KeyChanges {
 }
 
 impl KeyChanges {
-    fn between(before: &AttributeSet, after: &AttributeSet) -> KeyChanges {
+    /// The keys that differ from `before` to `after`.
+    pub fn between(before: &AttributeSet, after: &AttributeSet) -> KeyChanges {
         let mut keys = KeyChanges::default();
         for (key, value) in after {
             match before.get(key) {
@@ -139,7 +140,8 @@ pub struct PlanEnvironment {
 pub struct Fingerprint {
     /// The digest of the desired state.
     pub desired: Digest,
-    /// The digest of the lockfile's recorded state.
+    /// The digest of the state the plan was made against: the lockfile's record, or
+    /// with `--refresh` the live state.
     pub lockfile: Digest,
     /// The digest of the environment (app, admin, endpoint).
     pub environment: Digest,
@@ -168,6 +170,9 @@ pub struct Plan {
     pub prune: bool,
     /// The groups the plan was limited to, if any.
     pub targets: Option<Vec<GroupId>>,
+    /// Whether "before" is the live state read from the API (`--refresh`) rather than the lockfile.
+    #[serde(default)]
+    pub refresh: bool,
     /// Counts.
     pub summary: Summary,
     /// The changes, by group id.
@@ -199,6 +204,7 @@ pub fn diff(
         environment: options.environment.clone(),
         prune: options.prune,
         targets: options.targets.as_ref().map(|t| t.iter().cloned().collect()),
+        refresh: false,
         summary: Summary::default(),
         changes: Vec::new(),
         not_declared: Vec::new(),

@@ -22,12 +22,12 @@ pub const MARKDOWN_BUDGET: usize = 60_000;
 
 /// A value as one line of text: JSON string escaping, so quotes, newlines and
 /// control characters are visible and cannot drive a terminal.
-fn quoted(value: &str) -> String {
+pub(crate) fn quoted(value: &str) -> String {
     serde_json::Value::from(value).to_string()
 }
 
 /// A key as written: bare when it is a plain word, quoted otherwise.
-fn key_label(key: &str) -> String {
+pub(crate) fn key_label(key: &str) -> String {
     let plain = !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
     if plain { key.to_string() } else { quoted(key) }
 }
@@ -71,7 +71,7 @@ const VALUE_LINES_INDENT: &str = "          ";
 
 /// A changed value: both whole when short, a line diff when either spans lines,
 /// else a word-level diff of the two.
-fn changed_value(old: &str, new: &str, styled: bool) -> String {
+pub(crate) fn changed_value(old: &str, new: &str, styled: bool) -> String {
     if old.contains('\n') || new.contains('\n') {
         return changed_lines(old, new, styled);
     }
@@ -136,12 +136,19 @@ pub fn summary_line(plan: &Plan) -> String {
     line
 }
 
-fn header(plan: &Plan) -> String {
-    let env = &plan.environment;
-    let mut text = match &env.name {
+/// `production (sdkappid 1400000000)`, or `sdkappid 1400000000` without environments.
+pub(crate) fn environment_label(env: &super::PlanEnvironment) -> String {
+    match &env.name {
         Some(name) => format!("{name} (sdkappid {})", env.sdkappid),
         None => format!("sdkappid {}", env.sdkappid),
-    };
+    }
+}
+
+fn header(plan: &Plan) -> String {
+    let mut text = environment_label(&plan.environment);
+    if plan.refresh {
+        text += ", against the live state";
+    }
     if let Some(targets) = &plan.targets {
         text += &format!(", limited to {} targeted group{}", targets.len(), if targets.len() == 1 { "" } else { "s" });
     }
@@ -213,7 +220,7 @@ pub fn json(plan: &Plan) -> String {
     text
 }
 
-fn html_escape(text: &str) -> String {
+pub(crate) fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -230,7 +237,7 @@ fn html_escape(text: &str) -> String {
 }
 
 /// A code fence longer than any run of backticks in `body`.
-fn fence_for(body: &str) -> String {
+pub(crate) fn fence_for(body: &str) -> String {
     let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }

@@ -2,6 +2,8 @@
 //! it, a run of the real `grattr` binary, and assertions on what it printed.
 #![allow(dead_code)]
 
+pub mod emulator;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 

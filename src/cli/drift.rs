@@ -1,0 +1,55 @@
+//! `grattr drift`: the desired, applied and live states of every managed group,
+//! compared; what changed behind grattr's back.
+
+use super::plan::{Inputs, environment};
+use super::{Cli, exit};
+use crate::drift::{self, render};
+use crate::plan::PlanEnvironment;
+use std::io::Write;
+
+/// The renderings of a drift report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For terminals and logs.
+    Text,
+    /// For pull-request or issue comments.
+    Markdown,
+    /// For machines (a documented, stable schema).
+    Json,
+}
+
+/// Options of `grattr drift`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Exit 2 when any group drifted, conflicts or is missing.
+    #[arg(long)]
+    detailed_exitcode: bool,
+    /// Check only these groups (repeatable).
+    #[arg(long = "target", value_name = "GROUP_ID")]
+    targets: Vec<String>,
+}
+
+/// Runs `grattr drift`.
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+    let inputs = Inputs::load(environment(cli)?, false)?;
+    let targets = inputs.targets(&args.targets)?;
+    let live = inputs.read_live(cli, targets.as_ref())?;
+    let environment = PlanEnvironment { name: inputs.environment.name.clone(), sdkappid: inputs.environment.sdkappid };
+    let report = drift::classify(environment, &inputs.desired.groups, &inputs.lockfile.groups, &live);
+    let rendered = match args.format {
+        Format::Text => render::text(&report),
+        Format::Markdown => render::markdown(&report),
+        Format::Json => render::json(&report),
+    };
+    anstream::stdout().lock().write_all(rendered.as_bytes())?;
+    Ok(if report.summary.unreadable > 0 {
+        exit::ERROR
+    } else if args.detailed_exitcode && report.has_drift() {
+        exit::CHANGES
+    } else {
+        exit::OK
+    })
+}

@@ -1,0 +1,144 @@
+//! `grattr import`: adopt existing groups. Reads their live attributes, writes
+//! desired-state YAML that reproduces them exactly, and records them in the
+//! lockfile as applied, so that the next plan is empty.
+
+use super::plan::{Inputs, environment};
+use super::{Cli, exit};
+use crate::desired::{emit, groups};
+use crate::lockfile::{self, LockError, LockGuard, Record};
+use crate::model::{AttributeSet, GroupId};
+use anyhow::{Context, bail};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options of `grattr import`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The groups to adopt.
+    #[arg(value_name = "GROUP_ID")]
+    groups: Vec<String>,
+    /// Also adopt the groups listed in this file, one id per line (a line starting with
+    /// `#`, or ` #` within a line, starts a comment).
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// Where to write the YAML (default: imported.yaml in the groups directory). An
+    /// existing file is never overwritten.
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Wait this long for another grattr holding the lockfile's lock.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    lock_timeout: Duration,
+}
+
+/// The ids to import: the arguments, then the file's lines, each checked.
+fn requested(args: &Args) -> anyhow::Result<Vec<GroupId>> {
+    let mut ids = Vec::new();
+    for text in &args.groups {
+        ids.push(GroupId::parse(text).with_context(|| format!("{text:?}"))?);
+    }
+    if let Some(path) = &args.from {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        for (index, line) in text.lines().enumerate() {
+            // `#` starts a comment at the start of a line or after a space; ids contain `#` too.
+            let line = match line.find(" #") {
+                Some(at) => &line[..at],
+                None => line,
+            };
+            let line = line.trim();
+            if line.starts_with('#') {
+                continue;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            ids.push(GroupId::parse(line).with_context(|| format!("{}:{}: {line:?}", path.display(), index + 1))?);
+        }
+    }
+    if ids.is_empty() {
+        bail!("no group to import: name group ids, or a file of them with --from");
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Runs `grattr import`.
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+    let ids = requested(args)?;
+    let environment = environment(cli)?;
+    let out = args.out.clone().unwrap_or_else(|| environment.groups_dir.join("imported.yaml"));
+    if out.exists() {
+        bail!("{} exists; grattr import never overwrites a file: choose another with --out", out.display());
+    }
+    let _lock = LockGuard::acquire(&environment.lockfile, "import", args.lock_timeout).map_err(|e| match e {
+        LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was imported"),
+        other => other.into(),
+    })?;
+    let inputs = Inputs::load(environment, true)?;
+    let declared: Vec<String> = ids
+        .iter()
+        .filter_map(|id| inputs.desired.groups.get(id).map(|g| format!("  {id} is declared at {}", g.source)))
+        .collect();
+    if !declared.is_empty() {
+        bail!("refusing to import groups that are already declared; nothing was imported:\n{}", declared.join("\n"));
+    }
+    let targets = ids.iter().cloned().collect();
+    let live = inputs.read_live_of(cli, &targets)?;
+    let mut imported: Vec<(GroupId, AttributeSet)> = Vec::new();
+    let mut failed = 0;
+    let mut err = anstream::stderr();
+    for (id, read) in live {
+        match read {
+            Ok(attributes) => imported.push((id, attributes)),
+            Err(e) => {
+                failed += 1;
+                let hint = e.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+                writeln!(err, "error: cannot import {id}: {e}{hint}")?;
+            }
+        }
+    }
+    if imported.is_empty() {
+        bail!("no group could be read; nothing was imported");
+    }
+
+    let header = format!(
+        "Imported by `grattr import` from sdkappid {}: the live attributes, exactly.\nEdit freely: this file is now the desired state of these groups.",
+        inputs.environment.sdkappid
+    );
+    let text = emit::group_file(&header, &imported);
+    check_round_trip(&out, &text, &imported)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    lockfile::write_atomically(&out, text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+    let mut lockfile = inputs.lockfile.clone();
+    lockfile.sdkappid.get_or_insert(inputs.environment.sdkappid);
+    let count = imported.len();
+    lockfile.apply_records(imported.into_iter().map(|(group, attributes)| Record::Set { group, attributes }));
+    lockfile.write(&inputs.environment.lockfile)?;
+    writeln!(
+        anstream::stdout(),
+        "Imported {count} group(s) into {} and recorded them in {}; `grattr plan` shows no change for them.",
+        out.display(),
+        inputs.environment.lockfile.display()
+    )?;
+    Ok(if failed > 0 { exit::ERROR } else { exit::OK })
+}
+
+/// Reads the written YAML back before anything is written: it must declare exactly
+/// what is live, or nothing is imported.
+fn check_round_trip(out: &Path, text: &str, imported: &[(GroupId, AttributeSet)]) -> anyhow::Result<()> {
+    let parsed = groups::parse_file(Arc::from(out), text);
+    let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(ToString::to_string).collect();
+    let same = parsed.groups.len() == imported.len()
+        && parsed.groups.iter().zip(imported).all(|((id, g), (want_id, want))| id == want_id && &g.attributes == want);
+    if !errors.is_empty() || !same {
+        bail!(
+            "internal error: the YAML written would not reproduce the live attributes exactly; nothing was imported. Please report this.\n{}",
+            errors.join("\n")
+        );
+    }
+    Ok(())
+}

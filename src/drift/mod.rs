@@ -1,0 +1,237 @@
+//! Drift: the desired state (YAML), the applied state (lockfile) and the live
+//! state (`get_group_attr`) compared per group. Pure: the live state is read by
+//! [`crate::live`] and handed in.
+
+pub mod render;
+
+use crate::api::client::ApiError;
+use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, GroupId};
+use crate::plan::{KeyChanges, PlanEnvironment, Source};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The version of the JSON drift schema.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How one group stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Desired, applied and live agree.
+    InSync,
+    /// Desired differs from applied, and live equals applied: a normal unapplied change.
+    Pending,
+    /// Live differs from applied (changed outside grattr); desired equals applied.
+    Drifted,
+    /// Drifted, and also pending.
+    Conflict,
+    /// The group does not exist (10010).
+    Missing,
+    /// The group could not be read.
+    Unreadable,
+}
+
+impl Status {
+    /// Whether `--detailed-exitcode` reports it.
+    pub fn is_drift(self) -> bool {
+        matches!(self, Status::Drifted | Status::Conflict | Status::Missing)
+    }
+}
+
+/// One group's three states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDrift {
+    /// The group.
+    pub group_id: GroupId,
+    /// How it stands.
+    pub status: Status,
+    /// Where it is declared, if it is.
+    pub source: Option<Source>,
+    /// What the YAML says (`None`: not declared).
+    pub desired: Option<AttributeSet>,
+    /// What the lockfile records (`None`: never applied).
+    pub applied: Option<AttributeSet>,
+    /// What is live (`None`: missing or unreadable).
+    pub live: Option<AttributeSet>,
+    /// The keys that changed live, from applied to live.
+    pub live_changes: KeyChanges,
+    /// Why the group could not be read.
+    pub error: Option<String>,
+    /// The API error code of that.
+    pub code: Option<u32>,
+}
+
+/// How many groups stand how.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// In sync.
+    pub in_sync: usize,
+    /// Pending.
+    pub pending: usize,
+    /// Drifted.
+    pub drifted: usize,
+    /// Conflicts.
+    pub conflict: usize,
+    /// Missing.
+    pub missing: usize,
+    /// Unreadable.
+    pub unreadable: usize,
+}
+
+/// Every managed group's standing; serialized, the JSON schema of `grattr drift --format json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// The schema version.
+    pub format_version: u32,
+    /// The environment.
+    pub environment: PlanEnvironment,
+    /// Counts.
+    pub summary: Summary,
+    /// The groups not in sync, by id.
+    pub groups: Vec<GroupDrift>,
+}
+
+impl DriftReport {
+    /// Whether anything drifted, conflicts or is missing.
+    pub fn has_drift(&self) -> bool {
+        self.groups.iter().any(|g| g.status.is_drift())
+    }
+}
+
+/// Classifies every group read live. `live` holds what reading each managed group gave.
+pub fn classify(
+    environment: PlanEnvironment,
+    desired: &BTreeMap<GroupId, DesiredGroup>,
+    applied: &BTreeMap<GroupId, AppliedGroup>,
+    live: &BTreeMap<GroupId, Result<AttributeSet, ApiError>>,
+) -> DriftReport {
+    let mut report =
+        DriftReport { format_version: FORMAT_VERSION, environment, summary: Summary::default(), groups: Vec::new() };
+    for (id, read) in live {
+        let declared = desired.get(id);
+        let recorded = applied.get(id).map(|a| &a.attributes);
+        let mut group = GroupDrift {
+            group_id: id.clone(),
+            status: Status::InSync,
+            source: declared.map(|d| Source::from(&d.source)),
+            desired: declared.map(|d| d.attributes.clone()),
+            applied: recorded.cloned(),
+            live: None,
+            live_changes: KeyChanges::default(),
+            error: None,
+            code: None,
+        };
+        match read {
+            Err(error) => {
+                group.code = error.code();
+                group.error = Some(error.to_string());
+                group.status =
+                    if error.code() == Some(crate::live::MISSING) { Status::Missing } else { Status::Unreadable };
+            }
+            Ok(live) => {
+                let drifted = recorded.is_some_and(|applied| applied != live);
+                // A group never applied is pending; one no longer declared is left as is.
+                let pending = match (declared, recorded) {
+                    (Some(d), Some(a)) => d.attributes != *a,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                group.status = match (drifted, pending) {
+                    (false, false) => Status::InSync,
+                    (false, true) => Status::Pending,
+                    (true, false) => Status::Drifted,
+                    (true, true) => Status::Conflict,
+                };
+                if let Some(applied) = recorded {
+                    group.live_changes = KeyChanges::between(applied, live);
+                }
+                group.live = Some(live.clone());
+            }
+        }
+        let s = &mut report.summary;
+        match group.status {
+            Status::InSync => s.in_sync += 1,
+            Status::Pending => s.pending += 1,
+            Status::Drifted => s.drifted += 1,
+            Status::Conflict => s.conflict += 1,
+            Status::Missing => s.missing += 1,
+            Status::Unreadable => s.unreadable += 1,
+        }
+        if group.status != Status::InSync {
+            report.groups.push(group);
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::client::ErrorKind;
+    use crate::api::wire::Endpoint;
+    use crate::model::SourceLocation;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn attrs(pairs: &[(&str, &str)]) -> AttributeSet {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn id(text: &str) -> GroupId {
+        GroupId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn every_category() {
+        let source = SourceLocation { file: Arc::from(Path::new("g.yaml")), line: 1, column: 1 };
+        let declare = |a: AttributeSet| DesiredGroup { attributes: a, source: source.clone() };
+        let v1 = attrs(&[("k", "1")]);
+        let v2 = attrs(&[("k", "2")]);
+        let client_edit = attrs(&[("k", "1"), ("added", "x")]);
+        let desired: BTreeMap<_, _> = [
+            (id("sync"), declare(v1.clone())),
+            (id("pending"), declare(v2.clone())),
+            (id("drifted"), declare(v1.clone())),
+            (id("conflict"), declare(v2.clone())),
+            (id("missing"), declare(v1.clone())),
+            (id("new"), declare(v1.clone())),
+        ]
+        .into();
+        let applied: BTreeMap<_, _> = ["sync", "pending", "drifted", "conflict", "missing"]
+            .iter()
+            .map(|g| (id(g), AppliedGroup::new(v1.clone())))
+            .collect();
+        let gone = ApiError {
+            endpoint: Endpoint::GetGroupAttr,
+            kind: ErrorKind::Api { code: 10010, info: String::new() },
+            attempts: 1,
+        };
+        let live: BTreeMap<_, _> = [
+            (id("sync"), Ok(v1.clone())),
+            (id("pending"), Ok(v1.clone())),
+            (id("drifted"), Ok(client_edit.clone())),
+            (id("conflict"), Ok(client_edit.clone())),
+            (id("missing"), Err(gone)),
+            (id("new"), Ok(AttributeSet::new())),
+        ]
+        .into();
+        let report = classify(PlanEnvironment::default(), &desired, &applied, &live);
+        let statuses: Vec<_> = report.groups.iter().map(|g| (g.group_id.as_str(), g.status)).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                ("conflict", Status::Conflict),
+                ("drifted", Status::Drifted),
+                ("missing", Status::Missing),
+                ("new", Status::Pending),
+                ("pending", Status::Pending),
+            ]
+        );
+        assert_eq!(
+            report.summary,
+            Summary { in_sync: 1, pending: 2, drifted: 1, conflict: 1, missing: 1, unreadable: 0 }
+        );
+        assert_eq!(report.groups[1].live_changes.added, vec!["added".to_string()]);
+        assert!(report.has_drift());
+    }
+}

@@ -1,0 +1,175 @@
+//! `grattr drift`, `plan --refresh` / `apply --refresh` and `grattr import`, end to end
+//! against the emulator, with drift made the way a member's app makes it.
+
+mod support;
+
+use grattr::model::{AttributeSet, GroupId};
+use support::emulator::{KEY, Server, attrs, groups_yaml};
+use support::{Repo, Run};
+
+fn grattr(repo: &Repo, args: &[&str]) -> Run {
+    let run = repo.run_with_env(args, &[("GRATTR_SECRET_KEY", KEY)]);
+    assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the secret leaked");
+    run
+}
+
+fn id(text: &str) -> GroupId {
+    GroupId::parse(text).unwrap()
+}
+
+/// Five groups applied; then one of each kind of drift.
+fn drifted_world() -> (Server, Repo) {
+    let server = Server::start(|config| {
+        config.auto_create_groups = false;
+        config.groups = ["conflict", "drifted", "gone", "pending", "sync"]
+            .map(|g| (id(g), grattr::api::wire::GroupType::Public))
+            .to_vec();
+    });
+    let declared = |pending: &str, conflict: &str| {
+        groups_yaml(&[
+            ("conflict", &[("k", conflict)]),
+            ("drifted", &[("k", "1")]),
+            ("gone", &[("k", "1")]),
+            ("pending", &[("k", pending)]),
+            ("sync", &[("k", "1")]),
+        ])
+    };
+    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/a.yaml", &declared("1", "1"));
+    grattr(&repo, &["apply", "--yes"]).code(0);
+    let repo = repo.file("groups/a.yaml", &declared("2", "2"));
+    let client = server.client();
+    server.block_on(async {
+        // A member's app edits attributes, as the client SDKs can.
+        client.modify_group_attr(&id("drifted"), &attrs(&[("k", "client"), ("extra", "x")])).await.unwrap();
+        client.delete_group_attr(&id("conflict"), &["k".to_string()]).await.unwrap();
+        client.destroy_group(&id("gone")).await.unwrap();
+    });
+    (server, repo)
+}
+
+#[test]
+fn drift_classifies_every_group() {
+    let (_server, repo) = drifted_world();
+    let json = grattr(&repo, &["drift", "--format", "json", "--detailed-exitcode"]).code(2).json();
+    let statuses: Vec<(String, String)> = json["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["group_id"].as_str().unwrap().to_string(), g["status"].as_str().unwrap().to_string()))
+        .collect();
+    let expected = [("conflict", "conflict"), ("drifted", "drifted"), ("gone", "missing"), ("pending", "pending")];
+    assert_eq!(statuses, expected.map(|(a, b)| (a.to_string(), b.to_string())).to_vec());
+    assert_eq!(json["summary"]["in_sync"], 1);
+    assert_eq!(json["groups"][1]["live_changes"]["added"][0], "extra");
+    assert_eq!(json["groups"][1]["live_changes"]["changed"][0], "k");
+    assert_eq!(json["groups"][0]["live_changes"]["removed"][0], "k");
+    assert_eq!(json["groups"][2]["code"], 10010);
+    let text = grattr(&repo, &["drift"]).code(0).stdout;
+    assert!(text.contains("! drifted drifted: changed outside grattr"), "{text}");
+    assert!(text.contains("+ extra = \"x\" (added live)"), "{text}");
+    assert!(text.contains("~ k = \"1\" → \"client\" (applied → live)"), "{text}");
+    assert!(text.contains("? gone is missing"), "{text}");
+    assert!(text.contains("Drift: 1 in sync, 1 pending, 1 drifted, 1 conflict, 1 missing."), "{text}");
+    let markdown = grattr(&repo, &["drift", "--format", "markdown"]).code(0).stdout;
+    assert!(markdown.starts_with("### grattr drift for sdkappid 1400000000\n\n**Drift: 1 in sync"), "{markdown}");
+    grattr(&repo, &["drift", "--target", "sync", "--detailed-exitcode"]).code(0).stdout_has("No drift.");
+}
+
+#[test]
+fn refresh_plans_against_live_and_apply_heals() {
+    let (server, repo) = drifted_world();
+    // Without --refresh the plan trusts the lockfile and misses the client's edits.
+    let plain = grattr(&repo, &["plan"]).code(0).stdout;
+    assert!(!plain.contains("drifted will be updated"), "{plain}");
+    // With it, the plan shows what a full reset will really change, keys a client added included.
+    let refreshed = grattr(&repo, &["plan", "--refresh"]).code(0).stdout;
+    assert!(refreshed.contains("against the live state"), "{refreshed}");
+    assert!(refreshed.contains("~ drifted will be updated"), "{refreshed}");
+    assert!(refreshed.contains("- extra = \"x\""), "{refreshed}");
+    assert!(
+        refreshed.contains("+ conflict will be created") || refreshed.contains("~ conflict will be updated"),
+        "{refreshed}"
+    );
+    // The missing group is no longer wanted: removed from the YAML, it is forgotten
+    // (there is nothing left to clear), and the rest is healed.
+    let repo = repo.file(
+        "groups/a.yaml",
+        &groups_yaml(&[
+            ("conflict", &[("k", "2")]),
+            ("drifted", &[("k", "1")]),
+            ("pending", &[("k", "2")]),
+            ("sync", &[("k", "1")]),
+        ]),
+    );
+    grattr(&repo, &["apply", "--refresh", "--yes", "--prune"])
+        .code(0)
+        .stdout_has("Forgot 1 group(s) no longer declared that no longer exist: gone");
+    assert!(!grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap().groups.contains_key(&id("gone")));
+    assert_eq!(server.get("drifted"), attrs(&[("k", "1")]));
+    assert_eq!(server.get("conflict"), attrs(&[("k", "2")]));
+    // A following drift is clean.
+    grattr(&repo, &["drift", "--detailed-exitcode"])
+        .code(0)
+        .stdout_has("Drift: 4 in sync, 0 pending, 0 drifted, 0 conflicts, 0 missing.");
+    // And the plan against the lockfile agrees: the lockfile records what is live.
+    grattr(&repo, &["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn import_round_trips_every_kind_of_value() {
+    let server = Server::start(|_| {});
+    let tricky: AttributeSet = attrs(&[
+        ("multiline", "line 1\nline 2\n"),
+        ("no_newline", "a\nb"),
+        ("quotes", "she said \"hi\" and 'bye'"),
+        ("hash", "# not a comment"),
+        ("leading", "   three spaces"),
+        ("unicode", "é 中 😀"),
+        ("norway", "no"),
+        ("number", "123"),
+        ("tilde", "~"),
+        ("empty", ""),
+        ("json", "{\"a\": [1, 2]}"),
+        ("colon", "key: value"),
+    ]);
+    let big = attrs(&[("big", &"x".repeat(4000)), ("big2", &"中".repeat(1333))]);
+    let client = server.client();
+    server.block_on(async {
+        client.set_group_attr(&id("tricky"), &tricky).await.unwrap();
+        client.set_group_attr(&id("@TGS#_@TGS#cBIG"), &big).await.unwrap();
+        client.create_group(grattr::api::wire::GroupType::Public, "Bare", Some(&id("bare"))).await.unwrap();
+    });
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/existing.yaml", &groups_yaml(&[("declared", &[("a", "b")])]))
+        .file("ids.txt", "# groups to adopt\n@TGS#_@TGS#cBIG\n\nbare  # no attributes\n");
+    let run = grattr(&repo, &["import", "tricky", "--from", "ids.txt"]).code(0);
+    assert!(run.stdout.contains("Imported 3 group(s) into groups/imported.yaml"), "{}", run.stdout);
+    // The YAML reproduces the live state exactly, and the next plan is empty.
+    grattr(&repo, &["plan", "--detailed-exitcode"])
+        .code(2)
+        .stdout_has("+ declared will be created")
+        .stdout_has("1 to create, 0 to update, 0 to delete, 3 unchanged");
+    grattr(
+        &repo,
+        &["drift", "--target", "tricky", "--target", "bare", "--target", "@TGS#_@TGS#cBIG", "--detailed-exitcode"],
+    )
+    .code(0);
+    let written = repo.read("groups/imported.yaml");
+    assert!(written.contains("multiline: |\n        line 1\n        line 2\n"), "{written}");
+    assert!(written.contains("norway: \"no\""), "{written}");
+    // An existing file is never overwritten, and a declared group is never imported twice.
+    grattr(&repo, &["import", "other"]).code(1).stderr_has("groups/imported.yaml exists");
+    grattr(&repo, &["import", "tricky", "declared", "--out", "groups/more.yaml"])
+        .code(1)
+        .stderr_has("tricky is declared at groups/imported.yaml:")
+        .stderr_has("declared is declared at groups/existing.yaml:2:9");
+    assert!(!repo.join("groups/more.yaml").exists());
+    // A group that does not exist is reported, and the others are imported.
+    let run = grattr(&repo, &["import", "ghost", "--out", "groups/ghost.yaml"]).code(1);
+    assert!(
+        run.stderr.contains("cannot import ghost") || run.stderr.contains("no group could be read"),
+        "{}",
+        run.stderr
+    );
+}
