@@ -13,3 +13,4 @@ pub mod live;
 pub mod lockfile;
 pub mod model;
 pub mod plan;
+pub mod watch;

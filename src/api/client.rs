@@ -55,8 +55,22 @@ impl RetryPolicy {
     }
 }
 
+/// What one attempt of a call ended with, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallEvent {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// `0` for success, the API error code, or none for a transport or HTTP failure.
+    pub code: Option<u32>,
+    /// Whether another attempt follows.
+    pub retry: bool,
+}
+
+/// Hears of every attempt of every call.
+pub type CallObserver = Arc<dyn Fn(&CallEvent) + Send + Sync>;
+
 /// Everything a client needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The base URL (a region's, or an endpoint).
     pub base_url: String,
@@ -79,6 +93,20 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// The validity of the UserSigs the client makes.
     pub usersig_validity: Duration,
+    /// Hears of every attempt (for metrics).
+    pub observer: Option<CallObserver>,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url)
+            .field("sdkappid", &self.sdkappid)
+            .field("admin", &self.admin)
+            .field("key", &self.key)
+            .field("rate_limit", &self.rate_limit)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {
@@ -96,6 +124,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             // The vendor advises at least 24 hours; renewed at half-life.
             usersig_validity: Duration::from_secs(2 * 24 * 3600),
+            observer: None,
         }
     }
 }
@@ -437,6 +466,7 @@ impl Client {
             .when(|e: &ApiError| e.retry_class() == RetryClass::Backoff)
             .adjust(|e: &ApiError, delay| delay.map(|d| d.max(e.min_wait())))
             .notify(|e: &ApiError, delay| {
+                self.observe(endpoint, e.code(), true);
                 if e.is_throttle() {
                     self.inner.rate.throttled();
                 }
@@ -444,8 +474,12 @@ impl Client {
             })
             .await;
         match &result {
-            Ok(_) => self.inner.rate.succeeded(),
+            Ok(_) => {
+                self.observe(endpoint, Some(0), false);
+                self.inner.rate.succeeded();
+            }
             Err(e) => {
+                self.observe(endpoint, e.code(), false);
                 if e.is_throttle() {
                     self.inner.rate.throttled();
                 }
@@ -453,6 +487,12 @@ impl Client {
             }
         }
         result
+    }
+
+    fn observe(&self, endpoint: Endpoint, code: Option<u32>, retry: bool) {
+        if let Some(observer) = &self.inner.config.observer {
+            observer(&CallEvent { endpoint, code, retry });
+        }
     }
 
     /// Forgets the per-group limiter state of groups not written for a while, so a

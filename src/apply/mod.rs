@@ -136,7 +136,8 @@ async fn apply_change(client: &Client, change: &Change) -> Result<Record, ApiErr
     match (change.action, &change.after) {
         (Action::Create | Action::Update, Some(after)) if !after.is_empty() => {
             client.set_group_attr(group, after).await?;
-            tracing::info!(%group, keys = ?change.keys, "applied");
+            let keys = &change.keys;
+            tracing::info!(%group, added = ?keys.added, removed = ?keys.removed, changed = ?keys.changed, "applied");
             tracing::debug!(%group, attributes = ?after, "applied values");
             Ok(Record::Set { group: group.clone(), attributes: after.clone() })
         }

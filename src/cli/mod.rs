@@ -10,6 +10,7 @@ mod progress;
 mod report;
 mod usersig;
 mod validate;
+mod watch;
 
 use crate::api::client::{Client, ClientConfig};
 use crate::api::usersig::SecretKey;
@@ -74,6 +75,8 @@ enum Command {
     Drift(drift::Args),
     /// Adopt existing groups: write YAML that reproduces their live attributes, and record them.
     Import(import::Args),
+    /// Reconcile continuously: watch the files, apply changes, resync the live state.
+    Watch(watch::Args),
     /// Print a UserSig for the configured admin, to debug with curl.
     Usersig(usersig::Args),
     /// Run a local stand-in of the Chat REST API.
@@ -89,33 +92,39 @@ impl Cli {
         })
     }
 
-    /// A client of the environment's REST API, signing with `key`.
-    fn client(&self, environment: &Environment, key: SecretKey) -> anyhow::Result<Client> {
+    /// The client configuration of the environment's REST API, signing with `key`.
+    fn client_config(&self, environment: &Environment, key: SecretKey) -> ClientConfig {
         let mut config =
             ClientConfig::new(environment.endpoint.base_url(), environment.sdkappid, environment.admin.clone(), key);
         config.rate_limit = self.rate_limit.unwrap_or(environment.rate_limit);
         config.connect_timeout = environment.connect_timeout;
         config.request_timeout = environment.request_timeout;
-        Ok(Client::new(config)?)
+        config
+    }
+
+    /// A client of the environment's REST API, signing with `key`.
+    fn client(&self, environment: &Environment, key: SecretKey) -> anyhow::Result<Client> {
+        Ok(Client::new(self.client_config(environment, key))?)
     }
 }
 
-/// Sends `tracing` events to stderr. `GRATTR_LOG` takes `tracing` filter
-/// directives; otherwise `-v` raises the level from warnings.
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
+/// Sends `tracing` events to stderr, as text or JSON lines. `GRATTR_LOG` takes
+/// `tracing` filter directives; otherwise `-v` raises the level from `quiet`
+/// (warnings for commands, grattr's own info for the watch service).
+fn init_logging(verbose: u8, service: bool, json: bool) {
+    let level = match (verbose, service) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "warn,grattr=info",
+        (2, _) => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRATTR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match json {
+        true => builder.json().try_init(),
+        false => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    };
 }
 
 /// A runtime for the commands that talk to the network.
@@ -126,13 +135,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Runs grattr with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let (service, json) = match &cli.command {
+        Command::Watch(args) => (true, args.log_format == watch::LogFormat::Json),
+        _ => (false, false),
+    };
+    init_logging(cli.verbose, service, json);
     let code = match &cli.command {
         Command::Validate(args) => validate::run(&cli, args),
         Command::Plan(args) => plan::run(&cli, args),
         Command::Apply(args) => apply::run(&cli, args),
         Command::Drift(args) => drift::run(&cli, args),
         Command::Import(args) => import::run(&cli, args),
+        Command::Watch(args) => watch::run(&cli, args),
         Command::Usersig(args) => usersig::run(&cli, args),
         Command::Emulator(args) => emulator::run(&cli, args),
     };

@@ -6,6 +6,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod emit;
 pub mod groups;
+pub mod index;
 pub mod shape;
 pub mod yaml;
 

@@ -12,6 +12,7 @@ pub const KEY: &str = "apply-test-secret-key";
 pub struct Server {
     runtime: tokio::runtime::Runtime,
     emulator: Option<Emulator>,
+    config: EmulatorConfig,
 }
 
 impl Server {
@@ -20,8 +21,22 @@ impl Server {
         let mut config = EmulatorConfig::new(1400000000, "administrator", SecretKey::new(KEY).unwrap());
         config.auto_create_groups = true;
         configure(&mut config);
-        let emulator = runtime.block_on(Emulator::start(config, "127.0.0.1:0".parse().unwrap())).unwrap();
-        Server { runtime, emulator: Some(emulator) }
+        let emulator = runtime.block_on(Emulator::start(config.clone(), "127.0.0.1:0".parse().unwrap())).unwrap();
+        Server { runtime, emulator: Some(emulator), config }
+    }
+
+    /// Stops the emulator (an outage); [`Server::restart`] brings it back on the same port.
+    pub fn stop(&mut self) -> std::net::SocketAddr {
+        let emulator = self.emulator.take().unwrap();
+        let addr = emulator.addr();
+        self.runtime.block_on(emulator.shutdown()).unwrap();
+        addr
+    }
+
+    /// Starts the emulator again on `addr`, with no groups but those configured.
+    pub fn restart(&mut self, addr: std::net::SocketAddr) {
+        let emulator = self.runtime.block_on(Emulator::start(self.config.clone(), addr)).unwrap();
+        self.emulator = Some(emulator);
     }
 
     pub fn emulator(&self) -> &Emulator {

@@ -1,0 +1,122 @@
+//! `grattr watch`: the reconciler as a long-running service, with health and
+//! metrics over HTTP. Holds the lockfile's lock for the life of the process.
+
+use super::plan::environment;
+use super::{Cli, exit};
+use crate::desired::Config;
+use crate::lockfile::{LockError, LockGuard};
+use crate::watch::metrics::Metrics;
+use crate::watch::{self, Target, WatchOptions};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Options of `grattr watch`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to serve /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Quiet time that ends a burst of file changes (a git pull is one reconcile).
+    #[arg(long, default_value = "300ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    debounce: Duration,
+    /// How often the live state of every managed group is read, spread over the interval.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    resync: Duration,
+    /// Clear and forget groups that are no longer declared.
+    #[arg(long)]
+    prune: bool,
+    /// Reset groups found drifted by a resync to the desired state.
+    #[arg(long)]
+    self_heal: bool,
+    /// Logs as text or JSON lines (on stderr).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Calls in flight at once; the rate limits pace them further.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    concurrency: u32,
+    /// The first delay before a failing group is tried again; it doubles up to 10 minutes.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    retry_base: Duration,
+    /// Wait this long for another grattr holding the lockfile's lock.
+    #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    lock_timeout: Duration,
+}
+
+/// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration and every file.
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+    let first = environment(cli)?;
+    let _lock = LockGuard::acquire(&first.lockfile, "watch", args.lock_timeout).map_err(|e| match e {
+        LockError::Held { .. } => anyhow::anyhow!("{e}; only one grattr may apply to a lockfile"),
+        other => other.into(),
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let observer_metrics = metrics.clone();
+    let observer: crate::api::client::CallObserver = Arc::new(move |event| observer_metrics.observe(event));
+    let load = || -> Result<Target, String> {
+        let config = Config::load(&cli.config).map_err(|d| d.to_string())?;
+        let environment = config.environment(cli.env.as_deref(), cli.endpoint.as_deref()).map_err(|d| d.to_string())?;
+        let key = cli.secret_key(&environment).map_err(|e| format!("{e:#}"))?;
+        let mut client_config = cli.client_config(&environment, key);
+        client_config.observer = Some(observer.clone());
+        let client = crate::api::client::Client::new(client_config).map_err(|e| e.to_string())?;
+        Ok(Target { environment, client })
+    };
+    let options = WatchOptions {
+        debounce: args.debounce,
+        resync: args.resync.max(Duration::from_secs(1)),
+        prune: args.prune,
+        self_heal: args.self_heal,
+        concurrency: args.concurrency as usize,
+        grace: first.request_timeout.min(Duration::from_secs(10)),
+        retry_base: args.retry_base.max(Duration::from_millis(10)),
+    };
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(watch::server::serve(listener, metrics.clone(), stop.clone()));
+        let (reload_tx, reload) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(signals(stop.clone(), reload_tx));
+        let result = watch::run(&cli.config, load, options, metrics, stop.clone(), reload).await;
+        stop.cancel();
+        let _ = server.await;
+        result.map_err(anyhow::Error::from)
+    })?;
+    Ok(exit::OK)
+}
+
+/// SIGTERM and SIGINT stop; SIGHUP asks for a reload.
+async fn signals(stop: CancellationToken, reload: tokio::sync::mpsc::UnboundedSender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                let _ = reload.send(());
+            }
+        }
+    }
+    tracing::info!("stopping: no new calls; finishing the calls in flight");
+    stop.cancel();
+}

@@ -1,0 +1,151 @@
+//! The watcher's Prometheus metrics and readiness, shared with the HTTP endpoint.
+
+use crate::api::client::CallEvent;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+/// A reconcile cycle's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CycleLabels {
+    /// `applied`, `partial`, `noop`, `invalid`.
+    pub outcome: String,
+}
+
+/// An API call's endpoint and result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The endpoint.
+    pub endpoint: String,
+    /// `0` for success, the error code, or `transport`.
+    pub code: String,
+}
+
+/// A retried endpoint.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// The endpoint.
+    pub endpoint: String,
+}
+
+/// Every metric the watcher exports, and whether it is ready.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconcile cycles by outcome.
+    pub cycles: Family<CycleLabels, Counter>,
+    /// API calls (attempts) by endpoint and code.
+    pub calls: Family<CallLabels, Counter>,
+    /// Retried attempts by endpoint.
+    pub retries: Family<EndpointLabels, Counter>,
+    /// Groups declared or recorded.
+    pub managed: Gauge,
+    /// Groups found in sync by the last resync.
+    pub in_sync: Gauge,
+    /// Groups found drifted (or in conflict) by the last resync.
+    pub drifted: Gauge,
+    /// Groups whose last apply failed.
+    pub failing: Gauge,
+    /// Unix time of the last reconcile that applied everything it meant to.
+    pub last_success: Gauge<f64, AtomicU64>,
+    /// Seconds from a file change to the group applied.
+    pub change_to_applied: Histogram,
+    /// 1 when ready.
+    pub ready: Gauge,
+    /// Why not ready.
+    pub not_ready_reason: Mutex<String>,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("grattr");
+        let cycles = Family::<CycleLabels, Counter>::default();
+        let calls = Family::<CallLabels, Counter>::default();
+        let retries = Family::<EndpointLabels, Counter>::default();
+        let (managed, in_sync, drifted, failing, ready) =
+            (Gauge::default(), Gauge::default(), Gauge::default(), Gauge::default(), Gauge::default());
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        let buckets = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+        let change_to_applied = Histogram::new(buckets);
+        registry.register("reconcile_cycles", "Reconcile cycles by outcome", cycles.clone());
+        registry.register("api_calls", "API call attempts by endpoint and error code (0: success)", calls.clone());
+        registry.register("api_retries", "API call attempts that were retried", retries.clone());
+        registry.register("groups_managed", "Groups declared or recorded", managed.clone());
+        registry.register("groups_in_sync", "Groups live as applied at the last resync", in_sync.clone());
+        registry.register("groups_drifted", "Groups changed outside grattr at the last resync", drifted.clone());
+        registry.register("groups_failing", "Groups whose last apply failed", failing.clone());
+        registry.register(
+            "last_successful_reconcile_timestamp_seconds",
+            "Unix time of the last reconcile that applied everything",
+            last_success.clone(),
+        );
+        registry.register(
+            "change_to_applied_seconds",
+            "Seconds from a file change to its group applied",
+            change_to_applied.clone(),
+        );
+        registry.register("ready", "1 when the first reconcile finished and the desired state is valid", ready.clone());
+        Metrics {
+            registry,
+            cycles,
+            calls,
+            retries,
+            managed,
+            in_sync,
+            drifted,
+            failing,
+            last_success,
+            change_to_applied,
+            ready,
+            not_ready_reason: Mutex::new("the first reconcile has not finished".into()),
+        }
+    }
+
+    /// Counts one API call attempt.
+    pub fn observe(&self, event: &CallEvent) {
+        let endpoint = event.endpoint.name().to_string();
+        let code = event.code.map_or_else(|| "transport".to_string(), |c| c.to_string());
+        self.calls.get_or_create(&CallLabels { endpoint: endpoint.clone(), code }).inc();
+        if event.retry {
+            self.retries.get_or_create(&EndpointLabels { endpoint }).inc();
+        }
+    }
+
+    /// Counts a cycle.
+    pub fn cycle(&self, outcome: &str) {
+        self.cycles.get_or_create(&CycleLabels { outcome: outcome.to_string() }).inc();
+    }
+
+    /// Marks ready, or not ready with a reason.
+    pub fn set_ready(&self, reason: Option<String>) {
+        self.ready.set(i64::from(reason.is_none()));
+        *self.not_ready_reason.lock().unwrap_or_else(|e| e.into_inner()) = reason.unwrap_or_default();
+    }
+
+    /// Whether ready, and if not, why.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.ready.get() == 1 {
+            Ok(())
+        } else {
+            Err(self.not_ready_reason.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

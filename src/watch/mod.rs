@@ -1,0 +1,465 @@
+//! The long-running reconciler: the same load → diff → apply path as `apply`,
+//! driven by file events, a periodic resync of the live state, and retries.
+//! Runtime errors (an invalid file, an API outage, a failing group) are reported
+//! and the loop goes on; only a failure to watch or to record ends it.
+
+pub mod metrics;
+pub mod server;
+
+use crate::api::client::Client;
+use crate::apply::{self, ApplyOptions, Outcome};
+use crate::desired::index::DesiredIndex;
+use crate::desired::{Diagnostic, Environment};
+use crate::live;
+use crate::lockfile::{JournalWriter, Lockfile, LockfileError};
+use crate::model::{AppliedGroup, GroupId};
+use crate::plan::{self, Plan, PlanEnvironment, PlanOptions};
+use futures_util::StreamExt;
+use metrics::Metrics;
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What the watcher applies to: the environment, and a client of its API.
+pub struct Target {
+    /// The environment.
+    pub environment: Environment,
+    /// A client of its API.
+    pub client: Client,
+}
+
+/// How the watcher behaves.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Quiet time that ends a burst of file events.
+    pub debounce: Duration,
+    /// How often the live state is read in full.
+    pub resync: Duration,
+    /// Clear and forget groups that are no longer declared.
+    pub prune: bool,
+    /// Reset drifted groups to the desired state after a resync.
+    pub self_heal: bool,
+    /// Calls in flight at once.
+    pub concurrency: usize,
+    /// How long calls in flight may take once stopped.
+    pub grace: Duration,
+    /// The first delay before a failing group is tried again (doubling, up to 10 minutes).
+    pub retry_base: Duration,
+}
+
+/// Why the watcher stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The files cannot be watched.
+    #[error("cannot watch {path}: {message}")]
+    Watch { path: PathBuf, message: String },
+    /// The lockfile cannot be read or written.
+    #[error(transparent)]
+    Lockfile(#[from] LockfileError),
+    /// The configuration cannot be loaded at start.
+    #[error("{0}")]
+    Config(String),
+}
+
+struct Failing {
+    attempts: u32,
+    next: Instant,
+}
+
+/// The watcher's state between events.
+struct Watcher<L: Fn() -> Result<Target, String>> {
+    load: L,
+    target: Target,
+    config_path: PathBuf,
+    groups_dir: PathBuf,
+    index: DesiredIndex,
+    lockfile: Lockfile,
+    options: WatchOptions,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    /// Ids whose desired state changed since they were last applied.
+    dirty: BTreeSet<GroupId>,
+    /// When each dirty id's file changed, for the change-to-applied latency.
+    changed_at: HashMap<GroupId, Instant>,
+    failing: HashMap<GroupId, Failing>,
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Runs the watcher until `stop`: reconciles once, then on every burst of file
+/// changes, every `resync`, on `reload` (SIGHUP), and when failing groups are due.
+pub async fn run<L: Fn() -> Result<Target, String>>(
+    config_path: &Path,
+    load: L,
+    options: WatchOptions,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    mut reload: mpsc::UnboundedReceiver<()>,
+) -> Result<(), WatchError> {
+    let target = load().map_err(WatchError::Config)?;
+    let groups_dir = canonical(&target.environment.groups_dir);
+    let (lockfile, recovered) = Lockfile::fold(&target.environment.lockfile, target.environment.sdkappid)?;
+    if recovered > 0 {
+        tracing::info!(records = recovered, "recovered the records of an interrupted run");
+    }
+    let (events_tx, mut events) = mpsc::unbounded_channel::<(Vec<PathBuf>, Instant)>();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        options.debounce,
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| match result {
+            Ok(batch) => {
+                let first = batch.iter().map(|e| e.time).min().unwrap_or_else(Instant::now);
+                let paths: Vec<PathBuf> = batch
+                    .into_iter()
+                    .filter(|e| !matches!(e.event.kind, EventKind::Access(_)))
+                    .flat_map(|e| e.event.paths)
+                    .collect();
+                if !paths.is_empty() {
+                    let _ = events_tx.send((paths, first));
+                }
+            }
+            Err(errors) => {
+                for error in errors {
+                    tracing::warn!(%error, "file watching reported an error; rescanning");
+                }
+                let _ = events_tx.send((Vec::new(), Instant::now()));
+            }
+        },
+    )
+    .map_err(|e| WatchError::Watch { path: groups_dir.clone(), message: e.to_string() })?;
+    let config_path = canonical(config_path);
+    let watch = |debouncer: &mut notify_debouncer_full::Debouncer<_, _>, path: &Path, mode| {
+        debouncer.watch(path, mode).map_err(|e| WatchError::Watch { path: path.to_path_buf(), message: e.to_string() })
+    };
+    watch(&mut debouncer, &groups_dir, RecursiveMode::Recursive)?;
+    let config_dir = config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    // Editors replace files by rename: watch the configuration's directory, not the file.
+    watch(&mut debouncer, &config_dir, RecursiveMode::NonRecursive)?;
+
+    let index = DesiredIndex::load(&groups_dir);
+    let mut watcher = Watcher {
+        load,
+        target,
+        config_path,
+        groups_dir,
+        index,
+        lockfile,
+        options,
+        metrics,
+        stop: stop.clone(),
+        dirty: BTreeSet::new(),
+        changed_at: HashMap::new(),
+        failing: HashMap::new(),
+    };
+    tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
+    watcher.reconcile(None).await?;
+
+    let (resync_tx, mut resyncs) = mpsc::unbounded_channel::<BTreeMap<GroupId, live::LiveRead>>();
+    let mut resync_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut resync_timer =
+        tokio::time::interval_at(tokio::time::Instant::now() + watcher.options.resync, watcher.options.resync);
+    resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let retry_at = watcher.failing.values().map(|f| f.next).min();
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => break,
+            Some((paths, first)) = events.recv() => {
+                let (paths, first) = watcher.coalesce(paths, first, &mut events).await;
+                watcher.on_files_changed(paths, first).await?;
+            }
+            Some(()) = reload.recv() => {
+                tracing::info!("reloading the configuration and every file (SIGHUP)");
+                watcher.reload_config();
+                let affected = watcher.index.rescan();
+                watcher.dirty.extend(affected);
+                watcher.reconcile(None).await?;
+            }
+            _ = resync_timer.tick() => {
+                if resync_task.as_ref().is_none_or(|t| t.is_finished()) {
+                    resync_task = Some(watcher.start_resync(resync_tx.clone()));
+                }
+            }
+            Some(live) = resyncs.recv() => watcher.on_resync(live).await?,
+            () = retry => watcher.reconcile(Some(BTreeSet::new())).await?,
+        }
+    }
+    if let Some(task) = resync_task {
+        task.abort();
+    }
+    drop(debouncer);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+impl<L: Fn() -> Result<Target, String>> Watcher<L> {
+    /// Waits until file events have been quiet for half the debounce time, so that a
+    /// `git checkout` of hundreds of files is one reconcile.
+    async fn coalesce(
+        &self,
+        mut paths: Vec<PathBuf>,
+        mut first: Instant,
+        events: &mut mpsc::UnboundedReceiver<(Vec<PathBuf>, Instant)>,
+    ) -> (Vec<PathBuf>, Instant) {
+        let quiet = (self.options.debounce / 2).max(Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                more = events.recv() => match more {
+                    Some((more, at)) => {
+                        paths.extend(more);
+                        first = first.min(at);
+                    }
+                    None => break,
+                },
+                () = tokio::time::sleep(quiet) => break,
+                () = self.stop.cancelled() => break,
+            }
+        }
+        (paths, first)
+    }
+
+    async fn on_files_changed(&mut self, paths: Vec<PathBuf>, first: Instant) -> Result<(), WatchError> {
+        let config_changed = paths.iter().any(|p| canonical(p) == self.config_path || p == &self.config_path);
+        let affected = if config_changed {
+            tracing::info!("the configuration changed; reloading it");
+            self.reload_config();
+            self.index.rescan()
+        } else if paths.is_empty() {
+            self.index.rescan()
+        } else {
+            let relevant: Vec<PathBuf> = paths.into_iter().filter(|p| p.starts_with(&self.groups_dir)).collect();
+            if relevant.is_empty() {
+                return Ok(());
+            }
+            self.index.update(relevant)
+        };
+        tracing::debug!(groups = affected.len(), "files changed");
+        for id in &affected {
+            self.changed_at.entry(id.clone()).or_insert(first);
+        }
+        self.dirty.extend(affected);
+        let dirty = std::mem::take(&mut self.dirty);
+        self.reconcile(Some(dirty)).await
+    }
+
+    fn reload_config(&mut self) {
+        match (self.load)() {
+            Ok(target) => {
+                if canonical(&target.environment.groups_dir) != self.groups_dir {
+                    tracing::warn!(
+                        "the groups directory changed in the configuration; restart grattr watch to follow it"
+                    );
+                }
+                self.target = target;
+            }
+            Err(e) => tracing::error!(error = %e, "the configuration is invalid; keeping the previous one"),
+        }
+    }
+
+    fn environment(&self) -> PlanEnvironment {
+        PlanEnvironment { name: self.target.environment.name.clone(), sdkappid: self.target.environment.sdkappid }
+    }
+
+    /// One cycle: validate everything, plan `only` these ids (all when `None`) plus
+    /// every failing group that is due, and apply.
+    async fn reconcile(&mut self, only: Option<BTreeSet<GroupId>>) -> Result<(), WatchError> {
+        let managed: BTreeSet<&GroupId> = self.index.groups().keys().chain(self.lockfile.groups.keys()).collect();
+        self.metrics.managed.set(managed.len() as i64);
+        if self.index.has_errors() {
+            let diagnostics = self.index.diagnostics();
+            report_invalid(&diagnostics);
+            let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+            let reason = format!(
+                "{} problem(s) in the desired state; nothing is applied until they are fixed. First: {}",
+                errors.len(),
+                errors[0]
+            );
+            self.metrics.set_ready(Some(reason));
+            self.metrics.cycle("invalid");
+            if let Some(only) = only {
+                self.dirty.extend(only);
+            }
+            return Ok(());
+        }
+        let now = Instant::now();
+        let due: BTreeSet<GroupId> =
+            self.failing.iter().filter(|(_, f)| f.next <= now).map(|(id, _)| id.clone()).collect();
+        let targets = only.map(|mut ids| {
+            ids.extend(due.iter().cloned());
+            ids
+        });
+        let options = PlanOptions {
+            environment: self.environment(),
+            prune: self.options.prune || self.target.environment.prune,
+            targets,
+        };
+        let mut plan = plan::diff(self.index.groups(), &self.lockfile.groups, &options);
+        // Failing groups wait for their turn.
+        plan.changes.retain(|c| self.failing.get(&c.group_id).is_none_or(|f| f.next <= now));
+        let outcome = self.execute(&plan).await?;
+        self.metrics.cycle(outcome);
+        self.metrics.set_ready(None);
+        Ok(())
+    }
+
+    /// Applies a plan, records it, and keeps track of what failed.
+    async fn execute(&mut self, plan: &Plan) -> Result<&'static str, WatchError> {
+        if plan.changes.is_empty() {
+            if self.failing.is_empty() {
+                self.metrics.last_success.set(now_unix());
+            }
+            return Ok("noop");
+        }
+        let path = self.target.environment.lockfile.clone();
+        let journal = JournalWriter::open(&path)?;
+        let options =
+            ApplyOptions { concurrency: self.options.concurrency, fail_fast: false, grace: self.options.grace };
+        let report = apply::execute(plan, &self.target.client, &journal, &options, &self.stop, |change, outcome| {
+            if let Outcome::Failed(error) = outcome {
+                tracing::warn!(group = %change.group_id, %error, hint = error.hint().unwrap_or_default(), "apply failed");
+            }
+        })
+        .await;
+        journal.finish()?;
+        let (lockfile, _) = std::mem::take(&mut self.lockfile).fold_onto(&path, self.target.environment.sdkappid)?;
+        self.lockfile = lockfile;
+        for index in &report.applied {
+            let id = &plan.changes[*index].group_id;
+            self.failing.remove(id);
+            if let Some(changed) = self.changed_at.remove(id) {
+                self.metrics.change_to_applied.observe(changed.elapsed().as_secs_f64());
+            }
+        }
+        for (index, _) in &report.failed {
+            let id = plan.changes[*index].group_id.clone();
+            let failing = self.failing.entry(id.clone()).or_insert(Failing { attempts: 0, next: Instant::now() });
+            failing.attempts += 1;
+            let delay = self
+                .options
+                .retry_base
+                .saturating_mul(1 << failing.attempts.min(16).saturating_sub(1))
+                .min(Duration::from_secs(600));
+            failing.next = Instant::now() + delay;
+            tracing::warn!(group = %id, attempts = failing.attempts, retry_in = ?delay, "will retry the group");
+        }
+        for index in report.skipped.iter().chain(&report.abandoned) {
+            self.dirty.insert(plan.changes[*index].group_id.clone());
+        }
+        self.metrics.failing.set(self.failing.len() as i64);
+        tracing::info!(applied = report.applied.len(), failed = report.failed.len(), elapsed = ?report.elapsed, "reconciled");
+        Ok(if report.failed.is_empty() && report.abandoned.is_empty() {
+            self.metrics.last_success.set(now_unix());
+            "applied"
+        } else {
+            "partial"
+        })
+    }
+
+    /// Reads every managed group in the background, spread over half the resync interval.
+    fn start_resync(
+        &self,
+        results: mpsc::UnboundedSender<BTreeMap<GroupId, live::LiveRead>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let groups: Vec<GroupId> = {
+            let mut ids: Vec<GroupId> =
+                self.index.groups().keys().chain(self.lockfile.groups.keys()).cloned().collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        let client = self.target.client.clone();
+        let spacing = (self.options.resync / 2).checked_div(groups.len().max(1) as u32).unwrap_or_default();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(spacing.max(Duration::from_micros(1)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let paced =
+                futures_util::stream::unfold((groups.into_iter(), ticker), |(mut ids, mut ticker)| async move {
+                    let id = ids.next()?;
+                    ticker.tick().await;
+                    Some((id, (ids, ticker)))
+                });
+            let reads = paced
+                .map(|id| {
+                    let client = client.clone();
+                    async move {
+                        let read = client.get_group_attr(&id).await;
+                        (id, read)
+                    }
+                })
+                .buffer_unordered(16)
+                .take_until(stop.cancelled())
+                .collect::<BTreeMap<_, _>>()
+                .await;
+            let _ = results.send(reads);
+        })
+    }
+
+    /// Reports drift found by a resync, and with `--self-heal` resets drifted groups.
+    async fn on_resync(&mut self, live: BTreeMap<GroupId, live::LiveRead>) -> Result<(), WatchError> {
+        let mut in_sync = 0;
+        let mut drifted: BTreeMap<GroupId, AppliedGroup> = BTreeMap::new();
+        for (id, read) in &live {
+            match (read, self.lockfile.groups.get(id)) {
+                (Ok(attributes), Some(recorded)) if attributes != &recorded.attributes => {
+                    let changes = plan::KeyChanges::between(&recorded.attributes, attributes);
+                    tracing::warn!(group = %id, added = ?changes.added, removed = ?changes.removed, changed = ?changes.changed, "drifted: changed outside grattr");
+                    drifted.insert(id.clone(), AppliedGroup::new(attributes.clone()));
+                }
+                (Ok(_), _) => in_sync += 1,
+                (Err(e), _) if e.code() == Some(live::MISSING) => {
+                    tracing::warn!(group = %id, "missing: the group does not exist")
+                }
+                (Err(e), _) => tracing::warn!(group = %id, error = %e, "could not read the group during resync"),
+            }
+        }
+        self.metrics.in_sync.set(in_sync);
+        self.metrics.drifted.set(drifted.len() as i64);
+        tracing::info!(read = live.len(), drifted = drifted.len(), "resync finished");
+        if !self.options.self_heal || drifted.is_empty() || self.index.has_errors() {
+            return Ok(());
+        }
+        // Heal against what is live: the plan resets exactly the drifted groups.
+        let mut before = self.lockfile.groups.clone();
+        before.extend(drifted.iter().map(|(id, g)| (id.clone(), g.clone())));
+        let options = PlanOptions {
+            environment: self.environment(),
+            prune: false,
+            targets: Some(drifted.keys().cloned().collect()),
+        };
+        let mut plan = plan::diff(self.index.groups(), &before, &options);
+        plan.refresh = true;
+        // A drifted group that is no longer declared is left as is (it is not in the plan).
+        tracing::info!(groups = plan.changes.len(), "self-healing drifted groups");
+        let outcome = self.execute(&plan).await?;
+        self.metrics.cycle(outcome);
+        if outcome == "applied" {
+            self.metrics.drifted.set(0);
+        }
+        Ok(())
+    }
+}
+
+fn report_invalid(diagnostics: &[Diagnostic]) {
+    for diagnostic in diagnostics {
+        match diagnostic.is_error() {
+            true => tracing::error!(diagnostic = %diagnostic, "invalid desired state"),
+            false => tracing::warn!(diagnostic = %diagnostic, "desired state"),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! `grattr watch` against the emulator, with real files and real git: edits,
+//! invalid edits, deletes, branch switches, editors' saves, drift, SIGTERM and an outage.
+
+mod support;
+
+use grattr::emulator::Latency;
+use grattr::model::GroupId;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::Repo;
+use support::emulator::{KEY, Server, attrs, groups_yaml};
+
+/// A running `grattr watch`, its log lines collected.
+struct Watch {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    metrics: String,
+}
+
+impl Watch {
+    fn start(repo: &Repo, args: &[&str]) -> Watch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
+            .current_dir(repo.path())
+            .args(["watch", "--listen", "127.0.0.1:0", "--debounce", "200ms", "--retry-base", "200ms"])
+            .args(args)
+            .env("GRATTR_SECRET_KEY", KEY)
+            .env("GRATTR_LOG", "warn,grattr=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                assert!(!line.contains(KEY), "the secret leaked: {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut watch = Watch { child, lines, metrics: String::new() };
+        let address = watch.wait_for_log("serving /healthz");
+        let port = address.rsplit(':').next().unwrap().trim().to_string();
+        watch.metrics = format!("http://127.0.0.1:{port}");
+        watch
+    }
+
+    /// Waits for a log line containing `text`, and returns it.
+    fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {text:?}:\n{}", self.lines.lock().unwrap().join("\n"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_count(&self, text: &str) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| l.contains(text)).count()
+    }
+
+    fn get(&self, server: &Server, path: &str) -> (u16, String) {
+        server.block_on(async {
+            let answer = reqwest::get(format!("{}{path}", self.metrics)).await.unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        })
+    }
+
+    /// A counter or gauge from /metrics (0 when absent).
+    fn metric(&self, server: &Server, name: &str) -> f64 {
+        let (_, text) = self.get(server, "/metrics");
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        // SAFETY: kill(2) on the child this test spawned.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        (status, started.elapsed())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds or `within` passes.
+fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn id(text: &str) -> GroupId {
+    GroupId::parse(text).unwrap()
+}
+
+#[test]
+fn edits_reach_the_service_and_invalid_ones_never_do() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "dark")]), ("support-eu", &[("hours", "9-17")])]));
+    let watch = Watch::start(&repo, &["--prune"]);
+    eventually(Duration::from_secs(5), "the first reconcile", || {
+        server.live("lobby") == Some(attrs(&[("theme", "dark")]))
+    });
+    eventually(Duration::from_secs(2), "readiness", || watch.get(&server, "/readyz").0 == 200);
+    assert_eq!(watch.get(&server, "/healthz"), (200, "ok\n".to_string()));
+
+    // A save reaches the emulator within 2 s.
+    let saved = Instant::now();
+    let repo = repo
+        .file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "light")]), ("support-eu", &[("hours", "9-17")])]));
+    eventually(Duration::from_secs(2), "the edit applied", || {
+        server.live("lobby") == Some(attrs(&[("theme", "light")]))
+    });
+    assert!(saved.elapsed() < Duration::from_secs(2));
+
+    // An invalid edit applies nothing, and /readyz says why.
+    let sets = server.sets();
+    let repo = repo.file("groups/a.yaml", "groups:\n  - id: lobby\n    attributes:\n      theme: ~\n  - id: support-eu\n    attributes: {hours: \"8-18\"}\n");
+    eventually(Duration::from_secs(3), "not ready", || watch.get(&server, "/readyz").0 == 503);
+    let (_, why) = watch.get(&server, "/readyz");
+    assert!(why.contains("groups/a.yaml:4:14: error: group \"lobby\" key \"theme\": value is null"), "{why}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.sets(), sets, "nothing applied while invalid");
+    assert_eq!(server.live("support-eu"), Some(attrs(&[("hours", "9-17")])));
+
+    // Fixing it applies.
+    let repo = repo
+        .file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "blue")]), ("support-eu", &[("hours", "8-18")])]));
+    eventually(Duration::from_secs(3), "the fix applied", || {
+        server.live("support-eu") == Some(attrs(&[("hours", "8-18")]))
+    });
+    eventually(Duration::from_secs(2), "ready again", || watch.get(&server, "/readyz").0 == 200);
+
+    // Deleting a group with --prune clears it.
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "blue")])]));
+    eventually(Duration::from_secs(3), "the group cleared", || server.live("support-eu") == Some(attrs(&[])));
+    assert!(watch.metric(&server, "grattr_reconcile_cycles_total{outcome=\"invalid\"}") >= 1.0);
+    assert!(watch.metric(&server, "grattr_api_calls_total{endpoint=\"set_group_attr\",code=\"0\"}") >= 3.0);
+    let (status, took) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5));
+    let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap();
+    assert_eq!(lockfile.groups.keys().map(GroupId::as_str).collect::<Vec<_>>(), vec!["lobby"]);
+    assert!(
+        !repo.join(".grattr.lock.lck").exists()
+            || std::fs::read_to_string(repo.join(".grattr.lock.lck")).unwrap().is_empty()
+    );
+}
+
+fn git(repo: &Repo, args: &[&str]) {
+    let output = Command::new("git")
+        .current_dir(repo.path())
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn a_git_checkout_of_fifty_files_is_one_reconcile() {
+    let server = Server::start(|_| {});
+    let mut repo =
+        Repo::new().file("grattr.yaml", &server.config()).file(".gitignore", ".*.lck\n.*.journal\ngrattr.lock\n");
+    for i in 0..50 {
+        repo =
+            repo.file(&format!("groups/g{i:02}.yaml"), &groups_yaml(&[(&format!("g{i:02}"), &[("branch", "main")])]));
+    }
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "main"]);
+    git(&repo, &["checkout", "-q", "-b", "feature"]);
+    for i in 0..50 {
+        repo = repo
+            .file(&format!("groups/g{i:02}.yaml"), &groups_yaml(&[(&format!("g{i:02}"), &[("branch", "feature")])]));
+    }
+    git(&repo, &["commit", "-q", "-am", "feature"]);
+    git(&repo, &["checkout", "-q", "main"]);
+
+    let watch = Watch::start(&repo, &[]);
+    eventually(Duration::from_secs(5), "the first reconcile", || {
+        server.live("g49") == Some(attrs(&[("branch", "main")]))
+    });
+    eventually(Duration::from_secs(2), "readiness", || watch.get(&server, "/readyz").0 == 200);
+    let cycles = watch.metric(&server, "grattr_reconcile_cycles_total{outcome=\"applied\"}");
+    git(&repo, &["checkout", "-q", "feature"]);
+    eventually(Duration::from_secs(5), "the branch applied", || {
+        (0..50).all(|i| server.live(&format!("g{i:02}")) == Some(attrs(&[("branch", "feature")])))
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(watch.metric(&server, "grattr_reconcile_cycles_total{outcome=\"applied\"}"), cycles + 1.0, "one cycle");
+    assert_eq!(server.sets(), 100, "each group written once per branch");
+}
+
+#[test]
+fn editor_saves_are_picked_up_exactly_once() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "0")])]));
+    let watch = Watch::start(&repo, &[]);
+    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "0")])));
+    let path = repo.join("groups/a.yaml");
+    let writes = || server.emulator().stats().groups.get("room").map_or(0, |g| g.writes);
+
+    // An atomic save: write a temporary file, rename it over the file.
+    let temp = repo.join("groups/.a.yaml.tmp123");
+    std::fs::write(&temp, groups_yaml(&[("room", &[("v", "1")])])).unwrap();
+    std::fs::rename(&temp, &path).unwrap();
+    eventually(Duration::from_secs(3), "the atomic save", || server.live("room") == Some(attrs(&[("v", "1")])));
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(writes(), 2, "once");
+
+    // A vim-style save: swap file, backup by rename, new file written, backup deleted.
+    let swap = repo.join("groups/.a.yaml.swp");
+    std::fs::write(&swap, "vim swap").unwrap();
+    let backup = repo.join("groups/a.yaml~");
+    std::fs::rename(&path, &backup).unwrap();
+    std::fs::write(&path, groups_yaml(&[("room", &[("v", "2")])])).unwrap();
+    std::fs::remove_file(&backup).unwrap();
+    std::fs::remove_file(&swap).unwrap();
+    eventually(Duration::from_secs(3), "the vim save", || server.live("room") == Some(attrs(&[("v", "2")])));
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(writes(), 3, "once");
+    assert_eq!(
+        watch.metric(&server, "grattr_reconcile_cycles_total{outcome=\"invalid\"}"),
+        0.0,
+        "never saw a half-written state"
+    );
+}
+
+#[test]
+fn drift_is_reported_after_a_resync_and_healed() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]));
+    let watch = Watch::start(&repo, &["--resync", "1s", "--self-heal"]);
+    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+    let client = server.client();
+    server.block_on(client.modify_group_attr(&id("room"), &attrs(&[("v", "client"), ("extra", "x")]))).unwrap();
+    watch.wait_for_log("drifted: changed outside grattr");
+    eventually(Duration::from_secs(5), "healed", || server.live("room") == Some(attrs(&[("v", "1")])));
+    assert!(watch.log_count("self-healing drifted groups") >= 1);
+}
+
+#[test]
+fn sigterm_during_a_large_apply_stops_within_the_bound() {
+    let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(20)));
+    let mut text = String::from("groups:\n");
+    for i in 0..2000 {
+        text += &format!("  - id: big-{i:04}\n    attributes:\n      v: x\n");
+    }
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config().replace("rate_limit: 200", "rate_limit: 100"))
+        .file("groups/big.yaml", &text);
+    let watch = Watch::start(&repo, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, took) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap();
+    assert!(!lockfile.groups.is_empty() && lockfile.groups.len() < 2000, "{} recorded", lockfile.groups.len());
+    for (group, applied) in &lockfile.groups {
+        assert_eq!(server.live(group.as_str()).as_ref(), Some(&applied.attributes));
+    }
+    assert!(!repo.join(".grattr.lock.journal").exists());
+}
+
+#[test]
+fn an_api_outage_is_survived() {
+    let mut server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config().replace("request_timeout: 2s", "request_timeout: 300ms"))
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]));
+    let watch = Watch::start(&repo, &[]);
+    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+    let addr = server.stop();
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "2")])]));
+    watch.wait_for_log("calling");
+    std::thread::sleep(Duration::from_secs(2));
+    server.restart(addr);
+    eventually(Duration::from_secs(20), "convergence after the outage", || {
+        server.live("room") == Some(attrs(&[("v", "2")]))
+    });
+    eventually(Duration::from_secs(2), "the lockfile", || {
+        grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap().groups[&id("room")].attributes
+            == attrs(&[("v", "2")])
+    });
+    assert!(watch.log_count("apply failed") + watch.log_count("retrying") >= 1, "the outage was seen");
+}
