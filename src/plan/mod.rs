@@ -198,7 +198,6 @@ pub fn diff(
     applied: &BTreeMap<GroupId, AppliedGroup>,
     options: &PlanOptions,
 ) -> Plan {
-    let wanted = |id: &GroupId| options.targets.as_ref().is_none_or(|targets| targets.contains(id));
     let mut plan = Plan {
         format_version: FORMAT_VERSION,
         environment: options.environment.clone(),
@@ -210,8 +209,17 @@ pub fn diff(
         not_declared: Vec::new(),
         fingerprint: None,
     };
-    let mut desired_iter = desired.iter().filter(|(id, _)| wanted(id)).peekable();
-    let mut applied_iter = applied.iter().filter(|(id, _)| wanted(id)).peekable();
+    // With targets, look them up rather than walk everything: `watch` plans the few
+    // groups a file change touched in a repository of 100,000.
+    let (desired_entries, applied_entries): (Vec<_>, Vec<_>) = match &options.targets {
+        Some(targets) => (
+            targets.iter().filter_map(|id| desired.get_key_value(id)).collect(),
+            targets.iter().filter_map(|id| applied.get_key_value(id)).collect(),
+        ),
+        None => (desired.iter().collect(), applied.iter().collect()),
+    };
+    let mut desired_iter = desired_entries.into_iter().peekable();
+    let mut applied_iter = applied_entries.into_iter().peekable();
     loop {
         let order = match (desired_iter.peek(), applied_iter.peek()) {
             (None, None) => break,

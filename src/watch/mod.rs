@@ -86,6 +86,8 @@ struct Watcher<L: Fn() -> Result<Target, String>> {
     /// When each dirty id's file changed, for the change-to-applied latency.
     changed_at: HashMap<GroupId, Instant>,
     failing: HashMap<GroupId, Failing>,
+    /// When the current cycle started re-reading files, to log how long planning took.
+    planning_started: Instant,
 }
 
 fn now_unix() -> f64 {
@@ -160,8 +162,10 @@ pub async fn run<L: Fn() -> Result<Target, String>>(
         dirty: BTreeSet::new(),
         changed_at: HashMap::new(),
         failing: HashMap::new(),
+        planning_started: Instant::now(),
     };
     tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
+    watcher.update_managed();
     watcher.reconcile(None).await?;
 
     let (resync_tx, mut resyncs) = mpsc::unbounded_channel::<BTreeMap<GroupId, live::LiveRead>>();
@@ -185,6 +189,7 @@ pub async fn run<L: Fn() -> Result<Target, String>>(
             }
             Some(()) = reload.recv() => {
                 tracing::info!("reloading the configuration and every file (SIGHUP)");
+                watcher.planning_started = Instant::now();
                 watcher.reload_config();
                 let affected = watcher.index.rescan();
                 watcher.dirty.extend(affected);
@@ -196,7 +201,10 @@ pub async fn run<L: Fn() -> Result<Target, String>>(
                 }
             }
             Some(live) = resyncs.recv() => watcher.on_resync(live).await?,
-            () = retry => watcher.reconcile(Some(BTreeSet::new())).await?,
+            () = retry => {
+                watcher.planning_started = Instant::now();
+                watcher.reconcile(Some(BTreeSet::new())).await?;
+            }
         }
     }
     if let Some(task) = resync_task {
@@ -234,6 +242,7 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
     }
 
     async fn on_files_changed(&mut self, paths: Vec<PathBuf>, first: Instant) -> Result<(), WatchError> {
+        self.planning_started = Instant::now();
         let config_changed = paths.iter().any(|p| canonical(p) == self.config_path || p == &self.config_path);
         let affected = if config_changed {
             tracing::info!("the configuration changed; reloading it");
@@ -278,8 +287,6 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
     /// One cycle: validate everything, plan `only` these ids (all when `None`) plus
     /// every failing group that is due, and apply.
     async fn reconcile(&mut self, only: Option<BTreeSet<GroupId>>) -> Result<(), WatchError> {
-        let managed: BTreeSet<&GroupId> = self.index.groups().keys().chain(self.lockfile.groups.keys()).collect();
-        self.metrics.managed.set(managed.len() as i64);
         if self.index.has_errors() {
             let diagnostics = self.index.diagnostics();
             report_invalid(&diagnostics);
@@ -311,6 +318,11 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         let mut plan = plan::diff(self.index.groups(), &self.lockfile.groups, &options);
         // Failing groups wait for their turn.
         plan.changes.retain(|c| self.failing.get(&c.group_id).is_none_or(|f| f.next <= now));
+        tracing::info!(
+            changes = plan.changes.len(),
+            planned_in_ms = self.planning_started.elapsed().as_secs_f64() * 1000.0,
+            "planned"
+        );
         let outcome = self.execute(&plan).await?;
         self.metrics.cycle(outcome);
         self.metrics.set_ready(None);
@@ -361,6 +373,7 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
             self.dirty.insert(plan.changes[*index].group_id.clone());
         }
         self.metrics.failing.set(self.failing.len() as i64);
+        self.update_managed();
         tracing::info!(applied = report.applied.len(), failed = report.failed.len(), elapsed = ?report.elapsed, "reconciled");
         Ok(if report.failed.is_empty() && report.abandoned.is_empty() {
             self.metrics.last_success.set(now_unix());
@@ -368,6 +381,12 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         } else {
             "partial"
         })
+    }
+
+    /// The number of managed groups (declared or recorded), for the gauge.
+    fn update_managed(&self) {
+        let recorded_only = self.lockfile.groups.keys().filter(|id| !self.index.groups().contains_key(*id)).count();
+        self.metrics.managed.set((self.index.groups().len() + recorded_only) as i64);
     }
 
     /// Reads every managed group in the background, spread over half the resync interval.
