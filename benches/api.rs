@@ -6,45 +6,17 @@
 //!
 //! The emulator runs as a separate `grattr emulator` process, as users run it.
 
+#[path = "support/emulator.rs"]
+mod emulator;
+
+use emulator::{EmulatorProcess, KEY};
 use futures_util::StreamExt;
 use grattr::api::client::{Client, ClientConfig};
 use grattr::api::usersig::{self, SecretKey};
 use grattr::model::{AttributeSet, GroupId};
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const APP: u64 = 1400000000;
-const KEY: &str = "bench-secret-key";
-
-struct EmulatorProcess {
-    child: Child,
-    base: String,
-}
-
-impl EmulatorProcess {
-    fn start(args: &[&str]) -> EmulatorProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
-            .args(["emulator", "--listen", "127.0.0.1:0", "--auto-create-groups"])
-            .args(args)
-            .env("GRATTR_SECRET_KEY", KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the emulator");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read its address");
-        let base = line.split_whitespace().nth(4).expect("the address").to_string();
-        EmulatorProcess { child, base }
-    }
-}
-
-impl Drop for EmulatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn throughput() -> (usize, Duration) {
     let emulator = EmulatorProcess::start(&["--no-rate-limits", "--group", "room"]);

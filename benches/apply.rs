@@ -9,52 +9,18 @@
 #[path = "support/generate.rs"]
 mod generate;
 
+#[path = "support/emulator.rs"]
+mod emulator;
+
+use emulator::{EmulatorProcess, KEY};
 use grattr::api::client::{Client, ClientConfig};
 use grattr::api::usersig::SecretKey;
 use grattr::apply::{self, ApplyOptions};
 use grattr::lockfile::{JournalWriter, Lockfile};
 use grattr::plan::{self, PlanEnvironment, PlanOptions};
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const KEY: &str = "bench-secret-key";
-
-struct EmulatorProcess {
-    child: Child,
-    base: String,
-}
-
-impl EmulatorProcess {
-    fn start(args: &[&str]) -> EmulatorProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
-            .args(["emulator", "--listen", "127.0.0.1:0", "--auto-create-groups"])
-            .args(args)
-            .env("GRATTR_SECRET_KEY", KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the emulator");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("its address");
-        EmulatorProcess { child, base: line.split_whitespace().nth(4).expect("address").to_string() }
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            reqwest::get(format!("{}/emulator/stats", self.base)).await.unwrap().json().await.unwrap()
-        })
-    }
-}
-
-impl Drop for EmulatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn grattr(root: &Path, args: &[&str]) -> Duration {
     let started = Instant::now();

@@ -1,22 +1,11 @@
 //! `grattr drift`: the desired, applied and live states of every managed group,
 //! compared; what changed behind grattr's back.
 
-use super::plan::{Inputs, environment};
+use super::plan::{Format, Inputs, environment};
 use super::{Cli, exit};
 use crate::drift::{self, render};
 use crate::plan::PlanEnvironment;
 use std::io::Write;
-
-/// The renderings of a drift report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// For terminals and logs.
-    Text,
-    /// For pull-request or issue comments.
-    Markdown,
-    /// For machines (a documented, stable schema).
-    Json,
-}
 
 /// Options of `grattr drift`.
 #[derive(Debug, clap::Args)]
