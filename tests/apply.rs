@@ -301,7 +301,12 @@ fn sigterm_stops_cleanly_and_records_what_was_done() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Stop it in the middle: once some groups are applied.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.sets() < 20 {
+        assert!(std::time::Instant::now() < deadline, "the apply never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // SAFETY: kill(2) on the child this test spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let output = child.wait_with_output().unwrap();

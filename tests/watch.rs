@@ -272,7 +272,7 @@ fn sigterm_during_a_large_apply_stops_within_the_bound() {
         .file("grattr.yaml", &server.config().replace("rate_limit: 200", "rate_limit: 100"))
         .file("groups/big.yaml", &text);
     let watch = Watch::start(&repo, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    eventually(Duration::from_secs(10), "the apply started", || server.sets() >= 50);
     let (status, took) = watch.terminate();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");

@@ -68,9 +68,7 @@ impl LockGuard {
                     std::thread::sleep(Duration::from_millis(50))
                 }
                 Err(TryLockError::WouldBlock) => {
-                    let mut text = String::new();
-                    let holder = file.read_to_string(&mut text).ok().and_then(|_| serde_json::from_str(&text).ok());
-                    return Err(LockError::Held { lockfile: lockfile.to_path_buf(), holder });
+                    return Err(LockError::Held { lockfile: lockfile.to_path_buf(), holder: read_holder(&mut file) });
                 }
                 Err(TryLockError::Error(e)) => return Err(io(e)),
             }
@@ -90,6 +88,22 @@ impl LockGuard {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The holder's record. A holder writes it just after taking the lock, so an empty
+/// record is given a moment to appear.
+fn read_holder(file: &mut File) -> Option<Holder> {
+    for _ in 0..20 {
+        let mut text = String::new();
+        if file.rewind().is_ok()
+            && file.read_to_string(&mut text).is_ok()
+            && let Ok(holder) = serde_json::from_str(&text)
+        {
+            return Some(holder);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }
 
 impl Drop for LockGuard {
