@@ -363,3 +363,37 @@ fn two_applies_at_once_never_interleave() {
     assert_eq!(server.sets(), 100, "each group was written once");
     assert_eq!(recorded(&repo).groups.len(), 100);
 }
+
+#[test]
+fn on_a_terminal_apply_asks_and_only_yes_applies() {
+    // `script` (util-linux) gives the binary a terminal and feeds it our answer.
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "b")])]));
+    let answer = |reply: &str| {
+        let command = format!("{} apply", env!("CARGO_BIN_EXE_grattr"));
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(repo.path())
+            .env("GRATTR_SECRET_KEY", KEY)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("{reply}\n").as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (code, shown) = answer("no");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("Only 'yes' will be accepted") && shown.contains("apply cancelled; nothing was applied"),
+        "{shown}"
+    );
+    assert_eq!(server.emulator().stats().total, 0);
+    let (code, shown) = answer("yes");
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(server.live("room"), Some(attrs(&[("a", "b")])));
+}
