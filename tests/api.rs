@@ -280,3 +280,27 @@ async fn state_survives_a_restart_through_the_state_file() {
     .await;
     assert_eq!(client(&second, |_| {}).get_group_attr(&id("room")).await.unwrap(), attrs(&[("kept", "yes")]));
 }
+
+#[tokio::test]
+async fn an_expired_usersig_is_renewed_and_the_call_retried_once() {
+    // A stand-in that answers 70001 to the first request, then succeeds.
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let seen = Arc::new(AtomicU32::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            match counter.fetch_add(1, Ordering::SeqCst) {
+                0 => axum::Json(Response::fail(70001, "UserSig expired")),
+                _ => axum::Json(Response::ok()),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = Client::new(ClientConfig::new(base, APP, ADMIN, key())).unwrap();
+    client.clear_group_attr(&id("room")).await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "renewed and retried once");
+}
