@@ -8,7 +8,7 @@ use grattr::emulator::Latency;
 use grattr::lockfile::{LockGuard, Lockfile};
 use grattr::model::GroupId;
 use std::time::Duration;
-use support::emulator::{KEY, Server, attrs, groups_yaml};
+use support::emulator::{KEY, Server, attrs, groups_yaml, many_groups, spawn_apply};
 use support::{Repo, Run};
 
 fn apply(repo: &Repo, args: &[&str]) -> Run {
@@ -241,23 +241,12 @@ fn thirty_percent_faults_converge_to_every_group_correct() {
 
 #[test]
 fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
-    use std::process::{Command, Stdio};
-    let ids: Vec<String> = (0..80).map(|i| format!("crash-{i:03}")).collect();
-    let mut text = String::from("groups:\n");
-    for id in &ids {
-        text += &format!("  - id: {id}\n    attributes:\n      v: {id}\n");
-    }
+    let ids: Vec<String> = (0..80).map(|i| format!("crash-{i:04}")).collect();
+    let text = many_groups("crash", ids.len());
     for round in 0..20u64 {
         let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(2)));
         let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &text);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
-            .current_dir(repo.path())
-            .args(["apply", "--yes"])
-            .env("GRATTR_SECRET_KEY", KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_apply(repo.path());
         // 80 groups at 200/s take 400 ms: kill at spread moments across and around that.
         std::thread::sleep(Duration::from_millis(20 + round * 23));
         // SAFETY: kill(2) on the child this test spawned.
@@ -278,7 +267,7 @@ fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
         apply(&repo, &["--yes"]).code(0);
         assert_eq!(server.sets() - sets_before, (ids.len() - after_kill.groups.len()) as u64, "round {round}");
         for id in &ids {
-            assert_eq!(server.live(id), Some(attrs(&[("v", id)])), "round {round}: {id}");
+            assert_eq!(server.live(id), Some(attrs(&[("v", id.as_str())])), "round {round}: {id}");
         }
         assert_eq!(recorded(&repo).groups.len(), ids.len());
     }
@@ -286,21 +275,9 @@ fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
 
 #[test]
 fn sigterm_stops_cleanly_and_records_what_was_done() {
-    use std::process::{Command, Stdio};
     let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(5)));
-    let mut text = String::from("groups:\n");
-    for i in 0..400 {
-        text += &format!("  - id: term-{i:03}\n    attributes:\n      v: x\n");
-    }
-    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &text);
-    let child = Command::new(env!("CARGO_BIN_EXE_grattr"))
-        .current_dir(repo.path())
-        .args(["apply", "--yes"])
-        .env("GRATTR_SECRET_KEY", KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &many_groups("term", 400));
+    let child = spawn_apply(repo.path());
     // Stop it in the middle: once some groups are applied.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while server.sets() < 20 {
@@ -337,24 +314,9 @@ fn the_embedded_emulator_applies_without_an_account() {
 
 #[test]
 fn two_applies_at_once_never_interleave() {
-    use std::process::{Command, Stdio};
     let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(5)));
-    let mut text = String::from("groups:\n");
-    for i in 0..100 {
-        text += &format!("  - id: both-{i:03}\n    attributes:\n      v: x\n");
-    }
-    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &text);
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_grattr"))
-            .current_dir(repo.path())
-            .args(["apply", "--yes"])
-            .env("GRATTR_SECRET_KEY", KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (first, second) = (spawn(), spawn());
+    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &many_groups("both", 100));
+    let (first, second) = (spawn_apply(repo.path()), spawn_apply(repo.path()));
     let outputs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
     let codes: Vec<_> = outputs.iter().map(|o| o.status.code()).collect();
     assert!(codes.contains(&Some(0)) && codes.contains(&Some(1)), "one ran, one was refused: {codes:?}");

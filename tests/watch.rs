@@ -264,10 +264,7 @@ fn drift_is_reported_after_a_resync_and_healed() {
 #[test]
 fn sigterm_during_a_large_apply_stops_within_the_bound() {
     let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(20)));
-    let mut text = String::from("groups:\n");
-    for i in 0..2000 {
-        text += &format!("  - id: big-{i:04}\n    attributes:\n      v: x\n");
-    }
+    let text = support::emulator::many_groups("big", 2000);
     let repo = Repo::new()
         .file("grattr.yaml", &server.config().replace("rate_limit: 200", "rate_limit: 100"))
         .file("groups/big.yaml", &text);

@@ -114,3 +114,24 @@ pub fn groups_yaml(groups: &[(&str, &[(&str, &str)])]) -> String {
     }
     text
 }
+
+/// A group file declaring `count` groups `{prefix}-0000`…, each with the attribute `v: {prefix}-NNNN`.
+pub fn many_groups(prefix: &str, count: usize) -> String {
+    let mut text = String::from("groups:\n");
+    for i in 0..count {
+        text += &format!("  - id: {prefix}-{i:04}\n    attributes:\n      v: {prefix}-{i:04}\n");
+    }
+    text
+}
+
+/// Starts `grattr apply --yes` in `root` without waiting for it, its output captured.
+pub fn spawn_apply(root: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_grattr"))
+        .current_dir(root)
+        .args(["apply", "--yes"])
+        .env("GRATTR_SECRET_KEY", KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
