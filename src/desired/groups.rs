@@ -332,6 +332,13 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     }
 }
 
+/// The error for a group declared again at `at`, first declared at `first`. Both
+/// [`merge`] (a whole load) and [`super::index::DesiredIndex`] (file by file) report it.
+pub fn declared_twice(id: &GroupId, at: SourceLocation, first: &SourceLocation) -> Diagnostic {
+    let message = format!("group {:?} is declared twice: here and at {first}", id.as_str());
+    Diagnostic::error(Rule::DuplicateGroup, at, message)
+}
+
 /// Merges the files' groups in the given order, reporting every group declared
 /// twice, including declarations that have other errors.
 pub fn merge(files: Vec<FileGroups>) -> Loaded {
@@ -341,11 +348,7 @@ pub fn merge(files: Vec<FileGroups>) -> Loaded {
         let mut diagnostics = file.diagnostics;
         for (id, at) in file.declared {
             match first_seen.entry(id) {
-                HashEntry::Occupied(first) => {
-                    let message =
-                        format!("group {:?} is declared twice: here and at {}", first.key().as_str(), first.get());
-                    diagnostics.push(Diagnostic::error(Rule::DuplicateGroup, at, message));
-                }
+                HashEntry::Occupied(first) => diagnostics.push(declared_twice(first.key(), at, first.get())),
                 HashEntry::Vacant(slot) => {
                     slot.insert(at);
                 }

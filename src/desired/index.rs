@@ -2,7 +2,7 @@
 //! file re-reads that file only, and says which groups it may have changed, so
 //! that a repository of 100,000 groups re-plans in milliseconds.
 
-use super::diagnostic::{Diagnostic, Rule};
+use super::diagnostic::Diagnostic;
 use super::groups::{self, FileGroups};
 use crate::model::{DesiredGroup, GroupId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -176,8 +176,7 @@ impl DesiredIndex {
             let mut places = places.iter().flat_map(|(path, ats)| ats.iter().map(move |at| (path, at)));
             let Some((_, first)) = places.next() else { continue };
             for (path, at) in places {
-                let message = format!("group {:?} is declared twice: here and at {first}", id.as_str());
-                by_file.entry(path).or_default().push(Diagnostic::error(Rule::DuplicateGroup, at.clone(), message));
+                by_file.entry(path).or_default().push(groups::declared_twice(id, at.clone(), first));
             }
         }
         let mut all: Vec<Diagnostic> = self.dir_error.iter().cloned().collect();
