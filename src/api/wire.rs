@@ -134,6 +134,13 @@ pub enum GroupType {
     Community,
 }
 
+impl GroupType {
+    /// The type to give a group known only by its id: Community ids start with `@TGS#_`.
+    pub fn implied_by(id: &crate::model::GroupId) -> GroupType {
+        if id.as_str().starts_with("@TGS#_") { GroupType::Community } else { GroupType::Public }
+    }
+}
+
 impl std::str::FromStr for GroupType {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {

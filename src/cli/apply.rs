@@ -72,15 +72,20 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut environment = environment(cli)?;
     let runtime = super::runtime()?;
-    let emulator = match args.emulator {
-        true => Some(runtime.block_on(start_emulator(&mut environment))?),
-        false => None,
-    };
+    if args.emulator {
+        // Never the configured lockfile: the emulator starts empty.
+        let scratch = tempfile::Builder::new().prefix("grattr-emulator-").tempdir()?.keep();
+        environment.lockfile = scratch.join("grattr.lock");
+    }
     let _lock = LockGuard::acquire(&environment.lockfile, "apply", args.lock_timeout).map_err(|e| match e {
         LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was applied (wait with --lock-timeout DURATION)"),
         other => other.into(),
     })?;
     let mut inputs = Inputs::load(environment, true)?;
+    let emulator = match args.emulator {
+        true => Some(runtime.block_on(start_emulator(&mut inputs))?),
+        false => None,
+    };
     let mut err = anstream::stderr();
     if inputs.recovered > 0 {
         writeln!(
@@ -200,23 +205,14 @@ fn record_live_facts(inputs: &Inputs, plan: &Plan, journal: &JournalWriter) -> V
     forgotten
 }
 
-/// Starts the embedded emulator, points `environment` at it and at a scratch lockfile.
-async fn start_emulator(environment: &mut Environment) -> anyhow::Result<(Emulator, SecretKey)> {
+/// Starts the embedded emulator with a generated key and the declared groups
+/// created, and points the environment at it.
+async fn start_emulator(inputs: &mut Inputs) -> anyhow::Result<(Emulator, SecretKey)> {
+    let environment = &mut inputs.environment;
     let key = SecretKey::new(format!("{:032x}", rand::random::<u128>()))?;
-    let loaded = crate::desired::load(&environment.groups_dir);
     let mut config = EmulatorConfig::new(environment.sdkappid, environment.admin.clone(), key.clone());
-    config.groups = loaded
-        .state
-        .groups
-        .keys()
-        .map(|id| {
-            let kind = if id.as_str().starts_with("@TGS#_") { GroupType::Community } else { GroupType::Public };
-            (id.clone(), kind)
-        })
-        .collect();
+    config.groups = inputs.desired.groups.keys().map(|id| (id.clone(), GroupType::implied_by(id))).collect();
     let emulator = Emulator::start(config, "127.0.0.1:0".parse()?).await?;
-    let scratch = tempfile::Builder::new().prefix("grattr-emulator-").tempdir()?.keep();
-    environment.lockfile = scratch.join("grattr.lock");
     environment.endpoint = Endpoint::Url(emulator.base_url());
     writeln!(
         anstream::stderr(),

@@ -64,7 +64,7 @@ fn parse_group(text: &str) -> Result<(GroupId, GroupType), String> {
         return Ok((GroupId::parse(id).map_err(|e| e.to_string())?, kind));
     }
     let id = GroupId::parse(text).map_err(|e| e.to_string())?;
-    let kind = if text.starts_with("@TGS#_") { GroupType::Community } else { GroupType::Public };
+    let kind = GroupType::implied_by(&id);
     Ok((id, kind))
 }
 

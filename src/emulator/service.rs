@@ -141,7 +141,7 @@ fn answer(shared: &Shared, endpoint: Option<Endpoint>, query: &str, body: &[u8])
     let exists = shared.with_world(|groups, _| (groups.contains_key(&group), false));
     if !exists {
         if shared.config.auto_create_groups && endpoint.writes_attributes() {
-            let kind = if group.as_str().starts_with("@TGS#_") { GroupType::Community } else { GroupType::Public };
+            let kind = GroupType::implied_by(&group);
             shared.with_world(|groups, _| {
                 groups.insert(group.clone(), Group { kind, attributes: AttributeSet::new() });
                 ((), true)
