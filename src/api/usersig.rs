@@ -175,23 +175,17 @@ pub fn tls_sig(
     expire: u64,
     userbuf: Option<&str>,
 ) -> String {
-    STANDARD.encode(mac(key, identifier, sdkappid, time, expire, userbuf).finalize().into_bytes())
+    STANDARD.encode(mac(key, &content(identifier, sdkappid, time, expire, userbuf)).finalize().into_bytes())
 }
 
-fn mac(
-    key: &SecretKey,
-    identifier: &str,
-    sdkappid: u64,
-    time: u64,
-    expire: u64,
-    userbuf: Option<&str>,
-) -> Hmac<Sha256> {
+fn mac(key: &SecretKey, content: &str) -> Hmac<Sha256> {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose().as_bytes()).unwrap_or_else(|_| unreachable!());
-    mac.update(content(identifier, sdkappid, time, expire, userbuf).as_bytes());
+    mac.update(content.as_bytes());
     mac
 }
 
+/// The signed text: one `TLS.name:value` line per field, in the vendor's order.
 fn content(identifier: &str, sdkappid: u64, time: u64, expire: u64, userbuf: Option<&str>) -> String {
     let mut content =
         format!("TLS.identifier:{identifier}\nTLS.sdkappid:{sdkappid}\nTLS.time:{time}\nTLS.expire:{expire}\n");
@@ -272,9 +266,8 @@ pub fn verify(
     }
     let given = STANDARD.decode(&claims.sig).map_err(|_| VerifyError::BadSignature)?;
     // verify_slice compares in constant time.
-    mac(key, &claims.identifier, claims.sdkappid, claims.time, claims.expire, claims.userbuf.as_deref())
-        .verify_slice(&given)
-        .map_err(|_| VerifyError::BadSignature)?;
+    let signed = content(&claims.identifier, claims.sdkappid, claims.time, claims.expire, claims.userbuf.as_deref());
+    mac(key, &signed).verify_slice(&given).map_err(|_| VerifyError::BadSignature)?;
     let expired_at = claims.time.saturating_add(claims.expire);
     if now > expired_at {
         return Err(VerifyError::Expired { expired_at, now });

@@ -2,7 +2,7 @@
 
 use super::{DriftReport, GroupDrift, Status};
 use crate::model::AttributeSet;
-use crate::plan::render::{changed_value, environment_label, fence_for, html_escape, key_label, quoted};
+use crate::plan::render::{changed_value, collapsible_diff, environment_label, html_escape, key_label, quoted};
 use anstyle::{AnsiColor, Style};
 use std::fmt::Write;
 
@@ -147,12 +147,7 @@ pub fn markdown(report: &DriftReport) -> String {
         if let Some(error) = &group.error {
             let _ = writeln!(body, "# {error}");
         }
-        let fence = fence_for(&body);
-        let section = format!(
-            "<details><summary><code>{sign}</code> <code>{}</code> {what} · {}</summary>\n\n{fence}diff\n{body}{fence}\n\n</details>\n\n",
-            html_escape(group.group_id.as_str()),
-            html_escape(&place(group))
-        );
+        let section = collapsible_diff(sign, group.group_id.as_str(), what, &place(group), &body);
         if out.chars().count() + section.chars().count() > budget - 1_000 {
             omitted = report.groups.len() - index;
             break;

@@ -237,7 +237,7 @@ pub(crate) fn html_escape(text: &str) -> String {
 }
 
 /// A code fence longer than any run of backticks in `body`.
-pub(crate) fn fence_for(body: &str) -> String {
+fn fence_for(body: &str) -> String {
     let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }
@@ -283,11 +283,17 @@ fn markdown_section(change: &Change, cut: &mut usize) -> String {
     if after.is_empty() {
         body += "# no attributes: the group will be cleared\n";
     }
-    let fence = fence_for(&body);
+    collapsible_diff(sign, change.group_id.as_str(), what, &place, &body)
+}
+
+/// One group's collapsible Markdown section: a summary line, and `body` in a
+/// `diff` block fenced longer than any run of backticks in it.
+pub(crate) fn collapsible_diff(sign: &str, group_id: &str, what: &str, place: &str, body: &str) -> String {
+    let fence = fence_for(body);
     format!(
         "<details><summary><code>{sign}</code> <code>{}</code> {what} · {}</summary>\n\n{fence}diff\n{body}{fence}\n\n</details>\n\n",
-        html_escape(change.group_id.as_str()),
-        html_escape(&place)
+        html_escape(group_id),
+        html_escape(place)
     )
 }
 
