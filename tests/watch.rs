@@ -303,3 +303,23 @@ fn an_api_outage_is_survived() {
     });
     assert!(watch.log_count("apply failed") + watch.log_count("retrying") >= 1, "the outage was seen");
 }
+
+#[test]
+fn sighup_reloads_and_keeps_serving() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]));
+    let watch = Watch::start(&repo, &[]);
+    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+    // SAFETY: kill(2) on the child this test spawned.
+    unsafe { libc::kill(watch.child.id() as i32, libc::SIGHUP) };
+    watch.wait_for_log("reloading the configuration and every file (SIGHUP)");
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "2")])]));
+    eventually(Duration::from_secs(3), "an edit after the reload", || {
+        server.live("room") == Some(attrs(&[("v", "2")]))
+    });
+    let (status, _) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    drop(repo);
+}

@@ -4,6 +4,7 @@
 
 use super::plan::{Inputs, environment};
 use super::progress::Progress;
+use super::signals::Signals;
 use super::{Cli, exit};
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
@@ -293,20 +294,14 @@ fn confirm(plan: &Plan, environment: &Environment) -> anyhow::Result<()> {
 /// First Ctrl-C or SIGTERM: stop starting calls. Second: exit at once (the
 /// journal and the lockfile are consistent at every instant).
 async fn watch_signals(stop: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let next = async |term: &mut Option<tokio::signal::unix::Signal>| {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            Some(_) = async { match term { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
-        }
-    };
-    next(&mut term).await;
+    let mut signals = Signals::stop_only();
+    signals.stop().await;
     let _ = writeln!(
         anstream::stderr(),
         "\nStopping: no new calls; waiting for the calls in flight and recording them (press Ctrl-C again to exit now)."
     );
     stop.cancel();
-    next(&mut term).await;
+    signals.stop().await;
     std::process::exit(i32::from(exit::INTERRUPTED));
 }
 

@@ -1,5 +1,6 @@
 //! `grattr emulator`: the local stand-in of the Chat REST API, until Ctrl-C.
 
+use super::signals::Signals;
 use super::{Cli, exit};
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
@@ -101,28 +102,12 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         out.flush()?;
         drop(out);
         let stop = emulator.stop_token();
+        let mut signals = Signals::stop_only();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            signals.stop().await;
             stop.cancel();
         });
         emulator.wait().await.context("the emulator stopped")?;
         Ok(exit::OK)
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -8,6 +8,7 @@ mod import;
 mod plan;
 mod progress;
 mod report;
+mod signals;
 mod usersig;
 mod validate;
 mod watch;

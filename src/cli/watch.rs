@@ -2,6 +2,7 @@
 //! metrics over HTTP. Holds the lockfile's lock for the life of the process.
 
 use super::plan::environment;
+use super::signals::{Received, Signals};
 use super::{Cli, exit};
 use crate::desired::Config;
 use crate::lockfile::{LockError, LockGuard};
@@ -102,20 +103,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 
 /// SIGTERM and SIGINT stop; SIGHUP asks for a reload.
 async fn signals(stop: CancellationToken, reload: tokio::sync::mpsc::UnboundedSender<()>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-        let _ = tokio::signal::ctrl_c().await;
-        stop.cancel();
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-            _ = hup.recv() => {
-                let _ = reload.send(());
-            }
-        }
+    let mut signals = Signals::with_hangup();
+    while signals.next().await == Received::Hangup {
+        let _ = reload.send(());
     }
     tracing::info!("stopping: no new calls; finishing the calls in flight");
     stop.cancel();
