@@ -357,11 +357,6 @@ impl Client {
         })
     }
 
-    /// The current app-wide rate (lowered while the server throttles).
-    pub fn current_rate(&self) -> u32 {
-        self.inner.rate.current.load(Ordering::Relaxed)
-    }
-
     /// A UserSig for the admin, made once and renewed at half its validity.
     fn usersig(&self, renew: bool) -> UserSig {
         let mut cached = self.inner.usersig.lock().unwrap_or_else(|e| e.into_inner());

@@ -96,11 +96,6 @@ impl fmt::Debug for UserSig {
 }
 
 impl UserSig {
-    /// Wraps a UserSig received from elsewhere.
-    pub fn from_text(text: impl Into<String>) -> UserSig {
-        UserSig(text.into())
-    }
-
     /// The UserSig's text.
     pub fn expose(&self) -> &str {
         &self.0

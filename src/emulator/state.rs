@@ -8,7 +8,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -81,7 +81,6 @@ pub(super) struct Shared {
     endpoint_limits: HashMap<Endpoint, DefaultDirectRateLimiter>,
     group_limit: Option<DefaultKeyedRateLimiter<GroupId>>,
     dirty: AtomicBool,
-    saves: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,7 +117,6 @@ impl Shared {
             endpoint_limits,
             group_limit,
             dirty: AtomicBool::new(false),
-            saves: AtomicU64::new(0),
         })
     }
 
@@ -202,7 +200,6 @@ impl Shared {
         let bytes = serde_json::to_vec_pretty(&*lock(&self.world)).unwrap_or_default();
         crate::lockfile::write_atomically(path, &bytes)
             .map_err(|e| EmulatorError::State { path: path.clone(), message: e.to_string() })?;
-        self.saves.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
