@@ -2,7 +2,7 @@
 //! what an interrupted run recorded, plans (or checks a saved plan), asks, applies
 //! with progress, records every success as it happens, and reports every failure.
 
-use super::plan::{Inputs, environment};
+use super::inputs::{Inputs, environment};
 use super::progress::Progress;
 use super::signals::Signals;
 use super::{Cli, exit};

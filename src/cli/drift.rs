@@ -1,7 +1,8 @@
 //! `grattr drift`: the desired, applied and live states of every managed group,
 //! compared; what changed behind grattr's back.
 
-use super::plan::{Format, Inputs, environment};
+use super::inputs::{Inputs, environment};
+use super::plan::Format;
 use super::{Cli, exit};
 use crate::drift::{self, render};
 use crate::plan::PlanEnvironment;

@@ -2,7 +2,7 @@
 //! desired-state YAML that reproduces them exactly, and records them in the
 //! lockfile as applied, so that the next plan is empty.
 
-use super::plan::{Inputs, environment};
+use super::inputs::{Inputs, environment};
 use super::{Cli, exit};
 use crate::desired::{emit, groups};
 use crate::lockfile::{self, LockError, LockGuard, Record};

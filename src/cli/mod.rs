@@ -5,6 +5,7 @@ mod apply;
 mod drift;
 mod emulator;
 mod import;
+mod inputs;
 mod plan;
 mod progress;
 mod report;

@@ -1,7 +1,7 @@
 //! `grattr watch`: the reconciler as a long-running service, with health and
 //! metrics over HTTP. Holds the lockfile's lock for the life of the process.
 
-use super::plan::environment;
+use super::inputs::environment;
 use super::signals::{Received, Signals};
 use super::{Cli, exit};
 use crate::desired::Config;
