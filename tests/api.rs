@@ -304,3 +304,12 @@ async fn an_expired_usersig_is_renewed_and_the_call_retried_once() {
     client.clear_group_attr(&id("room")).await.unwrap();
     assert_eq!(seen.load(Ordering::SeqCst), 2, "renewed and retried once");
 }
+
+#[tokio::test]
+async fn auto_created_groups_come_from_writes_not_reads() {
+    let emulator = emulator(|config| config.auto_create_groups = true).await;
+    let client = client(&emulator, |_| {});
+    assert_eq!(code(client.get_group_attr(&id("fresh")).await), 10010, "a read does not create a group");
+    client.set_group_attr(&id("fresh"), &attrs(&[("a", "b")])).await.unwrap();
+    assert_eq!(client.get_group_attr(&id("fresh")).await.unwrap(), attrs(&[("a", "b")]));
+}
