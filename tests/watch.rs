@@ -323,3 +323,29 @@ fn sighup_reloads_and_keeps_serving() {
     assert!(status.success(), "{status:?}");
     drop(repo);
 }
+
+#[test]
+fn a_reload_that_moves_the_lockfile_or_the_app_is_refused_until_a_restart() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]));
+    let watch = Watch::start(&repo, &[]);
+    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+    // The lock is held on grattr.lock: writing another lockfile, unlocked, from a record of
+    // this one would let two processes apply at once and corrupt both records.
+    let repo = repo.file("grattr.yaml", &(server.config() + "lockfile: other.lock\n"));
+    watch.wait_for_log("needs a restart");
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "2")])]));
+    eventually(Duration::from_secs(3), "the edit, with the running configuration", || {
+        server.live("room") == Some(attrs(&[("v", "2")]))
+    });
+    // Another app, planned against this app's record, would skip its groups.
+    let repo = repo.file("grattr.yaml", &server.config().replace("1400000000", "1400000001"));
+    watch.wait_for_log("sdkappid from 1400000000 to 1400000001");
+    let (status, _) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!repo.join("other.lock").exists() && !repo.join(".other.lock.journal").exists());
+    let recorded = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap();
+    assert_eq!(recorded.groups[&id("room")].attributes, attrs(&[("v", "2")]));
+}

@@ -268,15 +268,37 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
 
     fn reload_config(&mut self) {
         match (self.load)() {
-            Ok(target) => {
-                if canonical(&target.environment.groups_dir) != self.groups_dir {
-                    tracing::warn!(
-                        "the groups directory changed in the configuration; restart grattr watch to follow it"
-                    );
-                }
-                self.target = target;
-            }
+            Ok(target) => match self.needs_restart(&target.environment) {
+                Some(change) => tracing::error!(
+                    change = %change,
+                    "the configuration changes what this process holds, which needs a restart of grattr watch; \
+                     keeping the running configuration"
+                ),
+                None => self.target = target,
+            },
             Err(e) => tracing::error!(error = %e, "the configuration is invalid; keeping the previous one"),
+        }
+    }
+
+    /// What `new` changes that a running watcher cannot follow: it holds the lock of
+    /// its lockfile and that lockfile's record (of one app) in memory, and watches its
+    /// groups directory. Taking any of these over on the fly would write a lockfile it
+    /// has not locked, or plan one app's groups against another app's record.
+    fn needs_restart(&self, new: &Environment) -> Option<String> {
+        let old = &self.target.environment;
+        let dir = |path: &Path| match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => canonical(dir),
+            _ => canonical(Path::new(".")),
+        };
+        let same_file = |a: &Path, b: &Path| a.file_name() == b.file_name() && dir(a) == dir(b);
+        if new.sdkappid != old.sdkappid {
+            Some(format!("sdkappid from {} to {}", old.sdkappid, new.sdkappid))
+        } else if !same_file(&new.lockfile, &old.lockfile) {
+            Some(format!("the lockfile from {} to {}", old.lockfile.display(), new.lockfile.display()))
+        } else if canonical(&new.groups_dir) != self.groups_dir {
+            Some(format!("the groups directory from {} to {}", self.groups_dir.display(), new.groups_dir.display()))
+        } else {
+            None
         }
     }
 
