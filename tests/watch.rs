@@ -349,3 +349,40 @@ fn a_reload_that_moves_the_lockfile_or_the_app_is_refused_until_a_restart() {
     let recorded = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap();
     assert_eq!(recorded.groups[&id("room")].attributes, attrs(&[("v", "2")]));
 }
+
+#[test]
+fn each_success_is_durable_at_once_and_the_lockfile_is_written_when_quiet() {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]));
+    let lockfile = repo.join("grattr.lock");
+    let journal = repo.join(".grattr.lock.journal");
+    let on_disk = |path: &std::path::Path| {
+        let bytes = std::fs::read(path).unwrap();
+        grattr::lockfile::Lockfile::parse(path, &bytes).unwrap().groups.get(&id("room")).map(|g| g.attributes.clone())
+    };
+    let watch = Watch::start(&repo, &[]);
+    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+    eventually(Duration::from_secs(5), "the lockfile written", || {
+        lockfile.exists() && on_disk(&lockfile) == Some(attrs(&[("v", "1")])) && !journal.exists()
+    });
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "2")])]));
+    eventually(Duration::from_secs(3), "the edit applied", || server.live("room") == Some(attrs(&[("v", "2")])));
+    // Recorded as soon as it is applied: the journal, which every reader replays.
+    eventually(Duration::from_secs(1), "the edit recorded", || {
+        grattr::lockfile::Lockfile::read(&lockfile).unwrap().groups[&id("room")].attributes == attrs(&[("v", "2")])
+    });
+    // Then folded into the lockfile's own file after a quiet second.
+    eventually(Duration::from_secs(5), "the lockfile rewritten", || {
+        on_disk(&lockfile) == Some(attrs(&[("v", "2")])) && !journal.exists()
+    });
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "3")])]));
+    eventually(Duration::from_secs(3), "the edit applied", || server.live("room") == Some(attrs(&[("v", "3")])));
+    // On exit at the latest.
+    let (status, _) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(on_disk(&lockfile), Some(attrs(&[("v", "3")])));
+    assert!(!journal.exists());
+    drop(repo);
+}

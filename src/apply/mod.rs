@@ -50,6 +50,8 @@ pub struct Report {
     /// Indices started but abandoned when the grace period ran out; their outcome is
     /// unknown, so they are not recorded and the next run applies them again.
     pub abandoned: Vec<usize>,
+    /// What was written to the journal, in the order it was written.
+    pub recorded: Vec<Record>,
     /// Whether the run was stopped from outside.
     pub interrupted: bool,
     /// How long the run took.
@@ -91,7 +93,8 @@ pub async fn execute(
             status.borrow_mut()[index] = Status::Done;
             let outcome = match result {
                 Ok(record) => {
-                    journal.record(record);
+                    journal.record(record.clone());
+                    report.recorded.push(record);
                     report.applied.push(index);
                     Outcome::Applied
                 }

@@ -102,16 +102,30 @@ impl Lockfile {
         let count = records.len();
         if count > 0 {
             self.apply_records(records);
-            self.sdkappid.get_or_insert(sdkappid);
-            self.write(path)?;
-        }
-        let journal = journal_path(path);
-        match std::fs::remove_file(&journal) {
-            Ok(()) => sync_dir(path).map_err(|source| LockfileError::Io { path: journal, source })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(LockfileError::Io { path: journal, source }),
+            self.checkpoint(path, sdkappid)?;
+        } else {
+            remove_journal(path)?;
         }
         Ok((self, count))
+    }
+
+    /// Writes this lockfile, which already holds every record of the journal of
+    /// `path`, to `path` and then removes the journal: the journal's records are in
+    /// the lockfile from the rename on, and replaying them again changes nothing.
+    pub fn checkpoint(&mut self, path: &Path, sdkappid: u64) -> Result<(), LockfileError> {
+        self.sdkappid.get_or_insert(sdkappid);
+        self.write(path)?;
+        remove_journal(path)
+    }
+}
+
+/// Removes the journal of `lockfile`, if any, once its records are in the lockfile.
+pub fn remove_journal(lockfile: &Path) -> Result<(), LockfileError> {
+    let journal = journal_path(lockfile);
+    match std::fs::remove_file(&journal) {
+        Ok(()) => sync_dir(lockfile).map_err(|source| LockfileError::Io { path: journal, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LockfileError::Io { path: journal, source }),
     }
 }
 

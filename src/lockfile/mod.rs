@@ -6,7 +6,7 @@ mod guard;
 mod journal;
 
 pub use guard::{Holder, LockError, LockGuard};
-pub use journal::{JournalStats, JournalWriter, Record, journal_path, replay};
+pub use journal::{JournalStats, JournalWriter, Record, journal_path, remove_journal, replay};
 
 pub use crate::model::AppliedGroup;
 #[cfg(test)]
