@@ -108,6 +108,18 @@ fn id(text: &str) -> GroupId {
     GroupId::parse(text).unwrap()
 }
 
+/// An emulator, a repository declaring the group `room` with `v: value`, and a watcher
+/// (started with `args`) that has applied it.
+fn watching_room(value: &str, args: &[&str]) -> (Server, Repo, Watch) {
+    let server = Server::start(|_| {});
+    let repo = Repo::new()
+        .file("grattr.yaml", &server.config())
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", value)])]));
+    let watch = Watch::start(&repo, args);
+    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", value)])));
+    (server, repo, watch)
+}
+
 #[test]
 fn edits_reach_the_service_and_invalid_ones_never_do() {
     let server = Server::start(|_| {});
@@ -211,12 +223,7 @@ fn a_git_checkout_of_fifty_files_is_one_reconcile() {
 
 #[test]
 fn editor_saves_are_picked_up_exactly_once() {
-    let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "0")])]));
-    let watch = Watch::start(&repo, &[]);
-    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "0")])));
+    let (server, repo, watch) = watching_room("0", &[]);
     let path = repo.join("groups/a.yaml");
     let writes = || server.emulator().stats().groups.get("room").map_or(0, |g| g.writes);
 
@@ -248,12 +255,7 @@ fn editor_saves_are_picked_up_exactly_once() {
 
 #[test]
 fn drift_is_reported_after_a_resync_and_healed() {
-    let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]));
-    let watch = Watch::start(&repo, &["--resync", "1s", "--self-heal"]);
-    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+    let (server, _repo, watch) = watching_room("1", &["--resync", "1s", "--self-heal"]);
     let client = server.client();
     server.block_on(client.modify_group_attr(&id("room"), &attrs(&[("v", "client"), ("extra", "x")]))).unwrap();
     watch.wait_for_log("drifted: changed outside grattr");
@@ -306,12 +308,7 @@ fn an_api_outage_is_survived() {
 
 #[test]
 fn sighup_reloads_and_keeps_serving() {
-    let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]));
-    let watch = Watch::start(&repo, &[]);
-    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+    let (server, repo, watch) = watching_room("1", &[]);
     // SAFETY: kill(2) on the child this test spawned.
     unsafe { libc::kill(watch.child.id() as i32, libc::SIGHUP) };
     watch.wait_for_log("reloading the configuration and every file (SIGHUP)");
@@ -326,12 +323,7 @@ fn sighup_reloads_and_keeps_serving() {
 
 #[test]
 fn a_reload_that_moves_the_lockfile_or_the_app_is_refused_until_a_restart() {
-    let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]));
-    let watch = Watch::start(&repo, &[]);
-    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+    let (server, repo, watch) = watching_room("1", &[]);
     // The lock is held on grattr.lock: writing another lockfile, unlocked, from a record of
     // this one would let two processes apply at once and corrupt both records.
     let repo = repo.file("grattr.yaml", &(server.config() + "lockfile: other.lock\n"));
@@ -352,18 +344,13 @@ fn a_reload_that_moves_the_lockfile_or_the_app_is_refused_until_a_restart() {
 
 #[test]
 fn each_success_is_durable_at_once_and_the_lockfile_is_written_when_quiet() {
-    let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]));
+    let (server, repo, watch) = watching_room("1", &[]);
     let lockfile = repo.join("grattr.lock");
     let journal = repo.join(".grattr.lock.journal");
     let on_disk = |path: &std::path::Path| {
         let bytes = std::fs::read(path).unwrap();
         grattr::lockfile::Lockfile::parse(path, &bytes).unwrap().groups.get(&id("room")).map(|g| g.attributes.clone())
     };
-    let watch = Watch::start(&repo, &[]);
-    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
     eventually(Duration::from_secs(5), "the lockfile written", || {
         lockfile.exists() && on_disk(&lockfile) == Some(attrs(&[("v", "1")])) && !journal.exists()
     });
