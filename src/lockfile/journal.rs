@@ -228,6 +228,36 @@ mod tests {
     }
 
     #[test]
+    fn a_read_torn_by_a_fold_is_done_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lockfile = dir.path().join("grattr.lock");
+        let append = |record: Record| {
+            let mut file = OpenOptions::new().create(true).append(true).open(journal_path(&lockfile)).unwrap();
+            file.write_all(format!("{}\n", serde_json::to_string(&record).unwrap()).as_bytes()).unwrap();
+        };
+        // The writer has folded a; b is in its journal.
+        let mut writer = Lockfile::new(7);
+        writer.apply_records([set("a", "1")]);
+        writer.checkpoint(&lockfile, 7).unwrap();
+        append(set("b", "1"));
+        let mut reads = 0;
+        let seen = Lockfile::read_around(&lockfile, || {
+            if reads == 0 {
+                // After the reader has read the lockfile ({a}), the writer folds b and
+                // starts a journal with c: the old lockfile and this journal lack b.
+                writer.apply_records([set("b", "1")]);
+                writer.checkpoint(&lockfile, 7).unwrap();
+                append(set("c", "1"));
+            }
+            reads += 1;
+        })
+        .unwrap();
+        let ids: Vec<&str> = seen.groups.keys().map(GroupId::as_str).collect();
+        assert_eq!(ids, ["a", "b", "c"], "a state that was");
+        assert_eq!(reads, 2, "read again");
+    }
+
+    #[test]
     fn records_survive_and_fold_into_the_lockfile() {
         let dir = tempfile::tempdir().unwrap();
         let lockfile = dir.path().join("grattr.lock");

@@ -17,8 +17,9 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The lockfile format this grattr reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -110,14 +111,48 @@ impl Lockfile {
     /// Reads and checks `path`, with the journal of a run that was cut short
     /// replayed on top (in memory; [`Lockfile::fold`] writes it). A missing file is
     /// an empty lockfile: nothing applied yet.
+    ///
+    /// Readers take no lock (`plan` may run beside `watch`), so the writer holding it
+    /// may fold the journal into the lockfile between the reading of the one and of
+    /// the other: the old lockfile with a later journal would be a state that never
+    /// was. A fold replaces the lockfile by rename, so such a read shows as the path
+    /// no longer naming the file that was read (held open, so that its identity
+    /// cannot be reused), and is done again.
     pub fn read(path: &Path) -> Result<Lockfile, LockfileError> {
-        let mut lockfile = match std::fs::read(path) {
-            Ok(bytes) => Lockfile::parse(path, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lockfile::default(),
-            Err(source) => return Err(LockfileError::Io { path: path.to_path_buf(), source }),
+        Lockfile::read_around(path, || {})
+    }
+
+    /// [`Lockfile::read`], calling `between` after reading the lockfile and before
+    /// the journal: where a fold by another process would tear the read.
+    fn read_around(path: &Path, mut between: impl FnMut()) -> Result<Lockfile, LockfileError> {
+        let io = |source| LockfileError::Io { path: path.to_path_buf(), source };
+        let identity = |path: &Path| match same_file::Handle::from_path(path) {
+            Ok(handle) => Ok(Some(handle)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(io(source)),
         };
-        lockfile.apply_records(replay(path)?);
-        Ok(lockfile)
+        for attempt in 0..10 {
+            if attempt > 0 {
+                // A fold takes milliseconds, and folds come a second apart at the most.
+                std::thread::sleep(Duration::from_millis(10) * attempt);
+            }
+            let (mut lockfile, read) = match std::fs::File::open(path) {
+                Ok(mut file) => {
+                    let mut bytes = Vec::new();
+                    file.read_to_end(&mut bytes).map_err(io)?;
+                    (Lockfile::parse(path, &bytes)?, Some(same_file::Handle::from_file(file).map_err(io)?))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Lockfile::default(), None),
+                Err(source) => return Err(io(source)),
+            };
+            between();
+            let records = replay(path)?;
+            if identity(path)? == read {
+                lockfile.apply_records(records);
+                return Ok(lockfile);
+            }
+        }
+        Err(io(std::io::Error::other("the lockfile was rewritten every time it was read; try again")))
     }
 
     /// Parses and checks the bytes of a lockfile found at `path`. Entries are read
