@@ -426,7 +426,7 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         let journal = JournalWriter::open(&path)?;
         let options =
             ApplyOptions { concurrency: self.options.concurrency, fail_fast: false, grace: self.options.grace };
-        let report = apply::execute(plan, &self.target.client, &journal, &options, &self.stop, |change, outcome| {
+        let mut report = apply::execute(plan, &self.target.client, &journal, &options, &self.stop, |change, outcome| {
             if let Outcome::Failed(error) = outcome {
                 tracing::warn!(group = %change.group_id, %error, hint = error.hint().unwrap_or_default(), "apply failed");
             }
@@ -434,7 +434,7 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         .await;
         journal.finish()?;
         self.unfolded.add(report.recorded.len());
-        self.lockfile.apply_records(report.recorded.iter().cloned());
+        self.lockfile.apply_records(std::mem::take(&mut report.recorded));
         if self.unfolded.records == 0 {
             // Nothing succeeded: drop the empty journal now rather than at a checkpoint.
             remove_journal(&path)?;
