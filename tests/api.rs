@@ -313,3 +313,25 @@ async fn auto_created_groups_come_from_writes_not_reads() {
     client.set_group_attr(&id("fresh"), &attrs(&[("a", "b")])).await.unwrap();
     assert_eq!(client.get_group_attr(&id("fresh")).await.unwrap(), attrs(&[("a", "b")]));
 }
+
+#[tokio::test]
+async fn the_usersig_command_prints_what_the_emulator_accepts() {
+    let emulator = emulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("grattr.yaml"),
+        format!("sdkappid: {APP}\nadmin: {ADMIN}\nendpoint: http://127.0.0.1:9\n"),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_grattr"))
+        .current_dir(dir.path())
+        .args(["usersig", "--expire", "5m"])
+        .env("GRATTR_SECRET_KEY", key().expose())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let sig = String::from_utf8(output.stdout).unwrap();
+    let answer =
+        raw(&emulator, Endpoint::GetGroupAttr.path(), &query(APP, ADMIN, sig.trim()), r#"{"GroupId": "room"}"#).await;
+    assert!(answer.is_ok(), "{}: {}", answer.error_code, answer.error_info);
+}
