@@ -2,7 +2,9 @@
 
 use super::{DriftReport, GroupDrift, Status};
 use crate::model::AttributeSet;
-use crate::plan::render::{changed_value, collapsible_diff, environment_label, html_escape, key_label, quoted};
+use crate::plan::render::{
+    changed_value, collapsible_diff, environment_label, html_escape, json_document, key_label, quoted,
+};
 use anstyle::{AnsiColor, Style};
 use std::fmt::Write;
 
@@ -63,6 +65,22 @@ fn live_lines(group: &GroupDrift, styled: bool) -> Vec<(char, String, String)> {
     lines
 }
 
+/// The lines under a group's heading: what changed live, what is pending in the
+/// YAML, and why it could not be read; `styled` for a terminal, else for Markdown.
+fn detail_lines(group: &GroupDrift, styled: bool) -> Vec<String> {
+    let mut lines: Vec<String> = live_lines(group, styled)
+        .into_iter()
+        .map(|(sign, key, text)| format!("{sign} {} = {text}", key_label(&key)))
+        .collect();
+    if matches!(group.status, Status::Pending | Status::Conflict) {
+        lines.extend(pending_lines(group));
+    }
+    if let Some(error) = &group.error {
+        lines.push(if styled { format!("{DIM}{error}{DIM:#}") } else { format!("# {error}") });
+    }
+    lines
+}
+
 fn place(group: &GroupDrift) -> String {
     group.source.as_ref().map_or_else(|| "not declared".to_string(), |s| format!("{}:{}", s.file.display(), s.line))
 }
@@ -100,16 +118,8 @@ pub fn text(report: &DriftReport) -> String {
             group.group_id,
             place(group)
         );
-        for (sign, key, text) in live_lines(group, true) {
-            let _ = writeln!(out, "      {sign} {} = {text}", key_label(&key));
-        }
-        if matches!(group.status, Status::Pending | Status::Conflict) {
-            for line in pending_lines(group) {
-                let _ = writeln!(out, "      {line}");
-            }
-        }
-        if let Some(error) = &group.error {
-            let _ = writeln!(out, "      {DIM}{error}{DIM:#}");
+        for line in detail_lines(group, true) {
+            let _ = writeln!(out, "      {line}");
         }
         out.push('\n');
     }
@@ -119,9 +129,7 @@ pub fn text(report: &DriftReport) -> String {
 
 /// The report as JSON, in the documented schema.
 pub fn json(report: &DriftReport) -> String {
-    let mut text = serde_json::to_string_pretty(report).unwrap_or_default();
-    text.push('\n');
-    text
+    json_document(report)
 }
 
 /// The report as a pull-request or issue comment, within GitHub's size limit.
@@ -136,16 +144,8 @@ pub fn markdown(report: &DriftReport) -> String {
     for (index, group) in report.groups.iter().enumerate() {
         let (sign, _, what) = describe(group.status);
         let mut body = String::new();
-        for (sign, key, text) in live_lines(group, false) {
-            let _ = writeln!(body, "{sign} {} = {text}", key_label(&key));
-        }
-        if matches!(group.status, Status::Pending | Status::Conflict) {
-            for line in pending_lines(group) {
-                let _ = writeln!(body, "{line}");
-            }
-        }
-        if let Some(error) = &group.error {
-            let _ = writeln!(body, "# {error}");
+        for line in detail_lines(group, false) {
+            let _ = writeln!(body, "{line}");
         }
         let section = collapsible_diff(sign, group.group_id.as_str(), what, &place(group), &body);
         if out.chars().count() + section.chars().count() > budget - 1_000 {

@@ -215,7 +215,12 @@ pub fn text(plan: &Plan) -> String {
 
 /// The plan as JSON, in the documented schema.
 pub fn json(plan: &Plan) -> String {
-    let mut text = serde_json::to_string_pretty(plan).unwrap_or_default();
+    json_document(plan)
+}
+
+/// A report as a JSON document: pretty, ending with a newline.
+pub(crate) fn json_document(report: &impl serde::Serialize) -> String {
+    let mut text = serde_json::to_string_pretty(report).unwrap_or_default();
     text.push('\n');
     text
 }
