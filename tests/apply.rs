@@ -27,7 +27,7 @@ fn recorded(repo: &Repo) -> Lockfile {
 #[test]
 fn apply_makes_one_call_per_changed_group_and_nothing_else() {
     let server = Server::start(|_| {});
-    let repo = Repo::new().file("grattr.yaml", &server.config()).file(
+    let repo = server.repo().file(
         "groups/a.yaml",
         &groups_yaml(&[("lobby", &[("theme", "dark"), ("banner", "hi")]), ("support-eu", &[("hours", "9-17")])]),
     );
@@ -67,7 +67,7 @@ fn empty_attributes_clear_and_community_groups_fall_back_to_delete() {
     let server = Server::start(|config| {
         config.groups = vec![(GroupId::parse("@TGS#_@TGS#cMAKERS").unwrap(), GroupType::Community)]
     });
-    let repo = Repo::new().file("grattr.yaml", &server.config()).file(
+    let repo = server.repo().file(
         "groups/a.yaml",
         &groups_yaml(&[("@TGS#_@TGS#cMAKERS", &[("a", "1"), ("b", "2")]), ("room", &[("x", "y")])]),
     );
@@ -86,9 +86,7 @@ fn empty_attributes_clear_and_community_groups_fall_back_to_delete() {
 #[test]
 fn without_a_terminal_yes_is_required() {
     let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "b")])]));
+    let repo = server.repo().file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "b")])]));
     apply(&repo, &[]).code(1).stderr_has("pass --yes to apply; nothing was applied");
     assert_eq!(server.emulator().stats().total, 0);
     assert!(!repo.join("grattr.lock").exists());
@@ -97,9 +95,7 @@ fn without_a_terminal_yes_is_required() {
 #[test]
 fn a_saved_plan_is_applied_exactly_or_refused_when_stale() {
     let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "1")])]));
+    let repo = server.repo().file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "1")])]));
     repo.run(&["plan", "--out", "reviewed.json"]).code(0);
     // The desired state changes after review: the saved plan is stale.
     let repo = repo.file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "2")])]));
@@ -125,7 +121,7 @@ fn a_permanent_failure_is_reported_and_the_others_go_on() {
             (GroupId::parse("exists-2").unwrap(), GroupType::Public),
         ];
     });
-    let repo = Repo::new().file("grattr.yaml", &server.config()).file(
+    let repo = server.repo().file(
         "groups/a.yaml",
         &groups_yaml(&[("exists-1", &[("a", "1")]), ("ghost", &[("a", "1")]), ("exists-2", &[("a", "1")])]),
     );
@@ -159,9 +155,7 @@ fn a_permanent_failure_is_reported_and_the_others_go_on() {
 #[test]
 fn a_second_apply_is_refused_naming_the_holder_or_waits() {
     let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "1")])]));
+    let repo = server.repo().file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "1")])]));
     let held = LockGuard::acquire(&repo.join("grattr.lock"), "watch", Duration::ZERO).unwrap();
     let run = apply(&repo, &["--yes"]).code(1);
     assert!(
@@ -192,7 +186,7 @@ fn the_safety_guard_refuses_a_sweeping_change_without_force() {
         }
         text
     };
-    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/a.yaml", &write("base", 0));
+    let repo = server.repo().file("groups/a.yaml", &write("base", 0));
     apply(&repo, &["--yes"]).code(0);
     // 3 of 10 (30%) is allowed; 4 of 10 is not.
     let repo = repo.file("groups/a.yaml", &write("v2", 3));
@@ -245,7 +239,7 @@ fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
     let text = many_groups("crash", ids.len());
     for round in 0..20u64 {
         let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(2)));
-        let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &text);
+        let repo = server.repo().file("groups/many.yaml", &text);
         let mut child = spawn_apply(repo.path());
         // 80 groups at 200/s take 400 ms: kill at spread moments across and around that.
         std::thread::sleep(Duration::from_millis(20 + round * 23));
@@ -286,7 +280,7 @@ fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
 #[test]
 fn sigterm_stops_cleanly_and_records_what_was_done() {
     let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(5)));
-    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &many_groups("term", 400));
+    let repo = server.repo().file("groups/many.yaml", &many_groups("term", 400));
     let child = spawn_apply(repo.path());
     // Stop it in the middle: once some groups are applied.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -325,7 +319,7 @@ fn the_embedded_emulator_applies_without_an_account() {
 #[test]
 fn two_applies_at_once_never_interleave() {
     let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(5)));
-    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/many.yaml", &many_groups("both", 100));
+    let repo = server.repo().file("groups/many.yaml", &many_groups("both", 100));
     let (first, second) = (spawn_apply(repo.path()), spawn_apply(repo.path()));
     let outputs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
     let codes: Vec<_> = outputs.iter().map(|o| o.status.code()).collect();
@@ -340,9 +334,7 @@ fn two_applies_at_once_never_interleave() {
 fn on_a_terminal_apply_asks_and_only_yes_applies() {
     // `script` (util-linux) gives the binary a terminal and feeds it our answer.
     let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "b")])]));
+    let repo = server.repo().file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "b")])]));
     let answer = |reply: &str| {
         let command = format!("{} apply", env!("CARGO_BIN_EXE_grattr"));
         let mut child = std::process::Command::new("script")

@@ -34,7 +34,7 @@ fn drifted_world() -> (Server, Repo) {
             ("sync", &[("k", "1")]),
         ])
     };
-    let repo = Repo::new().file("grattr.yaml", &server.config()).file("groups/a.yaml", &declared("1", "1"));
+    let repo = server.repo().file("groups/a.yaml", &declared("1", "1"));
     grattr(&repo, &["apply", "--yes"]).code(0);
     let repo = repo.file("groups/a.yaml", &declared("2", "2"));
     let client = server.client();
@@ -139,8 +139,8 @@ fn import_round_trips_every_kind_of_value() {
         client.set_group_attr(&id("@TGS#_@TGS#cBIG"), &big).await.unwrap();
         client.create_group(grattr::api::wire::GroupType::Public, "Bare", Some(&id("bare"))).await.unwrap();
     });
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
+    let repo = server
+        .repo()
         .file("groups/existing.yaml", &groups_yaml(&[("declared", &[("a", "b")])]))
         .file("ids.txt", "# groups to adopt\n@TGS#_@TGS#cBIG\n\nbare  # no attributes\n");
     let run = grattr(&repo, &["import", "tricky", "--from", "ids.txt"]).code(0);

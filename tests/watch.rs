@@ -112,9 +112,7 @@ fn id(text: &str) -> GroupId {
 /// (started with `args`) that has applied it.
 fn watching_room(value: &str, args: &[&str]) -> (Server, Repo, Watch) {
     let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
-        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", value)])]));
+    let repo = server.repo().file("groups/a.yaml", &groups_yaml(&[("room", &[("v", value)])]));
     let watch = Watch::start(&repo, args);
     eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", value)])));
     (server, repo, watch)
@@ -123,8 +121,8 @@ fn watching_room(value: &str, args: &[&str]) -> (Server, Repo, Watch) {
 #[test]
 fn edits_reach_the_service_and_invalid_ones_never_do() {
     let server = Server::start(|_| {});
-    let repo = Repo::new()
-        .file("grattr.yaml", &server.config())
+    let repo = server
+        .repo()
         .file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "dark")]), ("support-eu", &[("hours", "9-17")])]));
     let watch = Watch::start(&repo, &["--prune"]);
     eventually(Duration::from_secs(5), "the first reconcile", || {
@@ -189,8 +187,7 @@ fn git(repo: &Repo, args: &[&str]) {
 #[test]
 fn a_git_checkout_of_fifty_files_is_one_reconcile() {
     let server = Server::start(|_| {});
-    let mut repo =
-        Repo::new().file("grattr.yaml", &server.config()).file(".gitignore", ".*.lck\n.*.journal\ngrattr.lock\n");
+    let mut repo = server.repo().file(".gitignore", ".*.lck\n.*.journal\ngrattr.lock\n");
     for i in 0..50 {
         repo =
             repo.file(&format!("groups/g{i:02}.yaml"), &groups_yaml(&[(&format!("g{i:02}"), &[("branch", "main")])]));

@@ -50,6 +50,11 @@ impl Server {
         )
     }
 
+    /// A repository whose `grattr.yaml` is [`Server::config`].
+    pub fn repo(&self) -> super::Repo {
+        super::Repo::new().file("grattr.yaml", &self.config())
+    }
+
     pub fn sets(&self) -> u64 {
         self.emulator().stats().calls_to(Endpoint::SetGroupAttr)
     }

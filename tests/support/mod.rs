@@ -97,25 +97,25 @@ impl Run {
     /// Asserts stdout contains `text`.
     #[track_caller]
     pub fn stdout_has(self, text: &str) -> Run {
-        assert!(
-            self.stdout.contains(text),
-            "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
+        self.assert_has("stdout", &self.stdout, text);
         self
     }
 
     /// Asserts stderr contains `text`.
     #[track_caller]
     pub fn stderr_has(self, text: &str) -> Run {
+        self.assert_has("stderr", &self.stderr, text);
+        self
+    }
+
+    #[track_caller]
+    fn assert_has(&self, name: &str, stream: &str, text: &str) {
         assert!(
-            self.stderr.contains(text),
-            "stderr lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            stream.contains(text),
+            "{name} lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
             self.stdout,
             self.stderr
         );
-        self
     }
 
     /// Asserts stdout is empty.
