@@ -15,6 +15,7 @@ mod emulator;
 use emulator::{EmulatorProcess, KEY};
 use grattr::api::client::{Client, ClientConfig};
 use grattr::api::usersig::SecretKey;
+use grattr::apply::guard::Safety;
 use grattr::apply::{self, ApplyOptions};
 use grattr::lockfile::{JournalWriter, Lockfile};
 use grattr::plan::{self, PlanEnvironment, PlanOptions};
@@ -96,7 +97,9 @@ fn recording(scratch: &Path) -> Recording {
     let options = ApplyOptions { concurrency: 64, ..ApplyOptions::default() };
     let stop = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
-    let report = runtime.block_on(apply::execute(&plan, &client, &journal, &options, &stop, |_, _| {}));
+    // The benchmark measures the calls, not the guard: it is forced.
+    let approved = Safety { threshold: 30, force: true }.check(&plan, lockfile.groups.len()).unwrap();
+    let report = runtime.block_on(apply::execute(approved, &client, &journal, &options, &stop, |_, _| {}));
     let calls_done = started.elapsed();
     let stats = journal.finish().unwrap();
     let folding = Instant::now();

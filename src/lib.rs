@@ -18,3 +18,4 @@ pub mod lockfile;
 pub mod model;
 pub mod plan;
 pub mod watch;
+pub mod workspace;

@@ -112,6 +112,139 @@ fn a_saved_plan_is_applied_exactly_or_refused_when_stale() {
     assert!(apply(&repo, &["no-such-plan.json", "--yes"]).code(1).stderr.contains("cannot read the plan"));
 }
 
+/// Groups `g-00`..`g-11`, each `k` = `value(i)`, those with a value.
+fn twelve(value: impl Fn(usize) -> Option<String>) -> String {
+    let values: Vec<(String, String)> = (0..12).filter_map(|i| Some((format!("g-{i:02}"), value(i)?))).collect();
+    let groups: Vec<(&str, [(&str, &str); 1])> =
+        values.iter().map(|(id, v)| (id.as_str(), [("k", v.as_str())])).collect();
+    let groups: Vec<(&str, &[(&str, &str)])> = groups.iter().map(|(id, kv)| (*id, &kv[..])).collect();
+    groups_yaml(&groups)
+}
+
+/// Saves a plan, edits it with `edit`, and asserts that applying it is refused
+/// naming `expected`, with no call made and the lockfile untouched.
+#[track_caller]
+fn edited_plan_is_refused(
+    server: &Server,
+    repo: &Repo,
+    plan_args: &[&str],
+    edit: impl FnOnce(&mut serde_json::Value),
+    expected: &str,
+) {
+    let mut args = vec!["plan", "--out", "edited.json"];
+    args.extend_from_slice(plan_args);
+    repo.run(&args).code(0);
+    let mut plan: serde_json::Value = serde_json::from_str(&repo.read("edited.json")).unwrap();
+    edit(&mut plan);
+    std::fs::write(repo.join("edited.json"), serde_json::to_string_pretty(&plan).unwrap()).unwrap();
+    let lockfile = repo.read("grattr.lock");
+    let calls = server.emulator().stats().total;
+    apply(repo, &["edited.json", "--yes"]).code(1).stderr_has(expected).stderr_has("nothing was applied");
+    assert_eq!(server.emulator().stats().total, calls, "nothing was sent");
+    assert_eq!(repo.read("grattr.lock"), lockfile, "nothing was recorded");
+}
+
+#[test]
+fn an_edited_saved_plan_is_refused_and_only_the_plan_computed_now_runs() {
+    let server = Server::start(|_| {});
+    let repo = server.repo().file("groups/a.yaml", &twelve(|_| Some("1".into())));
+    apply(&repo, &["--yes"]).code(0).stdout_has("12 applied");
+    // g-00 and g-01 change; g-11 is no longer declared.
+    let repo = repo.file(
+        "groups/a.yaml",
+        &twelve(|i| match i {
+            0 | 1 => Some("2".into()),
+            11 => None,
+            _ => Some("1".into()),
+        }),
+    );
+    let change = |plan: &mut serde_json::Value, group: &str| -> usize {
+        plan["changes"].as_array().unwrap().iter().position(|c| c["group_id"] == group).unwrap()
+    };
+    let cases: Vec<(&[&str], Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+        (
+            &[],
+            Box::new(|p| {
+                let i = change(p, "g-00");
+                p["changes"][i]["after"]["k"] = "EVIL".into()
+            }),
+            "group g-00: value of k differs from the plan computed now",
+        ),
+        (
+            &[],
+            Box::new(|p| {
+                let i = change(p, "g-00");
+                p["changes"][i]["after"]["admin"] = "me".into()
+            }),
+            "group g-00: key admin is in the saved plan but not in the plan computed now",
+        ),
+        (
+            &[],
+            Box::new(|p| {
+                let mut extra = p["changes"][0].clone();
+                extra["group_id"] = "nobody-declares-me".into();
+                p["changes"].as_array_mut().unwrap().push(extra);
+            }),
+            "group nobody-declares-me: in the saved plan but not in the plan computed now",
+        ),
+        (
+            &[],
+            Box::new(|p| {
+                p["changes"].as_array_mut().unwrap().remove(0);
+            }),
+            "group g-00: in the plan computed now but not in the saved plan",
+        ),
+        (&[], Box::new(|p| p["summary"]["update"] = 0.into()), "the summary differs from the plan computed now"),
+        (&[], Box::new(|p| p["prune"] = true.into()), "group g-11: in the plan computed now but not in the saved plan"),
+        (
+            &["--target", "g-00"],
+            Box::new(|p| p["targets"] = serde_json::Value::Null),
+            "group g-01: in the plan computed now but not in the saved plan",
+        ),
+        (
+            &["--target", "g-00"],
+            Box::new(|p| p["targets"] = serde_json::json!(["g-01"])),
+            "group g-00: in the saved plan but not in the plan computed now",
+        ),
+        (
+            &["--target", "g-00"],
+            Box::new(|p| p["targets"] = serde_json::json!(["ghost"])),
+            "--target ghost: no such group is declared or recorded",
+        ),
+        (
+            &[],
+            Box::new(|p| p["environment"]["sdkappid"] = 1.into()),
+            "the environment (name or sdkappid) differs from the plan computed now",
+        ),
+        (&[], Box::new(|p| p["smuggled"] = true.into()), "unknown field `smuggled`"),
+        (&[], Box::new(|p| p["fingerprint"] = serde_json::Value::Null), "has no fingerprint"),
+    ];
+    for (plan_args, edit, expected) in cases {
+        edited_plan_is_refused(&server, &repo, plan_args, edit, expected);
+    }
+    // Unedited, the same plan applies, exactly as reviewed.
+    repo.run(&["plan", "--out", "reviewed.json"]).code(0);
+    apply(&repo, &["reviewed.json", "--yes"]).code(0).stdout_has("2 applied");
+    assert_eq!(server.get("g-00"), attrs(&[("k", "2")]));
+    assert_eq!(server.get("g-11"), attrs(&[("k", "1")]), "left alone: pruning was off");
+}
+
+#[test]
+fn a_saved_plan_over_the_safety_threshold_is_refused_whatever_its_summary_says() {
+    let server = Server::start(|_| {});
+    let repo = server.repo().file("groups/a.yaml", &twelve(|_| Some("1".into())));
+    apply(&repo, &["--yes"]).code(0);
+    let repo = repo.file("groups/a.yaml", &twelve(|_| Some("2".into())));
+    // The file's own counts are never read: its summary, edited under the threshold,
+    // makes it an edited plan; unedited, the plan computed now is over the threshold.
+    edited_plan_is_refused(&server, &repo, &[], |p| p["summary"]["update"] = 0.into(), "the summary differs");
+    repo.run(&["plan", "--out", "reviewed.json"]).code(0);
+    apply(&repo, &["reviewed.json", "--yes"])
+        .code(1)
+        .stderr_has("refusing to apply: the plan updates or deletes 12 of the 12 groups the lockfile records (100%)");
+    apply(&repo, &["reviewed.json", "--yes", "--force"]).code(0).stdout_has("12 applied");
+}
+
 #[test]
 fn a_permanent_failure_is_reported_and_the_others_go_on() {
     let server = Server::start(|config| {
@@ -307,13 +440,21 @@ fn sigterm_stops_cleanly_and_records_what_was_done() {
 fn the_embedded_emulator_applies_without_an_account() {
     let repo =
         Repo::new().file("groups/a.yaml", &groups_yaml(&[("room", &[("a", "1")]), ("@TGS#_@TGS#cX", &[("b", "2")])]));
-    let run = repo.run(&["apply", "--emulator"]).code(0);
+    let tmp = repo.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let tmp_env = [("TMPDIR", tmp.to_str().unwrap())];
+    let run = repo.run_with_env(&["apply", "--emulator"], &tmp_env).code(0);
     assert!(run.stdout.contains("Apply complete: 2 applied"), "{}", run.stdout);
     assert!(run.stderr.contains("Applying to an emulator started in-process at http://127.0.0.1:"), "{}", run.stderr);
-    let scratch = run.stderr.split("scratch lockfile ").nth(1).unwrap().split_whitespace().next().unwrap();
-    assert!(std::path::Path::new(scratch).exists());
+    assert!(run.stderr.contains("a scratch lockfile, removed after the run"), "{}", run.stderr);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the scratch directory is removed");
     assert!(!repo.join("grattr.lock").exists(), "the configured lockfile is not touched");
-    std::fs::remove_dir_all(std::path::Path::new(scratch).parent().unwrap()).unwrap();
+
+    let kept = repo.run_with_env(&["apply", "--emulator", "--keep-scratch"], &tmp_env).code(0);
+    let scratch = kept.stderr.split("scratch lockfile ").nth(1).unwrap().split(", kept").next().unwrap();
+    assert!(std::path::Path::new(scratch).exists(), "{}", kept.stderr);
+    assert!(std::path::Path::new(scratch).starts_with(&tmp));
+    assert!(!repo.join("grattr.lock").exists(), "the configured lockfile is not touched");
 }
 
 #[test]

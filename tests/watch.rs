@@ -187,7 +187,10 @@ fn git(repo: &Repo, args: &[&str]) {
 #[test]
 fn a_git_checkout_of_fifty_files_is_one_reconcile() {
     let server = Server::start(|_| {});
-    let mut repo = server.repo().file(".gitignore", ".*.lck\n.*.journal\ngrattr.lock\n");
+    // A branch switch rewrites every group: over the safety guard's default threshold.
+    let mut repo = Repo::new()
+        .file("grattr.yaml", &(server.config() + "safety_threshold: 100\n"))
+        .file(".gitignore", ".*.lck\n.*.journal\ngrattr.lock\n");
     for i in 0..50 {
         repo =
             repo.file(&format!("groups/g{i:02}.yaml"), &groups_yaml(&[(&format!("g{i:02}"), &[("branch", "main")])]));
@@ -368,5 +371,58 @@ fn each_success_is_durable_at_once_and_the_lockfile_is_written_when_quiet() {
     assert!(status.success(), "{status:?}");
     assert_eq!(on_disk(&lockfile), Some(attrs(&[("v", "3")])));
     assert!(!journal.exists());
+    drop(repo);
+}
+
+/// Groups `g-00`..`g-19`, each `v` = `value(i)`.
+fn twenty(value: impl Fn(usize) -> &'static str) -> String {
+    let ids: Vec<String> = (0..20).map(|i| format!("g-{i:02}")).collect();
+    let values: Vec<[(&str, &str); 1]> = (0..20).map(|i| [("v", value(i))]).collect();
+    let groups: Vec<(&str, &[(&str, &str)])> = ids.iter().zip(&values).map(|(id, v)| (id.as_str(), &v[..])).collect();
+    groups_yaml(&groups)
+}
+
+fn live_values(server: &Server) -> Vec<String> {
+    (0..20).map(|i| server.live(&format!("g-{i:02}")).and_then(|a| a.get("v").cloned()).unwrap_or_default()).collect()
+}
+
+#[test]
+fn a_sweeping_change_is_refused_until_it_is_back_under_the_threshold() {
+    let server = Server::start(|_| {});
+    let repo = server.repo().file("groups/a.yaml", &twenty(|_| "1"));
+    let watch = Watch::start(&repo, &[]);
+    eventually(Duration::from_secs(5), "the first reconcile", || live_values(&server).iter().all(|v| v == "1"));
+    eventually(Duration::from_secs(2), "readiness", || watch.get(&server, "/readyz").0 == 200);
+    let sets = server.sets();
+
+    // Every recorded group changes: over the default threshold of 30%, nothing is applied.
+    let repo = repo.file("groups/a.yaml", &twenty(|_| "2"));
+    eventually(Duration::from_secs(3), "not ready", || watch.get(&server, "/readyz").0 == 503);
+    let (_, why) = watch.get(&server, "/readyz");
+    assert!(
+        why.contains("refusing to apply: the plan updates or deletes 20 of the 20 groups the lockfile records (100%), over the safety threshold of 30%"),
+        "{why}"
+    );
+    assert!(why.contains("--force"), "says how to proceed: {why}");
+    watch.wait_for_log("refusing to apply");
+    assert!(watch.metric(&server, "grattr_reconcile_cycles_total{outcome=\"refused\"}") >= 1.0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.sets(), sets, "nothing applied while refused");
+
+    // Back under the threshold (5 of 20): the whole pending change is counted and applied.
+    let repo = repo.file("groups/a.yaml", &twenty(|i| if i < 5 { "2" } else { "1" }));
+    eventually(Duration::from_secs(3), "applied once under the threshold", || {
+        live_values(&server).iter().enumerate().all(|(i, v)| v == if i < 5 { "2" } else { "1" })
+    });
+    eventually(Duration::from_secs(2), "ready again", || watch.get(&server, "/readyz").0 == 200);
+    assert_eq!(server.sets(), sets + 5);
+    let (status, _) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+
+    // --force applies what the guard refuses.
+    let repo = repo.file("groups/a.yaml", &twenty(|_| "3"));
+    let watch = Watch::start(&repo, &["--force"]);
+    eventually(Duration::from_secs(5), "forced", || live_values(&server).iter().all(|v| v == "3"));
+    eventually(Duration::from_secs(2), "ready", || watch.get(&server, "/readyz").0 == 200);
     drop(repo);
 }

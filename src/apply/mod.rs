@@ -2,12 +2,16 @@
 //! concurrently within the client's rate limits, each success recorded in the
 //! journal as it happens, failures remembered while the rest go on. Stopping
 //! starts no new call and lets the calls in flight finish, within a bound.
+//! Only a plan the [`guard`] approved is executed.
+
+pub mod guard;
 
 use crate::api::client::{ApiError, Client};
 use crate::lockfile::{JournalWriter, Record};
 use crate::model::GroupId;
-use crate::plan::{Action, Change, Plan};
+use crate::plan::{Action, Change};
 use futures_util::StreamExt;
+use guard::Approved;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -68,13 +72,14 @@ enum Status {
 /// Applies `plan`'s changes through `client`, recording each success in `journal`
 /// as it happens. `stop` stops the run; `on_done` hears of every finished change.
 pub async fn execute(
-    plan: &Plan,
+    plan: Approved<'_>,
     client: &Client,
     journal: &JournalWriter,
     options: &ApplyOptions,
     stop: &CancellationToken,
     on_done: impl Fn(&Change, &Outcome),
 ) -> Report {
+    let plan = plan.plan();
     let started = Instant::now();
     let halt = stop.child_token();
     let status = RefCell::new(vec![Status::Waiting; plan.changes.len()]);

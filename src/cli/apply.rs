@@ -2,19 +2,23 @@
 //! what an interrupted run recorded, plans (or checks a saved plan), asks, applies
 //! with progress, records every success as it happens, and reports every failure.
 
-use super::inputs::{Inputs, environment};
+use super::inputs::{self, environment};
 use super::progress::Progress;
 use super::signals::Signals;
 use super::{Cli, exit};
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
+use crate::apply::guard::Safety;
 use crate::apply::{self, ApplyOptions, Outcome, Report};
 use crate::desired::{Endpoint, Environment};
 use crate::emulator::{Emulator, EmulatorConfig};
-use crate::lockfile::{JournalWriter, LockError, LockGuard, Lockfile};
+use crate::lockfile::{JournalWriter, LockError, LockGuard};
+use crate::model::GroupId;
 use crate::plan::{Action, Plan, render};
-use anyhow::{Context, bail};
+use crate::workspace::{Workspace, read_saved_plan};
+use anyhow::bail;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,8 +36,9 @@ pub enum Format {
 /// Options of `grattr apply`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A plan saved with `grattr plan --out FILE`: apply exactly it, or refuse it if
-    /// the desired state, the lockfile or the environment changed since.
+    /// A plan saved with `grattr plan --out FILE`: apply it only if the plan computed
+    /// now is identical to it; refuse it if it was edited, or if the desired state,
+    /// the lockfile or the environment changed since.
     planfile: Option<PathBuf>,
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
@@ -57,6 +62,9 @@ pub struct Args {
     /// groups), with a scratch lockfile; the configured lockfile is not touched.
     #[arg(long)]
     emulator: bool,
+    /// With --emulator: keep the scratch directory of its lockfile after the run.
+    #[arg(long, requires = "emulator")]
+    keep_scratch: bool,
     /// Plan against the live state instead of the lockfile: groups changed outside
     /// grattr are reset to the desired state, and the lockfile records what is live.
     #[arg(long)]
@@ -73,72 +81,90 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut environment = environment(cli)?;
     let runtime = super::runtime()?;
-    if args.emulator {
-        // Never the configured lockfile: the emulator starts empty.
-        let scratch = tempfile::Builder::new().prefix("grattr-emulator-").tempdir()?.keep();
-        environment.lockfile = scratch.join("grattr.lock");
+    // Never the configured lockfile: the emulator starts empty. The directory goes
+    // when the run ends, unless kept.
+    let scratch = match args.emulator {
+        true => Some(tempfile::Builder::new().prefix("grattr-emulator-").disable_cleanup(args.keep_scratch).tempdir()?),
+        false => None,
+    };
+    if let Some(scratch) = &scratch {
+        environment.lockfile = scratch.path().join("grattr.lock");
     }
     let _lock = LockGuard::acquire(&environment.lockfile, "apply", args.lock_timeout).map_err(|e| match e {
         LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was applied (wait with --lock-timeout DURATION)"),
         other => other.into(),
     })?;
-    let mut inputs = Inputs::load(environment, true)?;
+    let mut workspace = inputs::load(environment, true)?;
     let emulator = match args.emulator {
-        true => Some(runtime.block_on(start_emulator(&mut inputs))?),
+        true => Some(runtime.block_on(start_emulator(&mut workspace, args.keep_scratch))?),
         false => None,
     };
     let mut err = anstream::stderr();
-    if inputs.recovered > 0 {
+    if workspace.recovered > 0 {
         writeln!(
             err,
             "Recovered {} change(s) recorded by an interrupted run into {}.",
-            inputs.recovered,
-            inputs.environment.lockfile.display()
+            workspace.recovered,
+            workspace.environment.lockfile.display()
         )?;
     }
+    // A saved plan is never executed: the plan that runs is always computed now,
+    // and a saved one is only accepted when it is identical to it.
     let plan = match &args.planfile {
-        Some(_) if args.prune || !args.targets.is_empty() => {
-            bail!("a saved plan already fixes --prune and --target; make a new plan with them instead")
+        Some(_) if args.prune || !args.targets.is_empty() || args.refresh => {
+            bail!("a saved plan already fixes --prune, --target and --refresh; make a new plan with them instead")
         }
-        Some(path) => saved_plan(cli, path, &mut inputs)?,
-        None => {
-            let targets = inputs.targets(&args.targets)?;
-            if args.refresh {
-                inputs.refresh(cli, targets.as_ref())?;
+        Some(path) => {
+            let saved = read_saved_plan(path)?;
+            if saved.refresh {
+                let targets: Option<BTreeSet<GroupId>> = saved.targets.as_ref().map(|t| t.iter().cloned().collect());
+                inputs::refresh(cli, &mut workspace, targets.as_ref())?;
             }
-            inputs.plan(args.prune, targets)
+            workspace.verify(path, &saved)?
+        }
+        None => {
+            let targets = inputs::targets(&workspace, &args.targets)?;
+            if args.refresh {
+                inputs::refresh(cli, &mut workspace, targets.as_ref())?;
+            }
+            workspace.plan(args.prune, targets)
         }
     };
-    check_safety(&plan, &inputs.lockfile, inputs.environment.safety_threshold, args.force)?;
+    let safety = Safety { threshold: workspace.environment.safety_threshold, force: args.force };
+    let approved = safety.check(&plan, workspace.lockfile.groups.len()).map_err(|refusal| {
+        anyhow::anyhow!(
+            "refusing to apply: {refusal}; nothing was applied. Review the plan, then rerun with --force (or raise safety_threshold in grattr.yaml)"
+        )
+    })?;
     if args.format == Format::Text {
         anstream::stdout().lock().write_all(render::text(&plan).as_bytes())?;
     }
-    if plan.is_empty() && inputs.live.is_none() {
+    if plan.is_empty() && workspace.live.is_none() {
         if args.format == Format::Json {
-            print_json(&plan, &Report::default(), &inputs.environment)?;
+            print_json(&plan, &Report::default(), &workspace.environment)?;
         }
         return Ok(exit::OK);
     }
     if !(plan.is_empty() || args.yes || args.emulator) {
-        confirm(&plan, &inputs.environment)?;
+        confirm(&plan, &workspace.environment)?;
     }
 
     let key = match &emulator {
         Some((_, key)) => key.clone(),
-        None => cli.secret_key(&inputs.environment)?,
+        None => cli.secret_key(&workspace.environment)?,
     };
-    let client = cli.client(&inputs.environment, key)?;
-    let journal = JournalWriter::open(&inputs.environment.lockfile)?;
+    let client = cli.client(&workspace.environment, key)?;
+    let journal = JournalWriter::open(&workspace.environment.lockfile)?;
     let stop = CancellationToken::new();
     let options = ApplyOptions {
         concurrency: args.concurrency as usize,
         fail_fast: args.fail_fast,
-        grace: inputs.environment.request_timeout.min(Duration::from_secs(30)),
+        grace: workspace.environment.request_timeout.min(Duration::from_secs(30)),
     };
     let progress = Progress::new("apply", plan.changes.len() as u64);
     let report = runtime.block_on(async {
         tokio::spawn(watch_signals(stop.clone()));
-        apply::execute(&plan, &client, &journal, &options, &stop, |change, outcome| {
+        apply::execute(approved, &client, &journal, &options, &stop, |change, outcome| {
             let failure = match outcome {
                 Outcome::Failed(error) => Some(format!("{}: {error}", change.group_id)),
                 Outcome::Applied => None,
@@ -148,14 +174,18 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         .await
     });
     progress.finish();
-    let forgotten = match inputs.live.is_some() && !report.interrupted {
-        true => record_live_facts(&inputs, &plan, &journal),
-        false => Vec::new(),
+    let (facts, forgotten) = match report.interrupted {
+        true => Default::default(),
+        false => workspace.live_facts(&plan),
     };
+    let recorded = report.recorded.len() + facts.len();
+    for record in facts {
+        journal.record(record);
+    }
     let stats = journal.finish()?;
     tracing::debug!(records = stats.records, syncs = stats.syncs, busy = ?stats.busy, "journal");
-    let environment = inputs.environment.clone();
-    inputs.lockfile.clone().fold_onto(&environment.lockfile, environment.sdkappid)?;
+    let environment = workspace.environment.clone();
+    workspace.lockfile.clone().fold_onto(&environment.lockfile, environment.sdkappid)?;
     drop(runtime);
 
     if !forgotten.is_empty() && args.format == Format::Text {
@@ -168,8 +198,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         )?;
     }
     match args.format {
-        Format::Text => print_summary(&plan, &report, &inputs.environment)?,
-        Format::Json => print_json(&plan, &report, &inputs.environment)?,
+        Format::Text => print_summary(&plan, &report, recorded, &workspace.environment)?,
+        Format::Json => print_json(&plan, &report, &workspace.environment)?,
     }
     Ok(if report.interrupted {
         exit::INTERRUPTED
@@ -180,94 +210,25 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     })
 }
 
-/// With `--refresh`, what was read live settles some groups without a call:
-/// groups already live as desired while the lockfile records something else are
-/// recorded as they are; with pruning, groups no longer declared that no longer
-/// exist are forgotten (returned, to say so).
-fn record_live_facts(inputs: &Inputs, plan: &Plan, journal: &JournalWriter) -> Vec<crate::model::GroupId> {
-    use crate::lockfile::Record;
-    let wanted = |id: &crate::model::GroupId| plan.targets.as_ref().is_none_or(|t| t.contains(id));
-    for (id, group) in &inputs.desired.groups {
-        let live = inputs.before().get(id).map(|g| &g.attributes);
-        let recorded = inputs.lockfile.groups.get(id).map(|g| &g.attributes);
-        if wanted(id) && live == Some(&group.attributes) && recorded != live {
-            journal.record(Record::Set { group: id.clone(), attributes: group.attributes.clone() });
-        }
-    }
-    let mut forgotten = Vec::new();
-    if plan.prune {
-        for id in &inputs.missing {
-            if wanted(id) && inputs.lockfile.groups.contains_key(id) && !inputs.desired.groups.contains_key(id) {
-                journal.record(Record::Forget { group: id.clone() });
-                forgotten.push(id.clone());
-            }
-        }
-    }
-    forgotten
-}
-
 /// Starts the embedded emulator with a generated key and the declared groups
 /// created, and points the environment at it.
-async fn start_emulator(inputs: &mut Inputs) -> anyhow::Result<(Emulator, SecretKey)> {
-    let environment = &mut inputs.environment;
+async fn start_emulator(workspace: &mut Workspace, keep_scratch: bool) -> anyhow::Result<(Emulator, SecretKey)> {
+    let environment = &mut workspace.environment;
     let key = SecretKey::new(format!("{:032x}", rand::random::<u128>()))?;
     let mut config = EmulatorConfig::new(environment.sdkappid, environment.admin.clone(), key.clone());
-    config.groups = inputs.desired.groups.keys().map(|id| (id.clone(), GroupType::implied_by(id))).collect();
+    config.groups = workspace.desired.groups.keys().map(|id| (id.clone(), GroupType::implied_by(id))).collect();
     let emulator = Emulator::start(config, "127.0.0.1:0".parse()?).await?;
     environment.endpoint = Endpoint::Url(emulator.base_url());
+    let scratch = match keep_scratch {
+        true => format!("the scratch lockfile {}, kept after the run", environment.lockfile.display()),
+        false => "a scratch lockfile, removed after the run (--keep-scratch keeps it)".to_string(),
+    };
     writeln!(
         anstream::stderr(),
-        "Applying to an emulator started in-process at {}, recording into the scratch lockfile {}\n(the configured lockfile is not touched).\n",
+        "Applying to an emulator started in-process at {}, recording into {scratch}\n(the configured lockfile is not touched).\n",
         emulator.base_url(),
-        environment.lockfile.display()
     )?;
     Ok((emulator, key))
-}
-
-/// Reads a plan saved by `plan --out` and refuses it if its inputs changed since.
-fn saved_plan(cli: &Cli, path: &Path, inputs: &mut Inputs) -> anyhow::Result<Plan> {
-    let text = std::fs::read(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
-    let plan: Plan = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a plan saved by `grattr plan --out`", path.display()))?;
-    let Some(saved) = &plan.fingerprint else {
-        bail!("{} has no fingerprint: save plans with `grattr plan --out FILE`", path.display());
-    };
-    if plan.refresh {
-        let targets = plan.targets.as_ref().map(|t| t.iter().cloned().collect());
-        inputs.refresh(cli, targets.as_ref())?;
-    }
-    let current = inputs.fingerprint();
-    let mut changed = Vec::new();
-    if saved.desired != current.desired {
-        changed.push("the desired state (groups/) changed");
-    }
-    if saved.lockfile != current.lockfile {
-        changed.push(if plan.refresh { "the live state changed" } else { "the lockfile changed (another apply ran)" });
-    }
-    if saved.environment != current.environment {
-        changed.push("the environment differs (app, admin or endpoint)");
-    }
-    if !changed.is_empty() {
-        bail!(
-            "the saved plan {} is stale: {} since it was made; nothing was applied. Run `grattr plan` again and review it.",
-            path.display(),
-            changed.join(", ")
-        );
-    }
-    Ok(plan)
-}
-
-/// Refuses a plan that touches more than `threshold` percent of the recorded groups.
-fn check_safety(plan: &Plan, lockfile: &Lockfile, threshold: u32, force: bool) -> anyhow::Result<()> {
-    let recorded = lockfile.groups.len();
-    let touched = plan.summary.update + plan.summary.delete;
-    if force || recorded < 10 || touched * 100 <= threshold as usize * recorded {
-        return Ok(());
-    }
-    bail!(
-        "refusing to apply: the plan updates or deletes {touched} of the {recorded} groups the lockfile records ({}%), over the safety threshold of {threshold}%; nothing was applied. Review the plan, then rerun with --force (or raise safety_threshold in grattr.yaml)",
-        touched * 100 / recorded
-    );
 }
 
 /// Asks on the terminal; without one, `--yes` is required.
@@ -305,7 +266,7 @@ async fn watch_signals(stop: CancellationToken) {
     std::process::exit(i32::from(exit::INTERRUPTED));
 }
 
-fn print_summary(plan: &Plan, report: &Report, environment: &Environment) -> anyhow::Result<()> {
+fn print_summary(plan: &Plan, report: &Report, recorded: usize, environment: &Environment) -> anyhow::Result<()> {
     let mut out = anstream::stdout().lock();
     if !report.failed.is_empty() {
         writeln!(out, "\nFailures:")?;
@@ -324,7 +285,7 @@ fn print_summary(plan: &Plan, report: &Report, environment: &Environment) -> any
     let state = if report.interrupted { "Apply interrupted" } else { "Apply complete" };
     writeln!(
         out,
-        "\n{state}: {} applied, {} failed, {} skipped{}, {} unchanged, in {:.1} s. Recorded in {}.",
+        "\n{state}: {} applied, {} failed, {} skipped{}, {} unchanged, in {:.1} s. {}",
         report.applied.len(),
         report.failed.len(),
         report.skipped.len(),
@@ -335,7 +296,10 @@ fn print_summary(plan: &Plan, report: &Report, environment: &Environment) -> any
         },
         plan.summary.unchanged,
         report.elapsed.as_secs_f64(),
-        environment.lockfile.display()
+        match recorded {
+            0 => "Nothing was recorded.".to_string(),
+            n => format!("Recorded {n} group(s) in {}.", environment.lockfile.display()),
+        }
     )?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `grattr drift`: the desired, applied and live states of every managed group,
 //! compared; what changed behind grattr's back.
 
-use super::inputs::{Inputs, environment};
+use super::inputs::{self, environment};
 use super::plan::Format;
 use super::{Cli, exit};
 use crate::drift::{self, render};
@@ -24,11 +24,12 @@ pub struct Args {
 
 /// Runs `grattr drift`.
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let inputs = Inputs::load(environment(cli)?, false)?;
-    let targets = inputs.targets(&args.targets)?;
-    let live = inputs.read_live(cli, targets.as_ref())?;
-    let environment = PlanEnvironment { name: inputs.environment.name.clone(), sdkappid: inputs.environment.sdkappid };
-    let report = drift::classify(environment, &inputs.desired.groups, &inputs.lockfile.groups, &live);
+    let workspace = inputs::load(environment(cli)?, false)?;
+    let targets = inputs::targets(&workspace, &args.targets)?;
+    let live = inputs::read_live(cli, &workspace, workspace.managed(targets.as_ref()))?;
+    let environment =
+        PlanEnvironment { name: workspace.environment.name.clone(), sdkappid: workspace.environment.sdkappid };
+    let report = drift::classify(environment, &workspace.desired.groups, &workspace.lockfile.groups, &live);
     let rendered = match args.format {
         Format::Text => render::text(&report),
         Format::Markdown => render::markdown(&report),

@@ -2,7 +2,7 @@
 //! desired-state YAML that reproduces them exactly, and records them in the
 //! lockfile as applied, so that the next plan is empty.
 
-use super::inputs::{Inputs, environment};
+use super::inputs::{self, environment};
 use super::{Cli, exit};
 use crate::desired::{emit, groups};
 use crate::lockfile::{self, LockError, LockGuard, Record};
@@ -76,16 +76,18 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was imported"),
         other => other.into(),
     })?;
-    let inputs = Inputs::load(environment, true)?;
+    let workspace = inputs::load(environment, true)?;
     let declared: Vec<String> = ids
         .iter()
-        .filter_map(|id| inputs.desired.groups.get(id).map(|g| format!("  {id} is declared at {}", g.source)))
+        .filter_map(|id| workspace.desired.groups.get(id).map(|g| format!("  {id} is declared at {}", g.source)))
         .collect();
     if !declared.is_empty() {
         bail!("refusing to import groups that are already declared; nothing was imported:\n{}", declared.join("\n"));
     }
-    let targets = ids.iter().cloned().collect();
-    let live = inputs.read_live_of(cli, &targets)?;
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    let live = inputs::read_live(cli, &workspace, unique)?;
     let mut imported: Vec<(GroupId, AttributeSet)> = Vec::new();
     let mut failed = 0;
     let mut err = anstream::stderr();
@@ -105,7 +107,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 
     let header = format!(
         "Imported by `grattr import` from sdkappid {}: the live attributes, exactly.\nEdit freely: this file is now the desired state of these groups.",
-        inputs.environment.sdkappid
+        workspace.environment.sdkappid
     );
     let text = emit::group_file(&header, &imported);
     check_round_trip(&out, &text, &imported)?;
@@ -113,16 +115,16 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     lockfile::write_atomically(&out, text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
-    let mut lockfile = inputs.lockfile.clone();
-    lockfile.sdkappid.get_or_insert(inputs.environment.sdkappid);
+    let mut lockfile = workspace.lockfile.clone();
+    lockfile.sdkappid.get_or_insert(workspace.environment.sdkappid);
     let count = imported.len();
     lockfile.apply_records(imported.into_iter().map(|(group, attributes)| Record::Set { group, attributes }));
-    lockfile.write(&inputs.environment.lockfile)?;
+    lockfile.write(&workspace.environment.lockfile)?;
     writeln!(
         anstream::stdout(),
         "Imported {count} group(s) into {} and recorded them in {}; `grattr plan` shows no change for them.",
         out.display(),
-        inputs.environment.lockfile.display()
+        workspace.environment.lockfile.display()
     )?;
     Ok(if failed > 0 { exit::ERROR } else { exit::OK })
 }

@@ -1,7 +1,7 @@
 //! `grattr plan`: the desired state against the lockfile, rendered for a
 //! terminal, a pull request or a machine; optionally saved for `apply`.
 
-use super::inputs::{Inputs, environment};
+use super::inputs::{self, environment};
 use super::{Cli, exit};
 use crate::lockfile;
 use crate::plan::render;
@@ -46,12 +46,12 @@ pub struct Args {
 
 /// Runs `grattr plan`.
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let mut inputs = Inputs::load(environment(cli)?, false)?;
-    let targets = inputs.targets(&args.targets)?;
+    let mut workspace = inputs::load(environment(cli)?, false)?;
+    let targets = inputs::targets(&workspace, &args.targets)?;
     if args.refresh {
-        inputs.refresh(cli, targets.as_ref())?;
+        inputs::refresh(cli, &mut workspace, targets.as_ref())?;
     }
-    let mut plan = inputs.plan(args.prune, targets);
+    let mut plan = workspace.plan(args.prune, targets);
     let rendered = match args.format {
         Format::Text => render::text(&plan),
         Format::Markdown => render::markdown(&plan),
@@ -59,7 +59,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     };
     anstream::stdout().lock().write_all(rendered.as_bytes())?;
     if let Some(out) = &args.out {
-        plan.fingerprint = Some(inputs.fingerprint());
+        plan.fingerprint = Some(workspace.fingerprint());
         lockfile::write_atomically(out, render::json(&plan).as_bytes())
             .with_context(|| format!("cannot save the plan to {}", out.display()))?;
         let _ = writeln!(
@@ -71,6 +71,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     }
     let code = if args.detailed_exitcode && !plan.is_empty() { exit::CHANGES } else { exit::OK };
     // The process ends next: freeing 100,000 groups one by one would only add time.
-    std::mem::forget((inputs, plan));
+    std::mem::forget((workspace, plan));
     Ok(code)
 }

@@ -50,6 +50,11 @@ pub struct Args {
     /// The first delay before a failing group is tried again; it doubles up to 10 minutes.
     #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     retry_base: Duration,
+    /// Apply changes the safety guard would refuse (over safety_threshold of the
+    /// recorded groups). Dangerous on a server: a bad merge, or groups/ emptied by a
+    /// wrong checkout, is then applied to every group at once, unreviewed.
+    #[arg(long)]
+    force: bool,
     /// Wait this long for another grattr holding the lockfile's lock.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
@@ -82,6 +87,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         concurrency: args.concurrency as usize,
         grace: first.request_timeout.min(Duration::from_secs(10)),
         retry_base: args.retry_base.max(Duration::from_millis(10)),
+        force: args.force,
     };
     let runtime = super::runtime()?;
     runtime.block_on(async {

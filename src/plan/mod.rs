@@ -3,6 +3,7 @@
 //! and its three renderings.
 
 pub mod render;
+pub mod verify;
 
 use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, Digest, GroupId, SourceLocation};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ pub enum Action {
 
 /// Where a change's group is declared, in the JSON schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Source {
     /// The file.
     pub file: PathBuf,
@@ -51,6 +53,7 @@ impl From<&Source> for SourceLocation {
 
 /// The keys a change touches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyChanges {
     /// Keys only in `after`.
     pub added: Vec<String>,
@@ -78,6 +81,7 @@ impl KeyChanges {
 
 /// One group to change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Change {
     /// The group.
     pub group_id: GroupId,
@@ -96,6 +100,7 @@ pub struct Change {
 /// A group that is recorded as applied but no longer declared, left as it is
 /// because pruning is off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NotDeclared {
     /// The group.
     pub group_id: GroupId,
@@ -105,6 +110,7 @@ pub struct NotDeclared {
 
 /// How many groups each part of the plan holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     /// Groups to create.
     pub create: usize,
@@ -127,6 +133,7 @@ impl Summary {
 
 /// The environment a plan is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlanEnvironment {
     /// The environment's name, when the configuration defines environments.
     pub name: Option<String>,
@@ -137,6 +144,7 @@ pub struct PlanEnvironment {
 /// What a saved plan was computed from, so that applying it later can refuse a
 /// plan whose inputs have changed since.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Fingerprint {
     /// The digest of the desired state.
     pub desired: Digest,
@@ -161,6 +169,7 @@ pub struct PlanOptions {
 /// Everything that must change, in group id order. Serialized, this is the
 /// documented JSON schema of `grattr plan --format json` and of saved plans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// The schema version.
     pub format_version: u32,

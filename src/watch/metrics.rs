@@ -1,20 +1,55 @@
 //! The watcher's Prometheus metrics and readiness, shared with the HTTP endpoint.
 
 use crate::api::client::CallEvent;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+
+/// How a reconcile cycle ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Cycle {
+    /// Every change was applied.
+    Applied,
+    /// Some changes failed or were abandoned.
+    Partial,
+    /// Nothing to change.
+    Noop,
+    /// The desired state has errors; nothing was applied.
+    Invalid,
+    /// The safety guard refused the plan; nothing was applied.
+    Refused,
+}
+
+impl Cycle {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cycle::Applied => "applied",
+            Cycle::Partial => "partial",
+            Cycle::Noop => "noop",
+            Cycle::Invalid => "invalid",
+            Cycle::Refused => "refused",
+        }
+    }
+}
+
+impl EncodeLabelValue for Cycle {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
 
 /// A reconcile cycle's outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CycleLabels {
-    /// `applied`, `partial`, `noop`, `invalid`.
-    pub outcome: String,
+    /// How the cycle ended.
+    pub outcome: Cycle,
 }
 
 /// An API call's endpoint and result.
@@ -117,8 +152,8 @@ impl Metrics {
     }
 
     /// Counts a cycle.
-    pub fn cycle(&self, outcome: &str) {
-        self.cycles.get_or_create(&CycleLabels { outcome: outcome.to_string() }).inc();
+    pub fn cycle(&self, outcome: Cycle) {
+        self.cycles.get_or_create(&CycleLabels { outcome }).inc();
     }
 
     /// Marks ready, or not ready with a reason.

@@ -7,15 +7,16 @@ pub mod metrics;
 pub mod server;
 
 use crate::api::client::Client;
+use crate::apply::guard::{Approved, Safety};
 use crate::apply::{self, ApplyOptions, Outcome};
 use crate::desired::index::DesiredIndex;
 use crate::desired::{Diagnostic, Environment};
 use crate::live;
 use crate::lockfile::{JournalWriter, Lockfile, LockfileError, remove_journal};
 use crate::model::{AppliedGroup, GroupId};
-use crate::plan::{self, Plan, PlanEnvironment, PlanOptions};
+use crate::plan::{self, PlanEnvironment, PlanOptions};
 use futures_util::StreamExt;
-use metrics::Metrics;
+use metrics::{Cycle, Metrics};
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ pub struct WatchOptions {
     pub grace: Duration,
     /// The first delay before a failing group is tried again (doubling, up to 10 minutes).
     pub retry_base: Duration,
+    /// Apply plans the safety guard would refuse (`--force`).
+    pub force: bool,
 }
 
 /// Why the watcher stopped with an error.
@@ -90,6 +93,13 @@ struct Watcher<L: Fn() -> Result<Target, String>> {
     planning_started: Instant,
     /// Records in the journal, not yet in the lockfile's file (they are in `lockfile`).
     unfolded: Unfolded,
+    /// Why the last cycle's plan was refused by the safety guard, if it was. While
+    /// it is, every cycle plans every group, so that what is counted is the whole
+    /// change pending, not the part of it the last file event touched.
+    refused: Option<String>,
+    /// Why the last self-heal was refused by the safety guard, if it was; cleared
+    /// by the next resync that heals, or finds less drift.
+    heal_refused: Option<String>,
 }
 
 /// The journal grows by a few records per cycle; rewriting the whole lockfile (66 MB at
@@ -213,6 +223,8 @@ pub async fn run<L: Fn() -> Result<Target, String>>(
         failing: HashMap::new(),
         planning_started: Instant::now(),
         unfolded: Unfolded::default(),
+        refused: None,
+        heal_refused: None,
     };
     tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
     watcher.update_managed();
@@ -382,12 +394,13 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
                 errors[0]
             );
             self.metrics.set_ready(Some(reason));
-            self.metrics.cycle("invalid");
+            self.metrics.cycle(Cycle::Invalid);
             if let Some(only) = only {
                 self.dirty.extend(only);
             }
             return Ok(());
         }
+        let only = if self.refused.is_some() { None } else { only };
         let now = Instant::now();
         let due: BTreeSet<GroupId> =
             self.failing.iter().filter(|(_, f)| f.next <= now).map(|(id, _)| id.clone()).collect();
@@ -408,25 +421,58 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
             planned_in_ms = self.planning_started.elapsed().as_secs_f64() * 1000.0,
             "planned"
         );
-        let outcome = self.execute(&plan).await?;
+        let outcome = match self.safety().check(&plan, self.lockfile.groups.len()) {
+            Ok(approved) => {
+                if self.refused.take().is_some() {
+                    tracing::info!("the plan is back under the safety threshold; applying");
+                }
+                self.execute(approved).await?
+            }
+            Err(refusal) => {
+                let reason = format!(
+                    "refusing to apply: {refusal}; nothing is applied until the desired state is back under the \
+                     threshold. Review the change, then raise safety_threshold in grattr.yaml (reloaded on save), \
+                     or restart grattr watch with --force"
+                );
+                tracing::error!(
+                    touched = refusal.touched,
+                    recorded = refusal.recorded,
+                    threshold_percent = refusal.threshold,
+                    "{reason}"
+                );
+                self.refused = Some(reason);
+                Cycle::Refused
+            }
+        };
         self.metrics.cycle(outcome);
-        self.metrics.set_ready(None);
+        self.update_ready();
         Ok(())
     }
 
+    /// The safety guard of the running configuration.
+    fn safety(&self) -> Safety {
+        Safety { threshold: self.target.environment.safety_threshold, force: self.options.force }
+    }
+
+    /// Ready unless a plan or a self-heal is being refused.
+    fn update_ready(&self) {
+        self.metrics.set_ready(self.refused.clone().or_else(|| self.heal_refused.clone()));
+    }
+
     /// Applies a plan, records it, and keeps track of what failed.
-    async fn execute(&mut self, plan: &Plan) -> Result<&'static str, WatchError> {
+    async fn execute(&mut self, approved: Approved<'_>) -> Result<Cycle, WatchError> {
+        let plan = approved.plan();
         if plan.changes.is_empty() {
             if self.failing.is_empty() {
                 self.metrics.last_success.set(now_unix());
             }
-            return Ok("noop");
+            return Ok(Cycle::Noop);
         }
         let path = self.target.environment.lockfile.clone();
         let journal = JournalWriter::open(&path)?;
         let options =
             ApplyOptions { concurrency: self.options.concurrency, fail_fast: false, grace: self.options.grace };
-        let mut report = apply::execute(plan, &self.target.client, &journal, &options, &self.stop, |change, outcome| {
+        let mut report = apply::execute(approved, &self.target.client, &journal, &options, &self.stop, |change, outcome| {
             if let Outcome::Failed(error) = outcome {
                 tracing::warn!(group = %change.group_id, %error, hint = error.hint().unwrap_or_default(), "apply failed");
             }
@@ -466,9 +512,9 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         tracing::info!(applied = report.applied.len(), failed = report.failed.len(), elapsed = ?report.elapsed, "reconciled");
         Ok(if report.failed.is_empty() && report.abandoned.is_empty() {
             self.metrics.last_success.set(now_unix());
-            "applied"
+            Cycle::Applied
         } else {
-            "partial"
+            Cycle::Partial
         })
     }
 
@@ -540,6 +586,9 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         self.metrics.drifted.set(drifted.len() as i64);
         tracing::info!(read = live.len(), drifted = drifted.len(), "resync finished");
         if !self.options.self_heal || drifted.is_empty() || self.index.has_errors() {
+            if self.heal_refused.take().is_some() && !self.index.has_errors() {
+                self.update_ready();
+            }
             return Ok(());
         }
         // Heal against what is live: the plan resets exactly the drifted groups.
@@ -553,10 +602,30 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         let mut plan = plan::diff(self.index.groups(), &before, &options);
         plan.refresh = true;
         // A drifted group that is no longer declared is left as is (it is not in the plan).
-        tracing::info!(groups = plan.changes.len(), "self-healing drifted groups");
-        let outcome = self.execute(&plan).await?;
+        let outcome = match self.safety().check(&plan, self.lockfile.groups.len()) {
+            Ok(approved) => {
+                tracing::info!(groups = plan.changes.len(), "self-healing drifted groups");
+                self.heal_refused = None;
+                self.execute(approved).await?
+            }
+            Err(refusal) => {
+                let reason = format!(
+                    "refusing to self-heal: {refusal}; the drifted groups are left as they are. Review the drift \
+                     (grattr drift), then apply it with grattr apply --refresh, or restart grattr watch with --force"
+                );
+                tracing::error!(
+                    touched = refusal.touched,
+                    recorded = refusal.recorded,
+                    threshold_percent = refusal.threshold,
+                    "{reason}"
+                );
+                self.heal_refused = Some(reason);
+                Cycle::Refused
+            }
+        };
         self.metrics.cycle(outcome);
-        if outcome == "applied" {
+        self.update_ready();
+        if outcome == Cycle::Applied {
             self.metrics.drifted.set(0);
         }
         Ok(())
