@@ -121,6 +121,9 @@ fn twelve(value: impl Fn(usize) -> Option<String>) -> String {
     groups_yaml(&groups)
 }
 
+/// An edit of a saved plan's JSON.
+type Edit = dyn FnOnce(&mut serde_json::Value);
+
 /// Saves a plan, edits it with `edit`, and asserts that applying it is refused
 /// naming `expected`, with no call made and the lockfile untouched.
 #[track_caller]
@@ -161,7 +164,7 @@ fn an_edited_saved_plan_is_refused_and_only_the_plan_computed_now_runs() {
     let change = |plan: &mut serde_json::Value, group: &str| -> usize {
         plan["changes"].as_array().unwrap().iter().position(|c| c["group_id"] == group).unwrap()
     };
-    let cases: Vec<(&[&str], Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+    let cases: Vec<(&[&str], Box<Edit>, &str)> = vec![
         (
             &[],
             Box::new(|p| {
