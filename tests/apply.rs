@@ -122,7 +122,7 @@ fn twelve(value: impl Fn(usize) -> Option<String>) -> String {
 }
 
 /// An edit of a saved plan's JSON.
-type Edit = dyn FnOnce(&mut serde_json::Value);
+type Edit<'a> = dyn FnOnce(&mut serde_json::Value) + 'a;
 
 /// Saves a plan, edits it with `edit`, and asserts that applying it is refused
 /// naming `expected`, with no call made and the lockfile untouched.
@@ -164,7 +164,7 @@ fn an_edited_saved_plan_is_refused_and_only_the_plan_computed_now_runs() {
     let change = |plan: &mut serde_json::Value, group: &str| -> usize {
         plan["changes"].as_array().unwrap().iter().position(|c| c["group_id"] == group).unwrap()
     };
-    let cases: Vec<(&[&str], Box<Edit>, &str)> = vec![
+    let cases: Vec<(&[&str], Box<Edit<'_>>, &str)> = vec![
         (
             &[],
             Box::new(|p| {
