@@ -1,8 +1,9 @@
 //! grattr: Tencent Cloud Chat group custom attributes as reviewed code.
 //!
 //! The data flows one way: [`desired`] and [`lockfile`] load the desired and the
-//! last-applied state, [`plan`] diffs them (pure), [`apply`] executes a plan through
-//! the [`api`] client and records each success in the lockfile. [`live`] reads what
+//! last-applied state, [`plan`] diffs them (pure), [`apply`] guards and executes a plan
+//! through the [`api`] client and records each success in the lockfile; [`workspace`]
+//! is what every command and `watch` plan from, and where a saved plan is verified. [`live`] reads what
 //! is live and [`drift`] compares the three states; [`watch`] runs the same path on
 //! file events. [`emulator`] stands in for the REST API. [`model`] holds the domain
 //! types and the one table of limits; [`cli`] is the only module that prints.
