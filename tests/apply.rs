@@ -271,6 +271,7 @@ fn a_permanent_failure_is_reported_and_the_others_go_on() {
     );
     assert!(run.stdout.contains("hint: check the id, or remove the group"), "{}", run.stdout);
     assert!(run.stdout.contains("2 applied, 1 failed, 0 skipped"), "{}", run.stdout);
+    assert!(run.stdout.contains("Recorded 2 group(s) in grattr.lock."), "{}", run.stdout);
     assert_eq!(recorded(&repo).groups.len(), 2, "the successes were recorded");
     assert_eq!(server.live("exists-2"), Some(attrs(&[("a", "1")])));
     // --format json says the same for machines.
@@ -286,6 +287,7 @@ fn a_permanent_failure_is_reported_and_the_others_go_on() {
     );
     let run = apply(&repo, &["--yes", "--fail-fast", "--concurrency", "1"]).code(1);
     assert!(run.stdout.contains("0 applied, 1 failed, 2 skipped"), "{}", run.stdout);
+    assert!(run.stdout.contains("Nothing was recorded."), "{}", run.stdout);
 }
 
 #[test]

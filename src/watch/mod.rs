@@ -529,13 +529,7 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         &self,
         results: mpsc::UnboundedSender<BTreeMap<GroupId, live::LiveRead>>,
     ) -> tokio::task::JoinHandle<()> {
-        let groups: Vec<GroupId> = {
-            let mut ids: Vec<GroupId> =
-                self.index.groups().keys().chain(self.lockfile.groups.keys()).cloned().collect();
-            ids.sort();
-            ids.dedup();
-            ids
-        };
+        let groups = crate::workspace::managed(self.index.groups().keys(), self.lockfile.groups.keys(), None);
         let client = self.target.client.clone();
         let spacing = (self.options.resync / 2).checked_div(groups.len().max(1) as u32).unwrap_or_default();
         let stop = self.stop.clone();
