@@ -198,7 +198,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         )?;
     }
     match args.format {
-        Format::Text => print_summary(&plan, &report, recorded, &workspace.environment)?,
+        Format::Text => {
+            let lockfile = match (args.emulator, args.keep_scratch) {
+                (true, false) => "the scratch lockfile".to_string(),
+                _ => workspace.environment.lockfile.display().to_string(),
+            };
+            print_summary(&plan, &report, recorded, &lockfile)?
+        }
         Format::Json => print_json(&plan, &report, &workspace.environment)?,
     }
     Ok(if report.interrupted {
@@ -266,7 +272,8 @@ async fn watch_signals(stop: CancellationToken) {
     std::process::exit(i32::from(exit::INTERRUPTED));
 }
 
-fn print_summary(plan: &Plan, report: &Report, recorded: usize, environment: &Environment) -> anyhow::Result<()> {
+/// The failures and the closing line; `lockfile` names where successes were recorded.
+fn print_summary(plan: &Plan, report: &Report, recorded: usize, lockfile: &str) -> anyhow::Result<()> {
     let mut out = anstream::stdout().lock();
     if !report.failed.is_empty() {
         writeln!(out, "\nFailures:")?;
@@ -298,7 +305,7 @@ fn print_summary(plan: &Plan, report: &Report, recorded: usize, environment: &En
         report.elapsed.as_secs_f64(),
         match recorded {
             0 => "Nothing was recorded.".to_string(),
-            n => format!("Recorded {n} group(s) in {}.", environment.lockfile.display()),
+            n => format!("Recorded {n} group(s) in {lockfile}."),
         }
     )?;
     Ok(())
