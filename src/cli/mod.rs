@@ -35,7 +35,7 @@ pub mod exit {
 
 /// Tencent Cloud Chat group custom attributes as reviewed code.
 #[derive(Debug, Parser)]
-#[command(name = "grattr", version, about, long_about = None, propagate_version = true)]
+#[command(name = "grattr", version = env!("GRATTR_VERSION"), about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// The configuration file.
     #[arg(short = 'c', long, global = true, default_value = "grattr.yaml", env = "GRATTR_CONFIG", value_name = "PATH")]
