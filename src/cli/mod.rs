@@ -134,6 +134,13 @@ fn init_logging(verbose: u8, service: bool, json: bool) {
     };
 }
 
+/// `--help` and `--version` print and succeed; any other argument error is a usage
+/// error, and exits 1 like invalid input: 2 means only "changes pending" or "drift found".
+fn usage(error: &clap::Error) -> ExitCode {
+    let _ = error.print();
+    ExitCode::from(if error.use_stderr() { exit::ERROR } else { exit::OK })
+}
+
 /// A runtime for the commands that talk to the network.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
@@ -141,7 +148,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs grattr with the process's arguments.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage(&error),
+    };
     let (service, json) = match &cli.command {
         Command::Watch(args) => (true, args.log_format == watch::LogFormat::Json),
         _ => (false, false),
