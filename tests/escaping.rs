@@ -64,9 +64,8 @@ fn run_on_pty(root: &std::path::Path, args: &[&str]) -> (i32, Vec<u8>) {
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty writes two descriptors into the given integers; the null
     // pointers ask for no name, default terminal settings and no window size.
-    let opened = unsafe {
-        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
-    };
+    let opened =
+        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
     assert_eq!(opened, 0, "openpty failed");
     // SAFETY: both descriptors were just opened and are owned by nobody else.
     let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
@@ -182,9 +181,10 @@ const HOSTILE_NAME: &str = "a\n# heading @everyone <img src=x onerror=alert(1)>\
 
 #[test]
 fn markdown_plan_keeps_hostile_file_names_inert() {
-    let repo = Repo::new()
-        .file(&format!("groups/{HOSTILE_NAME}"), &groups_yaml(&[("room", &[("k", "v")])]))
-        .file("grattr.yaml", &format!("{}environments:\n  \"prod\\n# env @everyone\":\n    sdkappid: 1400000000\n", support::CONFIG));
+    let repo = Repo::new().file(&format!("groups/{HOSTILE_NAME}"), &groups_yaml(&[("room", &[("k", "v")])])).file(
+        "grattr.yaml",
+        &format!("{}environments:\n  \"prod\\n# env @everyone\":\n    sdkappid: 1400000000\n", support::CONFIG),
+    );
     let env = ["--env", "prod\n# env @everyone"];
     let markdown = repo.run(&[&["plan", "--format", "markdown"][..], &env].concat()).code(0).stdout;
     assert_eq!(first_hostile(&markdown, &['\n']), None, "{markdown:?}");
@@ -209,7 +209,8 @@ fn markdown_plan_keeps_hostile_file_names_inert() {
 #[test]
 fn watch_logs_and_readyz_keep_hostile_file_names_on_one_line() {
     let server = Server::start(|_| {});
-    let repo = server.repo().file(&format!("groups/{HOSTILE_NAME}"), "groups:\n  - id: room\n    attributes:\n      k: ~\n");
+    let repo =
+        server.repo().file(&format!("groups/{HOSTILE_NAME}"), "groups:\n  - id: room\n    attributes:\n      k: ~\n");
     let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
         .current_dir(repo.path())
         .args(["watch", "--listen", "127.0.0.1:0", "--log-format", "text"])
