@@ -43,7 +43,7 @@ pub enum LoadError {
 
 /// A `--target` (or a saved plan's target) that names no group grattr manages.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}: no such group is declared or recorded in the lockfile")]
+#[error("{:?}: no such group is declared or recorded in the lockfile", .0.as_str())]
 pub struct UnknownTarget(pub GroupId);
 
 /// Groups whose live state could not be read, so that no plan against it can be trusted.

@@ -212,7 +212,7 @@ fn an_edited_saved_plan_is_refused_and_only_the_plan_computed_now_runs() {
         (
             &["--target", "g-00"],
             Box::new(|p| p["targets"] = serde_json::json!(["ghost"])),
-            "--target ghost: no such group is declared or recorded",
+            "--target \"ghost\": no such group is declared or recorded",
         ),
         (
             &[],

@@ -321,15 +321,16 @@ fn usersig_needs_the_secret_key_and_names_its_variable() {
 
 #[test]
 fn emulator_arguments_are_checked() {
+    // A bad value is a usage error: exit 1, as invalid input (2 means only "changes pending").
     let repo = Repo::new();
     repo.run_with_env(&["emulator", "--fault-rate", "1.5"], &[("GRATTR_SECRET_KEY", "k")])
-        .code(2)
+        .code(1)
         .stderr_has("is not a probability between 0 and 1");
     repo.run_with_env(&["emulator", "--group", "café"], &[("GRATTR_SECRET_KEY", "k")])
-        .code(2)
+        .code(1)
         .stderr_has("printable ASCII");
     repo.run_with_env(&["emulator", "--latency", "50..10"], &[("GRATTR_SECRET_KEY", "k")])
-        .code(2)
+        .code(1)
         .stderr_has("the low end");
     repo.run_with_env(&["emulator"], &[("GRATTR_SECRET_KEY", "")]).code(1).stderr_has("$GRATTR_SECRET_KEY is empty");
 }

@@ -12,6 +12,7 @@ use crate::apply::guard::Safety;
 use crate::apply::{self, ApplyOptions, Outcome, Report};
 use crate::desired::{Endpoint, Environment};
 use crate::emulator::{Emulator, EmulatorConfig};
+use crate::escape;
 use crate::lockfile::{JournalWriter, LockError, LockGuard};
 use crate::model::GroupId;
 use crate::plan::{Action, Plan, render};
@@ -166,7 +167,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         tokio::spawn(watch_signals(stop.clone()));
         apply::execute(approved, &client, &journal, &options, &stop, |change, outcome| {
             let failure = match outcome {
-                Outcome::Failed(error) => Some(format!("{}: {error}", change.group_id)),
+                Outcome::Failed(error) => Some(escape::text(&format!("{}: {error}", change.group_id)).into_owned()),
                 Outcome::Applied => None,
             };
             progress.tick(failure.as_deref());
@@ -247,7 +248,7 @@ fn confirm(plan: &Plan, environment: &Environment) -> anyhow::Result<()> {
         err,
         "\nApply {} change(s) to {}? Only 'yes' will be accepted: ",
         plan.summary.changes(),
-        environment.label()
+        escape::text(&environment.label())
     )?;
     err.flush()?;
     let mut answer = String::new();
@@ -283,7 +284,9 @@ fn print_summary(plan: &Plan, report: &Report, recorded: usize, lockfile: &str) 
                 .source
                 .as_ref()
                 .map_or_else(|| "no longer declared".to_string(), |s| format!("{}:{}", s.file.display(), s.line));
-            writeln!(out, "  {} ({place}): {error}", change.group_id)?;
+            // The service's message may quote what it was sent; the file name comes from a pull request.
+            let line = format!("{} ({place}): {error}", change.group_id);
+            writeln!(out, "  {}", escape::text(&line))?;
             if let Some(hint) = error.hint() {
                 writeln!(out, "      hint: {hint}")?;
             }

@@ -30,12 +30,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let environment =
         PlanEnvironment { name: workspace.environment.name.clone(), sdkappid: workspace.environment.sdkappid };
     let report = drift::classify(environment, &workspace.desired.groups, &workspace.lockfile.groups, &live);
-    let rendered = match args.format {
-        Format::Text => render::text(&report),
-        Format::Markdown => render::markdown(&report),
-        Format::Json => render::json(&report),
-    };
-    anstream::stdout().lock().write_all(rendered.as_bytes())?;
+    match args.format {
+        Format::Text => anstream::stdout().lock().write_all(render::text(&report).as_bytes())?,
+        Format::Markdown => anstream::stdout().lock().write_all(render::markdown(&report).as_bytes())?,
+        // Machine output is never altered: no colour stripping, which would drop DEL.
+        Format::Json => std::io::stdout().lock().write_all(render::json(&report)?.as_bytes())?,
+    }
     Ok(if report.summary.unreadable > 0 {
         exit::ERROR
     } else if args.detailed_exitcode && report.has_drift() {

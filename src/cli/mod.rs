@@ -6,6 +6,7 @@ mod drift;
 mod emulator;
 mod import;
 mod inputs;
+mod log_fields;
 mod plan;
 mod progress;
 mod report;
@@ -110,7 +111,8 @@ impl Cli {
     }
 }
 
-/// Sends `tracing` events to stderr, as text or JSON lines. `GRATTR_LOG` takes
+/// Sends `tracing` events to stderr, as text (fields escaped: one event is one
+/// line) or JSON lines. `GRATTR_LOG` takes
 /// `tracing` filter directives; otherwise `-v` raises the level from `quiet`
 /// (warnings for commands, grattr's own info for the watch service).
 fn init_logging(verbose: u8, service: bool, json: bool) {
@@ -125,8 +127,18 @@ fn init_logging(verbose: u8, service: bool, json: bool) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match json {
         true => builder.json().try_init(),
-        false => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        false => builder
+            .fmt_fields(log_fields::EscapedFields)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
+}
+
+/// `--help` and `--version` print and succeed; any other argument error is a usage
+/// error, and exits 1 like invalid input: 2 means only "changes pending" or "drift found".
+fn usage(error: &clap::Error) -> ExitCode {
+    let _ = error.print();
+    ExitCode::from(if error.use_stderr() { exit::ERROR } else { exit::OK })
 }
 
 /// A runtime for the commands that talk to the network.
@@ -136,7 +148,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs grattr with the process's arguments.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage(&error),
+    };
     let (service, json) = match &cli.command {
         Command::Watch(args) => (true, args.log_format == watch::LogFormat::Json),
         _ => (false, false),

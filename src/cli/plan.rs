@@ -52,21 +52,22 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         inputs::refresh(cli, &mut workspace, targets.as_ref())?;
     }
     let mut plan = workspace.plan(args.prune, targets);
-    let rendered = match args.format {
-        Format::Text => render::text(&plan),
-        Format::Markdown => render::markdown(&plan),
-        Format::Json => render::json(&plan),
-    };
-    anstream::stdout().lock().write_all(rendered.as_bytes())?;
+    match args.format {
+        Format::Text => anstream::stdout().lock().write_all(render::text(&plan).as_bytes())?,
+        Format::Markdown => anstream::stdout().lock().write_all(render::markdown(&plan).as_bytes())?,
+        // Machine output is never altered: no colour stripping, which would drop DEL.
+        Format::Json => std::io::stdout().lock().write_all(render::json(&plan)?.as_bytes())?,
+    }
     if let Some(out) = &args.out {
         plan.fingerprint = Some(workspace.fingerprint());
-        lockfile::write_atomically(out, render::json(&plan).as_bytes())
+        let saved = render::json(&plan).context("cannot write the plan as JSON; nothing was saved")?;
+        lockfile::write_atomically(out, saved.as_bytes())
             .with_context(|| format!("cannot save the plan to {}", out.display()))?;
         let _ = writeln!(
             anstream::stderr(),
             "Saved the plan to {}; apply it with `grattr apply {}`.",
-            out.display(),
-            out.display()
+            crate::escape::text(&out.display().to_string()),
+            crate::escape::text(&out.display().to_string())
         );
     }
     let code = if args.detailed_exitcode && !plan.is_empty() { exit::CHANGES } else { exit::OK };

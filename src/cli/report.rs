@@ -1,5 +1,7 @@
 //! How problems reach the user: diagnostics with a source snippet on a
-//! terminal, one line each in logs; other errors as `error: …`.
+//! terminal, one line each in logs; other errors as `error: …`. Diagnostics
+//! escape what they quote themselves; other errors are written through
+//! [`crate::escape::lines`].
 
 use crate::desired::Diagnostic;
 use crate::lockfile::LockfileError;
@@ -45,8 +47,9 @@ pub fn error(error: &anyhow::Error) {
         .downcast_ref::<Diagnostic>()
         .map(ToString::to_string)
         .or_else(|| error.downcast_ref::<LockfileError>().map(ToString::to_string));
-    let _ = match located {
-        Some(text) => writeln!(err, "{text}"),
-        None => writeln!(err, "error: {error:#}"),
+    let text = match located {
+        Some(text) => text,
+        None => format!("error: {error:#}"),
     };
+    let _ = writeln!(err, "{}", crate::escape::lines(&text));
 }

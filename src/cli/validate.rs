@@ -25,17 +25,18 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<u8> {
         let loaded = desired::load(&dir);
         report::diagnostics(&loaded.diagnostics);
         let groups = loaded.state.groups.len();
+        let shown = crate::escape::text(&dir.display().to_string()).into_owned();
         let mut out = anstream::stdout().lock();
         use std::io::Write;
         if loaded.has_errors() {
             failed = true;
-            let _ = writeln!(anstream::stderr(), "{}: invalid: {}", dir.display(), report::counts(&loaded.diagnostics));
+            let _ = writeln!(anstream::stderr(), "{}: invalid: {}", shown, report::counts(&loaded.diagnostics));
         } else {
             let warnings = loaded.diagnostics.len();
             let _ = writeln!(
                 out,
                 "{}: ok: {groups} group{} in {} file{}{}",
-                dir.display(),
+                shown,
                 if groups == 1 { "" } else { "s" },
                 loaded.files,
                 if loaded.files == 1 { "" } else { "s" },

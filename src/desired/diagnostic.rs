@@ -1,5 +1,8 @@
 //! Problems found in the files grattr reads: where they are, which rule they
 //! break, and how they look on a terminal (with a source snippet) or in a log.
+//! Both forms write the file name and the message, which quote the files' text,
+//! as plain text ([`crate::escape::text`]): one diagnostic never forms more lines
+//! than it means to, nor drives a terminal.
 
 use crate::model::SourceLocation;
 use crate::model::limits::Severity;
@@ -47,6 +50,8 @@ pub enum Rule {
     NoGroups,
     /// A setting in `grattr.yaml` is wrong.
     Config,
+    /// A file name is not UTF-8: the lockfile and JSON plans could not name it.
+    FileNameNotUtf8,
 }
 
 impl Rule {
@@ -72,6 +77,7 @@ impl Rule {
             Rule::KeysAndValuesLarge => "keys-and-values-large",
             Rule::NoGroups => "no-groups",
             Rule::Config => "config",
+            Rule::FileNameNotUtf8 => "file-name-not-utf8",
         }
     }
 }
@@ -129,10 +135,19 @@ impl Diagnostic {
     }
 
     fn headline(&self) -> String {
+        let message = crate::escape::text(&self.message);
         match self.code {
-            Some(code) => format!("{} [{code}]", self.message),
-            None => self.message.clone(),
+            Some(code) => format!("{message} [{code}]"),
+            None => message.into_owned(),
         }
+    }
+
+    fn place(&self) -> String {
+        crate::escape::text(&self.location.to_string()).into_owned()
+    }
+
+    fn help(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.help.as_deref().map(crate::escape::text)
     }
 
     /// Renders the diagnostic for a terminal: a headline, the source line with a
@@ -150,7 +165,7 @@ impl Diagnostic {
             "{accent}{}{accent:#}{bold}: {}{bold:#}\n  {blue}-->{blue:#} {}\n",
             self.severity_word(),
             self.headline(),
-            self.location
+            self.place()
         );
         let line_text = source
             .filter(|_| self.location.line > 0)
@@ -162,7 +177,7 @@ impl Diagnostic {
             out += &format!("{pad} {blue}|{blue:#}\n{blue}{number}{blue:#} {blue}|{blue:#} {shown}\n");
             out += &format!("{pad} {blue}|{blue:#} {}{accent}^{accent:#}\n", " ".repeat(caret_at));
         }
-        if let Some(help) = &self.help {
+        if let Some(help) = self.help() {
             out += &format!("  {bold}help{bold:#}: {help}\n");
         }
         out
@@ -170,10 +185,11 @@ impl Diagnostic {
 }
 
 /// The part of a long line to show, and where under it the caret goes (in
-/// characters). Control characters are replaced so a snippet cannot drive the terminal.
+/// characters). Control and bidi characters are replaced by a space, one for one so
+/// the caret stays under its column, so a snippet cannot drive the terminal.
 fn snippet_window(line: &str, column: u64) -> (String, usize) {
     const WIDTH: usize = 100;
-    let chars: Vec<char> = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let chars: Vec<char> = line.chars().map(|c| if crate::escape::needs_escape(c) { ' ' } else { c }).collect();
     let column = (column.max(1) as usize - 1).min(chars.len());
     let start = column.saturating_sub(WIDTH / 2).min(chars.len().saturating_sub(WIDTH));
     let end = (start + WIDTH).min(chars.len());
@@ -194,8 +210,8 @@ impl std::error::Error for Diagnostic {}
 /// The one-line form: `path:line:col: error: message [code]`, then the hint.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.location, self.severity_word(), self.headline())?;
-        if let Some(help) = &self.help {
+        write!(f, "{}: {}: {}", self.place(), self.severity_word(), self.headline())?;
+        if let Some(help) = self.help() {
             write!(f, "\n  help: {help}")?;
         }
         Ok(())
@@ -259,5 +275,15 @@ mod tests {
         assert!(shown.starts_with('…') && shown.ends_with('…'));
         assert!(snippet_window("", 5).0.is_empty());
         assert_eq!(snippet_window("a\u{1b}[31m", 1).0, "a [31m");
+        assert_eq!(snippet_window("a\u{202e}b\u{85}c", 1).0, "a b c");
+    }
+
+    #[test]
+    fn file_names_and_messages_are_written_as_plain_text() {
+        let location = SourceLocation { file: Arc::from(Path::new("groups/a\n# x\u{202e}.yaml")), line: 2, column: 3 };
+        let d = Diagnostic::error(Rule::UnknownField, location, "unknown field `a\u{9b}b`").with_help("x\ny");
+        assert_eq!(d.to_string(), "groups/a\\n# x\\u202e.yaml:2:3: error: unknown field `a\\u009bb`\n  help: x\\ny");
+        let plain = anstream::adapter::strip_str(&d.render_with_snippet(None)).to_string();
+        assert_eq!(plain, "error: unknown field `a\\u009bb`\n  --> groups/a\\n# x\\u202e.yaml:2:3\n  help: x\\ny\n");
     }
 }

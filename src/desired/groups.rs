@@ -116,6 +116,13 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
 /// Reads and checks one file.
 pub fn read_file(path: &Path) -> FileGroups {
     let file: Arc<Path> = Arc::from(super::diagnostic::display_path(path));
+    if path.to_str().is_none() {
+        let message =
+            "file name is not UTF-8: file names must be UTF-8 (the lockfile and JSON plans name files as text)";
+        let location = SourceLocation { file, line: 0, column: 0 };
+        let diagnostic = Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file");
+        return FileGroups { diagnostics: vec![diagnostic], ..Default::default() };
+    }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => parse_file(file, &text),

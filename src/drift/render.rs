@@ -1,10 +1,9 @@
 //! The renderings of a [`DriftReport`]: text, Markdown and JSON, as for plans.
 
 use super::{DriftReport, GroupDrift, Status};
+use crate::escape::{self, quoted};
 use crate::model::AttributeSet;
-use crate::plan::render::{
-    changed_value, collapsible_diff, environment_label, html_escape, json_document, key_label, quoted,
-};
+use crate::plan::render::{changed_value, collapsible_diff, environment_label, json_document, key_label, text_name};
 use anstyle::{AnsiColor, Style};
 use std::fmt::Write;
 
@@ -76,13 +75,19 @@ fn detail_lines(group: &GroupDrift, styled: bool) -> Vec<String> {
         lines.extend(pending_lines(group));
     }
     if let Some(error) = &group.error {
+        // The service's message may quote what it was sent.
+        let error = escape::text(error);
         lines.push(if styled { format!("{DIM}{error}{DIM:#}") } else { format!("# {error}") });
     }
     lines
 }
 
-fn place(group: &GroupDrift) -> String {
-    group.source.as_ref().map_or_else(|| "not declared".to_string(), |s| format!("{}:{}", s.file.display(), s.line))
+/// Where the group is declared, written by `file` for the output at hand.
+fn place(group: &GroupDrift, file: fn(&str) -> String) -> String {
+    group
+        .source
+        .as_ref()
+        .map_or_else(|| "not declared".to_string(), |s| file(&format!("{}:{}", s.file.display(), s.line)))
 }
 
 fn pending_lines(group: &GroupDrift) -> Vec<String> {
@@ -106,7 +111,7 @@ fn pending_lines(group: &GroupDrift) -> Vec<String> {
 
 /// The report for a terminal or a log, with ANSI styles (strip them when colour is off).
 pub fn text(report: &DriftReport) -> String {
-    let mut out = format!("{BOLD}grattr drift{BOLD:#} for {}\n\n", environment_label(&report.environment));
+    let mut out = format!("{BOLD}grattr drift{BOLD:#} for {}\n\n", environment_label(&report.environment, text_name));
     if report.groups.is_empty() {
         out += "No drift. Every managed group is live as applied.\n\n";
     }
@@ -115,8 +120,8 @@ pub fn text(report: &DriftReport) -> String {
         let _ = writeln!(
             out,
             "  {style}{sign}{style:#} {BOLD}{}{BOLD:#} {what}  {DIM}({}){DIM:#}",
-            group.group_id,
-            place(group)
+            escape::text(group.group_id.as_str()),
+            place(group, text_name)
         );
         for line in detail_lines(group, true) {
             let _ = writeln!(out, "      {line}");
@@ -127,8 +132,9 @@ pub fn text(report: &DriftReport) -> String {
     out
 }
 
-/// The report as JSON, in the documented schema.
-pub fn json(report: &DriftReport) -> String {
+/// The report as JSON, in the documented schema; an error, never empty output,
+/// when it cannot be written.
+pub fn json(report: &DriftReport) -> Result<String, serde_json::Error> {
     json_document(report)
 }
 
@@ -137,7 +143,7 @@ pub fn markdown(report: &DriftReport) -> String {
     let budget = crate::plan::render::MARKDOWN_BUDGET;
     let mut out = format!(
         "### grattr drift for {}\n\n**{}**\n\n",
-        html_escape(&environment_label(&report.environment)),
+        environment_label(&report.environment, escape::markdown_code_span),
         summary_line(report)
     );
     let mut omitted = 0;
@@ -147,7 +153,8 @@ pub fn markdown(report: &DriftReport) -> String {
         for line in detail_lines(group, false) {
             let _ = writeln!(body, "{line}");
         }
-        let section = collapsible_diff(sign, group.group_id.as_str(), what, &place(group), &body);
+        let section =
+            collapsible_diff(sign, group.group_id.as_str(), what, &place(group, escape::markdown_code), &body);
         if out.chars().count() + section.chars().count() > budget - 1_000 {
             omitted = report.groups.len() - index;
             break;

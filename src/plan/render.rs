@@ -3,6 +3,7 @@
 //! comments, and JSON for machines. All three read the same `Plan`.
 
 use super::{Action, Change, Plan};
+use crate::escape::{self, quoted};
 use crate::model::AttributeSet;
 use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
@@ -19,12 +20,6 @@ const SHORT_VALUE: usize = 60;
 
 /// GitHub refuses comments over 65,536 characters; keep room for the CI's own text.
 pub const MARKDOWN_BUDGET: usize = 60_000;
-
-/// A value as one line of text: JSON string escaping, so quotes, newlines and
-/// control characters are visible and cannot drive a terminal.
-pub(crate) fn quoted(value: &str) -> String {
-    serde_json::Value::from(value).to_string()
-}
 
 /// A key as written: bare when it is a plain word, quoted otherwise.
 pub(crate) fn key_label(key: &str) -> String {
@@ -136,16 +131,22 @@ pub fn summary_line(plan: &Plan) -> String {
     line
 }
 
-/// `production (sdkappid 1400000000)`, or `sdkappid 1400000000` without environments.
-pub(crate) fn environment_label(env: &super::PlanEnvironment) -> String {
+/// `production (sdkappid 1400000000)`, or `sdkappid 1400000000` without environments;
+/// the name (from `grattr.yaml`) written by `name` for the output at hand.
+pub(crate) fn environment_label(env: &super::PlanEnvironment, name: fn(&str) -> String) -> String {
     match &env.name {
-        Some(name) => format!("{name} (sdkappid {})", env.sdkappid),
+        Some(text) => format!("{} (sdkappid {})", name(text), env.sdkappid),
         None => format!("sdkappid {}", env.sdkappid),
     }
 }
 
-fn header(plan: &Plan) -> String {
-    let mut text = environment_label(&plan.environment);
+/// An environment name for terminal text.
+pub(crate) fn text_name(name: &str) -> String {
+    escape::text(name).into_owned()
+}
+
+fn header(plan: &Plan, name: fn(&str) -> String) -> String {
+    let mut text = environment_label(&plan.environment, name);
     if plan.refresh {
         text += ", against the live state";
     }
@@ -165,18 +166,21 @@ fn verb(action: Action) -> (&'static str, Style, &'static str) {
 
 /// The plan for a terminal or a log, with ANSI styles (strip them when colour is off).
 pub fn text(plan: &Plan) -> String {
-    let mut out = format!("{BOLD}grattr plan{BOLD:#} for {}\n\n", header(plan));
+    let mut out = format!("{BOLD}grattr plan{BOLD:#} for {}\n\n", header(plan, text_name));
     if plan.changes.is_empty() && plan.not_declared.is_empty() {
         out += "No changes. The live groups match the lockfile's record of what was applied.\n\n";
     }
     for change in &plan.changes {
         let (sign, style, what) = verb(change.action);
         let place = match &change.source {
-            Some(source) => format!("{}:{}", source.file.display(), source.line),
+            Some(source) => escape::text(&format!("{}:{}", source.file.display(), source.line)).into_owned(),
             None => "no longer declared".into(),
         };
-        let _ =
-            writeln!(out, "  {style}{sign}{style:#} {BOLD}{}{BOLD:#} {what}  {DIM}({place}){DIM:#}", change.group_id);
+        let _ = writeln!(
+            out,
+            "  {style}{sign}{style:#} {BOLD}{}{BOLD:#} {what}  {DIM}({place}){DIM:#}",
+            escape::text(change.group_id.as_str())
+        );
         let lines = key_lines(change, true);
         let width = lines.iter().map(|line| line.label.chars().count()).max().unwrap_or(0);
         for KeyLine { sign, label, text, .. } in &lines {
@@ -204,7 +208,7 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "  {DIM}={DIM:#} {BOLD}{}{BOLD:#} is no longer declared; left as is  {DIM}({} key{} recorded){DIM:#}\n",
-            orphan.group_id,
+            escape::text(orphan.group_id.as_str()),
             orphan.before.len(),
             if orphan.before.len() == 1 { "" } else { "s" }
         );
@@ -213,32 +217,17 @@ pub fn text(plan: &Plan) -> String {
     out
 }
 
-/// The plan as JSON, in the documented schema.
-pub fn json(plan: &Plan) -> String {
+/// The plan as JSON, in the documented schema; an error, never empty output, when
+/// it cannot be written (a file name that is not UTF-8).
+pub fn json(plan: &Plan) -> Result<String, serde_json::Error> {
     json_document(plan)
 }
 
 /// A report as a JSON document: pretty, ending with a newline.
-pub(crate) fn json_document(report: &impl serde::Serialize) -> String {
-    let mut text = serde_json::to_string_pretty(report).unwrap_or_default();
+pub(crate) fn json_document(report: &impl serde::Serialize) -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(report)?;
     text.push('\n');
-    text
-}
-
-pub(crate) fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '`' => out.push_str("&#96;"),
-            '|' => out.push_str("&#124;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    Ok(text)
 }
 
 /// A code fence longer than any run of backticks in `body`.
@@ -250,22 +239,21 @@ fn fence_for(body: &str) -> String {
 /// Longest value line shown in Markdown; the rest is cut and counted.
 const MARKDOWN_VALUE: usize = 400;
 
+/// A quoted value cut to [`MARKDOWN_VALUE`] bytes between whole escapes, saying how much was cut.
 fn clip(text: &str, cut: &mut usize) -> String {
     if text.len() <= MARKDOWN_VALUE {
         return text.to_string();
     }
-    let mut end = MARKDOWN_VALUE;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    *cut += text.len() - end;
-    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
+    let kept = escape::cut(text, MARKDOWN_VALUE);
+    let rest = text.len() - kept.len();
+    *cut += rest;
+    format!("{kept}… ({rest} more bytes)")
 }
 
 fn markdown_section(change: &Change, cut: &mut usize) -> String {
     let (sign, _, what) = verb(change.action);
     let place = match &change.source {
-        Some(source) => format!("{}:{}", source.file.display(), source.line),
+        Some(source) => escape::markdown_code(&format!("{}:{}", source.file.display(), source.line)),
         None => "no longer declared".into(),
     };
     let empty = AttributeSet::new();
@@ -292,13 +280,13 @@ fn markdown_section(change: &Change, cut: &mut usize) -> String {
 }
 
 /// One group's collapsible Markdown section: a summary line, and `body` in a
-/// `diff` block fenced longer than any run of backticks in it.
+/// `diff` block fenced longer than any run of backticks in it. `place` is Markdown
+/// already; `body` holds only quoted or escaped data, one line per line.
 pub(crate) fn collapsible_diff(sign: &str, group_id: &str, what: &str, place: &str, body: &str) -> String {
     let fence = fence_for(body);
     format!(
-        "<details><summary><code>{sign}</code> <code>{}</code> {what} · {}</summary>\n\n{fence}diff\n{body}{fence}\n\n</details>\n\n",
-        html_escape(group_id),
-        html_escape(place)
+        "<details><summary><code>{sign}</code> {} {what} · {place}</summary>\n\n{fence}diff\n{body}{fence}\n\n</details>\n\n",
+        escape::markdown_code(group_id),
     )
 }
 
@@ -306,7 +294,8 @@ pub(crate) fn collapsible_diff(sign: &str, group_id: &str, what: &str, place: &s
 /// section per group. It stays under [`MARKDOWN_BUDGET`] characters by cutting long
 /// values and, past the budget, whole sections, and says what it cut.
 pub fn markdown(plan: &Plan) -> String {
-    let mut out = format!("### grattr plan for {}\n\n**{}**\n\n", html_escape(&header(plan)), summary_line(plan));
+    let mut out =
+        format!("### grattr plan for {}\n\n**{}**\n\n", header(plan, escape::markdown_code_span), summary_line(plan));
     let mut cut_bytes = 0;
     let mut omitted = 0;
     for (index, change) in plan.changes.iter().enumerate() {
@@ -321,7 +310,7 @@ pub fn markdown(plan: &Plan) -> String {
     if !plan.not_declared.is_empty() {
         let mut list = String::from("<details><summary>No longer declared, left as is</summary>\n\n");
         for orphan in &plan.not_declared {
-            let line = format!("- <code>{}</code>\n", html_escape(orphan.group_id.as_str()));
+            let line = format!("- {}\n", escape::markdown_code_span(orphan.group_id.as_str()));
             if out.chars().count() + list.chars().count() + line.chars().count() > MARKDOWN_BUDGET - 1_000 {
                 list += "- …\n";
                 break;

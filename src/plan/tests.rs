@@ -90,7 +90,7 @@ fn targets_limit_the_plan() {
 fn json_round_trips() {
     let (desired, applied) = sample();
     let plan = diff(&desired, &applied, &options(false));
-    let back: Plan = serde_json::from_str(&render::json(&plan)).unwrap();
+    let back: Plan = serde_json::from_str(&render::json(&plan).unwrap()).unwrap();
     assert_eq!(back, plan);
 }
 
@@ -173,6 +173,17 @@ fn markdown_rendering() {
         },
     );
     insta::assert_snapshot!(render::markdown(&diff(&desired, &applied, &options(true))));
+}
+
+#[test]
+fn markdown_cuts_long_values_between_whole_escapes() {
+    // Quoted, the value is `"`, 397 `a`, then ten 6-byte `\u0085`: byte 400 falls inside the first.
+    let value = format!("{}{}", "a".repeat(397), "\u{85}".repeat(10));
+    let desired = declared(&[("room", attrs(&[("k", &value)]))]);
+    let markdown = render::markdown(&diff(&desired, &BTreeMap::new(), &options(false)));
+    let expected = format!("\n+ k = \"{}… (61 more bytes)\n", "a".repeat(397));
+    assert!(markdown.contains(&expected), "{markdown}");
+    assert!(markdown.contains("(61 bytes cut)"), "{markdown}");
 }
 
 #[test]

@@ -26,7 +26,8 @@ pub async fn serve(
 async fn readyz(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     match metrics.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+        // The reason quotes file names and diagnostics: one line of plain text.
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", crate::escape::text(&reason))),
     }
 }
 

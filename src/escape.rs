@@ -1,0 +1,289 @@
+//! How untrusted text is written per output kind. Live values and keys come from
+//! any group member's app, file names, group ids and environment names from pull
+//! requests: wherever grattr writes them, they are passed through one rule of this
+//! module for the kind of output, once, at the place it is written.
+//!
+//! - Plain text (terminals, text logs, HTTP answers): [`text`], and [`quoted`] for
+//!   values. Every character that could move the cursor, end a line, drive a
+//!   terminal or reorder what is shown — C0 and C1 controls, DEL, U+2028/U+2029 and
+//!   the bidirectional controls — is written as a JSON-style escape: `\n`, `\r`,
+//!   `\t`, `\b`, `\f`, otherwise `\u` and four lowercase hex digits (`\u0085`,
+//!   `\u007f`, `\u202e`). Everything else is written as it is.
+//! - Markdown: [`markdown_code`] inside HTML, [`markdown_code_span`] in Markdown
+//!   text. Data is always placed in code, where no heading, link, HTML, mention or
+//!   reference can form, and first escaped as plain text so no newline can end it.
+//! - Machine output (JSON) is never altered and never passes through here.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+/// Whether `c` must be escaped in plain text: a control character (C0, DEL, C1),
+/// a line or paragraph separator, or a bidirectional control (Unicode's
+/// Bidi_Control set: ALM, LRM, RLM, the embeddings and overrides, the isolates).
+pub fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Appends the escape of `c` (one that [`needs_escape`]) to `out`.
+fn push_escape(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        _ => {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        }
+    }
+}
+
+/// `text` for a terminal, a log line or an HTTP answer: one line, with every
+/// character that [`needs_escape`] shown as its escape. Borrowed when nothing needs
+/// escaping; applying it twice changes nothing more.
+pub fn text(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if needs_escape(c) {
+            push_escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A message of several lines that grattr composed around data (an error and its
+/// causes), for a terminal: as [`text`], but its newlines stay line breaks.
+/// Data that must stay on one line is passed through [`text`] where the message is
+/// made (a [`crate::desired::Diagnostic`] does so).
+pub fn lines(message: &str) -> Cow<'_, str> {
+    if !message.chars().any(|c| c != '\n' && needs_escape(c)) {
+        return Cow::Borrowed(message);
+    }
+    let shown: Vec<Cow<'_, str>> = message.split('\n').map(text).collect();
+    Cow::Owned(shown.join("\n"))
+}
+
+/// A value as one line of plain text: a JSON string literal (it parses back to
+/// `value`) in which quotes, backslashes and every character that [`needs_escape`]
+/// are escaped, so whitespace and controls are visible and cannot drive a terminal.
+pub fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if needs_escape(c) => push_escape(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `text` escaped for HTML: the characters that open tags, entities and
+/// attributes, and those that Markdown gives meaning to within a line of HTML.
+pub fn html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '`' => out.push_str("&#96;"),
+            '|' => out.push_str("&#124;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// `data` as an HTML `<code>` element, for Markdown's HTML lines (such as a
+/// `<summary>`): escaped as plain text, so no newline can end the HTML block, then
+/// as HTML. GitHub forms no mention or reference inside code.
+pub fn markdown_code(data: &str) -> String {
+    format!("<code>{}</code>", html(&text(data)))
+}
+
+/// `data` as a Markdown code span, for Markdown text (a heading, a list item):
+/// escaped as plain text, so no newline can end the line, and fenced by more
+/// backticks than any run in it. Nothing inside a code span is Markdown or HTML,
+/// and GitHub forms no mention or reference there.
+pub fn markdown_code_span(data: &str) -> String {
+    let content = text(data);
+    if content.is_empty() {
+        // Two backticks alone are no code span; a space is the nearest thing to nothing.
+        return "` `".to_string();
+    }
+    let longest = content.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    // A code span loses one space at each end when it has both; a backtick at an
+    // end would join the fence. Padding with a space keeps the content exact.
+    let pad = content.starts_with(['`', ' ']) || content.ends_with(['`', ' ']);
+    let space = if pad { " " } else { "" };
+    format!("{fence}{space}{content}{space}{fence}")
+}
+
+/// The longest prefix of escaped `text` of at most `max` bytes that ends between
+/// whole escapes: never inside a `\u0085`, a `\n` or an `&amp;`, nor inside a
+/// character.
+pub fn cut(text: &str, max: usize) -> &str {
+    let bytes = text.as_bytes();
+    let mut end = 0;
+    while end < text.len() {
+        let next = end + token_len(&text[end..], bytes[end]);
+        if next > max {
+            break;
+        }
+        end = next;
+    }
+    &text[..end]
+}
+
+/// The length in bytes of the escape or character that starts `rest`.
+fn token_len(rest: &str, first: u8) -> usize {
+    let hex4 = |s: &str| s.len() >= 4 && s.as_bytes()[..4].iter().all(u8::is_ascii_hexdigit);
+    match first {
+        b'\\' if rest[1..].starts_with('u') && hex4(&rest[2..]) => 6,
+        b'\\' if rest.len() > 1 => 1 + rest[1..].chars().next().map_or(0, char::len_utf8),
+        b'&' => {
+            let name = rest[1..].bytes().take(10).position(|b| !(b.is_ascii_alphanumeric() || b == b'#'));
+            match name {
+                Some(n) if n > 0 && rest.as_bytes()[1 + n] == b';' => n + 2,
+                _ => 1,
+            }
+        }
+        _ => rest.chars().next().map_or(1, char::len_utf8),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn text_escapes_controls_separators_and_bidi() {
+        assert_eq!(text("plain é 中 😀 \\ \""), "plain é 中 😀 \\ \"");
+        assert!(matches!(text("plain"), Cow::Borrowed(_)));
+        assert_eq!(text("a\nb\tc\r\u{8}\u{c}"), r"a\nb\tc\r\b\f");
+        assert_eq!(text("\u{1b}[2J\u{7f}\u{85}\u{9b}\u{9d}"), r"\u001b[2J\u007f\u0085\u009b\u009d");
+        assert_eq!(text("\u{2028}\u{2029}"), r"\u2028\u2029");
+        assert_eq!(
+            text("\u{202a}\u{202e}\u{2066}\u{2069}\u{200e}\u{200f}\u{61c}"),
+            r"\u202a\u202e\u2066\u2069\u200e\u200f\u061c"
+        );
+    }
+
+    #[test]
+    fn lines_keep_their_breaks_and_nothing_else() {
+        assert_eq!(lines("a\nb\u{85}\u{1b}[2J\r"), "a\nb\\u0085\\u001b[2J\\r");
+        assert!(matches!(lines("a\nb"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn quoted_is_json_that_parses_back() {
+        assert_eq!(quoted("say \"hi\"\n"), r#""say \"hi\"\n""#);
+        assert_eq!(quoted("x\u{7f}y\u{202e}"), r#""x\u007fy\u202e""#);
+        assert_eq!(quoted(""), r#""""#);
+    }
+
+    #[test]
+    fn markdown_code_cannot_end_the_line_or_open_a_tag() {
+        assert_eq!(
+            markdown_code("a\n# h <img src=x> @everyone `x` |"),
+            r"<code>a\n# h &lt;img src=x&gt; @everyone &#96;x&#96; &#124;</code>"
+        );
+    }
+
+    #[test]
+    fn markdown_code_spans_outrun_every_backtick_run() {
+        assert_eq!(markdown_code_span("production"), "`production`");
+        assert_eq!(markdown_code_span("a``b"), "```a``b```");
+        assert_eq!(markdown_code_span("`a"), "`` `a ``");
+        assert_eq!(markdown_code_span(" a "), "`  a  `");
+        assert_eq!(markdown_code_span("a\n# b"), r"`a\n# b`");
+        assert_eq!(markdown_code_span(""), "` `");
+    }
+
+    #[test]
+    fn cuts_land_between_whole_escapes() {
+        assert_eq!(cut(r#""ab\u00e9""#, 4), r#""ab"#);
+        assert_eq!(cut(r#""ab\u00e9""#, 8), r#""ab"#);
+        assert_eq!(cut(r#""ab\u00e9""#, 9), r#""ab\u00e9"#);
+        assert_eq!(cut(r#""a\n""#, 3), r#""a"#);
+        assert_eq!(cut(r#""a\n""#, 4), r#""a\n"#);
+        assert_eq!(cut("x&amp;y", 5), "x");
+        assert_eq!(cut("x&amp;y", 6), "x&amp;");
+        assert_eq!(cut("a & b;", 3), "a &");
+        assert_eq!(cut("é中", 4), "é");
+        assert_eq!(cut("abc\\", 10), "abc\\");
+    }
+
+    fn hostile() -> impl Strategy<Value = String> {
+        let chars = prop_oneof![
+            any::<char>(),
+            prop::sample::select(vec![
+                '\n', '\r', '\u{7f}', '\u{85}', '\u{9b}', '\u{9d}', '\u{1b}', '\u{2028}', '\u{2029}', '\u{202e}',
+                '\u{2066}', '\u{2069}', '\u{200f}', '`', '<', '@', '#', '&', '\\', '"',
+            ]),
+        ];
+        prop::collection::vec(chars, 0..40).prop_map(|chars| chars.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn text_output_holds_no_escapable_character(data in hostile()) {
+            let shown = text(&data);
+            prop_assert!(!shown.chars().any(needs_escape));
+            prop_assert_eq!(text(&shown), shown.clone());
+        }
+
+        #[test]
+        fn quoted_output_parses_back_and_holds_no_escapable_character(data in hostile()) {
+            let shown = quoted(&data);
+            prop_assert!(!shown.chars().any(needs_escape));
+            prop_assert_eq!(serde_json::from_str::<String>(&shown).ok(), Some(data));
+        }
+
+        #[test]
+        fn markdown_code_never_ends_its_line_or_element(data in hostile()) {
+            let shown = markdown_code(&data);
+            let inner = &shown["<code>".len()..shown.len() - "</code>".len()];
+            prop_assert!(!inner.chars().any(|c| needs_escape(c) || matches!(c, '<' | '>' | '`')));
+        }
+
+        #[test]
+        fn markdown_code_spans_are_one_closed_span(data in hostile()) {
+            let shown = markdown_code_span(&data);
+            prop_assert!(!shown.chars().any(needs_escape));
+            let fence = shown.len() - shown.trim_start_matches('`').len();
+            let inner = &shown[fence..shown.len() - fence];
+            let longest = inner.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+            prop_assert!(longest < fence);
+        }
+
+        #[test]
+        fn cuts_of_quoted_values_end_between_escapes(data in hostile(), max in 0usize..80) {
+            let shown = quoted(&data);
+            let prefix = cut(&shown, max);
+            prop_assert!(prefix.len() <= max);
+            prop_assert!(shown.starts_with(prefix));
+            // Whole escapes only: the prefix, closed by a quote unless it is whole, parses as JSON.
+            if !prefix.is_empty() {
+                let closed = if prefix == shown { shown.clone() } else { format!("{prefix}\"") };
+                prop_assert!(serde_json::from_str::<String>(&closed).is_ok(), "{closed}");
+            }
+        }
+    }
+}
