@@ -59,6 +59,12 @@ pub fn text(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A path for a terminal, a log line or an HTTP answer, as [`text`]: paths come
+/// from `grattr.yaml` and pull requests, and a file name may hold any byte but `/`.
+pub fn path(path: &std::path::Path) -> String {
+    text(&path.display().to_string()).into_owned()
+}
+
 /// A message of several lines that grattr composed around data (an error and its
 /// causes), for a terminal: as [`text`], but its newlines stay line breaks.
 /// Data that must stay on one line is passed through [`text`] where the message is

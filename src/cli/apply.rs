@@ -106,7 +106,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             err,
             "Recovered {} change(s) recorded by an interrupted run into {}.",
             workspace.recovered,
-            workspace.environment.lockfile.display()
+            escape::path(&workspace.environment.lockfile)
         )?;
     }
     // A saved plan is never executed: the plan that runs is always computed now,
@@ -202,7 +202,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         Format::Text => {
             let lockfile = match (args.emulator, args.keep_scratch) {
                 (true, false) => "the scratch lockfile".to_string(),
-                _ => workspace.environment.lockfile.display().to_string(),
+                _ => escape::path(&workspace.environment.lockfile),
             };
             print_summary(&plan, &report, recorded, &lockfile)?
         }
@@ -227,7 +227,7 @@ async fn start_emulator(workspace: &mut Workspace, keep_scratch: bool) -> anyhow
     let emulator = Emulator::start(config, "127.0.0.1:0".parse()?).await?;
     environment.endpoint = Endpoint::Url(emulator.base_url());
     let scratch = match keep_scratch {
-        true => format!("the scratch lockfile {}, kept after the run", environment.lockfile.display()),
+        true => format!("the scratch lockfile {}, kept after the run", escape::path(&environment.lockfile)),
         false => "a scratch lockfile, removed after the run (--keep-scratch keeps it)".to_string(),
     };
     writeln!(

@@ -123,8 +123,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     writeln!(
         anstream::stdout(),
         "Imported {count} group(s) into {} and recorded them in {}; `grattr plan` shows no change for them.",
-        out.display(),
-        workspace.environment.lockfile.display()
+        crate::escape::path(&out),
+        crate::escape::path(&workspace.environment.lockfile)
     )?;
     Ok(if failed > 0 { exit::ERROR } else { exit::OK })
 }

@@ -66,8 +66,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         let _ = writeln!(
             anstream::stderr(),
             "Saved the plan to {}; apply it with `grattr apply {}`.",
-            crate::escape::text(&out.display().to_string()),
-            crate::escape::text(&out.display().to_string())
+            crate::escape::path(out),
+            crate::escape::path(out)
         );
     }
     let code = if args.detailed_exitcode && !plan.is_empty() { exit::CHANGES } else { exit::OK };
