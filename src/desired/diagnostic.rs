@@ -47,6 +47,10 @@ pub enum Rule {
     NoGroups,
     /// A setting in `grattr.yaml` is wrong.
     Config,
+    /// An explicit tag grattr does not honour where it stands (`!!binary`, `!custom`).
+    Tag,
+    /// A number in a mapping or sequence value that JSON cannot keep exactly.
+    Number,
 }
 
 impl Rule {
@@ -72,6 +76,8 @@ impl Rule {
             Rule::KeysAndValuesLarge => "keys-and-values-large",
             Rule::NoGroups => "no-groups",
             Rule::Config => "config",
+            Rule::Tag => "tag",
+            Rule::Number => "number",
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::diagnostic::{Diagnostic, Rule};
 use super::shape::{AttrEntries, FileFields, GroupFields, GroupList, Issue, Lenient, wrong_type};
-use super::yaml::{self, Node};
+use super::yaml::{self, KEY_TAG_HELP, Node};
 pub use crate::model::DesiredGroup;
 use crate::model::limits::{self, Violation};
 use crate::model::{AttributeSet, Digest, DigestBuilder, GroupId, SourceLocation};
@@ -173,8 +173,8 @@ pub fn parse_file(file: Arc<Path>, text: &str) -> FileGroups {
             return out;
         }
     };
-    // An unknown field is most likely the misspelt `groups`: saying it is missing too is noise.
-    let misspelt = fields.issues.iter().any(|i| i.rule == Rule::UnknownField);
+    // An unknown (or tagged) field is most likely the misspelt `groups`: saying it is missing too is noise.
+    let misspelt = fields.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
     report_issues(&file, fields.issues, &mut out);
     match fields.groups {
         None if misspelt => {}
@@ -225,8 +225,8 @@ fn yaml_key(key: &str) -> String {
 fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, out: &mut FileGroups) {
     let group_at = yaml::locate(file, &at);
     let errors_before = out.diagnostics.iter().filter(|d| d.is_error()).count();
-    // An unknown field is most likely a misspelt known one: saying it is missing too is noise.
-    let misspelt = group.issues.iter().any(|i| i.rule == Rule::UnknownField);
+    // An unknown (or tagged) field is most likely a misspelt known one: saying it is missing too is noise.
+    let misspelt = group.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
     report_issues(file, group.issues, out);
     let Some(id_node) = group.id else {
         if !misspelt {
@@ -236,6 +236,15 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     };
     let id_at = yaml::locate(file, &id_node.referenced);
     let id = match Node::text(&id_node, text) {
+        None if id_node.value.refused_tag().is_some() => {
+            let tag = id_node.value.refused_tag().unwrap_or_default();
+            let message = format!("group id: the tag `{tag}` is not honoured here");
+            out.diagnostics.push(
+                Diagnostic::error(Rule::Tag, id_at.clone(), message)
+                    .with_help("an id is the text written: remove the tag, or quote the id"),
+            );
+            None
+        }
         None => {
             let message = format!("group id is {}; an id is text", id_node.value.kind());
             out.diagnostics.push(
@@ -276,6 +285,11 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     let mut key_at: BTreeMap<String, (SourceLocation, SourceLocation)> = BTreeMap::new();
     for (key, value) in &entries {
         let here = yaml::locate(file, &key.referenced);
+        if let Some(tag) = key.value.refused_tag() {
+            let message = format!("group {name}: the tag `{tag}` on a key is not honoured");
+            out.diagnostics.push(Diagnostic::error(Rule::Tag, here, message).with_help(KEY_TAG_HELP));
+            continue;
+        }
         let Some(key_text) = Node::text(key, text) else {
             let message = format!("group {name}: a key is {}; keys are text", key.value.kind());
             out.diagnostics.push(Diagnostic::error(Rule::KeyNotText, here, message).with_help("quote the key"));
@@ -298,7 +312,25 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
                 out.diagnostics.push(Diagnostic::error(Rule::NullValue, value_at, message).with_help(help));
                 continue;
             }
-            Node::Json(json) => json.to_string(),
+            Node::Tagged(tag) => {
+                let message = format!("group {name} key {key_text:?}: the tag `{tag}` is not honoured here");
+                out.diagnostics.push(Diagnostic::error(Rule::Tag, value_at, message).with_help(
+                    "a value is the text written: remove the tag, or quote the value; inside a mapping or sequence `!!int`, `!!float`, `!!bool` and `!!null` apply",
+                ));
+                continue;
+            }
+            Node::Json(json) => {
+                let problems = json.problems(text);
+                if !problems.is_empty() {
+                    for problem in problems {
+                        let message = format!("group {name} key {key_text:?}: {}", problem.message);
+                        let at = yaml::locate(file, &problem.at);
+                        out.diagnostics.push(Diagnostic::error(problem.rule, at, message).with_help(problem.help));
+                    }
+                    continue;
+                }
+                json.value.to_string()
+            }
             _ => Node::text(value, text).unwrap_or_default(),
         };
         attributes.insert(key_text, value_text);
