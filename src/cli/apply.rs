@@ -128,7 +128,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         None => cli.secret_key(&inputs.environment)?,
     };
     let client = cli.client(&inputs.environment, key)?;
-    let journal = JournalWriter::open(&inputs.environment.lockfile)?;
+    let journal = JournalWriter::open(&inputs.environment.lockfile, inputs.environment.sdkappid)?;
     let stop = CancellationToken::new();
     let options = ApplyOptions {
         concurrency: args.concurrency as usize,
