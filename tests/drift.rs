@@ -147,7 +147,7 @@ fn import_round_trips_every_kind_of_value() {
     let repo = server
         .repo()
         .file("groups/existing.yaml", &groups_yaml(&[("declared", &[("a", "b")])]))
-        .file("ids.txt", "# groups to adopt\n@TGS#_@TGS#cBIG\n\nbare  # no attributes\n");
+        .file("ids.txt", "# groups to adopt\n@TGS#_@TGS#cBIG\n\n# no attributes\nbare\n");
     let run = grattr(&repo, &["import", "tricky", "--from", "ids.txt"]).code(0);
     assert!(run.stdout.contains("Imported 3 group(s) into groups/imported.yaml"), "{}", run.stdout);
     // The YAML reproduces the live state exactly, and the next plan is empty.

@@ -51,6 +51,10 @@ pub enum Rule {
     Tag,
     /// A number in a mapping or sequence value that JSON cannot keep exactly.
     Number,
+    /// A symlink under the groups directory leads outside the repository or cannot be followed.
+    Link,
+    /// A group file name is not a regular file (a FIFO, socket or device).
+    NotAFile,
 }
 
 impl Rule {
@@ -78,6 +82,8 @@ impl Rule {
             Rule::Config => "config",
             Rule::Tag => "tag",
             Rule::Number => "number",
+            Rule::Link => "link",
+            Rule::NotAFile => "not-a-file",
         }
     }
 }
