@@ -81,7 +81,7 @@ fn recording(scratch: &Path) -> Recording {
     generate::generate(&root, &spec).unwrap();
     let emulator = EmulatorProcess::start(&["--no-rate-limits"]);
     let lock_path = root.join("grattr.lock");
-    let lockfile = Lockfile::read(&lock_path).unwrap();
+    let lockfile = Lockfile::read(&lock_path, 1400000000).unwrap();
     let desired = grattr::desired::load(&root.join("groups"));
     let plan = plan::diff(
         &desired.state.groups,
@@ -93,7 +93,7 @@ fn recording(scratch: &Path) -> Recording {
     config.rate_limit = 1_000_000;
     let client = Client::new(config).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let journal = JournalWriter::open(&lock_path).unwrap();
+    let journal = JournalWriter::open(&lock_path, 1400000000).unwrap();
     let options = ApplyOptions { concurrency: 64, ..ApplyOptions::default() };
     let stop = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();

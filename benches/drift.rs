@@ -18,7 +18,7 @@ fn main() {
     let root = scratch.path().join("drift");
     generate::generate(&root, &generate::Spec { groups, groups_per_file: 1_000, drift_every: 0 }).unwrap();
     // The live state: what the lockfile records, but every 100th group edited by a client.
-    let lockfile = grattr::lockfile::Lockfile::read(&root.join("grattr.lock")).unwrap();
+    let lockfile = grattr::lockfile::Lockfile::read(&root.join("grattr.lock"), 1400000000).unwrap();
     let mut state = serde_json::json!({"groups": {}, "next_id": 0});
     for (index, (id, applied)) in lockfile.groups.iter().enumerate() {
         let mut attributes = applied.attributes.clone();

@@ -129,7 +129,7 @@ impl Workspace {
     pub fn load(environment: Environment, fold: bool) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
         let read_lockfile = || match fold {
             true => Lockfile::fold(&environment.lockfile, environment.sdkappid),
-            false => Lockfile::read(&environment.lockfile).map(|lockfile| (lockfile, 0)),
+            false => Lockfile::read(&environment.lockfile, environment.sdkappid).map(|lockfile| (lockfile, 0)),
         };
         // Independent inputs: read the lockfile while the group files parse.
         let (loaded, lockfile) = rayon::join(|| desired::load(&environment.groups_dir), read_lockfile);

@@ -21,7 +21,7 @@ fn apply(repo: &Repo, args: &[&str]) -> Run {
 }
 
 fn recorded(repo: &Repo) -> Lockfile {
-    Lockfile::read(&repo.join("grattr.lock")).unwrap()
+    Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap()
 }
 
 #[test]
@@ -386,7 +386,7 @@ fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
         let _ = child.wait();
 
         // The lockfile (with the journal) parses, and records nothing that is not live.
-        let after_kill = Lockfile::read(&repo.join("grattr.lock")).unwrap();
+        let after_kill = Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
         for (id, group) in &after_kill.groups {
             assert_eq!(
                 server.live(id.as_str()).as_ref(),

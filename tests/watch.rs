@@ -166,7 +166,7 @@ fn edits_reach_the_service_and_invalid_ones_never_do() {
     let (status, took) = watch.terminate();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(5));
-    let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap();
+    let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
     assert_eq!(lockfile.groups.keys().map(GroupId::as_str).collect::<Vec<_>>(), vec!["lobby"]);
     assert!(
         !repo.join(".grattr.lock.lck").exists()
@@ -275,7 +275,7 @@ fn sigterm_during_a_large_apply_stops_within_the_bound() {
     let (status, took) = watch.terminate();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap();
+    let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
     assert!(!lockfile.groups.is_empty() && lockfile.groups.len() < 2000, "{} recorded", lockfile.groups.len());
     for (group, applied) in &lockfile.groups {
         assert_eq!(server.live(group.as_str()).as_ref(), Some(&applied.attributes));
@@ -300,7 +300,7 @@ fn an_api_outage_is_survived() {
         server.live("room") == Some(attrs(&[("v", "2")]))
     });
     eventually(Duration::from_secs(2), "the lockfile", || {
-        grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap().groups[&id("room")].attributes
+        grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap().groups[&id("room")].attributes
             == attrs(&[("v", "2")])
     });
     assert!(watch.log_count("apply failed") + watch.log_count("retrying") >= 1, "the outage was seen");
@@ -338,7 +338,7 @@ fn a_reload_that_moves_the_lockfile_or_the_app_is_refused_until_a_restart() {
     let (status, _) = watch.terminate();
     assert!(status.success(), "{status:?}");
     assert!(!repo.join("other.lock").exists() && !repo.join(".other.lock.journal").exists());
-    let recorded = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock")).unwrap();
+    let recorded = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
     assert_eq!(recorded.groups[&id("room")].attributes, attrs(&[("v", "2")]));
 }
 
@@ -358,7 +358,8 @@ fn each_success_is_durable_at_once_and_the_lockfile_is_written_when_quiet() {
     eventually(Duration::from_secs(3), "the edit applied", || server.live("room") == Some(attrs(&[("v", "2")])));
     // Recorded as soon as it is applied: the journal, which every reader replays.
     eventually(Duration::from_secs(1), "the edit recorded", || {
-        grattr::lockfile::Lockfile::read(&lockfile).unwrap().groups[&id("room")].attributes == attrs(&[("v", "2")])
+        grattr::lockfile::Lockfile::read(&lockfile, 1400000000).unwrap().groups[&id("room")].attributes
+            == attrs(&[("v", "2")])
     });
     // Then folded into the lockfile's own file after a quiet second.
     eventually(Duration::from_secs(5), "the lockfile rewritten", || {

@@ -65,14 +65,17 @@ impl SecretKey {
         }
     }
 
-    /// The key stored in a file (its first line; surrounding whitespace ignored).
+    /// The key stored in a file: its first line exactly, without its line ending
+    /// (`\n` or `\r\n`); what follows is not read as part of it. An empty (or
+    /// blank) first line is an error naming the file, never showing its content.
     pub fn from_file(path: &Path) -> Result<SecretKey, SecretKeyError> {
         let text = Zeroizing::new(
             std::fs::read_to_string(path)
                 .map_err(|source| SecretKeyError::File { path: path.display().to_string(), source })?,
         );
-        let key = text.trim();
-        if key.is_empty() {
+        let line = text.split('\n').next().unwrap_or_default();
+        let key = line.strip_suffix('\r').unwrap_or(line);
+        if key.trim().is_empty() {
             return Err(SecretKeyError::Empty(path.display().to_string()));
         }
         Ok(SecretKey(Zeroizing::new(key.to_string())))

@@ -155,7 +155,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         None => cli.secret_key(&workspace.environment)?,
     };
     let client = cli.client(&workspace.environment, key)?;
-    let journal = JournalWriter::open(&workspace.environment.lockfile)?;
+    let journal = JournalWriter::open(&workspace.environment.lockfile, workspace.environment.sdkappid)?;
     let stop = CancellationToken::new();
     let options = ApplyOptions {
         concurrency: args.concurrency as usize,

@@ -19,8 +19,8 @@ pub struct Args {
     /// The groups to adopt.
     #[arg(value_name = "GROUP_ID")]
     groups: Vec<String>,
-    /// Also adopt the groups listed in this file, one id per line (a line starting with
-    /// `#`, or ` #` within a line, starts a comment).
+    /// Also adopt the groups listed in this file, one id per line; a line whose first
+    /// non-blank character is `#` is a comment (ids may hold `#` and spaces).
     #[arg(long, value_name = "FILE")]
     from: Option<PathBuf>,
     /// Where to write the YAML (default: imported.yaml in the groups directory). An
@@ -41,16 +41,9 @@ fn requested(args: &Args) -> anyhow::Result<Vec<GroupId>> {
     if let Some(path) = &args.from {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         for (index, line) in text.lines().enumerate() {
-            // `#` starts a comment at the start of a line or after a space; ids contain `#` too.
-            let line = match line.find(" #") {
-                Some(at) => &line[..at],
-                None => line,
-            };
+            // Only a whole line is a comment: ids may hold `#` and spaces ("@TGS#…", "a #1").
             let line = line.trim();
-            if line.starts_with('#') {
-                continue;
-            }
-            if line.is_empty() {
+            if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             ids.push(GroupId::parse(line).with_context(|| format!("{}:{}: {line:?}", path.display(), index + 1))?);

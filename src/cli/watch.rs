@@ -102,7 +102,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         let result = watch::run(&cli.config, load, options, metrics, stop.clone(), reload).await;
         stop.cancel();
         let _ = server.await;
-        result.map_err(anyhow::Error::from)
+        // A lockfile error is printed as it reads, `path:line: error: …`, like any other command's.
+        result.map_err(|e| match e {
+            watch::WatchError::Lockfile(e) => anyhow::Error::from(e),
+            other => anyhow::Error::from(other),
+        })
     })?;
     Ok(exit::OK)
 }

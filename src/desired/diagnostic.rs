@@ -52,6 +52,14 @@ pub enum Rule {
     Config,
     /// A file name is not UTF-8: the lockfile and JSON plans could not name it.
     FileNameNotUtf8,
+    /// An explicit tag grattr does not honour where it stands (`!!binary`, `!custom`).
+    Tag,
+    /// A number in a mapping or sequence value that JSON cannot keep exactly.
+    Number,
+    /// A symlink under the groups directory leads outside the repository or cannot be followed.
+    Link,
+    /// A group file name is not a regular file (a FIFO, socket or device).
+    NotAFile,
 }
 
 impl Rule {
@@ -78,6 +86,10 @@ impl Rule {
             Rule::NoGroups => "no-groups",
             Rule::Config => "config",
             Rule::FileNameNotUtf8 => "file-name-not-utf8",
+            Rule::Tag => "tag",
+            Rule::Number => "number",
+            Rule::Link => "link",
+            Rule::NotAFile => "not-a-file",
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::diagnostic::{Diagnostic, Rule};
 use super::shape::{AttrEntries, FileFields, GroupFields, GroupList, Issue, Lenient, wrong_type};
-use super::yaml::{self, Node};
+use super::yaml::{self, KEY_TAG_HELP, Node};
 pub use crate::model::DesiredGroup;
 use crate::model::limits::{self, Violation};
 use crate::model::{AttributeSet, Digest, DigestBuilder, GroupId, SourceLocation};
@@ -69,7 +69,7 @@ pub fn load(dir: &Path) -> Loaded {
         Ok(files) => files,
         Err(diagnostic) => return Loaded { diagnostics: vec![diagnostic], ..Loaded::default() },
     };
-    let parsed: Vec<FileGroups> = files.par_iter().map(|path| read_file(path)).collect();
+    let parsed: Vec<FileGroups> = files.par_iter().map(|path| read_file(dir, path)).collect();
     let count = files.len();
     let mut loaded = merge(parsed);
     loaded.files = count;
@@ -83,38 +83,146 @@ pub fn is_group_file(name: &str) -> bool {
     !hidden_or_leftover && (lower.ends_with(".yaml") || lower.ends_with(".yml"))
 }
 
+/// What a path under the groups directory is to grattr. The one rule that both a
+/// whole load and `watch`'s file-by-file index follow.
+#[derive(Debug)]
+pub enum Entry {
+    /// A group file to read.
+    GroupFile,
+    /// A directory to look into.
+    Dir,
+    /// Not grattr's: another kind of file, or gone.
+    Skip,
+    /// Neither read nor skipped silently: a symlink that leads outside the repository or
+    /// cannot be resolved, or a group file name that is not a regular file (a FIFO, a
+    /// socket, a device), which grattr never opens.
+    Refused(Diagnostic),
+}
+
+/// The directory symlinks under `groups_dir` must stay within: the one holding the
+/// groups directory (the repository, with the default `groups: groups`).
+fn repository(groups_dir: &Path) -> Option<PathBuf> {
+    let groups_dir = groups_dir.canonicalize().ok()?;
+    Some(groups_dir.parent().map_or_else(|| groups_dir.clone(), Path::to_path_buf))
+}
+
+/// Says what `path`, found under `groups_dir`, is (see [`Entry`]). It looks at
+/// metadata only, so that a FIFO cannot block it.
+pub fn entry(groups_dir: &Path, path: &Path) -> Entry {
+    let at = || SourceLocation { file: Arc::from(super::diagnostic::display_path(path)), line: 0, column: 0 };
+    let group_file = path.file_name().is_some_and(|name| is_group_file(&name.to_string_lossy()));
+    let Ok(link) = std::fs::symlink_metadata(path) else { return Entry::Skip };
+    let is_link = link.file_type().is_symlink();
+    let target = match std::fs::metadata(path) {
+        Ok(target) => target,
+        Err(e) if is_link && group_file => {
+            return Entry::Refused(Diagnostic::error(Rule::Link, at(), format!("cannot follow the symlink: {e}")));
+        }
+        Err(_) => return Entry::Skip,
+    };
+    if !target.is_dir() && !group_file {
+        return Entry::Skip;
+    }
+    if is_link {
+        let inside = match (repository(groups_dir), path.canonicalize()) {
+            (Some(root), Ok(resolved)) => resolved.starts_with(&root).then_some(()).ok_or(Some((root, resolved))),
+            _ => Err(None),
+        };
+        if let Err(outside) = inside {
+            let message = match outside {
+                Some((root, resolved)) => {
+                    format!("the symlink leads outside the repository ({}): to {}", root.display(), resolved.display())
+                }
+                None => "cannot resolve the symlink".to_string(),
+            };
+            return Entry::Refused(Diagnostic::error(Rule::Link, at(), message).with_help(
+                "grattr reads only files inside the repository: copy the file in, or point the link at one inside",
+            ));
+        }
+    }
+    if target.is_dir() {
+        return Entry::Dir;
+    }
+    if !target.is_file() {
+        let what = if is_link { "the symlink leads to something" } else { "this is something" };
+        let message = format!(
+            "{what} that is not a regular file or directory (a FIFO, socket or device); grattr does not open it"
+        );
+        return Entry::Refused(Diagnostic::error(Rule::NotAFile, at(), message));
+    }
+    Entry::GroupFile
+}
+
 /// Every group file under `dir`, recursively, sorted by path (the order of the
-/// plan and of duplicate reports). Hidden directories are skipped.
+/// plan and of duplicate reports). Hidden directories are skipped. Entries
+/// [`Entry::Refused`] are listed too, so that reading them reports why.
 pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
-    let at_dir = || SourceLocation { file: Arc::from(dir), line: 0, column: 0 };
-    if !dir.is_dir() {
+    list_files_under(dir, dir)
+}
+
+/// [`list_files`] of `start`, a directory under the groups directory `groups_dir`.
+pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let at_dir = || SourceLocation { file: Arc::from(start), line: 0, column: 0 };
+    if !start.is_dir() {
         return Err(Diagnostic::error(Rule::Io, at_dir(), "groups directory not found")
             .with_help("create it, or set `groups:` in grattr.yaml to the directory that holds your group files"));
     }
     let mut files = Vec::new();
-    let walk = walkdir::WalkDir::new(dir)
+    let mut walk = walkdir::WalkDir::new(start)
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
-    for entry in walk {
-        let entry = entry.map_err(|e| {
-            let file = e.path().unwrap_or(dir);
-            Diagnostic::error(
-                Rule::Io,
-                SourceLocation { file: Arc::from(file), line: 0, column: 0 },
-                format!("cannot read: {e}"),
-            )
-        })?;
-        if entry.file_type().is_file() && is_group_file(&entry.file_name().to_string_lossy()) {
-            files.push(entry.into_path());
+    while let Some(found) = walk.next() {
+        let found = match found {
+            Ok(found) => found,
+            // A link that cannot be followed (dangling): refused by the rule, below.
+            Err(e) if e.loop_ancestor().is_none() && e.path().is_some_and(|p| p.is_symlink()) => {
+                let path = e.path().map(Path::to_path_buf).unwrap_or_default();
+                if matches!(self::entry(groups_dir, &path), Entry::Refused(_)) {
+                    files.push(path);
+                }
+                continue;
+            }
+            Err(e) => {
+                let file = e.path().unwrap_or(start);
+                return Err(Diagnostic::error(
+                    Rule::Io,
+                    SourceLocation { file: Arc::from(file), line: 0, column: 0 },
+                    format!("cannot read: {e}"),
+                ));
+            }
+        };
+        if found.depth() == 0 {
+            continue;
+        }
+        let kind = found.file_type();
+        if !found.path_is_symlink() && (kind.is_file() || kind.is_dir()) {
+            if kind.is_file() && is_group_file(&found.file_name().to_string_lossy()) {
+                files.push(found.into_path());
+            }
+            continue;
+        }
+        match entry(groups_dir, found.path()) {
+            Entry::GroupFile => files.push(found.into_path()),
+            Entry::Dir | Entry::Skip => {}
+            Entry::Refused(_) => {
+                if kind.is_dir() {
+                    walk.skip_current_dir();
+                }
+                files.push(found.into_path());
+            }
         }
     }
     Ok(files)
 }
 
-/// Reads and checks one file.
-pub fn read_file(path: &Path) -> FileGroups {
+/// Reads and checks one file found under `groups_dir`; a path the rule of [`entry`]
+/// refuses is reported, never opened.
+pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
+    if let Entry::Refused(diagnostic) = entry(groups_dir, path) {
+        return FileGroups { diagnostics: vec![diagnostic], ..Default::default() };
+    }
     let file: Arc<Path> = Arc::from(super::diagnostic::display_path(path));
     if path.to_str().is_none() {
         let message =
@@ -180,8 +288,8 @@ pub fn parse_file(file: Arc<Path>, text: &str) -> FileGroups {
             return out;
         }
     };
-    // An unknown field is most likely the misspelt `groups`: saying it is missing too is noise.
-    let misspelt = fields.issues.iter().any(|i| i.rule == Rule::UnknownField);
+    // An unknown (or tagged) field is most likely the misspelt `groups`: saying it is missing too is noise.
+    let misspelt = fields.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
     report_issues(&file, fields.issues, &mut out);
     match fields.groups {
         None if misspelt => {}
@@ -232,8 +340,8 @@ fn yaml_key(key: &str) -> String {
 fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, out: &mut FileGroups) {
     let group_at = yaml::locate(file, &at);
     let errors_before = out.diagnostics.iter().filter(|d| d.is_error()).count();
-    // An unknown field is most likely a misspelt known one: saying it is missing too is noise.
-    let misspelt = group.issues.iter().any(|i| i.rule == Rule::UnknownField);
+    // An unknown (or tagged) field is most likely a misspelt known one: saying it is missing too is noise.
+    let misspelt = group.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
     report_issues(file, group.issues, out);
     let Some(id_node) = group.id else {
         if !misspelt {
@@ -243,6 +351,15 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     };
     let id_at = yaml::locate(file, &id_node.referenced);
     let id = match Node::text(&id_node, text) {
+        None if id_node.value.refused_tag().is_some() => {
+            let tag = id_node.value.refused_tag().unwrap_or_default();
+            let message = format!("group id: the tag `{tag}` is not honoured here");
+            out.diagnostics.push(
+                Diagnostic::error(Rule::Tag, id_at.clone(), message)
+                    .with_help("an id is the text written: remove the tag, or quote the id"),
+            );
+            None
+        }
         None => {
             let message = format!("group id is {}; an id is text", id_node.value.kind());
             out.diagnostics.push(
@@ -283,6 +400,11 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     let mut key_at: BTreeMap<String, (SourceLocation, SourceLocation)> = BTreeMap::new();
     for (key, value) in &entries {
         let here = yaml::locate(file, &key.referenced);
+        if let Some(tag) = key.value.refused_tag() {
+            let message = format!("group {name}: the tag `{tag}` on a key is not honoured");
+            out.diagnostics.push(Diagnostic::error(Rule::Tag, here, message).with_help(KEY_TAG_HELP));
+            continue;
+        }
         let Some(key_text) = Node::text(key, text) else {
             let message = format!("group {name}: a key is {}; keys are text", key.value.kind());
             out.diagnostics.push(Diagnostic::error(Rule::KeyNotText, here, message).with_help("quote the key"));
@@ -305,7 +427,25 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
                 out.diagnostics.push(Diagnostic::error(Rule::NullValue, value_at, message).with_help(help));
                 continue;
             }
-            Node::Json(json) => json.to_string(),
+            Node::Tagged(tag) => {
+                let message = format!("group {name} key {key_text:?}: the tag `{tag}` is not honoured here");
+                out.diagnostics.push(Diagnostic::error(Rule::Tag, value_at, message).with_help(
+                    "a value is the text written: remove the tag, or quote the value; inside a mapping or sequence `!!int`, `!!float`, `!!bool` and `!!null` apply",
+                ));
+                continue;
+            }
+            Node::Json(json) => {
+                let problems = json.problems(text);
+                if !problems.is_empty() {
+                    for problem in problems {
+                        let message = format!("group {name} key {key_text:?}: {}", problem.message);
+                        let at = yaml::locate(file, &problem.at);
+                        out.diagnostics.push(Diagnostic::error(problem.rule, at, message).with_help(problem.help));
+                    }
+                    continue;
+                }
+                json.value.to_string()
+            }
             _ => Node::text(value, text).unwrap_or_default(),
         };
         attributes.insert(key_text, value_text);

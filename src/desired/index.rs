@@ -3,7 +3,7 @@
 //! that a repository of 100,000 groups re-plans in milliseconds.
 
 use super::diagnostic::Diagnostic;
-use super::groups::{self, FileGroups};
+use super::groups::{self, Entry, FileGroups};
 use crate::model::{DesiredGroup, GroupId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -51,10 +51,10 @@ impl DesiredIndex {
             // Files we had below it: changed, moved away or deleted.
             touched.extend(self.files.keys().filter(|f| f.starts_with(&path)).cloned());
             if path.is_dir() {
-                if let Ok(files) = groups::list_files(&path) {
-                    touched.extend(files.into_iter().filter(|f| self.visible(f)));
+                if let Ok(files) = groups::list_files_under(&self.dir, &path) {
+                    touched.extend(files.into_iter().filter(|f| self.in_visible_dir(f)));
                 }
-            } else if self.visible(&path) {
+            } else if self.in_visible_dir(&path) {
                 touched.insert(path);
             }
         }
@@ -64,6 +64,11 @@ impl DesiredIndex {
     /// Whether a path is a group file grattr reads: below the directory, not in a
     /// hidden directory, not hidden, not an editor leftover.
     fn visible(&self, path: &Path) -> bool {
+        self.in_visible_dir(path) && path.file_name().is_some_and(|name| groups::is_group_file(&name.to_string_lossy()))
+    }
+
+    /// Whether a path lies below the directory, not in a hidden directory, and is not hidden itself.
+    fn in_visible_dir(&self, path: &Path) -> bool {
         let Ok(relative) = path.strip_prefix(&self.dir) else { return false };
         let mut parts = relative.components().peekable();
         while let Some(part) = parts.next() {
@@ -73,7 +78,7 @@ impl DesiredIndex {
                     return false;
                 }
             } else {
-                return groups::is_group_file(&name);
+                return !name.starts_with('.');
             }
         }
         false
@@ -82,7 +87,15 @@ impl DesiredIndex {
     fn update_files(&mut self, paths: BTreeSet<PathBuf>) -> BTreeSet<GroupId> {
         let mut affected = BTreeSet::new();
         for path in paths {
-            let fresh = if path.is_file() && self.visible(&path) { Some(groups::read_file(&path)) } else { None };
+            // The rule a whole load follows: group files are read, refused entries (a
+            // symlink leading outside, a FIFO) reported, the rest left alone.
+            let fresh = match groups::entry(&self.dir, &path) {
+                Entry::GroupFile if self.visible(&path) => Some(groups::read_file(&self.dir, &path)),
+                Entry::Refused(diagnostic) if self.in_visible_dir(&path) => {
+                    Some(FileGroups { diagnostics: vec![diagnostic], ..FileGroups::default() })
+                }
+                _ => None,
+            };
             let old = match fresh {
                 Some(fresh) => {
                     affected.extend(fresh.declared.iter().map(|(id, _)| id.clone()));

@@ -116,6 +116,15 @@ fn read_fields<'de, A: MapAccess<'de>>(
     let mut issues = Vec::new();
     let mut seen: Vec<(&'static str, u64)> = Vec::new();
     while let Some(key) = map.next_key::<Spanned<Node>>()? {
+        if let Some(tag) = key.value.refused_tag() {
+            issues.push(Issue {
+                at: key.referenced,
+                rule: Rule::Tag,
+                message: format!("the tag `{tag}` on a field name is not honoured"),
+            });
+            map.next_value::<IgnoredAny>()?;
+            continue;
+        }
         let text = key_text(&key);
         match known.iter().find(|k| **k == text) {
             Some(field) => {

@@ -6,10 +6,12 @@
 //!
 //! Each record is one line of JSON written with a single `write`; records are
 //! fsynced in batches by one writer thread (group commit). A crash can only tear
-//! the last line, which replay ignores.
+//! the last line, which replay ignores. Like a lockfile entry, each line carries the
+//! app's sdkappid and a digest of its content; a line that does not verify is an
+//! error, and nothing of the journal is folded.
 
-use super::{Lockfile, LockfileError};
-use crate::model::{AppliedGroup, AttributeSet, GroupId};
+use super::{JournalProblem, Lockfile, LockfileError};
+use crate::model::{AppliedGroup, AttributeSet, Digest, DigestBuilder, GroupId};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -19,8 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// One success.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// The group now has exactly these attributes.
     Set {
@@ -36,6 +37,95 @@ pub enum Record {
     },
 }
 
+/// What a record does, as written in a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Op {
+    Set,
+    Forget,
+}
+
+/// A record as one line of the journal. Every field but `op` and `group` is
+/// optional here only so that a line lacking one is named precisely.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    op: Op,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sdkappid: Option<u64>,
+    group: GroupId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attributes: Option<AttributeSet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    digest: Option<Digest>,
+}
+
+/// The digest of a record of `sdkappid`: what it does, to which group, with which attributes.
+fn record_digest(op: Op, sdkappid: u64, group: &GroupId, attributes: Option<&AttributeSet>) -> Digest {
+    let mut digest = DigestBuilder::new();
+    digest.field(b"grattr journal record").field(match op {
+        Op::Set => b"set",
+        Op::Forget => b"forget",
+    });
+    digest.field(&sdkappid.to_le_bytes()).field(group.as_str().as_bytes());
+    if let Some(attributes) = attributes {
+        digest.attributes(attributes);
+    }
+    digest.finish()
+}
+
+impl Record {
+    /// The line this record is written as, for the app `sdkappid`.
+    fn line(&self, sdkappid: u64) -> Line {
+        let (op, group, attributes) = match self {
+            Record::Set { group, attributes } => (Op::Set, group, Some(attributes)),
+            Record::Forget { group } => (Op::Forget, group, None),
+        };
+        let digest = record_digest(op, sdkappid, group, attributes);
+        Line {
+            op,
+            sdkappid: Some(sdkappid),
+            group: group.clone(),
+            attributes: attributes.cloned(),
+            digest: Some(digest),
+        }
+    }
+
+    /// The record a line holds, if it verifies as one of `sdkappid`'s.
+    fn verified(line: Line, sdkappid: u64) -> Result<Record, (String, bool)> {
+        let Some(digest) = &line.digest else {
+            // Journals before records were signed with a digest had neither field.
+            let older = line.sdkappid.is_none();
+            return Err(("journal record has no digest".into(), older));
+        };
+        let Some(recorded) = line.sdkappid else {
+            return Err(("journal record names no sdkappid".into(), false));
+        };
+        if recorded != sdkappid {
+            let message =
+                format!("journal record of group {:?} is for sdkappid {recorded}, not {sdkappid}", line.group.as_str());
+            return Err((message, false));
+        }
+        let record = match (line.op, line.attributes) {
+            (Op::Set, Some(attributes)) => Record::Set { group: line.group, attributes },
+            (Op::Forget, None) => Record::Forget { group: line.group },
+            (Op::Set, None) => return Err(("journal record `set` has no attributes".into(), false)),
+            (Op::Forget, Some(_)) => return Err(("journal record `forget` has attributes".into(), false)),
+        };
+        let (op, group, attributes) = match &record {
+            Record::Set { group, attributes } => (Op::Set, group, Some(attributes)),
+            Record::Forget { group } => (Op::Forget, group, None),
+        };
+        if record_digest(op, sdkappid, group, attributes) != *digest {
+            return Err((
+                format!("journal record of group {:?}: digest does not match the record", group.as_str()),
+                false,
+            ));
+        }
+        Ok(record)
+    }
+}
+
 /// The journal of `lockfile`.
 pub fn journal_path(lockfile: &Path) -> PathBuf {
     let name = lockfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "grattr.lock".into());
@@ -43,8 +133,10 @@ pub fn journal_path(lockfile: &Path) -> PathBuf {
 }
 
 /// The records of the journal of `lockfile`, in order; none when there is no journal.
-/// A torn last line (a crash in the middle of a write) is ignored; any other bad line is an error.
-pub fn replay(lockfile: &Path) -> Result<Vec<Record>, LockfileError> {
+/// A torn last line (a crash in the middle of a write) is ignored. Any other line
+/// that is not a record of `sdkappid` whose digest verifies is an error naming it,
+/// every such line in one error, and no record is returned.
+pub fn replay(lockfile: &Path, sdkappid: u64) -> Result<Vec<Record>, LockfileError> {
     let path = journal_path(lockfile);
     let text = match std::fs::read(&path) {
         Ok(bytes) => bytes,
@@ -53,19 +145,34 @@ pub fn replay(lockfile: &Path) -> Result<Vec<Record>, LockfileError> {
     };
     let complete = text.iter().rposition(|b| *b == b'\n').map_or(0, |end| end + 1);
     let mut records = Vec::new();
+    let mut problems = Vec::new();
+    let mut older = false;
     for (index, line) in text[..complete].split(|b| *b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        let record = serde_json::from_slice(line).map_err(|e| LockfileError::Parse {
-            path: path.clone(),
-            line: index + 1,
-            column: e.column(),
-            message: format!("corrupt journal record: {e}"),
-        })?;
-        records.push(record);
+        let verified = serde_json::from_slice::<Line>(line)
+            .map_err(|e| (format!("corrupt journal record: {}", without_position(&e)), false))
+            .and_then(|line| Record::verified(line, sdkappid));
+        match verified {
+            Ok(record) => records.push(record),
+            Err((message, old)) => {
+                older |= old;
+                problems.push(JournalProblem { line: index + 1, message });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(LockfileError::Journal { path, problems, older });
     }
     Ok(records)
+}
+
+/// A serde_json error's message without the ` at line L column C` it appends (the
+/// line is the journal's, given separately).
+fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    text.split(" at line ").next().unwrap_or_default().to_string()
 }
 
 impl Lockfile {
@@ -98,7 +205,7 @@ impl Lockfile {
     /// [`Lockfile::fold`] onto a lockfile already in memory (as read from `path`
     /// before the journal was written), so that folding costs one write, not a read too.
     pub fn fold_onto(mut self, path: &Path, sdkappid: u64) -> Result<(Lockfile, usize), LockfileError> {
-        let records = replay(path)?;
+        let records = replay(path, sdkappid)?;
         let count = records.len();
         if count > 0 {
             self.apply_records(records);
@@ -156,8 +263,8 @@ pub struct JournalWriter {
 }
 
 impl JournalWriter {
-    /// Opens (creating) the journal of `lockfile` for appending.
-    pub fn open(lockfile: &Path) -> Result<JournalWriter, LockfileError> {
+    /// Opens (creating) the journal of `lockfile` for appending the records of the app `sdkappid`.
+    pub fn open(lockfile: &Path, sdkappid: u64) -> Result<JournalWriter, LockfileError> {
         let path = journal_path(lockfile);
         let io = |source| LockfileError::Io { path: path.clone(), source };
         let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
@@ -173,7 +280,7 @@ impl JournalWriter {
                     let started = Instant::now();
                     batch.clear();
                     for record in std::iter::once(first).chain(receiver.try_iter()) {
-                        serde_json::to_writer(&mut batch, &record)?;
+                        serde_json::to_writer(&mut batch, &record.line(sdkappid))?;
                         batch.push(b'\n');
                         stats.records += 1;
                     }
@@ -233,7 +340,7 @@ mod tests {
         let lockfile = dir.path().join("grattr.lock");
         let append = |record: Record| {
             let mut file = OpenOptions::new().create(true).append(true).open(journal_path(&lockfile)).unwrap();
-            file.write_all(format!("{}\n", serde_json::to_string(&record).unwrap()).as_bytes()).unwrap();
+            file.write_all(format!("{}\n", serde_json::to_string(&record.line(7)).unwrap()).as_bytes()).unwrap();
         };
         // The writer has folded a; b is in its journal.
         let mut writer = Lockfile::new(7);
@@ -241,7 +348,7 @@ mod tests {
         writer.checkpoint(&lockfile, 7).unwrap();
         append(set("b", "1"));
         let mut reads = 0;
-        let seen = Lockfile::read_around(&lockfile, || {
+        let seen = Lockfile::read_around(&lockfile, 7, || {
             if reads == 0 {
                 // After the reader has read the lockfile ({a}), the writer folds b and
                 // starts a journal with c: the old lockfile and this journal lack b.
@@ -265,7 +372,7 @@ mod tests {
         start.apply_records([set("a", "old"), set("gone", "x")]);
         start.write(&lockfile).unwrap();
 
-        let writer = JournalWriter::open(&lockfile).unwrap();
+        let writer = JournalWriter::open(&lockfile, 7).unwrap();
         for record in [set("a", "new"), set("b", "1"), Record::Forget { group: GroupId::parse("gone").unwrap() }] {
             writer.record(record);
         }
@@ -274,13 +381,13 @@ mod tests {
         assert!(stats.syncs >= 1);
 
         // Before folding, a reader sees the lockfile and the journal together.
-        let seen = Lockfile::read(&lockfile).unwrap();
+        let seen = Lockfile::read(&lockfile, 7).unwrap();
         assert_eq!(seen.groups.len(), 2);
         let (folded, records) = Lockfile::fold(&lockfile, 7).unwrap();
         assert_eq!(records, 3);
         assert_eq!(folded, seen);
         assert!(!journal_path(&lockfile).exists());
-        assert_eq!(Lockfile::read(&lockfile).unwrap(), folded);
+        assert_eq!(Lockfile::read(&lockfile, 7).unwrap(), folded);
         assert_eq!(folded.groups[&GroupId::parse("a").unwrap()].attributes["k"], "new");
     }
 
@@ -288,11 +395,68 @@ mod tests {
     fn a_torn_last_line_is_ignored_and_other_damage_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let lockfile = dir.path().join("grattr.lock");
-        let good = serde_json::to_string(&set("a", "1")).unwrap();
+        let good = serde_json::to_string(&set("a", "1").line(7)).unwrap();
         std::fs::write(journal_path(&lockfile), format!("{good}\n{}", &good[..good.len() / 2])).unwrap();
-        assert_eq!(replay(&lockfile).unwrap(), vec![set("a", "1")]);
+        assert_eq!(replay(&lockfile, 7).unwrap(), vec![set("a", "1")]);
         std::fs::write(journal_path(&lockfile), format!("{}\n{good}\n", &good[..good.len() / 2])).unwrap();
-        let e = replay(&lockfile).unwrap_err().to_string();
-        assert!(e.contains(".grattr.lock.journal:1:") && e.contains("corrupt journal record"), "{e}");
+        let e = replay(&lockfile, 7).unwrap_err().to_string();
+        assert!(e.contains(".grattr.lock.journal:1: error: corrupt journal record"), "{e}");
+    }
+
+    /// A journal holding `lines`, replayed for app 7; the error with paths relative to its directory.
+    fn replay_lines(lines: &[String]) -> Result<Vec<Record>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let lockfile = dir.path().join("grattr.lock");
+        std::fs::write(journal_path(&lockfile), lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        replay(&lockfile, 7).map_err(|e| e.to_string().replace(&format!("{}/", dir.path().display()), ""))
+    }
+
+    #[test]
+    fn records_that_do_not_verify_are_refused_each_once() {
+        let good = serde_json::to_string(&set("a", "1").line(7)).unwrap();
+        let forged = good.replace("\"k\":\"1\"", "\"k\":\"2\"");
+        let other_app = serde_json::to_string(&set("b", "1").line(8)).unwrap();
+        let no_app = good.replace("\"sdkappid\":7,", "");
+        let forget_with_attributes =
+            serde_json::to_string(&Record::Forget { group: GroupId::parse("c").unwrap() }.line(7))
+                .unwrap()
+                .replace("\"group\"", "\"attributes\":{},\"group\"");
+        let lines = [good.clone(), forged, other_app, no_app, forget_with_attributes, good];
+        let e = replay_lines(&lines).unwrap_err();
+        let errors: Vec<&str> = e.lines().filter(|l| l.contains(": error: ")).collect();
+        assert_eq!(
+            errors,
+            [
+                ".grattr.lock.journal:2: error: journal record of group \"a\": digest does not match the record",
+                ".grattr.lock.journal:3: error: journal record of group \"b\" is for sdkappid 8, not 7",
+                ".grattr.lock.journal:4: error: journal record names no sdkappid",
+                ".grattr.lock.journal:5: error: journal record `forget` has attributes",
+            ],
+            "{e}"
+        );
+        assert!(e.contains("nothing of the journal was folded"), "{e}");
+    }
+
+    #[test]
+    fn a_journal_of_an_older_grattr_is_refused_with_what_to_do() {
+        let e = replay_lines(&[r#"{"op":"set","group":"a","attributes":{"k":"1"}}"#.into()]).unwrap_err();
+        assert!(e.starts_with(".grattr.lock.journal:1: error: journal record has no digest"), "{e}");
+        assert!(e.contains("re-run the grattr that wrote it") && e.contains("grattr plan --refresh"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_journal_is_never_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let lockfile = dir.path().join("grattr.lock");
+        let mut start = Lockfile::new(7);
+        start.apply_records([set("a", "old")]);
+        start.write(&lockfile).unwrap();
+        let before = std::fs::read(&lockfile).unwrap();
+        let forged = serde_json::to_string(&set("a", "new").line(7)).unwrap().replace("\"new\"", "\"evil\"");
+        std::fs::write(journal_path(&lockfile), format!("{forged}\n")).unwrap();
+        assert!(Lockfile::fold(&lockfile, 7).is_err());
+        assert!(Lockfile::read(&lockfile, 7).is_err());
+        assert_eq!(std::fs::read(&lockfile).unwrap(), before);
+        assert!(journal_path(&lockfile).exists(), "kept for the user to look at");
     }
 }

@@ -50,13 +50,35 @@ pub enum LockfileError {
         .problems.len(), if .problems.len() == 1 { "entry" } else { "entries" },
         .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"), path = .path.display())]
     Integrity { path: PathBuf, problems: Vec<String> },
+    /// The journal holds lines that are not verified records of this app; none of it is folded.
+    #[error("{}\n  help: {}", .problems.iter().map(|p| format!("{}:{}: error: {}", .path.display(), p.line, p.message)).collect::<Vec<_>>().join("\n"),
+        if *.older {
+            "this journal was left by an older grattr stopped in the middle of a run; re-run the grattr that wrote it to fold it, or delete it and run `grattr plan --refresh` (then `grattr apply --refresh`) to compare with what is live"
+        } else {
+            "nothing of the journal was folded; it is not this app's record of a run (another --env?): delete it and run `grattr apply --refresh` to record what is live"
+        })]
+    Journal { path: PathBuf, problems: Vec<JournalProblem>, older: bool },
+    /// A merge left git's conflict markers in the lockfile.
+    #[error("{path}:{line}: error: the lockfile holds a git conflict marker `{marker}`: a merge of it was not resolved\n  help: nothing is trusted from it; see \"Lockfile conflicts\" in grattr's README: take one side (`git checkout --ours {path}` or `--theirs`) and run `grattr plan --refresh`, or merge both sides' groups by hand", path = .path.display())]
+    Conflict { path: PathBuf, line: usize, marker: String },
     /// The lockfile records another app.
     #[error("{path}: error: the lockfile records sdkappid {recorded}, but the environment is sdkappid {configured}", path = .path.display())]
     WrongApp { path: PathBuf, recorded: u64, configured: u64 },
 }
 
+/// A line of the journal that is not a verified record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalProblem {
+    /// The line, from 1.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// The top level of a lockfile. A field this grattr does not know is refused:
+/// what it meant cannot be kept when the file is written again.
 #[derive(Deserialize)]
-#[serde(bound = "E: Deserialize<'de>")]
+#[serde(bound = "E: Deserialize<'de>", deny_unknown_fields)]
 struct FileDoc<E> {
     format_version: u32,
     #[serde(default)]
@@ -118,13 +140,16 @@ impl Lockfile {
     /// was. A fold replaces the lockfile by rename, so such a read shows as the path
     /// no longer naming the file that was read (held open, so that its identity
     /// cannot be reused), and is done again.
-    pub fn read(path: &Path) -> Result<Lockfile, LockfileError> {
-        Lockfile::read_around(path, || {})
+    ///
+    /// The journal's records must be records of `sdkappid`, the environment's app,
+    /// and verify; else nothing of it is taken (see [`replay`]).
+    pub fn read(path: &Path, sdkappid: u64) -> Result<Lockfile, LockfileError> {
+        Lockfile::read_around(path, sdkappid, || {})
     }
 
     /// [`Lockfile::read`], calling `between` after reading the lockfile and before
     /// the journal: where a fold by another process would tear the read.
-    fn read_around(path: &Path, mut between: impl FnMut()) -> Result<Lockfile, LockfileError> {
+    fn read_around(path: &Path, sdkappid: u64, mut between: impl FnMut()) -> Result<Lockfile, LockfileError> {
         let io = |source| LockfileError::Io { path: path.to_path_buf(), source };
         let identity = |path: &Path| match same_file::Handle::from_path(path) {
             Ok(handle) => Ok(Some(handle)),
@@ -146,7 +171,7 @@ impl Lockfile {
                 Err(source) => return Err(io(source)),
             };
             between();
-            let records = replay(path)?;
+            let records = replay(path, sdkappid)?;
             if identity(path)? == read {
                 lockfile.apply_records(records);
                 return Ok(lockfile);
@@ -159,6 +184,9 @@ impl Lockfile {
     /// straight into their types; only when one is malformed is the file read again
     /// entry by entry, to name every bad entry.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Lockfile, LockfileError> {
+        if let Some((line, marker)) = conflict_marker(bytes) {
+            return Err(LockfileError::Conflict { path: path.to_path_buf(), line, marker });
+        }
         match serde_json::from_slice::<FileDoc<AppliedGroup>>(bytes) {
             Ok(doc) => Lockfile::check(
                 path,
@@ -255,6 +283,15 @@ impl Lockfile {
     }
 }
 
+/// The first line (from 1) that starts with one of git's conflict markers, and the marker.
+/// JSON never has one at the start of a line: grattr indents every line but the braces.
+fn conflict_marker(bytes: &[u8]) -> Option<(usize, String)> {
+    const MARKERS: [&[u8]; 4] = [b"<<<<<<<", b"|||||||", b"=======", b">>>>>>>"];
+    bytes.split(|b| *b == b'\n').enumerate().find_map(|(index, line)| {
+        MARKERS.iter().find(|m| line.starts_with(m)).map(|m| (index + 1, String::from_utf8_lossy(m).into_owned()))
+    })
+}
+
 /// A digest of a set of applied groups (a lockfile's record, or the live state).
 pub fn digest(groups: &BTreeMap<GroupId, AppliedGroup>) -> Digest {
     let mut digest = DigestBuilder::new();
@@ -317,9 +354,9 @@ mod tests {
     fn round_trips_through_disk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("grattr.lock");
-        assert_eq!(Lockfile::read(&path).unwrap(), Lockfile::default());
+        assert_eq!(Lockfile::read(&path, 1400000000).unwrap(), Lockfile::default());
         sample().write(&path).unwrap();
-        assert_eq!(Lockfile::read(&path).unwrap(), sample());
+        assert_eq!(Lockfile::read(&path, 1400000000).unwrap(), sample());
         // Nothing is left behind but the lockfile itself.
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("grattr.lock")]);
@@ -337,7 +374,15 @@ mod tests {
 
     #[test]
     fn every_kind_of_damage_is_refused() {
-        let cases: [(&str, &str); 6] = [
+        let cases: [(&str, &str); 8] = [
+            (
+                "{\"format_version\": 1, \"sdkappid\": 1, \"prune\": true, \"groups\": {}}",
+                "grattr.lock:1:44: error: not a valid lockfile: unknown field `prune`, expected one of",
+            ),
+            (
+                "{\n  \"format_version\": 1,\n<<<<<<< HEAD\n  \"groups\": {}\n=======\n>>>>>>> main\n}\n",
+                "grattr.lock:3: error: the lockfile holds a git conflict marker `<<<<<<<`",
+            ),
             ("{", "grattr.lock:1:1: error: not a valid lockfile: EOF while parsing an object"),
             ("{\"format_version\": 2}", "lockfile format 2 is newer"),
             (

@@ -469,7 +469,7 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
             return Ok(Cycle::Noop);
         }
         let path = self.target.environment.lockfile.clone();
-        let journal = JournalWriter::open(&path)?;
+        let journal = JournalWriter::open(&path, self.target.environment.sdkappid)?;
         let options =
             ApplyOptions { concurrency: self.options.concurrency, fail_fast: false, grace: self.options.grace };
         let mut report = apply::execute(approved, &self.target.client, &journal, &options, &self.stop, |change, outcome| {

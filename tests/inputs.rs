@@ -1,0 +1,204 @@
+//! Inputs that grattr refuses instead of silently changing: journal records that do
+//! not verify, damaged lockfiles, symlinks and special files under `groups/`, the
+//! secret key file, and `import --from` lists. The number and tag cases of group
+//! files are in the corpus (`tests/corpus/50-…` to `54-…`).
+
+mod support;
+
+use grattr::lockfile::{JournalWriter, Lockfile, Record, journal_path};
+use grattr::model::{AttributeSet, GroupId};
+use std::path::Path;
+use support::emulator::{KEY, Server, attrs};
+use support::{Repo, Run};
+
+const APP: u64 = 1400000000;
+
+fn grattr(repo: &Repo, args: &[&str]) -> Run {
+    let run = repo.run_with_env(args, &[("GRATTR_SECRET_KEY", KEY)]);
+    assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the secret leaked");
+    run
+}
+
+fn id(text: &str) -> GroupId {
+    GroupId::parse(text).unwrap()
+}
+
+/// A repository whose lockfile records `a` = {k: v}, with the group declared as {k: new}.
+fn recorded_repo() -> Repo {
+    let repo = Repo::new().file("groups/a.yaml", "groups:\n  - id: a\n    attributes: {k: new}\n");
+    let mut lockfile = Lockfile::new(APP);
+    lockfile.apply_records([Record::Set { group: id("a"), attributes: attrs(&[("k", "v")]) }]);
+    lockfile.write(&repo.join("grattr.lock")).unwrap();
+    repo
+}
+
+/// Writes a journal beside `lockfile` with one record, as grattr for `sdkappid` writes it.
+fn journal(lockfile: &Path, sdkappid: u64, attributes: AttributeSet) {
+    let writer = JournalWriter::open(lockfile, sdkappid).unwrap();
+    writer.record(Record::Set { group: id("a"), attributes });
+    writer.finish().unwrap();
+}
+
+/// Every command that reads the lockfile refuses the journal, once, and changes nothing.
+fn refused_everywhere(repo: &Repo, error: &str) {
+    let lockfile = repo.join("grattr.lock");
+    let before = std::fs::read(&lockfile).unwrap();
+    let journal_before = std::fs::read(journal_path(&lockfile)).unwrap();
+    for args in [&["plan"][..], &["apply", "--yes"], &["drift"]] {
+        let run = grattr(repo, args).code(1);
+        assert_eq!(run.stderr.matches(error).count(), 1, "{args:?}: reported once\n{}", run.stderr);
+        assert_eq!(run.stderr.matches(": error: ").count(), 1, "{args:?}: one error\n{}", run.stderr);
+    }
+    assert_eq!(std::fs::read(&lockfile).unwrap(), before, "the lockfile is unchanged");
+    assert_eq!(std::fs::read(journal_path(&lockfile)).unwrap(), journal_before, "the journal is kept");
+    assert!(Lockfile::read(&lockfile, APP).is_err());
+}
+
+#[test]
+fn a_journal_record_whose_digest_does_not_match_is_refused_and_never_folded() {
+    let repo = recorded_repo();
+    let lockfile = repo.join("grattr.lock");
+    journal(&lockfile, APP, attrs(&[("k", "applied")]));
+    let path = journal_path(&lockfile);
+    let forged = std::fs::read_to_string(&path).unwrap().replace("\"applied\"", "\"forged\"");
+    std::fs::write(&path, forged).unwrap();
+    refused_everywhere(
+        &repo,
+        ".grattr.lock.journal:1: error: journal record of group \"a\": digest does not match the record",
+    );
+}
+
+#[test]
+fn a_journal_record_of_another_app_is_refused_and_never_folded() {
+    let repo = recorded_repo();
+    journal(&repo.join("grattr.lock"), APP + 1, attrs(&[("k", "other app")]));
+    refused_everywhere(
+        &repo,
+        ".grattr.lock.journal:1: error: journal record of group \"a\" is for sdkappid 1400000001, not 1400000000",
+    );
+}
+
+#[test]
+fn a_journal_of_an_older_grattr_is_refused_with_what_to_do() {
+    let repo =
+        recorded_repo().file(".grattr.lock.journal", "{\"op\":\"set\",\"group\":\"a\",\"attributes\":{\"k\":\"x\"}}\n");
+    refused_everywhere(&repo, ".grattr.lock.journal:1: error: journal record has no digest");
+    grattr(&repo, &["plan"]).stderr_has("re-run the grattr that wrote it").stderr_has("grattr plan --refresh");
+}
+
+#[test]
+fn a_lockfile_with_an_unknown_top_level_field_is_refused() {
+    let repo = recorded_repo();
+    let text = repo.read("grattr.lock").replace("\"sdkappid\"", "\"prune\": true,\n  \"sdkappid\"");
+    let repo = repo.file("grattr.lock", &text);
+    grattr(&repo, &["plan"]).code(1).stderr_has("grattr.lock:3:").stderr_has("unknown field `prune`");
+}
+
+#[test]
+fn a_lockfile_with_git_conflict_markers_is_refused_naming_the_line() {
+    let repo = recorded_repo();
+    let ours = repo.read("grattr.lock");
+    let (head, groups) = ours.split_once("  \"groups\"").unwrap();
+    let conflicted = format!("{head}<<<<<<< HEAD\n  \"groups\"{groups}=======\n  \"groups\": {{}}\n>>>>>>> feature\n");
+    let line = head.lines().count() + 1;
+    let repo = repo.file("grattr.lock", &conflicted);
+    for args in [&["plan"][..], &["apply", "--yes"]] {
+        grattr(&repo, args)
+            .code(1)
+            .stderr_has(&format!("grattr.lock:{line}: error: the lockfile holds a git conflict marker `<<<<<<<`"))
+            .stderr_has("\"Lockfile conflicts\" in grattr's README");
+    }
+    assert_eq!(repo.read("grattr.lock"), conflicted);
+}
+
+#[test]
+fn a_symlink_leading_outside_the_repository_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("x.yaml"), "groups:\n  - id: stolen\n    attributes: {k: v}\n").unwrap();
+    std::fs::create_dir(outside.path().join("dir")).unwrap();
+    std::fs::write(outside.path().join("dir/y.yaml"), "groups:\n  - id: also\n    attributes: {k: v}\n").unwrap();
+    let repo = Repo::new()
+        .file("groups/ok.yaml", "groups:\n  - id: ok\n    attributes: {k: v}\n")
+        .file("shared/s.yaml", "groups:\n  - id: shared\n    attributes: {k: v}\n");
+    std::os::unix::fs::symlink(outside.path().join("x.yaml"), repo.join("groups/out.yaml")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("dir"), repo.join("groups/outdir")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", repo.join("groups/null.yaml")).unwrap();
+    std::os::unix::fs::symlink(repo.join("nowhere.yaml"), repo.join("groups/dangling.yaml")).unwrap();
+    // Inside the repository, a symlink is followed.
+    std::os::unix::fs::symlink("../shared/s.yaml", repo.join("groups/shared.yaml")).unwrap();
+    let run = grattr(&repo, &["validate"]).code(1);
+    for path in ["groups/out.yaml", "groups/outdir", "groups/null.yaml"] {
+        assert!(
+            run.stderr.contains(&format!("{path}: error: the symlink leads outside the repository")),
+            "{path}\n{}",
+            run.stderr
+        );
+    }
+    assert!(run.stderr.contains("groups/dangling.yaml: error: cannot follow the symlink"), "{}", run.stderr);
+    assert!(!run.stderr.contains("stolen") && !run.stderr.contains("also"), "{}", run.stderr);
+    assert!(run.stderr.contains("groups: invalid: 4 errors"), "{}", run.stderr);
+    std::fs::remove_file(repo.join("groups/out.yaml")).unwrap();
+    std::fs::remove_file(repo.join("groups/outdir")).unwrap();
+    std::fs::remove_file(repo.join("groups/null.yaml")).unwrap();
+    std::fs::remove_file(repo.join("groups/dangling.yaml")).unwrap();
+    grattr(&repo, &["validate"]).code(0).stdout_has("groups: ok: 2 groups in 2 files");
+}
+
+#[test]
+fn a_fifo_is_refused_and_never_opened() {
+    let repo = Repo::new().file("groups/ok.yaml", "groups:\n  - id: ok\n    attributes: {k: v}\n");
+    let fifo = |path: &Path| {
+        let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo touches nothing else.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    };
+    fifo(&repo.join("pipe"));
+    fifo(&repo.join("groups/direct.yaml"));
+    std::os::unix::fs::symlink("../pipe", repo.join("groups/linked.yaml")).unwrap();
+    // Opening a FIFO for reading blocks until a writer comes: the timeout catches it.
+    let mut command = assert_cmd::Command::cargo_bin("grattr").unwrap();
+    let output = command
+        .current_dir(repo.path())
+        .arg("validate")
+        .env_remove("GRATTR_CONFIG")
+        .env_remove("GRATTR_ENV")
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("groups/direct.yaml: error: this is something that is not a regular file or directory"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("groups/linked.yaml: error: the symlink leads to something that is not a regular file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_secret_key_file_is_its_first_line() {
+    let repo = Repo::new().file("key.txt", "file-key\r\nnot part of it\n");
+    let run = repo.run(&["usersig", "--secret-key-file", "key.txt"]).code(0);
+    let claims = grattr::api::usersig::decode(run.stdout.trim()).unwrap();
+    let key = grattr::api::usersig::SecretKey::new("file-key").unwrap();
+    grattr::api::usersig::verify(&key, run.stdout.trim(), APP, "administrator", claims.time).unwrap();
+
+    let repo = repo.file("blank.txt", "\nhidden-secret-value\n");
+    let run = repo.run(&["usersig", "--secret-key-file", "blank.txt"]).code(1).no_stdout();
+    assert!(run.stderr.contains("the secret key in blank.txt is empty"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hidden-secret-value"), "{}", run.stderr);
+}
+
+#[test]
+fn import_from_reads_a_hash_inside_a_line_as_part_of_the_id() {
+    let server = Server::start(|_| {});
+    let client = server.client();
+    server.block_on(async { client.set_group_attr(&id("room #1"), &attrs(&[("k", "v")])).await.unwrap() });
+    let repo = server.repo().file("ids.txt", "# rooms to adopt\n  # indented comment\nroom #1\n");
+    grattr(&repo, &["import", "--from", "ids.txt"]).code(0).stdout_has("Imported 1 group(s)");
+    let written = repo.read("groups/imported.yaml");
+    assert!(written.contains("- id: \"room #1\"\n"), "{written}");
+    grattr(&repo, &["plan", "--detailed-exitcode"]).code(0);
+}
