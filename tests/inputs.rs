@@ -106,7 +106,7 @@ fn a_lockfile_with_git_conflict_markers_is_refused_naming_the_line() {
         grattr(&repo, args)
             .code(1)
             .stderr_has(&format!("grattr.lock:{line}: error: the lockfile holds a git conflict marker `<<<<<<<`"))
-            .stderr_has("\"Lockfile conflicts\" in grattr's README");
+            .stderr_has("\"Lockfile merges and conflicts\" in grattr's README");
     }
     assert_eq!(repo.read("grattr.lock"), conflicted);
 }

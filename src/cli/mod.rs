@@ -6,6 +6,7 @@ mod drift;
 mod emulator;
 mod import;
 mod inputs;
+mod lockfile;
 mod log_fields;
 mod plan;
 mod progress;
@@ -84,6 +85,9 @@ enum Command {
     Usersig(usersig::Args),
     /// Run a local stand-in of the Chat REST API.
     Emulator(emulator::Args),
+    /// Work with lockfiles: `merge` is git's merge driver for grattr.lock.
+    #[command(subcommand)]
+    Lockfile(lockfile::Command),
 }
 
 impl Cli {
@@ -166,6 +170,7 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::run(&cli, args),
         Command::Usersig(args) => usersig::run(&cli, args),
         Command::Emulator(args) => emulator::run(&cli, args),
+        Command::Lockfile(command) => lockfile::run(command),
     };
     match code {
         Ok(code) => ExitCode::from(code),

@@ -4,6 +4,7 @@
 
 mod guard;
 mod journal;
+pub mod merge;
 
 pub use guard::{Holder, LockError, LockGuard};
 pub use journal::{JournalStats, JournalWriter, Record, journal_path, remove_journal, replay};
@@ -59,7 +60,7 @@ pub enum LockfileError {
         })]
     Journal { path: PathBuf, problems: Vec<JournalProblem>, older: bool },
     /// A merge left git's conflict markers in the lockfile.
-    #[error("{path}:{line}: error: the lockfile holds a git conflict marker `{marker}`: a merge of it was not resolved\n  help: nothing is trusted from it; see \"Lockfile conflicts\" in grattr's README: take one side (`git checkout --ours {path}` or `--theirs`) and run `grattr plan --refresh`, or merge both sides' groups by hand", path = .path.display())]
+    #[error("{path}:{line}: error: the lockfile holds a git conflict marker `{marker}`: a merge of it was not resolved\n  help: nothing is trusted from it; see \"Lockfile merges and conflicts\" in grattr's README (`grattr lockfile merge` is a merge driver that avoids this): take one side (`git checkout --ours {path}` or `--theirs`) and run `grattr plan --refresh`, or merge both sides' groups by hand", path = .path.display())]
     Conflict { path: PathBuf, line: usize, marker: String },
     /// The lockfile records another app.
     #[error("{path}: error: the lockfile records sdkappid {recorded}, but the environment is sdkappid {configured}", path = .path.display())]
