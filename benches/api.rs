@@ -27,6 +27,7 @@ async fn throughput() -> (usize, Duration) {
         emulator.base,
         sig.expose()
     );
+    grattr::api::client::install_tls_provider();
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     let requests = 50_000;
     // Warm the connections up.

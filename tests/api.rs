@@ -116,6 +116,7 @@ async fn attribute_errors_are_answered_with_their_codes() {
 /// Sends one raw request with the given query string and body.
 async fn raw(emulator: &Emulator, path: &str, query: &str, body: &str) -> Response {
     let url = format!("{}/{path}?{query}", emulator.base_url());
+    grattr::api::client::install_tls_provider();
     let answer = reqwest::Client::new().post(url).body(body.to_string()).send().await.unwrap();
     assert_eq!(answer.status(), 200, "errors come in the envelope");
     answer.json().await.unwrap()

@@ -245,6 +245,7 @@ fn watch_logs_and_readyz_keep_hostile_file_names_on_one_line() {
     let readyz = server.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            grattr::api::client::install_tls_provider();
             let answer = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
             let status = answer.status().as_u16();
             let body = answer.text().await.unwrap();

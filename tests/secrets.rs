@@ -138,6 +138,7 @@ fn no_secret_in_what_the_binary_prints() {
             let url = format!(
                 "{base}/v4/group_open_attr_http_svc/get_group_attr?sdkappid={APP}&identifier=administrator&usersig={usersig}&random=7&contenttype=json"
             );
+            grattr::api::client::install_tls_provider();
             let answer = reqwest::Client::new().post(url).body(r#"{"GroupId":"room"}"#).send().await.unwrap();
             let answer: serde_json::Value = answer.json().await.unwrap();
             assert_eq!(answer["ErrorCode"], expected, "grattr usersig's output is accepted by the emulator: {answer}");

@@ -64,6 +64,7 @@ impl Watch {
 
     fn get(&self, server: &Server, path: &str) -> (u16, String) {
         server.block_on(async {
+            grattr::api::client::install_tls_provider();
             let answer = reqwest::get(format!("{}{path}", self.metrics)).await.unwrap();
             (answer.status().as_u16(), answer.text().await.unwrap())
         })

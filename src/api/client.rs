@@ -331,9 +331,20 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Makes ring rustls's cryptography for this process, once; any HTTP client built
+/// afterwards (grattr's, or a test's own reqwest client) uses it. A provider
+/// installed before is kept.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl Client {
     /// A client for `config`.
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        install_tls_provider();
         reqwest::Url::parse(&config.base_url).map_err(|_| ClientError::BadUrl(config.base_url.clone()))?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)

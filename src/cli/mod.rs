@@ -20,6 +20,7 @@ use crate::api::client::{Client, ClientConfig};
 use crate::api::usersig::SecretKey;
 use crate::desired::Environment;
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -116,24 +117,39 @@ impl Cli {
 }
 
 /// Sends `tracing` events to stderr, as text (fields escaped: one event is one
-/// line) or JSON lines. `GRATTR_LOG` takes
-/// `tracing` filter directives; otherwise `-v` raises the level from `quiet`
-/// (warnings for commands, grattr's own info for the watch service).
+/// line) or JSON lines. `GRATTR_LOG` takes `target=level` directives
+/// (`warn,grattr=debug`); otherwise `-v` raises the level from quiet (warnings
+/// for commands, grattr's own info for the watch service).
 fn init_logging(verbose: u8, service: bool, json: bool) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
     let level = match (verbose, service) {
         (0, false) => "warn",
         (0, true) | (1, _) => "warn,grattr=info",
         (2, _) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GRATTR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let default = || level.parse::<Targets>().unwrap_or_default();
+    let filter = match std::env::var("GRATTR_LOG") {
+        Ok(directives) => directives.parse::<Targets>().unwrap_or_else(|e| {
+            let _ = writeln!(
+                anstream::stderr(),
+                "warning: GRATTR_LOG is not a list of target=level directives ({e}); using {level:?}"
+            );
+            default()
+        }),
+        Err(_) => default(),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = match json {
-        true => builder.json().try_init(),
-        false => builder
-            .fmt_fields(log_fields::EscapedFields)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        true => registry.with(layer.json()).try_init(),
+        false => registry
+            .with(
+                layer
+                    .fmt_fields(log_fields::EscapedFields)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
             .try_init(),
     };
 }
