@@ -76,8 +76,13 @@ rescue() {
 
 apply_status=0
 run_apply() {
-  local status=0
+  local status=0 token
+  # apply prints group ids and values from the desired state: with workflow commands off, a
+  # line of theirs cannot become a command to the runner.
+  token=$(inert_token)
+  printf '::stop-commands::%s\n' "$token"
   grattr apply "${args[@]}" --yes || status=$?
+  printf '::%s::\n' "$token"
   if ((status != 0 && apply_status == 0)); then
     apply_status=$status
   fi

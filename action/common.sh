@@ -32,10 +32,15 @@ set_output() {
 # (group ids, values, file names) cannot issue `::add-mask::`, `::error::` and the like.
 print_inert() {
   local token
-  token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  token=$(inert_token)
   printf '::stop-commands::%s\n' "$token"
   cat -- "$1"
   printf '\n::%s::\n' "$token"
+}
+
+# A token no text can guess, to end a stretch of output with workflow commands off.
+inert_token() {
+  od -An -N16 -tx1 /dev/urandom | tr -d ' \n'
 }
 
 # The work directory for temporary files of this step.

@@ -722,6 +722,7 @@ fn a_lost_push_race_is_fetched_rebased_with_the_merge_driver_and_retried() {
     assert!(log.contains("main moved: rebasing the lockfile onto it (attempt 2 of 5)"), "{log}");
     assert!(log.contains("Pushed the lockfile to main."), "{log}");
     assert!(!log.contains(KEY), "the secret key is never printed");
+    assert!(log.contains("::stop-commands::"), "apply's output reaches the log with workflow commands off: {log}");
     // Both records are on main, each as applied.
     let lockfile = remote.lockfile();
     assert_eq!(lockfile["groups"]["alpha"]["attributes"], json!({"v": "2"}), "{lockfile}");
