@@ -12,6 +12,9 @@
 //! GRATTR_BENCH_RUNS=5               timed runs per size (default: 5 up to 20,000 groups, else 3;
 //!                                   0 generates and checks only)
 //! GRATTR_BENCH_KEEP=DIR             generate into DIR/plan-<N> and keep it, for manual experiments
+//! GRATTR_BENCH_BINARIES=PATH,...    also time these grattr binaries (default: the shipped static
+//!                                   build, target/x86_64-unknown-linux-musl/dist/grattr, when
+//!                                   scripts/build-static.sh has made it)
 //! ```
 //!
 //! Peak memory is read with GNU time (`/usr/bin/time -f %M`) when present;
@@ -28,8 +31,12 @@ use std::time::{Duration, Instant};
 
 const GNU_TIME: &str = "/usr/bin/time";
 
-/// One size's results.
+/// The static Linux binary releases ship, as `scripts/build-static.sh` builds it.
+const SHIPPED: &str = "target/x86_64-unknown-linux-musl/dist/grattr";
+
+/// One size's results with one binary.
 struct Row {
+    binary: String,
     generated: Generated,
     runs: Vec<Duration>,
     /// CPU time (user + system) of each run, when GNU time is there.
@@ -60,6 +67,22 @@ fn main() {
         eprintln!("note: {GNU_TIME} (GNU time) not found; peak memory is not measured");
     }
 
+    // The binary cargo built for this bench, and the shipped ones: a release must not
+    // be slower than a local build.
+    let mut binaries = vec![("local build".to_string(), PathBuf::from(env!("CARGO_BIN_EXE_grattr")))];
+    let extra: Vec<PathBuf> = match std::env::var("GRATTR_BENCH_BINARIES") {
+        Ok(list) => list.split(',').filter(|p| !p.trim().is_empty()).map(|p| PathBuf::from(p.trim())).collect(),
+        Err(_) => {
+            let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED);
+            if bench_mode && shipped.exists() { vec![shipped] } else { Vec::new() }
+        }
+    };
+    for path in extra {
+        assert!(path.exists(), "GRATTR_BENCH_BINARIES: {} does not exist", path.display());
+        let label = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&path).display().to_string();
+        binaries.push((label, path));
+    }
+
     let mut rows = Vec::new();
     for &size in &sizes {
         let runs = match runs_override {
@@ -68,18 +91,19 @@ fn main() {
             None if size <= 20_000 => 5,
             None => 3,
         };
-        rows.push(bench_size(size, runs, keep.as_deref(), time.as_deref()));
+        rows.extend(bench_size(size, runs, keep.as_deref(), time.as_deref(), &binaries));
     }
 
     println!();
-    println!("| Groups | Files | YAML | Lockfile | Runs | Wall min | Wall median | CPU median | Peak RSS |");
-    println!("|-------:|------:|-----:|---------:|-----:|---------:|------------:|-----------:|---------:|");
+    println!("| Binary | Groups | Files | YAML | Lockfile | Runs | Wall min | Wall median | CPU median | Peak RSS |");
+    println!("|:-------|-------:|------:|-----:|---------:|-----:|---------:|------------:|-----------:|---------:|");
     for row in &rows {
         let g = &row.generated;
         let (wall_min, wall_median, cpu_median) = (min(&row.runs), median(&row.runs), median(&row.cpu));
         let rss = row.peak_rss_kib.map_or("n/a".to_string(), |kib| format!("{:.0} MiB", kib as f64 / 1024.0));
         println!(
-            "| {} | {} | {} | {} | {} | {wall_min} | {wall_median} | {cpu_median} | {rss} |",
+            "| {} | {} | {} | {} | {} | {} | {wall_min} | {wall_median} | {cpu_median} | {rss} |",
+            row.binary,
             thousands(g.groups),
             thousands(g.files),
             mebibytes(g.yaml_bytes),
@@ -95,8 +119,14 @@ fn main() {
     );
 }
 
-/// Generates, checks and times one size.
-fn bench_size(size: usize, runs: usize, keep: Option<&Path>, time: Option<&str>) -> Row {
+/// Generates one size, then checks and times each binary on it.
+fn bench_size(
+    size: usize,
+    runs: usize,
+    keep: Option<&Path>,
+    time: Option<&str>,
+    binaries: &[(String, PathBuf)],
+) -> Vec<Row> {
     let spec = Spec::new(size);
     let temp;
     let root = match keep {
@@ -122,16 +152,34 @@ fn bench_size(size: usize, runs: usize, keep: Option<&Path>, time: Option<&str>)
         root.display(),
     );
 
+    let rows =
+        binaries.iter().map(|(label, binary)| bench_binary(&root, label, binary, &generated, runs, time)).collect();
+    if keep.is_some() {
+        eprintln!("  kept {}: cd there and run `grattr plan`", root.display());
+    }
+    rows
+}
+
+/// Checks and times one binary on a generated repository.
+fn bench_binary(
+    root: &Path,
+    label: &str,
+    binary: &Path,
+    generated: &Generated,
+    runs: usize,
+    time: Option<&str>,
+) -> Row {
+    eprintln!("  {label}:");
     // The warm-up run also proves the plan is the one expected.
     let started = Instant::now();
-    let output = plan_command(&root).stdout(Stdio::piped()).stderr(Stdio::piped()).output().expect("run grattr");
+    let output = plan_command(root, binary).stdout(Stdio::piped()).stderr(Stdio::piped()).output().expect("run grattr");
     assert!(
         output.status.success(),
         "grattr plan failed ({}):\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    check_plan(&output.stdout, &generated);
+    check_plan(&output.stdout, generated);
     eprintln!(
         "  warm-up: {}, plan checked: {} updates ({} changed values, {} added keys, {} removed keys), {} unchanged",
         seconds(started.elapsed()),
@@ -142,9 +190,15 @@ fn bench_size(size: usize, runs: usize, keep: Option<&Path>, time: Option<&str>)
         generated.groups - generated.drifted,
     );
 
-    let mut row = Row { generated, runs: Vec::new(), cpu: Vec::new(), peak_rss_kib: None };
+    let mut row = Row {
+        binary: label.to_string(),
+        generated: generated.clone(),
+        runs: Vec::new(),
+        cpu: Vec::new(),
+        peak_rss_kib: None,
+    };
     for run in 1..=runs {
-        let measured = timed_run(&root, time);
+        let measured = timed_run(root, binary, time);
         let usage = measured.usage.map_or(String::new(), |(kib, cpu)| {
             format!(", CPU {}, peak RSS {:.0} MiB", seconds(cpu), kib as f64 / 1024.0)
         });
@@ -155,19 +209,15 @@ fn bench_size(size: usize, runs: usize, keep: Option<&Path>, time: Option<&str>)
             row.peak_rss_kib = row.peak_rss_kib.max(Some(kib));
         }
     }
-    if keep.is_some() {
-        eprintln!("  kept {}: cd there and run `grattr plan`", root.display());
-    }
     row
 }
 
 /// `grattr plan --format json` in `root`, isolated from the caller's grattr variables.
-fn plan_command(root: &Path) -> Command {
-    plan_command_via(root, None)
+fn plan_command(root: &Path, grattr: &Path) -> Command {
+    plan_command_via(root, grattr, None)
 }
 
-fn plan_command_via(root: &Path, wrapper: Option<(&str, &[&str])>) -> Command {
-    let grattr = env!("CARGO_BIN_EXE_grattr");
+fn plan_command_via(root: &Path, grattr: &Path, wrapper: Option<(&str, &[&str])>) -> Command {
     let mut command = match wrapper {
         Some((program, args)) => {
             let mut command = Command::new(program);
@@ -186,13 +236,13 @@ fn plan_command_via(root: &Path, wrapper: Option<(&str, &[&str])>) -> Command {
 }
 
 /// One timed run of the child.
-fn timed_run(root: &Path, time: Option<&str>) -> Measured {
+fn timed_run(root: &Path, grattr: &Path, time: Option<&str>) -> Measured {
     let report = tempfile::NamedTempFile::new().expect("temporary file");
     let report_path = report.path().to_string_lossy().into_owned();
     let time_args = ["-f", "%M %U %S", "-o", report_path.as_str()];
     let mut command = match time {
-        Some(time) => plan_command_via(root, Some((time, &time_args))),
-        None => plan_command(root),
+        Some(time) => plan_command_via(root, grattr, Some((time, &time_args))),
+        None => plan_command(root, grattr),
     };
     command.stdout(Stdio::null()).stderr(Stdio::piped());
     let started = Instant::now();

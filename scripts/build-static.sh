@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the static Linux binary that releases ship (x86_64-unknown-linux-musl, the
+# `dist` profile) and checks it: statically linked, at most 10 MB, names its commit.
+# Needs: rustup target add x86_64-unknown-linux-musl; apt-get install musl-tools
+# (musl-gcc compiles the C parts: mimalloc, the TLS crypto). Prints the binary's path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=x86_64-unknown-linux-musl
+limit=$((10 * 1024 * 1024))
+
+rustup target list --installed | grep -qx "$target" || {
+  echo "error: the $target target is missing: rustup target add $target" >&2
+  exit 1
+}
+command -v musl-gcc >/dev/null || {
+  echo "error: musl-gcc is missing: apt-get install musl-tools" >&2
+  exit 1
+}
+
+cargo build --locked --profile dist --target "$target" --bin grattr >&2
+binary="target/$target/dist/grattr"
+
+if ldd "$binary" >/dev/null 2>&1 && ! ldd "$binary" 2>&1 | grep -q "statically linked"; then
+  echo "error: $binary is dynamically linked:" >&2
+  ldd "$binary" >&2
+  exit 1
+fi
+size=$(stat -c %s "$binary")
+if (( size > limit )); then
+  echo "error: $binary is $size bytes, over the 10 MB budget" >&2
+  exit 1
+fi
+echo "$("$binary" --version): static, $size bytes" >&2
+echo "$binary"
