@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# apply mode: apply the newest desired state of the branch, then commit the lockfile and push
+# it, rebasing and retrying when another apply's push got there first, so that no recorded
+# success is lost when merges race. Commits also after a partial failure, then fails.
+#
+# In: GRATTR_WORKING_DIRECTORY, GRATTR_ENVIRONMENT, GRATTR_LOCKFILE (default grattr.lock),
+# GRATTR_BRANCH (default GITHUB_REF_NAME), GRATTR_REMOTE (default origin),
+# GRATTR_PUSH_ATTEMPTS (default 5), GRATTR_PUSH_BACKOFF (seconds, default 2, times the attempt),
+# GRATTR_SECRET_KEY (read by grattr itself; never printed here).
+set -euo pipefail
+here=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=common.sh source-path=SCRIPTDIR
+source "$here/common.sh"
+
+cd -- "${GRATTR_WORKING_DIRECTORY:-.}"
+environment=${GRATTR_ENVIRONMENT:-}
+if [[ ! "$environment" =~ ^[A-Za-z0-9_.-]*$ ]]; then
+  error "environment must be letters, digits, '_', '.' or '-'"
+  exit 1
+fi
+unset GRATTR_ENV
+args=()
+if [[ -n "$environment" ]]; then
+  args=(--env "$environment")
+fi
+lockfile=${GRATTR_LOCKFILE:-grattr.lock}
+remote=${GRATTR_REMOTE:-origin}
+branch=${GRATTR_BRANCH:-${GITHUB_REF_NAME:-}}
+attempts=${GRATTR_PUSH_ATTEMPTS:-5}
+backoff=${GRATTR_PUSH_BACKOFF:-2}
+if [[ -z "$branch" ]] || ! git check-ref-format --branch "$branch" >/dev/null 2>&1; then
+  error "no branch to apply from and push to (set GITHUB_REF_NAME or the branch input)"
+  exit 1
+fi
+if [[ ! "$attempts" =~ ^[1-9][0-9]*$ || ! "$backoff" =~ ^[0-9]+$ ]]; then
+  error "GRATTR_PUSH_ATTEMPTS must be a positive number and GRATTR_PUSH_BACKOFF a number of seconds"
+  exit 1
+fi
+if [[ "$lockfile" =~ [[:space:]] ]]; then
+  error "the lockfile path must not contain spaces (it is written into .git/info/attributes)"
+  exit 1
+fi
+
+# Commits are the bot's; environment variables rather than git config, so nothing persists.
+export GIT_AUTHOR_NAME='github-actions[bot]' GIT_COMMITTER_NAME='github-actions[bot]'
+export GIT_AUTHOR_EMAIL='41898282+github-actions[bot]@users.noreply.github.com'
+export GIT_COMMITTER_EMAIL=$GIT_AUTHOR_EMAIL
+
+# The lockfile merge driver for the rebase below: records of different groups merge; a group
+# recorded differently on both sides is a conflict (see the README). The attribute goes to
+# .git/info/attributes so that it holds even where the repository has not committed the
+# .gitattributes line yet, without changing the work tree.
+git config merge.grattr-lock.name 'grattr lockfile merge driver'
+git config merge.grattr-lock.driver 'grattr lockfile merge %O %A %B %P'
+attributes=$(git rev-parse --git-path info/attributes)
+mkdir -p -- "$(dirname -- "$attributes")"
+line="/$(git rev-parse --show-prefix)$lockfile merge=grattr-lock"
+if ! grep -qxF -- "$line" "$attributes" 2>/dev/null; then
+  printf '%s\n' "$line" >>"$attributes"
+fi
+
+tracking="refs/remotes/$remote/$branch"
+fetch() {
+  git fetch --quiet "$remote" "+refs/heads/$branch:$tracking"
+}
+
+# Leaves the recorded successes on a branch of their own when they cannot reach $branch.
+rescue() {
+  local rescue_branch="grattr-rescue/${GITHUB_RUN_ID:-$$}"
+  if git push --quiet "$remote" "HEAD:refs/heads/$rescue_branch"; then
+    error "the lockfile with this run's records is on the branch $rescue_branch: merge it into $branch"
+  else
+    error "the lockfile with this run's records could not be pushed anywhere; see this job's log for what was applied"
+  fi
+}
+
+apply_status=0
+run_apply() {
+  local status=0 token
+  # apply prints group ids and values from the desired state: with workflow commands off, a
+  # line of theirs cannot become a command to the runner.
+  token=$(inert_token)
+  printf '::stop-commands::%s\n' "$token"
+  grattr apply "${args[@]}" --yes || status=$?
+  printf '::%s::\n' "$token"
+  if ((status != 0 && apply_status == 0)); then
+    apply_status=$status
+  fi
+}
+
+# Returns 1 when there is nothing new to commit.
+commit_lockfile() {
+  [[ -e "$lockfile" ]] || return 1
+  git add -- "$lockfile"
+  if git diff --cached --quiet; then
+    return 1
+  fi
+  git commit --quiet -m "grattr: record applied state${environment:+ ($environment)}"
+}
+
+# Start from the branch's newest commit, not the one that triggered the run: a re-run after a
+# race, or a run queued behind another apply, applies the newest desired state.
+fetch
+git checkout --quiet --force --detach "$tracking"
+echo "Applying $branch at $(git rev-parse --short HEAD)"
+run_apply
+if ! commit_lockfile; then
+  echo "The lockfile did not change: nothing to push."
+  exit "$apply_status"
+fi
+
+attempt=1
+until git push --quiet "$remote" "HEAD:refs/heads/$branch"; do
+  if ((attempt >= attempts)); then
+    error "pushing the lockfile to $branch failed $attempts times"
+    rescue
+    exit 1
+  fi
+  sleep $((backoff * attempt))
+  attempt=$((attempt + 1))
+  before=$(git rev-parse "$tracking")
+  fetch
+  if [[ "$(git rev-parse "$tracking")" == "$before" ]]; then
+    # Nothing raced us: retrying cannot help. Most often a branch protection rule.
+    error "the push to $branch was refused, and $branch did not move: is it protected? (see the README: branch protection)"
+    rescue
+    exit 1
+  fi
+  echo "$branch moved: rebasing the lockfile onto it (attempt $attempt of $attempts)"
+  if ! git rebase --quiet "$tracking"; then
+    git rebase --abort || true
+    error "the lockfile could not be merged with the one on $branch (the same group recorded differently on both sides)"
+    rescue
+    exit 1
+  fi
+  # Never push a lockfile grattr cannot read (a bad merge).
+  if ! grattr plan "${args[@]}" >/dev/null; then
+    error "after the rebase, grattr cannot plan from $branch's newest commit; not pushing"
+    rescue
+    exit 1
+  fi
+  # The rebase may have brought new desired state: converge, so the lockfile pushed records
+  # what is live for the commit it is pushed with. With nothing new this makes no API call.
+  run_apply
+  commit_lockfile || true
+done
+echo "Pushed the lockfile to $branch."
+exit "$apply_status"

@@ -1,0 +1,49 @@
+# shellcheck shell=bash
+# Shared by the action's scripts: messages as GitHub workflow commands, and writing step outputs.
+# Sourced, never run. Nothing here echoes a variable that could hold a secret.
+
+# An error annotation on the job, then the caller exits.
+error() {
+  printf '::error title=grattr action::%s\n' "$(command_escape "$*")" >&2
+}
+
+warning() {
+  printf '::warning title=grattr action::%s\n' "$(command_escape "$*")" >&2
+}
+
+# Escapes a message for a workflow command, as GitHub's toolkit does, so that text we print
+# cannot end the command early or start another one on a new line.
+command_escape() {
+  local text=$1
+  text=${text//'%'/'%25'}
+  text=${text//$'\r'/'%0D'}
+  text=${text//$'\n'/'%0A'}
+  printf '%s' "$text"
+}
+
+# Sets a step output (GITHUB_OUTPUT); values here are ours (true/false, paths we chose).
+set_output() {
+  if [[ -n "${GITHUB_OUTPUT:-}" ]]; then
+    printf '%s=%s\n' "$1" "$2" >>"$GITHUB_OUTPUT"
+  fi
+}
+
+# Prints a file to the log with workflow commands off, so that text from a pull request
+# (group ids, values, file names) cannot issue `::add-mask::`, `::error::` and the like.
+print_inert() {
+  local token
+  token=$(inert_token)
+  printf '::stop-commands::%s\n' "$token"
+  cat -- "$1"
+  printf '\n::%s::\n' "$token"
+}
+
+# A token no text can guess, to end a stretch of output with workflow commands off.
+inert_token() {
+  od -An -N16 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# The work directory for temporary files of this step.
+scratch_dir() {
+  mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/grattr-action.XXXXXX"
+}

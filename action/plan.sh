@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# plan mode: validate (errors as annotations), plan as Markdown, and show the plan in ONE
+# pull-request comment updated in place and in the job summary. A failed validation replaces
+# the comment with the errors, so a stale plan never stays up, and fails the step.
+#
+# In: GRATTR_WORKING_DIRECTORY, GRATTR_ENVIRONMENT, GRATTR_GITHUB_TOKEN, and what GitHub sets:
+# GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_EVENT_PATH, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT,
+# GITHUB_SERVER_URL, GITHUB_RUN_ID, RUNNER_TEMP.
+# Out: has-changes (true/false), plan-file (the Markdown that was posted).
+set -euo pipefail
+here=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=common.sh source-path=SCRIPTDIR
+source "$here/common.sh"
+# shellcheck source=github.sh source-path=SCRIPTDIR
+source "$here/github.sh"
+
+cd -- "${GRATTR_WORKING_DIRECTORY:-.}"
+environment=${GRATTR_ENVIRONMENT:-}
+if [[ ! "$environment" =~ ^[A-Za-z0-9_.-]*$ ]]; then
+  error "environment must be letters, digits, '_', '.' or '-'"
+  exit 1
+fi
+# The input decides the environment, not a GRATTR_ENV the job may have set.
+unset GRATTR_ENV
+args=()
+marker='<!-- grattr-plan -->'
+title='grattr'
+if [[ -n "$environment" ]]; then
+  args=(--env "$environment")
+  marker="<!-- grattr-plan env=$environment -->"
+  title="grattr ($environment)"
+fi
+
+work=$(scratch_dir)
+trap 'rm -rf -- "$work"' EXIT
+plan_file="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/grattr-plan${environment:+-$environment}.md"
+set_output plan-file "$plan_file"
+set_output has-changes false
+
+# A fence longer than any run of backticks in the text, so the text cannot close it.
+fenced() {
+  local fence='```' longest
+  longest=$(grep -o '`*' -- "$1" | awk '{ if (length($0) > max) max = length($0) } END { print max + 0 }')
+  while ((${#fence} <= longest)); do fence+='`'; done
+  printf '%stext\n' "$fence"
+  cat -- "$1"
+  printf '\n%s\n' "$fence"
+}
+
+footer() {
+  local head run_url=""
+  head=$(pull_request_head)
+  if [[ "${GITHUB_REPOSITORY:-}" =~ ^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$ && "${GITHUB_RUN_ID:-}" =~ ^[0-9]+$ ]]; then
+    run_url="${GITHUB_SERVER_URL:-https://github.com}/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID"
+  fi
+  printf '\n<sub>'
+  [[ -n "$head" ]] && printf 'For commit %s. ' "$head"
+  [[ -n "$run_url" ]] && printf '[The run](%s).' "$run_url"
+  printf '</sub>\n'
+}
+
+# Shows $1 (the body without the marker) everywhere: the log (inert), the job summary, the
+# artifact's file, and the comment.
+publish() {
+  {
+    printf '%s\n' "$marker"
+    cat -- "$1"
+    footer
+  } >"$plan_file"
+  if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
+    # A step's summary holds at most 1 MiB.
+    fit "$plan_file" "$work/summary.md" 1000000
+    cat -- "$work/summary.md" >>"$GITHUB_STEP_SUMMARY"
+  fi
+  upsert_comment "$marker" "$plan_file"
+}
+
+# 1. validate: with --format github its errors become annotations on the files.
+status=0
+grattr validate "${args[@]}" --format github || status=$?
+if ((status != 0)); then
+  # The same problems as text, for the comment and the summary.
+  NO_COLOR=1 grattr validate "${args[@]}" >"$work/errors.txt" 2>&1 || true
+  {
+    printf '### %s: validation failed\n\n' "$title"
+    # shellcheck disable=SC2016 # backticks are Markdown here
+    printf '`grattr validate` found problems, so there is no plan. Fix them and push again.\n\n'
+    fenced "$work/errors.txt"
+  } >"$work/body.md"
+  publish "$work/body.md" || true
+  error "validation failed: see the annotations and the plan comment"
+  exit 1
+fi
+
+# 2. plan: exit 2 means changes, 0 none, anything else an error.
+status=0
+NO_COLOR=1 grattr plan "${args[@]}" --format markdown --detailed-exitcode >"$work/plan.md" 2>"$work/plan.err" || status=$?
+case "$status" in
+  0 | 2) ;;
+  *)
+    {
+      printf '### %s: plan failed\n\n' "$title"
+      # shellcheck disable=SC2016 # backticks are Markdown here
+      printf '`grattr plan` failed (exit %s), so there is no plan:\n\n' "$status"
+      fenced "$work/plan.err"
+    } >"$work/body.md"
+    publish "$work/body.md" || true
+    print_inert "$work/plan.err"
+    error "grattr plan failed (exit $status)"
+    exit 1
+    ;;
+esac
+
+print_inert "$work/plan.md"
+if ((status == 2)); then
+  set_output has-changes true
+fi
+publish "$work/plan.md"

@@ -1,0 +1,894 @@
+//! The GitHub Action at the repository root: its scripts (`action/*.sh`) driven with bash
+//! against stand-ins on 127.0.0.1 (a release server, the GitHub REST API, an emulator of the
+//! Chat API, git remotes on disk), and every CI recipe parsed as YAML with the invariants that
+//! keep it safe (pinned actions, permissions, no expressions spliced into shell).
+
+mod support;
+
+use grattr::api::wire::GroupType;
+use grattr::model::GroupId;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use support::Repo;
+use support::emulator::{KEY, Server, groups_yaml};
+
+const TOKEN: &str = "test-token-not-a-secret";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One request a stand-in received.
+#[derive(Clone, Debug)]
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 answering each request with a handler, one request per
+/// connection, recording every request before it answers (so a script that has exited has
+/// had all its requests recorded).
+struct StandIn {
+    url: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl StandIn {
+    fn start(handler: impl Fn(&Request) -> (u16, Vec<u8>) + Send + 'static) -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        // The thread blocks in accept until the test process ends; nothing waits for it.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Some(request) = read_request(&mut stream) else { continue };
+                let (status, body) = handler(&request);
+                recorded.lock().unwrap().push(request);
+                let head = format!(
+                    "HTTP/1.1 {status} Stand-in\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+            }
+        });
+        StandIn { url, requests }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The method and path of each request, in order, and forgets them.
+    fn take(&self) -> Vec<String> {
+        self.requests.lock().unwrap().drain(..).map(|r| format!("{} {}", r.method, r.path)).collect()
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (key, value) = line.split_once(':')?;
+        headers.push((key.trim().to_string(), value.trim().to_string()));
+    }
+    let mut request = Request { method, path, headers, body: Vec::new() };
+    if request.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
+    }
+    let length: usize = request.header("content-length").map_or(0, |v| v.parse().unwrap());
+    request.body.resize(length, 0);
+    reader.read_exact(&mut request.body).ok()?;
+    Some(request)
+}
+
+/// A directory whose `grattr` is the binary cargo built, to put first on the PATH.
+fn grattr_on_path(dir: &Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let link = bin.join("grattr");
+    if !link.exists() {
+        let real = env!("CARGO_BIN_EXE_grattr");
+        if validate_speaks_github() {
+            std::os::unix::fs::symlink(real, &link).unwrap();
+        } else {
+            std::fs::write(&link, GITHUB_FORMAT_SHIM.replace("@REAL@", real)).unwrap();
+            let mut permissions = std::fs::metadata(&link).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+            std::fs::set_permissions(&link, permissions).unwrap();
+        }
+    }
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+/// Whether this build of grattr has `validate --format github`, which another change adds.
+fn validate_speaks_github() -> bool {
+    static SPEAKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SPEAKS.get_or_init(|| {
+        let probe = Command::new(env!("CARGO_BIN_EXE_grattr"))
+            .args(["validate", "--format", "github", "--help"])
+            .output()
+            .unwrap();
+        probe.status.success()
+    })
+}
+
+/// Until `validate --format github` is in this build, a stand-in for it that turns the text
+/// diagnostics into GitHub's workflow commands; every other command is the real binary. Once
+/// the format is built in, the tests run the real binary alone (see `validate_speaks_github`).
+const GITHUB_FORMAT_SHIM: &str = r#"#!/usr/bin/env bash
+real='@REAL@'
+if [[ "${1:-}" == validate && " $* " == *" --format github "* ]]; then
+  args=()
+  skip=0
+  for arg in "${@:2}"; do
+    if ((skip)); then skip=0; continue; fi
+    if [[ "$arg" == --format ]]; then skip=1; continue; fi
+    args+=("$arg")
+  done
+  status=0
+  out=$("$real" validate "${args[@]}" 2>&1) || status=$?
+  printf '%s\n' "$out" | sed -n 's/^\([^:]*\):\([0-9]*\):\([0-9]*\): error: \(.*\)$/::error file=\1,line=\2,col=\3::\4/p'
+  exit "$status"
+fi
+exec "$real" "$@"
+"#;
+
+/// Runs `action/<script>` with bash in `dir`, with only the environment given (and a PATH
+/// whose `grattr` is ours), as the runner would: nothing leaks in from the test's own
+/// environment or the user's git configuration.
+fn script(name: &str, dir: &Path, scratch: &Path, env: &[(&str, &str)]) -> Output {
+    let home = scratch.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut command = Command::new("bash");
+    command
+        .arg(root().join("action").join(name))
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", grattr_on_path(scratch))
+        .env("HOME", &home)
+        .env("RUNNER_TEMP", scratch)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// install
+
+/// A tar.xz as cargo-dist makes it, holding `path` (`grattr-<target>/grattr` or `grattr`) whose
+/// content is `binary`.
+fn tar_xz(scratch: &Path, path: &str, binary: &Path) -> Vec<u8> {
+    let stage = scratch.join("stage");
+    let full = stage.join(path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    // Stripped, as release binaries are: the debug build's symbols would make the test's
+    // compression take most of its time.
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&full)
+        .arg(binary)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(binary, &full).unwrap();
+    }
+    let archive = scratch.join("archive.tar.xz");
+    let top = path.split('/').next().unwrap();
+    let status = Command::new("tar")
+        .args(["-cJf", archive.to_str().unwrap(), "-C", stage.to_str().unwrap(), top])
+        // The fastest preset: the test is about the bytes, not the ratio.
+        .env("XZ_OPT", "-0 -T2")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(&stage).unwrap();
+    std::fs::read(archive).unwrap()
+}
+
+/// A release server for version 9.9.9 serving `archive` and the checksum file `checksum`.
+fn release_server(target: &str, archive: Vec<u8>, checksum: String) -> StandIn {
+    let archive_path = format!("/v9.9.9/grattr-{target}.tar.xz");
+    let checksum_path = format!("{archive_path}.sha256");
+    StandIn::start(move |request| {
+        if request.path == archive_path {
+            (200, archive.clone())
+        } else if request.path == checksum_path {
+            (200, checksum.clone().into_bytes())
+        } else {
+            (404, b"Not Found".to_vec())
+        }
+    })
+}
+
+fn install(scratch: &Path, server: &StandIn, dir: &Path) -> Output {
+    let github_path = scratch.join("github_path");
+    script(
+        "install.sh",
+        scratch,
+        scratch,
+        &[
+            ("GRATTR_VERSION", "9.9.9"),
+            ("GRATTR_TARGET", "x86_64-unknown-linux-musl"),
+            ("GRATTR_DIR", dir.to_str().unwrap()),
+            ("GRATTR_RELEASE_BASE_URL", &server.url),
+            ("GITHUB_PATH", github_path.to_str().unwrap()),
+        ],
+    )
+}
+
+#[test]
+fn the_target_follows_the_runner() {
+    let scratch = tempfile::tempdir().unwrap();
+    let cases = [
+        ("Linux", "X64", "x86_64-unknown-linux-musl"),
+        ("Linux", "ARM64", "aarch64-unknown-linux-musl"),
+        ("macOS", "X64", "x86_64-apple-darwin"),
+        ("macOS", "ARM64", "aarch64-apple-darwin"),
+        ("Windows", "X64", "x86_64-pc-windows-msvc"),
+    ];
+    for (os, arch, target) in cases {
+        let outputs = scratch.path().join("outputs");
+        let env = [
+            ("GRATTR_VERSION", "1.2.3"),
+            ("RUNNER_OS", os),
+            ("RUNNER_ARCH", arch),
+            ("GITHUB_OUTPUT", outputs.to_str().unwrap()),
+        ];
+        let run = script("target.sh", scratch.path(), scratch.path(), &env);
+        assert!(run.status.success(), "{}", text(&run));
+        let written = std::fs::read_to_string(&outputs).unwrap();
+        std::fs::remove_file(&outputs).unwrap();
+        assert!(written.contains(&format!("target={target}\n")), "{os} {arch}: {written}");
+        assert!(written.contains(&format!("/grattr/1.2.3/{target}\n")), "{written}");
+    }
+    let run = script(
+        "target.sh",
+        scratch.path(),
+        scratch.path(),
+        &[("GRATTR_VERSION", "1.2.3"), ("RUNNER_OS", "Windows"), ("RUNNER_ARCH", "ARM64")],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    let run = script(
+        "target.sh",
+        scratch.path(),
+        scratch.path(),
+        &[("GRATTR_VERSION", "1.2.3; rm -rf /"), ("RUNNER_OS", "Linux"), ("RUNNER_ARCH", "X64")],
+    );
+    assert_eq!(run.status.code(), Some(1), "a version that is not a number is refused\n{}", text(&run));
+}
+
+#[test]
+fn a_checksum_mismatch_is_refused_and_nothing_is_installed() {
+    let scratch = tempfile::tempdir().unwrap();
+    let fake = scratch.path().join("fake");
+    std::fs::write(&fake, "#!/bin/sh\necho tampered\n").unwrap();
+    let archive = tar_xz(scratch.path(), "grattr-x86_64-unknown-linux-musl/grattr", &fake);
+    let wrong = format!("{}  grattr-x86_64-unknown-linux-musl.tar.xz\n", sha256_hex(b"something else"));
+    let server = release_server("x86_64-unknown-linux-musl", archive, wrong);
+    let dir = scratch.path().join("tools");
+    let run = install(scratch.path(), &server, &dir);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("::error title=grattr action::checksum mismatch for grattr-x86_64-unknown-linux-musl.tar.xz")
+    );
+    assert!(stderr.contains("nothing was installed"), "{stderr}");
+    assert!(!dir.exists(), "nothing was installed");
+    assert!(!scratch.path().join("github_path").exists(), "nothing was added to the PATH");
+    assert!(!String::from_utf8_lossy(&run.stdout).contains("tampered"), "the binary never ran");
+    let leftovers: Vec<_> = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("grattr-action."))
+        .collect();
+    assert!(leftovers.is_empty(), "the download was removed: {leftovers:?}");
+}
+
+#[test]
+fn install_verifies_and_puts_a_working_grattr_on_the_path() {
+    let scratch = tempfile::tempdir().unwrap();
+    // The binary at the top of the archive (the other layout is in the mismatch test), and the
+    // checksum file in binary mode ("<hex> *<name>"), as sha256sum -b writes it.
+    let archive = tar_xz(scratch.path(), "grattr", Path::new(env!("CARGO_BIN_EXE_grattr")));
+    let checksum = format!("{} *grattr-x86_64-unknown-linux-musl.tar.xz\n", sha256_hex(&archive));
+    let server = release_server("x86_64-unknown-linux-musl", archive, checksum);
+    let dir = scratch.path().join("tools");
+    let run = install(scratch.path(), &server, &dir);
+    assert!(run.status.success(), "{}", text(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("SHA-256 verified"), "{stdout}");
+    assert!(stdout.contains(&format!("grattr {}", env!("CARGO_PKG_VERSION"))), "prints grattr --version: {stdout}");
+    let github_path = std::fs::read_to_string(scratch.path().join("github_path")).unwrap();
+    assert_eq!(github_path, format!("{}\n", dir.display()));
+    let version = Command::new(dir.join("grattr")).arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert_eq!(
+        server.take(),
+        [
+            "GET /v9.9.9/grattr-x86_64-unknown-linux-musl.tar.xz",
+            "GET /v9.9.9/grattr-x86_64-unknown-linux-musl.tar.xz.sha256"
+        ]
+    );
+    // The binary restored from the cache is used without a download.
+    let again = install(scratch.path(), &server, &dir);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("from the cache"));
+    assert!(server.take().is_empty(), "no download");
+}
+
+// ---------------------------------------------------------------------------------------------
+// plan: the GitHub REST API stand-in
+
+struct Comment {
+    id: u64,
+    body: String,
+    bot: bool,
+}
+
+#[derive(Default)]
+struct Issue {
+    comments: Vec<Comment>,
+    /// A fork's read-only token: reading works, writing answers 403.
+    read_only: bool,
+}
+
+/// The issue-comment endpoints of pull request #7 of owner/repo, as GitHub serves them.
+fn github(issue: Arc<Mutex<Issue>>) -> StandIn {
+    StandIn::start(move |request| {
+        if request.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+            return (401, br#"{"message":"Bad credentials"}"#.to_vec());
+        }
+        let mut issue = issue.lock().unwrap();
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        let forbidden = (403, br#"{"message":"Resource not accessible by integration"}"#.to_vec());
+        match (request.method.as_str(), path) {
+            ("GET", "/repos/owner/repo/issues/7/comments") => {
+                let param = |name: &str| {
+                    query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse::<usize>().ok())
+                };
+                let (per_page, page) = (param("per_page").unwrap_or(30), param("page").unwrap_or(1));
+                let list: Vec<Value> = issue
+                    .comments
+                    .iter()
+                    .skip((page - 1) * per_page)
+                    .take(per_page)
+                    .map(|c| {
+                        let (login, kind) = if c.bot { ("github-actions[bot]", "Bot") } else { ("someone", "User") };
+                        json!({"id": c.id, "body": c.body, "user": {"login": login, "type": kind}})
+                    })
+                    .collect();
+                (200, serde_json::to_vec(&list).unwrap())
+            }
+            ("POST", "/repos/owner/repo/issues/7/comments") if issue.read_only => forbidden,
+            ("POST", "/repos/owner/repo/issues/7/comments") => {
+                let id = 1000 + issue.comments.len() as u64;
+                let body = request.json()["body"].as_str().unwrap().to_string();
+                issue.comments.push(Comment { id, body, bot: true });
+                (201, serde_json::to_vec(&json!({"id": id})).unwrap())
+            }
+            ("PATCH", _) if issue.read_only => forbidden,
+            ("PATCH", path) if path.starts_with("/repos/owner/repo/issues/comments/") => {
+                let id: u64 = path.rsplit('/').next().unwrap().parse().unwrap();
+                let body = request.json()["body"].as_str().unwrap().to_string();
+                match issue.comments.iter_mut().find(|c| c.id == id) {
+                    Some(comment) => {
+                        comment.body = body;
+                        (200, serde_json::to_vec(&json!({"id": id})).unwrap())
+                    }
+                    None => (404, b"{}".to_vec()),
+                }
+            }
+            _ => (404, br#"{"message":"Not Found"}"#.to_vec()),
+        }
+    })
+}
+
+/// A pull request (#7 of owner/repo) and the files the runner gives a step.
+struct PullRequest {
+    api: StandIn,
+    issue: Arc<Mutex<Issue>>,
+    scratch: tempfile::TempDir,
+}
+
+struct PlanRun {
+    output: Output,
+    summary: String,
+    outputs: String,
+}
+
+const HEAD_SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+impl PullRequest {
+    fn new() -> PullRequest {
+        let issue = Arc::new(Mutex::new(Issue::default()));
+        let scratch = tempfile::tempdir().unwrap();
+        let event = json!({"pull_request": {"number": 7, "head": {"sha": HEAD_SHA}}});
+        std::fs::write(scratch.path().join("event.json"), event.to_string()).unwrap();
+        PullRequest { api: github(issue.clone()), issue, scratch }
+    }
+
+    fn plan(&self, repo: &Repo) -> PlanRun {
+        let path = |name: &str| self.scratch.path().join(name).to_str().unwrap().to_string();
+        // Each step has files of its own.
+        for name in ["summary.md", "outputs"] {
+            let _ = std::fs::remove_file(path(name));
+        }
+        let output = script(
+            "plan.sh",
+            repo.path(),
+            self.scratch.path(),
+            &[
+                ("GRATTR_WORKING_DIRECTORY", repo.path().to_str().unwrap()),
+                ("GRATTR_ENVIRONMENT", ""),
+                ("GRATTR_GITHUB_TOKEN", TOKEN),
+                ("GITHUB_API_URL", &self.api.url),
+                ("GITHUB_SERVER_URL", "https://github.example"),
+                ("GITHUB_REPOSITORY", "owner/repo"),
+                ("GITHUB_RUN_ID", "42"),
+                ("GITHUB_EVENT_PATH", &path("event.json")),
+                ("GITHUB_STEP_SUMMARY", &path("summary.md")),
+                ("GITHUB_OUTPUT", &path("outputs")),
+            ],
+        );
+        let read = |name: &str| std::fs::read_to_string(path(name)).unwrap_or_default();
+        PlanRun { summary: read("summary.md"), outputs: read("outputs"), output }
+    }
+
+    fn bot_comments(&self) -> Vec<(u64, String)> {
+        self.issue.lock().unwrap().comments.iter().filter(|c| c.bot).map(|c| (c.id, c.body.clone())).collect()
+    }
+}
+
+#[test]
+fn the_plan_comment_is_created_once_then_updated_in_place() {
+    let pr = PullRequest::new();
+    {
+        // A full first page of people's comments, one quoting our marker: the plan comment
+        // lands on page 2, and a person's comment is never taken for ours.
+        let mut issue = pr.issue.lock().unwrap();
+        for id in 0..100 {
+            let body = if id == 50 { "<!-- grattr-plan -->\nI quote the bot".into() } else { format!("comment {id}") };
+            issue.comments.push(Comment { id, body, bot: false });
+        }
+    }
+    let repo = Repo::new().file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "dark")])]));
+    let first = pr.plan(&repo);
+    assert_eq!(first.output.status.code(), Some(0), "{}", text(&first.output));
+    assert_eq!(
+        pr.api.take(),
+        [
+            "GET /repos/owner/repo/issues/7/comments?per_page=100&page=1",
+            "GET /repos/owner/repo/issues/7/comments?per_page=100&page=2",
+            "POST /repos/owner/repo/issues/7/comments",
+        ]
+    );
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1);
+    let (id, body) = &comments[0];
+    assert!(body.starts_with("<!-- grattr-plan -->\n### grattr plan for sdkappid 1400000000"), "{body}");
+    assert!(body.contains("<code>lobby</code> will be created"), "{body}");
+    assert!(body.contains(&format!("For commit {HEAD_SHA}.")), "{body}");
+    assert!(body.contains("(https://github.example/owner/repo/actions/runs/42)"), "{body}");
+    assert!(first.summary.contains("<code>lobby</code> will be created"), "{}", first.summary);
+    assert!(first.outputs.contains("has-changes=true\n"), "{}", first.outputs);
+    let plan_file = first.outputs.lines().find_map(|l| l.strip_prefix("plan-file=")).unwrap();
+    assert_eq!(&std::fs::read_to_string(plan_file).unwrap(), body, "the plan file is what was posted");
+    // The plan reaches the log with workflow commands off: the text is the pull request's.
+    let stdout = String::from_utf8_lossy(&first.output.stdout);
+    assert!(stdout.contains("::stop-commands::"), "{stdout}");
+
+    // A new push: the same comment is updated, no second comment appears.
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "light")])]));
+    let second = pr.plan(&repo);
+    assert_eq!(second.output.status.code(), Some(0), "{}", text(&second.output));
+    assert_eq!(
+        pr.api.take(),
+        [
+            "GET /repos/owner/repo/issues/7/comments?per_page=100&page=1",
+            "GET /repos/owner/repo/issues/7/comments?per_page=100&page=2",
+            format!("PATCH /repos/owner/repo/issues/comments/{id}").as_str(),
+        ]
+    );
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "one comment, updated in place");
+    assert!(comments[0].1.contains(r#"theme = "light""#), "{}", comments[0].1);
+    assert!(!comments[0].1.contains(r#"theme = "dark""#), "{}", comments[0].1);
+    assert_eq!(pr.issue.lock().unwrap().comments[50].body, "<!-- grattr-plan -->\nI quote the bot");
+
+    // No changes: still a comment (saying so), and has-changes=false.
+    let unchanged = Repo::new();
+    let third = pr.plan(&unchanged);
+    assert_eq!(third.output.status.code(), Some(0), "{}", text(&third.output));
+    assert!(third.outputs.contains("has-changes=false\n"), "{}", third.outputs);
+    assert_eq!(pr.bot_comments().len(), 1);
+}
+
+#[test]
+fn a_failed_validation_replaces_the_plan_comment_with_the_errors_and_fails() {
+    let pr = PullRequest::new();
+    let repo = Repo::new().file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "dark")])]));
+    let run = pr.plan(&repo);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let long_key = "k".repeat(40);
+    let repo = repo.file("groups/b.yaml", &groups_yaml(&[("support", &[(long_key.as_str(), "x")])]));
+    let run = pr.plan(&repo);
+    assert_eq!(run.output.status.code(), Some(1), "{}", text(&run.output));
+    // The annotations: validate's own --format github lines.
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    assert!(stdout.contains("::error file=groups/b.yaml,line=4,"), "{stdout}");
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    let body = &comments[0].1;
+    assert!(body.starts_with("<!-- grattr-plan -->\n### grattr: validation failed"), "{body}");
+    assert!(body.contains("is 40 bytes, limit 32 bytes [10045]"), "{body}");
+    assert!(!body.contains("will be created"), "the stale plan is gone: {body}");
+    assert!(run.summary.contains("limit 32 bytes"), "{}", run.summary);
+    assert!(run.outputs.contains("has-changes=false\n"), "{}", run.outputs);
+    assert!(String::from_utf8_lossy(&run.output.stderr).contains("::error title=grattr action::validation failed"));
+}
+
+#[test]
+fn a_read_only_token_still_writes_the_summary_and_does_not_fail() {
+    let pr = PullRequest::new();
+    pr.issue.lock().unwrap().read_only = true;
+    let repo = Repo::new().file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "dark")])]));
+    let run = pr.plan(&repo);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    assert!(
+        stderr.contains("::warning title=grattr action::could not comment on pull request #7 (HTTP 403"),
+        "{stderr}"
+    );
+    assert!(run.summary.contains("<code>lobby</code> will be created"), "{}", run.summary);
+    assert!(run.outputs.contains("has-changes=true\n"));
+    assert!(pr.bot_comments().is_empty());
+    assert!(pr.api.requests().iter().all(|r| !r.body.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes())));
+    assert!(!text(&run.output).contains(TOKEN), "the token is never printed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// apply: git remotes on disk
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}\n{}", text(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn grattr_apply(dir: &Path, args: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_grattr"))
+        .arg("apply")
+        .args(args)
+        .arg("--yes")
+        .current_dir(dir)
+        .env("GRATTR_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+/// A bare remote whose main has `grattr.yaml` (the emulator's), `alpha` applied and recorded,
+/// and then a merged change to `alpha` not yet applied; and a clone of it to run the job in.
+struct Remote {
+    scratch: tempfile::TempDir,
+}
+
+impl Remote {
+    fn new(server: &Server) -> Remote {
+        let scratch = tempfile::tempdir().unwrap();
+        let remote = Remote { scratch };
+        git(remote.scratch.path(), &["init", "--quiet", "--bare", "--initial-branch=main", "remote.git"]);
+        git(remote.scratch.path(), &["clone", "--quiet", "remote.git", "seed"]);
+        let seed = remote.path("seed");
+        std::fs::write(seed.join("grattr.yaml"), server.config()).unwrap();
+        std::fs::write(seed.join(".gitignore"), ".*.lck\n.*.journal\n").unwrap();
+        std::fs::create_dir(seed.join("groups")).unwrap();
+        std::fs::write(seed.join("groups/alpha.yaml"), groups_yaml(&[("alpha", &[("v", "1")])])).unwrap();
+        grattr_apply(&seed, &[]);
+        git(&seed, &["add", "."]);
+        git(&seed, &["commit", "--quiet", "-m", "alpha v1, applied"]);
+        std::fs::write(seed.join("groups/alpha.yaml"), groups_yaml(&[("alpha", &[("v", "2")])])).unwrap();
+        git(&seed, &["commit", "--quiet", "-am", "Merge pull request #1: alpha v2"]);
+        git(&seed, &["push", "--quiet", "origin", "main"]);
+        remote
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(name)
+    }
+
+    fn clone(&self, name: &str) -> PathBuf {
+        git(self.scratch.path(), &["clone", "--quiet", "remote.git", name]);
+        self.path(name)
+    }
+
+    fn hook(&self, text: &str) {
+        let hook = self.path("remote.git/hooks/pre-receive");
+        std::fs::write(&hook, text).unwrap();
+        let mut permissions = std::fs::metadata(&hook).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&hook, permissions).unwrap();
+    }
+
+    fn apply(&self, job: &Path) -> Output {
+        script(
+            "apply.sh",
+            job,
+            self.scratch.path(),
+            &[
+                ("GRATTR_WORKING_DIRECTORY", job.to_str().unwrap()),
+                ("GRATTR_SECRET_KEY", KEY),
+                ("GITHUB_REF_NAME", "main"),
+                ("GITHUB_RUN_ID", "42"),
+                ("GRATTR_PUSH_BACKOFF", "0"),
+            ],
+        )
+    }
+
+    /// The lockfile at the remote's `main`, as JSON.
+    fn lockfile(&self) -> Value {
+        serde_json::from_str(&git(&self.path("remote.git"), &["show", "main:grattr.lock"])).unwrap()
+    }
+}
+
+#[test]
+fn a_lost_push_race_is_fetched_rebased_with_the_merge_driver_and_retried() {
+    let server = Server::start(|_| {});
+    let remote = Remote::new(&server);
+    // The job checks out main as the merge left it.
+    let job = remote.clone("job");
+    // Meanwhile another pull request (beta) is merged and its apply records beta: a commit the
+    // remote's main moves to while our first push is on its way.
+    let other = remote.clone("other");
+    std::fs::write(other.join("groups/beta.yaml"), groups_yaml(&[("beta", &[("w", "1")])])).unwrap();
+    git(&other, &["add", "."]);
+    git(&other, &["commit", "--quiet", "-m", "Merge pull request #2: beta"]);
+    grattr_apply(&other, &["--target", "beta"]);
+    git(&other, &["commit", "--quiet", "-am", "grattr: record applied state"]);
+    git(&other, &["push", "--quiet", "origin", "HEAD:refs/heads/pending"]);
+    assert_eq!(server.sets(), 2, "alpha v1 and beta");
+    // The first push to main loses the race: the hook moves main (outside git's quarantine of
+    // the incoming objects, where ref updates are refused) and rejects the push.
+    remote.hook(
+        "#!/bin/sh\n\
+         if [ ! -e raced ]; then\n\
+           touch raced\n\
+           env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES \\\n\
+             git update-ref refs/heads/main refs/heads/pending\n\
+           echo 'main moved: another push won' >&2\n\
+           exit 1\n\
+         fi\n",
+    );
+
+    let run = remote.apply(&job);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let log = text(&run);
+    assert!(log.contains("main moved: rebasing the lockfile onto it (attempt 2 of 5)"), "{log}");
+    assert!(log.contains("Pushed the lockfile to main."), "{log}");
+    assert!(!log.contains(KEY), "the secret key is never printed");
+    assert!(log.contains("::stop-commands::"), "apply's output reaches the log with workflow commands off: {log}");
+    // Both records are on main, each as applied.
+    let lockfile = remote.lockfile();
+    assert_eq!(lockfile["groups"]["alpha"]["attributes"], json!({"v": "2"}), "{lockfile}");
+    assert_eq!(lockfile["groups"]["beta"]["attributes"], json!({"w": "1"}), "{lockfile}");
+    // Our record sits on top of the other apply's commit, by the bot.
+    let remote_git = remote.path("remote.git");
+    let history = git(&remote_git, &["log", "--format=%an|%s", "main"]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines[0], "github-actions[bot]|grattr: record applied state", "{history}");
+    assert_eq!(lines[1], "dev|grattr: record applied state", "{history}");
+    assert_eq!(lines[2], "dev|Merge pull request #2: beta", "{history}");
+    // alpha v2 once; the converging apply after the rebase had nothing to do.
+    assert_eq!(server.sets(), 3);
+    assert_eq!(server.live("alpha"), Some(support::emulator::attrs(&[("v", "2")])));
+}
+
+#[test]
+fn a_refused_push_that_no_race_explains_fails_at_once_and_keeps_the_records() {
+    let server = Server::start(|_| {});
+    let remote = Remote::new(&server);
+    let job = remote.clone("job");
+    // Branch protection: main refuses every push; other branches are open.
+    remote.hook(
+        "#!/bin/sh\n\
+         while read -r old new ref; do\n\
+           if [ \"$ref\" = refs/heads/main ]; then echo 'protected branch' >&2; exit 1; fi\n\
+         done\n",
+    );
+    let run = remote.apply(&job);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    let log = text(&run);
+    assert!(log.contains("the push to main was refused, and main did not move: is it protected?"), "{log}");
+    assert!(!log.contains("attempt 2"), "no pointless retries: {log}");
+    assert!(log.contains("the lockfile with this run's records is on the branch grattr-rescue/42"), "{log}");
+    let rescued: Value =
+        serde_json::from_str(&git(&remote.path("remote.git"), &["show", "refs/heads/grattr-rescue/42:grattr.lock"]))
+            .unwrap();
+    assert_eq!(rescued["groups"]["alpha"]["attributes"], json!({"v": "2"}));
+}
+
+#[test]
+fn a_partial_failure_is_still_committed_and_pushed_then_fails() {
+    let server = Server::start(|config| {
+        config.auto_create_groups = false;
+        config.groups = vec![(GroupId::parse("alpha").unwrap(), GroupType::Public)];
+    });
+    let remote = Remote::new(&server);
+    // A second merged change declares a group that does not exist: its call fails, alpha's not.
+    let dev = remote.clone("dev");
+    std::fs::write(dev.join("groups/ghost.yaml"), groups_yaml(&[("ghost", &[("x", "1")])])).unwrap();
+    git(&dev, &["add", "."]);
+    git(&dev, &["commit", "--quiet", "-m", "Merge pull request #3: ghost"]);
+    git(&dev, &["push", "--quiet", "origin", "main"]);
+    // The job was started for the first merge; it applies the newest main all the same.
+    let job = remote.clone("job");
+    git(&job, &["checkout", "--quiet", "--detach", "HEAD~1"]);
+    let run = remote.apply(&job);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert!(text(&run).contains("Pushed the lockfile to main."), "{}", text(&run));
+    let lockfile = remote.lockfile();
+    assert_eq!(lockfile["groups"]["alpha"]["attributes"], json!({"v": "2"}), "the success is recorded: {lockfile}");
+    assert!(lockfile["groups"].get("ghost").is_none(), "{lockfile}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// the recipes
+
+/// Every `uses:` and `run:` in a parsed YAML tree, with where it stood.
+fn walk<'a>(value: &'a Value, at: &str, found: &mut Vec<(String, &'a str, &'a Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                let here = format!("{at}.{key}");
+                if key == "uses" || key == "run" {
+                    found.push((here.clone(), key.as_str(), inner));
+                }
+                walk(inner, &here, found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                walk(inner, &format!("{at}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn yaml(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    serde_saphyr::from_multiple::<Value>(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
+}
+
+fn pinned(uses: &str) -> bool {
+    let Some((action, sha)) = uses.split_once('@') else { return false };
+    let parts: Vec<&str> = action.split('/').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| !p.is_empty())
+        && sha.len() == 40
+        && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn check_steps(path: &str, doc: &Value) {
+    let mut found = Vec::new();
+    walk(doc, "", &mut found);
+    for (at, key, value) in found {
+        let value = value.as_str().unwrap_or_else(|| panic!("{path}{at} is not text"));
+        match key {
+            "uses" => assert!(pinned(value), "{path}{at}: {value} is not pinned to a commit SHA"),
+            _ => assert!(!value.contains("${{"), "{path}{at}: an expression spliced into a run: script"),
+        }
+    }
+}
+
+#[test]
+fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
+    let workflows: Vec<String> = std::fs::read_dir(root().join("examples/github-actions"))
+        .unwrap()
+        .map(|e| format!("examples/github-actions/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|p| p.ends_with(".yml") || p.ends_with(".yaml"))
+        .collect();
+    assert!(workflows.len() >= 2, "{workflows:?}");
+    for path in &workflows {
+        for doc in yaml(path) {
+            check_steps(path, &doc);
+            assert!(doc.get("on").is_some(), "{path}: no trigger");
+            assert!(doc["on"].get("pull_request_target").is_none(), "{path}: pull_request_target");
+            assert_eq!(doc["permissions"], json!({}), "{path}: the workflow grants nothing by default");
+            for (name, job) in doc["jobs"].as_object().unwrap() {
+                assert!(job["permissions"].is_object(), "{path}: job {name} has no permissions:");
+            }
+            if let Some(pull_request) = doc["on"].get("pull_request") {
+                // A required check that never reports blocks a pull request forever.
+                assert!(pull_request.get("paths").is_none(), "{path}: a paths filter on the required check");
+                let plan = &doc["jobs"]["plan"];
+                assert_eq!(plan["permissions"], json!({"contents": "read", "pull-requests": "write"}), "{path}");
+                assert!(plan["concurrency"]["cancel-in-progress"] == json!(true), "{path}");
+            }
+            if doc["on"].get("push").is_some() {
+                let apply = &doc["jobs"]["apply"];
+                assert_eq!(apply["permissions"], json!({"contents": "write"}), "{path}");
+                assert_eq!(apply["environment"], json!("production"), "{path}: the secret is an environment's");
+                assert_eq!(apply["concurrency"]["cancel-in-progress"], json!(false), "{path}");
+            }
+        }
+    }
+
+    let action = yaml("action.yml");
+    assert_eq!(action.len(), 1);
+    check_steps("action.yml", &action[0]);
+    let inputs = action[0]["inputs"].as_object().unwrap();
+    for input in ["mode", "version", "working-directory", "github-token", "environment"] {
+        assert!(inputs.contains_key(input), "action.yml lacks the input {input}");
+    }
+    assert!(!inputs.keys().any(|k| k.contains("secret") || k.contains("key")), "the secret key is never an input");
+    let version = inputs["version"]["default"].as_str().unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"), "the action installs the release it is part of");
+
+    let gitlab = yaml("examples/gitlab/.gitlab-ci.yml");
+    assert_eq!(gitlab.len(), 1);
+    for (name, job) in gitlab[0].as_object().unwrap() {
+        for key in ["before_script", "script", "after_script"] {
+            let Some(lines) = job.get(key) else { continue };
+            for line in lines.as_array().unwrap_or_else(|| panic!("{name}.{key} is not a list")) {
+                assert!(line.is_string(), "{name}.{key}: {line} is not a shell line (YAML read it as a mapping)");
+            }
+        }
+    }
+}
