@@ -2,6 +2,7 @@
 //! terminal output. Everything else in the crate returns data.
 
 mod apply;
+mod completions;
 mod drift;
 mod emulator;
 mod import;
@@ -10,6 +11,7 @@ mod log_fields;
 mod plan;
 mod progress;
 mod report;
+mod schema;
 mod signals;
 mod usersig;
 mod validate;
@@ -84,6 +86,12 @@ enum Command {
     Usersig(usersig::Args),
     /// Run a local stand-in of the Chat REST API.
     Emulator(emulator::Args),
+    /// Print the JSON Schema of a group file or of grattr.yaml, for editors.
+    Schema(schema::Args),
+    /// Print the completion script for a shell.
+    Completions(completions::Args),
+    /// Print the man page (roff).
+    Man,
 }
 
 impl Cli {
@@ -166,6 +174,9 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::run(&cli, args),
         Command::Usersig(args) => usersig::run(&cli, args),
         Command::Emulator(args) => emulator::run(&cli, args),
+        Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man => completions::man(),
     };
     match code {
         Ok(code) => ExitCode::from(code),
