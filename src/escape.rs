@@ -12,6 +12,11 @@
 //! - Markdown: [`markdown_code`] inside HTML, [`markdown_code_span`] in Markdown
 //!   text. Data is always placed in code, where no heading, link, HTML, mention or
 //!   reference can form, and first escaped as plain text so no newline can end it.
+//! - GitHub workflow commands (`::error file=…::message`): [`workflow_data`] for
+//!   the message and [`workflow_property`] for property values, escaped exactly as
+//!   GitHub's toolkit escapes them, so no line break can start a second command.
+//!   Plain text GitHub's runner reads (a summary on stderr) passes through
+//!   [`workflow_log`], which the runner never reads as a command.
 //! - Machine output (JSON) is never altered and never passes through here.
 
 use std::borrow::Cow;
@@ -173,6 +178,43 @@ fn token_len(rest: &str, first: u8) -> usize {
     }
 }
 
+/// A workflow command's message, escaped as GitHub's toolkit (`@actions/core`
+/// `escapeData`) does and its runner undoes: `%`, CR and LF. Both CR and LF end
+/// a runner line, so without them the command cannot be followed by another.
+pub fn workflow_data(data: &str) -> String {
+    let mut out = String::with_capacity(data.len());
+    for c in data.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\r' => out.push_str("%0D"),
+            '\n' => out.push_str("%0A"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A workflow command's property value (`file=`, `title=`), escaped as GitHub's
+/// toolkit (`escapeProperty`) does: as [`workflow_data`], and `:` and `,`, which
+/// would end the value or the properties.
+pub fn workflow_property(value: &str) -> String {
+    workflow_data(value).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// A line of plain text that GitHub's runner reads (it reads stdout and stderr
+/// for commands) and must never take for one: as [`text`], and with the two forms
+/// the runner recognises defused: `::` opening the line (after spaces) and the
+/// legacy `##[`, which it finds anywhere in a line. The `:` or `#` that would
+/// complete them is written `\u003a` or `\u0023`, the notation of [`text`].
+pub fn workflow_log(line: &str) -> String {
+    let shown = text(line).replace("##[", "#\\u0023[");
+    let spaces = shown.len() - shown.trim_start().len();
+    match shown[spaces..].strip_prefix("::") {
+        Some(rest) => format!("{}\\u003a:{rest}", &shown[..spaces]),
+        None => shown,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +278,22 @@ mod tests {
         assert_eq!(cut("abc\\", 10), "abc\\");
     }
 
+    #[test]
+    fn workflow_escapes_are_the_toolkits() {
+        assert_eq!(workflow_data("100% a\r\nb: c, d"), "100%25 a%0D%0Ab: c, d");
+        assert_eq!(workflow_property("groups/a:b,c%\n.yaml"), "groups/a%3Ab%2Cc%25%0A.yaml");
+        assert_eq!(workflow_data("%0A"), "%250A");
+    }
+
+    #[test]
+    fn workflow_log_lines_are_never_commands() {
+        assert_eq!(workflow_log("groups: ok"), "groups: ok");
+        assert_eq!(workflow_log("::add-mask::x: ok"), "\\u003a:add-mask::x: ok");
+        assert_eq!(workflow_log("  ::error::x"), "  \\u003a:error::x");
+        assert_eq!(workflow_log("dir ##[error]x"), "dir #\\u0023[error]x");
+        assert_eq!(workflow_log("a\n::error::x"), "a\\n::error::x");
+    }
+
     fn hostile() -> impl Strategy<Value = String> {
         let chars = prop_oneof![
             any::<char>(),
@@ -277,6 +335,16 @@ mod tests {
             let inner = &shown[fence..shown.len() - fence];
             let longest = inner.split(|c| c != '`').map(str::len).max().unwrap_or(0);
             prop_assert!(longest < fence);
+        }
+
+        #[test]
+        fn workflow_data_holds_no_line_break(data in hostile()) {
+            let shown = workflow_data(&data);
+            prop_assert!(!shown.contains(['\r', '\n']));
+            let property = workflow_property(&data);
+            prop_assert!(!property.contains(['\r', '\n', ':', ',']));
+            let log = workflow_log(&data);
+            prop_assert!(!log.contains("##[") && !log.trim_start().starts_with("::"));
         }
 
         #[test]

@@ -2,6 +2,7 @@
 //! terminal output. Everything else in the crate returns data.
 
 mod apply;
+mod completions;
 mod drift;
 mod emulator;
 mod import;
@@ -11,6 +12,7 @@ mod log_fields;
 mod plan;
 mod progress;
 mod report;
+mod schema;
 mod signals;
 mod usersig;
 mod validate;
@@ -89,6 +91,12 @@ enum Command {
     /// Work with lockfiles: `merge` is git's merge driver for grattr.lock.
     #[command(subcommand)]
     Lockfile(lockfile::Command),
+    /// Print the JSON Schema of a group file or of grattr.yaml, for editors.
+    Schema(schema::Args),
+    /// Print the completion script for a shell.
+    Completions(completions::Args),
+    /// Print the man page (roff).
+    Man,
 }
 
 impl Cli {
@@ -187,6 +195,9 @@ pub fn main() -> ExitCode {
         Command::Usersig(args) => usersig::run(&cli, args),
         Command::Emulator(args) => emulator::run(&cli, args),
         Command::Lockfile(command) => lockfile::run(command),
+        Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man => completions::man(),
     };
     match code {
         Ok(code) => ExitCode::from(code),

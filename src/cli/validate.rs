@@ -1,15 +1,43 @@
-//! `grattr validate`: configuration and desired state, every rule, offline.
+//! `grattr validate`: configuration and desired state, every rule, offline;
+//! the diagnostics for a terminal, for GitHub's annotations or as JSON.
 
 use super::{Cli, exit, report};
-use crate::desired::{self, Config};
+use crate::desired::{self, Config, Diagnostic, Loaded};
+use anyhow::Context;
 use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
 
-/// `grattr validate` takes no options of its own.
+/// How the diagnostics are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For terminals and logs: one line each (with a source snippet on a terminal) on stderr.
+    Text,
+    /// For machines and editors: one JSON document on stdout (a documented, stable schema).
+    Json,
+    /// For GitHub Actions: one `::error`/`::warning` workflow command each on stdout,
+    /// which GitHub shows as annotations on the files.
+    Github,
+}
+
+/// Options of `grattr validate`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// How to print the diagnostics.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
 
-/// Validates the selected environment, or every environment when none is selected.
-pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<u8> {
+/// What one groups directory held.
+struct Checked {
+    dir: PathBuf,
+    loaded: Loaded,
+}
+
+/// Loads the configuration and the groups directory of the selected environment, or
+/// of every environment when none is selected. A configuration that cannot be used
+/// is the one diagnostic.
+fn check(cli: &Cli) -> Result<Vec<Checked>, Diagnostic> {
     let config = Config::load(&cli.config)?;
     let names: Vec<Option<String>> = match (&cli.env, config.environment_names()) {
         (Some(name), _) => vec![Some(name.clone())],
@@ -20,29 +48,106 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<u8> {
     for name in &names {
         dirs.insert(config.environment(name.as_deref(), cli.endpoint.as_deref())?.groups_dir);
     }
+    Ok(dirs.into_iter().map(|dir| Checked { loaded: desired::load(&dir), dir }).collect())
+}
+
+/// Validates, and prints the diagnostics in the chosen format. Exits 1 when any is an error.
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+    match args.format {
+        Format::Text => text(check(cli)?),
+        format => machine(cli, format, check(cli)),
+    }
+}
+
+/// The summary line of one directory: `groups: ok: 4 groups in 3 files` or
+/// `groups: invalid: 1 error, 0 warnings in 1 file`, and whether it is valid.
+fn summary(checked: &Checked) -> (String, bool) {
+    let Checked { dir, loaded } = checked;
+    let shown = crate::escape::text(&dir.display().to_string()).into_owned();
+    if loaded.has_errors() {
+        return (format!("{shown}: invalid: {}", report::counts(&loaded.diagnostics)), false);
+    }
+    let (groups, files, warnings) = (loaded.state.groups.len(), loaded.files, loaded.diagnostics.len());
+    let line = format!(
+        "{shown}: ok: {groups} group{} in {files} file{}{}",
+        if groups == 1 { "" } else { "s" },
+        if files == 1 { "" } else { "s" },
+        if warnings > 0 { format!(" ({})", report::counts(&loaded.diagnostics)) } else { String::new() }
+    );
+    (line, true)
+}
+
+/// Diagnostics on stderr; the summary of a valid directory on stdout, of an invalid one on stderr.
+fn text(checked: Vec<Checked>) -> anyhow::Result<u8> {
     let mut failed = false;
-    for dir in dirs {
-        let loaded = desired::load(&dir);
-        report::diagnostics(&loaded.diagnostics);
-        let groups = loaded.state.groups.len();
-        let shown = crate::escape::text(&dir.display().to_string()).into_owned();
-        let mut out = anstream::stdout().lock();
-        use std::io::Write;
-        if loaded.has_errors() {
-            failed = true;
-            let _ = writeln!(anstream::stderr(), "{}: invalid: {}", shown, report::counts(&loaded.diagnostics));
-        } else {
-            let warnings = loaded.diagnostics.len();
-            let _ = writeln!(
-                out,
-                "{}: ok: {groups} group{} in {} file{}{}",
-                shown,
-                if groups == 1 { "" } else { "s" },
-                loaded.files,
-                if loaded.files == 1 { "" } else { "s" },
-                if warnings > 0 { format!(" ({})", report::counts(&loaded.diagnostics)) } else { String::new() }
-            );
-        }
+    for checked in &checked {
+        report::diagnostics(&checked.loaded.diagnostics);
+        let (line, valid) = summary(checked);
+        failed |= !valid;
+        let _ = match valid {
+            true => writeln!(anstream::stdout(), "{line}"),
+            false => writeln!(anstream::stderr(), "{line}"),
+        };
     }
     Ok(if failed { exit::ERROR } else { exit::OK })
+}
+
+/// `--format json`: the JSON document (README, "validate --format json").
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    format_version: u32,
+    valid: bool,
+    diagnostics: Vec<&'a Diagnostic>,
+    summary: JsonSummary,
+}
+
+#[derive(serde::Serialize)]
+struct JsonSummary {
+    errors: usize,
+    warnings: usize,
+    files: usize,
+}
+
+/// `--format json` and `--format github`: both from the same diagnostics.
+fn machine(cli: &Cli, format: Format, checked: Result<Vec<Checked>, Diagnostic>) -> anyhow::Result<u8> {
+    let (checked, config_error) = match checked {
+        Ok(checked) => (checked, None),
+        Err(diagnostic) => (Vec::new(), Some(diagnostic)),
+    };
+    let diagnostics: Vec<&Diagnostic> =
+        config_error.iter().chain(checked.iter().flat_map(|c| &c.loaded.diagnostics)).collect();
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    if format == Format::Json {
+        let files = checked.iter().map(|c| c.loaded.files).sum();
+        let warnings = diagnostics.len() - errors;
+        let report = JsonReport {
+            format_version: 1,
+            valid: errors == 0,
+            diagnostics,
+            summary: JsonSummary { errors, warnings, files },
+        };
+        let mut json = serde_json::to_string_pretty(&report).context("cannot write the diagnostics as JSON")?;
+        json.push('\n');
+        // Machine output is never altered: no colour stripping, which would drop DEL.
+        std::io::stdout().lock().write_all(json.as_bytes())?;
+    } else {
+        let mut out = String::new();
+        for diagnostic in &diagnostics {
+            out += &diagnostic.github_command();
+            out.push('\n');
+        }
+        // Not through anstream: the commands are escaped for GitHub, and must reach it as they are.
+        std::io::stdout().lock().write_all(out.as_bytes())?;
+        let mut lines: Vec<String> = checked.iter().map(|c| summary(c).0).collect();
+        if let Some(diagnostic) = &config_error {
+            let shown = crate::escape::text(&cli.config.display().to_string()).into_owned();
+            lines.push(format!("{shown}: invalid: {}", report::counts(std::slice::from_ref(diagnostic))));
+        }
+        let mut err = anstream::stderr().lock();
+        for line in lines {
+            // GitHub's runner reads stderr for commands too: the summary names a configured directory.
+            let _ = writeln!(err, "{}", crate::escape::workflow_log(&line));
+        }
+    }
+    Ok(if errors > 0 { exit::ERROR } else { exit::OK })
 }

@@ -1,8 +1,10 @@
 //! Problems found in the files grattr reads: where they are, which rule they
-//! break, and how they look on a terminal (with a source snippet) or in a log.
-//! Both forms write the file name and the message, which quote the files' text,
-//! as plain text ([`crate::escape::text`]): one diagnostic never forms more lines
-//! than it means to, nor drives a terminal.
+//! break, and how they look on a terminal (with a source snippet), in a log, as a
+//! GitHub workflow command or as JSON. The terminal and log forms write the file
+//! name and the message, which quote the files' text, as plain text
+//! ([`crate::escape::text`]): one diagnostic never forms more lines than it means
+//! to, nor drives a terminal. The workflow command escapes them as GitHub's toolkit
+//! does; JSON keeps them unaltered.
 
 use crate::model::SourceLocation;
 use crate::model::limits::Severity;
@@ -217,6 +219,53 @@ fn snippet_window(line: &str, column: u64) -> (String, usize) {
     (shown, caret_at)
 }
 
+impl Diagnostic {
+    /// The diagnostic as one GitHub workflow command (`::error file=…,line=…,col=…,title=RULE::message`,
+    /// `::warning` for a warning), which GitHub shows as an annotation on the file.
+    /// The message carries the API error code and the hint as the other forms do.
+    /// Everything quoted is escaped as GitHub's toolkit escapes it, so that no file name
+    /// or key can end the command and start another.
+    pub fn github_command(&self) -> String {
+        use crate::escape::{workflow_data, workflow_property};
+        let mut properties = format!("file={}", workflow_property(&self.location.file.display().to_string()));
+        if self.location.line > 0 {
+            properties += &format!(",line={}", self.location.line);
+            if self.location.column > 0 {
+                properties += &format!(",col={}", self.location.column);
+            }
+        }
+        properties += &format!(",title={}", workflow_property(self.rule.name()));
+        let mut message = self.message.clone();
+        if let Some(code) = self.code {
+            message += &format!(" [{code}]");
+        }
+        if let Some(help) = &self.help {
+            message += &format!("\nhelp: {help}");
+        }
+        format!("::{} {properties}::{}", self.severity_word(), workflow_data(&message))
+    }
+}
+
+/// The JSON form (`grattr validate --format json`): `file`, `line` and `column`
+/// (`null` when unknown), `severity`, `rule`, `message`, `code` (the API error code
+/// the rule prevents, or `null`) and `help` (or `null`), all unaltered.
+impl serde::Serialize for Diagnostic {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let known = |n: u64| (n > 0).then_some(n);
+        let mut out = serializer.serialize_struct("Diagnostic", 8)?;
+        out.serialize_field("file", &self.location.file.to_string_lossy())?;
+        out.serialize_field("line", &known(self.location.line))?;
+        out.serialize_field("column", &known(self.location.column).filter(|_| self.location.line > 0))?;
+        out.serialize_field("severity", self.severity_word())?;
+        out.serialize_field("rule", self.rule.name())?;
+        out.serialize_field("message", &self.message)?;
+        out.serialize_field("code", &self.code)?;
+        out.serialize_field("help", &self.help)?;
+        out.end()
+    }
+}
+
 impl std::error::Error for Diagnostic {}
 
 /// The one-line form: `path:line:col: error: message [code]`, then the hint.
@@ -288,6 +337,49 @@ mod tests {
         assert!(snippet_window("", 5).0.is_empty());
         assert_eq!(snippet_window("a\u{1b}[31m", 1).0, "a [31m");
         assert_eq!(snippet_window("a\u{202e}b\u{85}c", 1).0, "a b c");
+    }
+
+    #[test]
+    fn github_command_carries_code_and_hint() {
+        let d =
+            Diagnostic::error(Rule::ValueTooLong, at(4, 15), "value of key \"banner\" is 4001 bytes, limit 4000 bytes")
+                .with_code(10046)
+                .with_help("shorten it");
+        assert_eq!(
+            d.github_command(),
+            "::error file=groups/lobby.yaml,line=4,col=15,title=value-too-long::value of key \"banner\" is 4001 bytes, limit 4000 bytes [10046]%0Ahelp: shorten it"
+        );
+        let w = Diagnostic::warning(Rule::NoGroups, at(0, 0), "file declares no groups");
+        assert_eq!(w.github_command(), "::warning file=groups/lobby.yaml,title=no-groups::file declares no groups");
+    }
+
+    #[test]
+    fn hostile_names_cannot_start_a_second_workflow_command() {
+        let file = Path::new("groups/a\n::add-mask::x,line=1:\r::error::y%0A.yaml");
+        let d = Diagnostic::error(
+            Rule::UnknownField,
+            SourceLocation { file: Arc::from(file), line: 2, column: 3 },
+            "unknown field `k\n::error file=x::owned`",
+        )
+        .with_help("\r\n::add-mask::secret");
+        let command = d.github_command();
+        assert_eq!(command.lines().count(), 1);
+        assert!(!command.contains('\r'));
+        assert_eq!(
+            command,
+            "::error file=groups/a%0A%3A%3Aadd-mask%3A%3Ax%2Cline=1%3A%0D%3A%3Aerror%3A%3Ay%250A.yaml,line=2,col=3,title=unknown-field::unknown field `k%0A::error file=x::owned`%0Ahelp: %0D%0A::add-mask::secret"
+        );
+    }
+
+    #[test]
+    fn json_form_is_unaltered() {
+        let d = Diagnostic::error(Rule::KeyTooLong, at(2, 0), "key \"a\u{1b}\n\" is long").with_code(10045);
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"file": "groups/lobby.yaml", "line": 2, "column": null, "severity": "error",
+                "rule": "key-too-long", "message": "key \"a\u{1b}\n\" is long", "code": 10045, "help": null})
+        );
     }
 
     #[test]

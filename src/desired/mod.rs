@@ -7,6 +7,7 @@ pub mod diagnostic;
 pub mod emit;
 pub mod groups;
 pub mod index;
+pub mod schema;
 pub mod shape;
 pub mod yaml;
 
