@@ -11,7 +11,7 @@
 # here: refresh them deliberately with `docker buildx imagetools inspect IMAGE:TAG`.
 
 FROM rust:1.89-bookworm@sha256:948f9b08a66e7fe01b03a98ef1c7568292e07ec2e4fe90d88c07bb14563c84ff AS builder
-# musl-tools (bookworm's version): mimalloc is C, built with the musl C compiler
+# musl-tools (bookworm's version): mimalloc and the TLS library (aws-lc) are C, built with the musl C compiler
 # (x86_64-linux-musl-gcc).
 # No OpenSSL: the HTTP client uses rustls.
 RUN apt-get update \
