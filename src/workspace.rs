@@ -125,11 +125,19 @@ impl Workspace {
     /// Loads the desired state and the lockfile (checked against the environment's
     /// app). With `fold` (the caller holds the lock), a journal left by an interrupted
     /// run is folded into the lockfile first. Returns every diagnostic of the desired
-    /// state, whether or not loading succeeded.
+    /// state, whether or not loading succeeded. A state directory never written
+    /// starts from the repository's lockfile: seeded by a writer, read by a reader.
     pub fn load(environment: Environment, fold: bool) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
+        let (path, seed, sdkappid) =
+            (&environment.lockfile, environment.seed_lockfile.as_deref(), environment.sdkappid);
         let read_lockfile = || match fold {
-            true => Lockfile::fold(&environment.lockfile, environment.sdkappid),
-            false => Lockfile::read(&environment.lockfile, environment.sdkappid).map(|lockfile| (lockfile, 0)),
+            true => {
+                if let Some(seed) = seed {
+                    lockfile::seed(path, seed, sdkappid)?;
+                }
+                Lockfile::fold(path, sdkappid)
+            }
+            false => Lockfile::read_seeded(path, seed, sdkappid).map(|lockfile| (lockfile, 0)),
         };
         // Independent inputs: read the lockfile while the group files parse.
         let (loaded, lockfile) = rayon::join(|| desired::load(&environment.groups_dir), read_lockfile);

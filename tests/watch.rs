@@ -428,3 +428,154 @@ fn a_sweeping_change_is_refused_until_it_is_back_under_the_threshold() {
     eventually(Duration::from_secs(2), "ready", || watch.get(&server, "/readyz").0 == 200);
     drop(repo);
 }
+
+/// Runs git in `dir`, as tests/watch.rs's `git` does in a [`Repo`], and returns its stdout.
+fn git_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A lockfile recording `groups` as applied.
+fn recorded(groups: &[(&str, &str)]) -> String {
+    let mut lockfile = grattr::lockfile::Lockfile::new(1400000000);
+    for (group, value) in groups {
+        lockfile.groups.insert(id(group), grattr::lockfile::AppliedGroup::new(attrs(&[("v", value)])));
+    }
+    String::from_utf8(lockfile.to_json()).unwrap()
+}
+
+#[test]
+fn a_state_dir_keeps_the_checkout_clean_through_pulls_and_is_seeded_once() {
+    let server = Server::start(|_| {});
+    // What CI applied and committed: the checkout a server takes over from.
+    let checkout = server
+        .repo()
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]))
+        .file("grattr.lock", &recorded(&[("room", "1")]));
+    server.block_on(server.client().set_group_attr(&id("room"), &attrs(&[("v", "1")]))).unwrap();
+    // No .gitignore: anything grattr wrote into the checkout would show in `git status`.
+    git(&checkout, &["init", "-q", "-b", "main"]);
+    git(&checkout, &["add", "-A"]);
+    git(&checkout, &["commit", "-q", "-m", "applied by CI"]);
+    let upstream = tempfile::tempdir().unwrap();
+    git_in(upstream.path(), &["clone", "-q", "--bare", checkout.path().to_str().unwrap(), "."]);
+    git(&checkout, &["remote", "add", "origin", upstream.path().to_str().unwrap()]);
+    git(&checkout, &["fetch", "-q", "origin"]);
+    git(&checkout, &["branch", "-q", "-u", "origin/main"]);
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("grattr");
+    let sets = server.sets();
+
+    let watch = Watch::start(&checkout, &["--state-dir", state.to_str().unwrap()]);
+    eventually(Duration::from_secs(5), "readiness", || watch.get(&server, "/readyz").0 == 200);
+    watch.wait_for_log("seeded the state from the repository's lockfile");
+    assert_eq!(server.sets(), sets, "what CI applied is not applied twice");
+    assert_eq!(std::fs::read_to_string(state.join("grattr.lock")).unwrap(), recorded(&[("room", "1")]));
+
+    // Upstream moves on: a change of the groups, and a lockfile that CI rewrote.
+    let ci = tempfile::tempdir().unwrap();
+    git_in(ci.path(), &["clone", "-q", upstream.path().to_str().unwrap(), "."]);
+    std::fs::write(ci.path().join("groups/a.yaml"), groups_yaml(&[("room", &[("v", "2")])])).unwrap();
+    std::fs::write(ci.path().join("grattr.lock"), recorded(&[("room", "1"), ("elsewhere", "ci")])).unwrap();
+    git_in(ci.path(), &["commit", "-q", "-am", "change room; CI's record"]);
+    git_in(ci.path(), &["push", "-q", "origin", "main"]);
+    // The pull a timer runs: it only works on a clean checkout.
+    git(&checkout, &["pull", "-q", "--ff-only"]);
+    eventually(Duration::from_secs(5), "the pulled change applied", || {
+        server.live("room") == Some(attrs(&[("v", "2")]))
+    });
+    eventually(Duration::from_secs(5), "recorded in the state", || {
+        let state = grattr::lockfile::Lockfile::read(&state.join("grattr.lock"), 1400000000).unwrap();
+        state.groups.get(&id("room")).map(|g| &g.attributes) == Some(&attrs(&[("v", "2")]))
+            && !state.groups.contains_key(&id("elsewhere"))
+    });
+    assert_eq!(git_in(checkout.path(), &["status", "--porcelain", "--ignored"]), "", "the checkout is clean");
+    let (status, _) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(git_in(checkout.path(), &["status", "--porcelain", "--ignored"]), "", "the checkout is clean");
+    assert_eq!(checkout.read("grattr.lock"), recorded(&[("room", "1"), ("elsewhere", "ci")]), "never written");
+
+    // plan on the server reads the same state, by option or by variable.
+    let state_arg = state.to_str().unwrap();
+    checkout.run(&["plan", "--state-dir", state_arg, "--detailed-exitcode"]).code(0);
+    checkout.run_with_env(&["plan", "--detailed-exitcode"], &[("GRATTR_STATE_DIR", state_arg)]).code(0);
+    checkout.run(&["plan", "--detailed-exitcode"]).code(2).stdout_has("room will be updated");
+}
+
+#[test]
+fn a_state_that_cannot_be_used_is_not_ready_and_says_why() {
+    let server = Server::start(|_| {});
+    let checkout = server
+        .repo()
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]))
+        .file("grattr.lock", "{\n<<<<<<< HEAD\n}\n");
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("grattr");
+    let watch = Watch::start(&checkout, &["--state-dir", state.to_str().unwrap()]);
+    eventually(Duration::from_secs(5), "the reason", || watch.get(&server, "/readyz").1.contains("cannot be used"));
+    let (code, why) = watch.get(&server, "/readyz");
+    assert_eq!(code, 503);
+    assert!(why.contains("the state cannot be used: ") && why.contains("grattr.lock:2: error"), "{why}");
+    assert!(why.contains("git conflict marker"), "{why}");
+    assert_eq!(watch.get(&server, "/healthz").0, 200, "alive, and not restarted over and over");
+    assert!(!state.join("grattr.lock").exists(), "nothing seeded from a record that does not verify");
+    assert_eq!(server.sets(), 0);
+
+    // A state directory that is a file cannot hold anything either.
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::write(&state, "not a directory").unwrap();
+    let checkout = checkout.file("grattr.lock", &recorded(&[]));
+    // SAFETY: kill(2) on the child this test spawned.
+    unsafe { libc::kill(watch.child.id() as i32, libc::SIGHUP) };
+    eventually(Duration::from_secs(5), "the new reason", || watch.get(&server, "/readyz").1.contains("File exists"));
+    assert_eq!(watch.get(&server, "/readyz").0, 503);
+
+    // Fixed: tried again on SIGHUP, and it goes on as usual.
+    std::fs::remove_file(&state).unwrap();
+    unsafe { libc::kill(watch.child.id() as i32, libc::SIGHUP) };
+    eventually(Duration::from_secs(5), "applied", || server.live("room") == Some(attrs(&[("v", "1")])));
+    eventually(Duration::from_secs(2), "ready", || watch.get(&server, "/readyz").0 == 200);
+    let (status, _) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(state.join("grattr.lock").exists());
+    assert_eq!(checkout.read("grattr.lock"), recorded(&[]));
+}
+
+#[test]
+fn a_symlink_swapped_to_a_new_checkout_is_followed() {
+    // git-sync publishes each commit as a new worktree and swaps a symlink to it.
+    let server = Server::start(|_| {});
+    let root = Repo::new()
+        .file("worktrees/a/grattr.yaml", &server.config())
+        .file("worktrees/a/groups/a.yaml", &groups_yaml(&[("room", &[("v", "1")])]))
+        .file("worktrees/b/grattr.yaml", &server.config())
+        .file("worktrees/b/groups/a.yaml", &groups_yaml(&[("room", &[("v", "2")])]));
+    std::os::unix::fs::symlink("worktrees/a", root.join("repo")).unwrap();
+    let config = root.join("repo/grattr.yaml");
+    let state = root.join("state");
+    let watch = Watch::start(&root, &["-c", config.to_str().unwrap(), "--state-dir", state.to_str().unwrap()]);
+    eventually(Duration::from_secs(5), "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+
+    std::os::unix::fs::symlink("worktrees/b", root.join("repo.tmp")).unwrap();
+    std::fs::rename(root.join("repo.tmp"), root.join("repo")).unwrap();
+    eventually(Duration::from_secs(5), "the new checkout applied", || {
+        server.live("room") == Some(attrs(&[("v", "2")]))
+    });
+    watch.wait_for_log("the repository moved");
+    // The old checkout goes; edits in the new one are followed.
+    std::fs::remove_dir_all(root.join("worktrees/a")).unwrap();
+    let root = root.file("worktrees/b/groups/a.yaml", &groups_yaml(&[("room", &[("v", "3")])]));
+    eventually(Duration::from_secs(5), "an edit in the new checkout", || {
+        server.live("room") == Some(attrs(&[("v", "3")]))
+    });
+    eventually(Duration::from_secs(2), "ready", || watch.get(&server, "/readyz").0 == 200);
+    let (status, _) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!root.join("worktrees/b/grattr.lock").exists());
+}

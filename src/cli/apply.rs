@@ -90,6 +90,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     };
     if let Some(scratch) = &scratch {
         environment.lockfile = scratch.path().join("grattr.lock");
+        environment.seed_lockfile = None;
+    }
+    if environment.seed_lockfile.is_some() {
+        crate::lockfile::create_state_dir(&environment.lockfile)?;
     }
     let _lock = LockGuard::acquire(&environment.lockfile, "apply", args.lock_timeout).map_err(|e| match e {
         LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was applied (wait with --lock-timeout DURATION)"),

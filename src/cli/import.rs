@@ -65,6 +65,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     if out.exists() {
         bail!("{} exists; grattr import never overwrites a file: choose another with --out", out.display());
     }
+    if environment.seed_lockfile.is_some() {
+        crate::lockfile::create_state_dir(&environment.lockfile)?;
+    }
     let _lock = LockGuard::acquire(&environment.lockfile, "import", args.lock_timeout).map_err(|e| match e {
         LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was imported"),
         other => other.into(),

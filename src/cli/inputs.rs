@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The environment the command line selects.
 pub fn environment(cli: &Cli) -> anyhow::Result<Environment> {
-    let config = Config::load(&cli.config)?;
-    Ok(config.environment(cli.env.as_deref(), cli.endpoint.as_deref())?)
+    Ok(cli.environment_of(&Config::load(&cli.config)?)?)
 }
 
 /// Loads the workspace of `environment`, printing every diagnostic; any error

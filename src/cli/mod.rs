@@ -20,7 +20,7 @@ mod watch;
 
 use crate::api::client::{Client, ClientConfig};
 use crate::api::usersig::SecretKey;
-use crate::desired::Environment;
+use crate::desired::{Config, Diagnostic, Environment};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,6 +57,11 @@ pub struct Cli {
     /// Read the secret key from this file instead of the variable named by secret_key_env.
     #[arg(long, global = true, value_name = "PATH")]
     secret_key_file: Option<PathBuf>,
+
+    /// Keep the lockfile, its journal and its lock in this directory, outside the git
+    /// checkout (for a server). Empty at first, it starts from the repository's lockfile.
+    #[arg(long, global = true, env = "GRATTR_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 
     /// App-wide API calls per second (1 to 200; overrides rate_limit in grattr.yaml).
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200))]
@@ -100,6 +105,16 @@ enum Command {
 }
 
 impl Cli {
+    /// The environment of `config` the options select, its lockfile moved into the
+    /// state directory when one is given.
+    fn environment_of(&self, config: &Config) -> Result<Environment, Diagnostic> {
+        let environment = config.environment(self.env.as_deref(), self.endpoint.as_deref())?;
+        Ok(match &self.state_dir {
+            Some(dir) => environment.with_state_dir(dir),
+            None => environment,
+        })
+    }
+
     /// The secret key: from --secret-key-file, else from the environment's variable.
     fn secret_key(&self, environment: &Environment) -> anyhow::Result<SecretKey> {
         Ok(match &self.secret_key_file {

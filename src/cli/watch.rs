@@ -1,11 +1,12 @@
 //! `grattr watch`: the reconciler as a long-running service, with health and
 //! metrics over HTTP. Holds the lockfile's lock for the life of the process.
+//! On a server the lockfile lives in a state directory (`--state-dir`), outside the
+//! checkout that a `git pull` keeps up to date.
 
 use super::inputs::environment;
 use super::signals::{Received, Signals};
 use super::{Cli, exit};
 use crate::desired::Config;
-use crate::lockfile::{LockError, LockGuard};
 use crate::watch::metrics::Metrics;
 use crate::watch::{self, Target, WatchOptions};
 use anyhow::Context;
@@ -63,16 +64,12 @@ pub struct Args {
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration and every file.
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let first = environment(cli)?;
-    let _lock = LockGuard::acquire(&first.lockfile, "watch", args.lock_timeout).map_err(|e| match e {
-        LockError::Held { .. } => anyhow::anyhow!("{e}; only one grattr may apply to a lockfile"),
-        other => other.into(),
-    })?;
     let metrics = Arc::new(Metrics::new());
     let observer_metrics = metrics.clone();
     let observer: crate::api::client::CallObserver = Arc::new(move |event| observer_metrics.observe(event));
     let load = || -> Result<Target, String> {
         let config = Config::load(&cli.config).map_err(|d| d.to_string())?;
-        let environment = config.environment(cli.env.as_deref(), cli.endpoint.as_deref()).map_err(|d| d.to_string())?;
+        let environment = cli.environment_of(&config).map_err(|d| d.to_string())?;
         let key = cli.secret_key(&environment).map_err(|e| format!("{e:#}"))?;
         let mut client_config = cli.client_config(&environment, key);
         client_config.observer = Some(observer.clone());
@@ -88,6 +85,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         grace: first.request_timeout.min(Duration::from_secs(10)),
         retry_base: args.retry_base.max(Duration::from_millis(10)),
         force: args.force,
+        lock_timeout: args.lock_timeout,
     };
     let runtime = super::runtime()?;
     runtime.block_on(async {
@@ -105,6 +103,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         // A lockfile error is printed as it reads, `path:line: error: …`, like any other command's.
         result.map_err(|e| match e {
             watch::WatchError::Lockfile(e) => anyhow::Error::from(e),
+            watch::WatchError::Lock(e) => anyhow::anyhow!("{e}; only one grattr may apply to a lockfile"),
             other => anyhow::Error::from(other),
         })
     })?;

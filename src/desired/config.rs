@@ -75,8 +75,11 @@ pub struct Environment {
     pub endpoint: Endpoint,
     /// The directory of group files.
     pub groups_dir: PathBuf,
-    /// The lockfile.
+    /// The lockfile (its journal and lock beside it).
     pub lockfile: PathBuf,
+    /// The configured lockfile, in the repository, when a state directory holds
+    /// [`Environment::lockfile`] instead: an empty state directory starts from it, once.
+    pub seed_lockfile: Option<PathBuf>,
     /// The variable holding the secret key.
     pub secret_key_env: String,
     /// Whether groups no longer declared are cleared.
@@ -102,6 +105,18 @@ impl Environment {
             .field(self.admin.as_bytes())
             .field(self.endpoint.base_url().as_bytes());
         digest.finish()
+    }
+
+    /// Keeps the lockfile, its journal and its lock in `dir` rather than where the
+    /// configuration puts them (in a git checkout, which a `git pull` must find
+    /// clean). The file keeps its configured name, so that the environments of one
+    /// repository keep their own records in one directory; the configured lockfile
+    /// becomes the seed of an empty state directory.
+    pub fn with_state_dir(mut self, dir: &Path) -> Environment {
+        let name = self.lockfile.file_name().map_or_else(|| "grattr.lock".into(), |n| n.to_os_string());
+        let lockfile = dir.join(name);
+        self.seed_lockfile = Some(std::mem::replace(&mut self.lockfile, lockfile));
+        self
     }
 
     /// A short description for plan headers: `production (sdkappid 1400000000)`.
@@ -282,6 +297,7 @@ impl Config {
             endpoint,
             groups_dir: path_of(pick!(groups), "groups"),
             lockfile: path_of(pick!(lockfile), "grattr.lock"),
+            seed_lockfile: None,
             secret_key_env,
             prune: pick!(prune).is_some_and(|p| p.value),
             rate_limit,
@@ -336,6 +352,9 @@ mod tests {
         assert_eq!(production.endpoint, Endpoint::Url("http://localhost:1".into()));
         assert!(production.prune);
         assert_eq!(production.label(), "production (sdkappid 1400000000)");
+        let served = staging.with_state_dir(Path::new("/var/lib/grattr"));
+        assert_eq!(served.lockfile, Path::new("/var/lib/grattr/staging.lock"));
+        assert_eq!(served.seed_lockfile.as_deref(), Some(Path::new("repo/staging.lock")));
         let no_env = c.environment(None, None).unwrap_err();
         assert!(no_env.message.contains("choose one with --env"), "{no_env}");
         let unknown = c.environment(Some("qa"), None).unwrap_err();

@@ -5,9 +5,11 @@
 mod guard;
 mod journal;
 pub mod merge;
+mod seed;
 
 pub use guard::{Holder, LockError, LockGuard};
 pub use journal::{JournalStats, JournalWriter, Record, journal_path, remove_journal, replay};
+pub use seed::{create_state_dir, seed};
 
 pub use crate::model::AppliedGroup;
 #[cfg(test)]

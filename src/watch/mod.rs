@@ -1,7 +1,8 @@
 //! The long-running reconciler: the same load → diff → apply path as `apply`,
 //! driven by file events, a periodic resync of the live state, and retries.
-//! Runtime errors (an invalid file, an API outage, a failing group) are reported
-//! and the loop goes on; only a failure to watch or to record ends it.
+//! Runtime errors (an invalid file, an API outage, a failing group, a state that
+//! cannot be used at start) are reported and the loop goes on; only a failure to
+//! watch or to record, or another writer holding the lock, ends it.
 
 pub mod metrics;
 pub mod server;
@@ -12,7 +13,7 @@ use crate::apply::{self, ApplyOptions, Outcome};
 use crate::desired::index::DesiredIndex;
 use crate::desired::{Diagnostic, Environment};
 use crate::live;
-use crate::lockfile::{JournalWriter, Lockfile, LockfileError, remove_journal};
+use crate::lockfile::{JournalWriter, LockError, LockGuard, Lockfile, LockfileError, remove_journal};
 use crate::model::{AppliedGroup, GroupId};
 use crate::plan::{self, PlanEnvironment, PlanOptions};
 use futures_util::StreamExt;
@@ -52,6 +53,8 @@ pub struct WatchOptions {
     pub retry_base: Duration,
     /// Apply plans the safety guard would refuse (`--force`).
     pub force: bool,
+    /// How long to wait for another grattr holding the lockfile's lock.
+    pub lock_timeout: Duration,
 }
 
 /// Why the watcher stopped with an error.
@@ -66,6 +69,56 @@ pub enum WatchError {
     /// The configuration cannot be loaded at start.
     #[error("{0}")]
     Config(String),
+    /// Another grattr holds the lockfile's lock: two writers of one record would each
+    /// record a different truth.
+    #[error(transparent)]
+    Lock(LockError),
+}
+
+/// How often a state that cannot be used is tried again (SIGHUP tries at once).
+const STATE_RETRY: Duration = Duration::from_secs(5);
+
+/// Takes the lock of the environment's lockfile, seeds a state directory never
+/// written from the repository's lockfile, and folds an interrupted run's journal.
+fn open_state(environment: &Environment, lock_timeout: Duration) -> Result<(LockGuard, Lockfile), OpenError> {
+    let (path, sdkappid) = (&environment.lockfile, environment.sdkappid);
+    if environment.seed_lockfile.is_some() {
+        crate::lockfile::create_state_dir(path)?;
+    }
+    let lock = LockGuard::acquire(path, "watch", lock_timeout).map_err(|e| match e {
+        LockError::Held { .. } => OpenError::Held(e),
+        other => OpenError::Unusable(other.to_string()),
+    })?;
+    if let Some(seed) = &environment.seed_lockfile
+        && let Some(groups) = crate::lockfile::seed(path, seed, sdkappid)?
+    {
+        tracing::info!(
+            groups,
+            from = %crate::escape::path(seed),
+            to = %crate::escape::path(path),
+            "seeded the state from the repository's lockfile; from now on the state is the record, and the \
+             repository's lockfile is not read again"
+        );
+    }
+    let (lockfile, recovered) = Lockfile::fold(path, sdkappid)?;
+    if recovered > 0 {
+        tracing::info!(records = recovered, "recovered the records of an interrupted run");
+    }
+    Ok((lock, lockfile))
+}
+
+/// Why the state could not be opened.
+enum OpenError {
+    /// Another writer holds the lock.
+    Held(LockError),
+    /// The state cannot be used now: why.
+    Unusable(String),
+}
+
+impl From<LockfileError> for OpenError {
+    fn from(e: LockfileError) -> Self {
+        OpenError::Unusable(e.to_string())
+    }
 }
 
 struct Failing {
@@ -77,7 +130,11 @@ struct Failing {
 struct Watcher<L: Fn() -> Result<Target, String>> {
     load: L,
     target: Target,
+    /// The configuration file, resolved (where it is watched).
     config_path: PathBuf,
+    /// The configuration file as given, through any symlink: see [`Watcher::follow_move`].
+    config_link: PathBuf,
+    /// The groups directory, resolved (where it is watched).
     groups_dir: PathBuf,
     index: DesiredIndex,
     lockfile: Lockfile,
@@ -157,6 +214,41 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+type Debouncer = notify_debouncer_full::Debouncer<
+    notify_debouncer_full::notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+fn watch(debouncer: &mut Debouncer, path: &Path, mode: RecursiveMode) -> Result<(), WatchError> {
+    debouncer.watch(path, mode).map_err(|e| WatchError::Watch { path: path.to_path_buf(), message: e.to_string() })
+}
+
+fn config_dir(config_path: &Path) -> PathBuf {
+    config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Watches the groups directory, and the configuration's directory: editors replace
+/// files by rename, so the file itself is not what to watch.
+fn watch_dirs(debouncer: &mut Debouncer, groups_dir: &Path, config_path: &Path) -> Result<(), WatchError> {
+    watch(debouncer, groups_dir, RecursiveMode::Recursive)?;
+    watch(debouncer, &config_dir(config_path), RecursiveMode::NonRecursive)
+}
+
+/// The resolved directories that hold a symlink on the way to one of `paths`.
+fn link_dirs(paths: &[&Path]) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    for path in paths {
+        let Ok(path) = std::path::absolute(path) else { continue };
+        for ancestor in path.ancestors() {
+            let is_link = std::fs::symlink_metadata(ancestor).is_ok_and(|m| m.file_type().is_symlink());
+            if let (true, Some(parent)) = (is_link, ancestor.parent()) {
+                dirs.insert(canonical(parent));
+            }
+        }
+    }
+    dirs
+}
+
 /// Runs the watcher until `stop`: reconciles once, then on every burst of file
 /// changes, every `resync`, on `reload` (SIGHUP), and when failing groups are due.
 pub async fn run<L: Fn() -> Result<Target, String>>(
@@ -167,12 +259,37 @@ pub async fn run<L: Fn() -> Result<Target, String>>(
     stop: CancellationToken,
     mut reload: mpsc::UnboundedReceiver<()>,
 ) -> Result<(), WatchError> {
-    let target = load().map_err(WatchError::Config)?;
+    let mut target = load().map_err(WatchError::Config)?;
+    // A state that cannot be used (a state directory not writable, a corrupt record or
+    // seed) is a reason not to be ready, said on /readyz, not a crash loop that says nothing.
+    let (_lock, lockfile) = loop {
+        let environment = target.environment.clone();
+        let timeout = options.lock_timeout;
+        let opened = tokio::task::spawn_blocking(move || open_state(&environment, timeout))
+            .await
+            .map_err(|e| WatchError::Config(format!("opening the state: {e}")))?;
+        let reason = match opened {
+            Ok(opened) => break opened,
+            Err(OpenError::Held(e)) => return Err(WatchError::Lock(e)),
+            Err(OpenError::Unusable(reason)) => reason,
+        };
+        let reason = format!(
+            "the state cannot be used: {reason}; nothing is applied until it can (tried again every {}s, and on SIGHUP)",
+            STATE_RETRY.as_secs()
+        );
+        tracing::error!("{reason}");
+        metrics.set_ready(Some(reason));
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            () = tokio::time::sleep(STATE_RETRY) => {}
+            Some(()) = reload.recv() => match load() {
+                Ok(reloaded) => target = reloaded,
+                Err(e) => tracing::error!(error = %e, "the configuration is invalid; keeping the previous one"),
+            },
+        }
+    };
+    metrics.set_ready(Some("the first reconcile has not finished".into()));
     let groups_dir = canonical(&target.environment.groups_dir);
-    let (lockfile, recovered) = Lockfile::fold(&target.environment.lockfile, target.environment.sdkappid)?;
-    if recovered > 0 {
-        tracing::info!(records = recovered, "recovered the records of an interrupted run");
-    }
     let (events_tx, mut events) = mpsc::unbounded_channel::<(Vec<PathBuf>, Instant)>();
     let mut debouncer = notify_debouncer_full::new_debouncer(
         options.debounce,
@@ -198,20 +315,23 @@ pub async fn run<L: Fn() -> Result<Target, String>>(
         },
     )
     .map_err(|e| WatchError::Watch { path: groups_dir.clone(), message: e.to_string() })?;
+    let config_link = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
     let config_path = canonical(config_path);
-    let watch = |debouncer: &mut notify_debouncer_full::Debouncer<_, _>, path: &Path, mode| {
-        debouncer.watch(path, mode).map_err(|e| WatchError::Watch { path: path.to_path_buf(), message: e.to_string() })
-    };
-    watch(&mut debouncer, &groups_dir, RecursiveMode::Recursive)?;
-    let config_dir = config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    // Editors replace files by rename: watch the configuration's directory, not the file.
-    watch(&mut debouncer, &config_dir, RecursiveMode::NonRecursive)?;
+    watch_dirs(&mut debouncer, &groups_dir, &config_path)?;
+    // git-sync, and deploy tools like it, publish each commit by swapping a symlink to
+    // a new checkout: watch the directory of every symlink on the way, to follow it.
+    for dir in link_dirs(&[&config_link, &target.environment.groups_dir]) {
+        if dir != config_dir(&config_path) {
+            watch(&mut debouncer, &dir, RecursiveMode::NonRecursive)?;
+        }
+    }
 
     let index = DesiredIndex::load(&groups_dir);
     let mut watcher = Watcher {
         load,
         target,
         config_path,
+        config_link,
         groups_dir,
         index,
         lockfile,
@@ -244,11 +364,16 @@ pub async fn run<L: Fn() -> Result<Target, String>>(
             () = checkpoint => watcher.checkpoint()?,
             Some((paths, first)) = events.recv() => {
                 let (paths, first) = watcher.coalesce(paths, first, &mut events).await;
-                watcher.on_files_changed(paths, first).await?;
+                if watcher.follow_move(&mut debouncer)? {
+                    watcher.reconcile(None).await?;
+                } else {
+                    watcher.on_files_changed(paths, first).await?;
+                }
             }
             Some(()) = reload.recv() => {
                 tracing::info!("reloading the configuration and every file (SIGHUP)");
                 watcher.planning_started = Instant::now();
+                watcher.follow_move(&mut debouncer)?;
                 watcher.reload_config();
                 let affected = watcher.index.rescan();
                 watcher.dirty.extend(affected);
@@ -324,6 +449,35 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         self.dirty.extend(affected);
         let dirty = std::mem::take(&mut self.dirty);
         self.reconcile(Some(dirty)).await
+    }
+
+    /// Follows a symlink on the way to the configuration or the groups that now leads
+    /// elsewhere (git-sync publishing a commit as a new checkout): watches the new
+    /// place, stops watching the old one (which goes away), and reads every file again.
+    /// Returns whether it moved; the caller then plans every group.
+    fn follow_move(&mut self, debouncer: &mut Debouncer) -> Result<bool, WatchError> {
+        let groups_dir = canonical(&self.target.environment.groups_dir);
+        let config_path = canonical(&self.config_link);
+        if groups_dir == self.groups_dir && config_path == self.config_path {
+            return Ok(false);
+        }
+        tracing::info!(
+            from = %crate::escape::path(&self.groups_dir),
+            to = %crate::escape::path(&groups_dir),
+            "the repository moved (a symlink now leads to another checkout); following it"
+        );
+        // The old checkout may be gone already: nothing to stop watching then.
+        let _ = debouncer.unwatch(&self.groups_dir);
+        if config_dir(&config_path) != config_dir(&self.config_path) {
+            let _ = debouncer.unwatch(config_dir(&self.config_path));
+        }
+        watch_dirs(debouncer, &groups_dir, &config_path)?;
+        self.groups_dir = groups_dir;
+        self.config_path = config_path;
+        self.reload_config();
+        self.index = DesiredIndex::load(&self.groups_dir);
+        self.planning_started = Instant::now();
+        Ok(true)
     }
 
     fn reload_config(&mut self) {
