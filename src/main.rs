@@ -1,8 +1,8 @@
 //! The `grattr` binary: everything is in the library; this picks the allocator.
 
 // mimalloc, as ruff and uv ship: planning 100,000 groups allocates millions of
-// small strings across rayon's threads, where musl's allocator (in the static
-// Linux builds) is several times slower than glibc's, and mimalloc beats both.
+// small strings across rayon's threads, where musl's allocator (the static Linux
+// builds) took 9-10 s against glibc's 1.6 s; with mimalloc both take 1.5 s.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
