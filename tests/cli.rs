@@ -334,3 +334,16 @@ fn emulator_arguments_are_checked() {
         .stderr_has("the low end");
     repo.run_with_env(&["emulator"], &[("GRATTR_SECRET_KEY", "")]).code(1).stderr_has("$GRATTR_SECRET_KEY is empty");
 }
+
+#[test]
+fn version_names_the_build() {
+    let run = Repo::new().run(&["--version"]).code(0);
+    let line = run.stdout.trim_end();
+    let prefix = concat!("grattr ", env!("CARGO_PKG_VERSION"), " (");
+    assert!(line.starts_with(prefix) && line.ends_with(')'), "{line}");
+    // Release builds name the commit and its date; this test runs a debug build.
+    let build = &line[prefix.len()..line.len() - 1];
+    let commit = build.split_whitespace().next().unwrap_or_default();
+    let is_commit = commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit());
+    assert!(is_commit || build == "dev build" || build == "commit unknown", "{line}");
+}
