@@ -1,0 +1,286 @@
+//! App-wide failures stop the run: a wrong key, a refused connection or a host
+//! that does not resolve is about the app, not about each group, so `apply`
+//! stops starting calls, says once why and what to fix, and `watch` pauses.
+//! The budgets (calls, seconds) are what a new user would otherwise pay 300 times.
+
+mod support;
+
+use grattr::api::wire::{Endpoint, GroupType};
+use grattr::model::GroupId;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::emulator::{KEY, Server, attrs, groups_yaml, many_groups};
+use support::{Repo, Run};
+
+const GROUPS: usize = 300;
+
+/// `grattr apply --yes` with `key`, proxies out of the way (loopback only), and how long it took.
+fn apply(repo: &Repo, key: &str, args: &[&str]) -> (Run, Duration) {
+    let mut all = vec!["apply", "--yes"];
+    all.extend_from_slice(args);
+    let started = Instant::now();
+    let run = repo.run_with_env(
+        &all,
+        &[
+            ("GRATTR_SECRET_KEY", key),
+            ("HTTP_PROXY", ""),
+            ("HTTPS_PROXY", ""),
+            ("ALL_PROXY", ""),
+            ("http_proxy", ""),
+            ("https_proxy", ""),
+            ("all_proxy", ""),
+            ("NO_PROXY", "*"),
+        ],
+    );
+    let elapsed = started.elapsed();
+    for secret in [KEY, "wrong-secret-key", "usersig="] {
+        assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "{secret} leaked:\n{run:?}");
+    }
+    (run, elapsed)
+}
+
+/// A port on 127.0.0.1 where nothing listens: bound, then released.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A repository of [`GROUPS`] changed groups whose endpoint is `endpoint`.
+fn repo_at(endpoint: &str) -> Repo {
+    Repo::new()
+        .file(
+            "grattr.yaml",
+            &format!("sdkappid: 1400000000\nadmin: administrator\nendpoint: {endpoint}\nrequest_timeout: 2s\n"),
+        )
+        .file("groups/many.yaml", &many_groups("g", GROUPS))
+}
+
+/// Asserts nothing was recorded: no lockfile with groups, no journal.
+#[track_caller]
+fn nothing_recorded(repo: &Repo) {
+    if repo.join("grattr.lock").exists() {
+        let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
+        assert!(lockfile.groups.is_empty(), "recorded {} group(s)", lockfile.groups.len());
+    }
+    assert!(!repo.join(".grattr.lock.journal").exists());
+}
+
+#[test]
+fn a_wrong_key_stops_the_run_after_a_few_calls() {
+    let server = Server::start(|_| {});
+    let repo = server.repo().file("groups/many.yaml", &many_groups("g", GROUPS));
+    let host = server.emulator().addr().to_string();
+    let (run, elapsed) = apply(&repo, "wrong-secret-key", &[]);
+    let run = run.code(1);
+    let calls = server.emulator().stats().total;
+    eprintln!("wrong key: {calls} call(s) in {elapsed:?}");
+    assert!(calls <= 20, "{calls} calls were sent");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    let failed = server.emulator().stats().answers(70009) as usize;
+    let not_attempted = GROUPS - failed;
+    let sentence = format!(
+        "Stopped: {not_attempted} change(s) not attempted because {host} refused the credentials \
+         (UserSig verification failed [70009]); check secret_key_env / --secret-key-file."
+    );
+    assert!(run.stdout.contains(&sentence), "lacks {sentence:?}:\n{}", run.stdout);
+    assert!(run.stdout.contains(&format!("{failed} failed, {not_attempted} not attempted")), "{}", run.stdout);
+    assert_eq!(run.stdout.matches("Stopped:").count(), 1, "one sentence:\n{}", run.stdout);
+    assert!(run.stdout.contains("Nothing was recorded."), "{}", run.stdout);
+    nothing_recorded(&repo);
+
+    // --format json says the same for machines.
+    let before = server.emulator().stats().total;
+    let (run, _) = apply(&repo, "wrong-secret-key", &["--format", "json"]);
+    let json = run.code(1).json();
+    let calls = server.emulator().stats().total - before;
+    assert!(calls <= 20, "{calls} calls were sent");
+    let stopped = &json["stopped"];
+    assert_eq!(stopped["reason"], "credentials", "{json:#}");
+    assert_eq!(stopped["host"], host.as_str());
+    assert_eq!(stopped["code"], 70009);
+    assert_eq!(stopped["region"], serde_json::Value::Null);
+    let not_attempted = stopped["not_attempted"].as_u64().unwrap();
+    assert_eq!(not_attempted + json["summary"]["failed"].as_u64().unwrap(), GROUPS as u64);
+    assert_eq!(json["summary"]["skipped"], not_attempted);
+    assert!(stopped["message"].as_str().unwrap().contains("check secret_key_env"), "{stopped}");
+    nothing_recorded(&repo);
+}
+
+#[test]
+fn a_refused_connection_stops_the_run_naming_the_host() {
+    let port = closed_port();
+    let repo = repo_at(&format!("http://127.0.0.1:{port}"));
+    let (run, elapsed) = apply(&repo, KEY, &[]);
+    let run = run.code(1);
+    eprintln!("refused: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(40), "took {elapsed:?}");
+    let sentence = format!("because the connection to 127.0.0.1:{port} was refused");
+    assert!(run.stdout.contains(&sentence), "lacks {sentence:?}:\n{}", run.stdout);
+    assert!(run.stdout.contains("check region/endpoint, or the network or proxy."), "{}", run.stdout);
+    assert!(run.stdout.contains("1 failed, 299 not attempted"), "one group established it:\n{}", run.stdout);
+    assert!(run.stdout.contains("Nothing was recorded."), "{}", run.stdout);
+    nothing_recorded(&repo);
+}
+
+#[test]
+fn an_unresolvable_host_stops_the_run_naming_the_host() {
+    // RFC 6761: names under .invalid never resolve; the resolver answers at once, offline too.
+    let repo = repo_at("http://grattr-test.invalid:9");
+    let (run, elapsed) = apply(&repo, KEY, &["--format", "json"]);
+    let json = run.code(1).json();
+    eprintln!("unresolvable: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(40), "took {elapsed:?}");
+    let stopped = &json["stopped"];
+    assert_eq!(stopped["reason"], "dns", "{json:#}");
+    assert_eq!(stopped["host"], "grattr-test.invalid:9");
+    assert_eq!(stopped["not_attempted"], GROUPS - 1);
+    assert!(
+        stopped["message"].as_str().unwrap().contains("because the host name grattr-test.invalid does not resolve"),
+        "{stopped}"
+    );
+    nothing_recorded(&repo);
+}
+
+#[test]
+fn a_failure_of_the_first_group_alone_does_not_stop_the_run() {
+    let server = Server::start(|config| {
+        config.auto_create_groups = false;
+        config.groups = vec![
+            (GroupId::parse("exists-1").unwrap(), GroupType::Public),
+            (GroupId::parse("exists-2").unwrap(), GroupType::Public),
+        ];
+    });
+    let repo = server.repo().file(
+        "groups/a.yaml",
+        &groups_yaml(&[("aaa-ghost", &[("a", "1")]), ("exists-1", &[("a", "1")]), ("exists-2", &[("a", "1")])]),
+    );
+    let (run, _) = apply(&repo, KEY, &[]);
+    let run = run.code(1);
+    assert!(run.stdout.contains("2 applied, 1 failed, 0 skipped"), "{}", run.stdout);
+    assert!(!run.stdout.contains("Stopped"), "{}", run.stdout);
+    assert_eq!(server.emulator().stats().calls_to(Endpoint::SetGroupAttr), 3);
+}
+
+/// A running `grattr watch`, its log lines collected.
+struct Watch {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    metrics: String,
+}
+
+impl Watch {
+    fn start(repo: &Repo) -> Watch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
+            .current_dir(repo.path())
+            .args(["watch", "--listen", "127.0.0.1:0", "--debounce", "200ms", "--retry-base", "300ms"])
+            .env("GRATTR_SECRET_KEY", KEY)
+            .env("GRATTR_LOG", "warn,grattr=info")
+            .env("NO_PROXY", "*")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                assert!(!line.contains(KEY) && !line.contains("usersig="), "a secret leaked: {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut watch = Watch { child, lines, metrics: String::new() };
+        let address = watch.wait_for_log("serving /healthz");
+        let port = address.rsplit(':').next().unwrap().trim().to_string();
+        watch.metrics = format!("http://127.0.0.1:{port}");
+        watch
+    }
+
+    fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {text:?}:\n{}", self.lines.lock().unwrap().join("\n"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_count(&self, text: &str) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| l.contains(text)).count()
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn readyz(&self, server: &Server) -> (u16, String) {
+        server.block_on(async {
+            grattr::api::client::install_tls_provider();
+            let answer = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .get(format!("{}/readyz", self.metrics))
+                .send()
+                .await
+                .unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        })
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn watch_pauses_on_an_unreachable_host_says_why_and_resumes_when_it_is_back() {
+    const WATCHED: usize = 50;
+    let mut server = Server::start(|_| {});
+    // The emulator's port, closed: the host refuses connections until it is started again.
+    let config = server.config();
+    let addr = server.stop();
+    let repo = Repo::new().file("grattr.yaml", &config).file("groups/many.yaml", &many_groups("w", WATCHED));
+    let watch = Watch::start(&repo);
+
+    // Not ready, and /readyz says why in one sentence naming the host.
+    eventually(Duration::from_secs(10), "not ready for the refused connection", || {
+        let (status, why) = watch.readyz(&server);
+        status == 503 && why.contains("refused")
+    });
+    let (_, why) = watch.readyz(&server);
+    assert!(why.contains(&format!("the connection to {addr} was refused")), "{why}");
+    assert!(why.contains("change(s) not attempted"), "{why}");
+
+    // One log line per back-off, not one per group: wait for a few back-offs.
+    eventually(Duration::from_secs(20), "three back-offs", || watch.log_count("paused:") >= 3);
+    let pauses = watch.log_count("paused:");
+    let per_group = watch.log_count("will retry the group") + watch.log_count("apply failed");
+    assert!(per_group == 0, "per-group lines for an app-wide failure:\n{}", watch.log());
+    assert!(watch.log_count("refused") <= pauses + 1, "one line per back-off:\n{}", watch.log());
+
+    // The host comes back: the paused changes are applied after the back-off, and it is ready.
+    server.restart(addr);
+    eventually(Duration::from_secs(30), "every paused change applied", || {
+        (0..WATCHED).all(|i| {
+            let id = format!("w-{i:04}");
+            server.live(&id) == Some(attrs(&[("v", &id)]))
+        })
+    });
+    eventually(Duration::from_secs(5), "ready again", || watch.readyz(&server).0 == 200);
+    watch.wait_for_log("resumed");
+}
