@@ -6,6 +6,7 @@
 //! which strips the URL and scrubs the UserSig and the key from the text.
 
 use super::codes::{self, RetryClass};
+use super::scope::{AppWide, ConnectFailure};
 use super::usersig::{self, SecretKey, UserSig};
 use super::wire::{self, AttrItem, Endpoint, GroupType, Response};
 use crate::model::{AttributeSet, GroupId};
@@ -13,7 +14,7 @@ use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,6 +55,9 @@ impl RetryPolicy {
             .with_total_delay(Some(self.max_total))
     }
 }
+
+/// Attempts of a call that cannot connect to a host that has never answered.
+pub const UNREACHED_ATTEMPTS: u32 = 3;
 
 /// What one attempt of a call ended with, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +152,8 @@ pub enum ErrorKind {
     Transport {
         /// What happened, with no URL and no secret in it.
         message: String,
+        /// How the connection could not be made, when the request never left.
+        connect: Option<ConnectFailure>,
     },
     /// An answer that is not the REST API's JSON envelope.
     BadResponse {
@@ -183,6 +189,27 @@ impl ApiError {
             ErrorKind::Http { status } if *status >= 500 || *status == 408 || *status == 429 => RetryClass::Backoff,
             ErrorKind::Http { .. } => RetryClass::Permanent,
             ErrorKind::Transport { .. } | ErrorKind::BadResponse { .. } => RetryClass::Backoff,
+        }
+    }
+
+    /// How the connection could not be made, when the request never reached the service.
+    pub fn connect_failure(&self) -> Option<ConnectFailure> {
+        match self.kind {
+            ErrorKind::Transport { connect, .. } => connect,
+            _ => None,
+        }
+    }
+
+    /// Whether this failure is about the whole app rather than the group, and why.
+    /// The codes of credentials, account, app and data centre always are. A failure
+    /// to connect is only while `reached` is false, i.e. nothing in this run has
+    /// reached the host yet: once something has, it is a fault of the moment that
+    /// the retries of each group handle.
+    pub fn app_wide(&self, reached: bool) -> Option<AppWide> {
+        match &self.kind {
+            ErrorKind::Api { code, .. } => codes::app_wide(*code),
+            ErrorKind::Transport { connect: Some(failure), .. } if !reached => Some(failure.app_wide()),
+            _ => None,
         }
     }
 
@@ -223,7 +250,7 @@ impl fmt::Display for ApiError {
                 }
             }
             ErrorKind::Http { status } => write!(f, "HTTP {status}")?,
-            ErrorKind::Transport { message } => write!(f, "{message}")?,
+            ErrorKind::Transport { message, .. } => write!(f, "{message}")?,
             ErrorKind::BadResponse { message } => write!(f, "unexpected answer: {message}")?,
         }
         if self.attempts > 1 {
@@ -299,6 +326,8 @@ struct Inner {
     rate: AdaptiveRate,
     group_writes: DefaultKeyedRateLimiter<GroupId>,
     calls: AtomicU32,
+    /// Whether any attempt has had an answer from the host (any status, any code).
+    answered: AtomicBool,
 }
 
 /// A client of the Chat REST API. Cheap to clone; clones share the UserSig and the rate limits.
@@ -363,6 +392,7 @@ impl Client {
                 group_writes: RateLimiter::keyed(paced(group_rate)),
                 usersig: Mutex::new(None),
                 calls: AtomicU32::new(0),
+                answered: AtomicBool::new(false),
                 config,
             }),
         })
@@ -387,6 +417,7 @@ impl Client {
     /// The one choke point for transport errors: no URL, no UserSig, no key.
     fn transport_error(&self, error: reqwest::Error, usersig: &UserSig) -> ErrorKind {
         let timeout = error.is_timeout();
+        let connect = error.is_connect().then(|| ConnectFailure::of(&error));
         let error = error.without_url();
         let mut message = error.to_string();
         let mut source = std::error::Error::source(&error);
@@ -403,7 +434,7 @@ impl Client {
                 message = message.replace(secret, "<redacted>");
             }
         }
-        ErrorKind::Transport { message }
+        ErrorKind::Transport { message, connect }
     }
 
     async fn attempt(&self, endpoint: Endpoint, body: &serde_json::Value, renew: bool) -> Result<Response, ErrorKind> {
@@ -427,6 +458,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| self.transport_error(e, &usersig))?;
+        self.inner.answered.store(true, Ordering::Relaxed);
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| self.transport_error(e, &usersig))?;
         if status != reqwest::StatusCode::OK {
@@ -469,7 +501,7 @@ impl Client {
         };
         let result = operation
             .retry(self.inner.config.retry.backoff())
-            .when(|e: &ApiError| e.retry_class() == RetryClass::Backoff)
+            .when(|e: &ApiError| e.retry_class() == RetryClass::Backoff && !self.unreachable_so_far(e))
             .adjust(|e: &ApiError, delay| delay.map(|d| d.max(e.min_wait())))
             .notify(|e: &ApiError, delay| {
                 self.observe(endpoint, e.code(), true);
@@ -493,6 +525,32 @@ impl Client {
             }
         }
         result
+    }
+
+    /// Whether `e` failed to connect to a host that has never answered, and has
+    /// been tried [`UNREACHED_ATTEMPTS`] times: more of the full schedule (35 s of
+    /// retries) would only delay learning that the host is wrong or unreachable.
+    /// Once the host has answered, a failure to connect is a fault of the moment
+    /// and gets every retry.
+    fn unreachable_so_far(&self, e: &ApiError) -> bool {
+        e.connect_failure().is_some()
+            && e.attempts >= UNREACHED_ATTEMPTS
+            && !self.inner.answered.load(Ordering::Relaxed)
+    }
+
+    /// The host (and port, when given) calls go to, as the user configured it.
+    pub fn host(&self) -> String {
+        let base = &self.inner.config.base_url;
+        reqwest::Url::parse(base)
+            .ok()
+            .and_then(|url| {
+                let host = url.host_str()?.to_string();
+                Some(match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            })
+            .unwrap_or_else(|| base.clone())
     }
 
     fn observe(&self, endpoint: Endpoint, code: Option<u32>, retry: bool) {
@@ -617,8 +675,34 @@ mod tests {
         assert_eq!(e(ErrorKind::Http { status: 408 }).retry_class(), RetryClass::Backoff);
         assert_eq!(e(ErrorKind::Http { status: 429 }).retry_class(), RetryClass::Backoff);
         assert_eq!(e(ErrorKind::Http { status: 404 }).retry_class(), RetryClass::Permanent);
-        assert_eq!(e(ErrorKind::Transport { message: "x".into() }).retry_class(), RetryClass::Backoff);
+        assert_eq!(e(ErrorKind::Transport { message: "x".into(), connect: None }).retry_class(), RetryClass::Backoff);
         assert_eq!(e(ErrorKind::Api { code: 70001, info: String::new() }).retry_class(), RetryClass::RenewUserSig);
+    }
+
+    #[test]
+    fn app_wide_failures_are_told_from_per_group_ones() {
+        let e = |kind| ApiError { endpoint: Endpoint::SetGroupAttr, kind, attempts: 1 };
+        let api = |code| e(ErrorKind::Api { code, info: String::new() });
+        for (code, reason) in [
+            (70009, AppWide::Credentials),
+            (70001, AppWide::Credentials),
+            (70050, AppWide::Credentials),
+            (70013, AppWide::Account),
+            (70014, AppWide::App),
+            (70016, AppWide::Region),
+            (70020, AppWide::Region),
+        ] {
+            assert_eq!(api(code).app_wide(true), Some(reason), "{code}");
+        }
+        for code in [10002, 10004, 10007, 10010, 10015, 10049, 60007, 60008, 99999] {
+            assert_eq!(api(code).app_wide(false), None, "{code}");
+        }
+        let refused = e(ErrorKind::Transport { message: "x".into(), connect: Some(ConnectFailure::Refused) });
+        assert_eq!(refused.app_wide(false), Some(AppWide::Refused), "nothing reached the host yet");
+        assert_eq!(refused.app_wide(true), None, "the host answered before: a fault of the moment");
+        let dropped = e(ErrorKind::Transport { message: "x".into(), connect: None });
+        assert_eq!(dropped.app_wide(false), None, "the request left: the host is there");
+        assert_eq!(e(ErrorKind::Http { status: 502 }).app_wide(false), None);
     }
 
     #[test]

@@ -129,6 +129,21 @@ pub fn class(code: u32) -> RetryClass {
     lookup(code).map_or(RetryClass::Permanent, |entry| entry.class)
 }
 
+/// Whether `code` can only be about the app, never about one group: credentials,
+/// admin account, app or data centre refused. Retrying other groups cannot help, so
+/// a run stops at it ([`crate::api::scope`]). 70001 counts: the client renews the
+/// UserSig once, so a 70001 that reaches the caller was refused after the renewal.
+pub fn app_wide(code: u32) -> Option<crate::api::scope::AppWide> {
+    use crate::api::scope::AppWide;
+    match code {
+        60004 | 60005 | 70001 | 70003 | 70009 | 70050 => Some(AppWide::Credentials),
+        60010 | 70013 => Some(AppWide::Account),
+        60006 | 60016 | 60017 | 60020 | 60021 | 70014 => Some(AppWide::App),
+        60009 | 70016 | 70020 => Some(AppWide::Region),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod codes;
+pub mod scope;
 pub mod usersig;
 pub mod wire;

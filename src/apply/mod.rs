@@ -3,16 +3,24 @@
 //! journal as it happens, failures remembered while the rest go on. Stopping
 //! starts no new call and lets the calls in flight finish, within a bound.
 //! Only a plan the [`guard`] approved is executed.
+//!
+//! A failure about the whole app (a wrong key, a wrong data centre, a host that
+//! cannot be reached: [`ApiError::app_wide`]) stops the run like a stop from
+//! outside, and the report says why ([`Stopped`]). So that a wrong setting costs one
+//! call rather than a wave of them, the first call of a run goes alone: the others
+//! start once an answer shows that the app and the host are fine.
 
 pub mod guard;
 
 use crate::api::client::{ApiError, Client};
+use crate::api::scope::AppWide;
 use crate::lockfile::{JournalWriter, Record};
-use crate::model::GroupId;
+use crate::model::{GroupId, Region};
 use crate::plan::{Action, Change};
 use futures_util::StreamExt;
 use guard::Approved;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +48,57 @@ pub enum Outcome {
     Applied,
     /// The call failed after its retries.
     Failed(ApiError),
+    /// The call failed in a way that is about the whole app, not the group; the run
+    /// stops ([`Report::stopped`] says why).
+    StoppedRun(ApiError),
+}
+
+/// Why a run stopped before its end: a failure about the whole app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// What the failure is about.
+    pub reason: AppWide,
+    /// The failure that stopped the run (its group is among the failed).
+    pub error: ApiError,
+    /// The host calls went to.
+    pub host: String,
+    /// The region whose host that is, if it is one.
+    pub region: Option<&'static str>,
+    /// How many changes were not attempted.
+    pub not_attempted: usize,
+}
+
+impl fmt::Display for Stopped {
+    /// One clause that says how many changes were not attempted, why, and the likely
+    /// fix; callers put it in their own sentence ("Stopped: …", "paused: …").
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = match self.region {
+            Some(region) => format!("{} (region {region})", self.host),
+            None => self.host.clone(),
+        };
+        let code = || match &self.error.kind {
+            crate::api::client::ErrorKind::Api { code, .. } => {
+                let meaning = crate::api::codes::lookup(*code).map_or("undocumented error", |c| c.meaning);
+                format!("{meaning} [{code}]")
+            }
+            _ => self.error.to_string(),
+        };
+        write!(f, "{} change(s) not attempted because ", self.not_attempted)?;
+        match self.reason {
+            AppWide::Credentials => write!(f, "{host} refused the credentials ({})", code())?,
+            AppWide::Account => write!(f, "{host} refused the admin account ({})", code())?,
+            AppWide::App => write!(f, "{host} refused the app ({})", code())?,
+            AppWide::Region => write!(f, "{host} does not know the app ({})", code())?,
+            AppWide::Dns => {
+                let name = self.host.rsplit_once(':').map_or(self.host.as_str(), |(name, _)| name);
+                write!(f, "the host name {name} does not resolve")?
+            }
+            AppWide::Refused => write!(f, "the connection to {host} was refused")?,
+            AppWide::Tls => write!(f, "the TLS handshake with {host} failed")?,
+            AppWide::Unreachable => write!(f, "{host} could not be reached")?,
+        }
+        write!(f, "; {}", self.reason.fix())
+    }
 }
 
 /// What a run did.
@@ -58,6 +117,9 @@ pub struct Report {
     pub recorded: Vec<Record>,
     /// Whether the run was stopped from outside.
     pub interrupted: bool,
+    /// Why the run stopped by itself, when a failure was about the whole app; the
+    /// changes not attempted are in `skipped`.
+    pub stopped: Option<Stopped>,
     /// How long the run took.
     pub elapsed: Duration,
 }
@@ -84,32 +146,77 @@ pub async fn execute(
     let halt = stop.child_token();
     let status = RefCell::new(vec![Status::Waiting; plan.changes.len()]);
     let mut report = Report::default();
+    let mut stopped: Option<(AppWide, ApiError)> = None;
+    // Whether anything in this run has had an answer from the host: until then, a
+    // failure to connect is about the host, not the group.
+    let reached = Cell::new(false);
+    // The first call goes alone; the rest wait for its answer (the gate opens) or
+    // for the run to stop, whichever comes first.
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let probing = Cell::new(false);
     let calls = futures_util::stream::iter(plan.changes.iter().enumerate())
         .take_while(|_| std::future::ready(!halt.is_cancelled()))
         .map(|(index, change)| {
             status.borrow_mut()[index] = Status::InFlight;
-            async move { (index, apply_change(client, change).await) }
+            let first = !probing.replace(true);
+            let mut gate = gate.clone();
+            let halt = &halt;
+            async move {
+                if !first {
+                    tokio::select! {
+                        biased;
+                        () = halt.cancelled() => return (index, None),
+                        open = gate.wait_for(|open| *open) => if open.is_err() {
+                            return (index, None);
+                        },
+                    }
+                }
+                (index, Some(apply_change(client, change).await))
+            }
         })
         .buffer_unordered(options.concurrency.max(1));
     let run = async {
         futures_util::pin_mut!(calls);
         while let Some((index, result)) = calls.next().await {
             let change = &plan.changes[index];
+            let Some(result) = result else {
+                // Stopped at the gate: never started.
+                status.borrow_mut()[index] = Status::Waiting;
+                continue;
+            };
             status.borrow_mut()[index] = Status::Done;
             let outcome = match result {
                 Ok(record) => {
+                    reached.set(true);
+                    open_gate.send_replace(true);
                     journal.record(record.clone());
                     report.recorded.push(record);
                     report.applied.push(index);
                     Outcome::Applied
                 }
                 Err(error) => {
-                    tracing::warn!(group = %change.group_id, %error, "failed");
-                    if options.fail_fast {
-                        halt.cancel();
+                    let app_wide = error.app_wide(reached.get());
+                    if error.connect_failure().is_none() {
+                        reached.set(true);
                     }
                     report.failed.push((index, error.clone()));
-                    Outcome::Failed(error)
+                    match app_wide {
+                        Some(reason) => {
+                            // Said once by the caller, not once per group.
+                            tracing::debug!(group = %change.group_id, %error, ?reason, "failed for the whole app; stopping");
+                            halt.cancel();
+                            stopped.get_or_insert((reason, error.clone()));
+                            Outcome::StoppedRun(error)
+                        }
+                        None => {
+                            tracing::warn!(group = %change.group_id, %error, "failed");
+                            open_gate.send_replace(true);
+                            if options.fail_fast {
+                                halt.cancel();
+                            }
+                            Outcome::Failed(error)
+                        }
+                    }
                 }
             };
             on_done(change, &outcome);
@@ -133,6 +240,11 @@ pub async fn execute(
     report.applied.sort_unstable();
     report.failed.sort_unstable_by_key(|(index, _)| *index);
     report.interrupted = stop.is_cancelled();
+    report.stopped = stopped.map(|(reason, error)| {
+        let host = client.host();
+        let region = Region::ALL.iter().find(|r| r.domain == host).map(|r| r.name);
+        Stopped { reason, error, host, region, not_attempted: report.skipped.len() }
+    });
     report.elapsed = started.elapsed();
     report
 }

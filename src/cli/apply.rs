@@ -171,7 +171,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         tokio::spawn(watch_signals(stop.clone()));
         apply::execute(approved, &client, &journal, &options, &stop, |change, outcome| {
             let failure = match outcome {
-                Outcome::Failed(error) => Some(escape::text(&format!("{}: {error}", change.group_id)).into_owned()),
+                Outcome::Failed(error) | Outcome::StoppedRun(error) => {
+                    Some(escape::text(&format!("{}: {error}", change.group_id)).into_owned())
+                }
                 Outcome::Applied => None,
             };
             progress.tick(failure.as_deref());
@@ -214,7 +216,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     }
     Ok(if report.interrupted {
         exit::INTERRUPTED
-    } else if !report.failed.is_empty() || !report.abandoned.is_empty() {
+    } else if !report.failed.is_empty() || !report.abandoned.is_empty() || report.stopped.is_some() {
         exit::ERROR
     } else {
         exit::OK
@@ -296,10 +298,20 @@ fn print_summary(plan: &Plan, report: &Report, recorded: usize, lockfile: &str) 
             }
         }
     }
-    let state = if report.interrupted { "Apply interrupted" } else { "Apply complete" };
+    let state = match (report.interrupted, &report.stopped) {
+        (true, _) => "Apply interrupted",
+        (false, Some(_)) => "Apply stopped",
+        (false, None) => "Apply complete",
+    };
+    // Changes a stop left are not attempted because of the failure that stopped it,
+    // which the sentence below names; "skipped" would suggest they were set aside.
+    let skipped = match report.stopped {
+        Some(_) => "not attempted",
+        None => "skipped",
+    };
     writeln!(
         out,
-        "\n{state}: {} applied, {} failed, {} skipped{}, {} unchanged, in {:.1} s. {}",
+        "\n{state}: {} applied, {} failed, {} {skipped}{}, {} unchanged, in {:.1} s. {}",
         report.applied.len(),
         report.failed.len(),
         report.skipped.len(),
@@ -315,6 +327,10 @@ fn print_summary(plan: &Plan, report: &Report, recorded: usize, lockfile: &str) 
             n => format!("Recorded {n} group(s) in {lockfile}."),
         }
     )?;
+    if let Some(stopped) = &report.stopped {
+        // The service's text does not appear in it, but the host comes from grattr.yaml.
+        writeln!(out, "{}", escape::text(&format!("Stopped: {stopped}.")))?;
+    }
     Ok(())
 }
 
@@ -329,7 +345,20 @@ struct JsonResult<'a> {
     failed: Vec<JsonFailure<'a>>,
     skipped: Vec<JsonGroup<'a>>,
     abandoned: Vec<JsonGroup<'a>>,
+    /// Present when a failure about the whole app stopped the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped: Option<JsonStopped<'a>>,
     plan: &'a Plan,
+}
+
+#[derive(Serialize)]
+struct JsonStopped<'a> {
+    reason: crate::api::scope::AppWide,
+    host: &'a str,
+    region: Option<&'static str>,
+    code: Option<u32>,
+    not_attempted: usize,
+    message: String,
 }
 
 #[derive(Serialize)]
@@ -392,6 +421,14 @@ fn print_json(plan: &Plan, report: &Report, environment: &Environment) -> anyhow
             .collect(),
         skipped: report.skipped.iter().map(group).collect(),
         abandoned: report.abandoned.iter().map(group).collect(),
+        stopped: report.stopped.as_ref().map(|stopped| JsonStopped {
+            reason: stopped.reason,
+            host: &stopped.host,
+            region: stopped.region,
+            code: stopped.error.code(),
+            not_attempted: stopped.not_attempted,
+            message: format!("Stopped: {stopped}."),
+        }),
         plan,
     };
     let mut out = std::io::stdout().lock();

@@ -24,6 +24,8 @@ pub enum Cycle {
     Invalid,
     /// The safety guard refused the plan; nothing was applied.
     Refused,
+    /// A failure about the whole app stopped the cycle; applying is paused.
+    Paused,
 }
 
 impl Cycle {
@@ -35,6 +37,7 @@ impl Cycle {
             Cycle::Noop => "noop",
             Cycle::Invalid => "invalid",
             Cycle::Refused => "refused",
+            Cycle::Paused => "paused",
         }
     }
 }

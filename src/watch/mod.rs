@@ -126,6 +126,22 @@ struct Failing {
     next: Instant,
 }
 
+/// Applying is paused by a failure about the whole app (a wrong key, a host that
+/// cannot be reached): every group would fail the same way, so no group is tried
+/// until the back-off is over, and then the paused changes are tried again.
+struct Paused {
+    /// The sentence logged and shown on /readyz.
+    reason: String,
+    /// Back-offs so far.
+    attempts: u32,
+    /// When to try again.
+    next: Instant,
+}
+
+/// The longest back-off of a pause: an app-wide failure is often fixed by someone
+/// watching, who should not wait long to see it resume.
+const PAUSE_MAX: Duration = Duration::from_secs(300);
+
 /// The watcher's state between events.
 struct Watcher<L: Fn() -> Result<Target, String>> {
     load: L,
@@ -157,6 +173,10 @@ struct Watcher<L: Fn() -> Result<Target, String>> {
     /// Why the last self-heal was refused by the safety guard, if it was; cleared
     /// by the next resync that heals, or finds less drift.
     heal_refused: Option<String>,
+    /// Applying is paused by an app-wide failure, if it is.
+    paused: Option<Paused>,
+    /// A cycle deferred by the pause wanted every group planned.
+    paused_all: bool,
 }
 
 /// The journal grows by a few records per cycle; rewriting the whole lockfile (66 MB at
@@ -345,6 +365,8 @@ pub async fn run<L: Fn() -> Result<Target, String>>(
         unfolded: Unfolded::default(),
         refused: None,
         heal_refused: None,
+        paused: None,
+        paused_all: false,
     };
     tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
     watcher.update_managed();
@@ -356,7 +378,11 @@ pub async fn run<L: Fn() -> Result<Target, String>>(
         tokio::time::interval_at(tokio::time::Instant::now() + watcher.options.resync, watcher.options.resync);
     resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let retry_at = watcher.failing.values().map(|f| f.next).min();
+        // While paused, failing groups wait for the pause too.
+        let retry_at = match &watcher.paused {
+            Some(paused) => Some(paused.next),
+            None => watcher.failing.values().map(|f| f.next).min(),
+        };
         let retry = sleep_until(retry_at);
         let checkpoint = sleep_until(watcher.unfolded.checkpoint_at());
         tokio::select! {
@@ -554,8 +580,24 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
             }
             return Ok(());
         }
-        let only = if self.refused.is_some() { None } else { only };
         let now = Instant::now();
+        let only = match &self.paused {
+            // Deferred, not dropped: the pause's end plans them.
+            Some(paused) if now < paused.next => {
+                match only {
+                    Some(ids) => self.dirty.extend(ids),
+                    None => self.paused_all = true,
+                }
+                return Ok(());
+            }
+            Some(_) if std::mem::take(&mut self.paused_all) => None,
+            Some(_) => only.map(|mut ids| {
+                ids.extend(std::mem::take(&mut self.dirty));
+                ids
+            }),
+            None => only,
+        };
+        let only = if self.refused.is_some() { None } else { only };
         let due: BTreeSet<GroupId> =
             self.failing.iter().filter(|(_, f)| f.next <= now).map(|(id, _)| id.clone()).collect();
         let targets = only.map(|mut ids| {
@@ -608,15 +650,34 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         Safety { threshold: self.target.environment.safety_threshold, force: self.options.force }
     }
 
-    /// Ready unless a plan or a self-heal is being refused.
+    /// Ready unless a plan or a self-heal is being refused, or applying is paused.
     fn update_ready(&self) {
-        self.metrics.set_ready(self.refused.clone().or_else(|| self.heal_refused.clone()));
+        let paused = || self.paused.as_ref().map(|p| p.reason.clone());
+        self.metrics.set_ready(self.refused.clone().or_else(|| self.heal_refused.clone()).or_else(paused));
+    }
+
+    /// Pauses applying after an app-wide failure, for a back-off that doubles with
+    /// each pause in a row. One log line per back-off, not one per group.
+    fn pause(&mut self, stopped: &apply::Stopped) {
+        let attempts = self.paused.as_ref().map_or(0, |p| p.attempts) + 1;
+        let delay = self.options.retry_base.saturating_mul(1 << attempts.min(16).saturating_sub(1)).min(PAUSE_MAX);
+        let reason = format!("paused: {stopped}; trying again in {}", humantime::format_duration(delay));
+        tracing::error!(reason = ?stopped.reason, "{reason}");
+        self.paused = Some(Paused { reason, attempts, next: Instant::now() + delay });
+    }
+
+    /// Ends a pause: the last cycle ran without an app-wide failure.
+    fn resume(&mut self) {
+        if self.paused.take().is_some() {
+            tracing::info!("resumed: the app-wide failure is gone");
+        }
     }
 
     /// Applies a plan, records it, and keeps track of what failed.
     async fn execute(&mut self, approved: Approved<'_>) -> Result<Cycle, WatchError> {
         let plan = approved.plan();
         if plan.changes.is_empty() {
+            self.resume();
             if self.failing.is_empty() {
                 self.metrics.last_success.set(now_unix());
             }
@@ -627,6 +688,7 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         let options =
             ApplyOptions { concurrency: self.options.concurrency, fail_fast: false, grace: self.options.grace };
         let mut report = apply::execute(approved, &self.target.client, &journal, &options, &self.stop, |change, outcome| {
+            // An app-wide failure is said once, by the pause.
             if let Outcome::Failed(error) = outcome {
                 tracing::warn!(group = %change.group_id, %error, hint = error.hint().unwrap_or_default(), "apply failed");
             }
@@ -646,8 +708,14 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
                 self.metrics.change_to_applied.observe(changed.elapsed().as_secs_f64());
             }
         }
-        for (index, _) in &report.failed {
+        for (index, error) in &report.failed {
             let id = plan.changes[*index].group_id.clone();
+            if report.stopped.is_some() && error.app_wide(false).is_some() {
+                // Not the group's fault: it waits for the pause, not for a back-off of its own.
+                self.failing.remove(&id);
+                self.dirty.insert(id);
+                continue;
+            }
             let failing = self.failing.entry(id.clone()).or_insert(Failing { attempts: 0, next: Instant::now() });
             failing.attempts += 1;
             let delay = self
@@ -664,6 +732,15 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         self.metrics.failing.set(self.failing.len() as i64);
         self.update_managed();
         tracing::info!(applied = report.applied.len(), failed = report.failed.len(), elapsed = ?report.elapsed, "reconciled");
+        match &report.stopped {
+            Some(stopped) => {
+                self.pause(stopped);
+                return Ok(Cycle::Paused);
+            }
+            // Stopped from outside is no evidence either way.
+            None if report.interrupted => {}
+            None => self.resume(),
+        }
         Ok(if report.failed.is_empty() && report.abandoned.is_empty() {
             self.metrics.last_success.set(now_unix());
             Cycle::Applied
@@ -733,6 +810,10 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         self.metrics.in_sync.set(in_sync);
         self.metrics.drifted.set(drifted.len() as i64);
         tracing::info!(read = live.len(), drifted = drifted.len(), "resync finished");
+        // While paused, healing would meet the same app-wide failure: the resync after the pause heals.
+        if self.paused.is_some() {
+            return Ok(());
+        }
         if !self.options.self_heal || drifted.is_empty() || self.index.has_errors() {
             if self.heal_refused.take().is_some() && !self.index.has_errors() {
                 self.update_ready();
