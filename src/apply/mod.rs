@@ -90,8 +90,12 @@ impl fmt::Display for Stopped {
             AppWide::App => write!(f, "{host} refused the app ({})", code())?,
             AppWide::Region => write!(f, "{host} does not know the app ({})", code())?,
             AppWide::Dns => {
+                // A name, not an address: the port is no part of what does not resolve.
                 let name = self.host.rsplit_once(':').map_or(self.host.as_str(), |(name, _)| name);
-                write!(f, "the host name {name} does not resolve")?
+                match self.region {
+                    Some(region) => write!(f, "the host name {name} (region {region}) does not resolve")?,
+                    None => write!(f, "the host name {name} does not resolve")?,
+                }
             }
             AppWide::Refused => write!(f, "the connection to {host} was refused")?,
             AppWide::Tls => write!(f, "the TLS handshake with {host} failed")?,
@@ -295,4 +299,39 @@ async fn clear(client: &Client, group: &GroupId) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::client::ErrorKind;
+    use crate::api::scope::ConnectFailure;
+    use crate::api::wire::Endpoint;
+
+    fn stopped(reason: AppWide, kind: ErrorKind, host: &str, region: Option<&'static str>) -> String {
+        let error = ApiError { endpoint: Endpoint::SetGroupAttr, kind, attempts: 1 };
+        Stopped { reason, error, host: host.into(), region, not_attempted: 299 }.to_string()
+    }
+
+    #[test]
+    fn the_stop_is_one_clause_naming_the_host_the_region_and_the_fix() {
+        let wrong_key = ErrorKind::Api { code: 70009, info: "signature mismatch".into() };
+        assert_eq!(
+            stopped(AppWide::Credentials, wrong_key, "console.tim.qq.com", Some("china")),
+            "299 change(s) not attempted because console.tim.qq.com (region china) refused the credentials \
+             (UserSig verification failed [70009]); check secret_key_env / --secret-key-file"
+        );
+        let dns = ErrorKind::Transport { message: "dns error".into(), connect: Some(ConnectFailure::Dns) };
+        assert_eq!(
+            stopped(AppWide::Dns, dns, "adminapisgp.im.qcloud.com", Some("singapore")),
+            "299 change(s) not attempted because the host name adminapisgp.im.qcloud.com (region singapore) does \
+             not resolve; check region/endpoint, or the network or proxy"
+        );
+        let region = ErrorKind::Api { code: 70020, info: String::new() };
+        assert_eq!(
+            stopped(AppWide::Region, region, "127.0.0.1:8080", None),
+            "299 change(s) not attempted because 127.0.0.1:8080 does not know the app (SDKAppID not found \
+             [70020]); check region/endpoint in grattr.yaml"
+        );
+    }
 }
