@@ -4,19 +4,8 @@
 mod support;
 
 use std::process::Command;
-use support::Repo;
 use support::emulator::{KEY, Server, groups_yaml};
-
-fn git(repo: &Repo, args: &[&str]) -> std::process::Output {
-    let output = Command::new("git")
-        .current_dir(repo.path())
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
-}
+use support::{Repo, git};
 
 fn apply(repo: &Repo) {
     repo.run_with_env(&["apply", "--yes"], &[("GRATTR_SECRET_KEY", KEY)]).code(0);
@@ -64,7 +53,7 @@ fn branches_that_applied_different_groups_merge_into_a_clean_lockfile() {
     assert!(lockfile.contains("light") && lockfile.contains("8-18") && lockfile.contains("\"new\""), "{lockfile}");
     repo.run(&["plan", "--detailed-exitcode"]).code(0).stdout_has("No changes.");
     let status = git(&repo, &["status", "--porcelain"]);
-    assert!(status.stdout.is_empty(), "{}", String::from_utf8_lossy(&status.stdout));
+    assert!(status.is_empty(), "{status}");
 }
 
 #[test]

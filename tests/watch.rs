@@ -8,8 +8,8 @@ use grattr::model::GroupId;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::Repo;
 use support::emulator::{KEY, Server, attrs, groups_yaml};
+use support::{Repo, git};
 
 /// A running `grattr watch`, its log lines collected.
 struct Watch {
@@ -173,16 +173,6 @@ fn edits_reach_the_service_and_invalid_ones_never_do() {
         !repo.join(".grattr.lock.lck").exists()
             || std::fs::read_to_string(repo.join(".grattr.lock.lck")).unwrap().is_empty()
     );
-}
-
-fn git(repo: &Repo, args: &[&str]) {
-    let output = Command::new("git")
-        .current_dir(repo.path())
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[test]
@@ -429,18 +419,6 @@ fn a_sweeping_change_is_refused_until_it_is_back_under_the_threshold() {
     drop(repo);
 }
 
-/// Runs git in `dir`, as tests/watch.rs's `git` does in a [`Repo`], and returns its stdout.
-fn git_in(dir: &std::path::Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// A lockfile recording `groups` as applied.
 fn recorded(groups: &[(&str, &str)]) -> String {
     let mut lockfile = grattr::lockfile::Lockfile::new(1400000000);
@@ -464,7 +442,7 @@ fn a_state_dir_keeps_the_checkout_clean_through_pulls_and_is_seeded_once() {
     git(&checkout, &["add", "-A"]);
     git(&checkout, &["commit", "-q", "-m", "applied by CI"]);
     let upstream = tempfile::tempdir().unwrap();
-    git_in(upstream.path(), &["clone", "-q", "--bare", checkout.path().to_str().unwrap(), "."]);
+    git(upstream.path(), &["clone", "-q", "--bare", checkout.path().to_str().unwrap(), "."]);
     git(&checkout, &["remote", "add", "origin", upstream.path().to_str().unwrap()]);
     git(&checkout, &["fetch", "-q", "origin"]);
     git(&checkout, &["branch", "-q", "-u", "origin/main"]);
@@ -480,11 +458,11 @@ fn a_state_dir_keeps_the_checkout_clean_through_pulls_and_is_seeded_once() {
 
     // Upstream moves on: a change of the groups, and a lockfile that CI rewrote.
     let ci = tempfile::tempdir().unwrap();
-    git_in(ci.path(), &["clone", "-q", upstream.path().to_str().unwrap(), "."]);
+    git(ci.path(), &["clone", "-q", upstream.path().to_str().unwrap(), "."]);
     std::fs::write(ci.path().join("groups/a.yaml"), groups_yaml(&[("room", &[("v", "2")])])).unwrap();
     std::fs::write(ci.path().join("grattr.lock"), recorded(&[("room", "1"), ("elsewhere", "ci")])).unwrap();
-    git_in(ci.path(), &["commit", "-q", "-am", "change room; CI's record"]);
-    git_in(ci.path(), &["push", "-q", "origin", "main"]);
+    git(ci.path(), &["commit", "-q", "-am", "change room; CI's record"]);
+    git(ci.path(), &["push", "-q", "origin", "main"]);
     // The pull a timer runs: it only works on a clean checkout.
     git(&checkout, &["pull", "-q", "--ff-only"]);
     eventually(Duration::from_secs(5), "the pulled change applied", || {
@@ -495,10 +473,10 @@ fn a_state_dir_keeps_the_checkout_clean_through_pulls_and_is_seeded_once() {
         state.groups.get(&id("room")).map(|g| &g.attributes) == Some(&attrs(&[("v", "2")]))
             && !state.groups.contains_key(&id("elsewhere"))
     });
-    assert_eq!(git_in(checkout.path(), &["status", "--porcelain", "--ignored"]), "", "the checkout is clean");
+    assert_eq!(git(checkout.path(), &["status", "--porcelain", "--ignored"]), "", "the checkout is clean");
     let (status, _) = watch.terminate();
     assert!(status.success(), "{status:?}");
-    assert_eq!(git_in(checkout.path(), &["status", "--porcelain", "--ignored"]), "", "the checkout is clean");
+    assert_eq!(git(checkout.path(), &["status", "--porcelain", "--ignored"]), "", "the checkout is clean");
     assert_eq!(checkout.read("grattr.lock"), recorded(&[("room", "1"), ("elsewhere", "ci")]), "never written");
 
     // plan on the server reads the same state, by option or by variable.

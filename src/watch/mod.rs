@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod server;
 
 use crate::api::client::Client;
-use crate::apply::guard::{Approved, Safety};
+use crate::apply::guard::{Approved, Refusal, Safety};
 use crate::apply::{self, ApplyOptions, Outcome};
 use crate::desired::index::DesiredIndex;
 use crate::desired::{Diagnostic, Environment};
@@ -625,18 +625,14 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
                 self.execute(approved).await?
             }
             Err(refusal) => {
-                let reason = format!(
-                    "refusing to apply: {refusal}; nothing is applied until the desired state is back under the \
-                     threshold. Review the change, then raise safety_threshold in grattr.yaml (reloaded on save), \
-                     or restart grattr watch with --force"
-                );
-                tracing::error!(
-                    touched = refusal.touched,
-                    recorded = refusal.recorded,
-                    threshold_percent = refusal.threshold,
-                    "{reason}"
-                );
-                self.refused = Some(reason);
+                self.refused = Some(refused(
+                    &refusal,
+                    format!(
+                        "refusing to apply: {refusal}; nothing is applied until the desired state is back under \
+                         the threshold. Review the change, then raise safety_threshold in grattr.yaml (reloaded on \
+                         save), or restart grattr watch with --force"
+                    ),
+                ));
                 Cycle::Refused
             }
         };
@@ -838,17 +834,14 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
                 self.execute(approved).await?
             }
             Err(refusal) => {
-                let reason = format!(
-                    "refusing to self-heal: {refusal}; the drifted groups are left as they are. Review the drift \
-                     (grattr drift), then apply it with grattr apply --refresh, or restart grattr watch with --force"
-                );
-                tracing::error!(
-                    touched = refusal.touched,
-                    recorded = refusal.recorded,
-                    threshold_percent = refusal.threshold,
-                    "{reason}"
-                );
-                self.heal_refused = Some(reason);
+                self.heal_refused = Some(refused(
+                    &refusal,
+                    format!(
+                        "refusing to self-heal: {refusal}; the drifted groups are left as they are. Review the \
+                         drift (grattr drift), then apply it with grattr apply --refresh, or restart grattr watch \
+                         with --force"
+                    ),
+                ));
                 Cycle::Refused
             }
         };
@@ -859,6 +852,18 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
         }
         Ok(())
     }
+}
+
+/// Logs a refusal of the safety guard, with its numbers as fields, and returns the
+/// reason for `/readyz`.
+fn refused(refusal: &Refusal, reason: String) -> String {
+    tracing::error!(
+        touched = refusal.touched,
+        recorded = refusal.recorded,
+        threshold_percent = refusal.threshold,
+        "{reason}"
+    );
+    reason
 }
 
 fn report_invalid(diagnostics: &[Diagnostic]) {

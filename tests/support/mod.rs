@@ -78,6 +78,25 @@ impl Repo {
     }
 }
 
+impl AsRef<Path> for Repo {
+    fn as_ref(&self) -> &Path {
+        self.path()
+    }
+}
+
+/// Runs git in `dir` (a [`Repo`] or a path) with a fixed identity and no signing,
+/// asserts it succeeded, and returns its stdout.
+pub fn git(dir: impl AsRef<Path>, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .current_dir(dir.as_ref())
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// What a run of grattr printed and how it exited.
 #[derive(Debug)]
 pub struct Run {
