@@ -39,7 +39,9 @@ fn apply_makes_one_call_per_changed_group_and_nothing_else() {
     assert!(!repo.join(".grattr.lock.journal").exists(), "the journal was folded");
     // An immediate second apply makes no call at all.
     let before = server.emulator().stats().total;
-    apply(&repo, &["--yes"]).code(0).stdout_has("No changes.");
+    apply(&repo, &["--yes"])
+        .code(0)
+        .stdout_has("No changes: the desired state matches what grattr.lock records as applied.");
     assert_eq!(server.emulator().stats().total, before, "zero calls");
     // Editing one group makes exactly one call, with exactly the new attributes.
     let repo = repo
@@ -403,7 +405,7 @@ fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
         let unrecorded = ids.len() - after_kill.groups.len();
         let rerun = apply(&repo, &["--yes"]).code(0);
         match unrecorded {
-            0 => rerun.stdout_has("No changes."),
+            0 => rerun.stdout_has("No changes: the desired state matches what grattr.lock records as applied."),
             n => rerun.stdout_has(&format!("Apply complete: {n} applied, 0 failed")),
         };
         let writes_after: Vec<u64> = after_kill.groups.keys().map(writes).collect();

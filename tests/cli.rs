@@ -181,7 +181,10 @@ fn detailed_exitcode_says_whether_anything_changes() {
             ("support-us", attrs(&[])),
         ],
     );
-    repo.run(&["plan", "--detailed-exitcode"]).code(0).stdout_has("No changes.").stdout_has("3 unchanged.");
+    repo.run(&["plan", "--detailed-exitcode"])
+        .code(0)
+        .stdout_has("No changes: the desired state matches what grattr.lock records as applied.")
+        .stdout_has("3 unchanged.");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use super::inputs::{self, environment};
 use super::progress::Progress;
 use super::signals::Signals;
-use super::{Cli, exit};
+use super::{WorkspaceArgs, exit};
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
 use crate::apply::guard::Safety;
@@ -76,11 +76,13 @@ pub struct Args {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    #[command(flatten)]
+    pub(super) workspace: WorkspaceArgs,
 }
 
 /// Runs `grattr apply`.
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let mut environment = environment(cli)?;
+pub fn run(args: &Args) -> anyhow::Result<u8> {
+    let mut environment = environment(&args.workspace)?;
     let runtime = super::runtime()?;
     // Never the configured lockfile: the emulator starts empty. The directory goes
     // when the run ends, unless kept.
@@ -123,14 +125,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             let saved = read_saved_plan(path)?;
             if saved.refresh {
                 let targets: Option<BTreeSet<GroupId>> = saved.targets.as_ref().map(|t| t.iter().cloned().collect());
-                inputs::refresh(cli, &mut workspace, targets.as_ref())?;
+                inputs::refresh(&args.workspace, &mut workspace, targets.as_ref())?;
             }
             workspace.verify(path, &saved)?
         }
         None => {
             let targets = inputs::targets(&workspace, &args.targets)?;
             if args.refresh {
-                inputs::refresh(cli, &mut workspace, targets.as_ref())?;
+                inputs::refresh(&args.workspace, &mut workspace, targets.as_ref())?;
             }
             workspace.plan(args.prune, targets)
         }
@@ -142,7 +144,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         )
     })?;
     if args.format == Format::Text {
-        anstream::stdout().lock().write_all(render::text(&plan).as_bytes())?;
+        anstream::stdout().lock().write_all(render::text(&plan, &workspace.environment.lockfile).as_bytes())?;
     }
     if plan.is_empty() && workspace.live.is_none() {
         if args.format == Format::Json {
@@ -156,9 +158,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 
     let key = match &emulator {
         Some((_, key)) => key.clone(),
-        None => cli.secret_key(&workspace.environment)?,
+        None => args.workspace.api.secret_key(&workspace.environment)?,
     };
-    let client = cli.client(&workspace.environment, key)?;
+    let client = args.workspace.api.client(&workspace.environment, key)?;
     let journal = JournalWriter::open(&workspace.environment.lockfile, workspace.environment.sdkappid)?;
     let stop = CancellationToken::new();
     let options = ApplyOptions {

@@ -3,7 +3,7 @@
 
 use super::inputs::{self, environment};
 use super::plan::Format;
-use super::{Cli, exit};
+use super::{WorkspaceArgs, exit};
 use crate::drift::{self, render};
 use crate::plan::PlanEnvironment;
 use std::io::Write;
@@ -20,13 +20,15 @@ pub struct Args {
     /// Check only these groups (repeatable).
     #[arg(long = "target", value_name = "GROUP_ID")]
     targets: Vec<String>,
+    #[command(flatten)]
+    pub(super) workspace: WorkspaceArgs,
 }
 
 /// Runs `grattr drift`.
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let workspace = inputs::load(environment(cli)?, false)?;
+pub fn run(args: &Args) -> anyhow::Result<u8> {
+    let workspace = inputs::load(environment(&args.workspace)?, false)?;
     let targets = inputs::targets(&workspace, &args.targets)?;
-    let live = inputs::read_live(cli, &workspace, workspace.managed(targets.as_ref()))?;
+    let live = inputs::read_live(&args.workspace, &workspace, workspace.managed(targets.as_ref()))?;
     let environment =
         PlanEnvironment { name: workspace.environment.name.clone(), sdkappid: workspace.environment.sdkappid };
     let report = drift::classify(environment, &workspace.desired.groups, &workspace.lockfile.groups, &live);

@@ -1,7 +1,7 @@
 //! `grattr emulator`: the local stand-in of the Chat REST API, until Ctrl-C.
 
+use super::exit;
 use super::signals::Signals;
-use super::{Cli, exit};
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
 use crate::emulator::{Emulator, EmulatorConfig, Latency, RateLimits};
@@ -77,7 +77,7 @@ fn parse_probability(text: &str) -> Result<f64, String> {
 }
 
 /// Serves until Ctrl-C or SIGTERM, then saves the state file and exits 0.
-pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+pub fn run(args: &Args) -> anyhow::Result<u8> {
     let key = SecretKey::from_env(&args.secret_key_env)?;
     let mut config = EmulatorConfig::new(args.sdkappid, args.admins[0].clone(), key);
     config.admins = args.admins.clone();

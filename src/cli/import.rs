@@ -3,7 +3,7 @@
 //! lockfile as applied, so that the next plan is empty.
 
 use super::inputs::{self, environment};
-use super::{Cli, exit};
+use super::{WorkspaceArgs, exit};
 use crate::desired::{emit, groups};
 use crate::lockfile::{self, LockError, LockGuard, Record};
 use crate::model::{AttributeSet, GroupId};
@@ -30,6 +30,8 @@ pub struct Args {
     /// Wait this long for another grattr holding the lockfile's lock.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
+    #[command(flatten)]
+    pub(super) workspace: WorkspaceArgs,
 }
 
 /// The ids to import: the arguments, then the file's lines, each checked.
@@ -58,9 +60,9 @@ fn requested(args: &Args) -> anyhow::Result<Vec<GroupId>> {
 }
 
 /// Runs `grattr import`.
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+pub fn run(args: &Args) -> anyhow::Result<u8> {
     let ids = requested(args)?;
-    let environment = environment(cli)?;
+    let environment = environment(&args.workspace)?;
     let out = args.out.clone().unwrap_or_else(|| environment.groups_dir.join("imported.yaml"));
     if out.exists() {
         bail!("{} exists; grattr import never overwrites a file: choose another with --out", out.display());
@@ -83,7 +85,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
-    let live = inputs::read_live(cli, &workspace, unique)?;
+    let live = inputs::read_live(&args.workspace, &workspace, unique)?;
     let mut imported: Vec<(GroupId, AttributeSet)> = Vec::new();
     let mut failed = 0;
     let mut err = anstream::stderr();

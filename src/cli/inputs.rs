@@ -3,8 +3,8 @@
 //! with progress.
 
 use super::progress::Progress;
-use super::{Cli, report};
-use crate::desired::{Config, Environment};
+use super::{WorkspaceArgs, report};
+use crate::desired::Environment;
 use crate::live::{self, LiveRead};
 use crate::model::GroupId;
 use crate::workspace::{LoadError, Workspace};
@@ -12,8 +12,8 @@ use anyhow::{Context, bail};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The environment the command line selects.
-pub fn environment(cli: &Cli) -> anyhow::Result<Environment> {
-    Ok(cli.environment_of(&Config::load(&cli.config)?)?)
+pub fn environment(args: &WorkspaceArgs) -> anyhow::Result<Environment> {
+    Ok(args.environment_of(&args.config.load()?)?)
 }
 
 /// Loads the workspace of `environment`, printing every diagnostic; any error
@@ -43,11 +43,11 @@ pub fn targets(workspace: &Workspace, targets: &[String]) -> anyhow::Result<Opti
 
 /// Reads the live state of `groups`, with progress.
 pub fn read_live(
-    cli: &Cli,
+    args: &WorkspaceArgs,
     workspace: &Workspace,
     groups: Vec<GroupId>,
 ) -> anyhow::Result<BTreeMap<GroupId, LiveRead>> {
-    let client = cli.client(&workspace.environment, cli.secret_key(&workspace.environment)?)?;
+    let client = args.api.client(&workspace.environment, args.api.secret_key(&workspace.environment)?)?;
     let progress = Progress::new("read", groups.len() as u64);
     let live = super::runtime()?.block_on(live::read(&client, groups, 64, |group, read| {
         let failure = read.as_ref().err().filter(|e| e.code() != Some(live::MISSING)).map(|e| format!("{group}: {e}"));
@@ -58,7 +58,11 @@ pub fn read_live(
 }
 
 /// Reads the managed groups (limited to `targets`) live and plans against them (`--refresh`).
-pub fn refresh(cli: &Cli, workspace: &mut Workspace, targets: Option<&BTreeSet<GroupId>>) -> anyhow::Result<()> {
-    let live = read_live(cli, workspace, workspace.managed(targets))?;
+pub fn refresh(
+    args: &WorkspaceArgs,
+    workspace: &mut Workspace,
+    targets: Option<&BTreeSet<GroupId>>,
+) -> anyhow::Result<()> {
+    let live = read_live(args, workspace, workspace.managed(targets))?;
     Ok(workspace.refresh(live)?)
 }

@@ -20,8 +20,10 @@ mod watch;
 
 use crate::api::client::{Client, ClientConfig};
 use crate::api::usersig::SecretKey;
-use crate::desired::{Config, Diagnostic, Environment};
-use clap::{Parser, Subcommand};
+use crate::desired::config::ConfigErrors;
+use crate::desired::{Config, Environment};
+use crate::model::limits::MAX_CALLS_PER_SECOND;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,30 +44,9 @@ pub mod exit {
 #[derive(Debug, Parser)]
 #[command(name = "grattr", version = env!("GRATTR_VERSION"), about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// The configuration file.
-    #[arg(short = 'c', long, global = true, default_value = "grattr.yaml", env = "GRATTR_CONFIG", value_name = "PATH")]
-    config: PathBuf,
-
-    /// The environment of grattr.yaml to use (required when it defines environments).
-    #[arg(long = "env", global = true, env = "GRATTR_ENV", value_name = "NAME")]
-    env: Option<String>,
-
-    /// Send API calls to this base URL instead of the configured region or endpoint.
-    #[arg(long, global = true, value_name = "URL")]
-    endpoint: Option<String>,
-
-    /// Read the secret key from this file instead of the variable named by secret_key_env.
-    #[arg(long, global = true, value_name = "PATH")]
-    secret_key_file: Option<PathBuf>,
-
-    /// Keep the lockfile, its journal and its lock in this directory, outside the git
-    /// checkout (for a server). Empty at first, it starts from the repository's lockfile.
-    #[arg(long, global = true, env = "GRATTR_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-
-    /// App-wide API calls per second (1 to 200; overrides rate_limit in grattr.yaml).
-    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200))]
-    rate_limit: Option<u32>,
+    /// Options written before the command, as earlier versions took them.
+    #[command(flatten)]
+    leading: LeadingArgs,
 
     /// More log output on stderr: -v info, -vv debug, -vvv trace (or set GRATTR_LOG).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -73,6 +54,136 @@ pub struct Cli {
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the configuration is, for the commands that read `grattr.yaml`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Configuration")]
+pub struct ConfigArgs {
+    /// The configuration file.
+    #[arg(short = 'c', long, default_value = "grattr.yaml", env = "GRATTR_CONFIG", value_name = "PATH")]
+    config: PathBuf,
+
+    /// The environment of grattr.yaml to use (required when it defines environments).
+    #[arg(long = "env", env = "GRATTR_ENV", value_name = "NAME")]
+    env: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The configuration file, parsed; every mistake in it is reported.
+    fn load(&self) -> Result<Config, ConfigErrors> {
+        Config::load(&self.config)
+    }
+}
+
+/// Where the lockfile is kept, for the commands that read or write it.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Configuration")]
+pub struct StateArgs {
+    /// Keep the lockfile, its journal and its lock in this directory, outside the git
+    /// checkout (for a server). Empty at first, it starts from the repository's lockfile.
+    #[arg(long, env = "GRATTR_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// The secret key, for the commands that sign UserSigs.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "REST API")]
+pub struct KeyArgs {
+    /// Read the secret key from this file instead of the variable named by secret_key_env.
+    #[arg(long, value_name = "PATH")]
+    secret_key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The secret key: from --secret-key-file, else from the environment's variable.
+    fn secret_key(&self, environment: &Environment) -> anyhow::Result<SecretKey> {
+        Ok(match &self.secret_key_file {
+            Some(path) => SecretKey::from_file(path)?,
+            None => SecretKey::from_env(&environment.secret_key_env)?,
+        })
+    }
+}
+
+/// How to reach the REST API, for the commands that call it.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "REST API")]
+pub struct ApiArgs {
+    /// Send API calls to this base URL instead of the configured region or endpoint.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+
+    #[command(flatten)]
+    key: KeyArgs,
+
+    /// App-wide API calls per second (1 to 200; overrides rate_limit in grattr.yaml).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_CALLS_PER_SECOND.max as i64))]
+    rate_limit: Option<u32>,
+}
+
+impl ApiArgs {
+    /// The secret key: from --secret-key-file, else from the environment's variable.
+    fn secret_key(&self, environment: &Environment) -> anyhow::Result<SecretKey> {
+        self.key.secret_key(environment)
+    }
+
+    /// The client configuration of the environment's REST API, signing with `key`.
+    fn client_config(&self, environment: &Environment, key: SecretKey) -> ClientConfig {
+        let mut config =
+            ClientConfig::new(environment.endpoint.base_url(), environment.sdkappid, environment.admin.clone(), key);
+        config.rate_limit = self.rate_limit.unwrap_or(environment.rate_limit);
+        config.connect_timeout = environment.connect_timeout;
+        config.request_timeout = environment.request_timeout;
+        config
+    }
+
+    /// A client of the environment's REST API, signing with `key`.
+    fn client(&self, environment: &Environment, key: SecretKey) -> anyhow::Result<Client> {
+        Ok(Client::new(self.client_config(environment, key))?)
+    }
+}
+
+/// The options of a command that reads `grattr.yaml`, keeps a lockfile and calls
+/// the REST API (`plan`, `apply`, `drift`, `import`, `watch`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkspaceArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    state: StateArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+impl WorkspaceArgs {
+    /// The environment of `config` the options select, its lockfile moved into the
+    /// state directory when one is given.
+    fn environment_of(&self, config: &Config) -> Result<Environment, ConfigErrors> {
+        let environment = config.environment(self.config.env.as_deref(), self.api.endpoint.as_deref())?;
+        Ok(match &self.state.state_dir {
+            Some(dir) => environment.with_state_dir(dir),
+            None => environment,
+        })
+    }
+}
+
+/// The options earlier versions took before the command (`grattr -c PATH plan`),
+/// when they were global. Hidden: each command shows those it uses. A command's own
+/// option, written after it, wins; a command that does not use one refuses it.
+#[derive(Debug, Clone, clap::Args)]
+struct LeadingArgs {
+    #[arg(short = 'c', long, value_name = "PATH", hide = true)]
+    config: Option<PathBuf>,
+    #[arg(long = "env", value_name = "NAME", hide = true)]
+    env: Option<String>,
+    #[arg(long, value_name = "DIR", hide = true)]
+    state_dir: Option<PathBuf>,
+    #[arg(long, value_name = "URL", hide = true)]
+    endpoint: Option<String>,
+    #[arg(long, value_name = "PATH", hide = true)]
+    secret_key_file: Option<PathBuf>,
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(1..=MAX_CALLS_PER_SECOND.max as i64))]
+    rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,38 +215,118 @@ enum Command {
     Man,
 }
 
+/// The option groups one command takes, to place the leading options in.
+#[derive(Default)]
+struct Takes<'a> {
+    config: Option<&'a mut ConfigArgs>,
+    state: Option<&'a mut StateArgs>,
+    key: Option<&'a mut KeyArgs>,
+    endpoint: Option<&'a mut Option<String>>,
+    rate_limit: Option<&'a mut Option<u32>>,
+}
+
+impl Command {
+    /// The command's name as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Validate(_) => "validate",
+            Command::Plan(_) => "plan",
+            Command::Apply(_) => "apply",
+            Command::Drift(_) => "drift",
+            Command::Import(_) => "import",
+            Command::Watch(_) => "watch",
+            Command::Usersig(_) => "usersig",
+            Command::Emulator(_) => "emulator",
+            Command::Lockfile(_) => "lockfile",
+            Command::Schema(_) => "schema",
+            Command::Completions(_) => "completions",
+            Command::Man => "man",
+        }
+    }
+
+    /// The option groups the command takes.
+    fn takes(&mut self) -> Takes<'_> {
+        fn workspace(args: &mut WorkspaceArgs) -> Takes<'_> {
+            let WorkspaceArgs { config, state, api } = args;
+            let ApiArgs { endpoint, key, rate_limit } = api;
+            Takes {
+                config: Some(config),
+                state: Some(state),
+                key: Some(key),
+                endpoint: Some(endpoint),
+                rate_limit: Some(rate_limit),
+            }
+        }
+        match self {
+            Command::Validate(args) => Takes { config: Some(&mut args.config), ..Takes::default() },
+            Command::Plan(args) => workspace(&mut args.workspace),
+            Command::Apply(args) => workspace(&mut args.workspace),
+            Command::Drift(args) => workspace(&mut args.workspace),
+            Command::Import(args) => workspace(&mut args.workspace),
+            Command::Watch(args) => workspace(&mut args.workspace),
+            Command::Usersig(args) => {
+                Takes { config: Some(&mut args.config), key: Some(&mut args.key), ..Takes::default() }
+            }
+            Command::Emulator(_)
+            | Command::Lockfile(_)
+            | Command::Schema(_)
+            | Command::Completions(_)
+            | Command::Man => Takes::default(),
+        }
+    }
+}
+
+/// Whether the option `id` of the command was written on its command line (and
+/// not taken from its variable or default).
+fn written(matches: &clap::ArgMatches, id: &str) -> bool {
+    let command = matches.subcommand().map(|(_, m)| m);
+    command.and_then(|m| m.value_source(id)) == Some(clap::parser::ValueSource::CommandLine)
+}
+
 impl Cli {
-    /// The environment of `config` the options select, its lockfile moved into the
-    /// state directory when one is given.
-    fn environment_of(&self, config: &Config) -> Result<Environment, Diagnostic> {
-        let environment = config.environment(self.env.as_deref(), self.endpoint.as_deref())?;
-        Ok(match &self.state_dir {
-            Some(dir) => environment.with_state_dir(dir),
-            None => environment,
-        })
-    }
-
-    /// The secret key: from --secret-key-file, else from the environment's variable.
-    fn secret_key(&self, environment: &Environment) -> anyhow::Result<SecretKey> {
-        Ok(match &self.secret_key_file {
-            Some(path) => SecretKey::from_file(path)?,
-            None => SecretKey::from_env(&environment.secret_key_env)?,
-        })
-    }
-
-    /// The client configuration of the environment's REST API, signing with `key`.
-    fn client_config(&self, environment: &Environment, key: SecretKey) -> ClientConfig {
-        let mut config =
-            ClientConfig::new(environment.endpoint.base_url(), environment.sdkappid, environment.admin.clone(), key);
-        config.rate_limit = self.rate_limit.unwrap_or(environment.rate_limit);
-        config.connect_timeout = environment.connect_timeout;
-        config.request_timeout = environment.request_timeout;
-        config
-    }
-
-    /// A client of the environment's REST API, signing with `key`.
-    fn client(&self, environment: &Environment, key: SecretKey) -> anyhow::Result<Client> {
-        Ok(Client::new(self.client_config(environment, key))?)
+    /// Parses the process's arguments, placing options written before the command
+    /// into the command's own (unless it has them too); a command that does not use
+    /// one refuses it, as it refuses it after its name.
+    fn parse_arguments() -> Result<Cli, clap::Error> {
+        let matches = Cli::command().try_get_matches()?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let leading = cli.leading.clone();
+        let name = cli.command.name();
+        let refuse = |option: &str| {
+            Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "`grattr {name}` does not use {option}: it takes only the options `grattr {name} --help` shows"
+                ),
+            )
+        };
+        let mut takes = cli.command.takes();
+        macro_rules! place {
+            ($value:expr, $option:literal, $id:literal, $slot:expr) => {
+                if let Some(value) = $value {
+                    match $slot {
+                        Some(slot) => {
+                            if !written(&matches, $id) {
+                                *slot = value;
+                            }
+                        }
+                        None => return Err(refuse($option)),
+                    }
+                }
+            };
+        }
+        place!(leading.config, "--config", "config", takes.config.as_mut().map(|c| &mut c.config));
+        place!(leading.env.map(Some), "--env", "env", takes.config.as_mut().map(|c| &mut c.env));
+        place!(leading.state_dir.map(Some), "--state-dir", "state_dir", takes.state.as_mut().map(|s| &mut s.state_dir));
+        place!(leading.endpoint.map(Some), "--endpoint", "endpoint", takes.endpoint.take());
+        place!(
+            leading.secret_key_file.map(Some),
+            "--secret-key-file",
+            "secret_key_file",
+            takes.key.as_mut().map(|k| &mut k.secret_key_file)
+        );
+        place!(leading.rate_limit.map(Some), "--rate-limit", "rate_limit", takes.rate_limit.take());
+        Ok(cli)
     }
 }
 
@@ -191,7 +382,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs grattr with the process's arguments.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_arguments() {
         Ok(cli) => cli,
         Err(error) => return usage(&error),
     };
@@ -201,14 +392,14 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.verbose, service, json);
     let code = match &cli.command {
-        Command::Validate(args) => validate::run(&cli, args),
-        Command::Plan(args) => plan::run(&cli, args),
-        Command::Apply(args) => apply::run(&cli, args),
-        Command::Drift(args) => drift::run(&cli, args),
-        Command::Import(args) => import::run(&cli, args),
-        Command::Watch(args) => watch::run(&cli, args),
-        Command::Usersig(args) => usersig::run(&cli, args),
-        Command::Emulator(args) => emulator::run(&cli, args),
+        Command::Validate(args) => validate::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Apply(args) => apply::run(args),
+        Command::Drift(args) => drift::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Watch(args) => watch::run(args),
+        Command::Usersig(args) => usersig::run(args),
+        Command::Emulator(args) => emulator::run(args),
         Command::Lockfile(command) => lockfile::run(command),
         Command::Schema(args) => schema::run(args),
         Command::Completions(args) => completions::run(args),

@@ -2,7 +2,7 @@
 //! terminal, a pull request or a machine; optionally saved for `apply`.
 
 use super::inputs::{self, environment};
-use super::{Cli, exit};
+use super::{WorkspaceArgs, exit};
 use crate::lockfile;
 use crate::plan::render;
 use anyhow::Context;
@@ -42,19 +42,25 @@ pub struct Args {
     /// so that changes made outside grattr are shown and reset. Needs the secret key.
     #[arg(long)]
     refresh: bool,
+    #[command(flatten)]
+    pub(super) workspace: WorkspaceArgs,
 }
 
 /// Runs `grattr plan`.
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let mut workspace = inputs::load(environment(cli)?, false)?;
+pub fn run(args: &Args) -> anyhow::Result<u8> {
+    let mut workspace = inputs::load(environment(&args.workspace)?, false)?;
     let targets = inputs::targets(&workspace, &args.targets)?;
     if args.refresh {
-        inputs::refresh(cli, &mut workspace, targets.as_ref())?;
+        inputs::refresh(&args.workspace, &mut workspace, targets.as_ref())?;
     }
     let mut plan = workspace.plan(args.prune, targets);
     match args.format {
-        Format::Text => anstream::stdout().lock().write_all(render::text(&plan).as_bytes())?,
-        Format::Markdown => anstream::stdout().lock().write_all(render::markdown(&plan).as_bytes())?,
+        Format::Text => {
+            anstream::stdout().lock().write_all(render::text(&plan, &workspace.environment.lockfile).as_bytes())?
+        }
+        Format::Markdown => {
+            anstream::stdout().lock().write_all(render::markdown(&plan, &workspace.environment.lockfile).as_bytes())?
+        }
         // Machine output is never altered: no colour stripping, which would drop DEL.
         Format::Json => std::io::stdout().lock().write_all(render::json(&plan)?.as_bytes())?,
     }

@@ -4,6 +4,7 @@
 //! [`crate::escape::lines`].
 
 use crate::desired::Diagnostic;
+use crate::desired::config::ConfigErrors;
 use crate::lockfile::LockfileError;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -39,8 +40,21 @@ pub fn counts(diagnostics: &[Diagnostic]) -> String {
     format!("{}, {} in {}", plural(errors, "error"), plural(warnings, "warning"), plural(files.len(), "file"))
 }
 
-/// Prints an error that ends a command.
+/// Prints an error that ends a command. A configuration's mistakes are printed
+/// as diagnostics, all of them, then counted when there are several.
 pub fn error(error: &anyhow::Error) {
+    if let Some(errors) = error.downcast_ref::<ConfigErrors>() {
+        diagnostics(&errors.diagnostics);
+        if errors.diagnostics.len() > 1 {
+            let _ = writeln!(
+                anstream::stderr(),
+                "error: {} is invalid: {}",
+                crate::escape::path(&errors.file),
+                counts(&errors.diagnostics)
+            );
+        }
+        return;
+    }
     let mut err = anstream::stderr().lock();
     // Errors that carry their own location already read `path:line:col: error: …`.
     let located = error

@@ -1,8 +1,7 @@
 //! `grattr usersig`: a UserSig for the configured admin, for debugging with curl.
 
-use super::{Cli, exit};
+use super::{ConfigArgs, KeyArgs, exit};
 use crate::api::usersig;
-use crate::desired::Config;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,13 +14,18 @@ pub struct Args {
     /// How long the UserSig is valid (e.g. 1h, 7d).
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
     expire: Duration,
+    #[command(flatten)]
+    pub(super) config: ConfigArgs,
+    #[command(flatten)]
+    pub(super) key: KeyArgs,
 }
 
 /// Prints the UserSig, and nothing else, on stdout.
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let config = Config::load(&cli.config)?;
-    let environment = config.environment(cli.env.as_deref(), cli.endpoint.as_deref())?;
-    let key = cli.secret_key(&environment)?;
+pub fn run(args: &Args) -> anyhow::Result<u8> {
+    let config = args.config.load()?;
+    // No call is made: the endpoint does not matter, only the app, the admin and the key.
+    let environment = config.environment(args.config.env.as_deref(), None)?;
+    let key = args.key.secret_key(&environment)?;
     let identifier = args.identifier.as_deref().unwrap_or(&environment.admin);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let sig = usersig::generate(&key, environment.sdkappid, identifier, args.expire.as_secs().max(1), now);

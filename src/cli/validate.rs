@@ -1,8 +1,9 @@
 //! `grattr validate`: configuration and desired state, every rule, offline;
 //! the diagnostics for a terminal, for GitHub's annotations or as JSON.
 
-use super::{Cli, exit, report};
-use crate::desired::{self, Config, Diagnostic, Loaded};
+use super::{ConfigArgs, exit, report};
+use crate::desired::config::ConfigErrors;
+use crate::desired::{self, Diagnostic, Loaded};
 use anyhow::Context;
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -26,6 +27,8 @@ pub struct Args {
     /// How to print the diagnostics.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    #[command(flatten)]
+    pub(super) config: ConfigArgs,
 }
 
 /// What one groups directory held.
@@ -36,26 +39,26 @@ struct Checked {
 
 /// Loads the configuration and the groups directory of the selected environment, or
 /// of every environment when none is selected. A configuration that cannot be used
-/// is the one diagnostic.
-fn check(cli: &Cli) -> Result<Vec<Checked>, Diagnostic> {
-    let config = Config::load(&cli.config)?;
-    let names: Vec<Option<String>> = match (&cli.env, config.environment_names()) {
+/// is reported with every mistake in it.
+fn check(args: &ConfigArgs) -> Result<Vec<Checked>, ConfigErrors> {
+    let config = args.load()?;
+    let names: Vec<Option<String>> = match (&args.env, config.environment_names()) {
         (Some(name), _) => vec![Some(name.clone())],
         (None, names) if names.is_empty() => vec![None],
         (None, names) => names.into_iter().map(Some).collect(),
     };
     let mut dirs = BTreeSet::new();
     for name in &names {
-        dirs.insert(config.environment(name.as_deref(), cli.endpoint.as_deref())?.groups_dir);
+        dirs.insert(config.environment(name.as_deref(), None)?.groups_dir);
     }
     Ok(dirs.into_iter().map(|dir| Checked { loaded: desired::load(&dir), dir }).collect())
 }
 
 /// Validates, and prints the diagnostics in the chosen format. Exits 1 when any is an error.
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+pub fn run(args: &Args) -> anyhow::Result<u8> {
     match args.format {
-        Format::Text => text(check(cli)?),
-        format => machine(cli, format, check(cli)),
+        Format::Text => text(check(&args.config)?),
+        format => machine(&args.config, format, check(&args.config)),
     }
 }
 
@@ -109,13 +112,13 @@ struct JsonSummary {
 }
 
 /// `--format json` and `--format github`: both from the same diagnostics.
-fn machine(cli: &Cli, format: Format, checked: Result<Vec<Checked>, Diagnostic>) -> anyhow::Result<u8> {
-    let (checked, config_error) = match checked {
-        Ok(checked) => (checked, None),
-        Err(diagnostic) => (Vec::new(), Some(diagnostic)),
+fn machine(args: &ConfigArgs, format: Format, checked: Result<Vec<Checked>, ConfigErrors>) -> anyhow::Result<u8> {
+    let (checked, config_errors) = match checked {
+        Ok(checked) => (checked, Vec::new()),
+        Err(errors) => (Vec::new(), errors.diagnostics),
     };
     let diagnostics: Vec<&Diagnostic> =
-        config_error.iter().chain(checked.iter().flat_map(|c| &c.loaded.diagnostics)).collect();
+        config_errors.iter().chain(checked.iter().flat_map(|c| &c.loaded.diagnostics)).collect();
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     if format == Format::Json {
         let files = checked.iter().map(|c| c.loaded.files).sum();
@@ -139,9 +142,9 @@ fn machine(cli: &Cli, format: Format, checked: Result<Vec<Checked>, Diagnostic>)
         // Not through anstream: the commands are escaped for GitHub, and must reach it as they are.
         std::io::stdout().lock().write_all(out.as_bytes())?;
         let mut lines: Vec<String> = checked.iter().map(|c| summary(c).0).collect();
-        if let Some(diagnostic) = &config_error {
-            let shown = crate::escape::text(&cli.config.display().to_string()).into_owned();
-            lines.push(format!("{shown}: invalid: {}", report::counts(std::slice::from_ref(diagnostic))));
+        if !config_errors.is_empty() {
+            let shown = crate::escape::text(&args.config.display().to_string()).into_owned();
+            lines.push(format!("{shown}: invalid: {}", report::counts(&config_errors)));
         }
         let mut err = anstream::stderr().lock();
         for line in lines {

@@ -5,8 +5,7 @@
 
 use super::inputs::environment;
 use super::signals::{Received, Signals};
-use super::{Cli, exit};
-use crate::desired::Config;
+use super::{WorkspaceArgs, exit};
 use crate::watch::metrics::Metrics;
 use crate::watch::{self, Target, WatchOptions};
 use anyhow::Context;
@@ -59,19 +58,22 @@ pub struct Args {
     /// Wait this long for another grattr holding the lockfile's lock.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
+    #[command(flatten)]
+    pub(super) workspace: WorkspaceArgs,
 }
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration and every file.
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+pub fn run(args: &Args) -> anyhow::Result<u8> {
+    let cli = &args.workspace;
     let first = environment(cli)?;
     let metrics = Arc::new(Metrics::new());
     let observer_metrics = metrics.clone();
     let observer: crate::api::client::CallObserver = Arc::new(move |event| observer_metrics.observe(event));
     let load = || -> Result<Target, String> {
-        let config = Config::load(&cli.config).map_err(|d| d.to_string())?;
+        let config = cli.config.load().map_err(|d| d.to_string())?;
         let environment = cli.environment_of(&config).map_err(|d| d.to_string())?;
-        let key = cli.secret_key(&environment).map_err(|e| format!("{e:#}"))?;
-        let mut client_config = cli.client_config(&environment, key);
+        let key = cli.api.secret_key(&environment).map_err(|e| format!("{e:#}"))?;
+        let mut client_config = cli.api.client_config(&environment, key);
         client_config.observer = Some(observer.clone());
         let client = crate::api::client::Client::new(client_config).map_err(|e| e.to_string())?;
         Ok(Target { environment, client })
@@ -97,7 +99,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         let server = tokio::spawn(watch::server::serve(listener, metrics.clone(), stop.clone()));
         let (reload_tx, reload) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(signals(stop.clone(), reload_tx));
-        let result = watch::run(&cli.config, load, options, metrics, stop.clone(), reload).await;
+        let result = watch::run(&cli.config.config, load, options, metrics, stop.clone(), reload).await;
         stop.cancel();
         let _ = server.await;
         // A lockfile error is printed as it reads, `path:line: error: …`, like any other command's.

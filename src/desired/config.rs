@@ -2,10 +2,11 @@
 //! live, and named environments (staging, production) that override the top level.
 
 use super::diagnostic::{Diagnostic, Rule, display_path};
-use super::yaml;
+use super::shape::{Issue, Lenient, Shape, read_fields, wrong_type};
+use super::yaml::{self, Node};
 use crate::model::Region;
 use crate::model::SourceLocation;
-use serde::Deserialize;
+use serde::de::MapAccess;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,24 +16,124 @@ use std::time::Duration;
 /// The default name of the variable that holds the secret key.
 pub const DEFAULT_SECRET_KEY_ENV: &str = "GRATTR_SECRET_KEY";
 
-/// The settings of `grattr.yaml`. The top level and each environment take the
-/// same fields; an environment's fields override the top level's.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SettingsDoc {
-    sdkappid: Option<Spanned<u64>>,
-    admin: Option<Spanned<String>>,
-    region: Option<Spanned<String>>,
-    endpoint: Option<Spanned<String>>,
-    groups: Option<Spanned<String>>,
-    lockfile: Option<Spanned<String>>,
-    secret_key_env: Option<Spanned<String>>,
-    prune: Option<Spanned<bool>>,
-    rate_limit: Option<Spanned<u32>>,
-    safety_threshold: Option<Spanned<u32>>,
-    connect_timeout: Option<Spanned<String>>,
-    request_timeout: Option<Spanned<String>>,
-    environments: Option<Spanned<BTreeMap<String, Spanned<SettingsDoc>>>>,
+/// The fields of `grattr.yaml`, at the top level and in each environment.
+const FIELDS: &[&str] = &[
+    "sdkappid",
+    "admin",
+    "region",
+    "endpoint",
+    "groups",
+    "lockfile",
+    "secret_key_env",
+    "prune",
+    "rate_limit",
+    "safety_threshold",
+    "connect_timeout",
+    "request_timeout",
+    "environments",
+];
+
+/// A value and where it was written.
+#[derive(Debug, Clone)]
+struct At<T> {
+    value: T,
+    at: SourceLocation,
+}
+
+/// The settings of `grattr.yaml`, each checked on its own. The top level and each
+/// environment take the same fields; an environment's fields override the top level's.
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    sdkappid: Option<At<u64>>,
+    admin: Option<At<String>>,
+    region: Option<At<Region>>,
+    endpoint: Option<At<String>>,
+    groups: Option<At<String>>,
+    lockfile: Option<At<String>>,
+    secret_key_env: Option<At<String>>,
+    prune: Option<At<bool>>,
+    rate_limit: Option<At<u32>>,
+    safety_threshold: Option<At<u32>>,
+    connect_timeout: Option<At<Duration>>,
+    request_timeout: Option<At<Duration>>,
+    /// The environments by name, with the place of the mapping and of each.
+    environments: Option<At<BTreeMap<String, At<Settings>>>>,
+}
+
+/// The fields of one level as read, before their values are checked.
+#[derive(Debug, Default)]
+struct SettingsFields {
+    values: Vec<(&'static str, Spanned<Node>)>,
+    environments: Option<Spanned<Lenient<EnvironmentEntries>>>,
+    issues: Vec<Issue>,
+}
+
+impl Shape for SettingsFields {
+    const EXPECTED: &'static str = "a mapping";
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let (mut values, mut environments) = (Vec::new(), None);
+        let issues = read_fields(map, FIELDS, |field, map| {
+            let field = FIELDS.iter().find(|f| **f == field).copied().unwrap_or_default();
+            match field {
+                "environments" => environments = Some(map.next_value()?),
+                _ => values.push((field, map.next_value()?)),
+            }
+            Ok(())
+        })?;
+        Ok(SettingsFields { values, environments, issues })
+    }
+}
+
+/// The `environments:` mapping, entries in the order written.
+#[derive(Debug, Default)]
+struct EnvironmentEntries(Vec<(Spanned<Node>, Spanned<Lenient<SettingsFields>>)>);
+
+impl Shape for EnvironmentEntries {
+    const EXPECTED: &'static str = "a mapping";
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(EnvironmentEntries(entries))
+    }
+}
+
+/// Every problem of a configuration, in file order: one run reports them all.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    /// The configuration file, as shown.
+    pub file: Arc<Path>,
+    /// The problems, never empty.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ConfigErrors {
+    fn new(file: &Arc<Path>, mut diagnostics: Vec<Diagnostic>) -> ConfigErrors {
+        diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
+        ConfigErrors { file: file.clone(), diagnostics }
+    }
+}
+
+impl From<Diagnostic> for ConfigErrors {
+    fn from(diagnostic: Diagnostic) -> ConfigErrors {
+        ConfigErrors { file: diagnostic.location.file.clone(), diagnostics: vec![diagnostic] }
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// One diagnostic a line, as [`Diagnostic`] shows them.
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, diagnostic) in self.diagnostics.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{diagnostic}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A parsed `grattr.yaml`.
@@ -40,7 +141,7 @@ struct SettingsDoc {
 pub struct Config {
     file: Arc<Path>,
     dir: PathBuf,
-    top: SettingsDoc,
+    top: Settings,
 }
 
 /// How grattr reaches the REST API.
@@ -129,8 +230,10 @@ impl Environment {
 }
 
 impl Config {
-    /// Reads `path`. A missing file, invalid YAML, unknown fields and wrong types are diagnostics.
-    pub fn load(path: &Path) -> Result<Config, Diagnostic> {
+    /// Reads `path`. A missing file and invalid YAML are one diagnostic; otherwise
+    /// every unknown field and every value of the wrong type or out of range, at
+    /// the top level and in every environment, is reported at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let file: Arc<Path> = Arc::from(display_path(path));
         let text = std::fs::read_to_string(path).map_err(|e| {
             let location = SourceLocation { file: file.clone(), line: 0, column: 0 };
@@ -145,10 +248,24 @@ impl Config {
     }
 
     /// Parses the text of a configuration file found at `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         let file: Arc<Path> = Arc::from(display_path(path));
-        let top: SettingsDoc = serde_saphyr::from_str_with_options(text, yaml::options())
+        let doc: Spanned<Lenient<SettingsFields>> = serde_saphyr::from_str_with_options(text, yaml::options())
             .map_err(|e| yaml::diagnostic(&file, text, &e))?;
+        let mut checker = Checker { file: &file, text, diagnostics: Vec::new() };
+        let top = match doc.value {
+            Lenient::Found(fields) => checker.settings(fields, true),
+            // An empty file: every required field is then reported missing.
+            Lenient::Wrong("null") => Settings::default(),
+            Lenient::Wrong(_) => {
+                let at = yaml::locate(&file, &doc.referenced);
+                checker.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
+                Settings::default()
+            }
+        };
+        if !checker.diagnostics.is_empty() {
+            return Err(ConfigErrors::new(&file, checker.diagnostics));
+        }
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Config { file, dir, top })
     }
@@ -159,42 +276,38 @@ impl Config {
     }
 
     /// Resolves the environment to use: `name` must be given exactly when the file
-    /// defines environments. `endpoint` (from `--endpoint`) overrides the configured one.
-    pub fn environment(&self, name: Option<&str>, endpoint: Option<&str>) -> Result<Environment, Diagnostic> {
-        let at = |location: Option<&serde_saphyr::Location>| match location {
-            Some(l) => yaml::locate(&self.file, l),
-            None => SourceLocation { file: self.file.clone(), line: 1, column: 1 },
-        };
-        let error = |location, message: String| Diagnostic::error(Rule::Config, location, message);
+    /// defines environments. `endpoint` (from `--endpoint`) overrides the configured
+    /// one. Every problem is reported, not only the first.
+    pub fn environment(&self, name: Option<&str>, endpoint: Option<&str>) -> Result<Environment, ConfigErrors> {
+        let top_at = SourceLocation { file: self.file.clone(), line: 1, column: 1 };
+        let error = |location: SourceLocation, message: String| Diagnostic::error(Rule::Config, location, message);
 
         let (env, env_at) = match (&self.top.environments, name) {
             (Some(envs), Some(name)) => match envs.value.get(name) {
-                Some(env) => (Some(&env.value), Some(&env.referenced)),
+                Some(env) => (Some(&env.value), Some(env.at.clone())),
                 None => {
                     let known = self.environment_names().join(", ");
-                    return Err(error(
-                        at(Some(&envs.referenced)),
-                        format!("no environment named {name:?}; defined: {known}"),
-                    ));
+                    return Err(
+                        error(envs.at.clone(), format!("no environment named {name:?}; defined: {known}")).into()
+                    );
                 }
             },
             (Some(envs), None) => {
                 let known = self.environment_names().join(", ");
                 return Err(error(
-                    at(Some(&envs.referenced)),
+                    envs.at.clone(),
                     format!("grattr.yaml defines environments ({known}); choose one with --env NAME"),
                 )
-                .with_help("or set GRATTR_ENV"));
+                .with_help("or set GRATTR_ENV")
+                .into());
             }
             (None, Some(name)) => {
-                return Err(error(at(None), format!("--env {name}: grattr.yaml defines no environments"))
-                    .with_help("add an `environments:` mapping, or drop --env"));
+                return Err(error(top_at, format!("--env {name}: grattr.yaml defines no environments"))
+                    .with_help("add an `environments:` mapping, or drop --env")
+                    .into());
             }
             (None, None) => (None, None),
         };
-        if let Some(nested) = env.and_then(|e| e.environments.as_ref()) {
-            return Err(error(at(Some(&nested.referenced)), "environments cannot be nested".into()));
-        }
 
         // An environment's field wins over the top level's.
         macro_rules! pick {
@@ -202,109 +315,288 @@ impl Config {
                 env.and_then(|e| e.$field.as_ref()).or(self.top.$field.as_ref())
             };
         }
-        let missing = |field: &str| {
+        let mut problems = Vec::new();
+        let mut missing = |field: &str| {
             let place = match name {
                 Some(name) => format!("in environment {name:?} or at the top level"),
                 None => "at the top level".into(),
             };
-            error(at(env_at), format!("missing field `{field}` ({place})"))
+            problems
+                .push(error(env_at.clone().unwrap_or(top_at.clone()), format!("missing field `{field}` ({place})")));
         };
-
-        let sdkappid = pick!(sdkappid).ok_or_else(|| missing("sdkappid"))?;
-        if sdkappid.value == 0 || sdkappid.value > u64::from(u32::MAX) {
-            return Err(error(
-                at(Some(&sdkappid.referenced)),
-                format!("sdkappid {} is out of range (1 to {})", sdkappid.value, u32::MAX),
-            ));
+        let sdkappid = pick!(sdkappid).map(|v| v.value);
+        if sdkappid.is_none() {
+            missing("sdkappid");
         }
-        let admin = pick!(admin).ok_or_else(|| missing("admin"))?;
-        if admin.value.trim().is_empty() {
-            return Err(error(at(Some(&admin.referenced)), "admin is empty; name the app admin account".into()));
+        let admin = pick!(admin).map(|v| v.value.clone());
+        if admin.is_none() {
+            missing("admin");
         }
-
         // region and endpoint are one choice: the most specific level that sets either wins.
         let (region, configured_endpoint) = match env {
             Some(e) if e.region.is_some() || e.endpoint.is_some() => (e.region.as_ref(), e.endpoint.as_ref()),
             _ => (self.top.region.as_ref(), self.top.endpoint.as_ref()),
         };
-        if let (Some(_), Some(url)) = (region, configured_endpoint) {
-            return Err(error(at(Some(&url.referenced)), "set either `region` or `endpoint`, not both".into()));
-        }
         let endpoint = match (endpoint, configured_endpoint, region) {
-            (Some(url), _, _) => {
-                Endpoint::Url(check_url(url).map_err(|m| error(at(None), format!("--endpoint: {m}")))?)
+            (_, Some(url), Some(_)) => {
+                problems.push(error(url.at.clone(), "set either `region` or `endpoint`, not both".into()));
+                None
             }
-            (None, Some(url), _) => Endpoint::Url(
-                check_url(&url.value).map_err(|m| error(at(Some(&url.referenced)), format!("endpoint: {m}")))?,
-            ),
-            (None, None, Some(region)) => Endpoint::Region(Region::named(&region.value).ok_or_else(|| {
-                error(
-                    at(Some(&region.referenced)),
-                    format!("unknown region {:?}; regions: {}", region.value, Region::names()),
-                )
-            })?),
-            (None, None, None) => return Err(missing("region` or `endpoint")),
-        };
-
-        let secret_key_env = pick!(secret_key_env).map_or(DEFAULT_SECRET_KEY_ENV.to_string(), |v| v.value.clone());
-        if secret_key_env.is_empty() || secret_key_env.contains(['=', '\0']) {
-            let location = at(pick!(secret_key_env).map(|v| &v.referenced));
-            return Err(error(location, format!("secret_key_env {secret_key_env:?} is not a valid variable name")));
-        }
-        let rate_limit = match pick!(rate_limit) {
-            None => crate::model::limits::DEFAULT_RATE_LIMIT,
-            Some(rate) if (1..=200).contains(&rate.value) => rate.value,
-            Some(rate) => {
-                return Err(error(
-                    at(Some(&rate.referenced)),
-                    format!(
-                        "rate_limit {} is out of range: 1 to 200 calls per second (the documented limit)",
-                        rate.value
-                    ),
-                ));
-            }
-        };
-        let safety_threshold = match pick!(safety_threshold) {
-            None => 30,
-            Some(percent) if percent.value <= 100 => percent.value,
-            Some(percent) => {
-                return Err(error(
-                    at(Some(&percent.referenced)),
-                    format!("safety_threshold {} is not a percentage (0 to 100)", percent.value),
-                ));
-            }
-        };
-        let duration = |value: Option<&Spanned<String>>, default: Duration| match value {
-            None => Ok(default),
-            Some(text) => match humantime::parse_duration(&text.value) {
-                Ok(d) if !d.is_zero() => Ok(d),
-                _ => Err(error(
-                    at(Some(&text.referenced)),
-                    format!("{:?} is not a duration such as 5s or 1m", text.value),
-                )),
+            (Some(url), _, _) => match check_url(url) {
+                Ok(url) => Some(Endpoint::Url(url)),
+                Err(m) => {
+                    problems.push(error(top_at.clone(), format!("--endpoint: {m}")));
+                    None
+                }
             },
+            (None, Some(url), _) => Some(Endpoint::Url(url.value.clone())),
+            (None, None, Some(region)) => Some(Endpoint::Region(region.value)),
+            (None, None, None) => {
+                missing("region` or `endpoint");
+                None
+            }
         };
-        let connect_timeout = duration(pick!(connect_timeout), Duration::from_secs(5))?;
-        let request_timeout = duration(pick!(request_timeout), Duration::from_secs(30))?;
-        let path_of = |value: Option<&Spanned<String>>, default: &str| {
+        let (Some(sdkappid), Some(admin), Some(endpoint)) = (sdkappid, admin, endpoint) else {
+            return Err(ConfigErrors::new(&self.file, problems));
+        };
+        if !problems.is_empty() {
+            return Err(ConfigErrors::new(&self.file, problems));
+        }
+        let path_of = |value: Option<&At<String>>, default: &str| {
             let relative = value.map_or(default, |v| v.value.as_str());
             self.dir.join(relative)
         };
         Ok(Environment {
             name: name.map(str::to_string),
-            sdkappid: sdkappid.value,
-            admin: admin.value.clone(),
+            sdkappid,
+            admin,
             endpoint,
             groups_dir: path_of(pick!(groups), "groups"),
             lockfile: path_of(pick!(lockfile), "grattr.lock"),
             seed_lockfile: None,
-            secret_key_env,
+            secret_key_env: pick!(secret_key_env).map_or(DEFAULT_SECRET_KEY_ENV.to_string(), |v| v.value.clone()),
             prune: pick!(prune).is_some_and(|p| p.value),
-            rate_limit,
-            safety_threshold,
-            connect_timeout,
-            request_timeout,
+            rate_limit: pick!(rate_limit).map_or(crate::model::limits::DEFAULT_RATE_LIMIT, |v| v.value),
+            safety_threshold: pick!(safety_threshold).map_or(30, |v| v.value),
+            connect_timeout: pick!(connect_timeout).map_or(Duration::from_secs(5), |v| v.value),
+            request_timeout: pick!(request_timeout).map_or(Duration::from_secs(30), |v| v.value),
         })
+    }
+}
+
+/// What a field of the wrong kind is, for messages: the text as written (quoted)
+/// for a scalar, else its kind.
+fn shown(node: &Spanned<Node>, text: &str) -> String {
+    match Node::text(node, text) {
+        Some(written) => format!("{:?}", written),
+        None => node.value.kind().to_string(),
+    }
+}
+
+/// Checks the values of `grattr.yaml`, collecting a diagnostic for each mistake.
+struct Checker<'a> {
+    file: &'a Arc<Path>,
+    text: &'a str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    /// Checks one level's fields; `top` is whether environments may be defined here.
+    fn settings(&mut self, fields: SettingsFields, top: bool) -> Settings {
+        for issue in fields.issues {
+            self.diagnostics.push(Diagnostic::error(issue.rule, yaml::locate(self.file, &issue.at), issue.message));
+        }
+        let mut settings = Settings::default();
+        for (field, node) in fields.values {
+            // `field: ~` or nothing: the field is not set, as if absent.
+            if node.value == Node::Null {
+                continue;
+            }
+            match field {
+                "sdkappid" => {
+                    let max = u64::from(u32::MAX);
+                    settings.sdkappid = self.integer(field, &node, 1, max, "");
+                }
+                "admin" => {
+                    settings.admin = self.string(field, &node, "the app admin account's identifier").filter(|v| {
+                        let empty = v.value.trim().is_empty();
+                        if empty {
+                            self.diagnostics.push(Diagnostic::error(
+                                Rule::Config,
+                                v.at.clone(),
+                                "admin is empty; expected the app admin account's identifier".to_string(),
+                            ));
+                        }
+                        !empty
+                    });
+                }
+                "region" => {
+                    let Some(named) = self.string(field, &node, "the name of a region") else { continue };
+                    match Region::named(&named.value) {
+                        Some(region) => settings.region = Some(At { value: region, at: named.at }),
+                        None => self.diagnostics.push(Diagnostic::error(
+                            Rule::Config,
+                            named.at,
+                            format!("region: unknown region {:?}; expected one of {}", named.value, Region::names()),
+                        )),
+                    }
+                }
+                "endpoint" => {
+                    let Some(url) = self.string(field, &node, "a base URL such as https://example.com") else {
+                        continue;
+                    };
+                    match check_url(&url.value) {
+                        Ok(value) => settings.endpoint = Some(At { value, at: url.at }),
+                        Err(m) => self.diagnostics.push(Diagnostic::error(
+                            Rule::Config,
+                            url.at,
+                            format!("endpoint: {m}; expected a base URL such as https://example.com"),
+                        )),
+                    }
+                }
+                "groups" => settings.groups = self.string(field, &node, "a directory path"),
+                "lockfile" => settings.lockfile = self.string(field, &node, "a file path"),
+                "secret_key_env" => {
+                    let Some(name) = self.string(field, &node, "the name of an environment variable") else {
+                        continue;
+                    };
+                    if name.value.is_empty() || name.value.contains(['=', '\0']) {
+                        self.diagnostics.push(Diagnostic::error(
+                            Rule::Config,
+                            name.at,
+                            format!(
+                                "secret_key_env: {:?} is not a variable name; expected a name without `=`",
+                                name.value
+                            ),
+                        ));
+                    } else {
+                        settings.secret_key_env = Some(name);
+                    }
+                }
+                "prune" => {
+                    let at = yaml::locate(self.file, &node.referenced);
+                    match (&node.value, Node::text(&node, self.text).as_deref()) {
+                        (Node::Plain(_), Some("true")) => settings.prune = Some(At { value: true, at }),
+                        (Node::Plain(_), Some("false")) => settings.prune = Some(At { value: false, at }),
+                        _ => self.diagnostics.push(Diagnostic::error(
+                            Rule::Config,
+                            at,
+                            format!("prune: {} is not a boolean; expected true or false", shown(&node, self.text)),
+                        )),
+                    }
+                }
+                "rate_limit" => {
+                    let max = crate::model::limits::MAX_CALLS_PER_SECOND.max as u64;
+                    settings.rate_limit = self
+                        .integer(field, &node, 1, max, " (calls per second)")
+                        .map(|v| At { value: u32::try_from(v.value).unwrap_or(u32::MAX), at: v.at });
+                }
+                "safety_threshold" => {
+                    settings.safety_threshold = self
+                        .integer(field, &node, 0, 100, " (a percentage)")
+                        .map(|v| At { value: u32::try_from(v.value).unwrap_or(100), at: v.at });
+                }
+                "connect_timeout" => settings.connect_timeout = self.duration(field, &node),
+                "request_timeout" => settings.request_timeout = self.duration(field, &node),
+                _ => {}
+            }
+        }
+        if let Some(envs) = fields.environments {
+            let at = yaml::locate(self.file, &envs.referenced);
+            match envs.value {
+                _ if !top => self.diagnostics.push(Diagnostic::error(
+                    Rule::Config,
+                    at,
+                    "environments cannot be nested; expected the settings of this environment".to_string(),
+                )),
+                Lenient::Found(EnvironmentEntries(entries)) => {
+                    let mut named = BTreeMap::new();
+                    for (key, value) in entries {
+                        let key_at = yaml::locate(self.file, &key.referenced);
+                        let Some(name) = Node::text(&key, self.text) else {
+                            self.diagnostics.push(Diagnostic::error(
+                                Rule::WrongType,
+                                key_at,
+                                format!("an environment's name is {}; expected a name (text)", key.value.kind()),
+                            ));
+                            continue;
+                        };
+                        let settings = match value.value {
+                            Lenient::Found(fields) => self.settings(fields, false),
+                            Lenient::Wrong(kind) => {
+                                let at = yaml::locate(self.file, &value.referenced);
+                                self.diagnostics.push(Diagnostic::error(
+                                    Rule::WrongType,
+                                    at,
+                                    format!("environment {name:?} is {kind}; expected a mapping of settings"),
+                                ));
+                                Settings::default()
+                            }
+                        };
+                        if named.contains_key(&name) {
+                            self.diagnostics.push(Diagnostic::error(
+                                Rule::DuplicateKey,
+                                key_at,
+                                format!("environment {name:?} is defined twice"),
+                            ));
+                            continue;
+                        }
+                        named.insert(name, At { value: settings, at: key_at });
+                    }
+                    settings.environments = Some(At { value: named, at });
+                }
+                Lenient::Wrong(_) => {
+                    self.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")))
+                }
+            }
+        }
+        settings
+    }
+
+    /// A field that is text; `expected` says what it names.
+    fn string(&mut self, field: &str, node: &Spanned<Node>, expected: &str) -> Option<At<String>> {
+        let at = yaml::locate(self.file, &node.referenced);
+        match Node::text(node, self.text) {
+            Some(value) => Some(At { value, at }),
+            None => {
+                let message = format!("{field}: {} is not text; expected {expected}", node.value.kind());
+                self.diagnostics.push(Diagnostic::error(Rule::WrongType, at, message));
+                None
+            }
+        }
+    }
+
+    /// A field that is an integer from `min` to `max`; `unit` follows the range in messages.
+    fn integer(&mut self, field: &str, node: &Spanned<Node>, min: u64, max: u64, unit: &str) -> Option<At<u64>> {
+        let at = yaml::locate(self.file, &node.referenced);
+        let expected = format!("expected an integer from {min} to {max}{unit}");
+        let message = match (&node.value, Node::text(node, self.text)) {
+            (Node::Plain(_), Some(text)) => match text.parse::<u64>() {
+                Ok(value) if (min..=max).contains(&value) => return Some(At { value, at }),
+                Ok(value) => format!("{field}: {value} is out of range; {expected}"),
+                Err(_) if text.parse::<i128>().is_ok() => format!("{field}: {text} is out of range; {expected}"),
+                Err(_) => format!("{field}: {text:?} is not a number; {expected}"),
+            },
+            _ => format!("{field}: {} is not a number; {expected}", shown(node, self.text)),
+        };
+        self.diagnostics.push(Diagnostic::error(Rule::Config, at, message));
+        None
+    }
+
+    /// A field that is a duration longer than zero.
+    fn duration(&mut self, field: &str, node: &Spanned<Node>) -> Option<At<Duration>> {
+        let at = yaml::locate(self.file, &node.referenced);
+        const EXPECTED: &str = "expected a duration such as 5s or 1m";
+        let message = match Node::text(node, self.text) {
+            Some(text) => match humantime::parse_duration(&text) {
+                Ok(value) if !value.is_zero() => return Some(At { value, at }),
+                Ok(_) => format!("{field}: {text:?} is zero; {EXPECTED}"),
+                Err(_) => format!("{field}: {text:?} is not a duration; {EXPECTED}"),
+            },
+            None => format!("{field}: {} is not a duration; {EXPECTED}", node.value.kind()),
+        };
+        self.diagnostics.push(Diagnostic::error(Rule::Config, at, message));
+        None
     }
 }
 
@@ -356,7 +648,7 @@ mod tests {
         assert_eq!(served.lockfile, Path::new("/var/lib/grattr/staging.lock"));
         assert_eq!(served.seed_lockfile.as_deref(), Some(Path::new("repo/staging.lock")));
         let no_env = c.environment(None, None).unwrap_err();
-        assert!(no_env.message.contains("choose one with --env"), "{no_env}");
+        assert!(no_env.to_string().contains("choose one with --env"), "{no_env}");
         let unknown = c.environment(Some("qa"), None).unwrap_err();
         assert_eq!(
             unknown.to_string(),
@@ -364,39 +656,66 @@ mod tests {
         );
     }
 
+    /// The first problem of `text`, found when parsing or when resolving the environment.
+    fn first_problem(text: &str) -> String {
+        let errors = match Config::parse(Path::new("repo/grattr.yaml"), text) {
+            Ok(config) => config.environment(None, None).unwrap_err(),
+            Err(errors) => errors,
+        };
+        errors.diagnostics[0].to_string()
+    }
+
     #[test]
     fn every_mistake_points_at_its_line() {
         let cases = [
             ("sdkappid: 1\nadmin: a\nregoin: china\n", "repo/grattr.yaml:3:1: error: unknown field `regoin`"),
-            ("sdkappid: x\n", "repo/grattr.yaml:1:11: error: wrong type: invalid u64"),
-            ("sdkappid: 1\nprune: maybe\n", "repo/grattr.yaml:2:8: error: wrong type"),
+            (
+                "sdkappid: x\n",
+                "repo/grattr.yaml:1:11: error: sdkappid: \"x\" is not a number; expected an integer from 1 to 4294967295",
+            ),
+            ("sdkappid: 1\nprune: maybe\n", "repo/grattr.yaml:2:8: error: prune: \"maybe\" is not a boolean"),
             ("environments: [a]\n", "repo/grattr.yaml:1:15: error: wrong type: expected a mapping"),
-        ];
-        for (text, expected) in cases {
-            let e = Config::parse(Path::new("repo/grattr.yaml"), text).unwrap_err().to_string();
-            assert!(e.starts_with(expected), "{e}");
-        }
-        let resolved = [
             ("admin: a\nregion: china\n", "repo/grattr.yaml:1:1: error: missing field `sdkappid` (at the top level)"),
-            ("sdkappid: 1\nadmin: a\nregion: mars\n", "repo/grattr.yaml:3:9: error: unknown region \"mars\""),
+            ("sdkappid: 1\nadmin: a\nregion: mars\n", "repo/grattr.yaml:3:9: error: region: unknown region \"mars\""),
             ("sdkappid: 1\nadmin: a\nregion: china\nendpoint: http://x\n", "repo/grattr.yaml:4:11: error: set either"),
             (
                 "sdkappid: 1\nadmin: a\nendpoint: ftp://x\n",
                 "repo/grattr.yaml:3:11: error: endpoint: \"ftp://x\" is not",
             ),
-            ("sdkappid: 0\nadmin: a\nregion: china\n", "repo/grattr.yaml:1:11: error: sdkappid 0 is out of range"),
+            (
+                "sdkappid: 0\nadmin: a\nregion: china\n",
+                "repo/grattr.yaml:1:11: error: sdkappid: 0 is out of range; expected an integer from 1 to 4294967295",
+            ),
             (
                 "sdkappid: 1\nadmin: a\nregion: china\nrate_limit: 500\n",
-                "repo/grattr.yaml:4:13: error: rate_limit 500 is out of range",
+                "repo/grattr.yaml:4:13: error: rate_limit: 500 is out of range; expected an integer from 1 to 200",
             ),
             (
                 "sdkappid: 1\nadmin: a\nregion: china\nrequest_timeout: soon\n",
-                "repo/grattr.yaml:4:18: error: \"soon\" is not a duration",
+                "repo/grattr.yaml:4:18: error: request_timeout: \"soon\" is not a duration; expected a duration such as 5s or 1m",
+            ),
+            (
+                "admin: a\nenvironments:\n  a:\n    sdkappid: 1\n    environments: {}\n",
+                "repo/grattr.yaml:5:19: error: environments cannot be nested",
             ),
         ];
-        for (text, expected) in resolved {
-            let e = config(text).environment(None, None).unwrap_err().to_string();
+        for (text, expected) in cases {
+            let e = first_problem(text);
             assert!(e.starts_with(expected), "{e}");
         }
+    }
+
+    #[test]
+    fn every_missing_field_is_reported_at_once() {
+        let errors = config("prune: true\n").environment(None, None).unwrap_err();
+        let messages: Vec<&str> = errors.diagnostics.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "missing field `sdkappid` (at the top level)",
+                "missing field `admin` (at the top level)",
+                "missing field `region` or `endpoint` (at the top level)"
+            ]
+        );
     }
 }

@@ -108,7 +108,7 @@ fn key_text(key: &Spanned<Node>) -> String {
 
 /// Reads the fields of a mapping: each known field once (a repeat is an issue
 /// naming the first line), unknown fields as issues.
-fn read_fields<'de, A: MapAccess<'de>>(
+pub fn read_fields<'de, A: MapAccess<'de>>(
     mut map: A,
     known: &'static [&'static str],
     mut read: impl FnMut(&str, &mut A) -> Result<(), A::Error>,

@@ -36,7 +36,7 @@ fn describe(status: Status) -> (&'static str, Style, &'static str) {
         Status::InSync => ("=", GREEN, "is in sync"),
         Status::Pending => ("~", YELLOW, "has an unapplied change (apply will make it)"),
         Status::Drifted => ("!", RED, "drifted: changed outside grattr"),
-        Status::Conflict => ("!", RED, "conflicts: changed outside grattr, and changed in the YAML too"),
+        Status::Conflict => ("!", RED, "conflicts: changed outside grattr, and changed in the desired state too"),
         Status::Missing => ("?", RED, "is missing: the group does not exist"),
         Status::Unreadable => ("?", RED, "could not be read"),
     }
@@ -65,7 +65,7 @@ fn live_lines(group: &GroupDrift, styled: bool) -> Vec<(char, String, String)> {
 }
 
 /// The lines under a group's heading: what changed live, what is pending in the
-/// YAML, and why it could not be read; `styled` for a terminal, else for Markdown.
+/// desired state, and why it could not be read; `styled` for a terminal, else for Markdown.
 fn detail_lines(group: &GroupDrift, styled: bool) -> Vec<String> {
     let mut lines: Vec<String> = live_lines(group, styled)
         .into_iter()
@@ -90,6 +90,8 @@ fn place(group: &GroupDrift, file: fn(&str) -> String) -> String {
         .map_or_else(|| "not declared".to_string(), |s| file(&format!("{}:{}", s.file.display(), s.line)))
 }
 
+/// The keys the desired state changes against what was applied, each saying what
+/// happens to it in the desired state (what `apply` will then do live).
 fn pending_lines(group: &GroupDrift) -> Vec<String> {
     let empty = AttributeSet::new();
     let desired = group.desired.as_ref().unwrap_or(&empty);
@@ -99,11 +101,15 @@ fn pending_lines(group: &GroupDrift) -> Vec<String> {
     keys.dedup();
     keys.into_iter()
         .filter_map(|key| match (applied.get(key), desired.get(key)) {
-            (None, Some(new)) => Some(format!("+ {} = {} (in the YAML)", key_label(key), quoted(new))),
-            (Some(old), None) => Some(format!("- {} = {} (in the YAML)", key_label(key), quoted(old))),
-            (Some(old), Some(new)) if old != new => {
-                Some(format!("~ {} = {} (applied → YAML)", key_label(key), changed_value(old, new, false)))
+            (None, Some(new)) => Some(format!("+ {} = {} (added to the desired state)", key_label(key), quoted(new))),
+            (Some(old), None) => {
+                Some(format!("- {} = {} (removed from the desired state)", key_label(key), quoted(old)))
             }
+            (Some(old), Some(new)) if old != new => Some(format!(
+                "~ {} = {} (changed in the desired state: applied → desired)",
+                key_label(key),
+                changed_value(old, new, false)
+            )),
             _ => None,
         })
         .collect()

@@ -8,6 +8,7 @@ use crate::model::AttributeSet;
 use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write;
+use std::path::Path;
 
 const ADDED: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Green)));
 const REMOVED: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
@@ -164,11 +165,23 @@ fn verb(action: Action) -> (&'static str, Style, &'static str) {
     }
 }
 
-/// The plan for a terminal or a log, with ANSI styles (strip them when colour is off).
-pub fn text(plan: &Plan) -> String {
+/// What an empty plan says it compared: the lockfile (named by `lockfile`, written
+/// for the output at hand), or the live state read just now with `--refresh`. A
+/// plan is offline unless refreshed: it never claims to have looked at live groups.
+fn no_changes(plan: &Plan, lockfile: String) -> String {
+    match plan.refresh {
+        true => "No changes: the desired state matches the live state of the managed groups, read just now.".into(),
+        false => format!("No changes: the desired state matches what {lockfile} records as applied."),
+    }
+}
+
+/// The plan for a terminal or a log, with ANSI styles (strip them when colour is
+/// off); `lockfile` is the lockfile the plan was made against.
+pub fn text(plan: &Plan, lockfile: &Path) -> String {
     let mut out = format!("{BOLD}grattr plan{BOLD:#} for {}\n\n", header(plan, text_name));
     if plan.changes.is_empty() && plan.not_declared.is_empty() {
-        out += "No changes. The live groups match the lockfile's record of what was applied.\n\n";
+        out += &no_changes(plan, escape::path(lockfile));
+        out += "\n\n";
     }
     for change in &plan.changes {
         let (sign, style, what) = verb(change.action);
@@ -292,8 +305,9 @@ pub(crate) fn collapsible_diff(sign: &str, group_id: &str, what: &str, place: &s
 
 /// The plan as a pull-request comment: the summary first, then one collapsible
 /// section per group. It stays under [`MARKDOWN_BUDGET`] characters by cutting long
-/// values and, past the budget, whole sections, and says what it cut.
-pub fn markdown(plan: &Plan) -> String {
+/// values and, past the budget, whole sections, and says what it cut. `lockfile` is
+/// the lockfile the plan was made against.
+pub fn markdown(plan: &Plan, lockfile: &Path) -> String {
     let mut out =
         format!("### grattr plan for {}\n\n**{}**\n\n", header(plan, escape::markdown_code_span), summary_line(plan));
     let mut cut_bytes = 0;
@@ -333,8 +347,11 @@ pub fn markdown(plan: &Plan) -> String {
             "> Long values are shortened here ({cut_bytes} bytes cut). Run `grattr plan` for the full values.\n"
         );
     }
-    if plan.changes.is_empty() {
-        out += "No changes.\n";
+    if plan.changes.is_empty() && plan.not_declared.is_empty() {
+        out += &no_changes(plan, escape::markdown_code_span(&lockfile.display().to_string()));
+        out.push('\n');
+    } else if plan.changes.is_empty() {
+        out += "No changes to apply: the groups no longer declared are left as is.\n";
     }
     out
 }

@@ -119,7 +119,7 @@ fn text_rendering() {
             source: SourceLocation { file: Arc::from(Path::new("groups/story.yaml")), line: 3, column: 9 },
         },
     );
-    let text = render::text(&diff(&desired, &applied, &options(false)));
+    let text = render::text(&diff(&desired, &applied, &options(false)), Path::new("grattr.lock"));
     insta::assert_snapshot!(anstream::adapter::strip_str(&text).to_string(), @r#"
     grattr plan for production (sdkappid 1400000000)
 
@@ -156,8 +156,8 @@ fn no_changes_says_so() {
     let applied = recorded(&[("a", attrs(&[("k", "v")]))]);
     let plan = diff(&desired, &applied, &options(false));
     assert!(plan.is_empty());
-    let text = anstream::adapter::strip_str(&render::text(&plan)).to_string();
-    assert!(text.contains("No changes."), "{text}");
+    let text = anstream::adapter::strip_str(&render::text(&plan, Path::new("grattr.lock"))).to_string();
+    assert!(text.contains("No changes: the desired state matches what grattr.lock records as applied.\n"), "{text}");
     assert!(text.ends_with("Plan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n"), "{text}");
 }
 
@@ -172,7 +172,7 @@ fn markdown_rendering() {
             source: SourceLocation { file: Arc::from(Path::new("groups/odd.yaml")), line: 1, column: 9 },
         },
     );
-    insta::assert_snapshot!(render::markdown(&diff(&desired, &applied, &options(true))));
+    insta::assert_snapshot!(render::markdown(&diff(&desired, &applied, &options(true)), Path::new("grattr.lock")));
 }
 
 #[test]
@@ -180,7 +180,7 @@ fn markdown_cuts_long_values_between_whole_escapes() {
     // Quoted, the value is `"`, 397 `a`, then ten 6-byte `\u0085`: byte 400 falls inside the first.
     let value = format!("{}{}", "a".repeat(397), "\u{85}".repeat(10));
     let desired = declared(&[("room", attrs(&[("k", &value)]))]);
-    let markdown = render::markdown(&diff(&desired, &BTreeMap::new(), &options(false)));
+    let markdown = render::markdown(&diff(&desired, &BTreeMap::new(), &options(false)), Path::new("grattr.lock"));
     let expected = format!("\n+ k = \"{}… (61 more bytes)\n", "a".repeat(397));
     assert!(markdown.contains(&expected), "{markdown}");
     assert!(markdown.contains("(61 bytes cut)"), "{markdown}");
@@ -193,7 +193,7 @@ fn markdown_stays_under_the_comment_limit() {
         (0..300).map(|i| (format!("g{i:05}"), (0..16).map(|k| (format!("k{k}"), big.clone())).collect())).collect();
     let desired = declared(&groups.iter().map(|(g, a)| (g.as_str(), a.clone())).collect::<Vec<_>>());
     let applied = recorded(&[("old", attrs(&[("a", "b")]))]);
-    let markdown = render::markdown(&diff(&desired, &applied, &options(false)));
+    let markdown = render::markdown(&diff(&desired, &applied, &options(false)), Path::new("grattr.lock"));
     assert!(markdown.chars().count() <= render::MARKDOWN_BUDGET, "{}", markdown.chars().count());
     assert!(markdown.contains("more groups not shown"), "says what it cut");
     assert!(markdown.contains("bytes cut"), "says values were shortened");
