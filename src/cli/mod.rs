@@ -64,7 +64,7 @@ pub struct Cli {
     state_dir: Option<PathBuf>,
 
     /// App-wide API calls per second (1 to 200; overrides rate_limit in grattr.yaml).
-    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200))]
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::model::limits::MAX_RATE_LIMIT)))]
     rate_limit: Option<u32>,
 
     /// More log output on stderr: -v info, -vv debug, -vvv trace (or set GRATTR_LOG).

@@ -5,6 +5,7 @@ use super::diagnostic::{Diagnostic, Rule, display_path};
 use super::yaml;
 use crate::model::Region;
 use crate::model::SourceLocation;
+use crate::model::limits::MAX_RATE_LIMIT;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -84,7 +85,7 @@ pub struct Environment {
     pub secret_key_env: String,
     /// Whether groups no longer declared are cleared.
     pub prune: bool,
-    /// App-wide calls per second (1 to 200).
+    /// App-wide calls per second (1 to [`MAX_RATE_LIMIT`]).
     pub rate_limit: u32,
     /// `apply` refuses, without `--force`, a plan that updates or deletes more than
     /// this percentage of the groups the lockfile records.
@@ -253,12 +254,12 @@ impl Config {
         }
         let rate_limit = match pick!(rate_limit) {
             None => crate::model::limits::DEFAULT_RATE_LIMIT,
-            Some(rate) if (1..=200).contains(&rate.value) => rate.value,
+            Some(rate) if (1..=MAX_RATE_LIMIT).contains(&rate.value) => rate.value,
             Some(rate) => {
                 return Err(error(
                     at(Some(&rate.referenced)),
                     format!(
-                        "rate_limit {} is out of range: 1 to 200 calls per second (the documented limit)",
+                        "rate_limit {} is out of range: 1 to {MAX_RATE_LIMIT} calls per second (the documented limit)",
                         rate.value
                     ),
                 ));
