@@ -205,7 +205,7 @@ fn dead_url() -> String {
 }
 
 #[test]
-fn an_unreachable_domain_fails_over_to_the_backup_and_stays_there() {
+fn an_unreachable_domain_fails_over_to_the_backup() {
     let server = strict(&["room"]);
     let mut config = ClientConfig::new(dead_url(), 1400000000, "administrator", SecretKey::new(KEY).unwrap());
     config.backup_url = Some(server.emulator().base_url());
@@ -217,6 +217,24 @@ fn an_unreachable_domain_fails_over_to_the_backup_and_stays_there() {
     });
     let stats = server.emulator().stats();
     assert_eq!(stats.total, 2, "each call reached the backup once: {stats:?}");
+}
+
+#[test]
+fn the_client_stays_on_the_domain_that_answered_last() {
+    let mut main = strict(&["room"]);
+    let backup = strict(&["room"]);
+    let mut config =
+        ClientConfig::new(main.emulator().base_url(), 1400000000, "administrator", SecretKey::new(KEY).unwrap());
+    config.backup_url = Some(backup.emulator().base_url());
+    let client = Client::new(config).unwrap();
+    let read = |server: &Server| server.block_on(client.get_group_attr(&id("room"))).unwrap();
+    read(&main);
+    let addr = main.stop();
+    read(&backup);
+    main.restart(addr);
+    read(&backup);
+    assert_eq!(main.emulator().stats().total, 0, "the restarted main domain was not asked");
+    assert_eq!(backup.emulator().stats().total, 2);
 }
 
 #[test]
