@@ -5,7 +5,7 @@
 
 use crate::api::client::ApiError;
 use crate::desired::{self, Diagnostic, Environment};
-use crate::live::{self, LiveRead};
+use crate::live::LiveRead;
 use crate::lockfile::{self, Lockfile, LockfileError, Record};
 use crate::model::{AppliedGroup, GroupId};
 use crate::plan::verify::{self, Difference};
@@ -185,7 +185,7 @@ impl Workspace {
                 Ok(attributes) => {
                     before.insert(id, AppliedGroup::new(attributes));
                 }
-                Err(e) if e.code() == Some(live::MISSING) => {
+                Err(e) if e.is_missing_group() => {
                     self.missing.insert(id);
                 }
                 Err(e) => unreadable.push((id, e)),

@@ -79,7 +79,7 @@ fn empty_attributes_clear_and_community_groups_fall_back_to_delete() {
     assert!(server.get("@TGS#_@TGS#cMAKERS").is_empty());
     assert!(server.get("room").is_empty());
     let stats = server.emulator().stats();
-    assert_eq!(stats.answers(10007), 1, "the Community group refused clear");
+    assert_eq!(stats.answers(10007), 0, "a Community group is never sent a clear: its keys are deleted");
     assert_eq!(stats.calls_to(Endpoint::DeleteGroupAttr), 1);
     assert_eq!(stats.calls_to(Endpoint::SetGroupAttr), 2, "never a set with an empty list");
     assert!(recorded(&repo).groups.values().all(|g| g.attributes.is_empty()));
@@ -266,12 +266,12 @@ fn a_permanent_failure_is_reported_and_the_others_go_on() {
     let run = apply(&repo, &["--yes"]).code(1);
     assert!(
         run.stdout.contains(
-            "Failures:\n  ghost (groups/a.yaml:5): set_group_attr: group does not exist or was disbanded [10010]"
+            "Failures:\n  ghost (groups/a.yaml:5): set_group_attr: invalid group id (the group does not exist) [10015]"
         ),
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("hint: check the id, or remove the group"), "{}", run.stdout);
+    assert!(run.stdout.contains("hint: the group does not exist (it was never created"), "{}", run.stdout);
     assert!(run.stdout.contains("2 applied, 1 failed, 0 skipped"), "{}", run.stdout);
     assert!(run.stdout.contains("Recorded 2 group(s) in grattr.lock."), "{}", run.stdout);
     assert_eq!(recorded(&repo).groups.len(), 2, "the successes were recorded");
@@ -280,7 +280,7 @@ fn a_permanent_failure_is_reported_and_the_others_go_on() {
     let json = apply(&repo, &["--yes", "--format", "json"]).code(1).json();
     assert_eq!(json["summary"]["failed"], 1);
     assert_eq!(json["failed"][0]["group_id"], "ghost");
-    assert_eq!(json["failed"][0]["code"], 10010);
+    assert_eq!(json["failed"][0]["code"], 10015);
     assert_eq!(json["failed"][0]["source"]["line"], 5);
     // --fail-fast stops starting calls after it.
     let repo = repo.file(

@@ -196,7 +196,7 @@ fn every_configuration_mistake_is_reported_at_once_with_its_place() {
     let run = repo.run(&["validate"]).code(1);
     insta::assert_snapshot!(run.stderr, @r#"
     grattr.yaml:1:11: error: sdkappid: "many" is not a number; expected an integer from 1 to 4294967295
-    grattr.yaml:3:9: error: region: unknown region "mars"; expected one of china, singapore, seoul, tokyo, frankfurt, mumbai, silicon-valley, jakarta, riyadh
+    grattr.yaml:3:9: error: region: unknown region "mars"; expected one of china, singapore, seoul, tokyo, frankfurt, silicon-valley, jakarta, mumbai, riyadh
     grattr.yaml:4:13: error: rate_limit: 500 is out of range; expected an integer from 1 to 200 (calls per second)
     grattr.yaml:5:19: error: safety_threshold: "all" is not a number; expected an integer from 0 to 100 (a percentage)
     grattr.yaml:6:8: error: prune: "maybe" is not a boolean; expected true or false

@@ -9,7 +9,7 @@ use super::codes::{self, RetryClass};
 use super::scope::{AppWide, ConnectFailure};
 use super::usersig::{self, SecretKey, UserSig};
 use super::wire::{self, AttrItem, Endpoint, GroupType, Response};
-use crate::model::{AttributeSet, GroupId};
+use crate::model::{AttributeSet, GroupId, Region};
 use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::fmt;
@@ -78,16 +78,22 @@ pub type CallObserver = Arc<dyn Fn(&CallEvent) + Send + Sync>;
 pub struct ClientConfig {
     /// The base URL (a region's, or an endpoint).
     pub base_url: String,
+    /// Where to turn when `base_url` cannot be reached (no answer at all): a
+    /// region's documented backup domain. [`ClientConfig::new`] fills it in for a
+    /// region's base URL.
+    pub backup_url: Option<String>,
     /// The app.
     pub sdkappid: u64,
     /// The app admin account.
     pub admin: String,
     /// The app's secret key.
     pub key: SecretKey,
-    /// Calls per second, app-wide. The service allows 200 per endpoint; the command
-    /// line refuses more.
+    /// Calls per second, app-wide. The service allows
+    /// [`MAX_CALLS_PER_SECOND`](crate::model::limits::MAX_CALLS_PER_SECOND) per endpoint;
+    /// the command line refuses more.
     pub rate_limit: u32,
-    /// Writes per second to one group. The service allows 5.
+    /// Writes per second to one group. The service allows
+    /// [`MAX_GROUP_WRITES_PER_SECOND`](crate::model::limits::MAX_GROUP_WRITES_PER_SECOND).
     pub group_write_rate: u32,
     /// Time to establish a connection.
     pub connect_timeout: Duration,
@@ -116,8 +122,14 @@ impl fmt::Debug for ClientConfig {
 impl ClientConfig {
     /// A configuration with the default limits, timeouts and retries.
     pub fn new(base_url: impl Into<String>, sdkappid: u64, admin: impl Into<String>, key: SecretKey) -> ClientConfig {
+        let base_url = base_url.into();
+        let region = Region::with_base_url(&base_url);
+        if let Some((region, caveat)) = region.and_then(|r| r.caveat().map(|c| (r, c))) {
+            tracing::warn!(%region, "{caveat}");
+        }
         ClientConfig {
-            base_url: base_url.into(),
+            backup_url: region.and_then(|r| r.backup_url()),
+            base_url,
             sdkappid,
             admin: admin.into(),
             key,
@@ -160,6 +172,11 @@ pub enum ErrorKind {
         /// What was wrong with it.
         message: String,
     },
+    /// grattr refused to send the request: nothing reached the service.
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A failed call, after its retries.
@@ -182,10 +199,22 @@ impl ApiError {
         }
     }
 
+    /// Whether the service says the group does not exist: dismissed, or never
+    /// created (see [`codes::MISSING_GROUP`]).
+    pub fn is_missing_group(&self) -> bool {
+        self.code().is_some_and(codes::means_missing_group)
+    }
+
+    /// Whether the service answered with the code `entry`.
+    pub fn is(&self, entry: &codes::ErrorCode) -> bool {
+        self.code() == Some(entry.code)
+    }
+
     /// Whether and how to retry.
     pub fn retry_class(&self) -> RetryClass {
         match &self.kind {
             ErrorKind::Api { code, .. } => codes::class(*code),
+            ErrorKind::Refused { .. } => RetryClass::Permanent,
             ErrorKind::Http { status } if *status >= 500 || *status == 408 || *status == 429 => RetryClass::Backoff,
             ErrorKind::Http { .. } => RetryClass::Permanent,
             ErrorKind::Transport { .. } | ErrorKind::BadResponse { .. } => RetryClass::Backoff,
@@ -230,6 +259,7 @@ impl ApiError {
                 Some("check the network and the endpoint; grattr retried with backoff")
             }
             ErrorKind::BadResponse { .. } => Some("check endpoint: something other than the Chat REST API answered"),
+            ErrorKind::Refused { .. } => Some("a bug in grattr: report it with the command that was run"),
         }
     }
 
@@ -252,6 +282,7 @@ impl fmt::Display for ApiError {
             ErrorKind::Http { status } => write!(f, "HTTP {status}")?,
             ErrorKind::Transport { message, .. } => write!(f, "{message}")?,
             ErrorKind::BadResponse { message } => write!(f, "unexpected answer: {message}")?,
+            ErrorKind::Refused { reason } => write!(f, "not sent: {reason}")?,
         }
         if self.attempts > 1 {
             write!(f, " after {} attempts", self.attempts)?;
@@ -328,6 +359,9 @@ struct Inner {
     calls: AtomicU32,
     /// Whether any attempt has had an answer from the host (any status, any code).
     answered: AtomicBool,
+    /// Whether calls go to the backup domain: set when the main one could not be
+    /// reached and the backup answered, cleared the other way round.
+    on_backup: AtomicBool,
 }
 
 /// A client of the Chat REST API. Cheap to clone; clones share the UserSig and the rate limits.
@@ -393,6 +427,7 @@ impl Client {
                 usersig: Mutex::new(None),
                 calls: AtomicU32::new(0),
                 answered: AtomicBool::new(false),
+                on_backup: AtomicBool::new(false),
                 config,
             }),
         })
@@ -437,10 +472,39 @@ impl Client {
         ErrorKind::Transport { message, connect }
     }
 
+    /// One attempt, at the domain in use; when it cannot be reached at all and a
+    /// backup domain is documented, at the other one straight away. Only a
+    /// transport failure switches: an answer, even an error, means the domain works.
     async fn attempt(&self, endpoint: Endpoint, body: &serde_json::Value, renew: bool) -> Result<Response, ErrorKind> {
         let c = &self.inner.config;
+        let Some(backup) = c.backup_url.as_deref() else {
+            return self.attempt_at(&c.base_url, endpoint, body, renew).await;
+        };
+        let on_backup = self.inner.on_backup.load(Ordering::Relaxed);
+        let (first, second) = if on_backup { (backup, c.base_url.as_str()) } else { (c.base_url.as_str(), backup) };
+        match self.attempt_at(first, endpoint, body, renew).await {
+            Err(ErrorKind::Transport { message, .. }) => {
+                tracing::warn!(%endpoint, error = %message, "the REST API domain cannot be reached; trying the other one");
+                let result = self.attempt_at(second, endpoint, body, renew).await;
+                if !matches!(result, Err(ErrorKind::Transport { .. })) {
+                    self.inner.on_backup.store(!on_backup, Ordering::Relaxed);
+                }
+                result
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt_at(
+        &self,
+        base: &str,
+        endpoint: Endpoint,
+        body: &serde_json::Value,
+        renew: bool,
+    ) -> Result<Response, ErrorKind> {
+        let c = &self.inner.config;
         let usersig = self.usersig(renew);
-        let base = c.base_url.trim_end_matches('/');
+        let base = base.trim_end_matches('/');
         let mut url = reqwest::Url::parse(&format!("{base}/{}", endpoint.path()))
             .map_err(|e| ErrorKind::BadResponse { message: format!("invalid URL: {e}") })?;
         url.query_pairs_mut()
@@ -573,7 +637,7 @@ impl Client {
         if attributes.is_empty() {
             return Err(ApiError {
                 endpoint: Endpoint::SetGroupAttr,
-                kind: ErrorKind::Api { code: 10004, info: "grattr never sends an empty GroupAttr".into() },
+                kind: ErrorKind::Refused { reason: "grattr never sends an empty GroupAttr (it clears instead)".into() },
                 attempts: 0,
             });
         }
@@ -598,12 +662,13 @@ impl Client {
         self.call(Endpoint::ModifyGroupAttr, Some(group), body).await.map(drop)
     }
 
-    /// Removes all of a group's attributes (refused by Community groups: 10007).
+    /// Removes all of a group's attributes (not supported for Community groups:
+    /// [`codes::NO_PERMISSION`] at best, so `apply` deletes their keys instead).
     pub async fn clear_group_attr(&self, group: &GroupId) -> Result<(), ApiError> {
         self.call(Endpoint::ClearGroupAttr, Some(group), serde_json::json!({ "GroupId": group })).await.map(drop)
     }
 
-    /// Removes some keys (a key that does not exist fails with 10050).
+    /// Removes some keys (a key that does not exist fails with [`codes::KEY_NOT_FOUND`]).
     pub async fn delete_group_attr(&self, group: &GroupId, keys: &[String]) -> Result<(), ApiError> {
         let items: Vec<AttrItem> = keys.iter().map(|key| AttrItem { key: key.clone(), value: None }).collect();
         let body = serde_json::json!({ "GroupId": group, "GroupAttr": items });

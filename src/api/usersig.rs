@@ -2,6 +2,7 @@
 //! from the app's secret key. The same code signs (the client) and verifies (the
 //! emulator), so both follow the vendor's algorithm exactly.
 
+use super::codes;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use flate2::Compression;
@@ -154,11 +155,11 @@ impl VerifyError {
     /// The error code the REST API answers for this failure.
     pub fn code(&self) -> u32 {
         match self {
-            VerifyError::Malformed(_) => 70003,
-            VerifyError::SdkAppIdMismatch { .. } => 70014,
-            VerifyError::IdentifierMismatch { .. } => 70013,
-            VerifyError::BadSignature => 70009,
-            VerifyError::Expired { .. } => 70001,
+            VerifyError::Malformed(_) => codes::USERSIG_MALFORMED.code,
+            VerifyError::SdkAppIdMismatch { .. } => codes::USERSIG_SDKAPPID_MISMATCH.code,
+            VerifyError::IdentifierMismatch { .. } => codes::USERSIG_IDENTIFIER_MISMATCH.code,
+            VerifyError::BadSignature => codes::USERSIG_BAD_SIGNATURE.code,
+            VerifyError::Expired { .. } => codes::USERSIG_EXPIRED.code,
         }
     }
 }

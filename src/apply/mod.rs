@@ -13,9 +13,11 @@
 pub mod guard;
 
 use crate::api::client::{ApiError, Client};
+use crate::api::codes;
 use crate::api::scope::AppWide;
+use crate::api::wire::GroupType;
 use crate::lockfile::{JournalWriter, Record};
-use crate::model::{GroupId, Region};
+use crate::model::{AttributeSet, GroupId, Region};
 use crate::plan::{Action, Change};
 use futures_util::StreamExt;
 use guard::Approved;
@@ -266,25 +268,38 @@ async fn apply_change(client: &Client, change: &Change) -> Result<Record, ApiErr
             Ok(Record::Set { group: group.clone(), attributes: after.clone() })
         }
         (Action::Delete, _) => {
-            clear(client, group).await?;
+            clear(client, group, change.before.as_ref()).await?;
             tracing::info!(%group, "cleared and forgotten");
             Ok(Record::Forget { group: group.clone() })
         }
         _ => {
-            clear(client, group).await?;
+            clear(client, group, change.before.as_ref()).await?;
             tracing::info!(%group, "cleared");
             Ok(Record::Set { group: group.clone(), attributes: Default::default() })
         }
     }
 }
 
-/// Removes every attribute of a group. Community groups refuse `clear_group_attr`
-/// (10007): their live keys are deleted instead. A key that vanished in between
-/// (10050) is already gone, so the keys are read again and the delete retried.
-async fn clear(client: &Client, group: &GroupId) -> Result<(), ApiError> {
-    match client.clear_group_attr(group).await {
-        Err(error) if error.code() == Some(10007) => {}
-        other => return other,
+/// Removes every attribute of a group. Community groups (`@TGS#_` ids) do not
+/// support `clear_group_attr`, and no error code for it is documented, so their
+/// `before` keys (recorded, or read by a refresh) are deleted without trying it.
+/// Any other group that refuses a clear ([`codes::NO_PERMISSION`]) has its live
+/// keys deleted instead. A key that vanished in between ([`codes::KEY_NOT_FOUND`])
+/// is already gone, so the keys are read again and the delete retried.
+async fn clear(client: &Client, group: &GroupId, before: Option<&AttributeSet>) -> Result<(), ApiError> {
+    if GroupType::implied_by(group) == GroupType::Community {
+        let keys: Vec<String> = before.map(|b| b.keys().cloned().collect()).unwrap_or_default();
+        if !keys.is_empty() {
+            match client.delete_group_attr(group, &keys).await {
+                Err(error) if error.is(&codes::KEY_NOT_FOUND) => {}
+                other => return other,
+            }
+        }
+    } else {
+        match client.clear_group_attr(group).await {
+            Err(error) if error.is(&codes::NO_PERMISSION) => {}
+            other => return other,
+        }
     }
     const TRIES: u32 = 3;
     for attempt in 1..=TRIES {
@@ -294,7 +309,7 @@ async fn clear(client: &Client, group: &GroupId) -> Result<(), ApiError> {
         }
         let keys: Vec<String> = live.into_keys().collect();
         match client.delete_group_attr(group, &keys).await {
-            Err(error) if error.code() == Some(10050) && attempt < TRIES => {}
+            Err(error) if error.is(&codes::KEY_NOT_FOUND) && attempt < TRIES => {}
             other => return other,
         }
     }

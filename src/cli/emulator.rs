@@ -5,7 +5,7 @@ use super::signals::Signals;
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
 use crate::emulator::{Emulator, EmulatorConfig, Latency, RateLimits};
-use crate::model::GroupId;
+use crate::model::{GroupId, limits};
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,13 +31,19 @@ pub struct Args {
     /// AVChatRoom, Community; default Public, or Community for @TGS#_ ids). Repeatable.
     #[arg(long = "group", value_name = "ID[:TYPE]", value_parser = parse_group)]
     groups: Vec<(GroupId, GroupType)>,
-    /// Create unknown groups on their first attribute write instead of answering 10010.
+    /// A group that was dismissed (destroyed): calls about it are answered as about a
+    /// dismissed group, not as about an id that never was one. Repeatable.
+    #[arg(long = "dismissed", value_name = "ID", value_parser = parse_id)]
+    dismissed: Vec<GroupId>,
+    /// Create unknown groups on their first attribute write instead of answering that
+    /// they do not exist.
     #[arg(long)]
     auto_create_groups: bool,
     /// Added latency per answer in milliseconds: 20, or a range 10..50.
     #[arg(long, value_name = "MS", default_value = "0")]
     latency: Latency,
-    /// Probability (0 to 1) of a fault per request: 10002, HTTP 502, a stall, or a dropped connection.
+    /// Probability (0 to 1) of a fault per request: an internal server error, HTTP 502,
+    /// a stall, or a dropped connection.
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
     fault_rate: f64,
     /// How long an injected stall lasts.
@@ -46,11 +52,11 @@ pub struct Args {
     /// Load state from this file at start and save it there while running and at exit.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
-    /// Calls per second per endpoint before answering 60007 (the service: 200).
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    /// Calls per second per endpoint before answering that the call frequency is exceeded.
+    #[arg(long, default_value_t = limits::MAX_RATE_LIMIT, value_name = "N")]
     endpoint_rate: u32,
-    /// Writes per second per group before answering 10049 (the service: 5).
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    /// Writes per second per group before answering that the group's write frequency is exceeded.
+    #[arg(long, default_value_t = limits::MAX_GROUP_WRITE_RATE, value_name = "N")]
     group_write_rate: u32,
     /// Enforce no rate limits (for benchmarks).
     #[arg(long)]
@@ -69,6 +75,10 @@ fn parse_group(text: &str) -> Result<(GroupId, GroupType), String> {
     Ok((id, kind))
 }
 
+fn parse_id(text: &str) -> Result<GroupId, String> {
+    GroupId::parse(text).map_err(|e| e.to_string())
+}
+
 fn parse_probability(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
@@ -82,6 +92,7 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
     let mut config = EmulatorConfig::new(args.sdkappid, args.admins[0].clone(), key);
     config.admins = args.admins.clone();
     config.groups = args.groups.clone();
+    config.dismissed = args.dismissed.clone();
     config.auto_create_groups = args.auto_create_groups;
     config.latency = args.latency;
     config.fault_rate = args.fault_rate;

@@ -50,7 +50,7 @@ pub fn read_live(
     let client = args.api.client(&workspace.environment, args.api.secret_key(&workspace.environment)?)?;
     let progress = Progress::new("read", groups.len() as u64);
     let live = super::runtime()?.block_on(live::read(&client, groups, 64, |group, read| {
-        let failure = read.as_ref().err().filter(|e| e.code() != Some(live::MISSING)).map(|e| format!("{group}: {e}"));
+        let failure = read.as_ref().err().filter(|e| !e.is_missing_group()).map(|e| format!("{group}: {e}"));
         progress.tick(failure.as_deref());
     }));
     progress.finish();

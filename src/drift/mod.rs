@@ -25,7 +25,7 @@ pub enum Status {
     Drifted,
     /// Drifted, and also pending.
     Conflict,
-    /// The group does not exist (10010).
+    /// The group does not exist: dismissed, or never created.
     Missing,
     /// The group could not be read.
     Unreadable,
@@ -125,8 +125,7 @@ pub fn classify(
             Err(error) => {
                 group.code = error.code();
                 group.error = Some(error.to_string());
-                group.status =
-                    if error.code() == Some(crate::live::MISSING) { Status::Missing } else { Status::Unreadable };
+                group.status = if error.is_missing_group() { Status::Missing } else { Status::Unreadable };
             }
             Ok(live) => {
                 let drifted = recorded.is_some_and(|applied| applied != live);
@@ -203,7 +202,7 @@ mod tests {
             .collect();
         let gone = ApiError {
             endpoint: Endpoint::GetGroupAttr,
-            kind: ErrorKind::Api { code: 10010, info: String::new() },
+            kind: ErrorKind::Api { code: crate::api::codes::GROUP_NOT_FOUND.code, info: String::new() },
             attempts: 1,
         };
         let live: BTreeMap<_, _> = [

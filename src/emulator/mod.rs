@@ -10,7 +10,7 @@ pub use state::{GroupStats, Stats};
 
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
-use crate::model::GroupId;
+use crate::model::{GroupId, limits};
 use state::Shared;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,15 +59,15 @@ impl std::str::FromStr for Latency {
 /// The rate limits the emulator enforces, like the real service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
-    /// Calls per second to each endpoint (the service: 200).
+    /// Calls per second to each endpoint (the service: [`limits::MAX_CALLS_PER_SECOND`]).
     pub per_endpoint: u32,
-    /// Writes per second to one group (the service: 5).
+    /// Writes per second to one group (the service: [`limits::MAX_GROUP_WRITES_PER_SECOND`]).
     pub group_writes: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { per_endpoint: 200, group_writes: 5 }
+        RateLimits { per_endpoint: limits::MAX_RATE_LIMIT, group_writes: limits::MAX_GROUP_WRITE_RATE }
     }
 }
 
@@ -82,13 +82,17 @@ pub struct EmulatorConfig {
     pub key: SecretKey,
     /// Groups that exist from the start.
     pub groups: Vec<(GroupId, GroupType)>,
-    /// Create unknown groups on their first attribute write instead of answering 10010.
+    /// Groups dismissed before the start (answered as dismissed, not as never created).
+    pub dismissed: Vec<GroupId>,
+    /// Create unknown groups on their first attribute write instead of answering that
+    /// they do not exist. Dismissed groups are never created again this way.
     pub auto_create_groups: bool,
     /// Rate limits, or none (for benchmarks).
     pub limits: Option<RateLimits>,
     /// Added latency.
     pub latency: Latency,
-    /// The probability of a fault per request: 10002, HTTP 502, a stall, or a dropped connection.
+    /// The probability of a fault per request: an internal server error, HTTP 502, a
+    /// stall, or a dropped connection.
     pub fault_rate: f64,
     /// How long a stall lasts (it should exceed the client's timeout).
     pub stall: Duration,
@@ -104,6 +108,7 @@ impl EmulatorConfig {
             admins: vec![admin.into()],
             key,
             groups: Vec::new(),
+            dismissed: Vec::new(),
             auto_create_groups: false,
             limits: Some(RateLimits::default()),
             latency: Latency::None,
@@ -176,6 +181,12 @@ impl Emulator {
     /// The attributes a group has now, or `None` if it does not exist.
     pub fn attributes(&self, group: &GroupId) -> Option<crate::model::AttributeSet> {
         self.shared.attributes(group)
+    }
+
+    /// Dismisses (destroys) `group`, as `destroy_group` does: from now on the
+    /// emulator answers calls about it as about a dismissed group.
+    pub fn dismiss(&self, group: &GroupId) {
+        self.shared.dismiss(group);
     }
 
     /// A token that stops the emulator when cancelled.

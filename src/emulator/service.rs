@@ -2,7 +2,8 @@
 //! and the endpoints' documented behaviour.
 
 use super::Latency;
-use super::state::{Group, Shared};
+use super::state::{Group, Shared, World};
+use crate::api::codes::{self, ErrorCode};
 use crate::api::usersig;
 use crate::api::wire::{AttrItem, Endpoint, GroupType, Response};
 use crate::model::{AttributeSet, GroupId, limits};
@@ -56,8 +57,8 @@ async fn handle(State(app): State<App>, uri: Uri, RawQuery(query): RawQuery, bod
     if shared.config.fault_rate > 0.0 && rand::random::<f64>() < shared.config.fault_rate {
         match rand::random_range(0..4) {
             0 => {
-                shared.record_fault("10002");
-                return envelope(shared, Response::fail(10002, "internal server error (injected)"));
+                shared.record_fault(&codes::INTERNAL_ERROR.code.to_string());
+                return envelope(shared, fail(&codes::INTERNAL_ERROR, "internal server error (injected)"));
             }
             1 => {
                 shared.record_fault("502");
@@ -112,20 +113,35 @@ fn fault(fault: Fault) -> axum::response::Response {
     }
 }
 
+/// A failed answer with `entry`'s code.
+fn fail(entry: &ErrorCode, info: impl Into<String>) -> Response {
+    Response::fail(entry.code, info)
+}
+
+/// The answer for a group that is not there: the service tells a dismissed group
+/// from an id that never was one.
+fn missing(dismissed: bool) -> Response {
+    if dismissed {
+        fail(&codes::GROUP_NOT_FOUND, "group does not exist or was dismissed")
+    } else {
+        fail(&codes::INVALID_GROUP_ID, "invalid group id: the group does not exist")
+    }
+}
+
 /// The whole check-and-act of one request, as the service answers it.
 fn answer(shared: &Shared, endpoint: Option<Endpoint>, query: &str, body: &[u8]) -> Response {
     let Some(endpoint) = endpoint else {
-        return Response::fail(60009, "wrong request URL");
+        return fail(&codes::WRONG_URL, "wrong request URL");
     };
     if let Err(failure) = authenticate(shared, query) {
         return failure;
     }
     if !shared.endpoint_allows(endpoint) {
-        return Response::fail(60007, "REST API call frequency exceeded");
+        return fail(&codes::CALL_FREQUENCY_EXCEEDED, "REST API call frequency exceeded");
     }
     let body: serde_json::Map<String, Value> = match serde_json::from_slice(body) {
         Ok(Value::Object(body)) => body,
-        Ok(_) | Err(_) => return Response::fail(60003, "JSON body parse error"),
+        Ok(_) | Err(_) => return fail(&codes::JSON_PARSE_ERROR, "JSON body parse error"),
     };
     if endpoint == Endpoint::CreateGroup {
         return create_group(shared, &body);
@@ -133,26 +149,32 @@ fn answer(shared: &Shared, endpoint: Option<Endpoint>, query: &str, body: &[u8])
     let group = match body.get("GroupId") {
         Some(Value::String(text)) => match GroupId::parse(text) {
             Ok(group) => group,
-            Err(e) => return Response::fail(10015, format!("invalid GroupId: {e}")),
+            Err(e) => return fail(&codes::INVALID_GROUP_ID, format!("invalid GroupId: {e}")),
         },
-        Some(_) => return Response::fail(10004, "GroupId must be a string"),
-        None => return Response::fail(10004, "GroupId is required"),
+        Some(_) => return fail(&codes::INVALID_PARAMETER, "GroupId must be a string"),
+        None => return fail(&codes::INVALID_PARAMETER, "GroupId is required"),
     };
-    let exists = shared.with_world(|groups, _| (groups.contains_key(&group), false));
+    if endpoint == Endpoint::DeleteGroupAttr
+        && let Err(failure) = delete_items(&body)
+    {
+        return failure;
+    }
+    let exists = shared.with_world(|world| (world.groups.contains_key(&group), false));
     if !exists {
-        if shared.config.auto_create_groups && endpoint.writes_attributes() {
+        let dismissed = shared.with_world(|world| (world.dismissed.contains(&group), false));
+        if shared.config.auto_create_groups && endpoint.writes_attributes() && !dismissed {
             let kind = GroupType::implied_by(&group);
-            shared.with_world(|groups, _| {
-                groups.insert(group.clone(), Group { kind, attributes: AttributeSet::new() });
+            shared.with_world(|world| {
+                world.groups.insert(group.clone(), Group { kind, attributes: AttributeSet::new() });
                 ((), true)
             });
         } else {
-            return Response::fail(10010, "group does not exist or was disbanded");
+            return missing(dismissed);
         }
     }
     shared.record_group_call(&group, endpoint.writes_attributes());
     if endpoint.writes_attributes() && !shared.group_allows(&group) {
-        return Response::fail(10049, "per-group write frequency exceeded");
+        return fail(&codes::GROUP_WRITES_THROTTLED, "per-group write frequency exceeded");
     }
     match endpoint {
         Endpoint::GetGroupAttr => get_group_attr(shared, &group),
@@ -160,7 +182,7 @@ fn answer(shared: &Shared, endpoint: Option<Endpoint>, query: &str, body: &[u8])
         Endpoint::ClearGroupAttr => clear_group_attr(shared, &group),
         Endpoint::DeleteGroupAttr => delete_group_attr(shared, &group, &body),
         Endpoint::DestroyGroup => {
-            shared.with_world(|groups, _| (groups.remove(&group), true));
+            shared.dismiss(&group);
             Response::ok()
         }
         Endpoint::CreateGroup => unreachable!("handled above"),
@@ -174,29 +196,30 @@ fn authenticate(shared: &Shared, query: &str) -> Result<(), Response> {
     let get = |name: &str| params.get(name).map(String::as_str);
     let sdkappid = match get("sdkappid").map(str::parse::<u64>) {
         Some(Ok(n)) => n,
-        _ => return Err(Response::fail(60006, "SDKAppID invalid")),
+        None => return Err(fail(&codes::SDKAPPID_REQUIRED, "the REST API needs an SDKAppID")),
+        Some(Err(_)) => return Err(fail(&codes::SDKAPPID_INVALID, "SDKAppID invalid")),
     };
     if sdkappid != shared.config.sdkappid {
-        return Err(Response::fail(70020, "SDKAppID not found"));
+        return Err(fail(&codes::SDKAPPID_NOT_FOUND, "SDKAppID not found"));
     }
     let Some(identifier) = get("identifier").filter(|i| !i.is_empty()) else {
-        return Err(Response::fail(60004, "identifier is missing"));
+        return Err(fail(&codes::ACCOUNT_OR_SIGNATURE_ERROR, "identifier is missing"));
     };
     let Some(sig) = get("usersig").filter(|s| !s.is_empty()) else {
-        return Err(Response::fail(60004, "usersig is missing"));
+        return Err(fail(&codes::ACCOUNT_OR_SIGNATURE_ERROR, "usersig is missing"));
     };
     if !matches!(get("random").map(str::parse::<u32>), Some(Ok(_))) {
-        return Err(Response::fail(60002, "random must be an unsigned 32-bit integer"));
+        return Err(fail(&codes::HTTP_PARSE_ERROR, "random must be an unsigned 32-bit integer"));
     }
     if get("contenttype") != Some("json") {
-        return Err(Response::fail(60002, "contenttype must be json"));
+        return Err(fail(&codes::HTTP_PARSE_ERROR, "contenttype must be json"));
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     if let Err(e) = usersig::verify(&shared.config.key, sig, sdkappid, identifier, now) {
         return Err(Response::fail(e.code(), e.to_string()));
     }
     if !shared.config.admins.iter().any(|admin| admin == identifier) {
-        return Err(Response::fail(60010, "the request needs app admin permission"));
+        return Err(fail(&codes::NOT_ADMIN, "the request needs app admin permission"));
     }
     Ok(())
 }
@@ -204,17 +227,18 @@ fn authenticate(shared: &Shared, query: &str) -> Result<(), Response> {
 /// The `GroupAttr` items of a body, checked: keys (and values, when `with_values`) are strings, no key twice.
 fn attr_items(body: &serde_json::Map<String, Value>, with_values: bool) -> Result<Vec<AttrItem>, Response> {
     let Some(Value::Array(items)) = body.get("GroupAttr") else {
-        return Err(Response::fail(10004, "GroupAttr must be an array"));
+        return Err(fail(&codes::INVALID_PARAMETER, "GroupAttr must be an array"));
     };
     let mut parsed: Vec<AttrItem> = Vec::with_capacity(items.len());
     for item in items {
-        let item: AttrItem = serde_json::from_value(item.clone())
-            .map_err(|_| Response::fail(10004, "each GroupAttr item is {\"key\": string, \"value\": string}"))?;
+        let item: AttrItem = serde_json::from_value(item.clone()).map_err(|_| {
+            fail(&codes::INVALID_PARAMETER, "each GroupAttr item is {\"key\": string, \"value\": string}")
+        })?;
         if with_values && item.value.is_none() {
-            return Err(Response::fail(10004, format!("GroupAttr item {:?} has no value", item.key)));
+            return Err(fail(&codes::INVALID_PARAMETER, format!("GroupAttr item {:?} has no value", item.key)));
         }
         if parsed.iter().any(|p| p.key == item.key) {
-            return Err(Response::fail(10004, format!("key {:?} is given twice", item.key)));
+            return Err(fail(&codes::INVALID_PARAMETER, format!("key {:?} is given twice", item.key)));
         }
         parsed.push(item);
     }
@@ -250,12 +274,12 @@ fn write_group_attr(
     };
     if items.is_empty() {
         // The real behaviour is undocumented; grattr never relies on it.
-        return Response::fail(10004, "GroupAttr is empty");
+        return fail(&codes::INVALID_PARAMETER, "GroupAttr is empty");
     }
     let given: AttributeSet = items.into_iter().map(|i| (i.key, i.value.unwrap_or_default())).collect();
-    shared.with_world(|groups, _| {
-        let Some(current) = groups.get_mut(group) else {
-            return (Response::fail(10010, "group does not exist or was disbanded"), false);
+    shared.with_world(|world| {
+        let Some(current) = world.groups.get_mut(group) else {
+            return (missing(world.dismissed.contains(group)), false);
         };
         let next = if endpoint == Endpoint::SetGroupAttr {
             given
@@ -273,10 +297,11 @@ fn write_group_attr(
 }
 
 fn clear_group_attr(shared: &Shared, group: &GroupId) -> Response {
-    shared.with_world(|groups, _| match groups.get_mut(group) {
-        None => (Response::fail(10010, "group does not exist or was disbanded"), false),
+    shared.with_world(|world| match world.groups.get_mut(group) {
+        None => (missing(world.dismissed.contains(group)), false),
+        // The vendor documents no code for this; the emulator answers the nearest one.
         Some(current) if current.kind == GroupType::Community => {
-            (Response::fail(10007, "Community groups do not support clear_group_attr"), false)
+            (fail(&codes::NO_PERMISSION, "Community groups do not support clear_group_attr"), false)
         }
         Some(current) => {
             current.attributes.clear();
@@ -285,18 +310,34 @@ fn clear_group_attr(shared: &Shared, group: &GroupId) -> Response {
     })
 }
 
+/// The keys of a `delete_group_attr` body, checked before the group is looked
+/// up: the delete page documents the key size code for a key over the limit,
+/// whether or not the key exists.
+fn delete_items(body: &serde_json::Map<String, Value>) -> Result<Vec<AttrItem>, Response> {
+    let items = attr_items(body, false)?;
+    if items.is_empty() {
+        return Err(fail(&codes::INVALID_PARAMETER, "GroupAttr is empty"));
+    }
+    if let Some(long) = items.iter().find(|i| i.key.len() > limits::MAX_KEY_BYTES.max) {
+        return Err(fail(
+            &codes::KEY_TOO_LONG,
+            format!("key {:?} is {} bytes, limit {} bytes", long.key, long.key.len(), limits::MAX_KEY_BYTES.max),
+        ));
+    }
+    Ok(items)
+}
+
 fn delete_group_attr(shared: &Shared, group: &GroupId, body: &serde_json::Map<String, Value>) -> Response {
-    let items = match attr_items(body, false) {
-        Ok(items) if items.is_empty() => return Response::fail(10004, "GroupAttr is empty"),
+    let items = match delete_items(body) {
         Ok(items) => items,
         Err(failure) => return failure,
     };
-    shared.with_world(|groups, _| {
-        let Some(current) = groups.get_mut(group) else {
-            return (Response::fail(10010, "group does not exist or was disbanded"), false);
+    shared.with_world(|world| {
+        let Some(current) = world.groups.get_mut(group) else {
+            return (missing(world.dismissed.contains(group)), false);
         };
-        if let Some(missing) = items.iter().find(|i| !current.attributes.contains_key(&i.key)) {
-            return (Response::fail(10050, format!("key {:?} does not exist", missing.key)), false);
+        if let Some(absent) = items.iter().find(|i| !current.attributes.contains_key(&i.key)) {
+            return (fail(&codes::KEY_NOT_FOUND, format!("key {:?} does not exist", absent.key)), false);
         }
         for item in &items {
             current.attributes.remove(&item.key);
@@ -308,10 +349,10 @@ fn delete_group_attr(shared: &Shared, group: &GroupId, body: &serde_json::Map<St
 fn create_group(shared: &Shared, body: &serde_json::Map<String, Value>) -> Response {
     let kind: GroupType = match body.get("Type").and_then(Value::as_str).map(str::parse) {
         Some(Ok(kind)) => kind,
-        _ => return Response::fail(10004, "Type must be Public, Private, ChatRoom, AVChatRoom or Community"),
+        _ => return fail(&codes::INVALID_PARAMETER, "Type must be Public, Private, ChatRoom, AVChatRoom or Community"),
     };
     if !matches!(body.get("Name"), Some(Value::String(name)) if !name.is_empty()) {
-        return Response::fail(10004, "Name is required");
+        return fail(&codes::INVALID_PARAMETER, "Name is required");
     }
     let requested = match body.get("GroupId") {
         None => None,
@@ -321,19 +362,22 @@ fn create_group(shared: &Shared, body: &serde_json::Map<String, Value>) -> Respo
             match GroupId::parse(text) {
                 Ok(id) if fits_type => Some(id),
                 Ok(_) => {
-                    return Response::fail(
-                        10015,
+                    return fail(
+                        &codes::INVALID_GROUP_ID,
                         "custom ids of Community groups start with @TGS#_, others must not start with @TGS#",
                     );
                 }
-                Err(e) => return Response::fail(10015, e.to_string()),
+                Err(e) => return fail(&codes::INVALID_GROUP_ID, e.to_string()),
             }
         }
-        Some(_) => return Response::fail(10004, "GroupId must be a string"),
+        Some(_) => return fail(&codes::INVALID_PARAMETER, "GroupId must be a string"),
     };
-    shared.with_world(|groups, next_id| {
+    shared.with_world(|world| {
+        let World { groups, next_id, dismissed } = world;
         let id = match requested {
-            Some(id) if groups.contains_key(&id) => return (Response::fail(10021, "group id already taken"), false),
+            Some(id) if groups.contains_key(&id) => {
+                return (fail(&codes::GROUP_ID_TAKEN, "group id already taken"), false);
+            }
             Some(id) => id,
             None => loop {
                 *next_id += 1;
@@ -348,6 +392,8 @@ fn create_group(shared: &Shared, body: &serde_json::Map<String, Value>) -> Respo
                 }
             },
         };
+        // An id may be used again once its group was dismissed.
+        dismissed.remove(&id);
         groups.insert(id.clone(), Group { kind, attributes: AttributeSet::new() });
         let mut answer = Response::ok();
         answer.group_id = Some(id.to_string());

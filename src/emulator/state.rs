@@ -6,7 +6,7 @@ use crate::api::wire::{Endpoint, GroupType};
 use crate::model::{AttributeSet, GroupId};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,11 +23,17 @@ pub struct Group {
     pub attributes: AttributeSet,
 }
 
-/// What the state file holds.
+/// The groups, and what the state file holds.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct StateFile {
-    groups: BTreeMap<GroupId, Group>,
-    next_id: u64,
+pub(super) struct World {
+    /// The groups that exist.
+    pub groups: BTreeMap<GroupId, Group>,
+    /// The last number used for a server-made id.
+    pub next_id: u64,
+    /// Groups dismissed (destroyed): the service answers them differently from
+    /// ids that never were a group.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub dismissed: BTreeSet<GroupId>,
 }
 
 /// Call counts for one group.
@@ -50,7 +56,7 @@ pub struct Stats {
     pub calls: BTreeMap<String, u64>,
     /// Answers by error code (`0` for success).
     pub codes: BTreeMap<String, u64>,
-    /// Injected faults by kind: `10002`, `502`, `stall`, `drop`.
+    /// Injected faults by kind: the internal error's code, `502`, `stall`, `drop`.
     pub faults: BTreeMap<String, u64>,
     /// Calls per group.
     pub groups: BTreeMap<String, GroupStats>,
@@ -75,7 +81,7 @@ struct WriteWindow {
 
 pub(super) struct Shared {
     pub config: EmulatorConfig,
-    world: Mutex<StateFile>,
+    world: Mutex<World>,
     stats: Mutex<Stats>,
     windows: Mutex<HashMap<GroupId, WriteWindow>>,
     endpoint_limits: HashMap<Endpoint, DefaultDirectRateLimiter>,
@@ -93,13 +99,17 @@ impl Shared {
             Some(path) => match std::fs::read(path) {
                 Ok(bytes) => serde_json::from_slice(&bytes)
                     .map_err(|e| EmulatorError::State { path: path.clone(), message: e.to_string() })?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::default(),
                 Err(e) => return Err(EmulatorError::State { path: path.clone(), message: e.to_string() }),
             },
-            None => StateFile::default(),
+            None => World::default(),
         };
         for (id, kind) in &config.groups {
             world.groups.entry(id.clone()).or_insert(Group { kind: *kind, attributes: AttributeSet::new() });
+        }
+        for id in &config.dismissed {
+            world.groups.remove(id);
+            world.dismissed.insert(id.clone());
         }
         let quota = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
         let (endpoint_limits, group_limit) = match config.limits {
@@ -177,14 +187,23 @@ impl Shared {
     }
 
     /// Runs `f` on the world; marks it changed when `f` says so.
-    pub fn with_world<T>(&self, f: impl FnOnce(&mut BTreeMap<GroupId, Group>, &mut u64) -> (T, bool)) -> T {
+    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> (T, bool)) -> T {
         let mut world = lock(&self.world);
-        let StateFile { groups, next_id } = &mut *world;
-        let (result, changed) = f(groups, next_id);
+        let (result, changed) = f(&mut world);
         if changed {
             self.dirty.store(true, Ordering::Release);
         }
         result
+    }
+
+    /// Dismisses `group`: it and its attributes are gone, and calls about it are
+    /// answered as about a dismissed group.
+    pub fn dismiss(&self, group: &GroupId) {
+        self.with_world(|world| {
+            world.groups.remove(group);
+            world.dismissed.insert(group.clone());
+            ((), true)
+        });
     }
 
     pub fn attributes(&self, group: &GroupId) -> Option<AttributeSet> {

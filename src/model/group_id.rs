@@ -9,7 +9,8 @@ use std::fmt;
 #[serde(transparent)]
 pub struct GroupId(String);
 
-/// Why a text is not a usable group id. The server answers all of these with 10015.
+/// Why a text is not a usable group id. The server answers all of these with the
+/// invalid group id code ([`MAX_GROUP_ID_BYTES`]'s).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupIdError {
     /// The id is empty.

@@ -31,6 +31,12 @@ pub const MAX_GROUP_WRITES_PER_SECOND: Limit = Limit { max: 5, code: 10049 };
 /// Calls per second to each endpoint, per app.
 pub const MAX_CALLS_PER_SECOND: Limit = Limit { max: 200, code: 60007 };
 
+/// The highest app-wide rate grattr accepts (`rate_limit`, `--rate-limit`):
+/// [`MAX_CALLS_PER_SECOND`], as a rate.
+pub const MAX_RATE_LIMIT: u32 = MAX_CALLS_PER_SECOND.max as u32;
+/// The service's per-group write rate, as a rate.
+pub const MAX_GROUP_WRITE_RATE: u32 = MAX_GROUP_WRITES_PER_SECOND.max as u32;
+
 /// grattr's default app-wide rate: half of [`MAX_CALLS_PER_SECOND`], because the
 /// app's own backend shares that budget.
 pub const DEFAULT_RATE_LIMIT: u32 = 100;

@@ -797,7 +797,7 @@ impl<L: Fn() -> Result<Target, String>> Watcher<L> {
                     drifted.insert(id.clone(), AppliedGroup::new(attributes.clone()));
                 }
                 (Ok(_), _) => in_sync += 1,
-                (Err(e), _) if e.code() == Some(live::MISSING) => {
+                (Err(e), _) if e.is_missing_group() => {
                     tracing::warn!(group = %id, "missing: the group does not exist")
                 }
                 (Err(e), _) => tracing::warn!(group = %id, error = %e, "could not read the group during resync"),
