@@ -136,7 +136,7 @@ table! {
     /// The UserSig is malformed.
     USERSIG_MALFORMED = code(70003, "UserSig malformed", Permanent, "a proxy may be mangling the query string");
     /// The UserSig does not verify.
-    USERSIG_BAD_SIGNATURE = code(70009, "UserSig verification failed", Permanent, "the secret key is wrong: check the variable named by secret_key_env");
+    USERSIG_BAD_SIGNATURE = code(70009, "UserSig verification failed", Permanent, "the secret key is wrong: check the variable named by secret_key_env, or --secret-key-file");
     /// The identifier differs from the UserSig's.
     USERSIG_IDENTIFIER_MISMATCH = code(70013, "identifier differs from the UserSig's", Permanent, "check admin in grattr.yaml");
     /// The SDKAppID differs from the UserSig's.
@@ -169,13 +169,28 @@ pub fn class(code: u32) -> RetryClass {
 /// UserSig once, so a 70001 that reaches the caller was refused after the renewal.
 pub fn app_wide(code: u32) -> Option<crate::api::scope::AppWide> {
     use crate::api::scope::AppWide;
-    match code {
-        60004 | 60005 | 70001 | 70003 | 70009 | 70050 => Some(AppWide::Credentials),
-        60010 | 70013 => Some(AppWide::Account),
-        60006 | 60016 | 60017 | 60020 | 60021 | 70014 => Some(AppWide::App),
-        60009 | 70016 | 70020 => Some(AppWide::Region),
-        _ => None,
-    }
+    const CREDENTIALS: &[ErrorCode] = &[
+        ACCOUNT_OR_SIGNATURE_ERROR,
+        ACCOUNT_OR_SIGNATURE_ERROR_2,
+        USERSIG_EXPIRED,
+        USERSIG_MALFORMED,
+        USERSIG_BAD_SIGNATURE,
+        USERSIG_FAILURES_TOO_FREQUENT,
+    ];
+    const ACCOUNT: &[ErrorCode] = &[NOT_ADMIN, USERSIG_IDENTIFIER_MISMATCH];
+    const APP: &[ErrorCode] = &[
+        SDKAPPID_INVALID,
+        SDKAPPID_DISABLED,
+        REQUEST_DISABLED,
+        PLAN_EXPIRED,
+        IP_NOT_ALLOWED,
+        USERSIG_SDKAPPID_MISMATCH,
+    ];
+    const REGION: &[ErrorCode] = &[WRONG_URL, KEY_NOT_FOUND_IN_REGION, SDKAPPID_NOT_FOUND];
+    let within = |set: &[ErrorCode]| set.iter().any(|entry| entry.code == code);
+    [(CREDENTIALS, AppWide::Credentials), (ACCOUNT, AppWide::Account), (APP, AppWide::App), (REGION, AppWide::Region)]
+        .into_iter()
+        .find_map(|(set, scope)| within(set).then_some(scope))
 }
 
 /// The codes that say a group does not exist: dismissed ([`GROUP_NOT_FOUND`]) or
