@@ -3,19 +3,9 @@
 
 mod support;
 
-use grattr::model::{AttributeSet, GroupId};
-use support::emulator::{KEY, Server, attrs, groups_yaml};
-use support::{Repo, Run};
-
-fn grattr(repo: &Repo, args: &[&str]) -> Run {
-    let run = repo.run_with_env(args, &[("GRATTR_SECRET_KEY", KEY)]);
-    assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the secret leaked");
-    run
-}
-
-fn id(text: &str) -> GroupId {
-    GroupId::parse(text).unwrap()
-}
+use grattr::model::AttributeSet;
+use support::Repo;
+use support::emulator::{Server, attrs, grattr, groups_yaml, id};
 
 /// Five groups applied; then one of each kind of drift.
 fn drifted_world() -> (Server, Repo) {

@@ -7,10 +7,9 @@ mod support;
 
 use grattr::api::wire::{Endpoint, GroupType};
 use grattr::model::GroupId;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::emulator::{KEY, Server, attrs, groups_yaml, many_groups};
+use support::watch::{Watch, eventually};
 use support::{Repo, Run};
 
 const GROUPS: usize = 300;
@@ -162,91 +161,6 @@ fn a_failure_of_the_first_group_alone_does_not_stop_the_run() {
     assert_eq!(server.emulator().stats().calls_to(Endpoint::SetGroupAttr), 3);
 }
 
-/// A running `grattr watch`, its log lines collected.
-struct Watch {
-    child: Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    metrics: String,
-}
-
-impl Watch {
-    fn start(repo: &Repo) -> Watch {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
-            .current_dir(repo.path())
-            .args(["watch", "--listen", "127.0.0.1:0", "--debounce", "200ms", "--retry-base", "300ms"])
-            .env("GRATTR_SECRET_KEY", KEY)
-            .env("GRATTR_LOG", "warn,grattr=info")
-            .env("NO_PROXY", "*")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                assert!(!line.contains(KEY) && !line.contains("usersig="), "a secret leaked: {line}");
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut watch = Watch { child, lines, metrics: String::new() };
-        let address = watch.wait_for_log("serving /healthz");
-        let port = address.rsplit(':').next().unwrap().trim().to_string();
-        watch.metrics = format!("http://127.0.0.1:{port}");
-        watch
-    }
-
-    fn wait_for_log(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(text)) {
-                return line.clone();
-            }
-            assert!(Instant::now() < deadline, "no log line with {text:?}:\n{}", self.lines.lock().unwrap().join("\n"));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_count(&self, text: &str) -> usize {
-        self.lines.lock().unwrap().iter().filter(|l| l.contains(text)).count()
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn readyz(&self, server: &Server) -> (u16, String) {
-        server.block_on(async {
-            grattr::api::client::install_tls_provider();
-            let answer = reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .unwrap()
-                .get(format!("{}/readyz", self.metrics))
-                .send()
-                .await
-                .unwrap();
-            (answer.status().as_u16(), answer.text().await.unwrap())
-        })
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn watch_pauses_on_an_unreachable_host_says_why_and_resumes_when_it_is_back() {
     const WATCHED: usize = 50;
@@ -255,7 +169,7 @@ fn watch_pauses_on_an_unreachable_host_says_why_and_resumes_when_it_is_back() {
     let config = server.config();
     let addr = server.stop();
     let repo = Repo::new().file("grattr.yaml", &config).file("groups/many.yaml", &many_groups("w", WATCHED));
-    let watch = Watch::start(&repo);
+    let watch = Watch::start_logging(&repo, &[], "300ms", "warn,grattr=info");
 
     // Not ready, and /readyz says why in one sentence naming the host.
     eventually(Duration::from_secs(10), "not ready for the refused connection", || {

@@ -6,22 +6,12 @@
 mod support;
 
 use grattr::lockfile::{JournalWriter, Lockfile, Record, journal_path};
-use grattr::model::{AttributeSet, GroupId};
+use grattr::model::AttributeSet;
 use std::path::Path;
-use support::emulator::{KEY, Server, attrs};
-use support::{Repo, Run};
+use support::Repo;
+use support::emulator::{Server, attrs, grattr, id};
 
 const APP: u64 = 1400000000;
-
-fn grattr(repo: &Repo, args: &[&str]) -> Run {
-    let run = repo.run_with_env(args, &[("GRATTR_SECRET_KEY", KEY)]);
-    assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the secret leaked");
-    run
-}
-
-fn id(text: &str) -> GroupId {
-    GroupId::parse(text).unwrap()
-}
 
 /// A repository whose lockfile records `a` = {k: v}, with the group declared as {k: new}.
 fn recorded_repo() -> Repo {

@@ -10,18 +10,7 @@ use grattr::api::codes;
 use grattr::api::usersig::{self, SecretKey};
 use grattr::api::wire::{Endpoint, GroupType};
 use grattr::model::GroupId;
-use support::emulator::{KEY, Server, attrs, groups_yaml};
-use support::{Repo, Run};
-
-fn grattr(repo: &Repo, args: &[&str]) -> Run {
-    let run = repo.run_with_env(args, &[("GRATTR_SECRET_KEY", KEY)]);
-    assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the secret leaked");
-    run
-}
-
-fn id(text: &str) -> GroupId {
-    GroupId::parse(text).unwrap()
-}
+use support::emulator::{KEY, Server, attrs, grattr, groups_yaml, id};
 
 fn code<T: std::fmt::Debug>(result: Result<T, ApiError>) -> u32 {
     result.unwrap_err().code().expect("the service answered with a code")

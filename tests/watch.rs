@@ -5,105 +5,10 @@ mod support;
 
 use grattr::emulator::Latency;
 use grattr::model::GroupId;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::emulator::{KEY, Server, attrs, groups_yaml};
+use support::emulator::{Server, attrs, groups_yaml};
+use support::watch::{Watch, eventually};
 use support::{Repo, git};
-
-/// A running `grattr watch`, its log lines collected.
-struct Watch {
-    child: Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    metrics: String,
-}
-
-impl Watch {
-    fn start(repo: &Repo, args: &[&str]) -> Watch {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
-            .current_dir(repo.path())
-            .args(["watch", "--listen", "127.0.0.1:0", "--debounce", "200ms", "--retry-base", "200ms"])
-            .args(args)
-            .env("GRATTR_SECRET_KEY", KEY)
-            .env("GRATTR_LOG", "warn,grattr=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                assert!(!line.contains(KEY), "the secret leaked: {line}");
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut watch = Watch { child, lines, metrics: String::new() };
-        let address = watch.wait_for_log("serving /healthz");
-        let port = address.rsplit(':').next().unwrap().trim().to_string();
-        watch.metrics = format!("http://127.0.0.1:{port}");
-        watch
-    }
-
-    /// Waits for a log line containing `text`, and returns it.
-    fn wait_for_log(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(text)) {
-                return line.clone();
-            }
-            assert!(Instant::now() < deadline, "no log line with {text:?}:\n{}", self.lines.lock().unwrap().join("\n"));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_count(&self, text: &str) -> usize {
-        self.lines.lock().unwrap().iter().filter(|l| l.contains(text)).count()
-    }
-
-    fn get(&self, server: &Server, path: &str) -> (u16, String) {
-        server.block_on(async {
-            grattr::api::client::install_tls_provider();
-            let answer = reqwest::get(format!("{}{path}", self.metrics)).await.unwrap();
-            (answer.status().as_u16(), answer.text().await.unwrap())
-        })
-    }
-
-    /// A counter or gauge from /metrics (0 when absent).
-    fn metric(&self, server: &Server, name: &str) -> f64 {
-        let (_, text) = self.get(server, "/metrics");
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
-        let started = Instant::now();
-        // SAFETY: kill(2) on the child this test spawned.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        (status, started.elapsed())
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `check` until it holds or `within` passes.
-fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn id(text: &str) -> GroupId {
     GroupId::parse(text).unwrap()

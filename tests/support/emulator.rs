@@ -100,6 +100,18 @@ impl Drop for Server {
     }
 }
 
+/// Runs grattr in `repo` with the emulator's key, and asserts the key never shows.
+pub fn grattr(repo: &super::Repo, args: &[&str]) -> super::Run {
+    let run = repo.run_with_env(args, &[("GRATTR_SECRET_KEY", KEY)]);
+    assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the secret leaked");
+    run
+}
+
+/// A group id that is known to be valid.
+pub fn id(text: &str) -> GroupId {
+    GroupId::parse(text).unwrap()
+}
+
 pub fn attrs(pairs: &[(&str, &str)]) -> AttributeSet {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod emulator;
+pub mod watch;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,126 @@
+//! A running `grattr watch` for tests: started on an ephemeral port against a
+//! repository, its log lines collected (and checked for secrets), its HTTP
+//! endpoint read without proxies, killed when dropped.
+
+use super::Repo;
+use super::emulator::{KEY, Server};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `grattr watch`, its log lines collected.
+pub struct Watch {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    base: String,
+}
+
+impl Watch {
+    /// Starts `grattr watch` in `repo` with `args`, a 200 ms debounce and retry base,
+    /// and grattr's debug logs.
+    pub fn start(repo: &Repo, args: &[&str]) -> Watch {
+        Watch::start_logging(repo, args, "200ms", "warn,grattr=debug")
+    }
+
+    /// [`Watch::start`] with another retry base and `GRATTR_LOG` filter.
+    pub fn start_logging(repo: &Repo, args: &[&str], retry_base: &str, log: &str) -> Watch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
+            .current_dir(repo.path())
+            .args(["watch", "--listen", "127.0.0.1:0", "--debounce", "200ms", "--retry-base", retry_base])
+            .args(args)
+            .env("GRATTR_SECRET_KEY", KEY)
+            .env("GRATTR_LOG", log)
+            .env("NO_PROXY", "*")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                assert!(!line.contains(KEY) && !line.contains("usersig="), "a secret leaked: {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut watch = Watch { child, lines, base: String::new() };
+        let address = watch.wait_for_log("serving /healthz");
+        let port = address.rsplit(':').next().unwrap().trim().to_string();
+        watch.base = format!("http://127.0.0.1:{port}");
+        watch
+    }
+
+    /// Waits for a log line containing `text`, and returns it.
+    pub fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {text:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many log lines contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| l.contains(text)).count()
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// The status and body of `path` on the health and metrics endpoint.
+    pub fn get(&self, server: &Server, path: &str) -> (u16, String) {
+        server.block_on(async {
+            grattr::api::client::install_tls_provider();
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let answer = client.get(format!("{}{path}", self.base)).send().await.unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        })
+    }
+
+    /// `/readyz`.
+    pub fn readyz(&self, server: &Server) -> (u16, String) {
+        self.get(server, "/readyz")
+    }
+
+    /// A counter or gauge from /metrics (0 when absent).
+    pub fn metric(&self, server: &Server, name: &str) -> f64 {
+        let (_, text) = self.get(server, "/metrics");
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// SIGTERM, then waits: how it exited and how long it took.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        // SAFETY: kill(2) on the child this test spawned.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        (status, started.elapsed())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds or `within` passes.
+pub fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
