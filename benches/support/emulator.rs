@@ -1,5 +1,5 @@
 //! A `grattr emulator` process for benchmarks, as users run it.
-#![allow(dead_code)] // Each benchmark uses its own part of this module.
+#![allow(dead_code, unreachable_pub)] // Each benchmark uses its own part of this module.
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};

@@ -7,7 +7,7 @@
 //! `#[path = "support/generate.rs"] mod generate;`.
 //!
 //! Everything is deterministic: the same [`Spec`] always yields the same bytes.
-
+#![allow(unreachable_pub)] // Included by several benchmarks as a private module.
 #![allow(dead_code)] // Each benchmark uses its own part of this module.
 
 use grattr::lockfile::Lockfile;

@@ -2,7 +2,7 @@
 //! retries and classifies every request, and typed methods for the endpoints.
 //!
 //! Secrets: the UserSig travels in the query string and reqwest puts the full
-//! URL into its errors, so every transport error passes through [`Client::transport_error`],
+//! URL into its errors, so every transport error passes through `Client::transport_error`,
 //! which strips the URL and scrubs the UserSig and the key from the text.
 
 use super::codes::{self, RetryClass};

@@ -2,7 +2,7 @@
 //! how to retry it, and what the user can do about it. Every code has a name
 //! here; the client, `apply`, `live`, `drift`, `watch` and the emulator read the
 //! names, never a bare number (a test holds the rest of `src/` to that).
-//! Adding a code is one line in [`table!`]'s invocation below.
+//! Adding a code is one line in the `table!` invocation below.
 
 use crate::model::limits;
 use std::time::Duration;

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How the result of a run is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(super) enum Format {
     /// The plan, progress and a summary, for people.
     Text,
     /// One JSON document with the plan and the result, for machines.
@@ -36,7 +36,7 @@ pub enum Format {
 
 /// Options of `grattr apply`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// A plan saved with `grattr plan --out FILE`: apply it only if the plan computed
     /// now is identical to it; refuse it if it was edited, or if the desired state,
     /// the lockfile or the environment changed since.
@@ -81,7 +81,7 @@ pub struct Args {
 }
 
 /// Runs `grattr apply`.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let mut environment = environment(&args.workspace)?;
     let runtime = super::runtime()?;
     // Never the configured lockfile: the emulator starts empty. The directory goes

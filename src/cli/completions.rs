@@ -6,14 +6,14 @@ use std::io::Write;
 
 /// Options of `grattr completions`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The shell to complete for.
     #[arg(value_enum)]
     shell: clap_complete::Shell,
 }
 
 /// Prints the completion script for the shell on stdout.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let mut command = super::Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "grattr", &mut script);
@@ -22,7 +22,7 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
 }
 
 /// Prints the man page (roff) on stdout.
-pub fn man() -> anyhow::Result<u8> {
+pub(super) fn man() -> anyhow::Result<u8> {
     let mut page = Vec::new();
     clap_mangen::Man::new(super::Cli::command()).render(&mut page)?;
     std::io::stdout().lock().write_all(&page)?;

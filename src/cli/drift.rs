@@ -10,7 +10,7 @@ use std::io::Write;
 
 /// Options of `grattr drift`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// How to print the report.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 /// Runs `grattr drift`.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let workspace = inputs::load(environment(&args.workspace)?, false)?;
     let targets = inputs::targets(&workspace, &args.targets)?;
     let live = inputs::read_live(&args.workspace, &workspace, workspace.managed(targets.as_ref()))?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// Options of `grattr emulator`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Where to listen; port 0 picks a free port. The bound address is printed.
     #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
     listen: SocketAddr,
@@ -87,7 +87,7 @@ fn parse_probability(text: &str) -> Result<f64, String> {
 }
 
 /// Serves until Ctrl-C or SIGTERM, then saves the state file and exits 0.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let key = SecretKey::from_env(&args.secret_key_env)?;
     let mut config = EmulatorConfig::new(args.sdkappid, args.admins[0].clone(), key);
     config.admins = args.admins.clone();

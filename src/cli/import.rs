@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Options of `grattr import`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The groups to adopt.
     #[arg(value_name = "GROUP_ID")]
     groups: Vec<String>,
@@ -60,7 +60,7 @@ fn requested(args: &Args) -> anyhow::Result<Vec<GroupId>> {
 }
 
 /// Runs `grattr import`.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let ids = requested(args)?;
     let environment = environment(&args.workspace)?;
     let out = args.out.clone().unwrap_or_else(|| environment.groups_dir.join("imported.yaml"));

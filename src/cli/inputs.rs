@@ -12,13 +12,13 @@ use anyhow::{Context, bail};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The environment the command line selects.
-pub fn environment(args: &WorkspaceArgs) -> anyhow::Result<Environment> {
+pub(super) fn environment(args: &WorkspaceArgs) -> anyhow::Result<Environment> {
     Ok(args.environment_of(&args.config.load()?)?)
 }
 
 /// Loads the workspace of `environment`, printing every diagnostic; any error
 /// among them ends the command with nothing planned.
-pub fn load(environment: Environment, fold: bool) -> anyhow::Result<Workspace> {
+pub(super) fn load(environment: Environment, fold: bool) -> anyhow::Result<Workspace> {
     let (diagnostics, workspace) = Workspace::load(environment, fold);
     report::diagnostics(&diagnostics);
     match workspace {
@@ -29,7 +29,7 @@ pub fn load(environment: Environment, fold: bool) -> anyhow::Result<Workspace> {
 }
 
 /// `--target` ids, parsed and checked: each must be declared or recorded.
-pub fn targets(workspace: &Workspace, targets: &[String]) -> anyhow::Result<Option<BTreeSet<GroupId>>> {
+pub(super) fn targets(workspace: &Workspace, targets: &[String]) -> anyhow::Result<Option<BTreeSet<GroupId>>> {
     if targets.is_empty() {
         return Ok(None);
     }
@@ -42,7 +42,7 @@ pub fn targets(workspace: &Workspace, targets: &[String]) -> anyhow::Result<Opti
 }
 
 /// Reads the live state of `groups`, with progress.
-pub fn read_live(
+pub(super) fn read_live(
     args: &WorkspaceArgs,
     workspace: &Workspace,
     groups: Vec<GroupId>,
@@ -58,7 +58,7 @@ pub fn read_live(
 }
 
 /// Reads the managed groups (limited to `targets`) live and plans against them (`--refresh`).
-pub fn refresh(
+pub(super) fn refresh(
     args: &WorkspaceArgs,
     workspace: &mut Workspace,
     targets: Option<&BTreeSet<GroupId>>,

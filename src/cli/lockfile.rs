@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Commands on lockfiles.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(super) enum Command {
     /// Merge two lockfiles with their common ancestor, as git's merge driver
     /// (`grattr lockfile merge %O %A %B %P`): writes the result over OURS.
     Merge(MergeArgs),
@@ -19,7 +19,7 @@ pub enum Command {
 
 /// Options of `grattr lockfile merge`.
 #[derive(Debug, clap::Args)]
-pub struct MergeArgs {
+pub(super) struct MergeArgs {
     /// The common ancestor (git's %O; empty when there is none).
     base: PathBuf,
     /// Our side (git's %A), replaced by the merged lockfile.
@@ -31,7 +31,7 @@ pub struct MergeArgs {
 }
 
 /// Runs a `grattr lockfile` command.
-pub fn run(command: &Command) -> anyhow::Result<u8> {
+pub(super) fn run(command: &Command) -> anyhow::Result<u8> {
     match command {
         Command::Merge(args) => run_merge(args),
     }

@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::format::Writer;
 /// Formats an event's or span's fields as `message name=value …`, like
 /// `tracing_subscriber`'s default, with every value escaped.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct EscapedFields;
+pub(super) struct EscapedFields;
 
 impl<'writer> FormatFields<'writer> for EscapedFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {

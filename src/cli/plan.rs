@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// The renderings of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(super) enum Format {
     /// For terminals and logs.
     Text,
     /// For pull-request comments.
@@ -22,7 +22,7 @@ pub enum Format {
 
 /// Options of `grattr plan`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// How to print the plan.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -47,7 +47,7 @@ pub struct Args {
 }
 
 /// Runs `grattr plan`.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let mut workspace = inputs::load(environment(&args.workspace)?, false)?;
     let targets = inputs::targets(&workspace, &args.targets)?;
     if args.refresh {

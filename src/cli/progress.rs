@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 /// Counts groups done and failed, and shows it.
-pub struct Progress {
+pub(super) struct Progress {
     what: &'static str,
     bar: ProgressBar,
     total: u64,
@@ -19,7 +19,7 @@ pub struct Progress {
 
 impl Progress {
     /// Progress of `what` (`apply`, `drift`) over `total` groups.
-    pub fn new(what: &'static str, total: u64) -> Progress {
+    pub(super) fn new(what: &'static str, total: u64) -> Progress {
         let bar = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} groups  {per_sec}  ETA {eta}  {msg}")
@@ -35,7 +35,7 @@ impl Progress {
     }
 
     /// One group done; `failure` says why it failed, if it did.
-    pub fn tick(&self, failure: Option<&str>) {
+    pub(super) fn tick(&self, failure: Option<&str>) {
         self.done.set(self.done.get() + 1);
         if let Some(failure) = failure {
             self.failed.set(self.failed.get() + 1);
@@ -61,7 +61,7 @@ impl Progress {
     }
 
     /// Clears the bar.
-    pub fn finish(&self) {
+    pub(super) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }

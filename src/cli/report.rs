@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Prints diagnostics to stderr in file order, with snippets when stderr is a terminal.
-pub fn diagnostics(diagnostics: &[Diagnostic]) {
+pub(super) fn diagnostics(diagnostics: &[Diagnostic]) {
     let snippets = std::io::stderr().is_terminal();
     let mut sources: HashMap<Arc<Path>, Option<String>> = HashMap::new();
     let mut err = anstream::stderr().lock();
@@ -30,7 +30,7 @@ pub fn diagnostics(diagnostics: &[Diagnostic]) {
 }
 
 /// A line such as `3 errors, 1 warning in 2 files`.
-pub fn counts(diagnostics: &[Diagnostic]) -> String {
+pub(super) fn counts(diagnostics: &[Diagnostic]) -> String {
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
     let mut files: Vec<&Path> = diagnostics.iter().map(|d| &*d.location.file).collect();
@@ -42,7 +42,7 @@ pub fn counts(diagnostics: &[Diagnostic]) -> String {
 
 /// Prints an error that ends a command. A configuration's mistakes are printed
 /// as diagnostics, all of them, then counted when there are several.
-pub fn error(error: &anyhow::Error) {
+pub(super) fn error(error: &anyhow::Error) {
     if let Some(errors) = error.downcast_ref::<ConfigErrors>() {
         diagnostics(&errors.diagnostics);
         if errors.diagnostics.len() > 1 {

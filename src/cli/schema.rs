@@ -6,7 +6,7 @@ use std::io::Write;
 
 /// The files there is a schema for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kind {
+pub(super) enum Kind {
     /// A group file under `groups/`.
     Groups,
     /// `grattr.yaml`.
@@ -15,14 +15,14 @@ pub enum Kind {
 
 /// Options of `grattr schema`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Which file's schema to print.
     #[arg(value_enum)]
     kind: Kind,
 }
 
 /// Prints the schema (JSON Schema draft-07) on stdout.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let value = match args.kind {
         Kind::Groups => schema::groups(),
         Kind::Config => schema::config(),

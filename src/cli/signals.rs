@@ -5,24 +5,24 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Installed signal handlers. Install them once, early, and keep them: a signal
 /// that arrives while no handler waits is kept for the next wait.
-pub struct Signals {
+pub(super) struct Signals {
     term: Option<Signal>,
     hup: Option<Signal>,
 }
 
 impl Signals {
     /// Handles Ctrl-C and SIGTERM.
-    pub fn stop_only() -> Signals {
+    pub(super) fn stop_only() -> Signals {
         Signals { term: signal(SignalKind::terminate()).ok(), hup: None }
     }
 
     /// Handles Ctrl-C, SIGTERM and SIGHUP.
-    pub fn with_hangup() -> Signals {
+    pub(super) fn with_hangup() -> Signals {
         Signals { hup: signal(SignalKind::hangup()).ok(), ..Signals::stop_only() }
     }
 
     /// Waits for the next signal.
-    pub async fn next(&mut self) -> Received {
+    pub(super) async fn next(&mut self) -> Received {
         let term = async {
             match &mut self.term {
                 Some(term) => term.recv().await,
@@ -43,14 +43,14 @@ impl Signals {
     }
 
     /// Waits for Ctrl-C or SIGTERM.
-    pub async fn stop(&mut self) {
+    pub(super) async fn stop(&mut self) {
         while self.next().await != Received::Stop {}
     }
 }
 
 /// What arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Received {
+pub(super) enum Received {
     /// Ctrl-C or SIGTERM.
     Stop,
     /// SIGHUP.

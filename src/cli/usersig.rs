@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Options of `grattr usersig`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Sign for this identifier instead of the configured admin.
     #[arg(long, value_name = "ID")]
     identifier: Option<String>,
@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 /// Prints the UserSig, and nothing else, on stdout.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let config = args.config.load()?;
     // No call is made: the endpoint does not matter, only the app, the admin and the key.
     let environment = config.environment(args.config.env.as_deref(), None)?;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// How the diagnostics are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(super) enum Format {
     /// For terminals and logs: one line each (with a source snippet on a terminal) on stderr.
     Text,
     /// For machines and editors: one JSON document on stdout (a documented, stable schema).
@@ -23,7 +23,7 @@ pub enum Format {
 
 /// Options of `grattr validate`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// How to print the diagnostics.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -55,7 +55,7 @@ fn check(args: &ConfigArgs) -> Result<Vec<Checked>, ConfigErrors> {
 }
 
 /// Validates, and prints the diagnostics in the chosen format. Exits 1 when any is an error.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     match args.format {
         Format::Text => text(check(&args.config)?),
         format => machine(&args.config, format, check(&args.config)),

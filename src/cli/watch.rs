@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(super) enum LogFormat {
     /// For people.
     Text,
     /// One JSON object per line, for log collectors.
@@ -25,7 +25,7 @@ pub enum LogFormat {
 
 /// Options of `grattr watch`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Where to serve /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     listen: SocketAddr,
@@ -63,7 +63,7 @@ pub struct Args {
 }
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration and every file.
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let cli = &args.workspace;
     let first = environment(cli)?;
     let metrics = Arc::new(Metrics::new());

@@ -185,7 +185,7 @@ pub struct Environment {
     pub secret_key_env: String,
     /// Whether groups no longer declared are cleared.
     pub prune: bool,
-    /// App-wide calls per second (1 to [`MAX_RATE_LIMIT`]).
+    /// App-wide calls per second (1 to [`crate::model::limits::MAX_RATE_LIMIT`]).
     pub rate_limit: u32,
     /// `apply` refuses, without `--force`, a plan that updates or deletes more than
     /// this percentage of the groups the lockfile records.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 /// One group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Group {
+pub(super) struct Group {
     /// Its type.
     #[serde(rename = "type")]
     pub kind: GroupType,
@@ -94,7 +94,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(config: EmulatorConfig) -> Result<Shared, EmulatorError> {
+    pub(super) fn new(config: EmulatorConfig) -> Result<Shared, EmulatorError> {
         let mut world = match &config.state_file {
             Some(path) => match std::fs::read(path) {
                 Ok(bytes) => serde_json::from_slice(&bytes)
@@ -130,31 +130,31 @@ impl Shared {
         })
     }
 
-    pub fn stats(&self) -> Stats {
+    pub(super) fn stats(&self) -> Stats {
         lock(&self.stats).clone()
     }
 
-    pub fn reset_stats(&self) {
+    pub(super) fn reset_stats(&self) {
         *lock(&self.stats) = Stats::default();
         lock(&self.windows).clear();
     }
 
-    pub fn record_call(&self, endpoint: Option<Endpoint>) {
+    pub(super) fn record_call(&self, endpoint: Option<Endpoint>) {
         let mut stats = lock(&self.stats);
         stats.total += 1;
         *stats.calls.entry(endpoint.map_or("unknown", Endpoint::name).to_string()).or_default() += 1;
     }
 
-    pub fn record_answer(&self, code: u32) {
+    pub(super) fn record_answer(&self, code: u32) {
         *lock(&self.stats).codes.entry(code.to_string()).or_default() += 1;
     }
 
-    pub fn record_fault(&self, kind: &str) {
+    pub(super) fn record_fault(&self, kind: &str) {
         *lock(&self.stats).faults.entry(kind.to_string()).or_default() += 1;
     }
 
     /// Counts a call that reached `group`, tracking the busiest second of writes.
-    pub fn record_group_call(&self, group: &GroupId, write: bool) {
+    pub(super) fn record_group_call(&self, group: &GroupId, write: bool) {
         let mut max_in_window = 0;
         if write {
             let now = Instant::now();
@@ -177,17 +177,17 @@ impl Shared {
     }
 
     /// Whether a call to `endpoint` is within the per-endpoint limit.
-    pub fn endpoint_allows(&self, endpoint: Endpoint) -> bool {
+    pub(super) fn endpoint_allows(&self, endpoint: Endpoint) -> bool {
         self.endpoint_limits.get(&endpoint).is_none_or(|limiter| limiter.check().is_ok())
     }
 
     /// Whether a write to `group` is within the per-group limit.
-    pub fn group_allows(&self, group: &GroupId) -> bool {
+    pub(super) fn group_allows(&self, group: &GroupId) -> bool {
         self.group_limit.as_ref().is_none_or(|limiter| limiter.check_key(group).is_ok())
     }
 
     /// Runs `f` on the world; marks it changed when `f` says so.
-    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> (T, bool)) -> T {
+    pub(super) fn with_world<T>(&self, f: impl FnOnce(&mut World) -> (T, bool)) -> T {
         let mut world = lock(&self.world);
         let (result, changed) = f(&mut world);
         if changed {
@@ -198,7 +198,7 @@ impl Shared {
 
     /// Dismisses `group`: it and its attributes are gone, and calls about it are
     /// answered as about a dismissed group.
-    pub fn dismiss(&self, group: &GroupId) {
+    pub(super) fn dismiss(&self, group: &GroupId) {
         self.with_world(|world| {
             world.groups.remove(group);
             world.dismissed.insert(group.clone());
@@ -206,12 +206,12 @@ impl Shared {
         });
     }
 
-    pub fn attributes(&self, group: &GroupId) -> Option<AttributeSet> {
+    pub(super) fn attributes(&self, group: &GroupId) -> Option<AttributeSet> {
         lock(&self.world).groups.get(group).map(|g| g.attributes.clone())
     }
 
     /// Writes the state file, when there is one and something changed.
-    pub fn save(&self) -> Result<(), EmulatorError> {
+    pub(super) fn save(&self) -> Result<(), EmulatorError> {
         let Some(path) = &self.config.state_file else { return Ok(()) };
         if !self.dirty.swap(false, Ordering::AcqRel) && path.exists() {
             return Ok(());
@@ -223,7 +223,7 @@ impl Shared {
     }
 
     /// Saves the state file twice a second while it changes, until `stop`.
-    pub async fn autosave(self: Arc<Self>, stop: CancellationToken) {
+    pub(super) async fn autosave(self: Arc<Self>, stop: CancellationToken) {
         if self.config.state_file.is_none() {
             return;
         }

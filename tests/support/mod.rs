@@ -1,6 +1,6 @@
 //! A small fluent builder for CLI scenarios: a temporary repository, files in
 //! it, a run of the real `grattr` binary, and assertions on what it printed.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 pub mod emulator;
 pub mod watch;
