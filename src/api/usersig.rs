@@ -43,7 +43,12 @@ pub enum SecretKeyError {
     NotUnicode(String),
     /// The file cannot be read.
     #[error("cannot read the secret key file {path}: {source}")]
-    File { path: String, source: std::io::Error },
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl SecretKey {
@@ -139,16 +144,31 @@ pub enum VerifyError {
     Malformed(String),
     /// Made for another app.
     #[error("UserSig was made for sdkappid {signed}, the request is for {requested}")]
-    SdkAppIdMismatch { signed: u64, requested: u64 },
+    SdkAppIdMismatch {
+        /// What the UserSig was made for.
+        signed: u64,
+        /// What the request is for.
+        requested: u64,
+    },
     /// Made for another identifier.
     #[error("UserSig was made for identifier {signed:?}, the request is for {requested:?}")]
-    IdentifierMismatch { signed: String, requested: String },
+    IdentifierMismatch {
+        /// What the UserSig was made for.
+        signed: String,
+        /// What the request is for.
+        requested: String,
+    },
     /// The signature does not match (a wrong secret key).
     #[error("UserSig signature does not verify (wrong secret key?)")]
     BadSignature,
     /// Past its validity.
     #[error("UserSig expired at {expired_at} (now {now})")]
-    Expired { expired_at: u64, now: u64 },
+    Expired {
+        /// When it expired (Unix seconds).
+        expired_at: u64,
+        /// When it was checked (Unix seconds).
+        now: u64,
+    },
 }
 
 impl VerifyError {

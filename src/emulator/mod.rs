@@ -124,10 +124,20 @@ impl EmulatorConfig {
 pub enum EmulatorError {
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The state file cannot be read or written.
     #[error("state file {path}: {message}")]
-    State { path: PathBuf, message: String },
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// A running emulator. Dropping it stops the server without saving; call

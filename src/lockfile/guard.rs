@@ -32,10 +32,20 @@ impl std::fmt::Display for Holder {
 pub enum LockError {
     /// Another process holds the lock.
     #[error("{path} is locked by {}", .holder.as_ref().map_or("another process".to_string(), |h| h.to_string()), path = .lockfile.display())]
-    Held { lockfile: PathBuf, holder: Option<Holder> },
+    Held {
+        /// The lockfile.
+        lockfile: PathBuf,
+        /// Who holds it, when known.
+        holder: Option<Holder>,
+    },
     /// The sidecar file cannot be opened or locked.
     #[error("cannot lock {path}: {source}", path = .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// An exclusive lock on a lockfile, held until dropped.

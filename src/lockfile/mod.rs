@@ -41,18 +41,42 @@ pub struct Lockfile {
 pub enum LockfileError {
     /// The file exists but cannot be read or written.
     #[error("{path}: error: {source}", path = .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The file is not valid lockfile JSON.
     #[error("{path}:{line}:{column}: error: not a valid lockfile: {message}", path = .path.display())]
-    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// The column, from 1.
+        column: usize,
+        /// What went wrong.
+        message: String,
+    },
     /// The file was written by a newer grattr.
     #[error("{path}: error: lockfile format {found} is newer than this grattr understands ({FORMAT_VERSION}); upgrade grattr", path = .path.display())]
-    UnsupportedVersion { path: PathBuf, found: u32 },
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// What was found.
+        found: u32,
+    },
     /// One or more entries fail their integrity check.
     #[error("{path}: error: {} corrupt or hand-edited {}:\n{}\n  help: restore the file from git; grattr never trusts an entry whose digest does not match",
         .problems.len(), if .problems.len() == 1 { "entry" } else { "entries" },
         .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"), path = .path.display())]
-    Integrity { path: PathBuf, problems: Vec<String> },
+    Integrity {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
     /// The journal holds lines that are not verified records of this app; none of it is folded.
     #[error("{}\n  help: {}", .problems.iter().map(|p| format!("{}:{}: error: {}", .path.display(), p.line, p.message)).collect::<Vec<_>>().join("\n"),
         if *.older {
@@ -60,13 +84,34 @@ pub enum LockfileError {
         } else {
             "nothing of the journal was folded; it is not this app's record of a run (another --env?): delete it and run `grattr apply --refresh` to record what is live"
         })]
-    Journal { path: PathBuf, problems: Vec<JournalProblem>, older: bool },
+    Journal {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<JournalProblem>,
+        /// Whether an older grattr wrote it.
+        older: bool,
+    },
     /// A merge left git's conflict markers in the lockfile.
     #[error("{path}:{line}: error: the lockfile holds a git conflict marker `{marker}`: a merge of it was not resolved\n  help: nothing is trusted from it; see \"Lockfile merges and conflicts\" in grattr's README (`grattr lockfile merge` is a merge driver that avoids this): take one side (`git checkout --ours {path}` or `--theirs`) and run `grattr plan --refresh`, or merge both sides' groups by hand", path = .path.display())]
-    Conflict { path: PathBuf, line: usize, marker: String },
+    Conflict {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// The marker.
+        marker: String,
+    },
     /// The lockfile records another app.
     #[error("{path}: error: the lockfile records sdkappid {recorded}, but the environment is sdkappid {configured}", path = .path.display())]
-    WrongApp { path: PathBuf, recorded: u64, configured: u64 },
+    WrongApp {
+        /// The file.
+        path: PathBuf,
+        /// The sdkappid recorded.
+        recorded: u64,
+        /// The sdkappid configured.
+        configured: u64,
+    },
 }
 
 /// A line of the journal that is not a verified record.

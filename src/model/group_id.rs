@@ -18,10 +18,18 @@ pub enum GroupIdError {
     Empty,
     /// The id is longer than 48 bytes.
     #[error("group id is {bytes} bytes, limit {max} bytes", max = MAX_GROUP_ID_BYTES.max)]
-    TooLong { bytes: usize },
+    TooLong {
+        /// The size in bytes.
+        bytes: usize,
+    },
     /// The id holds a character outside printable ASCII.
     #[error("group id holds {found:?} at byte {at}; only printable ASCII (0x20-0x7E) is allowed")]
-    NotPrintableAscii { found: char, at: usize },
+    NotPrintableAscii {
+        /// What was found.
+        found: char,
+        /// The byte offset.
+        at: usize,
+    },
     /// The id names a topic of a Community group, and topics have no attributes.
     #[error("{0:?} is a topic id; topics do not support custom attributes")]
     Topic(String),

@@ -56,17 +56,36 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Violation {
     /// More than [`MAX_KEYS`] keys.
-    TooManyKeys { count: usize },
+    TooManyKeys {
+        /// How many.
+        count: usize,
+    },
     /// An empty key.
     EmptyKey,
     /// A key longer than [`MAX_KEY_BYTES`].
-    KeyTooLong { key: String, bytes: usize },
+    KeyTooLong {
+        /// The key.
+        key: String,
+        /// The size in bytes.
+        bytes: usize,
+    },
     /// A value longer than [`MAX_VALUE_BYTES`].
-    ValueTooLong { key: String, bytes: usize },
+    ValueTooLong {
+        /// The key.
+        key: String,
+        /// The size in bytes.
+        bytes: usize,
+    },
     /// Values totalling more than [`MAX_TOTAL_VALUE_BYTES`].
-    ValuesTooLarge { bytes: usize },
+    ValuesTooLarge {
+        /// The size in bytes.
+        bytes: usize,
+    },
     /// Keys and values totalling more than [`MAX_TOTAL_KEY_VALUE_BYTES`].
-    KeysAndValuesLarge { bytes: usize },
+    KeysAndValuesLarge {
+        /// The size in bytes.
+        bytes: usize,
+    },
 }
 
 impl Violation {

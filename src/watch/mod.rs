@@ -62,7 +62,12 @@ pub struct WatchOptions {
 pub enum WatchError {
     /// The files cannot be watched.
     #[error("cannot watch {path}: {message}")]
-    Watch { path: PathBuf, message: String },
+    Watch {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// The lockfile cannot be read or written.
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
