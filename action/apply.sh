@@ -12,17 +12,7 @@ here=$(dirname "${BASH_SOURCE[0]}")
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$here/common.sh"
 
-cd -- "${GRATTR_WORKING_DIRECTORY:-.}"
-environment=${GRATTR_ENVIRONMENT:-}
-if [[ ! "$environment" =~ ^[A-Za-z0-9_.-]*$ ]]; then
-  error "environment must be letters, digits, '_', '.' or '-'"
-  exit 1
-fi
-unset GRATTR_ENV
-args=()
-if [[ -n "$environment" ]]; then
-  args=(--env "$environment")
-fi
+enter_workspace
 lockfile=${GRATTR_LOCKFILE:-grattr.lock}
 remote=${GRATTR_REMOTE:-origin}
 branch=${GRATTR_BRANCH:-${GITHUB_REF_NAME:-}}

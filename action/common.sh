@@ -47,3 +47,22 @@ inert_token() {
 scratch_dir() {
   mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/grattr-action.XXXXXX"
 }
+
+# Enters GRATTR_WORKING_DIRECTORY and reads GRATTR_ENVIRONMENT into `environment` and the
+# `args` grattr is run with (`--env NAME`, or none). The input decides the environment, not a
+# GRATTR_ENV the job may have set. A name outside [A-Za-z0-9_.-] is refused: it reaches a
+# comment marker and the log.
+# shellcheck disable=SC2034 # environment and args are the caller's
+enter_workspace() {
+  cd -- "${GRATTR_WORKING_DIRECTORY:-.}" || exit 1
+  environment=${GRATTR_ENVIRONMENT:-}
+  if [[ ! "$environment" =~ ^[A-Za-z0-9_.-]*$ ]]; then
+    error "environment must be letters, digits, '_', '.' or '-'"
+    exit 1
+  fi
+  unset GRATTR_ENV
+  args=()
+  if [[ -n "$environment" ]]; then
+    args=(--env "$environment")
+  fi
+}

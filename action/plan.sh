@@ -14,19 +14,10 @@ source "$here/common.sh"
 # shellcheck source=github.sh source-path=SCRIPTDIR
 source "$here/github.sh"
 
-cd -- "${GRATTR_WORKING_DIRECTORY:-.}"
-environment=${GRATTR_ENVIRONMENT:-}
-if [[ ! "$environment" =~ ^[A-Za-z0-9_.-]*$ ]]; then
-  error "environment must be letters, digits, '_', '.' or '-'"
-  exit 1
-fi
-# The input decides the environment, not a GRATTR_ENV the job may have set.
-unset GRATTR_ENV
-args=()
+enter_workspace
 marker='<!-- grattr-plan -->'
 title='grattr'
 if [[ -n "$environment" ]]; then
-  args=(--env "$environment")
   marker="<!-- grattr-plan env=$environment -->"
   title="grattr ($environment)"
 fi
