@@ -119,6 +119,11 @@ pub fn html(text: &str) -> String {
     out
 }
 
+/// The longest run of backticks in `text`: a code span or fence must be longer.
+pub fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
 /// `data` as an HTML `<code>` element, for Markdown's HTML lines (such as a
 /// `<summary>`): escaped as plain text, so no newline can end the HTML block, then
 /// as HTML. GitHub forms no mention or reference inside code.
@@ -136,8 +141,7 @@ pub fn markdown_code_span(data: &str) -> String {
         // Two backticks alone are no code span; a space is the nearest thing to nothing.
         return "` `".to_string();
     }
-    let longest = content.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest + 1);
+    let fence = "`".repeat(longest_backtick_run(&content) + 1);
     // A code span loses one space at each end when it has both; a backtick at an
     // end would join the fence. Padding with a space keeps the content exact.
     let pad = content.starts_with(['`', ' ']) || content.ends_with(['`', ' ']);

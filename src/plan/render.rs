@@ -245,8 +245,7 @@ pub(crate) fn json_document(report: &impl serde::Serialize) -> Result<String, se
 
 /// A code fence longer than any run of backticks in `body`.
 fn fence_for(body: &str) -> String {
-    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    "`".repeat(longest.max(2) + 1)
+    "`".repeat(crate::escape::longest_backtick_run(body).max(2) + 1)
 }
 
 /// Longest value line shown in Markdown; the rest is cut and counted.

@@ -40,17 +40,10 @@ pub fn compare(saved: &Plan, fresh: &Plan) -> Result<(), Difference> {
     if saved.targets != fresh.targets {
         return differ("the targeted groups differ from the plan computed now");
     }
-    if saved.prune != fresh.prune {
-        return differ(format!(
-            "prune is {} in the saved plan but {} in the plan computed now",
-            saved.prune, fresh.prune
-        ));
-    }
-    if saved.refresh != fresh.refresh {
-        return differ(format!(
-            "refresh is {} in the saved plan but {} in the plan computed now",
-            saved.refresh, fresh.refresh
-        ));
+    for (option, saved, fresh) in [("prune", saved.prune, fresh.prune), ("refresh", saved.refresh, fresh.refresh)] {
+        if saved != fresh {
+            return differ(format!("{option} is {saved} in the saved plan but {fresh} in the plan computed now"));
+        }
     }
     compare_changes(&saved.changes, &fresh.changes)?;
     if saved.not_declared != fresh.not_declared {
