@@ -7,12 +7,6 @@ use crate::model::{AttributeSet, GroupId};
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 
-/// Whether a read failed because the group does not exist: dismissed, or never
-/// created (the service answers both, see [`crate::api::codes::MISSING_GROUP`]).
-pub fn is_missing(read: &LiveRead) -> bool {
-    read.as_ref().err().is_some_and(ApiError::is_missing_group)
-}
-
 /// What reading one group gave.
 pub type LiveRead = Result<AttributeSet, ApiError>;
 
