@@ -86,7 +86,7 @@ fn recording(scratch: &Path) -> Recording {
     let plan = plan::diff(
         &desired.state.groups,
         &lockfile.groups,
-        &PlanOptions { environment: PlanEnvironment { name: None, sdkappid: 1400000000 }, prune: false, targets: None },
+        &PlanOptions { environment: PlanEnvironment { name: None, sdkappid: 1400000000 }, ..PlanOptions::default() },
     );
     let mut config =
         ClientConfig::new(emulator.base.clone(), 1400000000, "administrator", SecretKey::new(KEY).unwrap());

@@ -7,7 +7,8 @@
 //! is live and [`drift`] compares the three states; [`watch`] runs the same path on
 //! file events. [`emulator`] stands in for the REST API. [`model`] holds the domain
 //! types and the one table of limits; [`cli`] is the only module that prints, and
-//! [`escape`] says how text grattr does not control is written in each kind of output.
+//! [`escape`] says how text grattr does not control is written in each kind of output;
+//! [`files`] writes files atomically for all of them.
 
 pub mod api;
 pub mod apply;
@@ -16,6 +17,7 @@ pub mod desired;
 pub mod drift;
 pub mod emulator;
 pub mod escape;
+pub mod files;
 pub mod live;
 pub mod lockfile;
 pub mod model;

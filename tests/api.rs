@@ -4,7 +4,7 @@
 use grattr::api::client::{ApiError, Client, ClientConfig, ErrorKind, RetryPolicy};
 use grattr::api::codes::RetryClass;
 use grattr::api::usersig::{self, SecretKey};
-use grattr::api::wire::{Endpoint, GroupType, Response};
+use grattr::api::wire::{GroupType, Operation, Response};
 use grattr::emulator::{Emulator, EmulatorConfig, Latency, RateLimits};
 use grattr::model::{AttributeSet, GroupId};
 use serde_json::json;
@@ -77,8 +77,8 @@ async fn every_endpoint_does_what_the_reference_says() {
     assert_eq!(code(client.get_group_attr(&custom).await), 10010);
 
     let stats = emulator.stats();
-    assert_eq!(stats.calls_to(Endpoint::SetGroupAttr), 2);
-    assert_eq!(stats.calls_to(Endpoint::GetGroupAttr), 5);
+    assert_eq!(stats.calls_to(Operation::SetGroupAttr), 2);
+    assert_eq!(stats.calls_to(Operation::GetGroupAttr), 5);
     assert_eq!(stats.answers(10050), 1);
 }
 
@@ -88,7 +88,7 @@ async fn attribute_errors_are_answered_with_their_codes() {
     let client = client(&emulator, |_| {});
     let call = |body: serde_json::Value| {
         let client = client.clone();
-        async move { client.call(Endpoint::SetGroupAttr, None, body).await }
+        async move { client.call(Operation::SetGroupAttr, None, body).await }
     };
     let item = |k: &str, v: &str| json!({"key": k, "value": v});
     assert_eq!(code(client.get_group_attr(&id("nope")).await), 10015, "never created");
@@ -133,7 +133,7 @@ fn query(sdkappid: u64, identifier: &str, sig: &str) -> String {
 #[tokio::test]
 async fn authentication_is_checked_like_the_service() {
     let emulator = emulator(|config| config.admins.push("second-admin".into())).await;
-    let path = Endpoint::GetGroupAttr.path();
+    let path = Operation::GetGroupAttr.path();
     let body = r#"{"GroupId": "room"}"#;
     let good = usersig::generate(&key(), APP, ADMIN, 3600, now());
     let good_query = query(APP, ADMIN, good.expose());
@@ -182,7 +182,7 @@ async fn a_burst_is_paced_so_no_frequency_limit_reaches_the_caller() {
         result.unwrap().unwrap();
     }
     let stats = emulator.stats();
-    assert_eq!(stats.calls_to(Endpoint::SetGroupAttr), 1000, "no call was retried: none was refused");
+    assert_eq!(stats.calls_to(Operation::SetGroupAttr), 1000, "no call was retried: none was refused");
     assert_eq!(stats.answers(10049) + stats.answers(60007), 0);
     for group in &groups {
         let seen = &stats.groups[group.as_str()];
@@ -334,6 +334,6 @@ async fn the_usersig_command_prints_what_the_emulator_accepts() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let sig = String::from_utf8(output.stdout).unwrap();
     let answer =
-        raw(&emulator, Endpoint::GetGroupAttr.path(), &query(APP, ADMIN, sig.trim()), r#"{"GroupId": "room"}"#).await;
+        raw(&emulator, Operation::GetGroupAttr.path(), &query(APP, ADMIN, sig.trim()), r#"{"GroupId": "room"}"#).await;
     assert!(answer.is_ok(), "{}: {}", answer.error_code, answer.error_info);
 }

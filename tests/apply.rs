@@ -3,7 +3,7 @@
 
 mod support;
 
-use grattr::api::wire::{Endpoint, GroupType};
+use grattr::api::wire::{GroupType, Operation};
 use grattr::emulator::Latency;
 use grattr::lockfile::{LockGuard, Lockfile};
 use grattr::model::GroupId;
@@ -61,7 +61,7 @@ fn apply_makes_one_call_per_changed_group_and_nothing_else() {
         .stdout_has("1 applied");
     assert!(server.get("support-eu").is_empty());
     assert!(!recorded(&repo).groups.contains_key(&GroupId::parse("support-eu").unwrap()));
-    assert_eq!(server.emulator().stats().calls_to(Endpoint::ClearGroupAttr), 1);
+    assert_eq!(server.emulator().stats().calls_to(Operation::ClearGroupAttr), 1);
 }
 
 #[test]
@@ -80,8 +80,8 @@ fn empty_attributes_clear_and_community_groups_fall_back_to_delete() {
     assert!(server.get("room").is_empty());
     let stats = server.emulator().stats();
     assert_eq!(stats.answers(10007), 0, "a Community group is never sent a clear: its keys are deleted");
-    assert_eq!(stats.calls_to(Endpoint::DeleteGroupAttr), 1);
-    assert_eq!(stats.calls_to(Endpoint::SetGroupAttr), 2, "never a set with an empty list");
+    assert_eq!(stats.calls_to(Operation::DeleteGroupAttr), 1);
+    assert_eq!(stats.calls_to(Operation::SetGroupAttr), 2, "never a set with an empty list");
     assert!(recorded(&repo).groups.values().all(|g| g.attributes.is_empty()));
 }
 

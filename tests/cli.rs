@@ -201,7 +201,7 @@ fn plan_out_saves_the_plan_with_its_fingerprint() {
     let run = repo.run(&["plan", "--out", "plan.json"]).code(0).stderr_has("Saved the plan to plan.json");
     assert!(run.stdout.contains("Plan: 1 to create"));
     let saved: serde_json::Value = serde_json::from_str(&repo.read("plan.json")).unwrap();
-    for part in ["desired", "lockfile", "environment"] {
+    for part in ["desired", "before", "environment"] {
         assert!(saved["fingerprint"][part].as_str().unwrap().starts_with("sha256:"), "{part}");
     }
     assert_eq!(saved["summary"]["create"], 1);
@@ -213,7 +213,7 @@ fn plan_out_saves_the_plan_with_its_fingerprint() {
     repo.run(&["plan", "--out", "changed.json"]).code(0);
     let changed: serde_json::Value = serde_json::from_str(&repo.read("changed.json")).unwrap();
     assert_ne!(saved["fingerprint"]["desired"], changed["fingerprint"]["desired"]);
-    assert_eq!(saved["fingerprint"]["lockfile"], changed["fingerprint"]["lockfile"]);
+    assert_eq!(saved["fingerprint"]["before"], changed["fingerprint"]["before"]);
 }
 
 #[test]

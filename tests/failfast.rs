@@ -5,7 +5,7 @@
 
 mod support;
 
-use grattr::api::wire::{Endpoint, GroupType};
+use grattr::api::wire::{GroupType, Operation};
 use grattr::model::GroupId;
 use std::time::{Duration, Instant};
 use support::emulator::{KEY, Server, attrs, groups_yaml, many_groups};
@@ -158,7 +158,7 @@ fn a_failure_of_the_first_group_alone_does_not_stop_the_run() {
     let run = run.code(1);
     assert!(run.stdout.contains("2 applied, 1 failed, 0 skipped"), "{}", run.stdout);
     assert!(!run.stdout.contains("Stopped"), "{}", run.stdout);
-    assert_eq!(server.emulator().stats().calls_to(Endpoint::SetGroupAttr), 3);
+    assert_eq!(server.emulator().stats().calls_to(Operation::SetGroupAttr), 3);
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod support;
 use grattr::api::client::{ApiError, Client, ClientConfig, ErrorKind};
 use grattr::api::codes;
 use grattr::api::usersig::{self, SecretKey};
-use grattr::api::wire::{Endpoint, GroupType};
+use grattr::api::wire::{GroupType, Operation};
 use grattr::model::GroupId;
 use support::emulator::{KEY, Server, attrs, grattr, groups_yaml, id};
 
@@ -118,12 +118,12 @@ fn a_community_group_is_pruned_and_cleared_without_clear_group_attr() {
     assert_eq!(server.live("@TGS#_@TGS#cPRUNE"), Some(attrs(&[])));
     assert_eq!(server.live("@TGS#_@TGS#cEMPTY"), Some(attrs(&[])));
     let stats = server.emulator().stats();
-    assert_eq!(stats.calls_to(Endpoint::ClearGroupAttr), 0, "{stats:?}");
-    assert_eq!(stats.calls_to(Endpoint::DeleteGroupAttr), 2, "{stats:?}");
+    assert_eq!(stats.calls_to(Operation::ClearGroupAttr), 0, "{stats:?}");
+    assert_eq!(stats.calls_to(Operation::DeleteGroupAttr), 2, "{stats:?}");
     // Other groups are still cleared in one call.
     let repo = repo.file("groups/a.yaml", &groups_yaml(&[("@TGS#_@TGS#cEMPTY", &[]), ("plain", &[])]));
     grattr(&repo, &["apply", "--yes"]).code(0);
-    assert_eq!(server.emulator().stats().calls_to(Endpoint::ClearGroupAttr), 1);
+    assert_eq!(server.emulator().stats().calls_to(Operation::ClearGroupAttr), 1);
 }
 
 #[test]
@@ -136,7 +136,7 @@ fn a_community_key_that_vanished_falls_back_to_the_live_keys() {
     let repo = repo.file("groups/a.yaml", "groups: []\n");
     grattr(&repo, &["apply", "--yes", "--prune"]).code(0);
     assert_eq!(server.live("@TGS#_@TGS#cGONE"), Some(attrs(&[])));
-    assert_eq!(server.emulator().stats().calls_to(Endpoint::ClearGroupAttr), 0);
+    assert_eq!(server.emulator().stats().calls_to(Operation::ClearGroupAttr), 0);
 }
 
 #[test]
@@ -158,7 +158,7 @@ fn a_request_without_sdkappid_is_answered_60012() {
     let url = format!(
         "{}/{}?identifier=administrator&usersig={}&random=1&contenttype=json",
         server.emulator().base_url(),
-        Endpoint::GetGroupAttr.path(),
+        Operation::GetGroupAttr.path(),
         sig.expose()
     );
     let body: serde_json::Value = server.block_on(async {
@@ -182,7 +182,7 @@ fn an_empty_reset_is_refused_locally_not_by_the_service() {
     assert_eq!(error.code(), None, "no code: the service was never asked");
     assert_eq!(error.attempts, 0);
     assert!(error.to_string().contains("not sent"), "{error}");
-    assert_eq!(server.emulator().stats().calls_to(Endpoint::SetGroupAttr), 0);
+    assert_eq!(server.emulator().stats().calls_to(Operation::SetGroupAttr), 0);
 }
 
 /// A loopback address where nothing listens: connections are refused at once.

@@ -8,7 +8,7 @@
 use super::codes::{self, RetryClass};
 use super::scope::{AppWide, ConnectFailure};
 use super::usersig::{self, SecretKey, UserSig};
-use super::wire::{self, AttrItem, Endpoint, GroupType, Response};
+use super::wire::{self, AttrItem, GroupType, Operation, Response};
 use crate::model::{AttributeSet, GroupId, Region};
 use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -62,8 +62,8 @@ pub const UNREACHED_ATTEMPTS: u32 = 3;
 /// What one attempt of a call ended with, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallEvent {
-    /// The endpoint.
-    pub endpoint: Endpoint,
+    /// The operation.
+    pub operation: Operation,
     /// `0` for success, the API error code, or none for a transport or HTTP failure.
     pub code: Option<u32>,
     /// Whether another attempt follows.
@@ -182,8 +182,8 @@ pub enum ErrorKind {
 /// A failed call, after its retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ApiError {
-    /// The endpoint called.
-    pub endpoint: Endpoint,
+    /// The operation called.
+    pub operation: Operation,
     /// What went wrong the last time.
     pub kind: ErrorKind,
     /// How many attempts were made.
@@ -270,7 +270,7 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.endpoint)?;
+        write!(f, "{}: ", self.operation)?;
         match &self.kind {
             ErrorKind::Api { code, info } => {
                 let meaning = codes::lookup(*code).map_or("undocumented error", |c| c.meaning);
@@ -475,17 +475,22 @@ impl Client {
     /// One attempt, at the domain in use; when it cannot be reached at all and a
     /// backup domain is documented, at the other one straight away. Only a
     /// transport failure switches: an answer, even an error, means the domain works.
-    async fn attempt(&self, endpoint: Endpoint, body: &serde_json::Value, renew: bool) -> Result<Response, ErrorKind> {
+    async fn attempt(
+        &self,
+        operation: Operation,
+        body: &serde_json::Value,
+        renew: bool,
+    ) -> Result<Response, ErrorKind> {
         let c = &self.inner.config;
         let Some(backup) = c.backup_url.as_deref() else {
-            return self.attempt_at(&c.base_url, endpoint, body, renew).await;
+            return self.attempt_at(&c.base_url, operation, body, renew).await;
         };
         let on_backup = self.inner.on_backup.load(Ordering::Relaxed);
         let (first, second) = if on_backup { (backup, c.base_url.as_str()) } else { (c.base_url.as_str(), backup) };
-        match self.attempt_at(first, endpoint, body, renew).await {
+        match self.attempt_at(first, operation, body, renew).await {
             Err(ErrorKind::Transport { message, .. }) => {
-                tracing::warn!(%endpoint, error = %message, "the REST API domain cannot be reached; trying the other one");
-                let result = self.attempt_at(second, endpoint, body, renew).await;
+                tracing::warn!(%operation, error = %message, "the REST API domain cannot be reached; trying the other one");
+                let result = self.attempt_at(second, operation, body, renew).await;
                 if !matches!(result, Err(ErrorKind::Transport { .. })) {
                     self.inner.on_backup.store(!on_backup, Ordering::Relaxed);
                 }
@@ -498,14 +503,14 @@ impl Client {
     async fn attempt_at(
         &self,
         base: &str,
-        endpoint: Endpoint,
+        operation: Operation,
         body: &serde_json::Value,
         renew: bool,
     ) -> Result<Response, ErrorKind> {
         let c = &self.inner.config;
         let usersig = self.usersig(renew);
         let base = base.trim_end_matches('/');
-        let mut url = reqwest::Url::parse(&format!("{base}/{}", endpoint.path()))
+        let mut url = reqwest::Url::parse(&format!("{base}/{}", operation.path()))
             .map_err(|e| ErrorKind::BadResponse { message: format!("invalid URL: {e}") })?;
         url.query_pairs_mut()
             .append_pair("sdkappid", &c.sdkappid.to_string())
@@ -537,55 +542,55 @@ impl Client {
         }
     }
 
-    /// Calls `endpoint` with `body`: paced by the app-wide limiter (and, for writes,
+    /// Calls `operation` with `body`: paced by the app-wide limiter (and, for writes,
     /// the group's), signed, retried with backoff as the code table says.
     pub async fn call(
         &self,
-        endpoint: Endpoint,
+        operation: Operation,
         group: Option<&GroupId>,
         body: serde_json::Value,
     ) -> Result<Response, ApiError> {
         let attempts = AtomicU32::new(0);
-        let operation = || async {
+        let call = || async {
             let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
             self.inner.rate.until_ready().await;
-            if let (true, Some(group)) = (endpoint.writes_attributes(), group) {
+            if let (true, Some(group)) = (operation.writes_attributes(), group) {
                 self.inner.group_writes.until_key_ready(group).await;
             }
             self.housekeeping();
-            tracing::debug!(%endpoint, group = group.map(GroupId::as_str), attempt, "calling");
-            let mut result = self.attempt(endpoint, &body, false).await;
+            tracing::debug!(%operation, group = group.map(GroupId::as_str), attempt, "calling");
+            let mut result = self.attempt(operation, &body, false).await;
             if let Err(ErrorKind::Api { code, .. }) = &result
                 && codes::class(*code) == RetryClass::RenewUserSig
             {
-                tracing::info!(%endpoint, "the UserSig expired; making a new one");
-                result = self.attempt(endpoint, &body, true).await;
+                tracing::info!(%operation, "the UserSig expired; making a new one");
+                result = self.attempt(operation, &body, true).await;
             }
-            result.map_err(|kind| ApiError { endpoint, kind, attempts: attempt })
+            result.map_err(|kind| ApiError { operation, kind, attempts: attempt })
         };
-        let result = operation
+        let result = call
             .retry(self.inner.config.retry.backoff())
             .when(|e: &ApiError| e.retry_class() == RetryClass::Backoff && !self.unreachable_so_far(e))
             .adjust(|e: &ApiError, delay| delay.map(|d| d.max(e.min_wait())))
             .notify(|e: &ApiError, delay| {
-                self.observe(endpoint, e.code(), true);
+                self.observe(operation, e.code(), true);
                 if e.is_throttle() {
                     self.inner.rate.throttled();
                 }
-                tracing::debug!(%endpoint, group = group.map(GroupId::as_str), error = %e, ?delay, "retrying");
+                tracing::debug!(%operation, group = group.map(GroupId::as_str), error = %e, ?delay, "retrying");
             })
             .await;
         match &result {
             Ok(_) => {
-                self.observe(endpoint, Some(0), false);
+                self.observe(operation, Some(0), false);
                 self.inner.rate.succeeded();
             }
             Err(e) => {
-                self.observe(endpoint, e.code(), false);
+                self.observe(operation, e.code(), false);
                 if e.is_throttle() {
                     self.inner.rate.throttled();
                 }
-                tracing::debug!(%endpoint, group = group.map(GroupId::as_str), error = %e, "failed");
+                tracing::debug!(%operation, group = group.map(GroupId::as_str), error = %e, "failed");
             }
         }
         result
@@ -617,9 +622,9 @@ impl Client {
             .unwrap_or_else(|| base.clone())
     }
 
-    fn observe(&self, endpoint: Endpoint, code: Option<u32>, retry: bool) {
+    fn observe(&self, operation: Operation, code: Option<u32>, retry: bool) {
         if let Some(observer) = &self.inner.config.observer {
-            observer(&CallEvent { endpoint, code, retry });
+            observer(&CallEvent { operation, code, retry });
         }
     }
 
@@ -636,18 +641,18 @@ impl Client {
     pub async fn set_group_attr(&self, group: &GroupId, attributes: &AttributeSet) -> Result<(), ApiError> {
         if attributes.is_empty() {
             return Err(ApiError {
-                endpoint: Endpoint::SetGroupAttr,
+                operation: Operation::SetGroupAttr,
                 kind: ErrorKind::Refused { reason: "grattr never sends an empty GroupAttr (it clears instead)".into() },
                 attempts: 0,
             });
         }
         let body = serde_json::json!({ "GroupId": group, "GroupAttr": wire::items(attributes) });
-        self.call(Endpoint::SetGroupAttr, Some(group), body).await.map(drop)
+        self.call(Operation::SetGroupAttr, Some(group), body).await.map(drop)
     }
 
     /// Reads a group's attributes.
     pub async fn get_group_attr(&self, group: &GroupId) -> Result<AttributeSet, ApiError> {
-        let answer = self.call(Endpoint::GetGroupAttr, Some(group), serde_json::json!({ "GroupId": group })).await?;
+        let answer = self.call(Operation::GetGroupAttr, Some(group), serde_json::json!({ "GroupId": group })).await?;
         Ok(answer
             .group_attr_ary
             .unwrap_or_default()
@@ -659,20 +664,20 @@ impl Client {
     /// Adds or changes some keys, leaving the others.
     pub async fn modify_group_attr(&self, group: &GroupId, attributes: &AttributeSet) -> Result<(), ApiError> {
         let body = serde_json::json!({ "GroupId": group, "GroupAttr": wire::items(attributes) });
-        self.call(Endpoint::ModifyGroupAttr, Some(group), body).await.map(drop)
+        self.call(Operation::ModifyGroupAttr, Some(group), body).await.map(drop)
     }
 
     /// Removes all of a group's attributes (not supported for Community groups:
     /// [`codes::NO_PERMISSION`] at best, so `apply` deletes their keys instead).
     pub async fn clear_group_attr(&self, group: &GroupId) -> Result<(), ApiError> {
-        self.call(Endpoint::ClearGroupAttr, Some(group), serde_json::json!({ "GroupId": group })).await.map(drop)
+        self.call(Operation::ClearGroupAttr, Some(group), serde_json::json!({ "GroupId": group })).await.map(drop)
     }
 
     /// Removes some keys (a key that does not exist fails with [`codes::KEY_NOT_FOUND`]).
     pub async fn delete_group_attr(&self, group: &GroupId, keys: &[String]) -> Result<(), ApiError> {
         let items: Vec<AttrItem> = keys.iter().map(|key| AttrItem { key: key.clone(), value: None }).collect();
         let body = serde_json::json!({ "GroupId": group, "GroupAttr": items });
-        self.call(Endpoint::DeleteGroupAttr, Some(group), body).await.map(drop)
+        self.call(Operation::DeleteGroupAttr, Some(group), body).await.map(drop)
     }
 
     /// Creates a group and returns its id (the given one, or one the server made).
@@ -681,9 +686,9 @@ impl Client {
         if let Some(id) = id {
             body["GroupId"] = serde_json::json!(id);
         }
-        let answer = self.call(Endpoint::CreateGroup, id, body).await?;
+        let answer = self.call(Operation::CreateGroup, id, body).await?;
         let bad = |message: String| ApiError {
-            endpoint: Endpoint::CreateGroup,
+            operation: Operation::CreateGroup,
             kind: ErrorKind::BadResponse { message },
             attempts: 1,
         };
@@ -693,7 +698,7 @@ impl Client {
 
     /// Destroys a group.
     pub async fn destroy_group(&self, group: &GroupId) -> Result<(), ApiError> {
-        self.call(Endpoint::DestroyGroup, Some(group), serde_json::json!({ "GroupId": group })).await.map(drop)
+        self.call(Operation::DestroyGroup, Some(group), serde_json::json!({ "GroupId": group })).await.map(drop)
     }
 }
 
@@ -724,7 +729,7 @@ mod tests {
 
     #[test]
     fn errors_classify_and_read_well() {
-        let e = |kind| ApiError { endpoint: Endpoint::SetGroupAttr, kind, attempts: 3 };
+        let e = |kind| ApiError { operation: Operation::SetGroupAttr, kind, attempts: 3 };
         let throttled = e(ErrorKind::Api { code: 10049, info: "too fast".into() });
         assert_eq!(throttled.retry_class(), RetryClass::Backoff);
         assert!(throttled.is_throttle());
@@ -746,7 +751,7 @@ mod tests {
 
     #[test]
     fn app_wide_failures_are_told_from_per_group_ones() {
-        let e = |kind| ApiError { endpoint: Endpoint::SetGroupAttr, kind, attempts: 1 };
+        let e = |kind| ApiError { operation: Operation::SetGroupAttr, kind, attempts: 1 };
         let api = |code| e(ErrorKind::Api { code, info: String::new() });
         for (code, reason) in [
             (70009, AppWide::Credentials),

@@ -3,10 +3,10 @@
 use crate::model::AttributeSet;
 use serde::{Deserialize, Serialize};
 
-/// An endpoint grattr calls.
+/// A REST API operation grattr calls (a command of the API, under the base URL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Endpoint {
+pub enum Operation {
     /// Replace all of a group's attributes.
     SetGroupAttr,
     /// Read a group's attributes.
@@ -23,28 +23,28 @@ pub enum Endpoint {
     DestroyGroup,
 }
 
-impl Endpoint {
-    /// Every endpoint.
-    pub const ALL: [Endpoint; 7] = [
-        Endpoint::SetGroupAttr,
-        Endpoint::GetGroupAttr,
-        Endpoint::ModifyGroupAttr,
-        Endpoint::ClearGroupAttr,
-        Endpoint::DeleteGroupAttr,
-        Endpoint::CreateGroup,
-        Endpoint::DestroyGroup,
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 7] = [
+        Operation::SetGroupAttr,
+        Operation::GetGroupAttr,
+        Operation::ModifyGroupAttr,
+        Operation::ClearGroupAttr,
+        Operation::DeleteGroupAttr,
+        Operation::CreateGroup,
+        Operation::DestroyGroup,
     ];
 
     /// The path below the base URL. Note that get lives under another service.
     pub fn path(self) -> &'static str {
         match self {
-            Endpoint::SetGroupAttr => "v4/group_open_http_svc/set_group_attr",
-            Endpoint::GetGroupAttr => "v4/group_open_attr_http_svc/get_group_attr",
-            Endpoint::ModifyGroupAttr => "v4/group_open_http_svc/modify_group_attr",
-            Endpoint::ClearGroupAttr => "v4/group_open_http_svc/clear_group_attr",
-            Endpoint::DeleteGroupAttr => "v4/group_open_http_svc/delete_group_attr",
-            Endpoint::CreateGroup => "v4/group_open_http_svc/create_group",
-            Endpoint::DestroyGroup => "v4/group_open_http_svc/destroy_group",
+            Operation::SetGroupAttr => "v4/group_open_http_svc/set_group_attr",
+            Operation::GetGroupAttr => "v4/group_open_attr_http_svc/get_group_attr",
+            Operation::ModifyGroupAttr => "v4/group_open_http_svc/modify_group_attr",
+            Operation::ClearGroupAttr => "v4/group_open_http_svc/clear_group_attr",
+            Operation::DeleteGroupAttr => "v4/group_open_http_svc/delete_group_attr",
+            Operation::CreateGroup => "v4/group_open_http_svc/create_group",
+            Operation::DestroyGroup => "v4/group_open_http_svc/destroy_group",
         }
     }
 
@@ -57,12 +57,15 @@ impl Endpoint {
     pub fn writes_attributes(self) -> bool {
         matches!(
             self,
-            Endpoint::SetGroupAttr | Endpoint::ModifyGroupAttr | Endpoint::ClearGroupAttr | Endpoint::DeleteGroupAttr
+            Operation::SetGroupAttr
+                | Operation::ModifyGroupAttr
+                | Operation::ClearGroupAttr
+                | Operation::DeleteGroupAttr
         )
     }
 }
 
-impl std::fmt::Display for Endpoint {
+impl std::fmt::Display for Operation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }

@@ -321,10 +321,10 @@ mod tests {
     use super::*;
     use crate::api::client::ErrorKind;
     use crate::api::scope::ConnectFailure;
-    use crate::api::wire::Endpoint;
+    use crate::api::wire::Operation;
 
     fn stopped(reason: AppWide, kind: ErrorKind, host: &str, region: Option<&'static str>) -> String {
-        let error = ApiError { endpoint: Endpoint::SetGroupAttr, kind, attempts: 1 };
+        let error = ApiError { operation: Operation::SetGroupAttr, kind, attempts: 1 };
         Stopped { reason, error, host: host.into(), region, not_attempted: 299 }.to_string()
     }
 

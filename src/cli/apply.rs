@@ -8,15 +8,13 @@ use super::signals::Signals;
 use super::{WorkspaceArgs, exit};
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
-use crate::apply::guard::Safety;
-use crate::apply::{self, ApplyOptions, Outcome, Report};
+use crate::apply::{ApplyOptions, Outcome, Report};
 use crate::desired::{Endpoint, Environment};
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::escape;
-use crate::lockfile::{JournalWriter, LockError, LockGuard};
 use crate::model::GroupId;
 use crate::plan::{Action, Plan, render};
-use crate::workspace::{Workspace, read_saved_plan};
+use crate::workspace::{Applied, Workspace, read_saved_plan};
 use anyhow::bail;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -94,14 +92,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         environment.lockfile = scratch.path().join("grattr.lock");
         environment.seed_lockfile = None;
     }
-    if environment.seed_lockfile.is_some() {
-        crate::lockfile::create_state_dir(&environment.lockfile)?;
-    }
-    let _lock = LockGuard::acquire(&environment.lockfile, "apply", args.lock_timeout).map_err(|e| match e {
-        LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was applied (wait with --lock-timeout DURATION)"),
-        other => other.into(),
-    })?;
-    let mut workspace = inputs::load(environment, true)?;
+    let (mut workspace, lock) = inputs::open(environment, "apply", args.lock_timeout, "applied")?;
     let emulator = match args.emulator {
         true => Some(runtime.block_on(start_emulator(&mut workspace, args.keep_scratch))?),
         false => None,
@@ -125,20 +116,19 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
             let saved = read_saved_plan(path)?;
             if saved.refresh {
                 let targets: Option<BTreeSet<GroupId>> = saved.targets.as_ref().map(|t| t.iter().cloned().collect());
-                inputs::refresh(&args.workspace, &mut workspace, targets.as_ref())?;
+                inputs::refresh(&args.workspace.api, &mut workspace, targets.as_ref())?;
             }
             workspace.verify(path, &saved)?
         }
         None => {
             let targets = inputs::targets(&workspace, &args.targets)?;
             if args.refresh {
-                inputs::refresh(&args.workspace, &mut workspace, targets.as_ref())?;
+                inputs::refresh(&args.workspace.api, &mut workspace, targets.as_ref())?;
             }
             workspace.plan(args.prune, targets)
         }
     };
-    let safety = Safety { threshold: workspace.environment.safety_threshold, force: args.force };
-    let approved = safety.check(&plan, workspace.lockfile.groups.len()).map_err(|refusal| {
+    let approved = workspace.approve(&plan, args.force).map_err(|refusal| {
         anyhow::anyhow!(
             "refusing to apply: {refusal}; nothing was applied. Review the plan, then rerun with --force (or raise safety_threshold in grattr.yaml)"
         )
@@ -161,7 +151,6 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         None => args.workspace.api.secret_key(&workspace.environment)?,
     };
     let client = args.workspace.api.client(&workspace.environment, key)?;
-    let journal = JournalWriter::open(&workspace.environment.lockfile, workspace.environment.sdkappid)?;
     let stop = CancellationToken::new();
     let options = ApplyOptions {
         concurrency: args.concurrency as usize,
@@ -169,33 +158,22 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         grace: workspace.environment.request_timeout.min(Duration::from_secs(30)),
     };
     let progress = Progress::new("apply", plan.changes.len() as u64);
-    let report = runtime.block_on(async {
+    let applied = runtime.block_on(async {
         tokio::spawn(watch_signals(stop.clone()));
-        apply::execute(approved, &client, &journal, &options, &stop, |change, outcome| {
-            let failure = match outcome {
-                Outcome::Failed(error) | Outcome::StoppedRun(error) => {
-                    Some(escape::text(&format!("{}: {error}", change.group_id)).into_owned())
-                }
-                Outcome::Applied => None,
-            };
-            progress.tick(failure.as_deref());
-        })
-        .await
+        workspace
+            .apply(&lock, approved, &client, &options, &stop, |change, outcome| {
+                let failure = match outcome {
+                    Outcome::Failed(error) | Outcome::StoppedRun(error) => {
+                        Some(escape::text(&format!("{}: {error}", change.group_id)).into_owned())
+                    }
+                    Outcome::Applied => None,
+                };
+                progress.tick(failure.as_deref());
+            })
+            .await
     });
     progress.finish();
-    let (facts, forgotten) = match report.interrupted {
-        true => Default::default(),
-        false => workspace.live_facts(&plan),
-    };
-    let recorded = report.recorded.len() + facts.len();
-    for record in facts {
-        journal.record(record);
-    }
-    let stats = journal.finish()?;
-    tracing::debug!(records = stats.records, syncs = stats.syncs, busy = ?stats.busy, "journal");
-    let environment = workspace.environment.clone();
-    workspace.lockfile.clone().fold_onto(&environment.lockfile, environment.sdkappid)?;
-    drop(runtime);
+    let Applied { report, recorded, forgotten } = applied?;
 
     if !forgotten.is_empty() && args.format == Format::Text {
         let ids: Vec<String> = forgotten.iter().map(ToString::to_string).collect();

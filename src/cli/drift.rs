@@ -4,8 +4,7 @@
 use super::inputs::{self, environment};
 use super::plan::Format;
 use super::{WorkspaceArgs, exit};
-use crate::drift::{self, render};
-use crate::plan::PlanEnvironment;
+use crate::drift::render;
 use std::io::Write;
 
 /// Options of `grattr drift`.
@@ -26,12 +25,10 @@ pub(super) struct Args {
 
 /// Runs `grattr drift`.
 pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
-    let workspace = inputs::load(environment(&args.workspace)?, false)?;
+    let workspace = inputs::load(environment(&args.workspace)?)?;
     let targets = inputs::targets(&workspace, &args.targets)?;
-    let live = inputs::read_live(&args.workspace, &workspace, workspace.managed(targets.as_ref()))?;
-    let environment =
-        PlanEnvironment { name: workspace.environment.name.clone(), sdkappid: workspace.environment.sdkappid };
-    let report = drift::classify(environment, &workspace.desired.groups, &workspace.lockfile.groups, &live);
+    let live = inputs::read_live(&args.workspace.api, &workspace, workspace.managed(targets.as_ref()))?;
+    let report = workspace.drift(&live);
     match args.format {
         Format::Text => anstream::stdout().lock().write_all(render::text(&report).as_bytes())?,
         Format::Markdown => anstream::stdout().lock().write_all(render::markdown(&report).as_bytes())?,

@@ -4,13 +4,11 @@
 
 use super::inputs::{self, environment};
 use super::{WorkspaceArgs, exit};
-use crate::desired::{emit, groups};
-use crate::lockfile::{self, LockError, LockGuard, Record};
 use crate::model::{AttributeSet, GroupId};
+use crate::workspace::import_file;
 use anyhow::{Context, bail};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options of `grattr import`.
@@ -67,25 +65,12 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     if out.exists() {
         bail!("{} exists; grattr import never overwrites a file: choose another with --out", out.display());
     }
-    if environment.seed_lockfile.is_some() {
-        crate::lockfile::create_state_dir(&environment.lockfile)?;
-    }
-    let _lock = LockGuard::acquire(&environment.lockfile, "import", args.lock_timeout).map_err(|e| match e {
-        LockError::Held { .. } => anyhow::anyhow!("{e}; nothing was imported"),
-        other => other.into(),
-    })?;
-    let workspace = inputs::load(environment, true)?;
-    let declared: Vec<String> = ids
-        .iter()
-        .filter_map(|id| workspace.desired.groups.get(id).map(|g| format!("  {id} is declared at {}", g.source)))
-        .collect();
-    if !declared.is_empty() {
-        bail!("refusing to import groups that are already declared; nothing was imported:\n{}", declared.join("\n"));
-    }
+    let (mut workspace, lock) = inputs::open(environment, "import", args.lock_timeout, "imported")?;
+    workspace.check_importable(&ids)?;
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
-    let live = inputs::read_live(&args.workspace, &workspace, unique)?;
+    let live = inputs::read_live(&args.workspace.api, &workspace, unique)?;
     let mut imported: Vec<(GroupId, AttributeSet)> = Vec::new();
     let mut failed = 0;
     let mut err = anstream::stderr();
@@ -103,21 +88,13 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         bail!("no group could be read; nothing was imported");
     }
 
-    let header = format!(
-        "Imported by `grattr import` from sdkappid {}: the live attributes, exactly.\nEdit freely: this file is now the desired state of these groups.",
-        workspace.environment.sdkappid
-    );
-    let text = emit::group_file(&header, &imported);
-    check_round_trip(&out, &text, &imported)?;
+    let text = import_file(&out, workspace.environment.sdkappid, &imported)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    lockfile::write_atomically(&out, text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
-    let mut lockfile = workspace.lockfile.clone();
-    lockfile.sdkappid.get_or_insert(workspace.environment.sdkappid);
+    crate::files::write_atomically(&out, text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
     let count = imported.len();
-    lockfile.apply_records(imported.into_iter().map(|(group, attributes)| Record::Set { group, attributes }));
-    lockfile.write(&workspace.environment.lockfile)?;
+    workspace.adopt(&lock, imported)?;
     writeln!(
         anstream::stdout(),
         "Imported {count} group(s) into {} and recorded them in {}; `grattr plan` shows no change for them.",
@@ -125,20 +102,4 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         crate::escape::path(&workspace.environment.lockfile)
     )?;
     Ok(if failed > 0 { exit::ERROR } else { exit::OK })
-}
-
-/// Reads the written YAML back before anything is written: it must declare exactly
-/// what is live, or nothing is imported.
-fn check_round_trip(out: &Path, text: &str, imported: &[(GroupId, AttributeSet)]) -> anyhow::Result<()> {
-    let parsed = groups::parse_file(Arc::from(out), text);
-    let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(ToString::to_string).collect();
-    let same = parsed.groups.len() == imported.len()
-        && parsed.groups.iter().zip(imported).all(|((id, g), (want_id, want))| id == want_id && &g.attributes == want);
-    if !errors.is_empty() || !same {
-        bail!(
-            "internal error: the YAML written would not reproduce the live attributes exactly; nothing was imported. Please report this.\n{}",
-            errors.join("\n")
-        );
-    }
-    Ok(())
 }

@@ -3,27 +3,49 @@
 //! with progress.
 
 use super::progress::Progress;
-use super::{WorkspaceArgs, report};
+use super::{ApiArgs, WorkspaceArgs, report};
 use crate::desired::Environment;
 use crate::live::{self, LiveRead};
 use crate::model::GroupId;
-use crate::workspace::{LoadError, Workspace};
+use crate::workspace::{LoadError, Workspace, WriteLock};
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// The environment the command line selects.
 pub(super) fn environment(args: &WorkspaceArgs) -> anyhow::Result<Environment> {
     Ok(args.environment_of(&args.config.load()?)?)
 }
 
-/// Loads the workspace of `environment`, printing every diagnostic; any error
-/// among them ends the command with nothing planned.
-pub(super) fn load(environment: Environment, fold: bool) -> anyhow::Result<Workspace> {
-    let (diagnostics, workspace) = Workspace::load(environment, fold);
-    report::diagnostics(&diagnostics);
-    match workspace {
+/// Loads the workspace of `environment` to read, printing every diagnostic; any
+/// error among them ends the command with nothing planned.
+pub(super) fn load(environment: Environment) -> anyhow::Result<Workspace> {
+    let (diagnostics, workspace) = Workspace::load(environment);
+    loaded(&diagnostics, workspace, "planned")
+}
+
+/// Opens the workspace of `environment` to write, for `command` (`apply`,
+/// `import`), printing every diagnostic; `done` says what nothing was done ("applied").
+pub(super) fn open(
+    environment: Environment,
+    command: &str,
+    lock_timeout: Duration,
+    done: &str,
+) -> anyhow::Result<(Workspace, WriteLock)> {
+    let (diagnostics, workspace) = Workspace::open(environment, command, lock_timeout);
+    loaded(&diagnostics, workspace, done)
+}
+
+fn loaded<T>(
+    diagnostics: &[crate::desired::Diagnostic],
+    result: Result<T, LoadError>,
+    done: &str,
+) -> anyhow::Result<T> {
+    report::diagnostics(diagnostics);
+    match result {
         Ok(workspace) => Ok(workspace),
-        Err(LoadError::Invalid) => bail!("{}; nothing was planned", report::counts(&diagnostics)),
+        Err(LoadError::Invalid) => bail!("{}; nothing was {done}", report::counts(diagnostics)),
+        Err(LoadError::Lock(e)) => bail!("{e}; nothing was {done}"),
         Err(LoadError::Lockfile(e)) => Err(e.into()),
     }
 }
@@ -43,13 +65,13 @@ pub(super) fn targets(workspace: &Workspace, targets: &[String]) -> anyhow::Resu
 
 /// Reads the live state of `groups`, with progress.
 pub(super) fn read_live(
-    args: &WorkspaceArgs,
+    api: &ApiArgs,
     workspace: &Workspace,
     groups: Vec<GroupId>,
 ) -> anyhow::Result<BTreeMap<GroupId, LiveRead>> {
-    let client = args.api.client(&workspace.environment, args.api.secret_key(&workspace.environment)?)?;
+    let client = api.client(&workspace.environment, api.secret_key(&workspace.environment)?)?;
     let progress = Progress::new("read", groups.len() as u64);
-    let live = super::runtime()?.block_on(live::read(&client, groups, 64, |group, read| {
+    let live = super::runtime()?.block_on(live::read(&client, groups, live::ReadOptions::default(), |group, read| {
         let failure = read.as_ref().err().filter(|e| !e.is_missing_group()).map(|e| format!("{group}: {e}"));
         progress.tick(failure.as_deref());
     }));
@@ -59,10 +81,10 @@ pub(super) fn read_live(
 
 /// Reads the managed groups (limited to `targets`) live and plans against them (`--refresh`).
 pub(super) fn refresh(
-    args: &WorkspaceArgs,
+    api: &ApiArgs,
     workspace: &mut Workspace,
     targets: Option<&BTreeSet<GroupId>>,
 ) -> anyhow::Result<()> {
-    let live = read_live(args, workspace, workspace.managed(targets))?;
+    let live = read_live(api, workspace, workspace.managed(targets))?;
     Ok(workspace.refresh(live)?)
 }

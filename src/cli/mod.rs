@@ -375,9 +375,15 @@ fn usage(error: &clap::Error) -> ExitCode {
     ExitCode::from(if error.use_stderr() { exit::ERROR } else { exit::OK })
 }
 
-/// A runtime for the commands that talk to the network.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+/// The process's one runtime, for the commands that talk to the network: built on
+/// first use, so that offline commands never start its threads.
+fn runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    Ok(RUNTIME.get_or_init(|| runtime))
 }
 
 /// Runs grattr with the process's arguments.

@@ -3,7 +3,6 @@
 
 use super::inputs::{self, environment};
 use super::{WorkspaceArgs, exit};
-use crate::lockfile;
 use crate::plan::render;
 use anyhow::Context;
 use std::io::Write;
@@ -48,12 +47,15 @@ pub(super) struct Args {
 
 /// Runs `grattr plan`.
 pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
-    let mut workspace = inputs::load(environment(&args.workspace)?, false)?;
+    let mut workspace = inputs::load(environment(&args.workspace)?)?;
     let targets = inputs::targets(&workspace, &args.targets)?;
     if args.refresh {
-        inputs::refresh(&args.workspace, &mut workspace, targets.as_ref())?;
+        inputs::refresh(&args.workspace.api, &mut workspace, targets.as_ref())?;
     }
-    let mut plan = workspace.plan(args.prune, targets);
+    let plan = match args.out {
+        Some(_) => workspace.plan_to_save(args.prune, targets),
+        None => workspace.plan(args.prune, targets),
+    };
     match args.format {
         Format::Text => {
             anstream::stdout().lock().write_all(render::text(&plan, &workspace.environment.lockfile).as_bytes())?
@@ -65,9 +67,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         Format::Json => std::io::stdout().lock().write_all(render::json(&plan)?.as_bytes())?,
     }
     if let Some(out) = &args.out {
-        plan.fingerprint = Some(workspace.fingerprint());
         let saved = render::json(&plan).context("cannot write the plan as JSON; nothing was saved")?;
-        lockfile::write_atomically(out, saved.as_bytes())
+        crate::files::write_atomically(out, saved.as_bytes())
             .with_context(|| format!("cannot save the plan to {}", out.display()))?;
         let _ = writeln!(
             anstream::stderr(),

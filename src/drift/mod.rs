@@ -167,7 +167,7 @@ pub fn classify(
 mod tests {
     use super::*;
     use crate::api::client::ErrorKind;
-    use crate::api::wire::Endpoint;
+    use crate::api::wire::Operation;
     use crate::model::SourceLocation;
     use std::path::Path;
     use std::sync::Arc;
@@ -201,7 +201,7 @@ mod tests {
             .map(|g| (id(g), AppliedGroup::new(v1.clone())))
             .collect();
         let gone = ApiError {
-            endpoint: Endpoint::GetGroupAttr,
+            operation: Operation::GetGroupAttr,
             kind: ErrorKind::Api { code: crate::api::codes::GROUP_NOT_FOUND.code, info: String::new() },
             attempts: 1,
         };

@@ -5,7 +5,7 @@ use super::Latency;
 use super::state::{Group, Shared, World};
 use crate::api::codes::{self, ErrorCode};
 use crate::api::usersig;
-use crate::api::wire::{AttrItem, Endpoint, GroupType, Response};
+use crate::api::wire::{AttrItem, GroupType, Operation, Response};
 use crate::model::{AttributeSet, GroupId, limits};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -49,8 +49,8 @@ enum Fault {
 
 async fn handle(State(app): State<App>, uri: Uri, RawQuery(query): RawQuery, body: Bytes) -> axum::response::Response {
     let shared = &app.shared;
-    let endpoint = Endpoint::ALL.iter().copied().find(|e| uri.path().trim_start_matches('/') == e.path());
-    shared.record_call(endpoint);
+    let operation = Operation::ALL.iter().copied().find(|e| uri.path().trim_start_matches('/') == e.path());
+    shared.record_call(operation);
     if let Some(latency) = pick_latency(shared.config.latency) {
         sleep_or_stop(&app.stop, latency).await;
     }
@@ -74,7 +74,7 @@ async fn handle(State(app): State<App>, uri: Uri, RawQuery(query): RawQuery, bod
             }
         }
     }
-    let answer = answer(shared, endpoint, query.as_deref().unwrap_or_default(), &body);
+    let answer = answer(shared, operation, query.as_deref().unwrap_or_default(), &body);
     envelope(shared, answer)
 }
 
@@ -129,21 +129,21 @@ fn missing(dismissed: bool) -> Response {
 }
 
 /// The whole check-and-act of one request, as the service answers it.
-fn answer(shared: &Shared, endpoint: Option<Endpoint>, query: &str, body: &[u8]) -> Response {
-    let Some(endpoint) = endpoint else {
+fn answer(shared: &Shared, operation: Option<Operation>, query: &str, body: &[u8]) -> Response {
+    let Some(operation) = operation else {
         return fail(&codes::WRONG_URL, "wrong request URL");
     };
     if let Err(failure) = authenticate(shared, query) {
         return failure;
     }
-    if !shared.endpoint_allows(endpoint) {
+    if !shared.endpoint_allows(operation) {
         return fail(&codes::CALL_FREQUENCY_EXCEEDED, "REST API call frequency exceeded");
     }
     let body: serde_json::Map<String, Value> = match serde_json::from_slice(body) {
         Ok(Value::Object(body)) => body,
         Ok(_) | Err(_) => return fail(&codes::JSON_PARSE_ERROR, "JSON body parse error"),
     };
-    if endpoint == Endpoint::CreateGroup {
+    if operation == Operation::CreateGroup {
         return create_group(shared, &body);
     }
     let group = match body.get("GroupId") {
@@ -154,7 +154,7 @@ fn answer(shared: &Shared, endpoint: Option<Endpoint>, query: &str, body: &[u8])
         Some(_) => return fail(&codes::INVALID_PARAMETER, "GroupId must be a string"),
         None => return fail(&codes::INVALID_PARAMETER, "GroupId is required"),
     };
-    if endpoint == Endpoint::DeleteGroupAttr
+    if operation == Operation::DeleteGroupAttr
         && let Err(failure) = delete_items(&body)
     {
         return failure;
@@ -162,7 +162,7 @@ fn answer(shared: &Shared, endpoint: Option<Endpoint>, query: &str, body: &[u8])
     let exists = shared.with_world(|world| (world.groups.contains_key(&group), false));
     if !exists {
         let dismissed = shared.with_world(|world| (world.dismissed.contains(&group), false));
-        if shared.config.auto_create_groups && endpoint.writes_attributes() && !dismissed {
+        if shared.config.auto_create_groups && operation.writes_attributes() && !dismissed {
             let kind = GroupType::implied_by(&group);
             shared.with_world(|world| {
                 world.groups.insert(group.clone(), Group { kind, attributes: AttributeSet::new() });
@@ -172,20 +172,20 @@ fn answer(shared: &Shared, endpoint: Option<Endpoint>, query: &str, body: &[u8])
             return missing(dismissed);
         }
     }
-    shared.record_group_call(&group, endpoint.writes_attributes());
-    if endpoint.writes_attributes() && !shared.group_allows(&group) {
+    shared.record_group_call(&group, operation.writes_attributes());
+    if operation.writes_attributes() && !shared.group_allows(&group) {
         return fail(&codes::GROUP_WRITES_THROTTLED, "per-group write frequency exceeded");
     }
-    match endpoint {
-        Endpoint::GetGroupAttr => get_group_attr(shared, &group),
-        Endpoint::SetGroupAttr | Endpoint::ModifyGroupAttr => write_group_attr(shared, endpoint, &group, &body),
-        Endpoint::ClearGroupAttr => clear_group_attr(shared, &group),
-        Endpoint::DeleteGroupAttr => delete_group_attr(shared, &group, &body),
-        Endpoint::DestroyGroup => {
+    match operation {
+        Operation::GetGroupAttr => get_group_attr(shared, &group),
+        Operation::SetGroupAttr | Operation::ModifyGroupAttr => write_group_attr(shared, operation, &group, &body),
+        Operation::ClearGroupAttr => clear_group_attr(shared, &group),
+        Operation::DeleteGroupAttr => delete_group_attr(shared, &group, &body),
+        Operation::DestroyGroup => {
             shared.dismiss(&group);
             Response::ok()
         }
-        Endpoint::CreateGroup => unreachable!("handled above"),
+        Operation::CreateGroup => unreachable!("handled above"),
     }
 }
 
@@ -264,7 +264,7 @@ fn get_group_attr(shared: &Shared, group: &GroupId) -> Response {
 
 fn write_group_attr(
     shared: &Shared,
-    endpoint: Endpoint,
+    operation: Operation,
     group: &GroupId,
     body: &serde_json::Map<String, Value>,
 ) -> Response {
@@ -281,7 +281,7 @@ fn write_group_attr(
         let Some(current) = world.groups.get_mut(group) else {
             return (missing(world.dismissed.contains(group)), false);
         };
-        let next = if endpoint == Endpoint::SetGroupAttr {
+        let next = if operation == Operation::SetGroupAttr {
             given
         } else {
             let mut merged = current.attributes.clone();

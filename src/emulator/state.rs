@@ -2,7 +2,7 @@
 //! statistics, and the state file.
 
 use super::{EmulatorConfig, EmulatorError};
-use crate::api::wire::{Endpoint, GroupType};
+use crate::api::wire::{GroupType, Operation};
 use crate::model::{AttributeSet, GroupId};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
@@ -63,9 +63,9 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Requests to `endpoint`.
-    pub fn calls_to(&self, endpoint: Endpoint) -> u64 {
-        self.calls.get(endpoint.name()).copied().unwrap_or(0)
+    /// Requests to `operation`.
+    pub fn calls_to(&self, operation: Operation) -> u64 {
+        self.calls.get(operation.name()).copied().unwrap_or(0)
     }
 
     /// Answers with `code`.
@@ -84,7 +84,7 @@ pub(super) struct Shared {
     world: Mutex<World>,
     stats: Mutex<Stats>,
     windows: Mutex<HashMap<GroupId, WriteWindow>>,
-    endpoint_limits: HashMap<Endpoint, DefaultDirectRateLimiter>,
+    endpoint_limits: HashMap<Operation, DefaultDirectRateLimiter>,
     group_limit: Option<DefaultKeyedRateLimiter<GroupId>>,
     dirty: AtomicBool,
 }
@@ -114,7 +114,7 @@ impl Shared {
         let quota = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
         let (endpoint_limits, group_limit) = match config.limits {
             Some(limits) => (
-                Endpoint::ALL.iter().map(|e| (*e, RateLimiter::direct(quota(limits.per_endpoint)))).collect(),
+                Operation::ALL.iter().map(|e| (*e, RateLimiter::direct(quota(limits.per_endpoint)))).collect(),
                 Some(RateLimiter::keyed(quota(limits.group_writes))),
             ),
             None => (HashMap::new(), None),
@@ -139,10 +139,10 @@ impl Shared {
         lock(&self.windows).clear();
     }
 
-    pub(super) fn record_call(&self, endpoint: Option<Endpoint>) {
+    pub(super) fn record_call(&self, operation: Option<Operation>) {
         let mut stats = lock(&self.stats);
         stats.total += 1;
-        *stats.calls.entry(endpoint.map_or("unknown", Endpoint::name).to_string()).or_default() += 1;
+        *stats.calls.entry(operation.map_or("unknown", Operation::name).to_string()).or_default() += 1;
     }
 
     pub(super) fn record_answer(&self, code: u32) {
@@ -177,8 +177,8 @@ impl Shared {
     }
 
     /// Whether a call to `endpoint` is within the per-endpoint limit.
-    pub(super) fn endpoint_allows(&self, endpoint: Endpoint) -> bool {
-        self.endpoint_limits.get(&endpoint).is_none_or(|limiter| limiter.check().is_ok())
+    pub(super) fn endpoint_allows(&self, operation: Operation) -> bool {
+        self.endpoint_limits.get(&operation).is_none_or(|limiter| limiter.check().is_ok())
     }
 
     /// Whether a write to `group` is within the per-group limit.
@@ -217,7 +217,7 @@ impl Shared {
             return Ok(());
         }
         let bytes = serde_json::to_vec_pretty(&*lock(&self.world)).unwrap_or_default();
-        crate::lockfile::write_atomically(path, &bytes)
+        crate::files::write_atomically(path, &bytes)
             .map_err(|e| EmulatorError::State { path: path.clone(), message: e.to_string() })?;
         Ok(())
     }

@@ -1,29 +1,61 @@
 //! Reading what is live: `get_group_attr` for many groups, concurrently within the
-//! client's rate limits. An error reading one group is kept with that group and
-//! does not stop the others.
+//! client's rate limits, optionally spread over time. An error reading one group is
+//! kept with that group and does not stop the others.
 
 use crate::api::client::{ApiError, Client};
 use crate::model::{AttributeSet, GroupId};
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// What reading one group gave.
 pub type LiveRead = Result<AttributeSet, ApiError>;
 
-/// Reads the live attributes of `groups`, at most `concurrency` at once; `on_read`
-/// hears of each read as it finishes.
+/// How a read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Reads in flight at once (the client's rate limit paces them further).
+    pub concurrency: usize,
+    /// The least time between the starts of two reads: `watch`'s resync spreads its
+    /// reads so as not to take the app's whole rate limit in a burst. Zero: as fast
+    /// as the rate limit allows, for a command someone waits for.
+    pub spacing: Duration,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { concurrency: 64, spacing: Duration::ZERO }
+    }
+}
+
+/// Reads the live attributes of `groups` as `options` say; `on_read` hears of each
+/// read as it finishes.
 pub async fn read(
     client: &Client,
     groups: impl IntoIterator<Item = GroupId>,
-    concurrency: usize,
+    options: ReadOptions,
     on_read: impl Fn(&GroupId, &LiveRead),
 ) -> BTreeMap<GroupId, LiveRead> {
-    let reads = futures_util::stream::iter(groups)
+    let ids = futures_util::stream::iter(groups);
+    let ids = match options.spacing.is_zero() {
+        true => ids.left_stream(),
+        false => {
+            let mut ticker = tokio::time::interval(options.spacing);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let paced = futures_util::stream::unfold((ids, ticker), |(mut ids, mut ticker)| async move {
+                let id = ids.next().await?;
+                ticker.tick().await;
+                Some((id, (ids, ticker)))
+            });
+            paced.right_stream()
+        }
+    };
+    let reads = ids
         .map(|group| async move {
             let result = client.get_group_attr(&group).await;
             (group, result)
         })
-        .buffer_unordered(concurrency.max(1));
+        .buffer_unordered(options.concurrency.max(1));
     futures_util::pin_mut!(reads);
     let mut live = BTreeMap::new();
     while let Some((group, result)) = reads.next().await {

@@ -31,7 +31,10 @@ impl std::fmt::Display for Holder {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds the lock.
-    #[error("{path} is locked by {}", .holder.as_ref().map_or("another process".to_string(), |h| h.to_string()), path = .lockfile.display())]
+    #[error(
+        "{path} is locked by {}: one grattr writes a lockfile at a time (wait for it with --lock-timeout DURATION)",
+        .holder.as_ref().map_or("another process".to_string(), |h| h.to_string()), path = .lockfile.display()
+    )]
     Held {
         /// The lockfile.
         lockfile: PathBuf,

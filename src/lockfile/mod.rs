@@ -9,7 +9,7 @@ mod seed;
 
 pub use guard::{Holder, LockError, LockGuard};
 pub use journal::{JournalStats, JournalWriter, Record, journal_path, remove_journal, replay};
-pub use seed::{create_state_dir, seed};
+pub use seed::{Opened, lock, open, seed};
 
 pub use crate::model::AppliedGroup;
 #[cfg(test)]
@@ -20,7 +20,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -327,7 +327,8 @@ impl Lockfile {
     /// directory, fsync, rename over `path`, fsync the directory. A crash at any
     /// moment leaves either the old or the new file, never a torn one.
     pub fn write(&self, path: &Path) -> Result<(), LockfileError> {
-        write_atomically(path, &self.to_json()).map_err(|source| LockfileError::Io { path: path.to_path_buf(), source })
+        crate::files::write_atomically(path, &self.to_json())
+            .map_err(|source| LockfileError::Io { path: path.to_path_buf(), source })
     }
 }
 
@@ -347,19 +348,6 @@ pub fn digest(groups: &BTreeMap<GroupId, AppliedGroup>) -> Digest {
         digest.group(id, &group.attributes);
     }
     digest.finish()
-}
-
-/// Replaces `path` with `bytes` so that readers see the old or the new content, never a mix.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new().prefix(".grattr-").suffix(".tmp").tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

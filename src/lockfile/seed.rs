@@ -3,17 +3,44 @@
 //! operator applied before), so that it applies nothing twice. The checkout is only
 //! ever read.
 
-use super::{Lockfile, LockfileError, journal_path};
+use super::{LockError, LockGuard, Lockfile, LockfileError, journal_path};
 use std::path::Path;
+use std::time::Duration;
 
-/// Creates the state directory that holds `state`, if it is missing, readable by
-/// its owner only: the record says which groups exist and what they hold.
-pub fn create_state_dir(state: &Path) -> Result<(), LockfileError> {
-    let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|source| LockfileError::Io { path: dir.to_path_buf(), source })
+/// Takes the lock of the lockfile `state` for `command` (`apply`, `import`,
+/// `watch`), waiting up to `timeout` for another holder. With a `seed` (`state` is
+/// in a state directory), the directory is created first if it is missing,
+/// readable by its owner only: the record says which groups exist and what they hold.
+pub fn lock(state: &Path, seed: Option<&Path>, command: &str, timeout: Duration) -> Result<LockGuard, LockError> {
+    if seed.is_some()
+        && let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|source| LockError::Io { path: dir.to_path_buf(), source })?;
+    }
+    LockGuard::acquire(state, command, timeout)
+}
+
+/// What [`open`] did besides reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Opened {
+    /// Groups seeded from the repository's lockfile into a state never written.
+    pub seeded: Option<usize>,
+    /// Records of an interrupted run folded into the lockfile.
+    pub recovered: usize,
+}
+
+/// The record at `state`, to write: seeded from `seed` while never written, and
+/// with the journal an interrupted run left folded in. Call it holding [`lock`].
+pub fn open(state: &Path, seed: Option<&Path>, sdkappid: u64) -> Result<(Lockfile, Opened), LockfileError> {
+    let seeded = match seed {
+        Some(from) => self::seed(state, from, sdkappid)?,
+        None => None,
+    };
+    let (lockfile, recovered) = Lockfile::fold(state, sdkappid)?;
+    Ok((lockfile, Opened { seeded, recovered }))
 }
 
 /// Whether the record at `state` was never written: neither it nor its journal exists.

@@ -148,9 +148,11 @@ pub struct PlanEnvironment {
 pub struct Fingerprint {
     /// The digest of the desired state.
     pub desired: Digest,
-    /// The digest of the state the plan was made against: the lockfile's record, or
-    /// with `--refresh` the live state.
-    pub lockfile: Digest,
+    /// The digest of the state the plan was made against ("before"): the lockfile's
+    /// record, or with `--refresh` the live state. Plans saved before 0.2 call it
+    /// `lockfile`.
+    #[serde(alias = "lockfile")]
+    pub before: Digest,
     /// The digest of the environment (app, admin, endpoint).
     pub environment: Digest,
 }
@@ -164,6 +166,10 @@ pub struct PlanOptions {
     pub prune: bool,
     /// When set, only these groups are planned.
     pub targets: Option<BTreeSet<GroupId>>,
+    /// Whether "before" is the live state (`--refresh`), which the plan says.
+    pub refresh: bool,
+    /// The inputs' fingerprint, for a plan that is saved (`plan --out`).
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// Everything that must change, in group id order. Serialized, this is the
@@ -212,11 +218,11 @@ pub fn diff(
         environment: options.environment.clone(),
         prune: options.prune,
         targets: options.targets.as_ref().map(|t| t.iter().cloned().collect()),
-        refresh: false,
+        refresh: options.refresh,
         summary: Summary::default(),
         changes: Vec::new(),
         not_declared: Vec::new(),
-        fingerprint: None,
+        fingerprint: options.fingerprint.clone(),
     };
     // With targets, look them up rather than walk everything: `watch` plans the few
     // groups a file change touched in a repository of 100,000.

@@ -47,7 +47,7 @@ fn options(prune: bool) -> PlanOptions {
     PlanOptions {
         environment: PlanEnvironment { name: Some("production".into()), sdkappid: 1400000000 },
         prune,
-        targets: None,
+        ..PlanOptions::default()
     }
 }
 

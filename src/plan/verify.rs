@@ -191,8 +191,11 @@ mod tests {
         .into_iter()
         .map(|(g, a)| (id(g), AppliedGroup::new(a)))
         .collect();
-        let options =
-            PlanOptions { environment: PlanEnvironment { name: None, sdkappid: 7 }, prune: true, targets: None };
+        let options = PlanOptions {
+            environment: PlanEnvironment { name: None, sdkappid: 7 },
+            prune: true,
+            ..PlanOptions::default()
+        };
         diff(&desired, &applied, &options)
     }
 

@@ -146,7 +146,7 @@ impl Metrics {
 
     /// Counts one API call attempt.
     pub fn observe(&self, event: &CallEvent) {
-        let endpoint = event.endpoint.name().to_string();
+        let endpoint = event.operation.name().to_string();
         let code = event.code.map_or_else(|| "transport".to_string(), |c| c.to_string());
         self.calls.get_or_create(&CallLabels { endpoint: endpoint.clone(), code }).inc();
         if event.retry {

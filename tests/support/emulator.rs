@@ -2,7 +2,7 @@
 
 use grattr::api::client::{Client, ClientConfig};
 use grattr::api::usersig::SecretKey;
-use grattr::api::wire::Endpoint;
+use grattr::api::wire::Operation;
 use grattr::emulator::{Emulator, EmulatorConfig};
 use grattr::model::{AttributeSet, GroupId};
 
@@ -56,7 +56,7 @@ impl Server {
     }
 
     pub fn sets(&self) -> u64 {
-        self.emulator().stats().calls_to(Endpoint::SetGroupAttr)
+        self.emulator().stats().calls_to(Operation::SetGroupAttr)
     }
 
     pub fn live(&self, group: &str) -> Option<AttributeSet> {

@@ -4,14 +4,24 @@
 //! against a fresh one, the live facts a refresh settles without a call.
 
 use crate::api::client::ApiError;
+use crate::apply::guard::{Approved, Refusal, Safety};
 use crate::desired::{self, Diagnostic, Environment};
+use crate::drift::{self, DriftReport};
 use crate::live::LiveRead;
+use crate::lockfile::LockError;
 use crate::lockfile::{self, Lockfile, LockfileError, Record};
 use crate::model::{AppliedGroup, GroupId};
-use crate::plan::verify::{self, Difference};
 use crate::plan::{self, Fingerprint, Plan, PlanEnvironment, PlanOptions};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod adopt;
+mod record;
+mod saved;
+
+pub use adopt::{AlreadyDeclared, NotReproduced, import_file};
+pub use record::Applied;
+pub use saved::{SavedPlanError, read_saved_plan};
 
 /// Everything a plan is computed from.
 #[derive(Debug)]
@@ -39,6 +49,17 @@ pub enum LoadError {
     /// The lockfile cannot be used.
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
+    /// Another grattr holds the lockfile's lock, or it cannot be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+/// The lockfile's lock, held by a workspace opened with [`Workspace::open`] until
+/// dropped: what records into the lockfile asks for it, so that nothing records
+/// without it.
+#[derive(Debug)]
+pub struct WriteLock {
+    _guard: lockfile::LockGuard,
 }
 
 /// A `--target` (or a saved plan's target) that names no group grattr manages.
@@ -55,88 +76,43 @@ pub struct UnknownTarget(pub GroupId);
 )]
 pub struct Unreadable(pub Vec<(GroupId, ApiError)>);
 
-/// Why a saved plan is not applied. Nothing of it runs in any of these cases.
-#[derive(Debug, thiserror::Error)]
-pub enum SavedPlanError {
-    /// The file cannot be read.
-    #[error("cannot read the plan {}: {source}; nothing was applied", .path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not a plan in the documented schema.
-    #[error("{} is not a plan saved by `grattr plan --out`: {message}; nothing was applied", .path.display())]
-    NotAPlan {
-        /// The file.
-        path: PathBuf,
-        /// What the JSON parser found.
-        message: String,
-    },
-    /// The plan was printed, not saved.
-    #[error("{} has no fingerprint: save plans with `grattr plan --out FILE`; nothing was applied", .path.display())]
-    NoFingerprint {
-        /// The file.
-        path: PathBuf,
-    },
-    /// Its inputs changed since it was made.
-    #[error(
-        "the saved plan {} is stale: {} since it was made; nothing was applied. Run `grattr plan` again and review it.",
-        .path.display(), .changed.join(", ")
-    )]
-    Stale {
-        /// The file.
-        path: PathBuf,
-        /// Which inputs changed.
-        changed: Vec<&'static str>,
-    },
-    /// It targets a group grattr does not manage.
-    #[error("the saved plan {}: --target {target}; nothing was applied", .path.display())]
-    Target {
-        /// The file.
-        path: PathBuf,
-        /// The target.
-        target: UnknownTarget,
-    },
-    /// Its inputs are the same, but it is not the plan they give: it was edited.
-    #[error(
-        "the saved plan {} is not the plan its inputs give now: {difference}; nothing was applied. \
-         A saved plan only runs as `grattr plan --out` wrote it: make the plan again and review it.",
-        .path.display()
-    )]
-    Edited {
-        /// The file.
-        path: PathBuf,
-        /// The first difference.
-        difference: Difference,
-    },
-}
-
-/// Reads a plan saved by `grattr plan --out`. Reading it trusts nothing:
-/// [`Workspace::verify`] decides whether it may run.
-pub fn read_saved_plan(path: &Path) -> Result<Plan, SavedPlanError> {
-    let bytes = std::fs::read(path).map_err(|source| SavedPlanError::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| SavedPlanError::NotAPlan { path: path.to_path_buf(), message: e.to_string() })
-}
-
 impl Workspace {
-    /// Loads the desired state and the lockfile (checked against the environment's
-    /// app). With `fold` (the caller holds the lock), a journal left by an interrupted
-    /// run is folded into the lockfile first. Returns every diagnostic of the desired
-    /// state, whether or not loading succeeded. A state directory never written
-    /// starts from the repository's lockfile: seeded by a writer, read by a reader.
-    pub fn load(environment: Environment, fold: bool) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
+    /// Loads the desired state and the lockfile's record (checked against the
+    /// environment's app), to read: a journal an interrupted run left is replayed,
+    /// not folded, and a state directory never written is read from the repository's
+    /// lockfile. Returns every diagnostic of the desired state, whether or not
+    /// loading succeeded.
+    pub fn load(environment: Environment) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
+        Workspace::read(environment, false)
+    }
+
+    /// Takes the lockfile's lock for `command` (waiting up to `timeout` for another
+    /// holder), then loads as [`Workspace::load`] does, but to write: a state
+    /// directory never written is created and seeded from the repository's
+    /// lockfile, and a journal an interrupted run left is folded into the lockfile.
+    /// Only a workspace opened so records anything.
+    pub fn open(
+        environment: Environment,
+        command: &str,
+        timeout: Duration,
+    ) -> (Vec<Diagnostic>, Result<(Workspace, WriteLock), LoadError>) {
+        match lockfile::lock(&environment.lockfile, environment.seed_lockfile.as_deref(), command, timeout) {
+            Ok(lock) => {
+                let (diagnostics, workspace) = Workspace::read(environment, true);
+                (diagnostics, workspace.map(|workspace| (workspace, WriteLock { _guard: lock })))
+            }
+            Err(e) => (Vec::new(), Err(e.into())),
+        }
+    }
+
+    /// Reads the inputs; with `fold` (the caller holds the lock), a journal left by an
+    /// interrupted run is folded into the lockfile first, and a state directory never
+    /// written is seeded.
+    fn read(environment: Environment, fold: bool) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
         let (path, seed, sdkappid) =
             (&environment.lockfile, environment.seed_lockfile.as_deref(), environment.sdkappid);
         let read_lockfile = || match fold {
-            true => {
-                if let Some(seed) = seed {
-                    lockfile::seed(path, seed, sdkappid)?;
-                }
-                Lockfile::fold(path, sdkappid)
-            }
+            true => lockfile::open(path, seed, sdkappid).map(|(lockfile, opened)| (lockfile, opened.recovered)),
             false => Lockfile::read_seeded(path, seed, sdkappid).map(|lockfile| (lockfile, 0)),
         };
         // Independent inputs: read the lockfile while the group files parse.
@@ -204,60 +180,55 @@ impl Workspace {
     }
 
     /// What a saved plan records of these inputs.
-    pub fn fingerprint(&self) -> Fingerprint {
+    fn fingerprint(&self) -> Fingerprint {
         Fingerprint {
             desired: self.desired.digest(),
-            lockfile: lockfile::digest(self.before()),
+            before: lockfile::digest(self.before()),
             environment: self.environment.digest(),
         }
     }
 
-    /// The plan against "before", limited to `targets` when any are given.
-    pub fn plan(&self, prune: bool, targets: Option<BTreeSet<GroupId>>) -> Plan {
-        let options = PlanOptions {
-            environment: PlanEnvironment { name: self.environment.name.clone(), sdkappid: self.environment.sdkappid },
-            prune: prune || self.environment.prune,
-            targets,
-        };
-        let mut plan = plan::diff(&self.desired.groups, self.before(), &options);
-        plan.refresh = self.live.is_some();
-        plan
+    /// The environment as a plan names it.
+    pub fn plan_environment(&self) -> PlanEnvironment {
+        PlanEnvironment { name: self.environment.name.clone(), sdkappid: self.environment.sdkappid }
     }
 
-    /// Verifies `saved` (read from `path`) against these inputs and returns the plan
-    /// to run: computed now, with the saved plan's options, and identical to the
-    /// saved plan in everything that is sent, recorded or counted. A saved plan made
-    /// with refresh needs [`Workspace::refresh`] first.
-    pub fn verify(&self, path: &Path, saved: &Plan) -> Result<Plan, SavedPlanError> {
-        let path = path.to_path_buf();
-        let Some(fingerprint) = &saved.fingerprint else {
-            return Err(SavedPlanError::NoFingerprint { path });
-        };
-        let current = self.fingerprint();
-        let mut changed = Vec::new();
-        if fingerprint.desired != current.desired {
-            changed.push("the desired state (groups/) changed");
+    /// The plan against "before", limited to `targets` when any are given.
+    pub fn plan(&self, prune: bool, targets: Option<BTreeSet<GroupId>>) -> Plan {
+        plan::diff(&self.desired.groups, self.before(), &self.plan_options(prune, targets, None))
+    }
+
+    /// [`Workspace::plan`], with the fingerprint of its inputs: a plan to save for
+    /// `grattr apply FILE`, which verifies it.
+    pub fn plan_to_save(&self, prune: bool, targets: Option<BTreeSet<GroupId>>) -> Plan {
+        let fingerprint = Some(self.fingerprint());
+        plan::diff(&self.desired.groups, self.before(), &self.plan_options(prune, targets, fingerprint))
+    }
+
+    fn plan_options(
+        &self,
+        prune: bool,
+        targets: Option<BTreeSet<GroupId>>,
+        fingerprint: Option<Fingerprint>,
+    ) -> PlanOptions {
+        PlanOptions {
+            environment: self.plan_environment(),
+            prune: prune || self.environment.prune,
+            targets,
+            refresh: self.live.is_some(),
+            fingerprint,
         }
-        if fingerprint.lockfile != current.lockfile {
-            changed.push(if saved.refresh {
-                "the live state changed"
-            } else {
-                "the lockfile changed (another apply ran)"
-            });
-        }
-        if fingerprint.environment != current.environment {
-            changed.push("the environment differs (app, admin or endpoint)");
-        }
-        if !changed.is_empty() {
-            return Err(SavedPlanError::Stale { path, changed });
-        }
-        let targets: Option<BTreeSet<GroupId>> = saved.targets.as_ref().map(|t| t.iter().cloned().collect());
-        if let Some(targets) = &targets {
-            self.check_targets(targets).map_err(|target| SavedPlanError::Target { path: path.clone(), target })?;
-        }
-        let fresh = self.plan(saved.prune, targets);
-        verify::compare(saved, &fresh).map_err(|difference| SavedPlanError::Edited { path, difference })?;
-        Ok(fresh)
+    }
+
+    /// The safety guard of this environment: approves `plan` unless it updates or
+    /// deletes more than `safety_threshold` of the recorded groups (`force` approves it anyway).
+    pub fn approve<'p>(&self, plan: &'p Plan, force: bool) -> Result<Approved<'p>, Refusal> {
+        Safety { threshold: self.environment.safety_threshold, force }.check(plan, self.lockfile.groups.len())
+    }
+
+    /// How every managed group read live stands against the desired and the applied state.
+    pub fn drift(&self, live: &BTreeMap<GroupId, LiveRead>) -> DriftReport {
+        drift::classify(self.plan_environment(), &self.desired.groups, &self.lockfile.groups, live)
     }
 
     /// After a refresh, what was read live settles some groups of `plan` without a
@@ -265,7 +236,7 @@ impl Workspace {
     /// something else are recorded as they are, and with pruning, recorded groups no
     /// longer declared that no longer exist are forgotten. Returns the records, and
     /// the groups forgotten (to say so).
-    pub fn live_facts(&self, plan: &Plan) -> (Vec<Record>, Vec<GroupId>) {
+    fn live_facts(&self, plan: &Plan) -> (Vec<Record>, Vec<GroupId>) {
         let Some(live) = &self.live else { return (Vec::new(), Vec::new()) };
         let wanted = |id: &GroupId| plan.targets.as_ref().is_none_or(|t| t.contains(id));
         let mut records = Vec::new();
