@@ -6,18 +6,19 @@
 //! which strips the URL and scrubs the UserSig and the key from the text.
 
 use super::codes::{self, RetryClass};
-use super::scope::{AppWide, ConnectFailure};
+use super::rate::{AdaptiveRate, paced};
+use super::scope::ConnectFailure;
 use super::usersig::{self, SecretKey, UserSig};
 use super::wire::{self, AttrItem, GroupType, Operation, Response};
 use crate::model::{AttributeSet, GroupId, Region};
 use backon::{ExponentialBuilder, Retryable};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use super::error::{ApiError, ErrorKind};
 pub use crate::model::limits::{DEFAULT_GROUP_WRITE_RATE, DEFAULT_RATE_LIMIT};
 
 /// How the client retries.
@@ -141,211 +142,6 @@ impl ClientConfig {
             // The vendor advises at least 24 hours; renewed at half-life.
             usersig_validity: Duration::from_secs(2 * 24 * 3600),
             observer: None,
-        }
-    }
-}
-
-/// What went wrong with a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The service answered with an error code.
-    Api {
-        /// The code.
-        code: u32,
-        /// The service's description.
-        info: String,
-    },
-    /// The service (or a proxy) answered with an HTTP error status.
-    Http {
-        /// The status.
-        status: u16,
-    },
-    /// No answer: connection refused or dropped, timeout.
-    Transport {
-        /// What happened, with no URL and no secret in it.
-        message: String,
-        /// How the connection could not be made, when the request never left.
-        connect: Option<ConnectFailure>,
-    },
-    /// An answer that is not the REST API's JSON envelope.
-    BadResponse {
-        /// What was wrong with it.
-        message: String,
-    },
-    /// grattr refused to send the request: nothing reached the service.
-    Refused {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// A failed call, after its retries.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ApiError {
-    /// The operation called.
-    pub operation: Operation,
-    /// What went wrong the last time.
-    pub kind: ErrorKind,
-    /// How many attempts were made.
-    pub attempts: u32,
-}
-
-impl ApiError {
-    /// The API error code, when the service answered with one.
-    pub fn code(&self) -> Option<u32> {
-        match self.kind {
-            ErrorKind::Api { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-
-    /// Whether the service says the group does not exist: dismissed, or never
-    /// created (see [`codes::MISSING_GROUP`]).
-    pub fn is_missing_group(&self) -> bool {
-        self.code().is_some_and(codes::means_missing_group)
-    }
-
-    /// Whether the service answered with the code `entry`.
-    pub fn is(&self, entry: &codes::ErrorCode) -> bool {
-        self.code() == Some(entry.code)
-    }
-
-    /// Whether and how to retry.
-    pub fn retry_class(&self) -> RetryClass {
-        match &self.kind {
-            ErrorKind::Api { code, .. } => codes::class(*code),
-            ErrorKind::Refused { .. } => RetryClass::Permanent,
-            ErrorKind::Http { status } if *status >= 500 || *status == 408 || *status == 429 => RetryClass::Backoff,
-            ErrorKind::Http { .. } => RetryClass::Permanent,
-            ErrorKind::Transport { .. } | ErrorKind::BadResponse { .. } => RetryClass::Backoff,
-        }
-    }
-
-    /// How the connection could not be made, when the request never reached the service.
-    pub fn connect_failure(&self) -> Option<ConnectFailure> {
-        match self.kind {
-            ErrorKind::Transport { connect, .. } => connect,
-            _ => None,
-        }
-    }
-
-    /// Whether this failure is about the whole app rather than the group, and why.
-    /// The codes of credentials, account, app and data centre always are. A failure
-    /// to connect is only while `reached` is false, i.e. nothing in this run has
-    /// reached the host yet: once something has, it is a fault of the moment that
-    /// the retries of each group handle.
-    pub fn app_wide(&self, reached: bool) -> Option<AppWide> {
-        match &self.kind {
-            ErrorKind::Api { code, .. } => codes::app_wide(*code),
-            ErrorKind::Transport { connect: Some(failure), .. } if !reached => Some(failure.app_wide()),
-            _ => None,
-        }
-    }
-
-    /// Whether the server is throttling us.
-    pub fn is_throttle(&self) -> bool {
-        match &self.kind {
-            ErrorKind::Api { code, .. } => codes::lookup(*code).is_some_and(|c| c.throttle),
-            ErrorKind::Http { status } => *status == 429,
-            _ => false,
-        }
-    }
-
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<&'static str> {
-        match &self.kind {
-            ErrorKind::Api { code, .. } => codes::lookup(*code).map(|c| c.hint),
-            ErrorKind::Http { .. } | ErrorKind::Transport { .. } => {
-                Some("check the network and the endpoint; grattr retried with backoff")
-            }
-            ErrorKind::BadResponse { .. } => Some("check endpoint: something other than the Chat REST API answered"),
-            ErrorKind::Refused { .. } => Some("a bug in grattr: report it with the command that was run"),
-        }
-    }
-
-    fn min_wait(&self) -> Duration {
-        self.code().and_then(codes::lookup).map_or(Duration::ZERO, |c| c.min_wait)
-    }
-}
-
-impl fmt::Display for ApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.operation)?;
-        match &self.kind {
-            ErrorKind::Api { code, info } => {
-                let meaning = codes::lookup(*code).map_or("undocumented error", |c| c.meaning);
-                write!(f, "{meaning} [{code}]")?;
-                if !info.is_empty() {
-                    write!(f, " ({info})")?;
-                }
-            }
-            ErrorKind::Http { status } => write!(f, "HTTP {status}")?,
-            ErrorKind::Transport { message, .. } => write!(f, "{message}")?,
-            ErrorKind::BadResponse { message } => write!(f, "unexpected answer: {message}")?,
-            ErrorKind::Refused { reason } => write!(f, "not sent: {reason}")?,
-        }
-        if self.attempts > 1 {
-            write!(f, " after {} attempts", self.attempts)?;
-        }
-        Ok(())
-    }
-}
-
-/// The app-wide rate, lowered when the server throttles and recovered gradually.
-struct AdaptiveRate {
-    max: u32,
-    current: AtomicU32,
-    successes: AtomicU32,
-    limiter: RwLock<Arc<DefaultDirectRateLimiter>>,
-}
-
-fn paced(per_second: u32) -> Quota {
-    // Burst 1: calls are evenly spaced, so no one-second window sees more than the rate.
-    Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN)).allow_burst(NonZeroU32::MIN)
-}
-
-impl AdaptiveRate {
-    fn new(per_second: u32) -> Self {
-        AdaptiveRate {
-            max: per_second.max(1),
-            current: AtomicU32::new(per_second.max(1)),
-            successes: AtomicU32::new(0),
-            limiter: RwLock::new(Arc::new(RateLimiter::direct(paced(per_second)))),
-        }
-    }
-
-    async fn until_ready(&self) {
-        let limiter = self.limiter.read().map(|l| l.clone()).unwrap_or_else(|e| e.into_inner().clone());
-        limiter.until_ready().await;
-    }
-
-    fn set(&self, rate: u32) {
-        self.current.store(rate, Ordering::Relaxed);
-        self.successes.store(0, Ordering::Relaxed);
-        let mut limiter = self.limiter.write().unwrap_or_else(|e| e.into_inner());
-        *limiter = Arc::new(RateLimiter::direct(paced(rate)));
-    }
-
-    /// Halves the rate.
-    fn throttled(&self) {
-        let current = self.current.load(Ordering::Relaxed);
-        let lowered = (current / 2).max(1);
-        if lowered < current {
-            tracing::warn!(from = current, to = lowered, "the server is throttling; lowering the call rate");
-            self.set(lowered);
-        }
-    }
-
-    /// After a second's worth of successes at the current rate, raises it by a tenth of the maximum.
-    fn succeeded(&self) {
-        let current = self.current.load(Ordering::Relaxed);
-        if current >= self.max {
-            return;
-        }
-        if self.successes.fetch_add(1, Ordering::Relaxed) + 1 >= current {
-            let raised = (current + (self.max / 10).max(1)).min(self.max);
-            tracing::debug!(from = current, to = raised, "raising the call rate");
-            self.set(raised);
         }
     }
 }
@@ -725,70 +521,5 @@ mod tests {
         let tight = RetryPolicy { max_total: Duration::from_millis(250), ..policy };
         let total: Duration = tight.backoff().build().sum();
         assert!(total <= Duration::from_millis(250), "bounded in total time: {total:?}");
-    }
-
-    #[test]
-    fn errors_classify_and_read_well() {
-        let e = |kind| ApiError { operation: Operation::SetGroupAttr, kind, attempts: 3 };
-        let throttled = e(ErrorKind::Api { code: 10049, info: "too fast".into() });
-        assert_eq!(throttled.retry_class(), RetryClass::Backoff);
-        assert!(throttled.is_throttle());
-        assert_eq!(throttled.min_wait(), Duration::from_secs(1));
-        assert_eq!(
-            throttled.to_string(),
-            "set_group_attr: per-group write frequency exceeded (5/s) [10049] (too fast) after 3 attempts"
-        );
-        let unknown = e(ErrorKind::Api { code: 12345, info: "what".into() });
-        assert_eq!(unknown.retry_class(), RetryClass::Permanent);
-        assert_eq!(unknown.to_string(), "set_group_attr: undocumented error [12345] (what) after 3 attempts");
-        assert_eq!(e(ErrorKind::Http { status: 502 }).retry_class(), RetryClass::Backoff);
-        assert_eq!(e(ErrorKind::Http { status: 408 }).retry_class(), RetryClass::Backoff);
-        assert_eq!(e(ErrorKind::Http { status: 429 }).retry_class(), RetryClass::Backoff);
-        assert_eq!(e(ErrorKind::Http { status: 404 }).retry_class(), RetryClass::Permanent);
-        assert_eq!(e(ErrorKind::Transport { message: "x".into(), connect: None }).retry_class(), RetryClass::Backoff);
-        assert_eq!(e(ErrorKind::Api { code: 70001, info: String::new() }).retry_class(), RetryClass::RenewUserSig);
-    }
-
-    #[test]
-    fn app_wide_failures_are_told_from_per_group_ones() {
-        let e = |kind| ApiError { operation: Operation::SetGroupAttr, kind, attempts: 1 };
-        let api = |code| e(ErrorKind::Api { code, info: String::new() });
-        for (code, reason) in [
-            (70009, AppWide::Credentials),
-            (70001, AppWide::Credentials),
-            (70050, AppWide::Credentials),
-            (70013, AppWide::Account),
-            (70014, AppWide::App),
-            (70016, AppWide::Region),
-            (70020, AppWide::Region),
-        ] {
-            assert_eq!(api(code).app_wide(true), Some(reason), "{code}");
-        }
-        for code in [10002, 10004, 10007, 10010, 10015, 10049, 60007, 60008, 99999] {
-            assert_eq!(api(code).app_wide(false), None, "{code}");
-        }
-        let refused = e(ErrorKind::Transport { message: "x".into(), connect: Some(ConnectFailure::Refused) });
-        assert_eq!(refused.app_wide(false), Some(AppWide::Refused), "nothing reached the host yet");
-        assert_eq!(refused.app_wide(true), None, "the host answered before: a fault of the moment");
-        let dropped = e(ErrorKind::Transport { message: "x".into(), connect: None });
-        assert_eq!(dropped.app_wide(false), None, "the request left: the host is there");
-        assert_eq!(e(ErrorKind::Http { status: 502 }).app_wide(false), None);
-    }
-
-    #[test]
-    fn the_rate_halves_when_throttled_and_recovers_gradually() {
-        let rate = AdaptiveRate::new(100);
-        rate.throttled();
-        assert_eq!(rate.current.load(Ordering::Relaxed), 50);
-        rate.throttled();
-        assert_eq!(rate.current.load(Ordering::Relaxed), 25);
-        for _ in 0..25 {
-            rate.succeeded();
-        }
-        assert_eq!(rate.current.load(Ordering::Relaxed), 35);
-        for _ in 0..1000 {
-            rate.succeeded();
-        }
-        assert_eq!(rate.current.load(Ordering::Relaxed), 100, "never above the configured rate");
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod codes;
+mod error;
+mod rate;
 pub mod scope;
 pub mod usersig;
 pub mod wire;
