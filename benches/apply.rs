@@ -106,7 +106,7 @@ fn recording(scratch: &Path) -> Recording {
     lockfile.fold_onto(&lock_path, 1400000000).unwrap();
     let fold = folding.elapsed();
     let run = started.elapsed();
-    let waited = run - calls_done - fold;
+    let waited = run.saturating_sub(calls_done).saturating_sub(fold);
     assert!(report.failed.is_empty(), "{:?}", report.failed.first());
     Recording {
         changes: plan.changes.len(),

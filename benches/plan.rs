@@ -115,7 +115,7 @@ fn main() {
     println!(
         "`grattr plan --format json`, stdout to /dev/null, 8 attributes per group, 1% of groups to update; \
          {} cores; CPU is user + system time; peak RSS of the grattr process.",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     );
 }
 

@@ -90,7 +90,7 @@ impl Drop for Watch {
 }
 
 fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.total_cmp(b));
+    samples.sort_by(f64::total_cmp);
     samples[((samples.len() as f64 - 1.0) * p).round() as usize]
 }
 
@@ -171,9 +171,9 @@ fn main() {
     let mut written: Vec<f64> = watch.field_ms("wrote the lockfile", "took_ms");
     drop(watch);
     let planned_median = percentile(&mut planned, 0.5);
-    let planned_max = planned.iter().cloned().fold(0.0, f64::max);
+    let planned_max = planned.iter().copied().fold(0.0, f64::max);
     let cycle_median = percentile(&mut cycles, 0.5);
-    let cycle_max = cycles.iter().cloned().fold(0.0, f64::max);
+    let cycle_max = cycles.iter().copied().fold(0.0, f64::max);
     let written_median = percentile(&mut written, 0.5);
 
     println!("| benchmark | result | target |");

@@ -67,7 +67,7 @@ fn apply_makes_one_call_per_changed_group_and_nothing_else() {
 #[test]
 fn empty_attributes_clear_and_community_groups_fall_back_to_delete() {
     let server = Server::start(|config| {
-        config.groups = vec![(GroupId::parse("@TGS#_@TGS#cMAKERS").unwrap(), GroupType::Community)]
+        config.groups = vec![(GroupId::parse("@TGS#_@TGS#cMAKERS").unwrap(), GroupType::Community)];
     });
     let repo = server.repo().file(
         "groups/a.yaml",
@@ -171,7 +171,7 @@ fn an_edited_saved_plan_is_refused_and_only_the_plan_computed_now_runs() {
             &[],
             Box::new(|p| {
                 let i = change(p, "g-00");
-                p["changes"][i]["after"]["k"] = "EVIL".into()
+                p["changes"][i]["after"]["k"] = "EVIL".into();
             }),
             "group g-00: value of k differs from the plan computed now",
         ),
@@ -179,7 +179,7 @@ fn an_edited_saved_plan_is_refused_and_only_the_plan_computed_now_runs() {
             &[],
             Box::new(|p| {
                 let i = change(p, "g-00");
-                p["changes"][i]["after"]["admin"] = "me".into()
+                p["changes"][i]["after"]["admin"] = "me".into();
             }),
             "group g-00: key admin is in the saved plan but not in the plan computed now",
         ),

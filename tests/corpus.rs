@@ -455,7 +455,7 @@ fn run_case(case: &Case) -> Option<String> {
 fn run_all(cases: &[Case]) {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(4, |n| n.get()).min(cases.len().max(1));
+    let workers = std::thread::available_parallelism().map_or(4, std::num::NonZero::get).min(cases.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
@@ -535,7 +535,7 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
         return (0..len).map(|_| rng.next() as u8).collect();
     }
     let mut bytes = seeds[rng.below(seeds.len())].clone();
-    for _ in 0..1 + rng.below(6) {
+    for _ in 0..=rng.below(6) {
         let at = rng.below(bytes.len() + 1);
         match rng.below(6) {
             0 if !bytes.is_empty() => {

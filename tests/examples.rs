@@ -72,7 +72,7 @@ fn the_kustomization_names_every_manifest() {
     let documents = documents();
     let kustomization = one(&documents, "Kustomization");
     let mut listed: Vec<&str> = strings(&kustomization["resources"]);
-    listed.sort();
+    listed.sort_unstable();
     let mut files: Vec<String> = documents
         .iter()
         .filter(|(_, d)| d["kind"] != "Kustomization")

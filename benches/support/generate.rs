@@ -299,7 +299,7 @@ pub fn generate(root: &Path, spec: &Spec) -> io::Result<Generated> {
 pub fn prepare_dir(dir: &Path) -> io::Result<()> {
     if dir.join(MARKER).is_file() {
         std::fs::remove_dir_all(dir)?;
-    } else if dir.read_dir().map(|mut entries| entries.next().is_some()).unwrap_or(false) {
+    } else if dir.read_dir().is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!("{} exists and is not a generated benchmark tree; choose an empty or new directory", dir.display()),

@@ -231,7 +231,7 @@ impl Client {
 
     /// A UserSig for the admin, made once and renewed at half its validity.
     fn usersig(&self, renew: bool) -> UserSig {
-        let mut cached = self.inner.usersig.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self.inner.usersig.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = now_unix();
         match &*cached {
             Some((sig, renew_at)) if !renew && now < *renew_at => sig.clone(),

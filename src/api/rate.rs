@@ -30,14 +30,14 @@ impl AdaptiveRate {
     }
 
     pub(super) async fn until_ready(&self) {
-        let limiter = self.limiter.read().map(|l| l.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        let limiter = self.limiter.read().map_or_else(|e| e.into_inner().clone(), |l| l.clone());
         limiter.until_ready().await;
     }
 
     fn set(&self, rate: u32) {
         self.current.store(rate, Ordering::Relaxed);
         self.successes.store(0, Ordering::Relaxed);
-        let mut limiter = self.limiter.write().unwrap_or_else(|e| e.into_inner());
+        let mut limiter = self.limiter.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         *limiter = Arc::new(RateLimiter::direct(paced(rate)));
     }
 

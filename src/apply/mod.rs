@@ -275,7 +275,7 @@ async fn apply_change(client: &Client, change: &Change) -> Result<Record, ApiErr
         _ => {
             clear(client, group, change.before.as_ref()).await?;
             tracing::info!(%group, "cleared");
-            Ok(Record::Set { group: group.clone(), attributes: Default::default() })
+            Ok(Record::Set { group: group.clone(), attributes: AttributeSet::default() })
         }
     }
 }

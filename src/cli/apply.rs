@@ -190,7 +190,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
                 (true, false) => "the scratch lockfile".to_string(),
                 _ => escape::path(&workspace.environment.lockfile),
             };
-            print_summary(&plan, &report, recorded, &lockfile)?
+            print_summary(&plan, &report, recorded, &lockfile)?;
         }
         Format::Json => print_json(&plan, &report, &workspace.environment)?,
     }

@@ -90,14 +90,14 @@ fn parse_probability(text: &str) -> Result<f64, String> {
 pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let key = SecretKey::from_env(&args.secret_key_env)?;
     let mut config = EmulatorConfig::new(args.sdkappid, args.admins[0].clone(), key);
-    config.admins = args.admins.clone();
-    config.groups = args.groups.clone();
-    config.dismissed = args.dismissed.clone();
+    config.admins.clone_from(&args.admins);
+    config.groups.clone_from(&args.groups);
+    config.dismissed.clone_from(&args.dismissed);
     config.auto_create_groups = args.auto_create_groups;
     config.latency = args.latency;
     config.fault_rate = args.fault_rate;
     config.stall = args.stall;
-    config.state_file = args.state.clone();
+    config.state_file.clone_from(&args.state);
     config.limits = (!args.no_rate_limits)
         .then_some(RateLimits { per_endpoint: args.endpoint_rate, group_writes: args.group_write_rate });
     super::runtime()?.block_on(async {

@@ -58,10 +58,10 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     };
     match args.format {
         Format::Text => {
-            anstream::stdout().lock().write_all(render::text(&plan, &workspace.environment.lockfile).as_bytes())?
+            anstream::stdout().lock().write_all(render::text(&plan, &workspace.environment.lockfile).as_bytes())?;
         }
         Format::Markdown => {
-            anstream::stdout().lock().write_all(render::markdown(&plan, &workspace.environment.lockfile).as_bytes())?
+            anstream::stdout().lock().write_all(render::markdown(&plan, &workspace.environment.lockfile).as_bytes())?;
         }
         // Machine output is never altered: no colour stripping, which would drop DEL.
         Format::Json => std::io::stdout().lock().write_all(render::json(&plan)?.as_bytes())?,

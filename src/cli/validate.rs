@@ -57,7 +57,7 @@ fn check(args: &ConfigArgs) -> Result<Vec<Checked>, ConfigErrors> {
 /// Validates, and prints the diagnostics in the chosen format. Exits 1 when any is an error.
 pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     match args.format {
-        Format::Text => text(check(&args.config)?),
+        Format::Text => Ok(text(&check(&args.config)?)),
         format => machine(&args.config, format, check(&args.config)),
     }
 }
@@ -81,9 +81,9 @@ fn summary(checked: &Checked) -> (String, bool) {
 }
 
 /// Diagnostics on stderr; the summary of a valid directory on stdout, of an invalid one on stderr.
-fn text(checked: Vec<Checked>) -> anyhow::Result<u8> {
+fn text(checked: &[Checked]) -> u8 {
     let mut failed = false;
-    for checked in &checked {
+    for checked in checked {
         report::diagnostics(&checked.loaded.diagnostics);
         let (line, valid) = summary(checked);
         failed |= !valid;
@@ -92,7 +92,7 @@ fn text(checked: Vec<Checked>) -> anyhow::Result<u8> {
             false => writeln!(anstream::stderr(), "{line}"),
         };
     }
-    Ok(if failed { exit::ERROR } else { exit::OK })
+    if failed { exit::ERROR } else { exit::OK }
 }
 
 /// `--format json`: the JSON document (README, "validate --format json").

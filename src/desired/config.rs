@@ -214,7 +214,7 @@ impl Environment {
     /// repository keep their own records in one directory; the configured lockfile
     /// becomes the seed of an empty state directory.
     pub fn with_state_dir(mut self, dir: &Path) -> Environment {
-        let name = self.lockfile.file_name().map_or_else(|| "grattr.lock".into(), |n| n.to_os_string());
+        let name = self.lockfile.file_name().map_or_else(|| "grattr.lock".into(), std::ffi::OsStr::to_os_string);
         let lockfile = dir.join(name);
         self.seed_lockfile = Some(std::mem::replace(&mut self.lockfile, lockfile));
         self
@@ -388,7 +388,7 @@ impl Config {
 /// for a scalar, else its kind.
 fn shown(node: &Spanned<Node>, text: &str) -> String {
     match Node::text(node, text) {
-        Some(written) => format!("{:?}", written),
+        Some(written) => format!("{written:?}"),
         None => node.value.kind().to_string(),
     }
 }
@@ -546,7 +546,7 @@ impl Checker<'_> {
                     settings.environments = Some(At { value: named, at });
                 }
                 Lenient::Wrong(_) => {
-                    self.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")))
+                    self.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
                 }
             }
         }

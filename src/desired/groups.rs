@@ -177,7 +177,7 @@ pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>,
         let found = match found {
             Ok(found) => found,
             // A link that cannot be followed (dangling): refused by the rule, below.
-            Err(e) if e.loop_ancestor().is_none() && e.path().is_some_and(|p| p.is_symlink()) => {
+            Err(e) if e.loop_ancestor().is_none() && e.path().is_some_and(std::path::Path::is_symlink) => {
                 let path = e.path().map(Path::to_path_buf).unwrap_or_default();
                 if matches!(self::entry(groups_dir, &path), Entry::Refused(_)) {
                     files.push(path);

@@ -376,7 +376,7 @@ impl Nested {
                 out.json.refused.push(Refused {
                     at: referenced,
                     rule: Rule::DuplicateKey,
-                    message: format!("key {:?} is given twice in this mapping, first at line {first}", key),
+                    message: format!("key {key:?} is given twice in this mapping, first at line {first}"),
                     help: "remove one of them".into(),
                 });
                 continue;
@@ -635,7 +635,7 @@ mod tests {
         assert_eq!(values[0], ("a".into(), Some("7".into())));
         assert_eq!(values[1], ("b".into(), None));
         assert_eq!(values[2], ("c".into(), None));
-        assert_eq!(values[3], ("d".into(), Some(r#"json:[7,null]"#.into())));
+        assert_eq!(values[3], ("d".into(), Some(r"json:[7,null]".into())));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub enum LockError {
     /// Another process holds the lock.
     #[error(
         "{path} is locked by {}: one grattr writes a lockfile at a time (wait for it with --lock-timeout DURATION)",
-        .holder.as_ref().map_or("another process".to_string(), |h| h.to_string()), path = .lockfile.display()
+        .holder.as_ref().map_or("another process".to_string(), std::string::ToString::to_string), path = .lockfile.display()
     )]
     Held {
         /// The lockfile.
@@ -61,8 +61,7 @@ pub struct LockGuard {
 impl LockGuard {
     /// The sidecar file that carries the lock of `lockfile`: `.NAME.lck` beside it.
     pub fn sidecar(lockfile: &Path) -> PathBuf {
-        let name =
-            lockfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "grattr.lock".into());
+        let name = lockfile.file_name().map_or_else(|| "grattr.lock".into(), |n| n.to_string_lossy().into_owned());
         lockfile.with_file_name(format!(".{name}.lck"))
     }
 
@@ -78,7 +77,7 @@ impl LockGuard {
             match file.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
+                    std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(TryLockError::WouldBlock) => {
                     return Err(LockError::Held { lockfile: lockfile.to_path_buf(), holder: read_holder(&mut file) });

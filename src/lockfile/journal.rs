@@ -128,7 +128,7 @@ impl Record {
 
 /// The journal of `lockfile`.
 pub fn journal_path(lockfile: &Path) -> PathBuf {
-    let name = lockfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "grattr.lock".into());
+    let name = lockfile.file_name().map_or_else(|| "grattr.lock".into(), |n| n.to_string_lossy().into_owned());
     lockfile.with_file_name(format!(".{name}.journal"))
 }
 
@@ -407,7 +407,7 @@ mod tests {
     fn replay_lines(lines: &[String]) -> Result<Vec<Record>, String> {
         let dir = tempfile::tempdir().unwrap();
         let lockfile = dir.path().join("grattr.lock");
-        std::fs::write(journal_path(&lockfile), lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        std::fs::write(journal_path(&lockfile), lines.iter().fold(String::new(), |text, l| text + l + "\n")).unwrap();
         replay(&lockfile, 7).map_err(|e| e.to_string().replace(&format!("{}/", dir.path().display()), ""))
     }
 

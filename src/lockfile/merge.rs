@@ -5,7 +5,7 @@
 
 use super::Lockfile;
 use crate::model::{AppliedGroup, GroupId};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What became of a group both sides changed differently.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub fn merge(base: &Lockfile, ours: &Lockfile, theirs: &Lockfile) -> Result<Merg
         (a, b) => a.or(b),
     };
     let ids: BTreeSet<&GroupId> = base.groups.keys().chain(ours.groups.keys()).chain(theirs.groups.keys()).collect();
-    let mut lockfile = Lockfile { sdkappid, groups: Default::default() };
+    let mut lockfile = Lockfile { sdkappid, groups: BTreeMap::default() };
     let mut resolutions = Vec::new();
     for id in ids {
         let (b, o, t) = (base.groups.get(id), ours.groups.get(id), theirs.groups.get(id));

@@ -66,7 +66,7 @@ impl DigestBuilder {
         let bytes = self.0.finalize();
         let mut text = String::with_capacity(7 + 64);
         text.push_str("sha256:");
-        for byte in bytes.iter() {
+        for byte in &bytes {
             text.push(char::from(HEX[usize::from(byte >> 4)]));
             text.push(char::from(HEX[usize::from(byte & 0xf)]));
         }

@@ -260,7 +260,7 @@ mod tests {
         let keys = |p: &mut Plan| p.changes[0].keys.added.clear();
         assert_eq!(refused(keys), "group g-1: the keys it touches differ from the plan computed now");
         let orphans = |p: &mut Plan| {
-            p.not_declared.push(crate::plan::NotDeclared { group_id: id("g-8"), before: AttributeSet::new() })
+            p.not_declared.push(crate::plan::NotDeclared { group_id: id("g-8"), before: AttributeSet::new() });
         };
         assert!(refused(orphans).starts_with("the groups left as no longer declared differ"));
     }

@@ -24,7 +24,7 @@ pub(super) fn watch(debouncer: &mut Debouncer, path: &Path, mode: RecursiveMode)
 }
 
 pub(super) fn config_dir(config_path: &Path) -> PathBuf {
-    config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    config_path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Watches the groups directory, and the configuration's directory: editors replace

@@ -162,7 +162,7 @@ impl Metrics {
     /// Marks ready, or not ready with a reason.
     pub fn set_ready(&self, reason: Option<String>) {
         self.ready.set(i64::from(reason.is_none()));
-        *self.not_ready_reason.lock().unwrap_or_else(|e| e.into_inner()) = reason.unwrap_or_default();
+        *self.not_ready_reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = reason.unwrap_or_default();
     }
 
     /// Whether ready, and if not, why.
@@ -170,7 +170,7 @@ impl Metrics {
         if self.ready.get() == 1 {
             Ok(())
         } else {
-            Err(self.not_ready_reason.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            Err(self.not_ready_reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
         }
     }
 

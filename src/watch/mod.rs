@@ -289,7 +289,7 @@ pub async fn run<L: Fn() -> Result<Remote, String>>(
                 watcher.reconcile(None).await?;
             }
             _ = resync_timer.tick() => {
-                if resync_task.as_ref().is_none_or(|t| t.is_finished()) {
+                if resync_task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
                     resync_task = Some(watcher.start_resync(resync_tx.clone()));
                 }
             }

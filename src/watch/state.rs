@@ -15,7 +15,7 @@ pub(super) fn open_state(
     let (path, seed) = (&environment.lockfile, environment.seed_lockfile.as_deref());
     let lock = lockfile::lock(path, seed, "watch", lock_timeout).map_err(|e| match e {
         LockError::Held { .. } => OpenError::Held(e),
-        other => OpenError::Unusable(other.to_string()),
+        other @ LockError::Io { .. } => OpenError::Unusable(other.to_string()),
     })?;
     let (lockfile, opened) = lockfile::open(path, seed, environment.sdkappid)?;
     if let (Some(groups), Some(seed)) = (opened.seeded, seed) {
