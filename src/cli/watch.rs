@@ -103,11 +103,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         stop.cancel();
         let _ = server.await;
         // A lockfile error is printed as it reads, `path:line: error: …`, like any other command's.
-        result.map_err(|e| match e {
-            watch::WatchError::Lockfile(e) => anyhow::Error::from(e),
-            watch::WatchError::Lock(e) => anyhow::anyhow!("{e}; only one grattr may apply to a lockfile"),
-            other => anyhow::Error::from(other),
-        })
+        result.map_err(anyhow::Error::from)
     })?;
     Ok(exit::OK)
 }

@@ -206,8 +206,8 @@ impl<L: Fn() -> Result<Remote, String>> Watcher<L> {
 
     /// The number of managed groups (declared or recorded), for the gauge.
     pub(super) fn update_managed(&self) {
-        let recorded_only = self.lockfile.groups.keys().filter(|id| !self.index.groups().contains_key(*id)).count();
-        self.metrics.managed.set((self.index.groups().len() + recorded_only) as i64);
+        let managed = crate::workspace::managed_count(self.index.groups(), &self.lockfile.groups);
+        self.metrics.managed.set(managed as i64);
     }
 }
 

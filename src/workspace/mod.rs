@@ -273,3 +273,30 @@ pub fn managed<'a>(
     ids.dedup();
     ids
 }
+
+/// How many groups grattr manages (declared or recorded): the count of [`managed`]
+/// without listing them, for `watch`'s gauge after every cycle.
+pub fn managed_count<D, A>(declared: &BTreeMap<GroupId, D>, recorded: &BTreeMap<GroupId, A>) -> usize {
+    declared.len() + recorded.keys().filter(|id| !declared.contains_key(*id)).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> BTreeMap<GroupId, ()> {
+        names.iter().map(|n| (GroupId::parse(n).unwrap(), ())).collect()
+    }
+
+    #[test]
+    fn managed_is_declared_or_recorded_once_each_in_order() {
+        let (declared, recorded) = (ids(&["b", "c", "a"]), ids(&["d", "a", "c"]));
+        let all = managed(declared.keys(), recorded.keys(), None);
+        assert_eq!(all.iter().map(GroupId::as_str).collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert_eq!(managed_count(&declared, &recorded), all.len());
+        let targets: BTreeSet<GroupId> = ids(&["d", "b", "x"]).into_keys().collect();
+        let some = managed(declared.keys(), recorded.keys(), Some(&targets));
+        assert_eq!(some.iter().map(GroupId::as_str).collect::<Vec<_>>(), ["b", "d"]);
+        assert_eq!(managed_count(&ids(&[]), &ids(&[])), 0);
+    }
+}
