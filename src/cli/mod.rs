@@ -19,7 +19,7 @@ mod validate;
 mod watch;
 
 use crate::api::client::{Client, ClientConfig};
-use crate::api::usersig::SecretKey;
+use crate::api::usersig::{SecretKey, SecretKeyError};
 use crate::desired::config::ConfigErrors;
 use crate::desired::{Config, Environment};
 use crate::model::limits::MAX_CALLS_PER_SECOND;
@@ -97,11 +97,11 @@ pub struct KeyArgs {
 
 impl KeyArgs {
     /// The secret key: from --secret-key-file, else from the environment's variable.
-    fn secret_key(&self, environment: &Environment) -> anyhow::Result<SecretKey> {
-        Ok(match &self.secret_key_file {
-            Some(path) => SecretKey::from_file(path)?,
-            None => SecretKey::from_env(&environment.secret_key_env)?,
-        })
+    fn secret_key(&self, environment: &Environment) -> Result<SecretKey, SecretKeyError> {
+        match &self.secret_key_file {
+            Some(path) => SecretKey::from_file(path),
+            None => SecretKey::from_env(&environment.secret_key_env),
+        }
     }
 }
 
@@ -123,7 +123,7 @@ pub struct ApiArgs {
 
 impl ApiArgs {
     /// The secret key: from --secret-key-file, else from the environment's variable.
-    fn secret_key(&self, environment: &Environment) -> anyhow::Result<SecretKey> {
+    fn secret_key(&self, environment: &Environment) -> Result<SecretKey, SecretKeyError> {
         self.key.secret_key(environment)
     }
 

@@ -7,7 +7,7 @@ use super::inputs::environment;
 use super::signals::{Received, Signals};
 use super::{WorkspaceArgs, exit};
 use crate::watch::metrics::Metrics;
-use crate::watch::{self, Remote, WatchOptions};
+use crate::watch::{self, ConfigError, Remote, WatchOptions};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,13 +69,12 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let metrics = Arc::new(Metrics::new());
     let observer_metrics = metrics.clone();
     let observer: crate::api::client::CallObserver = Arc::new(move |event| observer_metrics.observe(event));
-    let load = || -> Result<Remote, String> {
-        let config = cli.config.load().map_err(|d| d.to_string())?;
-        let environment = cli.environment_of(&config).map_err(|d| d.to_string())?;
-        let key = cli.api.secret_key(&environment).map_err(|e| format!("{e:#}"))?;
+    let load = || -> Result<Remote, ConfigError> {
+        let environment = cli.environment_of(&cli.config.load()?)?;
+        let key = cli.api.secret_key(&environment)?;
         let mut client_config = cli.api.client_config(&environment, key);
         client_config.observer = Some(observer.clone());
-        let client = crate::api::client::Client::new(client_config).map_err(|e| e.to_string())?;
+        let client = crate::api::client::Client::new(client_config)?;
         Ok(Remote { environment, client })
     };
     let options = WatchOptions {

@@ -3,7 +3,7 @@
 //! (which pause applying as a whole).
 
 use super::metrics::Cycle;
-use super::{Failing, Paused, Remote, WatchError, Watcher, now_unix};
+use super::{ConfigError, Failing, Paused, Remote, WatchError, Watcher, now_unix};
 use crate::apply::guard::{Approved, Refusal, Safety};
 use crate::apply::{self, ApplyOptions, Outcome};
 use crate::desired::Diagnostic;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// watching, who should not wait long to see it resume.
 const PAUSE_MAX: Duration = Duration::from_secs(300);
 
-impl<L: Fn() -> Result<Remote, String>> Watcher<L> {
+impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// One cycle: validate everything, plan `only` these ids (all when `None`) plus
     /// every failing group that is due, and apply.
     pub(super) async fn reconcile(&mut self, only: Option<BTreeSet<GroupId>>) -> Result<(), WatchError> {

@@ -2,7 +2,7 @@
 //! (editors replace files by rename), bursts of events coalesced into one
 //! reconcile, and symlinked checkouts (git-sync) followed when they move.
 
-use super::{Remote, WatchError, Watcher};
+use super::{ConfigError, Remote, WatchError, Watcher};
 use crate::desired::index::DesiredIndex;
 use notify_debouncer_full::notify::RecursiveMode;
 use std::collections::BTreeSet;
@@ -49,7 +49,7 @@ pub(super) fn link_dirs(paths: &[&Path]) -> BTreeSet<PathBuf> {
     dirs
 }
 
-impl<L: Fn() -> Result<Remote, String>> Watcher<L> {
+impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// Waits until file events have been quiet for half the debounce time, so that a
     /// `git checkout` of hundreds of files is one reconcile.
     pub(super) async fn coalesce(

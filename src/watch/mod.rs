@@ -11,8 +11,10 @@ mod resync;
 pub mod server;
 mod state;
 
-use crate::api::client::Client;
+use crate::api::client::{Client, ClientError};
+use crate::api::usersig::SecretKeyError;
 use crate::desired::Environment;
+use crate::desired::config::ConfigErrors;
 use crate::desired::index::DesiredIndex;
 use crate::live::LiveRead;
 use crate::lockfile::{LockError, Lockfile, LockfileError};
@@ -75,12 +77,29 @@ pub enum WatchError {
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
     /// The configuration cannot be loaded at start.
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The task opening the state failed.
+    #[error("opening the state: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// Another grattr holds the lockfile's lock: two writers of one record would each
     /// record a different truth.
     #[error(transparent)]
     Lock(LockError),
+}
+
+/// Why the configuration cannot be used (at start, on SIGHUP, after an edit).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `grattr.yaml` is invalid, or selects no environment.
+    #[error(transparent)]
+    Invalid(#[from] ConfigErrors),
+    /// The secret key cannot be read.
+    #[error(transparent)]
+    Key(#[from] SecretKeyError),
+    /// No client can be made of it (an invalid endpoint).
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 /// How often a state that cannot be used is tried again (SIGHUP tries at once).
@@ -104,7 +123,7 @@ struct Paused {
 }
 
 /// The watcher's state between events.
-struct Watcher<L: Fn() -> Result<Remote, String>> {
+struct Watcher<L: Fn() -> Result<Remote, ConfigError>> {
     load: L,
     remote: Remote,
     /// The configuration file, resolved (where it is watched).
@@ -154,7 +173,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// Runs the watcher until `stop`: reconciles once, then on every burst of file
 /// changes, every `resync`, on `reload` (SIGHUP), and when failing groups are due.
-pub async fn run<L: Fn() -> Result<Remote, String>>(
+pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
     config_path: &Path,
     load: L,
     options: WatchOptions,
@@ -162,15 +181,13 @@ pub async fn run<L: Fn() -> Result<Remote, String>>(
     stop: CancellationToken,
     mut reload: mpsc::UnboundedReceiver<()>,
 ) -> Result<(), WatchError> {
-    let mut remote = load().map_err(WatchError::Config)?;
+    let mut remote = load()?;
     // A state that cannot be used (a state directory not writable, a corrupt record or
     // seed) is a reason not to be ready, said on /readyz, not a crash loop that says nothing.
     let (_lock, lockfile) = loop {
         let environment = remote.environment.clone();
         let timeout = options.lock_timeout;
-        let opened = tokio::task::spawn_blocking(move || open_state(&environment, timeout))
-            .await
-            .map_err(|e| WatchError::Config(format!("opening the state: {e}")))?;
+        let opened = tokio::task::spawn_blocking(move || open_state(&environment, timeout)).await?;
         let reason = match opened {
             Ok(opened) => break opened,
             Err(OpenError::Held(e)) => return Err(WatchError::Lock(e)),
@@ -309,7 +326,7 @@ pub async fn run<L: Fn() -> Result<Remote, String>>(
     Ok(())
 }
 
-impl<L: Fn() -> Result<Remote, String>> Watcher<L> {
+impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     fn reload_config(&mut self) {
         match (self.load)() {
             Ok(remote) => match self.needs_restart(&remote.environment) {

@@ -3,7 +3,7 @@
 //! reported, and with `--self-heal` reset through the same guard as every plan.
 
 use super::metrics::Cycle;
-use super::{Remote, WatchError, Watcher};
+use super::{ConfigError, Remote, WatchError, Watcher};
 use crate::drift::{self, Status};
 use crate::live::{self, LiveRead, ReadOptions};
 use crate::model::{AppliedGroup, GroupId};
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 /// Reads in flight at once during a resync: it runs beside applying, in the background.
 const RESYNC_CONCURRENCY: usize = 16;
 
-impl<L: Fn() -> Result<Remote, String>> Watcher<L> {
+impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// Reads every managed group in the background, spread over half the resync interval.
     pub(super) fn start_resync(
         &self,

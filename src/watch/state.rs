@@ -1,7 +1,7 @@
 //! The watcher's record: its lock taken and its state opened at start, and the
 //! journal checkpointed into the lockfile when quiet rather than every cycle.
 
-use super::{Remote, WatchError, Watcher};
+use super::{ConfigError, Remote, WatchError, Watcher};
 use crate::desired::Environment;
 use crate::lockfile::{self, LockError, LockGuard, Lockfile, LockfileError};
 use std::time::{Duration, Instant};
@@ -86,7 +86,7 @@ impl Unfolded {
     }
 }
 
-impl<L: Fn() -> Result<Remote, String>> Watcher<L> {
+impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// Writes the lockfile if it lacks records of the journal, and removes the journal.
     pub(super) fn checkpoint(&mut self) -> Result<(), WatchError> {
         if self.unfolded.records > 0 {
