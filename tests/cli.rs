@@ -94,6 +94,7 @@ fn plan_json_follows_the_documented_schema() {
             ],
             "removed": []
           },
+          "ownership": "group",
           "source": {
             "column": 9,
             "file": "groups/live/lobby.yaml",
@@ -114,6 +115,7 @@ fn plan_json_follows_the_documented_schema() {
               "k"
             ]
           },
+          "ownership": "group",
           "source": null
         },
         {
@@ -132,6 +134,7 @@ fn plan_json_follows_the_documented_schema() {
             "changed": [],
             "removed": []
           },
+          "ownership": "group",
           "source": {
             "column": 9,
             "file": "groups/support.yaml",

@@ -6,7 +6,7 @@
 mod support;
 
 use grattr::lockfile::{JournalWriter, Lockfile, Record, journal_path};
-use grattr::model::AttributeSet;
+use grattr::model::{AttributeSet, Ownership};
 use std::path::Path;
 use support::Repo;
 use support::emulator::{Server, attrs, grattr, id};
@@ -17,7 +17,11 @@ const APP: u64 = 1400000000;
 fn recorded_repo() -> Repo {
     let repo = Repo::new().file("groups/a.yaml", "groups:\n  - id: a\n    attributes: {k: new}\n");
     let mut lockfile = Lockfile::new(APP);
-    lockfile.apply_records([Record::Set { group: id("a"), attributes: attrs(&[("k", "v")]) }]);
+    lockfile.apply_records([Record::Set {
+        group: id("a"),
+        attributes: attrs(&[("k", "v")]),
+        ownership: Ownership::Group,
+    }]);
     lockfile.write(&repo.join("grattr.lock")).unwrap();
     repo
 }
@@ -25,7 +29,7 @@ fn recorded_repo() -> Repo {
 /// Writes a journal beside `lockfile` with one record, as grattr for `sdkappid` writes it.
 fn journal(lockfile: &Path, sdkappid: u64, attributes: AttributeSet) {
     let writer = JournalWriter::open(lockfile, sdkappid).unwrap();
-    writer.record(Record::Set { group: id("a"), attributes });
+    writer.record(Record::Set { group: id("a"), attributes, ownership: Ownership::Group });
     writer.finish().unwrap();
 }
 

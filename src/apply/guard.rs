@@ -81,7 +81,14 @@ mod tests {
         let desired: BTreeMap<GroupId, DesiredGroup> = (0..recorded + created)
             .map(|i| {
                 let v = if i < updated || i >= recorded { "new" } else { "old" };
-                (id(i), DesiredGroup { attributes: value(v), source: source.clone() })
+                (
+                    id(i),
+                    DesiredGroup {
+                        attributes: value(v),
+                        source: source.clone(),
+                        ownership: crate::model::Ownership::Group,
+                    },
+                )
             })
             .collect();
         diff(&desired, &applied, &PlanOptions::default())

@@ -17,7 +17,7 @@ use crate::api::codes;
 use crate::api::scope::AppWide;
 use crate::api::wire::GroupType;
 use crate::lockfile::{JournalWriter, Record};
-use crate::model::{AttributeSet, GroupId, Region};
+use crate::model::{AttributeSet, GroupId, Ownership, Region};
 use crate::plan::{Action, Change};
 use futures_util::StreamExt;
 use guard::Approved;
@@ -200,7 +200,11 @@ pub async fn execute(
                     report.applied.push(index);
                     Outcome::Applied
                 }
-                Err(error) => {
+                Err(ChangeFailed { error, done }) => {
+                    if let Some(record) = done {
+                        journal.record(record.clone());
+                        report.recorded.push(record);
+                    }
                     let app_wide = error.app_wide(reached.get());
                     if error.connect_failure().is_none() {
                         reached.set(true);
@@ -255,17 +259,58 @@ pub async fn execute(
     report
 }
 
-/// One change: a full reset to the desired attributes, or a clear when there are
-/// none (the API's behaviour with an empty reset is undocumented).
-async fn apply_change(client: &Client, change: &Change) -> Result<Record, ApiError> {
+/// Why a change failed, and what of it was done before it failed.
+#[derive(Debug)]
+struct ChangeFailed {
+    error: ApiError,
+    /// With key ownership, when the modify succeeded and the delete failed: the
+    /// record of what the group now holds, so that the next run completes the change.
+    done: Option<Record>,
+}
+
+impl From<ApiError> for ChangeFailed {
+    fn from(error: ApiError) -> Self {
+        ChangeFailed { error, done: None }
+    }
+}
+
+/// One change. Of the whole group: a full reset to the desired attributes, or a
+/// clear when there are none (the API's behaviour with an empty reset is
+/// undocumented). With key ownership: a modify of the owned keys that are new or
+/// different, then a delete of those no longer declared; nothing else of the group.
+async fn apply_change(client: &Client, change: &Change) -> Result<Record, ChangeFailed> {
     let group = &change.group_id;
+    let keys = &change.keys;
+    if change.ownership == Ownership::Keys {
+        let (modify, delete) = change.key_writes();
+        if !modify.is_empty() {
+            client.modify_group_attr(group, &modify).await?;
+        }
+        if !delete.is_empty()
+            && let Err(error) = delete_keys(client, group, delete).await
+        {
+            // The modify stands: record it, so that the next run only deletes.
+            let mut done = change.before.clone().unwrap_or_default();
+            done.extend(modify);
+            let done = Some(Record::Set { group: group.clone(), attributes: done, ownership: Ownership::Keys });
+            return Err(ChangeFailed { error, done });
+        }
+        tracing::info!(%group, added = ?keys.added, removed = ?keys.removed, changed = ?keys.changed, ownership = "keys", "applied");
+        return Ok(match change.action {
+            Action::Delete => Record::Forget { group: group.clone() },
+            Action::Create | Action::Update => Record::Set {
+                group: group.clone(),
+                attributes: change.after.clone().unwrap_or_default(),
+                ownership: Ownership::Keys,
+            },
+        });
+    }
     match (change.action, &change.after) {
         (Action::Create | Action::Update, Some(after)) if !after.is_empty() => {
             client.set_group_attr(group, after).await?;
-            let keys = &change.keys;
             tracing::info!(%group, added = ?keys.added, removed = ?keys.removed, changed = ?keys.changed, "applied");
             tracing::debug!(%group, attributes = ?after, "applied values");
-            Ok(Record::Set { group: group.clone(), attributes: after.clone() })
+            Ok(Record::Set { group: group.clone(), attributes: after.clone(), ownership: Ownership::Group })
         }
         (Action::Delete, _) => {
             clear(client, group, change.before.as_ref()).await?;
@@ -275,9 +320,28 @@ async fn apply_change(client: &Client, change: &Change) -> Result<Record, ApiErr
         _ => {
             clear(client, group, change.before.as_ref()).await?;
             tracing::info!(%group, "cleared");
-            Ok(Record::Set { group: group.clone(), attributes: AttributeSet::default() })
+            Ok(Record::Set { group: group.clone(), attributes: AttributeSet::default(), ownership: Ownership::Group })
         }
     }
+}
+
+/// Deletes `keys` of a group. A key already gone ([`codes::KEY_NOT_FOUND`]: a member
+/// deleted it) is what was wanted; the keys still live are read and the delete retried.
+async fn delete_keys(client: &Client, group: &GroupId, mut keys: Vec<String>) -> Result<(), ApiError> {
+    const TRIES: u32 = 3;
+    for attempt in 1..=TRIES {
+        match client.delete_group_attr(group, &keys).await {
+            Err(error) if error.is(&codes::KEY_NOT_FOUND) && attempt < TRIES => {
+                let live = client.get_group_attr(group).await?;
+                keys.retain(|key| live.contains_key(key));
+                if keys.is_empty() {
+                    return Ok(());
+                }
+            }
+            other => return other,
+        }
+    }
+    Ok(())
 }
 
 /// Removes every attribute of a group. Community groups (`@TGS#_` ids) do not

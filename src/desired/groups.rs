@@ -475,7 +475,8 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
 
     let clean = out.diagnostics.iter().filter(|d| d.is_error()).count() == errors_before;
     if let (Some(id), true) = (id, clean) {
-        out.groups.push((id, DesiredGroup { attributes, source: id_at }));
+        out.groups
+            .push((id, DesiredGroup { attributes, source: id_at, ownership: crate::model::Ownership::default() }));
     }
 }
 

@@ -183,7 +183,11 @@ mod tests {
     #[test]
     fn every_category() {
         let source = SourceLocation { file: Arc::from(Path::new("g.yaml")), line: 1, column: 1 };
-        let declare = |a: AttributeSet| DesiredGroup { attributes: a, source: source.clone() };
+        let declare = |a: AttributeSet| DesiredGroup {
+            attributes: a,
+            source: source.clone(),
+            ownership: crate::model::Ownership::Group,
+        };
         let v1 = attrs(&[("k", "1")]);
         let v2 = attrs(&[("k", "2")]);
         let client_edit = attrs(&[("k", "1"), ("added", "x")]);

@@ -11,7 +11,7 @@
 //! error, and nothing of the journal is folded.
 
 use super::{JournalProblem, Lockfile, LockfileError};
-use crate::model::{AppliedGroup, AttributeSet, Digest, DigestBuilder, GroupId};
+use crate::model::{AppliedGroup, AttributeSet, Digest, DigestBuilder, GroupId, Ownership};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,12 +23,15 @@ use std::time::{Duration, Instant};
 /// One success.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// The group now has exactly these attributes.
+    /// The group now has exactly these attributes (with key ownership: these are
+    /// the keys grattr owns, and their values).
     Set {
         /// The group.
         group: GroupId,
         /// Its attributes.
         attributes: AttributeSet,
+        /// What of the group grattr owns.
+        ownership: Ownership,
     },
     /// The group was cleared and is no longer managed.
     Forget {
@@ -56,12 +59,21 @@ struct Line {
     group: GroupId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     attributes: Option<AttributeSet>,
+    #[serde(default, skip_serializing_if = "Ownership::is_group")]
+    ownership: Ownership,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     digest: Option<Digest>,
 }
 
-/// The digest of a record of `sdkappid`: what it does, to which group, with which attributes.
-fn record_digest(op: Op, sdkappid: u64, group: &GroupId, attributes: Option<&AttributeSet>) -> Digest {
+/// The digest of a record of `sdkappid`: what it does, to which group, with which
+/// attributes and (when not the whole group) which ownership.
+fn record_digest(
+    op: Op,
+    sdkappid: u64,
+    group: &GroupId,
+    attributes: Option<&AttributeSet>,
+    ownership: Ownership,
+) -> Digest {
     let mut digest = DigestBuilder::new();
     digest.field(b"grattr journal record").field(match op {
         Op::Set => b"set",
@@ -71,23 +83,32 @@ fn record_digest(op: Op, sdkappid: u64, group: &GroupId, attributes: Option<&Att
     if let Some(attributes) = attributes {
         digest.attributes(attributes);
     }
+    if !ownership.is_group() {
+        digest.field(b"ownership").field(ownership.as_str().as_bytes());
+    }
     digest.finish()
 }
 
 impl Record {
     /// The line this record is written as, for the app `sdkappid`.
     fn line(&self, sdkappid: u64) -> Line {
-        let (op, group, attributes) = match self {
-            Record::Set { group, attributes } => (Op::Set, group, Some(attributes)),
-            Record::Forget { group } => (Op::Forget, group, None),
-        };
-        let digest = record_digest(op, sdkappid, group, attributes);
+        let (op, group, attributes, ownership) = self.parts();
+        let digest = record_digest(op, sdkappid, group, attributes, ownership);
         Line {
             op,
             sdkappid: Some(sdkappid),
             group: group.clone(),
             attributes: attributes.cloned(),
+            ownership,
             digest: Some(digest),
+        }
+    }
+
+    /// What the record does, to which group, with which attributes and ownership.
+    fn parts(&self) -> (Op, &GroupId, Option<&AttributeSet>, Ownership) {
+        match self {
+            Record::Set { group, attributes, ownership } => (Op::Set, group, Some(attributes), *ownership),
+            Record::Forget { group } => (Op::Forget, group, None, Ownership::Group),
         }
     }
 
@@ -107,16 +128,14 @@ impl Record {
             return Err((message, false));
         }
         let record = match (line.op, line.attributes) {
-            (Op::Set, Some(attributes)) => Record::Set { group: line.group, attributes },
-            (Op::Forget, None) => Record::Forget { group: line.group },
+            (Op::Set, Some(attributes)) => Record::Set { group: line.group, attributes, ownership: line.ownership },
+            (Op::Forget, None) if line.ownership.is_group() => Record::Forget { group: line.group },
+            (Op::Forget, None) => return Err(("journal record `forget` has an ownership".into(), false)),
             (Op::Set, None) => return Err(("journal record `set` has no attributes".into(), false)),
             (Op::Forget, Some(_)) => return Err(("journal record `forget` has attributes".into(), false)),
         };
-        let (op, group, attributes) = match &record {
-            Record::Set { group, attributes } => (Op::Set, group, Some(attributes)),
-            Record::Forget { group } => (Op::Forget, group, None),
-        };
-        if record_digest(op, sdkappid, group, attributes) != *digest {
+        let (op, group, attributes, ownership) = record.parts();
+        if record_digest(op, sdkappid, group, attributes, ownership) != *digest {
             return Err((
                 format!("journal record of group {:?}: digest does not match the record", group.as_str()),
                 false,
@@ -180,8 +199,8 @@ impl Lockfile {
     pub fn apply_records(&mut self, records: impl IntoIterator<Item = Record>) {
         for record in records {
             match record {
-                Record::Set { group, attributes } => {
-                    self.groups.insert(group, AppliedGroup::new(attributes));
+                Record::Set { group, attributes, ownership } => {
+                    self.groups.insert(group, AppliedGroup::owned(attributes, ownership));
                 }
                 Record::Forget { group } => {
                     self.groups.remove(&group);
@@ -331,7 +350,11 @@ mod tests {
     use super::*;
 
     fn set(group: &str, value: &str) -> Record {
-        Record::Set { group: GroupId::parse(group).unwrap(), attributes: [("k".to_string(), value.to_string())].into() }
+        Record::Set {
+            group: GroupId::parse(group).unwrap(),
+            attributes: [("k".to_string(), value.to_string())].into(),
+            ownership: Ownership::Group,
+        }
     }
 
     #[test]

@@ -275,7 +275,7 @@ impl Lockfile {
             .map(|(id, applied)| {
                 let group_id = GroupId::parse(&id).map_err(|e| format!("group {id:?}: {e}"))?;
                 let applied = applied.map_err(|e| format!("group {id:?}: {e}"))?;
-                if Digest::of_attributes(&applied.attributes) != applied.digest {
+                if !applied.verifies() {
                     return Err(format!("group {id:?}: digest does not match the recorded attributes"));
                 }
                 Ok((group_id, applied))
@@ -346,6 +346,9 @@ pub fn digest(groups: &BTreeMap<GroupId, AppliedGroup>) -> Digest {
     let mut digest = DigestBuilder::new();
     for (id, group) in groups {
         digest.group(id, &group.attributes);
+        if !group.ownership.is_group() {
+            digest.field(b"ownership").field(group.ownership.as_str().as_bytes());
+        }
     }
     digest.finish()
 }

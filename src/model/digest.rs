@@ -18,6 +18,18 @@ impl Digest {
         hasher.finish()
     }
 
+    /// The digest of a lockfile record: of the attributes, and when grattr owns
+    /// only keys, of that too (so that a record of the whole group keeps the digest
+    /// it always had).
+    pub fn of_record(attributes: &AttributeSet, ownership: super::Ownership) -> Digest {
+        let mut hasher = DigestBuilder::new();
+        hasher.attributes(attributes);
+        if ownership == super::Ownership::Keys {
+            hasher.field(b"ownership: keys");
+        }
+        hasher.finish()
+    }
+
     /// The digest as written in files.
     pub fn as_str(&self) -> &str {
         &self.0

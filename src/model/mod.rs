@@ -8,6 +8,7 @@ mod region;
 
 pub use digest::{Digest, DigestBuilder};
 pub use group_id::{GroupId, GroupIdError};
+
 pub use region::Region;
 
 use std::collections::BTreeMap;
@@ -43,28 +44,81 @@ impl fmt::Display for SourceLocation {
     }
 }
 
+/// What of a group's attributes grattr owns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ownership {
+    /// The whole group: its attributes are exactly the declared ones, and a change
+    /// is one `set_group_attr`, a full reset (the default).
+    #[default]
+    Group,
+    /// Only the keys grattr declares for the group, and the keys it applied before
+    /// and no longer declares: keys the group's members write are never sent,
+    /// deleted or reported as drift. A change is a `modify_group_attr` of the owned
+    /// keys that are new or different and a `delete_group_attr` of the owned keys no
+    /// longer declared.
+    Keys,
+}
+
+impl Ownership {
+    /// Whether grattr owns the whole group (the default, which files leave unsaid).
+    pub fn is_group(&self) -> bool {
+        *self == Ownership::Group
+    }
+
+    /// The word written in files and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ownership::Group => "group",
+            Ownership::Keys => "keys",
+        }
+    }
+}
+
+impl fmt::Display for Ownership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One group as the YAML declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredGroup {
-    /// The attributes the group should have.
+    /// The attributes the group should have (with key ownership: the keys grattr owns).
     pub attributes: AttributeSet,
     /// Where the group's `id` is written.
     pub source: SourceLocation,
+    /// What of the group grattr owns.
+    pub ownership: Ownership,
 }
 
 /// What grattr last applied to one group.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppliedGroup {
-    /// The digest of `attributes`, checked whenever it is read back.
+    /// The digest of `attributes` (and of the ownership, when grattr owns only
+    /// keys), checked whenever it is read back.
     pub digest: Digest,
-    /// The attributes applied.
+    /// The attributes applied: with key ownership, the keys grattr owns.
     pub attributes: AttributeSet,
+    /// What of the group grattr owns; left out for the whole group.
+    #[serde(default, skip_serializing_if = "Ownership::is_group")]
+    pub ownership: Ownership,
 }
 
 impl AppliedGroup {
-    /// The record of applying `attributes`.
+    /// The record of applying `attributes` to the whole group.
     pub fn new(attributes: AttributeSet) -> Self {
-        AppliedGroup { digest: Digest::of_attributes(&attributes), attributes }
+        AppliedGroup::owned(attributes, Ownership::Group)
+    }
+
+    /// The record of applying `attributes` with `ownership`.
+    pub fn owned(attributes: AttributeSet, ownership: Ownership) -> Self {
+        AppliedGroup { digest: Digest::of_record(&attributes, ownership), attributes, ownership }
+    }
+
+    /// Whether the digest matches the record.
+    pub fn verifies(&self) -> bool {
+        Digest::of_record(&self.attributes, self.ownership) == self.digest
     }
 }

@@ -5,7 +5,7 @@
 pub mod render;
 pub mod verify;
 
-use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, Digest, GroupId, SourceLocation};
+use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, Digest, GroupId, Ownership, SourceLocation};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,6 +95,42 @@ pub struct Change {
     pub after: Option<AttributeSet>,
     /// The keys touched.
     pub keys: KeyChanges,
+    /// What of the group grattr owns after the change (for a delete: owned until
+    /// now). With `keys`, `before` and `after` hold only the keys grattr owns.
+    #[serde(default)]
+    pub ownership: Ownership,
+    /// The ownership the change switches from, when it switches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership_from: Option<Ownership>,
+    /// With `--refresh`, the keys live that grattr does not own (members wrote
+    /// them): kept by a change with key ownership, removed by a switch to `group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmanaged_keys: Option<Vec<String>>,
+}
+
+impl Change {
+    /// What the change writes with key ownership: the owned keys whose value is new
+    /// or different (one `modify_group_attr`), and the owned keys no longer declared
+    /// (one `delete_group_attr`). Empty for a change of the whole group.
+    pub fn key_writes(&self) -> (AttributeSet, Vec<String>) {
+        if self.ownership != Ownership::Keys {
+            return (AttributeSet::new(), Vec::new());
+        }
+        let empty = AttributeSet::new();
+        let before = self.before.as_ref().unwrap_or(&empty);
+        let after = self.after.as_ref().unwrap_or(&empty);
+        let modify =
+            after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let delete = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+        (modify, delete)
+    }
+
+    /// Whether the change makes no call, only a new record (a switch to key
+    /// ownership, or a group with key ownership declared with no key, created).
+    pub fn records_only(&self) -> bool {
+        let (modify, delete) = self.key_writes();
+        self.ownership == Ownership::Keys && modify.is_empty() && delete.is_empty()
+    }
 }
 
 /// A group that is recorded as applied but no longer declared, left as it is
@@ -170,6 +206,9 @@ pub struct PlanOptions {
     pub refresh: bool,
     /// The inputs' fingerprint, for a plan that is saved (`plan --out`).
     pub fingerprint: Option<Fingerprint>,
+    /// With `--refresh`, for the groups where grattr owns only keys (or owned them
+    /// until now), the keys live that it does not own.
+    pub unmanaged_keys: BTreeMap<GroupId, Vec<String>>,
 }
 
 /// Everything that must change, in group id order. Serialized, this is the
@@ -253,13 +292,18 @@ pub fn diff(
                     before: None,
                     after: Some(group.attributes.clone()),
                     keys: KeyChanges::between(&AttributeSet::new(), &group.attributes),
+                    ownership: group.ownership,
+                    ownership_from: None,
+                    unmanaged_keys: options.unmanaged_keys.get(id).cloned(),
                 });
             }
             Ordering::Equal => {
                 let (Some((id, group)), Some((_, recorded))) = (desired_iter.next(), applied_iter.next()) else {
                     break;
                 };
-                if group.attributes == recorded.attributes {
+                // A switch to the whole group is a full reset even when grattr's keys are
+                // as declared: it removes the keys members wrote.
+                if group.attributes == recorded.attributes && group.ownership == recorded.ownership {
                     plan.summary.unchanged += 1;
                     continue;
                 }
@@ -271,6 +315,9 @@ pub fn diff(
                     before: Some(recorded.attributes.clone()),
                     after: Some(group.attributes.clone()),
                     keys: KeyChanges::between(&recorded.attributes, &group.attributes),
+                    ownership: group.ownership,
+                    ownership_from: (group.ownership != recorded.ownership).then_some(recorded.ownership),
+                    unmanaged_keys: options.unmanaged_keys.get(id).cloned(),
                 });
             }
             Ordering::Greater => {
@@ -284,6 +331,9 @@ pub fn diff(
                         before: Some(recorded.attributes.clone()),
                         after: None,
                         keys: KeyChanges::between(&recorded.attributes, &AttributeSet::new()),
+                        ownership: recorded.ownership,
+                        ownership_from: None,
+                        unmanaged_keys: options.unmanaged_keys.get(id).cloned(),
                     });
                 } else {
                     plan.summary.not_declared += 1;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{AppliedGroup, DesiredGroup, SourceLocation};
+use crate::model::{AppliedGroup, DesiredGroup, Ownership, SourceLocation};
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -18,7 +18,7 @@ fn declared(groups: &[(&str, AttributeSet)]) -> BTreeMap<GroupId, DesiredGroup> 
         .map(|(line, (g, a))| {
             let source =
                 SourceLocation { file: Arc::from(Path::new("groups/g.yaml")), line: line as u64 + 2, column: 9 };
-            (id(g), DesiredGroup { attributes: a.clone(), source })
+            (id(g), DesiredGroup { attributes: a.clone(), source, ownership: crate::model::Ownership::Group })
         })
         .collect()
 }
@@ -117,6 +117,7 @@ fn text_rendering() {
                 ("rules", "1. Be kind.\n2. No spam, no ads.\n3. Have fun."),
             ]),
             source: SourceLocation { file: Arc::from(Path::new("groups/story.yaml")), line: 3, column: 9 },
+            ownership: Ownership::Group,
         },
     );
     let text = render::text(&diff(&desired, &applied, &options(false)), Path::new("grattr.lock"));
@@ -170,6 +171,7 @@ fn markdown_rendering() {
         DesiredGroup {
             attributes: attrs(&[("code", "```rust\nfn main() {}\n```")]),
             source: SourceLocation { file: Arc::from(Path::new("groups/odd.yaml")), line: 1, column: 9 },
+            ownership: Ownership::Group,
         },
     );
     insta::assert_snapshot!(render::markdown(&diff(&desired, &applied, &options(true)), Path::new("grattr.lock")));

@@ -181,7 +181,9 @@ mod tests {
             ("g-3", attrs(&[("theme", "light")])),
         ]
         .into_iter()
-        .map(|(g, a)| (id(g), DesiredGroup { attributes: a, source: source.clone() }))
+        .map(|(g, a)| {
+            (id(g), DesiredGroup { attributes: a, source: source.clone(), ownership: crate::model::Ownership::Group })
+        })
         .collect();
         let applied: BTreeMap<GroupId, AppliedGroup> = [
             ("g-2", attrs(&[("banner", "hi"), ("theme", "light")])),

@@ -65,8 +65,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             environment: self.environment(),
             prune: self.options.prune || self.remote.environment.prune,
             targets,
-            refresh: false,
-            fingerprint: None,
+            ..PlanOptions::default()
         };
         let mut plan = plan::diff(self.index.groups(), &self.lockfile.groups, &options);
         // Failing groups wait for their turn.

@@ -75,8 +75,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         let targets = Some(drifted.keys().cloned().collect());
         let mut before = self.lockfile.groups.clone();
         before.extend(drifted);
-        let options =
-            PlanOptions { environment: self.environment(), prune: false, targets, refresh: true, fingerprint: None };
+        let options = PlanOptions { environment: self.environment(), targets, refresh: true, ..PlanOptions::default() };
         let plan = plan::diff(self.index.groups(), &before, &options);
         // A drifted group that is no longer declared is left as is (it is not in the plan).
         let outcome = match self.safety().check(&plan, self.lockfile.groups.len()) {

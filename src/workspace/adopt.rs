@@ -4,7 +4,7 @@
 use super::{Workspace, WriteLock};
 use crate::desired::{emit, groups};
 use crate::lockfile::{LockfileError, Record};
-use crate::model::{AttributeSet, GroupId, SourceLocation};
+use crate::model::{AttributeSet, GroupId, Ownership, SourceLocation};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -60,7 +60,11 @@ impl Workspace {
     pub fn adopt(&mut self, _lock: &WriteLock, imported: Vec<(GroupId, AttributeSet)>) -> Result<(), LockfileError> {
         let mut lockfile = self.lockfile.clone();
         lockfile.sdkappid.get_or_insert(self.environment.sdkappid);
-        lockfile.apply_records(imported.into_iter().map(|(group, attributes)| Record::Set { group, attributes }));
+        lockfile.apply_records(imported.into_iter().map(|(group, attributes)| Record::Set {
+            group,
+            attributes,
+            ownership: Ownership::Group,
+        }));
         lockfile.write(&self.environment.lockfile)?;
         self.lockfile = lockfile;
         Ok(())

@@ -10,7 +10,7 @@ use crate::drift::{self, DriftReport};
 use crate::live::LiveRead;
 use crate::lockfile::LockError;
 use crate::lockfile::{self, Lockfile, LockfileError, Record};
-use crate::model::{AppliedGroup, GroupId};
+use crate::model::{AppliedGroup, AttributeSet, GroupId, Ownership};
 use crate::plan::{self, Fingerprint, Plan, PlanEnvironment, PlanOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -38,6 +38,9 @@ pub struct Workspace {
     pub live: Option<BTreeMap<GroupId, AppliedGroup>>,
     /// With refresh: managed groups that do not exist.
     pub missing: BTreeSet<GroupId>,
+    /// With refresh: for groups where grattr owns only keys (or owned them until
+    /// now), the keys live that it does not own.
+    pub unmanaged: BTreeMap<GroupId, Vec<String>>,
 }
 
 /// Why a workspace cannot be loaded.
@@ -129,6 +132,7 @@ impl Workspace {
                 recovered,
                 live: None,
                 missing: BTreeSet::new(),
+                unmanaged: BTreeMap::new(),
             })
         });
         (loaded.diagnostics, workspace.map_err(LoadError::from))
@@ -159,7 +163,8 @@ impl Workspace {
         for (id, read) in reads {
             match read {
                 Ok(attributes) => {
-                    before.insert(id, AppliedGroup::new(attributes));
+                    let live = self.owned_part(&id, attributes);
+                    before.insert(id, live);
                 }
                 Err(e) if e.is_missing_group() => {
                     self.missing.insert(id);
@@ -172,6 +177,29 @@ impl Workspace {
         }
         self.live = Some(before);
         Ok(())
+    }
+
+    /// What of a group's live `attributes` grattr owns, as a record: all of them for a
+    /// group it owns whole; with key ownership (declared or recorded), the keys it
+    /// declares or applied before, the others noted as members'.
+    fn owned_part(&mut self, id: &GroupId, mut attributes: AttributeSet) -> AppliedGroup {
+        let recorded = self.lockfile.groups.get(id);
+        let declared = self.desired.groups.get(id);
+        let keys = |o: Ownership| o == Ownership::Keys;
+        if !recorded.is_some_and(|r| keys(r.ownership)) && !declared.is_some_and(|d| keys(d.ownership)) {
+            return AppliedGroup::new(attributes);
+        }
+        let owned = |key: &String| {
+            recorded.is_some_and(|r| r.attributes.contains_key(key))
+                || declared.is_some_and(|d| d.attributes.contains_key(key))
+        };
+        let unmanaged: Vec<String> = attributes.keys().filter(|key| !owned(key)).cloned().collect();
+        for key in &unmanaged {
+            attributes.remove(key);
+        }
+        let ownership = recorded.map_or_else(|| declared.map_or(Ownership::Keys, |d| d.ownership), |r| r.ownership);
+        self.unmanaged.insert(id.clone(), unmanaged);
+        AppliedGroup::owned(attributes, ownership)
     }
 
     /// "Before": the live state after a refresh, else the lockfile's record.
@@ -217,6 +245,7 @@ impl Workspace {
             targets,
             refresh: self.live.is_some(),
             fingerprint,
+            unmanaged_keys: self.unmanaged.clone(),
         }
     }
 
@@ -241,10 +270,15 @@ impl Workspace {
         let wanted = |id: &GroupId| plan.targets.as_ref().is_none_or(|t| t.contains(id));
         let mut records = Vec::new();
         for (id, group) in &self.desired.groups {
-            let live = live.get(id).map(|g| &g.attributes);
-            let recorded = self.lockfile.groups.get(id).map(|g| &g.attributes);
-            if wanted(id) && live == Some(&group.attributes) && recorded != live {
-                records.push(Record::Set { group: id.clone(), attributes: group.attributes.clone() });
+            let Some(live) = live.get(id) else { continue };
+            let recorded = self.lockfile.groups.get(id);
+            let settled = live.attributes == group.attributes && live.ownership == group.ownership;
+            if wanted(id) && settled && recorded != Some(live) {
+                records.push(Record::Set {
+                    group: id.clone(),
+                    attributes: group.attributes.clone(),
+                    ownership: group.ownership,
+                });
             }
         }
         let mut forgotten = Vec::new();
