@@ -377,18 +377,30 @@ fn thirty_percent_faults_converge_to_every_group_correct() {
 fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
     let ids: Vec<String> = (0..80).map(|i| format!("crash-{i:04}")).collect();
     let text = many_groups("crash", ids.len());
-    for round in 0..20u64 {
+    let mut mid_run = 0;
+    for round in 0..20usize {
         let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(2)));
         let repo = server.repo().file("groups/many.yaml", &text);
         let mut child = spawn_apply(repo.path());
-        // 80 groups at 200/s take 400 ms: kill at spread moments across and around that.
-        std::thread::sleep(Duration::from_millis(20 + round * 23));
+        // Kill at moments spread across the run and around it, by progress rather than by
+        // time: round 0 at once, the last round once it has exited on its own, the others
+        // once the journal holds `round × 4` records (one line per group recorded).
+        let journal = repo.join(".grattr.lock.journal");
+        let records = || std::fs::read(&journal).map_or(0, |bytes| bytes.iter().filter(|b| **b == b'\n').count());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while round > 0 && (round == 19 || records() < round * 4) && child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "round {round}: the apply made no progress");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         // SAFETY: kill(2) on the child this test spawned.
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         let _ = child.wait();
 
         // The lockfile (with the journal) parses, and records nothing that is not live.
         let after_kill = Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
+        if (1..ids.len()).contains(&after_kill.groups.len()) {
+            mid_run += 1;
+        }
         for (id, group) in &after_kill.groups {
             assert_eq!(
                 server.live(id.as_str()).as_ref(),
@@ -415,6 +427,7 @@ fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
         }
         assert_eq!(recorded(&repo).groups.len(), ids.len());
     }
+    assert!(mid_run >= 1, "no kill landed mid-run (some but not all groups recorded)");
 }
 
 #[test]
