@@ -370,9 +370,18 @@ fn a_state_dir_keeps_the_checkout_clean_through_pulls_and_is_seeded_once() {
 
     // plan on the server reads the same state, by option or by variable.
     let state_arg = state.to_str().unwrap();
-    checkout.run(&["plan", "--state-dir", state_arg, "--detailed-exitcode"]).code(0);
-    checkout.run_with_env(&["plan", "--detailed-exitcode"], &[("GRATTR_STATE_DIR", state_arg)]).code(0);
-    checkout.run(&["plan", "--detailed-exitcode"]).code(2).stdout_has("room will be updated");
+    let no_changes = format!(
+        "grattr plan for sdkappid 1400000000\n\n\
+         No changes: the desired state matches what {} records as applied.\n\n\
+         Plan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n",
+        state.join("grattr.lock").display()
+    );
+    checkout.run(&["plan", "--state-dir", state_arg, "--detailed-exitcode"]).code(0).stdout(&no_changes);
+    checkout
+        .run_with_env(&["plan", "--detailed-exitcode"], &[("GRATTR_STATE_DIR", state_arg)])
+        .code(0)
+        .stdout(&no_changes);
+    checkout.run(&["plan", "--detailed-exitcode"]).code(2).stdout_contains("room will be updated");
 }
 
 #[test]
