@@ -46,14 +46,14 @@ fn the_repository_example_is_valid() {
 
 #[test]
 fn validate_counts_groups_and_files() {
-    example().run(&["validate"]).code(0).stdout_has("groups: ok: 3 groups in 2 files");
+    example().run(&["validate"]).code(0).stdout_contains("groups: ok: 3 groups in 2 files");
 }
 
 #[test]
 fn plan_text_shows_each_change_with_its_source() {
-    let run = example().run(&["plan"]).code(0);
-    assert!(!run.stdout.contains('\u{1b}'), "no colour when stdout is not a terminal");
-    insta::assert_snapshot!(run.stdout, @r#"
+    let stdout = example().run(&["plan"]).code(0).into_stdout();
+    assert!(!stdout.contains('\u{1b}'), "no colour when stdout is not a terminal");
+    insta::assert_snapshot!(stdout, @r#"
     grattr plan for sdkappid 1400000000
 
       ~ @TGS#aC5SZEAEF will be updated  (groups/live/lobby.yaml:2)
@@ -164,18 +164,18 @@ fn plan_json_follows_the_documented_schema() {
 
 #[test]
 fn plan_markdown_is_a_pr_comment() {
-    let run = example().run(&["plan", "--format", "markdown"]).code(0);
-    assert!(run.stdout.starts_with(
+    let stdout = example().run(&["plan", "--format", "markdown"]).code(0).into_stdout();
+    assert!(stdout.starts_with(
         "### grattr plan for sdkappid 1400000000\n\n**Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged."
     ));
-    assert_eq!(run.stdout.matches("<details>").count(), 3, "{}", run.stdout);
+    assert_eq!(stdout.matches("<details>").count(), 3, "{stdout}");
 }
 
 #[test]
 fn detailed_exitcode_says_whether_anything_changes() {
     let repo = example();
-    repo.run(&["plan", "--detailed-exitcode"]).code(2);
-    repo.run(&["plan"]).code(0);
+    let pending = repo.run(&["plan", "--detailed-exitcode"]).code(2).into_stdout();
+    repo.run(&["plan"]).code(0).stdout(&pending);
     lock(
         &repo,
         &[
@@ -186,8 +186,8 @@ fn detailed_exitcode_says_whether_anything_changes() {
     );
     repo.run(&["plan", "--detailed-exitcode"])
         .code(0)
-        .stdout_has("No changes: the desired state matches what grattr.lock records as applied.")
-        .stdout_has("3 unchanged.");
+        .stdout_contains("No changes: the desired state matches what grattr.lock records as applied.")
+        .stdout_contains("3 unchanged.");
 }
 
 #[test]
@@ -195,25 +195,27 @@ fn a_first_plan_without_lockfile_creates_everything() {
     let repo = example().remove("grattr.lock");
     repo.run(&["plan", "--detailed-exitcode"])
         .code(2)
-        .stdout_has("Plan: 3 to create, 0 to update, 0 to delete, 0 unchanged.");
+        .stdout_contains("Plan: 3 to create, 0 to update, 0 to delete, 0 unchanged.");
 }
 
 #[test]
 fn plan_out_saves_the_plan_with_its_fingerprint() {
     let repo = example();
-    let run = repo.run(&["plan", "--out", "plan.json"]).code(0).stderr_has("Saved the plan to plan.json");
-    assert!(run.stdout.contains("Plan: 1 to create"));
+    repo.run(&["plan", "--out", "plan.json"])
+        .code(0)
+        .stderr("Saved the plan to plan.json; apply it with `grattr apply plan.json`.\n")
+        .stdout_contains("Plan: 1 to create");
     let saved: serde_json::Value = serde_json::from_str(&repo.read("plan.json")).unwrap();
     for part in ["desired", "before", "environment"] {
         assert!(saved["fingerprint"][part].as_str().unwrap().starts_with("sha256:"), "{part}");
     }
     assert_eq!(saved["summary"]["create"], 1);
     // The same inputs give the same fingerprint; another desired state another one.
-    repo.run(&["plan", "--out", "again.json"]).code(0);
+    repo.run(&["plan", "--out", "again.json"]).code(0).ignore_stdout().ignore_stderr();
     let again: serde_json::Value = serde_json::from_str(&repo.read("again.json")).unwrap();
     assert_eq!(saved["fingerprint"], again["fingerprint"]);
     let repo = repo.file("groups/support.yaml", &SUPPORT.replace("9-17", "8-18"));
-    repo.run(&["plan", "--out", "changed.json"]).code(0);
+    repo.run(&["plan", "--out", "changed.json"]).code(0).ignore_stdout().ignore_stderr();
     let changed: serde_json::Value = serde_json::from_str(&repo.read("changed.json")).unwrap();
     assert_ne!(saved["fingerprint"]["desired"], changed["fingerprint"]["desired"]);
     assert_eq!(saved["fingerprint"]["before"], changed["fingerprint"]["before"]);
@@ -224,9 +226,12 @@ fn targets_limit_the_plan() {
     let repo = example();
     repo.run(&["plan", "--target", "support-eu"])
         .code(0)
-        .stdout_has("limited to 1 targeted group")
-        .stdout_has("Plan: 1 to create, 0 to update");
-    repo.run(&["plan", "--target", "nope"]).code(1).no_stdout().stderr_has("error: --target \"nope\": no such group");
+        .stdout_contains("limited to 1 targeted group")
+        .stdout_contains("Plan: 1 to create, 0 to update");
+    repo.run(&["plan", "--target", "nope"])
+        .code(1)
+        .stdout("")
+        .stderr_contains("error: --target \"nope\": no such group");
 }
 
 #[test]
@@ -234,10 +239,10 @@ fn invalid_desired_state_plans_nothing() {
     let repo = example().file("groups/bad.yaml", "groups:\n  - id: bad\n    attributes:\n      k: ~\n");
     repo.run(&["plan"])
         .code(1)
-        .no_stdout()
-        .stderr_has("groups/bad.yaml:4:10: error: group \"bad\" key \"k\": value is null")
-        .stderr_has("error: 1 error, 0 warnings in 1 file; nothing was planned");
-    repo.run(&["validate"]).code(1).stderr_has("groups: invalid: 1 error, 0 warnings in 1 file");
+        .stdout("")
+        .stderr_contains("groups/bad.yaml:4:10: error: group \"bad\" key \"k\": value is null")
+        .stderr_contains("error: 1 error, 0 warnings in 1 file; nothing was planned");
+    repo.run(&["validate"]).code(1).stderr_contains("groups: invalid: 1 error, 0 warnings in 1 file");
 }
 
 #[test]
@@ -245,13 +250,15 @@ fn a_corrupt_lockfile_is_refused() {
     let repo = example();
     let text = repo.read("grattr.lock").replace("\"light\"", "\"sepia\"");
     let repo = repo.file("grattr.lock", &text);
-    repo.run(&["plan"]).code(1).no_stdout().stderr_has(
+    repo.run(&["plan"]).code(1).stdout("").stderr_contains(
         "grattr.lock: error: 1 corrupt or hand-edited entry:\n  - group \"@TGS#aC5SZEAEF\": digest does not match",
     );
     let repo = repo.file("grattr.lock", "{\"format_version\": 1,\n  \"groups\": [\n");
-    repo.run(&["plan"]).code(1).stderr_has("grattr.lock:2:12: error: not a valid lockfile: invalid type: sequence");
+    repo.run(&["plan"])
+        .code(1)
+        .stderr_contains("grattr.lock:2:12: error: not a valid lockfile: invalid type: sequence");
     // validate does not need the lockfile at all.
-    repo.run(&["validate"]).code(0);
+    repo.run(&["validate"]).code(0).stdout("groups: ok: 3 groups in 2 files\n");
 }
 
 #[test]
@@ -261,49 +268,51 @@ fn a_lockfile_of_another_app_is_refused() {
     repo.file("grattr.lock", &text)
         .run(&["plan"])
         .code(1)
-        .stderr_has("records sdkappid 1400000001, but the environment is sdkappid 1400000000");
+        .stderr_contains("records sdkappid 1400000001, but the environment is sdkappid 1400000000");
 }
 
 #[test]
 fn environments_select_app_and_lockfile() {
     let config = "admin: administrator\nenvironments:\n  staging:\n    sdkappid: 1400000001\n    endpoint: http://127.0.0.1:9\n    lockfile: staging.lock\n  production:\n    sdkappid: 1400000000\n    region: singapore\n";
     let repo = example().file("grattr.yaml", config);
-    repo.run(&["plan"]).code(1).stderr_has(
+    repo.run(&["plan"]).code(1).stderr_contains(
         "grattr.yaml:3:3: error: grattr.yaml defines environments (production, staging); choose one with --env NAME",
     );
     repo.run(&["plan", "--env", "production"])
         .code(0)
-        .stdout_has("for production (sdkappid 1400000000)")
-        .stdout_has("1 to create, 1 to update");
+        .stdout_contains("for production (sdkappid 1400000000)")
+        .stdout_contains("1 to create, 1 to update");
     repo.run(&["plan", "--env", "staging"])
         .code(0)
-        .stdout_has("for staging (sdkappid 1400000001)")
-        .stdout_has("3 to create, 0 to update");
-    repo.run_with_env(&["plan"], &[("GRATTR_ENV", "staging")]).code(0).stdout_has("for staging");
-    repo.run(&["plan", "--env", "qa"]).code(1).stderr_has("no environment named \"qa\"; defined: production, staging");
+        .stdout_contains("for staging (sdkappid 1400000001)")
+        .stdout_contains("3 to create, 0 to update");
+    repo.run_with_env(&["plan"], &[("GRATTR_ENV", "staging")]).code(0).stdout_contains("for staging");
+    repo.run(&["plan", "--env", "qa"])
+        .code(1)
+        .stderr_contains("no environment named \"qa\"; defined: production, staging");
     // validate checks every environment when none is chosen.
-    repo.run(&["validate"]).code(0).stdout_has("groups: ok: 3 groups");
+    repo.run(&["validate"]).code(0).stdout_contains("groups: ok: 3 groups");
 }
 
 #[test]
 fn config_mistakes_point_at_their_line() {
     let repo = example()
         .file("grattr.yaml", "sdkappid: 1400000000\nadmin: administrator\nregion: singapore\nlockfle: x.lock\n");
-    repo.run(&["plan"]).code(1).no_stdout().stderr_has("grattr.yaml:4:1: error: unknown field `lockfle`");
+    repo.run(&["plan"]).code(1).stdout("").stderr_contains("grattr.yaml:4:1: error: unknown field `lockfle`");
     let repo = repo.remove("grattr.yaml");
     repo.run(&["validate"])
         .code(1)
-        .stderr_has("grattr.yaml: error: cannot read the configuration")
-        .stderr_has("help: run grattr in the directory");
+        .stderr_contains("grattr.yaml: error: cannot read the configuration")
+        .stderr_contains("help: run grattr in the directory");
     repo.run(&["-c", "elsewhere/grattr.yaml", "plan"])
         .code(1)
-        .stderr_has("elsewhere/grattr.yaml: error: cannot read the configuration");
+        .stderr_contains("elsewhere/grattr.yaml: error: cannot read the configuration");
 }
 
 #[test]
 fn config_paths_are_relative_to_the_config_file() {
     let repo = Repo::new().file("infra/grattr.yaml", support::CONFIG).file("infra/groups/a.yaml", LOBBY);
-    repo.run(&["-c", "infra/grattr.yaml", "plan"]).code(0).stdout_has("(infra/groups/a.yaml:2)");
+    repo.run(&["-c", "infra/grattr.yaml", "plan"]).code(0).stdout_contains("(infra/groups/a.yaml:2)");
 }
 
 #[test]
@@ -311,18 +320,20 @@ fn usersig_needs_the_secret_key_and_names_its_variable() {
     let repo = example();
     repo.run_with_env(&["usersig"], &[("GRATTR_SECRET_KEY", "")])
         .code(1)
-        .no_stdout()
-        .stderr_has("error: the secret key in $GRATTR_SECRET_KEY is empty");
+        .stdout("")
+        .stderr_contains("error: the secret key in $GRATTR_SECRET_KEY is empty");
     let repo = repo.file("grattr.yaml", &format!("{}secret_key_env: MY_CHAT_KEY\n", support::CONFIG));
-    repo.run(&["usersig"]).code(1).stderr_has("error: the secret key variable $MY_CHAT_KEY is not set");
+    repo.run(&["usersig"]).code(1).stderr_contains("error: the secret key variable $MY_CHAT_KEY is not set");
     let repo = repo.file("key.txt", "file-key\n");
     let from_file = repo.run(&["usersig", "--secret-key-file", "key.txt", "--expire", "1h"]).code(0);
-    let claims = grattr::api::usersig::decode(from_file.stdout.trim()).unwrap();
+    let from_file = from_file.into_stdout();
+    let claims = grattr::api::usersig::decode(from_file.trim()).unwrap();
     assert_eq!((claims.sdkappid, claims.identifier.as_str(), claims.expire), (1400000000, "administrator", 3600));
     let key = grattr::api::usersig::SecretKey::new("file-key").unwrap();
-    grattr::api::usersig::verify(&key, from_file.stdout.trim(), 1400000000, "administrator", claims.time).unwrap();
-    let other = repo.run_with_env(&["usersig", "--identifier", "bob"], &[("MY_CHAT_KEY", "env-key")]).code(0);
-    assert_eq!(grattr::api::usersig::decode(other.stdout.trim()).unwrap().identifier, "bob");
+    grattr::api::usersig::verify(&key, from_file.trim(), 1400000000, "administrator", claims.time).unwrap();
+    let other =
+        repo.run_with_env(&["usersig", "--identifier", "bob"], &[("MY_CHAT_KEY", "env-key")]).code(0).into_stdout();
+    assert_eq!(grattr::api::usersig::decode(other.trim()).unwrap().identifier, "bob");
 }
 
 #[test]
@@ -331,20 +342,22 @@ fn emulator_arguments_are_checked() {
     let repo = Repo::new();
     repo.run_with_env(&["emulator", "--fault-rate", "1.5"], &[("GRATTR_SECRET_KEY", "k")])
         .code(1)
-        .stderr_has("is not a probability between 0 and 1");
+        .stderr_contains("is not a probability between 0 and 1");
     repo.run_with_env(&["emulator", "--group", "café"], &[("GRATTR_SECRET_KEY", "k")])
         .code(1)
-        .stderr_has("printable ASCII");
+        .stderr_contains("printable ASCII");
     repo.run_with_env(&["emulator", "--latency", "50..10"], &[("GRATTR_SECRET_KEY", "k")])
         .code(1)
-        .stderr_has("the low end");
-    repo.run_with_env(&["emulator"], &[("GRATTR_SECRET_KEY", "")]).code(1).stderr_has("$GRATTR_SECRET_KEY is empty");
+        .stderr_contains("the low end");
+    repo.run_with_env(&["emulator"], &[("GRATTR_SECRET_KEY", "")])
+        .code(1)
+        .stderr_contains("$GRATTR_SECRET_KEY is empty");
 }
 
 #[test]
 fn version_names_the_build() {
-    let run = Repo::new().run(&["--version"]).code(0);
-    let line = run.stdout.trim_end();
+    let stdout = Repo::new().run(&["--version"]).code(0).into_stdout();
+    let line = stdout.strip_suffix('\n').expect("one line");
     let prefix = concat!("grattr ", env!("CARGO_PKG_VERSION"), " (");
     assert!(line.starts_with(prefix) && line.ends_with(')'), "{line}");
     // Release builds name the commit and its date; this test runs a debug build.

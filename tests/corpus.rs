@@ -1,153 +1,174 @@
-//! The bad-input corpus: `grattr validate` run as a real binary on every case,
-//! asserting the exact diagnostics (rule, line, column, message, hint), the
-//! summary and the exit code.
+//! The bad-input corpus: `grattr validate` run as a real binary on every case, its
+//! exact stdout, stderr and exit code (every diagnostic's rule, line, column, message
+//! and hint, and the summary) compared with an expectation recorded by [insta]; for a
+//! case that validates, the `after` of every change of `grattr plan --format json` too.
+//!
+//! # Adding a case
 //!
 //! A case is a directory `tests/corpus/<NN-name>/` with
 //!
-//! - `groups/`: the group files (any tree);
-//! - `expect.txt`: the exact stderr of `grattr validate` run in the case
-//!   directory, stderr not being a terminal. Lines starting with `#` are
-//!   comments, except `# stdout: TEXT`, the exact stdout (required when the
-//!   expectation holds no error). The exit code follows from the expectation:
-//!   1 when it lists an error, else 0;
-//! - `after.json` (optional): `{group id: {key: value}}`, the exact `after` of
-//!   every change in `grattr plan --format json` (there is no lockfile, so
-//!   every group is a change).
+//! - `groups/`: the group files (any tree), run next to a `grattr.yaml` ([`CONFIG`]);
+//! - `about.txt`: what the case shows, in a line or two;
+//! - `expect.snap`: the expectation, recorded: stdout, stderr (each ending as printed:
+//!   a stream without its last newline says so), the exit code, and for a case that
+//!   validates, the plan's `after` of every group (there is no lockfile, so every group
+//!   is a change).
 //!
-//! Adding a case is adding a directory. Cases too large to commit (4001-byte
-//! values, a 20,000-group file, a 5 MB file) and cases whose file names git or
-//! editors treat specially are built in [`generated_cases`] with the same kind of
-//! expectation.
+//! Add `groups/` and `about.txt`, record `expect.snap`, and read it before committing.
+//! Recording, and re-recording every expectation after a deliberate change of the
+//! messages, is one command (review the change with `git diff tests/corpus`):
 //!
-//! A last test feeds 200 inputs (seeded mutations of the corpus files, and random
-//! bytes) to the binary in one run, and checks that it neither panics nor exits
-//! with anything but 0 or 1, and prints only one-line diagnostics that point
-//! within their file, hints and the summary.
+//! ```text
+//! INSTA_UPDATE=always cargo test --test corpus
+//! ```
+//!
+//! or `cargo insta test --review` (cargo-insta) to accept the changes one by one. Without
+//! either, a differing case fails with a diff and leaves `expect.snap.new` next to its
+//! `expect.snap` for `cargo insta review`. `INSTA_GLOB_FILTER='07-*' cargo test --test
+//! corpus corpus` runs the cases whose name matches.
+//!
+//! Cases too large to commit (4001-byte values, a 20,000-group file, a 5 MB file) and
+//! cases whose file names git or editors treat specially are built in
+//! [`generated_cases`], with the same kind of expectation, recorded in
+//! `tests/snapshots/corpus__generated@<name>.snap` (re-recorded by the same command).
+//!
+//! A property test ([`no_input_panics`]) feeds random inputs (mutations of the corpus
+//! files, and random bytes; 200 unless `PROPTEST_CASES` says otherwise) to the binary,
+//! and checks that it neither panics nor exits with anything but 0 or 1, and prints
+//! only one-line diagnostics that point within their file, hints and the summary.
 
 use assert_cmd::Command;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::RngSeed;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Output;
 use std::time::Duration;
 
 /// The `grattr.yaml` written next to every case's `groups/`.
 const CONFIG: &str = "sdkappid: 1400000000\nadmin: administrator\nregion: singapore\n";
 
-/// A null-value diagnostic with its hint, at `at` (`path:line:col`).
-fn null_value(at: &str, group: &str, key: &str) -> String {
-    format!(
-        "{at}: error: group \"{group}\" key \"{key}\": value is null\n  help: values are text: write `{key}: \"\"` for an empty value, or quote a value such as \"~\" or \"null\"\n"
-    )
+/// The real binary, with nothing from the environment that changes its output.
+fn grattr(dir: &Path) -> Command {
+    let mut command = Command::cargo_bin("grattr").unwrap();
+    command
+        .current_dir(dir)
+        .env_remove("GRATTR_CONFIG")
+        .env_remove("GRATTR_ENV")
+        .env_remove("CLICOLOR_FORCE")
+        .env("NO_COLOR", "1")
+        .timeout(Duration::from_secs(120));
+    command
 }
 
-/// The summary line of a failed validation.
-fn invalid(errors: usize, warnings: usize, files: usize) -> String {
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    format!(
-        "groups: invalid: {}, {} in {}\n",
-        plural(errors, "error"),
-        plural(warnings, "warning"),
-        plural(files, "file")
-    )
-}
-
-/// What a run must print and return.
-#[derive(Debug, Clone)]
-struct Expect {
-    stderr: String,
-    stdout: String,
-    exit: i32,
-}
-
-impl Expect {
-    /// Reads the `expect.txt` format described at the top of this file.
-    fn parse(case: &str, text: &str) -> Expect {
-        let mut stderr = String::new();
-        let mut stdout = None;
-        for line in text.split_inclusive('\n') {
-            if let Some(out) = line.strip_prefix("# stdout: ") {
-                stdout = Some(out.to_string());
-            } else if !line.starts_with('#') {
-                stderr.push_str(line);
-            }
-        }
-        let has_error = stderr.lines().any(|l| !l.starts_with(' ') && l.contains(": error: "));
-        let exit = i32::from(has_error);
-        let stdout = match (stdout, has_error) {
-            (Some(out), false) => out,
-            (None, true) => String::new(),
-            (Some(_), true) => {
-                panic!("case {case}: expect.txt gives `# stdout:` but lists errors (stdout is empty then)")
-            }
-            (None, false) => {
-                panic!("case {case}: expect.txt lists no error, so it must give `# stdout: groups: ok: …`")
-            }
-        };
-        Expect { stderr, stdout, exit }
+/// A repository: `grattr.yaml` and the given files.
+fn repo(files: &[(PathBuf, Vec<u8>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("grattr.yaml"), CONFIG).unwrap();
+    std::fs::create_dir_all(dir.path().join("groups")).unwrap();
+    for (path, bytes) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
     }
+    dir
 }
 
-/// One case: the files of its repository (besides `grattr.yaml`) and what grattr must do.
-struct Case {
-    name: String,
-    files: Vec<(PathBuf, Vec<u8>)>,
-    expect: Expect,
-    after: Option<serde_json::Value>,
-}
-
-impl Case {
-    fn generated(name: &str, files: Vec<(&str, Vec<u8>)>, expect: &str) -> Case {
-        Case {
-            name: name.to_string(),
-            files: files.into_iter().map(|(path, bytes)| (PathBuf::from(path), bytes)).collect(),
-            expect: Expect::parse(name, expect),
-            after: None,
-        }
-    }
-}
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
-}
-
-/// Every file under `dir`, relative to `base`, in path order.
-fn files_under(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            files_under(base, &path, out);
-        } else {
-            let bytes = std::fs::read(&path).unwrap();
-            out.push((path.strip_prefix(base).unwrap().to_path_buf(), bytes));
-        }
-    }
-}
-
-/// The committed cases under `tests/corpus/`.
-fn corpus_cases() -> Vec<Case> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("tests/corpus/ exists")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs.into_iter()
-        .map(|dir| {
-            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-            let expect = std::fs::read_to_string(dir.join("expect.txt"))
-                .unwrap_or_else(|e| panic!("case {name}: cannot read expect.txt: {e}"));
-            let groups = dir.join("groups");
-            assert!(groups.is_dir(), "case {name}: no groups/ directory");
-            let mut files = Vec::new();
-            files_under(&dir, &groups, &mut files);
-            let after = std::fs::read_to_string(dir.join("after.json"))
-                .ok()
-                .map(|text| serde_json::from_str(&text).unwrap_or_else(|e| panic!("case {name}: after.json: {e}")));
-            Case { expect: Expect::parse(&name, &expect), name, files, after }
-        })
+/// Every file under `case/groups/`, relative to `case`, in path order.
+fn case_files(case: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let groups = case.join("groups");
+    assert!(groups.is_dir(), "case {}: no groups/ directory", case.display());
+    walkdir::WalkDir::new(&groups)
+        .sort_by_file_name()
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| (entry.path().strip_prefix(case).unwrap().to_path_buf(), std::fs::read(entry.path()).unwrap()))
         .collect()
+}
+
+/// One stream as recorded: its exact text under a header, and a note when it does
+/// not end with a newline (the snapshot's own line ends would hide that).
+fn stream(name: &str, bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = format!("--- {name}\n{text}");
+    if !text.is_empty() && !text.ends_with('\n') {
+        out += "\n(no newline at the end)\n";
+    }
+    out
+}
+
+/// Runs `grattr validate` (and `grattr plan` when it passes, if `plan`) in a repository of
+/// `files`, and renders what it printed and returned as recorded in an expectation.
+fn run_case(files: &[(PathBuf, Vec<u8>)], plan: bool) -> String {
+    let dir = repo(files);
+    let output = grattr(dir.path()).arg("validate").output().unwrap();
+    check_exit_code(&output);
+    let mut rendered = stream("stdout", &output.stdout) + &stream("stderr", &output.stderr);
+    writeln!(rendered, "--- exit code: {}", output.status.code().map_or("none (killed)".into(), |c| c.to_string()))
+        .unwrap();
+    if plan && output.status.code() == Some(0) {
+        let Output { status, stdout, stderr } = grattr(dir.path()).args(["plan", "--format", "json"]).output().unwrap();
+        assert_eq!(status.code(), Some(0), "grattr plan --format json:\n{}", String::from_utf8_lossy(&stderr));
+        let json: serde_json::Value = serde_json::from_slice(&stdout).expect("the plan is JSON");
+        let after: serde_json::Map<String, serde_json::Value> = json["changes"]
+            .as_array()
+            .expect("the plan has changes")
+            .iter()
+            .map(|change| (change["group_id"].as_str().unwrap().to_string(), change["after"].clone()))
+            .collect();
+        writeln!(rendered, "--- grattr plan --format json: the `after` of each change").unwrap();
+        writeln!(rendered, "{}", serde_json::to_string_pretty(&after).unwrap()).unwrap();
+    }
+    rendered
+}
+
+/// What validation returns follows from what it prints: 1 (and nothing on stdout) when
+/// it reports an error, else 0.
+#[track_caller]
+fn check_exit_code(output: &Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let has_error = stderr.lines().any(|l| !l.starts_with(' ') && l.contains(": error: "));
+    assert_eq!(output.status.code(), Some(i32::from(has_error)), "the exit code and the errors disagree:\n{stderr}");
+    assert!(
+        !has_error || output.stdout.is_empty(),
+        "stdout besides errors:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// The committed cases, `tests/corpus/*/`, each against its `expect.snap`.
+#[test]
+fn corpus() {
+    let cases = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")).unwrap().count();
+    assert!(cases >= 40, "tests/corpus/ holds {cases} cases");
+    insta::glob!("corpus", "*/groups", |groups| {
+        let case = groups.parent().unwrap();
+        let about = std::fs::read_to_string(case.join("about.txt"))
+            .unwrap_or_else(|e| panic!("case {}: cannot read about.txt: {e}", case.display()));
+        let rendered = run_case(&case_files(case), true);
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(case);
+        settings.remove_snapshot_suffix();
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_omit_expression(true);
+        settings.set_description(about.trim_end());
+        settings.bind(|| insta::assert_snapshot!("expect", rendered));
+    });
+}
+
+/// A case built in code.
+struct Generated {
+    name: &'static str,
+    about: &'static str,
+    files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl Generated {
+    fn new(name: &'static str, about: &'static str, files: Vec<(&str, Vec<u8>)>) -> Generated {
+        Generated { name, about, files: files.into_iter().map(|(path, bytes)| (PathBuf::from(path), bytes)).collect() }
+    }
 }
 
 /// `groups:` with one group per `(id, attribute lines)`, each attribute line
@@ -163,15 +184,22 @@ fn yaml_groups(groups: &[(&str, Vec<String>)]) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// In the 20,000-group file, group [`BIG_BAD`] has a 33-byte key.
+const BIG_GROUPS: usize = 20_000;
+const BIG_BAD: usize = 19_990;
+/// In the 5 MB file, group [`LARGE_LONG`] has a 4,001-byte value.
+const LARGE_GROUPS: usize = 2_500;
+const LARGE_LONG: usize = 2_490;
+
 /// The cases built in code: too large to commit, or with names that git and
 /// editors treat specially.
-fn generated_cases() -> Vec<Case> {
+fn generated_cases() -> Vec<Generated> {
     let mut cases = Vec::new();
     let a = |n: usize| "a".repeat(n);
 
-    // value-too-long at the bound: 4000 bytes in 1-, 3- and 4-byte characters, and as a block scalar.
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g01-value-at-4000-bytes",
+        "value-too-long, at the bound: 4000 bytes in 1-, 3- and 4-byte characters, and as a block scalar.",
         vec![(
             "groups/values.yaml",
             yaml_groups(&[
@@ -181,106 +209,73 @@ fn generated_cases() -> Vec<Case> {
                 ("block", vec!["v: |-".into(), format!("  {}", a(4000))]),
             ]),
         )],
-        "# stdout: groups: ok: 4 groups in 1 file\n",
     ));
 
-    // value-too-long just over, reported at the value (a block scalar: at its text).
-    let over = yaml_groups(&[
-        ("ascii", vec![format!("v: {}", a(4001))]),
-        ("three-byte", vec![format!("v: {}", "中".repeat(1334))]),
-        ("four-byte", vec![format!("v: \"{}a\"", "😀".repeat(1000))]),
-        ("block", vec!["v: |-".into(), format!("  {}", a(4001))]),
-    ]);
-    let too_long = |line: u32, column: u32, group: &str, bytes: u32| {
-        format!(
-            "groups/values.yaml:{line}:{column}: error: group \"{group}\": value of key \"v\" is {bytes} bytes, limit 4000 bytes [10046]\n"
-        )
-    };
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g02-value-over-4000-bytes",
-        vec![("groups/values.yaml", over)],
-        &[
-            too_long(4, 10, "ascii", 4001),
-            too_long(7, 10, "three-byte", 4002),
-            too_long(10, 10, "four-byte", 4001),
-            too_long(14, 9, "block", 4001),
-            invalid(4, 0, 1),
-        ]
-        .concat(),
+        "value-too-long just over, reported at the value (a block scalar: at its text).",
+        vec![(
+            "groups/values.yaml",
+            yaml_groups(&[
+                ("ascii", vec![format!("v: {}", a(4001))]),
+                ("three-byte", vec![format!("v: {}", "中".repeat(1334))]),
+                ("four-byte", vec![format!("v: \"{}a\"", "😀".repeat(1000))]),
+                ("block", vec!["v: |-".into(), format!("  {}", a(4001))]),
+            ]),
+        )],
     ));
 
-    // values-too-large: exactly 16000 bytes of values passes (the keys push keys +
-    // values over, a warning only); one byte more is an error.
     let four_full: Vec<String> = (0..4).map(|i| format!("k{i}: {}", a(4000))).collect();
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g03-values-total-16000",
-        vec![("groups/g.yaml", yaml_groups(&[("lobby", four_full.clone())]))],
-        "# stdout: groups: ok: 1 group in 1 file (0 errors, 1 warning in 1 file)\n\
-         groups/g.yaml:4:7: warning: group \"lobby\": keys and values total 16008 bytes, over the 16000 bytes the client SDKs document [10048]\n",
+        "values-too-large: exactly 16000 bytes of values passes (the keys push keys + values over, a warning only).",
+        vec![("groups/g.yaml", yaml_groups(&[("lobby", four_full)]))],
     ));
     let mut multibyte: Vec<String> = (0..3).map(|i| format!("k{i}: {}a", "中".repeat(1333))).collect();
     multibyte.push(format!("k3: {}", a(4000)));
     multibyte.push("k4: b".into());
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g04-values-total-16001",
+        "values-too-large: 16001 bytes of values is an error.",
         vec![("groups/g.yaml", yaml_groups(&[("lobby", multibyte)]))],
-        &format!(
-            "groups/g.yaml:4:7: error: group \"lobby\": values total 16001 bytes, limit 16000 bytes per group [10048]\n{}",
-            invalid(1, 0, 1)
-        ),
     ));
 
-    // keys-and-values-large: 8 bytes of keys + 15992 of values = 16000 is silent; 16001 warns.
     let keys_and_values = |last: usize| {
         let mut lines: Vec<String> = (0..3).map(|i| format!("k{i}: {}", a(4000))).collect();
         lines.push(format!("k3: {}", a(last)));
         yaml_groups(&[("lobby", lines)])
     };
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g05-keys-and-values-16000",
+        "keys-and-values-large: 8 bytes of keys + 15992 of values = 16000 is silent.",
         vec![("groups/g.yaml", keys_and_values(3992))],
-        "# stdout: groups: ok: 1 group in 1 file\n",
     ));
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g06-keys-and-values-16001",
+        "keys-and-values-large: 16001 bytes of keys and values warns.",
         vec![("groups/g.yaml", keys_and_values(3993))],
-        "# stdout: groups: ok: 1 group in 1 file (0 errors, 1 warning in 1 file)\n\
-         groups/g.yaml:4:7: warning: group \"lobby\": keys and values total 16001 bytes, over the 16000 bytes the client SDKs document [10048]\n",
     ));
 
-    // not-utf8: Latin-1 inside a value, UTF-16 from the start, a truncated
-    // character after multi-byte ones (the column counts characters).
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g07-not-utf8",
+        "not-utf8: Latin-1 inside a value, UTF-16 from the start, a truncated character after \
+         multi-byte ones (the column counts characters).",
         vec![
             ("groups/a-latin1.yaml", b"groups:\n  - id: a\n    attributes:\n      k: \"caf\xe9\"\n".to_vec()),
             ("groups/b-utf16.yaml", b"\xff\xfeg\0r\0o\0u\0p\0s\0:\0".to_vec()),
             ("groups/c-truncated.yaml", b"# \xe4\xb8\xad\xe6\x96\x87\xe4\xb8\ngroups: []\n".to_vec()),
         ],
-        &format!(
-            "groups/a-latin1.yaml:4:14: error: file is not UTF-8 (invalid byte at offset 47)\n\
-             groups/b-utf16.yaml:1:1: error: file is not UTF-8 (invalid byte at offset 0)\n\
-             groups/c-truncated.yaml:1:5: error: file is not UTF-8 (invalid byte at offset 8)\n{}",
-            invalid(3, 0, 3)
-        ),
     ));
 
-    // A byte-order mark does not shift columns; CRLF line ends count as one line each.
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g08-bom-and-crlf",
+        "A byte-order mark does not shift columns; CRLF line ends count as one line each.",
         vec![
             ("groups/bom.yaml", "\u{feff}grups: []\n".as_bytes().to_vec()),
             ("groups/crlf.yaml", b"groups:\r\n  - id: lobby\r\n    attributes:\r\n      k: ~\r\n".to_vec()),
         ],
-        &format!(
-            "groups/bom.yaml:1:1: error: unknown field `grups`, expected one of groups\n{}{}",
-            null_value("groups/crlf.yaml:4:10", "lobby", "k"),
-            invalid(2, 0, 2)
-        ),
     ));
 
-    // Skipped files: hidden files and directories, editor leftovers, other
-    // extensions. Each holds garbage that would be an error if it were read.
     let garbage = b"\xff{[ garbage: \"unclosed\n\t- -".to_vec();
     let mut skipped = vec![("groups/valid.yaml", b"groups:\n  - id: lobby\n    attributes: {theme: dark}\n".to_vec())];
     for name in [
@@ -301,221 +296,86 @@ fn generated_cases() -> Vec<Case> {
     ] {
         skipped.push((name, garbage.clone()));
     }
-    cases.push(Case::generated("g09-skipped-files", skipped, "# stdout: groups: ok: 1 group in 1 file\n"));
-
-    // A file of 20,000 groups with one bad key near the end: the line is exact.
-    const GROUPS: usize = 20_000;
-    const BAD: usize = 19_990;
-    let mut big = String::from("groups:\n");
-    for i in 0..GROUPS {
-        let key = if i == BAD { "k".repeat(33) } else { "name".into() };
-        writeln!(big, "  - id: g{i:05}\n    attributes:\n      {key}: group {i}\n      n: {i}").unwrap();
-    }
-    // Group i starts on line 2 + 4i; its first key is two lines below.
-    let line = 2 + 4 * BAD + 2;
-    cases.push(Case::generated(
-        "g10-20000-groups",
-        vec![("groups/big.yaml", big.into_bytes())],
-        &format!(
-            "groups/big.yaml:{line}:7: error: group \"g{BAD:05}\": key \"{}\" is 33 bytes, limit 32 bytes [10045]\n{}",
-            "k".repeat(33),
-            invalid(1, 0, 1)
-        ),
+    cases.push(Generated::new(
+        "g09-skipped-files",
+        "Skipped files: hidden files and directories, editor leftovers, other extensions. \
+         Each holds garbage that would be an error if it were read.",
+        skipped,
     ));
 
-    // A 5 MB file: 2,500 groups with a 2,000-byte value each, one value of 4,001 bytes near the end.
-    const LARGE: usize = 2_500;
-    const LONG: usize = 2_490;
+    let mut big = String::from("groups:\n");
+    for i in 0..BIG_GROUPS {
+        let key = if i == BIG_BAD { "k".repeat(33) } else { "name".into() };
+        writeln!(big, "  - id: g{i:05}\n    attributes:\n      {key}: group {i}\n      n: {i}").unwrap();
+    }
+    cases.push(Generated::new(
+        "g10-20000-groups",
+        "A file of 20,000 groups with one bad key near the end: the line is exact.",
+        vec![("groups/big.yaml", big.into_bytes())],
+    ));
+
     let mut large = String::from("groups:\n");
-    for i in 0..LARGE {
-        let size = if i == LONG { 4001 } else { 2000 };
+    for i in 0..LARGE_GROUPS {
+        let size = if i == LARGE_LONG { 4001 } else { 2000 };
         writeln!(large, "  - id: g{i:04}\n    attributes:\n      v: {}", a(size)).unwrap();
     }
     assert!(large.len() > 5_000_000, "the large file is {} bytes", large.len());
-    let line = 2 + 3 * LONG + 2;
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g11-five-megabytes",
+        "A 5 MB file: 2,500 groups with a 2,000-byte value each, one value of 4,001 bytes near the end.",
         vec![("groups/large.yaml", large.into_bytes())],
-        &format!(
-            "groups/large.yaml:{line}:10: error: group \"g{LONG:04}\": value of key \"v\" is 4001 bytes, limit 4000 bytes [10046]\n{}",
-            invalid(1, 0, 1)
-        ),
     ));
 
-    // An alias of a value that is too long: reported at the anchored text and at the alias.
-    cases.push(Case::generated(
+    cases.push(Generated::new(
         "g12-alias-to-long-value",
+        "An alias of a value that is too long: reported at the anchored text and at the alias.",
         vec![("groups/g.yaml", yaml_groups(&[("lobby", vec![format!("a: &long {}", a(4001)), "b: *long".into()])]))],
-        &format!(
-            "groups/g.yaml:4:16: error: group \"lobby\": value of key \"a\" is 4001 bytes, limit 4000 bytes [10046]\n\
-             groups/g.yaml:5:10: error: group \"lobby\": value of key \"b\" is 4001 bytes, limit 4000 bytes [10046]\n{}",
-            invalid(2, 0, 1)
-        ),
     ));
 
     cases
 }
 
-/// The real binary, with nothing from the environment that changes its output.
-fn grattr(dir: &Path) -> Command {
-    let mut command = Command::cargo_bin("grattr").unwrap();
-    command
-        .current_dir(dir)
-        .env_remove("GRATTR_CONFIG")
-        .env_remove("GRATTR_ENV")
-        .env_remove("CLICOLOR_FORCE")
-        .env("NO_COLOR", "1")
-        .timeout(Duration::from_secs(120));
-    command
-}
-
-/// Writes a repository: `grattr.yaml` and the given files.
-fn write_repo(dir: &Path, files: &[(PathBuf, Vec<u8>)]) {
-    std::fs::write(dir.join("grattr.yaml"), CONFIG).unwrap();
-    std::fs::create_dir_all(dir.join("groups")).unwrap();
-    for (path, bytes) in files {
-        let path = dir.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-}
-
-/// A unified diff of two texts, for failure messages.
-fn diff(expected: &str, actual: &str) -> String {
-    similar::TextDiff::from_lines(expected, actual)
-        .unified_diff()
-        .context_radius(2)
-        .header("expected", "actual")
-        .to_string()
-}
-
-/// Shortens very long lines (a 4001-byte key in a diff helps nobody).
-fn shorten(text: &str) -> String {
-    text.split_inclusive('\n')
-        .map(|line| {
-            if line.chars().count() > 400 {
-                let head: String = line.chars().take(200).collect();
-                let tail: String = line.chars().rev().take(100).collect::<Vec<_>>().into_iter().rev().collect();
-                format!("{head}…[{} chars]…{tail}", line.chars().count())
-            } else {
-                line.to_string()
-            }
-        })
-        .collect()
-}
-
-/// Runs one case; returns what went wrong, if anything.
-fn run_case(case: &Case) -> Option<String> {
-    let dir = tempfile::tempdir().unwrap();
-    write_repo(dir.path(), &case.files);
-    let output = grattr(dir.path()).arg("validate").output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut problems = String::new();
-    if output.status.code() != Some(case.expect.exit) {
-        writeln!(problems, "exit code: expected {}, got {:?}", case.expect.exit, output.status.code()).unwrap();
-    }
-    if stderr != case.expect.stderr {
-        writeln!(problems, "stderr differs:\n{}", shorten(&diff(&case.expect.stderr, &stderr))).unwrap();
-    }
-    if stdout != case.expect.stdout {
-        writeln!(problems, "stdout differs:\n{}", shorten(&diff(&case.expect.stdout, &stdout))).unwrap();
-    }
-    if let Some(after) = &case.after {
-        let plan = grattr(dir.path()).args(["plan", "--format", "json"]).output().unwrap();
-        let json: Option<serde_json::Value> = serde_json::from_slice(&plan.stdout).ok();
-        match json {
-            Some(json) if plan.status.code() == Some(0) => {
-                let actual: serde_json::Map<String, serde_json::Value> = json["changes"]
-                    .as_array()
-                    .expect("the plan has changes")
-                    .iter()
-                    .map(|change| (change["group_id"].as_str().unwrap().to_string(), change["after"].clone()))
-                    .collect();
-                let actual = serde_json::Value::Object(actual);
-                if &actual != after {
-                    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap() + "\n";
-                    writeln!(problems, "plan `after` values differ:\n{}", diff(&pretty(after), &pretty(&actual)))
-                        .unwrap();
-                }
-            }
-            _ => writeln!(
-                problems,
-                "grattr plan --format json failed ({:?}):\n{}",
-                plan.status.code(),
-                String::from_utf8_lossy(&plan.stderr)
-            )
-            .unwrap(),
-        }
-    }
-    (!problems.is_empty()).then_some(problems)
-}
-
-/// Runs `cases` on all cores and fails with every case that failed, by name.
-fn run_all(cases: &[Case]) {
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(4, std::num::NonZero::get).min(cases.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(case) = cases.get(i) else { break };
-                    if let Some(problem) = run_case(case) {
-                        failures.lock().unwrap().push((case.name.clone(), problem));
-                    }
-                }
-            });
-        }
-    });
-    let mut failures = failures.into_inner().unwrap();
-    failures.sort();
-    if !failures.is_empty() {
-        let mut report = format!("{} of {} corpus cases failed:\n", failures.len(), cases.len());
-        for (name, problem) in &failures {
-            write!(report, "\n──── case {name} ────\n{problem}").unwrap();
-        }
-        let names: Vec<&str> = failures.iter().map(|(name, _)| name.as_str()).collect();
-        write!(report, "\nfailed: {}", names.join(", ")).unwrap();
-        panic!("{report}");
-    }
-}
-
+/// The generated cases, each against `tests/snapshots/corpus__generated@<name>.snap`.
 #[test]
-fn corpus() {
-    let mut cases = corpus_cases();
-    assert!(cases.len() >= 40, "tests/corpus/ holds {} cases", cases.len());
-    let generated = generated_cases();
-    for case in &generated {
-        assert!(!cases.iter().any(|c| c.name == case.name), "case {} is both committed and generated", case.name);
+fn generated() {
+    let cases = generated_cases();
+    // Run at once on every core (the large ones take a while), then compare in order.
+    let rendered: Vec<String> = std::thread::scope(|scope| {
+        let runs: Vec<_> = cases.iter().map(|case| scope.spawn(|| run_case(&case.files, false))).collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    for (case, rendered) in cases.iter().zip(rendered) {
+        // Where the bad group of the large files is, counted from how they are written:
+        // group i starts on line 2 + 4i (2 + 3i), its first key on the line after next.
+        let at = match case.name {
+            "g10-20000-groups" => Some(format!("groups/big.yaml:{}:7: error: ", 2 + 4 * BIG_BAD + 2)),
+            "g11-five-megabytes" => Some(format!("groups/large.yaml:{}:10: error: ", 2 + 3 * LARGE_LONG + 2)),
+            _ => None,
+        };
+        if let Some(at) = at {
+            assert!(rendered.contains(&format!("--- stderr\n{at}")), "{}: not at {at}:\n{rendered}", case.name);
+        }
+        insta::with_settings!({ snapshot_suffix => case.name, description => case.about, omit_expression => true }, {
+            insta::assert_snapshot!("generated", rendered);
+        });
     }
-    cases.extend(generated);
-    // The slowest cases first, so that they overlap with the rest.
-    cases.sort_by_key(|case| std::cmp::Reverse(case.files.iter().map(|(_, b)| b.len()).sum::<usize>()));
-    run_all(&cases);
 }
 
-/// A number from the environment, for longer fuzzing runs:
-/// `CORPUS_FUZZ_INPUTS=5000 CORPUS_FUZZ_SEED=7 cargo test --test corpus no_input_panics`.
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
-}
-
-/// xorshift64*: deterministic, good enough to mutate inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// The files of every committed case, and two more: the seeds that random inputs mutate.
+fn seeds() -> Vec<Vec<u8>> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    cases.sort();
+    let mut seeds: Vec<Vec<u8>> =
+        cases.iter().flat_map(|case| case_files(case).into_iter().map(|(_, bytes)| bytes)).collect();
+    seeds.push(
+        b"groups:\n  - id: \"@TGS#aC5SZEAEF\"\n    attributes:\n      theme: dark\n      gifts: {tiers: [1, 10], on: yes}\n      rules: |\n        be kind\n"
+            .to_vec(),
+    );
+    seeds.push(b"groups:\n  - {id: a, attributes: {k: &a v, j: *a, <<: {m: 1}}}\n".to_vec());
+    seeds
 }
 
 /// Fragments that mean something to YAML or to grattr.
@@ -528,50 +388,74 @@ const TOKENS: &[&str] = &[
     "99999999999999999999999", "-", "\"\\u0000\"", "\"\\x", "&a [*a]",
 ];
 
-/// One mutated input: a seed file with a few random edits, or random bytes.
-fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
-    if rng.below(8) == 0 {
-        let len = rng.below(400);
-        return (0..len).map(|_| rng.next() as u8).collect();
-    }
-    let mut bytes = seeds[rng.below(seeds.len())].clone();
-    for _ in 0..=rng.below(6) {
-        let at = rng.below(bytes.len() + 1);
-        match rng.below(6) {
-            0 if !bytes.is_empty() => {
-                let at = at.min(bytes.len() - 1);
-                bytes[at] = rng.next() as u8;
-            }
-            1 | 2 => {
-                let token = TOKENS[rng.below(TOKENS.len())].as_bytes();
-                bytes.splice(at..at, token.iter().copied());
-            }
-            3 => {
-                let end = (at + rng.below(40)).min(bytes.len());
-                bytes.drain(at..end);
-            }
-            4 => {
-                let end = (at + rng.below(80)).min(bytes.len());
-                let copy = bytes[at..end].to_vec();
-                let to = rng.below(bytes.len() + 1);
-                bytes.splice(to..to, copy);
-            }
-            _ => bytes.truncate(at),
-        }
-    }
-    bytes
+/// One edit of a seed, at places taken relative to its length when it is made.
+#[derive(Debug, Clone)]
+enum Edit {
+    Overwrite(Index, u8),
+    Insert(Index, &'static str),
+    Delete(Index, usize),
+    Copy { from: Index, len: usize, to: Index },
+    Truncate(Index),
 }
 
-/// Whether a stderr line has one of the shapes grattr prints: a diagnostic of a
-/// fuzz file (with its line within the file), a hint, or the summary.
-fn well_formed(line: &str, inputs: &[Vec<u8>]) -> bool {
+impl Edit {
+    fn apply(&self, bytes: &mut Vec<u8>) {
+        let at = |index: &Index, len: usize| index.index(len + 1);
+        match self {
+            Edit::Overwrite(index, byte) if !bytes.is_empty() => {
+                let i = index.index(bytes.len());
+                bytes[i] = *byte;
+            }
+            Edit::Overwrite(..) => {}
+            Edit::Insert(index, token) => {
+                let i = at(index, bytes.len());
+                bytes.splice(i..i, token.bytes());
+            }
+            Edit::Delete(index, len) => {
+                let i = at(index, bytes.len());
+                bytes.drain(i..(i + len).min(bytes.len()));
+            }
+            Edit::Copy { from, len, to } => {
+                let i = at(from, bytes.len());
+                let copy = bytes[i..(i + len).min(bytes.len())].to_vec();
+                let to = at(to, bytes.len());
+                bytes.splice(to..to, copy);
+            }
+            Edit::Truncate(index) => bytes.truncate(at(index, bytes.len())),
+        }
+    }
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        1 => (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Edit::Overwrite(at, byte)),
+        2 => (any::<Index>(), proptest::sample::select(TOKENS)).prop_map(|(at, token)| Edit::Insert(at, token)),
+        1 => (any::<Index>(), 0..40usize).prop_map(|(at, len)| Edit::Delete(at, len)),
+        1 => (any::<Index>(), 0..80usize, any::<Index>()).prop_map(|(from, len, to)| Edit::Copy { from, len, to }),
+        1 => any::<Index>().prop_map(Edit::Truncate),
+    ]
+}
+
+/// A random input: mostly a seed with a few edits, sometimes random bytes.
+fn input(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let edited =
+        (proptest::sample::select(seeds), proptest::collection::vec(edit(), 1..=6)).prop_map(|(seed, edits)| {
+            let mut bytes = seed;
+            for edit in &edits {
+                edit.apply(&mut bytes);
+            }
+            bytes
+        });
+    prop_oneof![1 => proptest::collection::vec(any::<u8>(), 0..400), 7 => edited]
+}
+
+/// Whether a stderr line has one of the shapes grattr prints: a diagnostic of
+/// `groups/fuzz.yaml` (with its line within `input`), a hint, or the summary.
+fn well_formed(line: &str, input: &[u8]) -> bool {
     if line.starts_with("  help: ") || line.starts_with("groups: invalid: ") {
         return true;
     }
-    let Some(rest) = line.strip_prefix("groups/fuzz-") else { return false };
-    let Some((number, rest)) = rest.split_once(".yaml:") else { return false };
-    let Ok(index) = number.parse::<usize>() else { return false };
-    let Some(input) = inputs.get(index) else { return false };
+    let Some(rest) = line.strip_prefix("groups/fuzz.yaml:") else { return false };
     let Some((position, rest)) = rest.split_once(": ") else { return false };
     if !(rest.starts_with("error: ") || rest.starts_with("warning: ")) {
         return false;
@@ -584,58 +468,38 @@ fn well_formed(line: &str, inputs: &[Vec<u8>]) -> bool {
     matches!(numbers.as_slice(), [Some(l), Some(c)] if (1..=lines).contains(l) && *c >= 1)
 }
 
-#[test]
-fn no_input_panics() {
-    let mut seeds: Vec<Vec<u8>> =
-        corpus_cases().into_iter().flat_map(|case| case.files.into_iter().map(|(_, bytes)| bytes)).collect();
-    seeds.push(
-        b"groups:\n  - id: \"@TGS#aC5SZEAEF\"\n    attributes:\n      theme: dark\n      gifts: {tiers: [1, 10], on: yes}\n      rules: |\n        be kind\n"
-            .to_vec(),
-    );
-    seeds.push(b"groups:\n  - {id: a, attributes: {k: &a v, j: *a, <<: {m: 1}}}\n".to_vec());
-    let mut rng = Rng(env_number("CORPUS_FUZZ_SEED", 0x9e37_79b9_7f4a_7c15) | 1);
-    let count = env_number("CORPUS_FUZZ_INPUTS", 200) as usize;
-    let inputs: Vec<Vec<u8>> = (0..count).map(|_| mutate(&mut rng, &seeds)).collect();
+/// 200 inputs from a fixed seed, so that every run tries the same; `PROPTEST_CASES` and
+/// `PROPTEST_RNG_SEED` choose others, for longer or other runs:
+/// `PROPTEST_CASES=5000 PROPTEST_RNG_SEED=7 cargo test --test corpus no_input_panics`.
+fn fuzz_config() -> ProptestConfig {
+    // The default reads the PROPTEST_ variables.
+    let config = ProptestConfig::default();
+    let set = |name: &str| std::env::var_os(name).is_some();
+    ProptestConfig {
+        cases: if set("PROPTEST_CASES") { config.cases } else { 200 },
+        rng_seed: if set("PROPTEST_RNG_SEED") { config.rng_seed } else { RngSeed::Fixed(0x9e37_79b9_7f4a_7c15) },
+        ..config
+    }
+}
 
-    let check = |files: &[(PathBuf, Vec<u8>)]| -> Result<String, String> {
-        let dir = tempfile::tempdir().unwrap();
-        write_repo(dir.path(), files);
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    #[test]
+    fn no_input_panics(input in input(seeds())) {
+        let dir = repo(&[(PathBuf::from("groups/fuzz.yaml"), input.clone())]);
         let output = grattr(dir.path()).arg("validate").output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if !matches!(output.status.code(), Some(0 | 1)) || stderr.contains("panicked") {
-            return Err(format!("exit code {:?}, stderr:\n{}", output.status.code(), shorten(&stderr)));
-        }
-        Ok(stderr)
-    };
-    let files: Vec<(PathBuf, Vec<u8>)> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, bytes)| (PathBuf::from(format!("groups/fuzz-{i:03}.yaml")), bytes.clone()))
-        .collect();
-
-    // One run over all inputs; only when it fails, one run per input to name the culprits.
-    match check(&files) {
-        Ok(stderr) => {
-            let lines: Vec<&str> = stderr.lines().collect();
-            let odd: Vec<String> = (0..lines.len())
-                .filter(|&i| !well_formed(lines[i], &inputs))
-                .map(|i| format!("{}\n  > {}", if i > 0 { lines[i - 1] } else { "(first line)" }, lines[i]))
-                .collect();
-            assert!(
-                odd.is_empty(),
-                "stderr lines (marked >) that are not a one-line diagnostic within its file, a hint or the summary:\n{}",
-                shorten(&odd.join("\n"))
-            );
-        }
-        Err(combined) => {
-            let mut report = format!("grattr failed on the {count} fuzz inputs together: {combined}\nalone:\n");
-            for (i, file) in files.iter().enumerate() {
-                let alone = std::slice::from_ref(file);
-                if let Err(problem) = check(alone) {
-                    writeln!(report, "fuzz-{i:03}.yaml = {:?}\n{problem}", String::from_utf8_lossy(&file.1)).unwrap();
-                }
-            }
-            panic!("{report}");
-        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        prop_assert!(
+            matches!(output.status.code(), Some(0 | 1)) && !stderr.contains("panicked"),
+            "exit code {:?}, stderr:\n{}", output.status.code(), stderr
+        );
+        let odd: Vec<&str> = stderr.lines().filter(|line| !well_formed(line, &input)).collect();
+        prop_assert!(
+            odd.is_empty(),
+            "stderr lines that are not a one-line diagnostic within its file, a hint or the summary:\n{}\n--- stderr\n{}",
+            odd.join("\n"),
+            stderr
+        );
     }
 }

@@ -25,7 +25,7 @@ fn drifted_world() -> (Server, Repo) {
         ])
     };
     let repo = server.repo().file("groups/a.yaml", &declared("1", "1"));
-    grattr(&repo, &["apply", "--yes"]).code(0);
+    grattr(&repo, &["apply", "--yes"]).code(0).stdout_contains("Apply complete: 5 applied, 0 failed");
     let repo = repo.file("groups/a.yaml", &declared("2", "2"));
     let client = server.client();
     server.block_on(async {
@@ -54,25 +54,28 @@ fn drift_classifies_every_group() {
     assert_eq!(json["groups"][1]["live_changes"]["changed"][0], "k");
     assert_eq!(json["groups"][0]["live_changes"]["removed"][0], "k");
     assert_eq!(json["groups"][2]["code"], 10010);
-    let text = grattr(&repo, &["drift"]).code(0).stdout;
+    insta::assert_json_snapshot!("drift_json", json);
+    let text = grattr(&repo, &["drift"]).code(0).into_stdout();
     assert!(text.contains("! drifted drifted: changed outside grattr"), "{text}");
     assert!(text.contains("+ extra = \"x\" (added live)"), "{text}");
     assert!(text.contains("~ k = \"1\" → \"client\" (applied → live)"), "{text}");
     assert!(text.contains("? gone is missing"), "{text}");
     assert!(text.contains("Drift: 1 in sync, 1 pending, 1 drifted, 1 conflict, 1 missing."), "{text}");
-    let markdown = grattr(&repo, &["drift", "--format", "markdown"]).code(0).stdout;
+    insta::assert_snapshot!("drift_text", text);
+    let markdown = grattr(&repo, &["drift", "--format", "markdown"]).code(0).into_stdout();
     assert!(markdown.starts_with("### grattr drift for sdkappid 1400000000\n\n**Drift: 1 in sync"), "{markdown}");
-    grattr(&repo, &["drift", "--target", "sync", "--detailed-exitcode"]).code(0).stdout_has("No drift.");
+    insta::assert_snapshot!("drift_markdown", markdown);
+    grattr(&repo, &["drift", "--target", "sync", "--detailed-exitcode"]).code(0).stdout_contains("No drift.");
 }
 
 #[test]
 fn refresh_plans_against_live_and_apply_heals() {
     let (server, repo) = drifted_world();
     // Without --refresh the plan trusts the lockfile and misses the client's edits.
-    let plain = grattr(&repo, &["plan"]).code(0).stdout;
+    let plain = grattr(&repo, &["plan"]).code(0).into_stdout();
     assert!(!plain.contains("drifted will be updated"), "{plain}");
     // With it, the plan shows what a full reset will really change, keys a client added included.
-    let refreshed = grattr(&repo, &["plan", "--refresh"]).code(0).stdout;
+    let refreshed = grattr(&repo, &["plan", "--refresh"]).code(0).into_stdout();
     assert!(refreshed.contains("against the live state"), "{refreshed}");
     assert!(refreshed.contains("~ drifted will be updated"), "{refreshed}");
     assert!(refreshed.contains("- extra = \"x\""), "{refreshed}");
@@ -93,7 +96,7 @@ fn refresh_plans_against_live_and_apply_heals() {
     );
     grattr(&repo, &["apply", "--refresh", "--yes", "--prune"])
         .code(0)
-        .stdout_has("Forgot 1 group(s) no longer declared that no longer exist: gone");
+        .stdout_contains("Forgot 1 group(s) no longer declared that no longer exist: gone");
     assert!(
         !grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000)
             .unwrap()
@@ -105,9 +108,13 @@ fn refresh_plans_against_live_and_apply_heals() {
     // A following drift is clean.
     grattr(&repo, &["drift", "--detailed-exitcode"])
         .code(0)
-        .stdout_has("Drift: 4 in sync, 0 pending, 0 drifted, 0 conflicts, 0 missing.");
+        .stdout_contains("Drift: 4 in sync, 0 pending, 0 drifted, 0 conflicts, 0 missing.");
     // And the plan against the lockfile agrees: the lockfile records what is live.
-    grattr(&repo, &["plan", "--detailed-exitcode"]).code(0);
+    grattr(&repo, &["plan", "--detailed-exitcode"]).code(0).stdout(
+        "grattr plan for sdkappid 1400000000\n\n\
+         No changes: the desired state matches what grattr.lock records as applied.\n\n\
+         Plan: 0 to create, 0 to update, 0 to delete, 4 unchanged.\n",
+    );
 }
 
 #[test]
@@ -138,33 +145,40 @@ fn import_round_trips_every_kind_of_value() {
         .repo()
         .file("groups/existing.yaml", &groups_yaml(&[("declared", &[("a", "b")])]))
         .file("ids.txt", "# groups to adopt\n@TGS#_@TGS#cBIG\n\n# no attributes\nbare\n");
-    let run = grattr(&repo, &["import", "tricky", "--from", "ids.txt"]).code(0);
-    assert!(run.stdout.contains("Imported 3 group(s) into groups/imported.yaml"), "{}", run.stdout);
+    grattr(&repo, &["import", "tricky", "--from", "ids.txt"])
+        .code(0)
+        .stdout_contains("Imported 3 group(s) into groups/imported.yaml");
     // The YAML reproduces the live state exactly, and the next plan is empty.
     grattr(&repo, &["plan", "--detailed-exitcode"])
         .code(2)
-        .stdout_has("+ declared will be created")
-        .stdout_has("1 to create, 0 to update, 0 to delete, 3 unchanged");
+        .stdout_contains("+ declared will be created")
+        .stdout_contains("1 to create, 0 to update, 0 to delete, 3 unchanged");
     grattr(
         &repo,
         &["drift", "--target", "tricky", "--target", "bare", "--target", "@TGS#_@TGS#cBIG", "--detailed-exitcode"],
     )
-    .code(0);
+    .code(0)
+    .stdout(
+        "grattr drift for sdkappid 1400000000\n\n\
+         No drift. Every managed group is live as applied.\n\n\
+         Drift: 3 in sync, 0 pending, 0 drifted, 0 conflicts, 0 missing.\n",
+    );
     let written = repo.read("groups/imported.yaml");
     assert!(written.contains("multiline: |\n        line 1\n        line 2\n"), "{written}");
     assert!(written.contains("norway: \"no\""), "{written}");
     // An existing file is never overwritten, and a declared group is never imported twice.
-    grattr(&repo, &["import", "other"]).code(1).stderr_has("groups/imported.yaml exists");
+    grattr(&repo, &["import", "other"]).code(1).stderr_contains("groups/imported.yaml exists");
     grattr(&repo, &["import", "tricky", "declared", "--out", "groups/more.yaml"])
         .code(1)
-        .stderr_has("tricky is declared at groups/imported.yaml:")
-        .stderr_has("declared is declared at groups/existing.yaml:2:9");
+        .stderr_contains("tricky is declared at groups/imported.yaml:")
+        .stderr_contains("declared is declared at groups/existing.yaml:2:9");
     assert!(!repo.join("groups/more.yaml").exists());
     // A group that does not exist is reported, and the others are imported.
-    let run = grattr(&repo, &["import", "ghost", "--out", "groups/ghost.yaml"]).code(1);
-    assert!(
-        run.stderr.contains("cannot import ghost") || run.stderr.contains("no group could be read"),
-        "{}",
-        run.stderr
+    grattr(&repo, &["import", "ghost", "--out", "groups/ghost.yaml"]).code(1).stderr(
+        "error: cannot import ghost: get_group_attr: invalid group id (the group does not exist) [10015] \
+         (invalid group id: the group does not exist)\n  \
+         hint: the group does not exist (it was never created, or the id is mistyped): check the id, or remove the \
+         group from groups/ (and from the lockfile with --prune)\n\
+         error: no group could be read; nothing was imported\n",
     );
 }

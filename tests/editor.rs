@@ -22,30 +22,35 @@ fn broken() -> Repo {
 #[test]
 fn text_is_the_default_and_unchanged() {
     let repo = broken();
-    let default = repo.run(&["validate"]).code(1);
-    let text = repo.run(&["validate", "--format", "text"]).code(1);
-    assert_eq!((default.stdout.as_str(), default.stderr.as_str()), (text.stdout.as_str(), text.stderr.as_str()));
-    assert!(text.stderr.ends_with("groups: invalid: 3 errors, 1 warning in 2 files\n"), "{}", text.stderr);
+    let default = repo.run(&["validate"]).code(1).stdout("").into_stderr();
+    repo.run(&["validate", "--format", "text"]).code(1).stdout("").stderr(&default);
+    assert!(default.ends_with("groups: invalid: 3 errors, 1 warning in 2 files\n"), "{default}");
     Repo::new()
         .file("groups/ok.yaml", "groups: []\n")
         .run(&["validate", "--format", "text"])
         .code(0)
-        .stdout_has("groups: ok: 0 groups in 1 file (0 errors, 1 warning in 1 file)\n");
+        .stdout("groups: ok: 0 groups in 1 file (0 errors, 1 warning in 1 file)\n")
+        .stderr(
+            "groups/ok.yaml:1:1: warning: file declares no groups\n  \
+             help: declare groups as `groups: [{id: ..., attributes: {...}}]`, or delete the file\n",
+        );
 }
 
 #[test]
 fn github_format_is_one_command_per_diagnostic_then_the_summary_on_stderr() {
-    let run = broken().run(&["validate", "--format", "github"]).code(1);
-    insta::assert_snapshot!(run.stdout, @r#"
+    let stdout = broken()
+        .run(&["validate", "--format", "github"])
+        .code(1)
+        .stderr("groups: invalid: 3 errors, 1 warning in 2 files\n")
+        .into_stdout();
+    insta::assert_snapshot!(stdout, @r#"
     ::error file=groups/broken.yaml,line=3,col=5,title=unknown-field::unknown field `attributs`, expected one of id, attributes
     ::error file=groups/broken.yaml,line=4,col=9,title=group-id::group id is empty; an id is 1 to 48 bytes [10015]
     ::error file=groups/broken.yaml,line=6,col=10,title=null-value::group (invalid id) key "k": value is null%0Ahelp: values are text: write `k: ""` for an empty value, or quote a value such as "~" or "null"
     ::warning file=groups/empty.yaml,line=1,col=1,title=no-groups::file declares no groups%0Ahelp: declare groups as `groups: [{id: ..., attributes: {...}}]`, or delete the file
     "#);
-    assert_eq!(run.stderr, "groups: invalid: 3 errors, 1 warning in 2 files\n");
     let ok = Repo::new().file("groups/a.yaml", "groups: [{id: a, attributes: {}}]\n");
-    let run = ok.run(&["validate", "--format", "github"]).code(0).no_stdout();
-    assert_eq!(run.stderr, "groups: ok: 1 group in 1 file\n");
+    ok.run(&["validate", "--format", "github"]).code(0).stdout("").stderr("groups: ok: 1 group in 1 file\n");
 }
 
 /// The lines GitHub's runner would read as workflow commands: `::` opening one
@@ -62,20 +67,20 @@ fn hostile_file_names_keys_and_directories_cannot_inject_a_workflow_command() {
     let repo = Repo::new()
         .file(name, "groups:\n  - id: a\n    oops: 1\n    attributes: {}\n")
         .file("groups/key.yaml", &format!("groups:\n  - id: b\n    attributes:\n      {key}: ~\n"));
-    let run = repo.run(&["validate", "--format", "github"]).code(1);
-    let found = commands(&run.stdout);
-    assert_eq!(found.len(), 2, "{}", run.stdout);
+    let (stdout, stderr) = repo.run(&["validate", "--format", "github"]).code(1).into_streams();
+    let found = commands(&stdout);
+    assert_eq!(found.len(), 2, "{stdout}");
     assert!(found.iter().all(|l| l.starts_with("::error file=groups/")), "{found:?}");
     assert!(found[1].starts_with("::error file=groups/x%0A%3A%3Aadd-mask%3A%3Asecret%0D%3A%3Aerror file=a.yaml%3A%3Aowned ##[warning]v1.yaml,line=3,col=5,title=unknown-field::"), "{}", found[1]);
-    assert!(commands(&run.stderr).is_empty(), "{}", run.stderr);
+    assert!(commands(&stderr).is_empty(), "{stderr}");
 
     // The summary on stderr names the configured directory.
     for dir in ["::add-mask::x", "##[error]x", "  ::warning::y"] {
         let config = format!("{}groups: {}\n", support::CONFIG, serde_json::Value::from(dir));
         let repo = Repo::new().file("grattr.yaml", &config).file(&format!("{dir}/a.yaml"), "groups: []\n");
-        let run = repo.run(&["validate", "--format", "github"]).code(0);
-        assert!(commands(&run.stdout).iter().all(|l| l.starts_with("::warning file=")), "{}", run.stdout);
-        assert!(commands(&run.stderr).is_empty(), "{dir}: {}", run.stderr);
+        let (stdout, stderr) = repo.run(&["validate", "--format", "github"]).code(0).into_streams();
+        assert!(commands(&stdout).iter().all(|l| l.starts_with("::warning file=")), "{stdout}");
+        assert!(commands(&stderr).is_empty(), "{dir}: {stderr}");
     }
 }
 
@@ -160,9 +165,12 @@ fn json_keeps_data_unaltered_and_reports_a_bad_configuration() {
     assert_eq!(json["diagnostics"][0]["rule"], "unknown-field");
     assert_eq!(json["diagnostics"][0]["line"], 3);
     assert_eq!(json["summary"], serde_json::json!({"errors": 1, "warnings": 0, "files": 0}));
-    let run = repo.run(&["validate", "--format", "github"]).code(1);
-    assert!(run.stdout.starts_with("::error file=grattr.yaml,line=3,col=1,title=unknown-field::"), "{}", run.stdout);
-    assert_eq!(run.stderr, "grattr.yaml: invalid: 1 error, 0 warnings in 1 file\n");
+    let stdout = repo
+        .run(&["validate", "--format", "github"])
+        .code(1)
+        .stderr("grattr.yaml: invalid: 1 error, 0 warnings in 1 file\n")
+        .into_stdout();
+    assert!(stdout.starts_with("::error file=grattr.yaml,line=3,col=1,title=unknown-field::"), "{stdout}");
 }
 
 // ---------------------------------------------------------------------------
@@ -281,8 +289,9 @@ fn corpus_cases(valid: bool) -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|case| {
-            let expect = std::fs::read_to_string(case.join("expect.txt")).unwrap_or_default();
-            let has_error = expect.lines().any(|l| !l.starts_with(['#', ' ']) && l.contains(": error: "));
+            // The recorded expectation (see tests/corpus.rs): exit code 1 when it reports an error.
+            let expect = std::fs::read_to_string(case.join("expect.snap")).unwrap();
+            let has_error = expect.contains("\n--- exit code: 1\n");
             has_error != valid
         })
         .collect();
@@ -390,7 +399,7 @@ fn the_config_schema_accepts_valid_configurations_and_rejects_mistakes() {
         let value = serde_saphyr::from_str::<Yaml>(text).unwrap().0;
         assert!(!validator.is_valid(&value), "accepted: {text}");
         let repo = Repo::new().file("grattr.yaml", text);
-        repo.run(&["validate", "--env", "s"]).code(1);
+        repo.run(&["validate", "--env", "s"]).code(1).stderr_contains("grattr.yaml:");
     }
 }
 
@@ -401,11 +410,11 @@ fn the_config_schema_accepts_valid_configurations_and_rejects_mistakes() {
 fn completions_for_every_shell() {
     let repo = Repo::new();
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
-        let run = repo.run(&["completions", shell]).code(0);
-        assert!(run.stdout.contains("validate") && run.stdout.contains("schema"), "{shell}:\n{}", run.stdout);
+        let stdout = repo.run(&["completions", shell]).code(0).into_stdout();
+        assert!(stdout.contains("validate") && stdout.contains("schema"), "{shell}:\n{stdout}");
     }
-    repo.run(&["completions", "tcsh"]).code(1);
-    let bash = repo.run(&["completions", "bash"]).stdout;
+    repo.run(&["completions", "tcsh"]).code(1).stderr_contains("invalid value 'tcsh'");
+    let bash = repo.run(&["completions", "bash"]).into_stdout();
     let script = repo.join("grattr.bash");
     std::fs::write(&script, bash).unwrap();
     if let Ok(status) = std::process::Command::new("bash").arg("-n").arg(&script).status() {
@@ -419,7 +428,7 @@ const SUBCOMMANDS: [&str; 11] =
 #[test]
 fn the_man_page_is_roff_naming_every_subcommand() {
     let repo = Repo::new();
-    let page = repo.run(&["man"]).code(0).stdout;
+    let page = repo.run(&["man"]).code(0).into_stdout();
     assert!(page.starts_with('.') && page.contains(".TH grattr 1"), "{page}");
     for name in SUBCOMMANDS {
         assert!(page.contains(&format!("grattr\\-{name}")), "the man page does not name {name}");
@@ -437,7 +446,7 @@ fn the_man_page_is_roff_naming_every_subcommand() {
 
 #[test]
 fn the_help_lists_the_new_subcommands() {
-    let help = Repo::new().run(&["--help"]).code(0).stdout;
+    let help = Repo::new().run(&["--help"]).code(0).into_stdout();
     for name in SUBCOMMANDS {
         assert!(help.contains(name), "{name}");
     }

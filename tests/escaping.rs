@@ -52,7 +52,9 @@ fn id(text: &str) -> GroupId {
 fn hostile_world() -> (Server, Repo) {
     let server = Server::start(|_| {});
     let repo = server.repo().file("groups/a.yaml", &groups_yaml(&[("room", &[("k", "1")])]));
-    repo.run_with_env(&["apply", "--yes"], &[("GRATTR_SECRET_KEY", KEY)]).code(0);
+    repo.run_with_env(&["apply", "--yes"], &[("GRATTR_SECRET_KEY", KEY)])
+        .code(0)
+        .stdout_contains("Apply complete: 1 applied, 0 failed");
     let client = server.client();
     server.block_on(async { client.modify_group_attr(&id("room"), &hostile_values()).await.unwrap() });
     (server, repo)
@@ -150,10 +152,11 @@ fn drift_text_on_a_terminal_shows_hostile_live_values_as_escapes() {
 #[test]
 fn drift_markdown_shows_hostile_live_values_as_escapes() {
     let (_server, repo) = hostile_world();
-    let run = repo.run_with_env(&["drift", "--format", "markdown"], &[("GRATTR_SECRET_KEY", KEY)]).code(0);
-    assert_eq!(first_hostile(&run.stdout, &['\n']), None, "{:?}", run.stdout);
-    assert!(run.stdout.contains(r#"+ "key\u202espoof" = "v" (added live)"#), "{}", run.stdout);
-    assert!(run.stdout.contains(r#"+ del = "x\u007fy" (added live)"#), "{}", run.stdout);
+    let stdout =
+        repo.run_with_env(&["drift", "--format", "markdown"], &[("GRATTR_SECRET_KEY", KEY)]).code(0).into_stdout();
+    assert_eq!(first_hostile(&stdout, &['\n']), None, "{stdout:?}");
+    assert!(stdout.contains(r#"+ "key\u202espoof" = "v" (added live)"#), "{stdout}");
+    assert!(stdout.contains(r#"+ del = "x\u007fy" (added live)"#), "{stdout}");
 }
 
 #[test]
@@ -187,7 +190,7 @@ fn markdown_plan_keeps_hostile_file_names_inert() {
         &format!("{}environments:\n  \"prod\\n# env @everyone\":\n    sdkappid: 1400000000\n", support::CONFIG),
     );
     let env = ["--env", "prod\n# env @everyone"];
-    let markdown = repo.run(&[&["plan", "--format", "markdown"][..], &env].concat()).code(0).stdout;
+    let markdown = repo.run(&[&["plan", "--format", "markdown"][..], &env].concat()).code(0).into_stdout();
     assert_eq!(first_hostile(&markdown, &['\n']), None, "{markdown:?}");
     assert!(!markdown.contains("<img"), "{markdown}");
     for line in markdown.lines() {
@@ -202,7 +205,7 @@ fn markdown_plan_keeps_hostile_file_names_inert() {
     }
     assert!(markdown.contains(r"a\n# heading @everyone &lt;img src=x onerror=alert(1)&gt;\u202e.yaml:2"), "{markdown}");
     // The text rendering shows the name escaped too.
-    let text = repo.run(&[&["plan"][..], &env].concat()).code(0).stdout;
+    let text = repo.run(&[&["plan"][..], &env].concat()).code(0).into_stdout();
     assert_eq!(first_hostile(&text, &['\n']), None, "{text:?}");
     assert!(text.contains(r"(groups/a\n# heading @everyone <img src=x onerror=alert(1)>\u202e.yaml:2)"), "{text}");
 }
@@ -280,27 +283,29 @@ fn repo_with_non_utf8_name() -> Repo {
 fn non_utf8_file_names_are_refused_never_printed_empty() {
     let repo = repo_with_non_utf8_name();
     for args in [&["plan", "--format", "json"][..], &["drift", "--format", "json"], &["plan"], &["validate"]] {
-        let run = repo.run_with_env(args, &[("GRATTR_SECRET_KEY", KEY)]).code(1);
-        assert!(run.stdout.trim().is_empty() || args == ["validate"], "{args:?} printed: {:?}", run.stdout);
+        let (stdout, stderr) = repo.run_with_env(args, &[("GRATTR_SECRET_KEY", KEY)]).code(1).into_streams();
+        assert!(stdout.trim().is_empty() || args == ["validate"], "{args:?} printed: {stdout:?}");
         assert!(
-            run.stderr.contains("groups/bad-\u{fffd}\u{fffd}.yaml") && run.stderr.contains("file names must be UTF-8"),
-            "{args:?}: {}",
-            run.stderr
+            stderr.contains("groups/bad-\u{fffd}\u{fffd}.yaml") && stderr.contains("file names must be UTF-8"),
+            "{args:?}: {stderr}"
         );
     }
-    let run = repo.run(&["plan", "--out", "saved.json"]).code(1);
-    assert!(!run.stderr.contains("Saved"), "{}", run.stderr);
+    let stderr = repo.run(&["plan", "--out", "saved.json"]).code(1).into_stderr();
+    assert!(!stderr.contains("Saved"), "{stderr}");
     assert!(!repo.join("saved.json").exists(), "a plan was saved");
 }
 
 #[test]
 fn usage_errors_exit_1_and_help_exits_0() {
     let repo = Repo::new();
-    repo.run(&["plan", "--detailed-exitcode", "--formt", "markdown"]).code(1).stderr_has("--formt");
-    repo.run(&["plan", "--format", "xml"]).code(1).stderr_has("xml");
-    repo.run(&["apply", "--concurrency", "0"]).code(1);
-    repo.run(&[] as &[&str]).code(1);
-    repo.run(&["--help"]).code(0).stdout_has("Usage");
-    repo.run(&["plan", "--help"]).code(0).stdout_has("--detailed-exitcode");
-    repo.run(&["--version"]).code(0).stdout_has("grattr");
+    repo.run(&["plan", "--detailed-exitcode", "--formt", "markdown"]).code(1).stderr_contains("--formt");
+    repo.run(&["plan", "--format", "xml"]).code(1).stderr_contains("xml");
+    repo.run(&["apply", "--concurrency", "0"]).code(1).stderr(
+        "error: invalid value '0' for '--concurrency <CONCURRENCY>': 0 is not in 1..=1024\n\n\
+         For more information, try '--help'.\n",
+    );
+    repo.run(&[] as &[&str]).code(1).stderr_contains("Usage: grattr [OPTIONS] <COMMAND>");
+    repo.run(&["--help"]).code(0).stdout_contains("Usage");
+    repo.run(&["plan", "--help"]).code(0).stdout_contains("--detailed-exitcode");
+    repo.run(&["--version"]).code(0).stdout_contains("grattr");
 }

@@ -15,6 +15,8 @@ use support::{Repo, Run};
 const GROUPS: usize = 300;
 
 /// `grattr apply --yes` with `key`, proxies out of the way (loopback only), and how long it took.
+#[must_use = "a run checks its output only through its assertions"]
+#[track_caller]
 fn apply(repo: &Repo, key: &str, args: &[&str]) -> (Run, Duration) {
     let mut all = vec!["apply", "--yes"];
     all.extend_from_slice(args);
@@ -71,7 +73,8 @@ fn a_wrong_key_stops_the_run_after_a_few_calls() {
     let repo = server.repo().file("groups/many.yaml", &many_groups("g", GROUPS));
     let host = server.emulator().addr().to_string();
     let (run, elapsed) = apply(&repo, "wrong-secret-key", &[]);
-    let run = run.code(1);
+    // Stderr logs the failures, time-stamped.
+    let stdout = run.code(1).ignore_stderr().into_stdout();
     let calls = server.emulator().stats().total;
     eprintln!("wrong key: {calls} call(s) in {elapsed:?}");
     assert!(calls <= 20, "{calls} calls were sent");
@@ -82,16 +85,17 @@ fn a_wrong_key_stops_the_run_after_a_few_calls() {
         "Stopped: {not_attempted} change(s) not attempted because {host} refused the credentials \
          (UserSig verification failed [70009]); check secret_key_env / --secret-key-file."
     );
-    assert!(run.stdout.contains(&sentence), "lacks {sentence:?}:\n{}", run.stdout);
-    assert!(run.stdout.contains(&format!("{failed} failed, {not_attempted} not attempted")), "{}", run.stdout);
-    assert_eq!(run.stdout.matches("Stopped:").count(), 1, "one sentence:\n{}", run.stdout);
-    assert!(run.stdout.contains("Nothing was recorded."), "{}", run.stdout);
+    assert!(stdout.contains(&sentence), "lacks {sentence:?}:\n{stdout}");
+    assert!(stdout.contains(&format!("{failed} failed, {not_attempted} not attempted")), "{stdout}");
+    assert_eq!(stdout.matches("Stopped:").count(), 1, "one sentence:\n{stdout}");
+    assert!(stdout.contains("Nothing was recorded."), "{stdout}");
     nothing_recorded(&repo);
 
     // --format json says the same for machines.
     let before = server.emulator().stats().total;
     let (run, _) = apply(&repo, "wrong-secret-key", &["--format", "json"]);
-    let json = run.code(1).json();
+    // Stderr logs the failures, time-stamped.
+    let json = run.code(1).ignore_stderr().json();
     let calls = server.emulator().stats().total - before;
     assert!(calls <= 20, "{calls} calls were sent");
     let stopped = &json["stopped"];
@@ -111,14 +115,15 @@ fn a_refused_connection_stops_the_run_naming_the_host() {
     let port = closed_port();
     let repo = repo_at(&format!("http://127.0.0.1:{port}"));
     let (run, elapsed) = apply(&repo, KEY, &[]);
-    let run = run.code(1);
+    // Stderr logs the failures, time-stamped.
+    let stdout = run.code(1).ignore_stderr().into_stdout();
     eprintln!("refused: {elapsed:?}");
     assert!(elapsed < Duration::from_secs(40), "took {elapsed:?}");
     let sentence = format!("because the connection to 127.0.0.1:{port} was refused");
-    assert!(run.stdout.contains(&sentence), "lacks {sentence:?}:\n{}", run.stdout);
-    assert!(run.stdout.contains("check region/endpoint, or the network or proxy."), "{}", run.stdout);
-    assert!(run.stdout.contains("1 failed, 299 not attempted"), "one group established it:\n{}", run.stdout);
-    assert!(run.stdout.contains("Nothing was recorded."), "{}", run.stdout);
+    assert!(stdout.contains(&sentence), "lacks {sentence:?}:\n{stdout}");
+    assert!(stdout.contains("check region/endpoint, or the network or proxy."), "{stdout}");
+    assert!(stdout.contains("1 failed, 299 not attempted"), "one group established it:\n{stdout}");
+    assert!(stdout.contains("Nothing was recorded."), "{stdout}");
     nothing_recorded(&repo);
 }
 
@@ -127,7 +132,8 @@ fn an_unresolvable_host_stops_the_run_naming_the_host() {
     // RFC 6761: names under .invalid never resolve; the resolver answers at once, offline too.
     let repo = repo_at("http://grattr-test.invalid:9");
     let (run, elapsed) = apply(&repo, KEY, &["--format", "json"]);
-    let json = run.code(1).json();
+    // Stderr logs the failures, time-stamped.
+    let json = run.code(1).ignore_stderr().json();
     eprintln!("unresolvable: {elapsed:?}");
     assert!(elapsed < Duration::from_secs(40), "took {elapsed:?}");
     let stopped = &json["stopped"];
@@ -155,9 +161,10 @@ fn a_failure_of_the_first_group_alone_does_not_stop_the_run() {
         &groups_yaml(&[("aaa-ghost", &[("a", "1")]), ("exists-1", &[("a", "1")]), ("exists-2", &[("a", "1")])]),
     );
     let (run, _) = apply(&repo, KEY, &[]);
-    let run = run.code(1);
-    assert!(run.stdout.contains("2 applied, 1 failed, 0 skipped"), "{}", run.stdout);
-    assert!(!run.stdout.contains("Stopped"), "{}", run.stdout);
+    // Stderr logs the failures, time-stamped.
+    let stdout = run.code(1).ignore_stderr().into_stdout();
+    assert!(stdout.contains("2 applied, 1 failed, 0 skipped"), "{stdout}");
+    assert!(!stdout.contains("Stopped"), "{stdout}");
     assert_eq!(server.emulator().stats().calls_to(Operation::SetGroupAttr), 3);
 }
 

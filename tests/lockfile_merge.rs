@@ -8,7 +8,7 @@ use support::emulator::{KEY, Server, groups_yaml};
 use support::{Repo, git};
 
 fn apply(repo: &Repo) {
-    repo.run_with_env(&["apply", "--yes"], &[("GRATTR_SECRET_KEY", KEY)]).code(0);
+    repo.run_with_env(&["apply", "--yes"], &[("GRATTR_SECRET_KEY", KEY)]).code(0).stdout_contains("Apply complete:");
 }
 
 /// A repository in git with the merge driver set up as the README says, where
@@ -53,7 +53,7 @@ fn branches_that_applied_different_groups_merge_into_a_clean_lockfile() {
     assert!(lockfile.contains("light") && lockfile.contains("8-18") && lockfile.contains("\"new\""), "{lockfile}");
     repo.run(&["plan", "--detailed-exitcode"])
         .code(0)
-        .stdout_has("No changes: the desired state matches what grattr.lock records as applied.");
+        .stdout_contains("No changes: the desired state matches what grattr.lock records as applied.");
     let status = git(&repo, &["status", "--porcelain"]);
     assert!(status.is_empty(), "{status}");
 }
@@ -82,7 +82,7 @@ fn a_group_applied_differently_on_both_branches_is_applied_again() {
     assert!(!said.contains("Merge conflict in grattr.lock"), "{said}");
     assert!(said.contains("grattr.lock: lobby: recorded with other attributes on each side"), "{said}");
     let repo = repo.file("groups/lobby.yaml", &groups_yaml(&[("lobby", &[("theme", "blue")])]));
-    repo.run(&["plan"]).code(0).stdout_has("+ lobby will be created").stdout_has("1 to create, 0 to update");
+    repo.run(&["plan"]).code(0).stdout_contains("+ lobby will be created").stdout_contains("1 to create, 0 to update");
 }
 
 #[test]
@@ -93,6 +93,6 @@ fn a_damaged_side_is_refused_and_ours_is_left_as_it_was() {
     );
     repo.run(&["lockfile", "merge", "base.lock", "ours.lock", "theirs.lock"])
         .code(1)
-        .stderr_has("theirs.lock: error: 1 corrupt or hand-edited entry");
+        .stderr_contains("theirs.lock: error: 1 corrupt or hand-edited entry");
     assert_eq!(repo.read("ours.lock"), "{\"format_version\": 1, \"groups\": {}}\n");
 }

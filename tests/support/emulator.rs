@@ -101,6 +101,8 @@ impl Drop for Server {
 }
 
 /// Runs grattr in `repo` with the emulator's key, and asserts the key never shows.
+#[must_use = "a run checks its output only through its assertions"]
+#[track_caller]
 pub fn grattr(repo: &super::Repo, args: &[&str]) -> super::Run {
     let run = repo.run_with_env(args, &[("GRATTR_SECRET_KEY", KEY)]);
     assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the secret leaked");

@@ -9,6 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for something that should happen: far longer than it takes,
+/// so that only a failure (and not a busy machine) makes a wait give up.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
 /// A running `grattr watch`, its log lines collected.
 pub struct Watch {
     pub child: Child,
@@ -54,7 +58,7 @@ impl Watch {
 
     /// Waits for a log line containing `text`, and returns it.
     pub fn wait_for_log(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(text)) {
                 return line.clone();
@@ -97,6 +101,18 @@ impl Watch {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// Waits until the watcher has handled every change made to the files so far,
+    /// once what those changes apply is live: saves a file that declares nothing, and
+    /// waits for a cycle with nothing to do. Cycles run one at a time and the events
+    /// of the file come after the others', so by then every cycle of theirs has ended
+    /// and is counted in the metrics (any later cycle of theirs has nothing left to do).
+    pub fn settle(&self, server: &Server, repo: &Repo) {
+        let noop = "grattr_reconcile_cycles_total{outcome=\"noop\"}";
+        let before = self.metric(server, noop);
+        std::fs::write(repo.join("groups/settle.yaml"), "groups: []\n").unwrap();
+        eventually(PATIENCE, "a cycle with nothing to do after the changes", || self.metric(server, noop) > before);
     }
 
     /// SIGTERM, then waits: how it exited and how long it took.
