@@ -1,10 +1,13 @@
 //! Problems found in the files grattr reads: where they are, which rule they
-//! break, and how they look on a terminal (with a source snippet), in a log, as a
-//! GitHub workflow command or as JSON. The terminal and log forms write the file
-//! name and the message, which quote the files' text, as plain text
-//! ([`crate::escape::text`]): one diagnostic never forms more lines than it means
-//! to, nor drives a terminal. The workflow command escapes them as GitHub's toolkit
-//! does; JSON keeps them unaltered.
+//! break, the other places they involve, and how they look on a terminal (source
+//! snippets rendered by annotate-snippets, as rustc and cargo show them), in a log,
+//! as a GitHub workflow command or as JSON. The terminal and log forms write the
+//! file names, the message and the labels, which quote the files' text, as plain
+//! text ([`crate::escape::text`]), and a snippet's source lines with each character
+//! that could drive a terminal replaced by a visible one in its column:
+//! one diagnostic never forms more lines than it means to, nor drives a terminal.
+//! The workflow command escapes them as GitHub's toolkit does; JSON keeps them
+//! unaltered.
 
 use crate::model::SourceLocation;
 use crate::model::limits::Severity;
@@ -281,8 +284,15 @@ fn snippet<'a>(
     use annotate_snippets::{AnnotationKind, Snippet};
     let first = marks.iter().map(|(at, _)| at.line).min().unwrap_or(1);
     let last = marks.iter().map(|(at, _)| at.line).max().unwrap_or(1);
-    let lines: Vec<String> =
+    let mut lines: Vec<String> =
         text.lines().skip(first as usize - 1).take((last - first + 1) as usize).map(inert).collect();
+    // A place past the end of its line (the parser's, at the line break or after)
+    // is reached with spaces, so that the header names its column.
+    for (at, _) in marks {
+        let line = &mut lines[(at.line - first) as usize];
+        let missing = (at.column as usize).saturating_sub(line.chars().count() + 1);
+        line.extend(std::iter::repeat_n(' ', missing));
+    }
     let mut starts = Vec::with_capacity(lines.len());
     let mut offset = 0;
     for line in &lines {
@@ -307,8 +317,8 @@ fn snippet<'a>(
 }
 
 /// The bytes of `line` that a mark at `column` (from 1) covers: the character
-/// there, or the end of the line past it; column 0 (unknown) covers the whole
-/// line but its indentation.
+/// there, or the end of the line just past it; column 0 (unknown) covers the
+/// whole line but its indentation.
 fn column_span(line: &str, column: u64) -> std::ops::Range<usize> {
     if column == 0 {
         let start = line.len() - line.trim_start().len();
@@ -522,6 +532,30 @@ mod tests {
         let stripped = anstream::adapter::strip_str(&styled).to_string();
         assert_eq!(stripped.trim_end(), out.trim_end());
         assert!(!styled.contains('\u{9b}') && !styled.contains('\u{202e}') && !styled.contains('\r'));
+    }
+
+    #[test]
+    fn places_at_and_past_the_end_of_a_line_and_whole_lines() {
+        let past = Diagnostic::error(Rule::YamlSyntax, at(1, 9), "past the end");
+        // The line is shown with the two spaces that reach the column (trimmed here).
+        let shown = unstyled(&past, "k: abc\n");
+        insta::assert_snapshot!(shown.lines().map(str::trim_end).collect::<Vec<_>>().join("\n"), @r"
+        error: past the end
+         --> groups/lobby.yaml:1:9
+          |
+        1 | k: abc
+          |         ^
+        ");
+        let line = Diagnostic::error(Rule::Config, at(2, 0), "the whole line").with_related(at(1, 7), "at the end");
+        insta::assert_snapshot!(unstyled(&line, "k: abc\n  wide: 中文 x\n"), @r"
+        error: the whole line
+         --> groups/lobby.yaml:2:3
+          |
+        1 | k: abc
+          |       - at the end
+        2 |   wide: 中文 x
+          |   ^^^^^^^^^^^^
+        ");
     }
 
     #[test]
