@@ -322,7 +322,7 @@ fn snippet<'a>(
 fn column_span(line: &str, column: u64) -> std::ops::Range<usize> {
     if column == 0 {
         let start = line.len() - line.trim_start().len();
-        return start..line.len().max(start);
+        return start..line.len();
     }
     match line.char_indices().nth(column as usize - 1) {
         Some((at, c)) => at..at + c.len_utf8(),
