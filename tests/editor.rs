@@ -98,6 +98,7 @@ fn json_format_is_one_document_of_the_same_diagnostics() {
           "help": null,
           "line": 3,
           "message": "unknown field `attributs`, expected one of id, attributes",
+          "related": [],
           "rule": "unknown-field",
           "severity": "error"
         },
@@ -108,6 +109,7 @@ fn json_format_is_one_document_of_the_same_diagnostics() {
           "help": null,
           "line": 4,
           "message": "group id is empty; an id is 1 to 48 bytes",
+          "related": [],
           "rule": "group-id",
           "severity": "error"
         },
@@ -118,6 +120,7 @@ fn json_format_is_one_document_of_the_same_diagnostics() {
           "help": "values are text: write `k: \"\"` for an empty value, or quote a value such as \"~\" or \"null\"",
           "line": 6,
           "message": "group (invalid id) key \"k\": value is null",
+          "related": [],
           "rule": "null-value",
           "severity": "error"
         },
@@ -128,6 +131,7 @@ fn json_format_is_one_document_of_the_same_diagnostics() {
           "help": "declare groups as `groups: [{id: ..., attributes: {...}}]`, or delete the file",
           "line": 1,
           "message": "file declares no groups",
+          "related": [],
           "rule": "no-groups",
           "severity": "warning"
         }

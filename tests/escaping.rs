@@ -63,6 +63,11 @@ fn hostile_world() -> (Server, Repo) {
 /// Runs grattr in `root` with stdout on a pseudo-terminal (so the styled path runs),
 /// and returns its exit code and what it wrote there.
 fn run_on_pty(root: &std::path::Path, args: &[&str]) -> (i32, Vec<u8>) {
+    run_on_a_pty(root, args, false)
+}
+
+/// As [`run_on_pty`], with stderr on the pseudo-terminal too when `stderr_too`.
+fn run_on_a_pty(root: &std::path::Path, args: &[&str], stderr_too: bool) -> (i32, Vec<u8>) {
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty writes two descriptors into the given integers; the null
     // pointers ask for no name, default terminal settings and no window size.
@@ -84,8 +89,8 @@ fn run_on_pty(root: &std::path::Path, args: &[&str]) -> (i32, Vec<u8>) {
             .env_remove("GRATTR_ENV")
             .env_remove("GRATTR_CONFIG")
             .stdin(Stdio::null())
-            .stdout(Stdio::from(slave))
-            .stderr(Stdio::piped());
+            .stderr(if stderr_too { Stdio::from(slave.try_clone().unwrap()) } else { Stdio::piped() })
+            .stdout(Stdio::from(slave));
         command.spawn().unwrap()
         // The command, and with it this process's copy of the slave, is dropped here,
         // so reading the master ends when the child closes its side.
@@ -146,6 +151,33 @@ fn drift_text_on_a_terminal_shows_hostile_live_values_as_escapes() {
         r#""c1\u0085key""#,
     ] {
         assert!(plain.contains(shown), "{shown} not shown in:\n{plain}");
+    }
+}
+
+#[test]
+fn validate_snippets_on_a_terminal_show_hostile_lines_inert() {
+    // C1 and bidi controls pass the YAML parser in a comment; an ESC is refused
+    // there, and that diagnostic quotes its line too. The file name is hostile too.
+    let repo = Repo::new()
+        .file("groups/a.yaml", "groups:\n  - id: lobby # first \u{202e}\u{2066} x\n    attributes: {k: v}\n")
+        .file("groups/b\u{1b}[2J\u{202e}.yaml", "groups:\n  - id: lobby # again \u{202e}x\u{85}y\u{2028}z\n")
+        .file("groups/c.yaml", "groups:\n  - id: other # \u{1b}]0;title\u{7}\u{9b}31m\n");
+    let (code, output) = run_on_a_pty(repo.path(), &["validate"], true);
+    let text = String::from_utf8(output).unwrap();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("\u{1b}["), "the styled path ran: {text:?}");
+    let plain = without_styles(&text);
+    // The terminal turns each newline into CR LF.
+    assert_eq!(first_hostile(&plain, &['\n', '\r']), None, "a raw control reached the terminal: {plain:?}");
+    let plain = plain.replace("\r\n", "\n");
+    for shown in [
+        " --> groups/b\\u001b[2J\\u202e.yaml:2:9\n",
+        "2 |   - id: lobby # again \u{fffd}x\u{fffd}y\u{fffd}z\n  |         ^\n",
+        " ::: groups/a.yaml:2:9\n",
+        "2 |   - id: lobby # first \u{fffd}\u{fffd} x\n  |         - first declared here\n",
+        "2 |   - id: other # \u{241b}",
+    ] {
+        assert!(plain.contains(shown), "{shown:?} not shown in:\n{plain}");
     }
 }
 

@@ -11,17 +11,20 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Prints diagnostics to stderr in file order, with snippets when stderr is a terminal.
+/// Prints diagnostics to stderr in file order, with snippets of the files they
+/// point at when stderr is a terminal.
 pub(super) fn diagnostics(diagnostics: &[Diagnostic]) {
     let snippets = std::io::stderr().is_terminal();
     let mut sources: HashMap<Arc<Path>, Option<String>> = HashMap::new();
     let mut err = anstream::stderr().lock();
     for diagnostic in diagnostics {
         let text = if snippets {
-            let source = sources
-                .entry(diagnostic.location.file.clone())
-                .or_insert_with(|| std::fs::read_to_string(&diagnostic.location.file).ok());
-            diagnostic.render_with_snippet(source.as_deref())
+            let files = std::iter::once(&diagnostic.location).chain(diagnostic.related.iter().map(|r| &r.location));
+            for location in files {
+                sources.entry(location.file.clone()).or_insert_with(|| std::fs::read_to_string(&location.file).ok());
+            }
+            // A blank line after each, as cargo leaves: a snippet takes several lines.
+            diagnostic.render_with_sources(|file| sources.get(file).and_then(Option::as_deref)) + "\n"
         } else {
             format!("{diagnostic}\n")
         };

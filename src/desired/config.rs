@@ -533,12 +533,10 @@ impl Checker<'_> {
                                 Settings::default()
                             }
                         };
-                        if named.contains_key(&name) {
-                            self.diagnostics.push(Diagnostic::error(
-                                Rule::DuplicateKey,
-                                key_at,
-                                format!("environment {name:?} is defined twice"),
-                            ));
+                        if let Some(At { at: first, .. }) = named.get(&name) {
+                            let message = format!("environment {name:?} is defined twice");
+                            let diagnostic = Diagnostic::error(Rule::DuplicateKey, key_at, message);
+                            self.diagnostics.push(diagnostic.with_related(first.clone(), "first defined here"));
                             continue;
                         }
                         named.insert(name, At { value: settings, at: key_at });

@@ -1,10 +1,13 @@
 //! Problems found in the files grattr reads: where they are, which rule they
-//! break, and how they look on a terminal (with a source snippet), in a log, as a
-//! GitHub workflow command or as JSON. The terminal and log forms write the file
-//! name and the message, which quote the files' text, as plain text
-//! ([`crate::escape::text`]): one diagnostic never forms more lines than it means
-//! to, nor drives a terminal. The workflow command escapes them as GitHub's toolkit
-//! does; JSON keeps them unaltered.
+//! break, the other places they involve, and how they look on a terminal (source
+//! snippets rendered by annotate-snippets, as rustc and cargo show them), in a log,
+//! as a GitHub workflow command or as JSON. The terminal and log forms write the
+//! file names, the message and the labels, which quote the files' text, as plain
+//! text ([`crate::escape::text`]), and a snippet's source lines with each character
+//! that could drive a terminal replaced by a visible one in its column:
+//! one diagnostic never forms more lines than it means to, nor drives a terminal.
+//! The workflow command escapes them as GitHub's toolkit does; JSON keeps them
+//! unaltered.
 
 use crate::model::SourceLocation;
 use crate::model::limits::Severity;
@@ -111,12 +114,31 @@ pub struct Diagnostic {
     pub code: Option<u32>,
     /// How to fix it, when that is not obvious from the message.
     pub help: Option<String>,
+    /// Other places the problem involves (where a group was first declared).
+    pub related: Vec<Related>,
+}
+
+/// Another place a [`Diagnostic`] points at, and what is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Related {
+    /// Where.
+    pub location: SourceLocation,
+    /// What is there, as a short label ("first declared here").
+    pub label: String,
 }
 
 impl Diagnostic {
     /// An error.
     pub fn error(rule: Rule, location: SourceLocation, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Error, rule, location, message: message.into(), code: None, help: None }
+        Diagnostic {
+            severity: Severity::Error,
+            rule,
+            location,
+            message: message.into(),
+            code: None,
+            help: None,
+            related: Vec::new(),
+        }
     }
 
     /// A warning.
@@ -133,6 +155,15 @@ impl Diagnostic {
     /// Adds a hint.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Adds another place the problem involves, with a label that says what is
+    /// there ("first declared here"). The terminal form marks it in a snippet; JSON
+    /// lists it; the one-line form and the workflow command leave it out (their
+    /// message names it when it matters).
+    pub fn with_related(mut self, location: SourceLocation, label: impl Into<String>) -> Self {
+        self.related.push(Related { location, label: label.into() });
         self
     }
 
@@ -164,59 +195,156 @@ impl Diagnostic {
         self.help.as_deref().map(crate::escape::text)
     }
 
-    /// Renders the diagnostic for a terminal: a headline, the source line with a
-    /// caret under the column, and the hint. `source` is the file's text when it is
-    /// at hand; without it, this is the one-line form.
-    pub fn render_with_snippet(&self, source: Option<&str>) -> String {
-        use anstyle::{AnsiColor, Style};
-        let accent = match self.severity {
-            Severity::Error => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
-            Severity::Warning => Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold(),
+    /// Renders the diagnostic for a terminal as rustc and cargo do (with
+    /// annotate-snippets): a headline, the source lines with a caret under the
+    /// column and the related places marked and labelled, and the hint.
+    /// `source` gives a file's text when it is at hand; without it, the place is
+    /// named as `path:line:col`. The output is styled; write it through
+    /// [`anstream`], which drops the styles where they are not wanted.
+    pub fn render_with_sources<'s>(&self, source: impl Fn(&Path) -> Option<&'s str>) -> String {
+        let mut text = self.render(annotate_snippets::Renderer::styled(), source);
+        text.push('\n');
+        text
+    }
+
+    fn render<'s>(&self, renderer: annotate_snippets::Renderer, source: impl Fn(&Path) -> Option<&'s str>) -> String {
+        use annotate_snippets::{Element, Level, Origin};
+        let level = match self.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
         };
-        let blue = Style::new().fg_color(Some(AnsiColor::Blue.into())).bold();
-        let bold = Style::new().bold();
-        let mut out = format!(
-            "{accent}{}{accent:#}{bold}: {}{bold:#}\n  {blue}-->{blue:#} {}\n",
-            self.severity_word(),
-            self.headline(),
-            self.place()
-        );
-        let line_text = source
-            .filter(|_| self.location.line > 0)
-            .and_then(|text| text.lines().nth(self.location.line as usize - 1));
-        if let Some(line_text) = line_text {
-            let number = self.location.line.to_string();
-            let pad = " ".repeat(number.len());
-            let (shown, caret_at) = snippet_window(line_text, self.location.column);
-            out += &format!("{pad} {blue}|{blue:#}\n{blue}{number}{blue:#} {blue}|{blue:#} {shown}\n");
-            out += &format!("{pad} {blue}|{blue:#} {}{accent}^{accent:#}\n", " ".repeat(caret_at));
+        let shown = |at: &SourceLocation| source(&at.file).filter(|text| line_of(text, at.line).is_some());
+        let mut elements: Vec<Element<'_>> = Vec::new();
+        let mut notes: Vec<String> = Vec::new();
+        if let Some(text) = shown(&self.location) {
+            // One snippet per file, the primary file's first; the related places in
+            // it are marked there. A related place whose line is not at hand is a note.
+            let mut files: Vec<(&Path, &str, Vec<Mark<'_>>)> =
+                vec![(&self.location.file, text, vec![(&self.location, None)])];
+            for related in &self.related {
+                let mark = (&related.location, Some(related.label.as_str()));
+                match files.iter_mut().find(|(file, ..)| *file == &*related.location.file) {
+                    Some((_, text, marks)) if line_of(text, related.location.line).is_some() => marks.push(mark),
+                    Some(_) => notes.push(related.note()),
+                    None => match shown(&related.location) {
+                        Some(text) => files.push((&related.location.file, text, vec![mark])),
+                        None => notes.push(related.note()),
+                    },
+                }
+            }
+            elements.extend(files.into_iter().map(|(file, text, marks)| snippet(file, text, &marks).into()));
+        } else {
+            let mut origin = Origin::path(crate::escape::path(&self.location.file));
+            if self.location.line > 0 {
+                origin = origin.line(self.location.line as usize);
+                if self.location.column > 0 {
+                    origin = origin.char_column(self.location.column as usize);
+                }
+            }
+            elements.push(origin.into());
+            notes.extend(self.related.iter().map(Related::note));
         }
+        elements.extend(notes.into_iter().map(|note| Level::NOTE.message(note).into()));
         if let Some(help) = self.help() {
-            out += &format!("  {bold}help{bold:#}: {help}\n");
+            elements.push(Level::HELP.message(help).into());
         }
-        out
+        let title = level.primary_title(self.headline()).elements(elements);
+        renderer.term_width(TERM_WIDTH).render(&[title])
     }
 }
 
-/// The part of a long line to show, and where under it the caret goes (in
-/// characters). Control and bidi characters are replaced by a space, one for one so
-/// the caret stays under its column, so a snippet cannot drive the terminal.
-fn snippet_window(line: &str, column: u64) -> (String, usize) {
-    const WIDTH: usize = 100;
-    let chars: Vec<char> = line.chars().map(|c| if crate::escape::needs_escape(c) { ' ' } else { c }).collect();
-    let column = (column.max(1) as usize - 1).min(chars.len());
-    let start = column.saturating_sub(WIDTH / 2).min(chars.len().saturating_sub(WIDTH));
-    let end = (start + WIDTH).min(chars.len());
-    let mut shown: String = chars[start..end].iter().collect();
-    let mut caret_at = column - start;
-    if start > 0 {
-        shown.insert(0, '…');
-        caret_at += 1;
+/// The width snippets are fitted to: a longer line is shown as a window around
+/// the places marked on it.
+const TERM_WIDTH: usize = 100;
+
+impl Related {
+    /// The related place as a note, where it cannot be shown in a snippet.
+    fn note(&self) -> String {
+        format!("{}: {}", crate::escape::text(&self.label), crate::escape::text(&self.location.to_string()))
     }
-    if end < chars.len() {
-        shown.push('…');
+}
+
+/// A place to mark in a snippet, and its label (none for the primary place).
+type Mark<'a> = (&'a SourceLocation, Option<&'a str>);
+
+/// Line `line` (from 1) of `text`, if it has one.
+fn line_of(text: &str, line: u64) -> Option<&str> {
+    text.lines().nth((line as usize).checked_sub(1)?)
+}
+
+/// The snippet of `file`: the lines of `text` from the first place marked to the
+/// last, made [`inert`], with a caret under the primary place and the related ones
+/// underlined and labelled. The renderer folds the lines between distant marks.
+/// Every mark's line is in `text`.
+fn snippet<'a>(
+    file: &Path,
+    text: &str,
+    marks: &[Mark<'a>],
+) -> annotate_snippets::Snippet<'a, annotate_snippets::Annotation<'a>> {
+    use annotate_snippets::{AnnotationKind, Snippet};
+    let first = marks.iter().map(|(at, _)| at.line).min().unwrap_or(1);
+    let last = marks.iter().map(|(at, _)| at.line).max().unwrap_or(1);
+    let mut lines: Vec<String> =
+        text.lines().skip(first as usize - 1).take((last - first + 1) as usize).map(inert).collect();
+    // A place past the end of its line (the parser's, at the line break or after)
+    // is reached with spaces, so that the header names its column.
+    for (at, _) in marks {
+        let line = &mut lines[(at.line - first) as usize];
+        let missing = (at.column as usize).saturating_sub(line.chars().count() + 1);
+        line.extend(std::iter::repeat_n(' ', missing));
     }
-    (shown, caret_at)
+    let mut starts = Vec::with_capacity(lines.len());
+    let mut offset = 0;
+    for line in &lines {
+        starts.push(offset);
+        offset += line.len() + 1;
+    }
+    let annotations = marks.iter().map(|(at, label)| {
+        let index = (at.line - first) as usize;
+        let span = column_span(&lines[index], at.column);
+        let span = starts[index] + span.start..starts[index] + span.end;
+        match label {
+            None => AnnotationKind::Primary.span(span),
+            Some(label) => AnnotationKind::Context.span(span).label(crate::escape::text(label)),
+        }
+    });
+    let annotations: Vec<_> = annotations.collect();
+    Snippet::source(lines.join("\n"))
+        .line_start(first as usize)
+        .path(crate::escape::path(file))
+        .fold(true)
+        .annotations(annotations)
+}
+
+/// The bytes of `line` that a mark at `column` (from 1) covers: the character
+/// there, or the end of the line just past it; column 0 (unknown) covers the
+/// whole line but its indentation.
+fn column_span(line: &str, column: u64) -> std::ops::Range<usize> {
+    if column == 0 {
+        let start = line.len() - line.trim_start().len();
+        return start..line.len();
+    }
+    match line.char_indices().nth(column as usize - 1) {
+        Some((at, c)) => at..at + c.len_utf8(),
+        None => line.len()..line.len(),
+    }
+}
+
+/// `line` with every character that could drive a terminal or reorder what is
+/// shown ([`crate::escape::needs_escape`]) replaced by one visible character, so
+/// that columns keep their place: a C0 control by its control picture (`␛` for
+/// ESC), DEL by `␡`, a C1 control, a line or paragraph separator or a bidi
+/// control by `�`. A tab stays (the renderer shows it as spaces).
+fn inert(line: &str) -> String {
+    line.chars()
+        .map(|c| match c {
+            '\t' => c,
+            '\0'..='\u{1f}' => char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{fffd}'),
+            '\u{7f}' => '\u{2421}',
+            c if crate::escape::needs_escape(c) => '\u{fffd}',
+            c => c,
+        })
+        .collect()
 }
 
 impl Diagnostic {
@@ -248,22 +376,41 @@ impl Diagnostic {
 
 /// The JSON form (`grattr validate --format json`): `file`, `line` and `column`
 /// (`null` when unknown), `severity`, `rule`, `message`, `code` (the API error code
-/// the rule prevents, or `null`) and `help` (or `null`), all unaltered.
+/// the rule prevents, or `null`), `help` (or `null`) and `related` (the other places
+/// the problem involves: `file`, `line`, `column` and `label` each), all unaltered.
 impl serde::Serialize for Diagnostic {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let known = |n: u64| (n > 0).then_some(n);
-        let mut out = serializer.serialize_struct("Diagnostic", 8)?;
-        out.serialize_field("file", &self.location.file.to_string_lossy())?;
-        out.serialize_field("line", &known(self.location.line))?;
-        out.serialize_field("column", &known(self.location.column).filter(|_| self.location.line > 0))?;
+        let mut out = serializer.serialize_struct("Diagnostic", 9)?;
+        serialize_place(&mut out, &self.location)?;
         out.serialize_field("severity", self.severity_word())?;
         out.serialize_field("rule", self.rule.name())?;
         out.serialize_field("message", &self.message)?;
         out.serialize_field("code", &self.code)?;
         out.serialize_field("help", &self.help)?;
+        out.serialize_field("related", &self.related)?;
         out.end()
     }
+}
+
+/// A related place in JSON: `file`, `line` and `column` as a diagnostic's (`null`
+/// when unknown), and `label`.
+impl serde::Serialize for Related {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Related", 4)?;
+        serialize_place(&mut out, &self.location)?;
+        out.serialize_field("label", &self.label)?;
+        out.end()
+    }
+}
+
+/// The `file`, `line` and `column` fields of a place (`null` when unknown).
+fn serialize_place<S: serde::ser::SerializeStruct>(out: &mut S, location: &SourceLocation) -> Result<(), S::Error> {
+    let known = |n: u64| (n > 0).then_some(n);
+    out.serialize_field("file", &location.file.to_string_lossy())?;
+    out.serialize_field("line", &known(location.line))?;
+    out.serialize_field("column", &known(location.column).filter(|_| location.line > 0))
 }
 
 impl std::error::Error for Diagnostic {}
@@ -312,31 +459,197 @@ mod tests {
         );
     }
 
+    /// The terminal form with its styles stripped, `sources` giving the files' text.
+    fn terminal(d: &Diagnostic, sources: &[(&str, &str)]) -> String {
+        let styled =
+            d.render_with_sources(|file| sources.iter().find(|(path, _)| Path::new(path) == file).map(|s| s.1));
+        anstream::adapter::strip_str(&styled).to_string()
+    }
+
+    /// The terminal form rendered without styles, as the renderer writes it.
+    fn unstyled(d: &Diagnostic, source: &str) -> String {
+        d.render(annotate_snippets::Renderer::plain(), |_| Some(source))
+    }
+
+    /// The column (in characters, from 0) of the caret under the source line.
+    fn caret_under(out: &str, source_line: &str) -> (usize, usize) {
+        let lines: Vec<&str> = out.lines().collect();
+        let at = lines.iter().position(|l| l.ends_with(source_line) || l.contains(source_line)).unwrap();
+        let caret = lines[at + 1].chars().position(|c| c == '^').unwrap();
+        (at, caret)
+    }
+
+    fn place(file: &str, line: u64, column: u64) -> SourceLocation {
+        SourceLocation { file: Arc::from(Path::new(file)), line, column }
+    }
+
     #[test]
     fn snippet_points_at_the_column() {
         let source = "groups:\n  - id: lobby\n    attributes:\n      banner: ~\n";
         let d = Diagnostic::error(Rule::NullValue, at(4, 15), "value of key \"banner\" is null")
             .with_help("quote it: banner: \"~\"");
-        let plain = anstream::adapter::strip_str(&d.render_with_snippet(Some(source))).to_string();
-        insta::assert_snapshot!(plain, @r#"
+        insta::assert_snapshot!(terminal(&d, &[("groups/lobby.yaml", source)]), @r#"
         error: value of key "banner" is null
-          --> groups/lobby.yaml:4:15
+         --> groups/lobby.yaml:4:15
           |
         4 |       banner: ~
           |               ^
-          help: quote it: banner: "~"
+          |
+          = help: quote it: banner: "~"
         "#);
     }
 
     #[test]
     fn snippet_of_a_long_line_is_windowed() {
         let line = format!("{}X{}", "a".repeat(300), "b".repeat(300));
-        let (shown, caret) = snippet_window(&line, 301);
-        assert_eq!(shown.chars().nth(caret), Some('X'));
-        assert!(shown.starts_with('…') && shown.ends_with('…'));
-        assert!(snippet_window("", 5).0.is_empty());
-        assert_eq!(snippet_window("a\u{1b}[31m", 1).0, "a [31m");
-        assert_eq!(snippet_window("a\u{202e}b\u{85}c", 1).0, "a b c");
+        let d = Diagnostic::error(Rule::ValueTooLong, at(1, 301), "long");
+        let out = terminal(&d, &[("groups/lobby.yaml", &line)]);
+        let lines: Vec<&str> = out.lines().collect();
+        let shown = lines.iter().find(|l| l.starts_with("1 | ")).unwrap();
+        assert!(shown.chars().count() <= TERM_WIDTH, "{shown}");
+        assert!(shown.starts_with("1 | ...a") && shown.ends_with("b..."), "{shown}");
+        let x = shown.chars().position(|c| c == 'X').unwrap();
+        let (_, caret) = caret_under(&out, shown);
+        assert_eq!(caret, x);
+        assert!(out.contains("--> groups/lobby.yaml:1:301"));
+    }
+
+    #[test]
+    fn a_hostile_line_is_shown_inert_with_the_caret_in_place() {
+        let line = "k: \"a\u{1b}[31mb\u{9b}2J\u{202e}c\u{85}d\u{2028}e\u{7f}\rf\u{0}g\tZ\"";
+        let column = line.chars().position(|c| c == 'Z').unwrap() as u64 + 1;
+        let d = Diagnostic::error(Rule::ValueTooLong, at(1, column), "long");
+        let out = unstyled(&d, line);
+        assert!(out.chars().all(|c| c == '\n' || !crate::escape::needs_escape(c)), "{out:?}");
+        assert!(out.contains("a␛[31mb�2J�c�d�e␡␍f␀g"), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        let shown = lines.iter().find(|l| l.starts_with("1 | ")).unwrap();
+        let (_, caret) = caret_under(&out, shown);
+        assert_eq!(shown.chars().nth(caret), Some('Z'), "{out}");
+        assert!(out.contains(&format!("--> groups/lobby.yaml:1:{column}")), "{out}");
+        // Styled, every escape sequence is one of the renderer's own styles.
+        let styled = d.render_with_sources(|_| Some(line));
+        let stripped = anstream::adapter::strip_str(&styled).to_string();
+        assert_eq!(stripped.trim_end(), out.trim_end());
+        assert!(!styled.contains('\u{9b}') && !styled.contains('\u{202e}') && !styled.contains('\r'));
+    }
+
+    #[test]
+    fn places_at_and_past_the_end_of_a_line_and_whole_lines() {
+        let past = Diagnostic::error(Rule::YamlSyntax, at(1, 9), "past the end");
+        // The line is shown with the two spaces that reach the column (trimmed here).
+        let shown = unstyled(&past, "k: abc\n");
+        insta::assert_snapshot!(shown.lines().map(str::trim_end).collect::<Vec<_>>().join("\n"), @r"
+        error: past the end
+         --> groups/lobby.yaml:1:9
+          |
+        1 | k: abc
+          |         ^
+        ");
+        let line = Diagnostic::error(Rule::Config, at(2, 0), "the whole line").with_related(at(1, 7), "at the end");
+        insta::assert_snapshot!(unstyled(&line, "k: abc\n  wide: 中文 x\n"), @r"
+        error: the whole line
+         --> groups/lobby.yaml:2:3
+          |
+        1 | k: abc
+          |       - at the end
+        2 |   wide: 中文 x
+          |   ^^^^^^^^^^^^
+        ");
+    }
+
+    #[test]
+    fn inert_replaces_one_for_one() {
+        assert_eq!(inert("a\u{1b}[31m"), "a␛[31m");
+        assert_eq!(inert("a\u{202e}b\u{85}c\u{61c}d\u{2069}"), "a�b�c�d�");
+        assert_eq!(inert("\u{0}\u{1f}\u{7f}\t"), "␀␟␡\t");
+        assert_eq!(inert(""), "");
+    }
+
+    #[test]
+    fn a_related_place_in_the_same_file_is_marked_in_the_snippet() {
+        let source = "groups:\n  - id: lobby\n    attributes: {}\n  - id: lobby\n";
+        let d = Diagnostic::error(
+            Rule::DuplicateGroup,
+            at(4, 9),
+            "group \"lobby\" is declared twice: here and at groups/lobby.yaml:2:9",
+        )
+        .with_related(at(2, 9), "first declared here");
+        insta::assert_snapshot!(terminal(&d, &[("groups/lobby.yaml", source)]), @r#"
+        error: group "lobby" is declared twice: here and at groups/lobby.yaml:2:9
+         --> groups/lobby.yaml:4:9
+          |
+        2 |   - id: lobby
+          |         - first declared here
+        3 |     attributes: {}
+        4 |   - id: lobby
+          |         ^
+        "#);
+    }
+
+    #[test]
+    fn lines_between_distant_places_are_folded() {
+        let source = format!("groups:\n  - id: lobby\n{}  - id: lobby\n", "    # filler\n".repeat(40));
+        let d = Diagnostic::error(Rule::DuplicateGroup, at(43, 9), "declared twice")
+            .with_related(at(2, 9), "first declared here");
+        insta::assert_snapshot!(terminal(&d, &[("groups/lobby.yaml", &source)]), @r#"
+        error: declared twice
+          --> groups/lobby.yaml:43:9
+           |
+         2 |   - id: lobby
+           |         - first declared here
+        ...
+        43 |   - id: lobby
+           |         ^
+        "#);
+    }
+
+    #[test]
+    fn a_related_place_in_another_file_has_a_snippet_of_its_own() {
+        let d = Diagnostic::error(Rule::DuplicateGroup, place("groups/b.yaml", 2, 9), "declared twice")
+            .with_related(place("groups/a.yaml", 5, 9), "first declared here")
+            .with_help("remove one");
+        let sources = [
+            ("groups/a.yaml", "groups:\n  - id: other\n\n\n  - id: lobby\n"),
+            ("groups/b.yaml", "groups:\n  - id: lobby\n"),
+        ];
+        insta::assert_snapshot!(terminal(&d, &sources), @r#"
+        error: declared twice
+         --> groups/b.yaml:2:9
+          |
+        2 |   - id: lobby
+          |         ^
+          |
+         ::: groups/a.yaml:5:9
+          |
+        5 |   - id: lobby
+          |         - first declared here
+          |
+          = help: remove one
+        "#);
+    }
+
+    #[test]
+    fn a_related_place_not_at_hand_is_a_note() {
+        let d = Diagnostic::error(Rule::DuplicateGroup, place("groups/b.yaml", 2, 9), "declared twice")
+            .with_related(place("groups/a\u{1b}.yaml", 5, 9), "first declared here")
+            .with_related(place("groups/b.yaml", 99, 1), "beyond the end");
+        insta::assert_snapshot!(terminal(&d, &[("groups/b.yaml", "groups:\n  - id: lobby\n")]), @r#"
+        error: declared twice
+         --> groups/b.yaml:2:9
+          |
+        2 |   - id: lobby
+          |         ^
+          |
+          = note: first declared here: groups/a\u001b.yaml:5:9
+          = note: beyond the end: groups/b.yaml:99:1
+        "#);
+        insta::assert_snapshot!(terminal(&d, &[]), @r#"
+        error: declared twice
+        --> groups/b.yaml:2:9
+         = note: first declared here: groups/a\u001b.yaml:5:9
+         = note: beyond the end: groups/b.yaml:99:1
+        "#);
     }
 
     #[test]
@@ -378,7 +691,27 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"file": "groups/lobby.yaml", "line": 2, "column": null, "severity": "error",
-                "rule": "key-too-long", "message": "key \"a\u{1b}\n\" is long", "code": 10045, "help": null})
+                "rule": "key-too-long", "message": "key \"a\u{1b}\n\" is long", "code": 10045, "help": null, "related": []})
+        );
+    }
+
+    #[test]
+    fn json_form_lists_the_related_places_and_the_one_line_form_leaves_them_out() {
+        let d = Diagnostic::error(Rule::DuplicateGroup, at(4, 9), "declared twice")
+            .with_related(place("groups/a\u{1b}.yaml", 2, 9), "first declared here")
+            .with_related(place("groups/b.yaml", 0, 0), "and here");
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            json["related"],
+            serde_json::json!([
+                {"file": "groups/a\u{1b}.yaml", "line": 2, "column": 9, "label": "first declared here"},
+                {"file": "groups/b.yaml", "line": null, "column": null, "label": "and here"},
+            ])
+        );
+        assert_eq!(d.to_string(), "groups/lobby.yaml:4:9: error: declared twice");
+        assert_eq!(
+            d.github_command(),
+            "::error file=groups/lobby.yaml,line=4,col=9,title=duplicate-group::declared twice"
         );
     }
 
@@ -387,7 +720,7 @@ mod tests {
         let location = SourceLocation { file: Arc::from(Path::new("groups/a\n# x\u{202e}.yaml")), line: 2, column: 3 };
         let d = Diagnostic::error(Rule::UnknownField, location, "unknown field `a\u{9b}b`").with_help("x\ny");
         assert_eq!(d.to_string(), "groups/a\\n# x\\u202e.yaml:2:3: error: unknown field `a\\u009bb`\n  help: x\\ny");
-        let plain = anstream::adapter::strip_str(&d.render_with_snippet(None)).to_string();
-        assert_eq!(plain, "error: unknown field `a\\u009bb`\n  --> groups/a\\n# x\\u202e.yaml:2:3\n  help: x\\ny\n");
+        let plain = terminal(&d, &[]);
+        assert_eq!(plain, "error: unknown field `a\\u009bb`\n--> groups/a\\n# x\\u202e.yaml:2:3\n = help: x\\ny\n");
     }
 }

@@ -413,7 +413,8 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
         let value_at = yaml::locate(file, &value.referenced);
         if let Some((first, _)) = key_at.get(&key_text) {
             let message = format!("group {name}: key {key_text:?} is given twice, first at line {}", first.line);
-            out.diagnostics.push(Diagnostic::error(Rule::DuplicateKey, here, message));
+            let diagnostic = Diagnostic::error(Rule::DuplicateKey, here, message);
+            out.diagnostics.push(diagnostic.with_related(first.clone(), "first given here"));
             continue;
         }
         key_at.insert(key_text.clone(), (here, value_at.clone()));
@@ -484,7 +485,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
 /// [`merge`] (a whole load) and [`super::index::DesiredIndex`] (file by file) report it.
 pub fn declared_twice(id: &GroupId, at: SourceLocation, first: &SourceLocation) -> Diagnostic {
     let message = format!("group {:?} is declared twice: here and at {first}", id.as_str());
-    Diagnostic::error(Rule::DuplicateGroup, at, message)
+    Diagnostic::error(Rule::DuplicateGroup, at, message).with_related(first.clone(), "first declared here")
 }
 
 /// Merges the files' groups in the given order, reporting every group declared

@@ -13,5 +13,5 @@ pub mod yaml;
 
 pub use crate::model::SourceLocation;
 pub use config::{Config, Endpoint, Environment};
-pub use diagnostic::{Diagnostic, Rule};
+pub use diagnostic::{Diagnostic, Related, Rule};
 pub use groups::{DesiredGroup, DesiredState, Loaded, load};
