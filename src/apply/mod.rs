@@ -17,10 +17,11 @@ use crate::api::codes;
 use crate::api::scope::AppWide;
 use crate::api::wire::GroupType;
 use crate::lockfile::{JournalWriter, Record};
-use crate::model::{AttributeSet, GroupId, Ownership, Region};
+use crate::model::{AttributeSet, GroupId, Ownership, Region, limits};
 use crate::plan::{Action, Change};
 use futures_util::StreamExt;
 use guard::Approved;
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -257,6 +258,27 @@ pub async fn execute(
     });
     report.elapsed = started.elapsed();
     report
+}
+
+/// What to do about `error`, a failure of `change`. With key ownership, the
+/// service's limits count the keys members wrote too: a group over 16 keys or over
+/// the total size is then no mistake of the YAML (which validate checked), and the
+/// hint says so, with how many keys members wrote when a refresh read them.
+pub fn hint(change: &Change, error: &ApiError) -> Option<Cow<'static, str>> {
+    let over_limit = error.is(&codes::TOO_MANY_KEYS) || error.is(&codes::TOTAL_TOO_LARGE);
+    if change.ownership == Ownership::Keys && over_limit {
+        let members = match &change.unmanaged_keys {
+            Some(keys) => format!(" (members wrote {} key{})", keys.len(), if keys.len() == 1 { "" } else { "s" }),
+            None => String::new(),
+        };
+        return Some(Cow::Owned(format!(
+            "the group's keys members wrote{members} and grattr's together exceed the service's limit of {} keys or \
+             {} bytes; remove keys from the YAML, or have members' keys removed, then apply again",
+            limits::MAX_KEYS.max,
+            limits::MAX_TOTAL_VALUE_BYTES.max
+        )));
+    }
+    error.hint().map(Cow::Borrowed)
 }
 
 /// Why a change failed, and what of it was done before it failed.

@@ -8,7 +8,7 @@ use super::signals::Signals;
 use super::{WorkspaceArgs, exit};
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
-use crate::apply::{ApplyOptions, Outcome, Report};
+use crate::apply::{self, ApplyOptions, Outcome, Report};
 use crate::desired::{Endpoint, Environment};
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::escape;
@@ -273,7 +273,7 @@ fn print_summary(plan: &Plan, report: &Report, recorded: usize, lockfile: &str) 
             // The service's message may quote what it was sent; the file name comes from a pull request.
             let line = format!("{} ({place}): {error}", change.group_id);
             writeln!(out, "  {}", escape::text(&line))?;
-            if let Some(hint) = error.hint() {
+            if let Some(hint) = apply::hint(change, error) {
                 writeln!(out, "      hint: {hint}")?;
             }
         }
@@ -363,7 +363,7 @@ struct JsonFailure<'a> {
     source: Option<&'a crate::plan::Source>,
     code: Option<u32>,
     error: String,
-    hint: Option<&'static str>,
+    hint: Option<std::borrow::Cow<'static, str>>,
 }
 
 fn print_json(plan: &Plan, report: &Report, environment: &Environment) -> anyhow::Result<()> {
@@ -395,7 +395,7 @@ fn print_json(plan: &Plan, report: &Report, environment: &Environment) -> anyhow
                     source: change.source.as_ref(),
                     code: error.code(),
                     error: error.to_string(),
-                    hint: error.hint(),
+                    hint: apply::hint(change, error),
                 }
             })
             .collect(),

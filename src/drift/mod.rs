@@ -5,7 +5,7 @@
 pub mod render;
 
 use crate::api::client::ApiError;
-use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, GroupId};
+use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, GroupId, Ownership};
 use crate::plan::{KeyChanges, PlanEnvironment, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -59,6 +59,14 @@ pub struct GroupDrift {
     pub error: Option<String>,
     /// The API error code of that.
     pub code: Option<u32>,
+    /// What of the group grattr owns (recorded, else declared). With `keys`,
+    /// `desired`, `applied`, `live` and `live_changes` hold only the keys it owns.
+    #[serde(default)]
+    pub ownership: Ownership,
+    /// With key ownership, the keys live that grattr does not own: members wrote
+    /// them, and they are never drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmanaged_keys: Option<Vec<String>>,
 }
 
 /// How many groups stand how.
@@ -109,7 +117,9 @@ pub fn classify(
         DriftReport { format_version: FORMAT_VERSION, environment, summary: Summary::default(), groups: Vec::new() };
     for (id, read) in live {
         let declared = desired.get(id);
-        let recorded = applied.get(id).map(|a| &a.attributes);
+        let record = applied.get(id);
+        let recorded = record.map(|a| &a.attributes);
+        let ownership = record.map_or_else(|| declared.map_or(Ownership::Group, |d| d.ownership), |r| r.ownership);
         let mut group = GroupDrift {
             group_id: id.clone(),
             status: Status::InSync,
@@ -120,6 +130,8 @@ pub fn classify(
             live_changes: KeyChanges::default(),
             error: None,
             code: None,
+            ownership,
+            unmanaged_keys: None,
         };
         match read {
             Err(error) => {
@@ -128,10 +140,26 @@ pub fn classify(
                 group.status = if error.is_missing_group() { Status::Missing } else { Status::Unreadable };
             }
             Ok(live) => {
+                // With key ownership only the keys grattr declares or applied are compared.
+                let owned;
+                let live = match ownership {
+                    Ownership::Group => live,
+                    Ownership::Keys => {
+                        let ours = |key: &String| {
+                            recorded.is_some_and(|r| r.contains_key(key))
+                                || declared.is_some_and(|d| d.attributes.contains_key(key))
+                        };
+                        let (mine, theirs): (AttributeSet, AttributeSet) =
+                            live.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| ours(k));
+                        group.unmanaged_keys = Some(theirs.into_keys().collect());
+                        owned = mine;
+                        &owned
+                    }
+                };
                 let drifted = recorded.is_some_and(|applied| applied != live);
                 // A group never applied is pending; one no longer declared is left as is.
-                let pending = match (declared, recorded) {
-                    (Some(d), Some(a)) => d.attributes != *a,
+                let pending = match (declared, record) {
+                    (Some(d), Some(a)) => d.attributes != a.attributes || d.ownership != a.ownership,
                     (Some(_), None) => true,
                     (None, _) => false,
                 };

@@ -74,6 +74,15 @@ fn detail_lines(group: &GroupDrift, styled: bool) -> Vec<String> {
     if matches!(group.status, Status::Pending | Status::Conflict) {
         lines.extend(pending_lines(group));
     }
+    if let Some(unmanaged) = group.unmanaged_keys.as_ref().filter(|keys| !keys.is_empty()) {
+        let note = format!(
+            "{} key{} not managed by grattr (members wrote {}; grattr owns only its keys here)",
+            unmanaged.len(),
+            if unmanaged.len() == 1 { "" } else { "s" },
+            if unmanaged.len() == 1 { "it" } else { "them" }
+        );
+        lines.push(if styled { format!("{DIM}{note}{DIM:#}") } else { format!("# {note}") });
+    }
     if let Some(error) = &group.error {
         // The service's message may quote what it was sent.
         let error = escape::text(error);

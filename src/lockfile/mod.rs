@@ -13,7 +13,7 @@ pub use seed::{Opened, lock, open, seed};
 
 pub use crate::model::AppliedGroup;
 #[cfg(test)]
-use crate::model::AttributeSet;
+use crate::model::{AttributeSet, Ownership};
 use crate::model::{Digest, DigestBuilder, GroupId};
 use rayon::prelude::*;
 use serde::de::{MapAccess, Visitor};
@@ -25,7 +25,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The lockfile format this grattr reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format a lockfile is written in: 1 while no group has key ownership (which
+/// a grattr from before it reads), 2 once one has (which such a grattr refuses
+/// instead of misreading).
+fn written_version(groups: &BTreeMap<GroupId, AppliedGroup>) -> u32 {
+    match groups.values().any(|g| !g.ownership.is_group()) {
+        true => 2,
+        false => 1,
+    }
+}
 
 /// The last-applied state of every group grattr manages in one app.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,7 +70,11 @@ pub enum LockfileError {
         message: String,
     },
     /// The file was written by a newer grattr.
-    #[error("{path}: error: lockfile format {found} is newer than this grattr understands ({FORMAT_VERSION}); upgrade grattr", path = .path.display())]
+    #[error(
+        "{path}: error: lockfile format {found} is not one this grattr reads (1 to {FORMAT_VERSION}){}",
+        if *.found > FORMAT_VERSION { "; it is newer: upgrade grattr" } else { "" },
+        path = .path.display()
+    )]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,
@@ -266,7 +280,7 @@ impl Lockfile {
         sdkappid: Option<u64>,
         entries: impl Iterator<Item = (String, Result<AppliedGroup, String>)>,
     ) -> Result<Lockfile, LockfileError> {
-        if format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&format_version) {
             return Err(LockfileError::UnsupportedVersion { path: path.to_path_buf(), found: format_version });
         }
         let entries: Vec<_> = entries.collect();
@@ -312,7 +326,8 @@ impl Lockfile {
 
     /// The canonical text of the lockfile: sorted, two-space indented, one block per group.
     pub fn to_json(&self) -> Vec<u8> {
-        let out = FileOut { format_version: FORMAT_VERSION, sdkappid: self.sdkappid, groups: &self.groups };
+        let out =
+            FileOut { format_version: written_version(&self.groups), sdkappid: self.sdkappid, groups: &self.groups };
         let mut bytes = serde_json::to_vec_pretty(&out).unwrap_or_default();
         bytes.push(b'\n');
         bytes
@@ -413,7 +428,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_damage_is_refused() {
-        let cases: [(&str, &str); 8] = [
+        let cases: [(&str, &str); 9] = [
             (
                 "{\"format_version\": 1, \"sdkappid\": 1, \"prune\": true, \"groups\": {}}",
                 "grattr.lock:1:44: error: not a valid lockfile: unknown field `prune`, expected one of",
@@ -423,7 +438,8 @@ mod tests {
                 "grattr.lock:3: error: the lockfile holds a git conflict marker `<<<<<<<`",
             ),
             ("{", "grattr.lock:1:1: error: not a valid lockfile: EOF while parsing an object"),
-            ("{\"format_version\": 2}", "lockfile format 2 is newer"),
+            ("{\"format_version\": 3}", "lockfile format 3 is not one this grattr reads (1 to 2); it is newer"),
+            ("{\"format_version\": 0}", "lockfile format 0 is not one this grattr reads (1 to 2)"),
             (
                 "{\"format_version\": 1, \"groups\": {\"\": {\"digest\": \"x\", \"attributes\": {}}}}",
                 "group \"\": group id is empty",
@@ -460,5 +476,23 @@ mod tests {
             "grattr.lock: error: the lockfile records sdkappid 1400000000, but the environment is sdkappid 1"
         );
         assert!(Lockfile::default().check_app(Path::new("x"), 1).is_ok());
+    }
+
+    #[test]
+    fn key_ownership_is_recorded_in_format_2_and_verified() {
+        let mut lock = sample();
+        let attrs: AttributeSet = [("theme".to_string(), "dark".to_string())].into();
+        lock.groups.insert(GroupId::parse("voice-1").unwrap(), AppliedGroup::owned(attrs, Ownership::Keys));
+        let json = String::from_utf8(lock.to_json()).unwrap();
+        assert!(json.starts_with("{\n  \"format_version\": 2,"), "{json}");
+        assert!(json.contains("\"ownership\": \"keys\""), "{json}");
+        let read = Lockfile::parse(Path::new("grattr.lock"), json.as_bytes()).unwrap();
+        assert_eq!(read, lock);
+        // Without a group of key ownership, the format stays 1, which older grattrs read.
+        assert!(String::from_utf8(sample().to_json()).unwrap().contains("\"format_version\": 1,"));
+        // Claiming the whole group (or keys) by hand does not verify.
+        let forged = json.replacen("\"ownership\": \"keys\"", "\"ownership\": \"group\"", 1);
+        let error = Lockfile::parse(Path::new("grattr.lock"), forged.as_bytes()).unwrap_err().to_string();
+        assert!(error.contains("group \"voice-1\": digest does not match"), "{error}");
     }
 }

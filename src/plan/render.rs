@@ -4,7 +4,7 @@
 
 use super::{Action, Change, Plan};
 use crate::escape::{self, quoted};
-use crate::model::AttributeSet;
+use crate::model::{AttributeSet, Ownership};
 use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write;
@@ -204,8 +204,11 @@ pub fn text(plan: &Plan, lockfile: &Path) -> String {
             };
             let _ = writeln!(out, "      {style}{sign}{style:#} {label:<width$} = {text}");
         }
-        if change.after.as_ref().is_some_and(AttributeSet::is_empty) {
+        if change.ownership == Ownership::Group && change.after.as_ref().is_some_and(AttributeSet::is_empty) {
             let _ = writeln!(out, "      {DIM}(no attributes: the group will be cleared){DIM:#}");
+        }
+        for note in ownership_notes(change) {
+            let _ = writeln!(out, "      {DIM}# {note}{DIM:#}");
         }
         let unchanged = unchanged_count(change);
         if unchanged > 0 {
@@ -285,8 +288,11 @@ fn markdown_section(change: &Change, cut: &mut usize) -> String {
     if unchanged > 0 {
         let _ = writeln!(body, "# {unchanged} unchanged key{} not shown", if unchanged == 1 { "" } else { "s" });
     }
-    if after.is_empty() {
+    if after.is_empty() && change.ownership == Ownership::Group {
         body += "# no attributes: the group will be cleared\n";
+    }
+    for note in ownership_notes(change) {
+        let _ = writeln!(body, "# {note}");
     }
     collapsible_diff(sign, change.group_id.as_str(), what, &place, &body)
 }
@@ -353,4 +359,43 @@ pub fn markdown(plan: &Plan, lockfile: &Path) -> String {
         out += "No changes to apply: the groups no longer declared are left as is.\n";
     }
     out
+}
+
+/// What a change's ownership means for the group, one note per line (keys are
+/// written as labels, so nothing in them reaches the output raw).
+fn ownership_notes(change: &Change) -> Vec<String> {
+    let members = |keys: &Option<Vec<String>>| match keys {
+        Some(keys) if !keys.is_empty() => {
+            let labels: Vec<String> = keys.iter().map(|key| key_label(key)).collect();
+            format!("{} key{} members wrote: {}", keys.len(), if keys.len() == 1 { "" } else { "s" }, labels.join(", "))
+        }
+        Some(_) => "no key members wrote".to_string(),
+        None => "the keys members wrote (plan --refresh lists them)".to_string(),
+    };
+    let mut notes = Vec::new();
+    match (change.ownership_from, change.ownership) {
+        (Some(Ownership::Keys), Ownership::Group) => notes
+            .push(format!("ownership keys → group: a full reset, which removes {}", members(&change.unmanaged_keys))),
+        (Some(Ownership::Group), Ownership::Keys) => notes.push(if change.records_only() {
+            "ownership group → keys: no call, only the record changes; from now on grattr owns only its keys"
+                .to_string()
+        } else {
+            "ownership group → keys: from now on grattr owns only its keys".to_string()
+        }),
+        (_, Ownership::Keys) => {
+            let what = match change.action {
+                Action::Delete => "grattr deletes only its keys; the group is not cleared",
+                _ if change.records_only() => "key ownership: no call, only the record changes",
+                _ => "key ownership: only grattr's keys are written",
+            };
+            match &change.unmanaged_keys {
+                Some(keys) if !keys.is_empty() => {
+                    notes.push(format!("{what}; kept: {}", members(&change.unmanaged_keys)));
+                }
+                _ => notes.push(what.to_string()),
+            }
+        }
+        _ => {}
+    }
+    notes
 }

@@ -144,7 +144,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         let mut report = apply::execute(approved, &self.remote.client, &journal, &options, &self.stop, |change, outcome| {
             // An app-wide failure is said once, by the pause.
             if let Outcome::Failed(error) = outcome {
-                tracing::warn!(group = %change.group_id, %error, hint = error.hint().unwrap_or_default(), "apply failed");
+                tracing::warn!(group = %change.group_id, %error, hint = apply::hint(change, error).as_deref().unwrap_or_default(), "apply failed");
             }
         })
         .await;

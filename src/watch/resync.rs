@@ -46,7 +46,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
                 (Status::Drifted | Status::Conflict, Some(attributes)) => {
                     let changes = &group.live_changes;
                     tracing::warn!(group = %id, added = ?changes.added, removed = ?changes.removed, changed = ?changes.changed, "drifted: changed outside grattr");
-                    drifted.insert(id.clone(), AppliedGroup::new(attributes.clone()));
+                    drifted.insert(id.clone(), AppliedGroup::owned(attributes.clone(), group.ownership));
                 }
                 (Status::Missing, _) => tracing::warn!(group = %id, "missing: the group does not exist"),
                 (Status::Unreadable, _) => {
