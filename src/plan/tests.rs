@@ -243,3 +243,96 @@ proptest! {
         prop_assert!(plan.changes.windows(2).all(|w| w[0].group_id < w[1].group_id));
     }
 }
+
+fn with_ownership<V>(mut map: BTreeMap<GroupId, V>, keys: &[&str], set: impl Fn(&mut V)) -> BTreeMap<GroupId, V> {
+    for key in keys {
+        set(map.get_mut(&id(key)).unwrap());
+    }
+    map
+}
+
+#[test]
+fn key_ownership_writes_only_the_owned_keys_and_switches_are_changes_of_their_own() {
+    let desired = with_ownership(
+        declared(&[
+            ("created", attrs(&[("theme", "dark")])),
+            ("updated", attrs(&[("theme", "dark"), ("rules", "be kind")])),
+            ("same", attrs(&[("theme", "dark")])),
+            ("to-keys", attrs(&[("theme", "dark")])),
+            ("to-keys-and-more", attrs(&[("theme", "dark")])),
+            ("to-group", attrs(&[("theme", "dark")])),
+        ]),
+        &["created", "updated", "same", "to-keys", "to-keys-and-more"],
+        |g| g.ownership = Ownership::Keys,
+    );
+    let keys = |a: AttributeSet| AppliedGroup::owned(a, Ownership::Keys);
+    let applied: BTreeMap<GroupId, AppliedGroup> = [
+        (id("updated"), keys(attrs(&[("theme", "light"), ("legacy", "x")]))),
+        (id("same"), keys(attrs(&[("theme", "dark")]))),
+        (id("to-keys"), AppliedGroup::new(attrs(&[("theme", "dark")]))),
+        (id("to-keys-and-more"), AppliedGroup::new(attrs(&[("theme", "dark"), ("old", "1")]))),
+        (id("to-group"), keys(attrs(&[("theme", "dark")]))),
+        (id("gone"), keys(attrs(&[("k", "v")]))),
+    ]
+    .into();
+    let plan = diff(&desired, &applied, &options(true));
+    let summary: Vec<_> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            let (modify, delete) = c.key_writes();
+            (
+                c.group_id.as_str(),
+                c.action,
+                c.ownership,
+                c.ownership_from,
+                modify.into_keys().collect::<Vec<_>>(),
+                delete,
+            )
+        })
+        .collect();
+    let v = |keys: &[&str]| keys.iter().map(ToString::to_string).collect::<Vec<_>>();
+    use Ownership::{Group, Keys};
+    assert_eq!(
+        summary,
+        vec![
+            ("created", Action::Create, Keys, None, v(&["theme"]), v(&[])),
+            // Pruned: only the owned keys are deleted; the group is not cleared.
+            ("gone", Action::Delete, Keys, None, v(&[]), v(&["k"])),
+            ("to-group", Action::Update, Group, Some(Keys), v(&[]), v(&[])),
+            ("to-keys", Action::Update, Keys, Some(Group), v(&[]), v(&[])),
+            // The keys grattr applied before and no longer declares are its own: deleted.
+            ("to-keys-and-more", Action::Update, Keys, Some(Group), v(&[]), v(&["old"])),
+            ("updated", Action::Update, Keys, None, v(&["rules", "theme"]), v(&["legacy"])),
+        ]
+    );
+    assert_eq!(plan.summary.unchanged, 1, "same");
+    let records_only: Vec<_> = plan.changes.iter().filter(|c| c.records_only()).map(|c| c.group_id.as_str()).collect();
+    assert_eq!(records_only, ["to-keys"], "a switch to keys with nothing to write makes no call");
+    let text = anstream::adapter::strip_str(&render::text(&plan, Path::new("grattr.lock"))).to_string();
+    assert!(
+        text.contains(
+            "# ownership keys → group: a full reset, which removes the keys members wrote (plan --refresh lists them)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("# ownership group → keys: no call, only the record changes"), "{text}");
+    assert!(text.contains("# grattr deletes only its keys; the group is not cleared"), "{text}");
+}
+
+#[test]
+fn members_keys_read_by_a_refresh_are_listed_where_a_switch_removes_them() {
+    let desired = declared(&[("room", attrs(&[("theme", "dark")]))]);
+    let applied: BTreeMap<GroupId, AppliedGroup> =
+        [(id("room"), AppliedGroup::owned(attrs(&[("theme", "dark")]), Ownership::Keys))].into();
+    let mut options = options(false);
+    options.refresh = true;
+    options.unmanaged_keys = [(id("room"), vec!["seat.1".to_string(), "odd\u{1b}key".to_string()])].into();
+    let plan = diff(&desired, &applied, &options);
+    assert_eq!(plan.changes[0].unmanaged_keys.as_deref().map(<[String]>::len), Some(2));
+    let text = anstream::adapter::strip_str(&render::text(&plan, Path::new("grattr.lock"))).to_string();
+    assert!(text.contains(r#"a full reset, which removes 2 keys members wrote: seat.1, "odd\u001bkey""#), "{text}");
+    let markdown = render::markdown(&plan, Path::new("grattr.lock"));
+    assert!(markdown.contains("# ownership keys → group"), "{markdown}");
+    assert!(!markdown.contains('\u{1b}'), "{markdown}");
+}
