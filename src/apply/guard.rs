@@ -87,6 +87,7 @@ mod tests {
                         attributes: value(v),
                         source: source.clone(),
                         ownership: crate::model::Ownership::Group,
+                        ownership_written: false,
                     },
                 )
             })

@@ -4,7 +4,7 @@
 
 use super::inputs::{self, environment};
 use super::{WorkspaceArgs, exit};
-use crate::model::{AttributeSet, GroupId};
+use crate::model::{AttributeSet, GroupId, Ownership};
 use crate::workspace::import_file;
 use anyhow::{Context, bail};
 use std::io::Write;
@@ -25,11 +25,36 @@ pub(super) struct Args {
     /// existing file is never overwritten.
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
+    /// What of the groups grattr takes over: `group` (every key; a change is a full
+    /// reset) or `keys` (only the keys named with --key; the others stay the members').
+    #[arg(long, value_enum, default_value_t = OwnershipArg::Group)]
+    ownership: OwnershipArg,
+    /// With --ownership keys: a key to adopt (repeatable). A group that lacks it live
+    /// is imported without it.
+    #[arg(long = "key", value_name = "KEY")]
+    keys: Vec<String>,
     /// Wait this long for another grattr holding the lockfile's lock.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
     #[command(flatten)]
     pub(super) workspace: WorkspaceArgs,
+}
+
+/// `--ownership`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OwnershipArg {
+    // (Undocumented here: the option's help says what each means, in one line.)
+    Group,
+    Keys,
+}
+
+impl From<OwnershipArg> for Ownership {
+    fn from(arg: OwnershipArg) -> Self {
+        match arg {
+            OwnershipArg::Group => Ownership::Group,
+            OwnershipArg::Keys => Ownership::Keys,
+        }
+    }
 }
 
 /// The ids to import: the arguments, then the file's lines, each checked.
@@ -59,6 +84,14 @@ fn requested(args: &Args) -> anyhow::Result<Vec<GroupId>> {
 
 /// Runs `grattr import`.
 pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
+    let ownership = Ownership::from(args.ownership);
+    match (ownership, args.keys.is_empty()) {
+        (Ownership::Keys, true) => bail!("--ownership keys adopts only the keys named: give them with --key KEY"),
+        (Ownership::Group, false) => {
+            bail!("--key names the keys to adopt with --ownership keys; without it every key is")
+        }
+        _ => {}
+    }
     let ids = requested(args)?;
     let environment = environment(&args.workspace)?;
     let out = args.out.clone().unwrap_or_else(|| environment.groups_dir.join("imported.yaml"));
@@ -76,7 +109,12 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let mut err = anstream::stderr();
     for (id, read) in live {
         match read {
-            Ok(attributes) => imported.push((id, attributes)),
+            Ok(mut attributes) => {
+                if ownership == Ownership::Keys {
+                    attributes.retain(|key, _| args.keys.contains(key));
+                }
+                imported.push((id, attributes));
+            }
             Err(e) => {
                 failed += 1;
                 let hint = e.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
@@ -88,13 +126,13 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         bail!("no group could be read; nothing was imported");
     }
 
-    let text = import_file(&out, workspace.environment.sdkappid, &imported)?;
+    let text = import_file(&out, workspace.environment.sdkappid, &imported, ownership)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     crate::files::write_atomically(&out, text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
     let count = imported.len();
-    workspace.adopt(&lock, imported)?;
+    workspace.adopt(&lock, imported, ownership)?;
     writeln!(
         anstream::stdout(),
         "Imported {count} group(s) into {} and recorded them in {}; `grattr plan` shows no change for them.",

@@ -65,6 +65,8 @@ pub enum Rule {
     Link,
     /// A group file name is not a regular file (a FIFO, socket or device).
     NotAFile,
+    /// An `ownership:` that is neither `group` nor `keys`.
+    Ownership,
 }
 
 impl Rule {
@@ -95,6 +97,7 @@ impl Rule {
             Rule::Number => "number",
             Rule::Link => "link",
             Rule::NotAFile => "not-a-file",
+            Rule::Ownership => "ownership",
         }
     }
 }

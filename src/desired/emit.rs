@@ -2,7 +2,7 @@
 //! `grattr import`): plain scalars only where nothing could reinterpret them,
 //! literal block scalars for multi-line text, double quotes for everything else.
 
-use crate::model::{AttributeSet, GroupId};
+use crate::model::{AttributeSet, GroupId, Ownership};
 use std::fmt::Write;
 
 /// Words YAML (1.1 or 1.2) would read as something other than text.
@@ -92,8 +92,9 @@ fn value(text: &str, indent: usize) -> String {
     out
 }
 
-/// A group file declaring `groups`, in order, with `header` as a leading comment.
-pub fn group_file(header: &str, groups: &[(GroupId, AttributeSet)]) -> String {
+/// A group file declaring `groups`, in order, with `header` as a leading comment;
+/// with key ownership, each group says so.
+pub fn group_file(header: &str, groups: &[(GroupId, AttributeSet)], ownership: Ownership) -> String {
     let mut out = String::new();
     for line in header.lines() {
         let _ = writeln!(out, "# {line}");
@@ -101,6 +102,9 @@ pub fn group_file(header: &str, groups: &[(GroupId, AttributeSet)]) -> String {
     out.push_str("groups:\n");
     for (id, attributes) in groups {
         let _ = writeln!(out, "  - id: {}", scalar_line(id.as_str()));
+        if !ownership.is_group() {
+            let _ = writeln!(out, "    ownership: {ownership}");
+        }
         if attributes.is_empty() {
             out.push_str("    attributes: {}\n");
             continue;
@@ -131,7 +135,7 @@ mod tests {
                 (GroupId::parse(&format!("@TGS#group{g}")).unwrap(), attributes)
             })
             .collect();
-        let text = group_file("test", &groups);
+        let text = group_file("test", &groups, Ownership::Group);
         let parsed = parse_file(Arc::from(Path::new("x.yaml")), &text);
         assert!(parsed.diagnostics.iter().all(|d| !d.is_error()), "{:?}\n{text}", parsed.diagnostics);
         let read: Vec<(GroupId, AttributeSet)> =
@@ -192,7 +196,7 @@ mod tests {
             ]
             .into(),
         )];
-        insta::assert_snapshot!(group_file("Imported.", &groups), @r#"
+        insta::assert_snapshot!(group_file("Imported.", &groups, Ownership::Group), @r#"
         # Imported.
         groups:
           - id: support-eu

@@ -7,7 +7,7 @@ use super::shape::{AttrEntries, FileFields, GroupFields, GroupList, Issue, Lenie
 use super::yaml::{self, KEY_TAG_HELP, Node};
 pub use crate::model::DesiredGroup;
 use crate::model::limits::{self, Violation};
-use crate::model::{AttributeSet, Digest, DigestBuilder, GroupId, SourceLocation};
+use crate::model::{AttributeSet, Digest, DigestBuilder, GroupId, Ownership, SourceLocation};
 use rayon::prelude::*;
 use serde_saphyr::{Location, Spanned};
 use std::collections::hash_map::Entry as HashEntry;
@@ -28,6 +28,9 @@ impl DesiredState {
         let mut digest = DigestBuilder::new();
         for (id, group) in &self.groups {
             digest.group(id, &group.attributes);
+            if !group.ownership.is_group() {
+                digest.field(b"ownership").field(group.ownership.as_str().as_bytes());
+            }
         }
         digest.finish()
     }
@@ -343,6 +346,17 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     // An unknown (or tagged) field is most likely a misspelt known one: saying it is missing too is noise.
     let misspelt = group.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
     report_issues(file, group.issues, out);
+    let ownership = group.ownership.as_ref().and_then(|node| {
+        let at = yaml::locate(file, &node.referenced);
+        let written = Node::text(node, text);
+        let parsed = written.as_deref().and_then(ownership_word);
+        if parsed.is_none() {
+            let shown = written.map_or_else(|| node.value.kind().to_string(), |w| format!("{w:?}"));
+            let message = format!("ownership must be `group` or `keys`, not {shown}");
+            out.diagnostics.push(Diagnostic::error(Rule::Ownership, at, message).with_help(OWNERSHIP_HELP));
+        }
+        parsed
+    });
     let Some(id_node) = group.id else {
         if !misspelt {
             out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `id`"));
@@ -476,8 +490,28 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
 
     let clean = out.diagnostics.iter().filter(|d| d.is_error()).count() == errors_before;
     if let (Some(id), true) = (id, clean) {
-        out.groups
-            .push((id, DesiredGroup { attributes, source: id_at, ownership: crate::model::Ownership::default() }));
+        out.groups.push((
+            id,
+            DesiredGroup {
+                attributes,
+                source: id_at,
+                ownership: ownership.unwrap_or_default(),
+                ownership_written: ownership.is_some(),
+            },
+        ));
+    }
+}
+
+/// What `ownership:` says.
+const OWNERSHIP_HELP: &str = "`group` (the default): grattr owns the whole group, and a change is a full reset; \
+`keys`: grattr owns only the keys it declares, and keys members write are kept";
+
+/// The ownership a word names.
+pub(crate) fn ownership_word(word: &str) -> Option<Ownership> {
+    match word {
+        "group" => Some(Ownership::Group),
+        "keys" => Some(Ownership::Keys),
+        _ => None,
     }
 }
 

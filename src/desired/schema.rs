@@ -92,6 +92,12 @@ pub fn groups() -> Value {
                 "properties": {
                     "id": id,
                     "attributes": attributes,
+                    "ownership": {
+                        "description": "What of the group grattr owns. `group` (the default): the whole group, \
+                                        and a change is a full reset. `keys`: only the keys declared here (and \
+                                        those it applied before), so keys the group's members write are kept.",
+                        "enum": ["group", "keys"],
+                    },
                 },
             },
             "value": value,

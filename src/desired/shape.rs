@@ -196,6 +196,8 @@ pub struct GroupFields {
     pub id: Option<Spanned<Node>>,
     /// `attributes:`, if given.
     pub attributes: Option<Spanned<Lenient<AttrEntries>>>,
+    /// `ownership:`, if given.
+    pub ownership: Option<Spanned<Node>>,
     /// Unknown and repeated fields.
     pub issues: Vec<Issue>,
 }
@@ -203,15 +205,16 @@ pub struct GroupFields {
 impl Shape for GroupFields {
     const EXPECTED: &'static str = "a mapping";
     fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let (mut id, mut attributes) = (None, None);
-        let issues = read_fields(map, &["id", "attributes"], |field, map| {
+        let (mut id, mut attributes, mut ownership) = (None, None, None);
+        let issues = read_fields(map, &["id", "attributes", "ownership"], |field, map| {
             match field {
                 "id" => id = Some(map.next_value()?),
+                "ownership" => ownership = Some(map.next_value()?),
                 _ => attributes = Some(map.next_value()?),
             }
             Ok(())
         })?;
-        Ok(GroupFields { id, attributes, issues })
+        Ok(GroupFields { id, attributes, ownership, issues })
     }
 }
 

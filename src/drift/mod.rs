@@ -215,6 +215,7 @@ mod tests {
             attributes: a,
             source: source.clone(),
             ownership: crate::model::Ownership::Group,
+            ownership_written: false,
         };
         let v1 = attrs(&[("k", "1")]);
         let v2 = attrs(&[("k", "2")]);

@@ -90,6 +90,8 @@ pub struct DesiredGroup {
     pub source: SourceLocation,
     /// What of the group grattr owns.
     pub ownership: Ownership,
+    /// Whether the group file says the ownership (else it is `grattr.yaml`'s default).
+    pub ownership_written: bool,
 }
 
 /// What grattr last applied to one group.

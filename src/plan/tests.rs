@@ -18,7 +18,15 @@ fn declared(groups: &[(&str, AttributeSet)]) -> BTreeMap<GroupId, DesiredGroup> 
         .map(|(line, (g, a))| {
             let source =
                 SourceLocation { file: Arc::from(Path::new("groups/g.yaml")), line: line as u64 + 2, column: 9 };
-            (id(g), DesiredGroup { attributes: a.clone(), source, ownership: crate::model::Ownership::Group })
+            (
+                id(g),
+                DesiredGroup {
+                    attributes: a.clone(),
+                    source,
+                    ownership: crate::model::Ownership::Group,
+                    ownership_written: false,
+                },
+            )
         })
         .collect()
 }
@@ -118,6 +126,7 @@ fn text_rendering() {
             ]),
             source: SourceLocation { file: Arc::from(Path::new("groups/story.yaml")), line: 3, column: 9 },
             ownership: Ownership::Group,
+            ownership_written: false,
         },
     );
     let text = render::text(&diff(&desired, &applied, &options(false)), Path::new("grattr.lock"));
@@ -172,6 +181,7 @@ fn markdown_rendering() {
             attributes: attrs(&[("code", "```rust\nfn main() {}\n```")]),
             source: SourceLocation { file: Arc::from(Path::new("groups/odd.yaml")), line: 1, column: 9 },
             ownership: Ownership::Group,
+            ownership_written: false,
         },
     );
     insta::assert_snapshot!(render::markdown(&diff(&desired, &applied, &options(true)), Path::new("grattr.lock")));

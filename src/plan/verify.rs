@@ -182,7 +182,15 @@ mod tests {
         ]
         .into_iter()
         .map(|(g, a)| {
-            (id(g), DesiredGroup { attributes: a, source: source.clone(), ownership: crate::model::Ownership::Group })
+            (
+                id(g),
+                DesiredGroup {
+                    attributes: a,
+                    source: source.clone(),
+                    ownership: crate::model::Ownership::Group,
+                    ownership_written: false,
+                },
+            )
         })
         .collect();
         let applied: BTreeMap<GroupId, AppliedGroup> = [

@@ -27,18 +27,27 @@ pub struct AlreadyDeclared(pub Vec<(GroupId, SourceLocation)>);
 )]
 pub struct NotReproduced(pub Vec<String>);
 
-/// The group file that declares `imported` exactly, for `path`, with a header
-/// naming the app. It is read back first: unless it declares exactly these groups
-/// and attributes, it is an error and nothing is to be written.
-pub fn import_file(path: &Path, sdkappid: u64, imported: &[(GroupId, AttributeSet)]) -> Result<String, NotReproduced> {
+/// The group file that declares `imported` exactly, with `ownership`, for `path`,
+/// with a header naming the app. It is read back first: unless it declares exactly
+/// these groups, attributes and ownership, it is an error and nothing is to be written.
+pub fn import_file(
+    path: &Path,
+    sdkappid: u64,
+    imported: &[(GroupId, AttributeSet)],
+    ownership: Ownership,
+) -> Result<String, NotReproduced> {
     let header = format!(
         "Imported by `grattr import` from sdkappid {sdkappid}: the live attributes, exactly.\nEdit freely: this file is now the desired state of these groups."
     );
-    let text = emit::group_file(&header, imported);
+    let text = emit::group_file(&header, imported, ownership);
     let parsed = groups::parse_file(Arc::from(path), &text);
     let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(ToString::to_string).collect();
     let same = parsed.groups.len() == imported.len()
-        && parsed.groups.iter().zip(imported).all(|((id, g), (want_id, want))| id == want_id && &g.attributes == want);
+        && parsed
+            .groups
+            .iter()
+            .zip(imported)
+            .all(|((id, g), (want_id, want))| id == want_id && &g.attributes == want && g.ownership == ownership);
     match errors.is_empty() && same {
         true => Ok(text),
         false => Err(NotReproduced(errors)),
@@ -56,14 +65,20 @@ impl Workspace {
         }
     }
 
-    /// Records `imported` as applied, as they are live: the next plan has no change for them.
-    pub fn adopt(&mut self, _lock: &WriteLock, imported: Vec<(GroupId, AttributeSet)>) -> Result<(), LockfileError> {
+    /// Records `imported` as applied with `ownership`, as they are live (with key
+    /// ownership: the keys adopted): the next plan has no change for them.
+    pub fn adopt(
+        &mut self,
+        _lock: &WriteLock,
+        imported: Vec<(GroupId, AttributeSet)>,
+        ownership: Ownership,
+    ) -> Result<(), LockfileError> {
         let mut lockfile = self.lockfile.clone();
         lockfile.sdkappid.get_or_insert(self.environment.sdkappid);
         lockfile.apply_records(imported.into_iter().map(|(group, attributes)| Record::Set {
             group,
             attributes,
-            ownership: Ownership::Group,
+            ownership,
         }));
         lockfile.write(&self.environment.lockfile)?;
         self.lockfile = lockfile;
