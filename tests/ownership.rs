@@ -241,3 +241,76 @@ fn an_unknown_ownership_is_an_error_at_its_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_kill_between_the_modify_and_the_delete_converges_on_the_next_run() {
+    use grattr::emulator::Latency;
+    use grattr::lockfile::Lockfile;
+    use std::time::{Duration, Instant};
+    let ids: Vec<String> = (0..24).map(|i| format!("room-{i:02}")).collect();
+    let mut yaml = String::from("groups:\n");
+    for group in &ids {
+        yaml += &format!("  - id: {group}\n    ownership: keys\n    attributes:\n      v: new\n");
+    }
+    let mut between = 0;
+    for round in 0..3 {
+        let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(3)));
+        // Each group: grattr owns `v` (to change) and `gone` (to delete); a member owns `m`.
+        let mut lock = Lockfile::new(1400000000);
+        for group in &ids {
+            member_writes(&server, group, &[("v", "old"), ("gone", "x"), ("m", "member")]);
+            lock.groups.insert(id(group), AppliedGroup::owned(attrs(&[("v", "old"), ("gone", "x")]), Ownership::Keys));
+        }
+        // Every recorded group changes: past the default safety threshold.
+        let config = server.config() + "safety_threshold: 100\n";
+        let repo = server.repo().file("grattr.yaml", &config).file("groups/rooms.yaml", &yaml);
+        lock.write(&repo.join("grattr.lock")).unwrap();
+        let stats = || {
+            let s = server.emulator().stats();
+            (s.calls_to(Operation::ModifyGroupAttr), s.calls_to(Operation::DeleteGroupAttr))
+        };
+        let base = stats();
+        let mut child = support::emulator::spawn_apply(repo.path());
+        // Kill once some group's modify has reached the service and its delete has not.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (modifies, deletes) = stats();
+            let (modifies, deletes) = (modifies - base.0, deletes - base.1);
+            if modifies > deletes && modifies > round * 6 {
+                break;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "round {round}: the apply ended before a kill");
+            assert!(Instant::now() < deadline, "round {round}: no progress");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // SAFETY: kill(2) on the child this test spawned.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        let (modifies, deletes) = stats();
+        if modifies - base.0 > deletes - base.1 {
+            between += 1;
+        }
+        // What the killed run recorded is live; a group it did not record is recorded as
+        // before (its modify may have landed: the next run sends it again, which is harmless).
+        // Members' keys are untouched.
+        let after_kill = Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
+        for (group, record) in &after_kill.groups {
+            let live = server.live(group.as_str()).unwrap();
+            assert_eq!(live.get("m").map(String::as_str), Some("member"), "round {round}: {group}");
+            if record != &lock.groups[group] {
+                for (key, value) in &record.attributes {
+                    assert_eq!(live.get(key), Some(value), "round {round}: {group} records {key} but it is not live");
+                }
+            }
+        }
+        // The next run completes every change.
+        grattr(&repo, &["apply", "--yes"]).code(0).ignore_stderr().stdout_contains("0 failed");
+        for group in &ids {
+            assert_eq!(server.live(group), Some(attrs(&[("m", "member"), ("v", "new")])), "round {round}: {group}");
+        }
+        let done = Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
+        assert!(done.groups.values().all(|g| g.attributes == attrs(&[("v", "new")]) && g.ownership == Ownership::Keys));
+        grattr(&repo, &["plan", "--refresh", "--detailed-exitcode"]).code(0).ignore_stdout();
+    }
+    assert!(between >= 1, "no kill landed between a modify and its delete");
+}
