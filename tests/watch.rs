@@ -150,6 +150,28 @@ fn drift_is_reported_after_a_resync_and_healed() {
 }
 
 #[test]
+fn self_heal_of_a_keys_group_resets_only_grattrs_keys() {
+    let server = Server::start(|_| {});
+    let group = "groups:\n  - id: room\n    ownership: keys\n    attributes:\n      v: \"1\"\n";
+    let repo = server.repo().file("groups/a.yaml", group);
+    let watch = Watch::start(&repo, &["--resync", "1s", "--self-heal"]);
+    eventually(PATIENCE, "the first reconcile", || server.live("room") == Some(attrs(&[("v", "1")])));
+    // A member writes a key of their own, and overwrites grattr's.
+    let client = server.client();
+    server.block_on(client.modify_group_attr(&id("room"), &attrs(&[("v", "member"), ("seat", "alice")]))).unwrap();
+    watch.wait_for_log("drifted: changed outside grattr");
+    eventually(PATIENCE, "healed", || server.live("room") == Some(attrs(&[("seat", "alice"), ("v", "1")])));
+    assert_eq!(server.sets(), 0, "never a full reset");
+    // Members' keys alone are not drift: later resyncs find none, and heal nothing.
+    let heals = watch.log_count("self-healing drifted groups");
+    eventually(PATIENCE, "a resync in sync", || watch.metric(&server, "grattr_groups_drifted") == 0.0);
+    let resyncs = watch.log_count("resync finished");
+    eventually(PATIENCE, "another resync", || watch.log_count("resync finished") > resyncs + 1);
+    assert_eq!(watch.log_count("self-healing drifted groups"), heals);
+    assert_eq!(server.live("room"), Some(attrs(&[("seat", "alice"), ("v", "1")])));
+}
+
+#[test]
 fn sigterm_during_a_large_apply_stops_within_the_bound() {
     let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(20)));
     let text = support::emulator::many_groups("big", 2000);
