@@ -214,14 +214,29 @@ impl Workspace {
 
     /// The plan against "before", limited to `targets` when any are given.
     pub fn plan(&self, prune: bool, targets: Option<BTreeSet<GroupId>>) -> Plan {
-        let options = PlanOptions {
-            environment: PlanEnvironment { name: self.environment.name.clone(), sdkappid: self.environment.sdkappid },
-            prune: prune || self.environment.prune,
-            targets,
-        };
+        let options = self.plan_options(prune, targets);
         let mut plan = plan::diff(&self.desired.groups, self.before(), &options);
         plan.refresh = self.live.is_some();
         plan
+    }
+
+    /// [`Workspace::plan`], taking the desired state into the plan instead of copying
+    /// it: afterwards the workspace declares nothing (compute a fingerprint first).
+    /// For a caller done with the desired state once it has the plan.
+    pub fn take_plan(&mut self, prune: bool, targets: Option<BTreeSet<GroupId>>) -> Plan {
+        let options = self.plan_options(prune, targets);
+        let desired = std::mem::take(&mut self.desired.groups);
+        let mut plan = plan::diff_owned(desired, self.before(), &options);
+        plan.refresh = self.live.is_some();
+        plan
+    }
+
+    fn plan_options(&self, prune: bool, targets: Option<BTreeSet<GroupId>>) -> PlanOptions {
+        PlanOptions {
+            environment: PlanEnvironment { name: self.environment.name.clone(), sdkappid: self.environment.sdkappid },
+            prune: prune || self.environment.prune,
+            targets,
+        }
     }
 
     /// Verifies `saved` (read from `path`) against these inputs and returns the plan
