@@ -1,25 +1,38 @@
-//! Benchmark of `grattr plan --format json` on large generated repositories.
+//! Benchmark of `grattr plan` and `grattr validate` on two kinds of large generated
+//! repository, beside PyYAML's C loader reading the same group files.
 //!
-//! For each size it generates a repository (see `support/generate.rs`) whose
-//! lockfile records 1% of the groups differently, runs the release binary once
-//! as a warm-up that also checks the plan's summary, then times several runs
-//! with stdout to /dev/null and prints a Markdown table: wall time (min and
-//! median) and the child's peak resident memory.
+//! - `lockfile`: 1,000 groups a file in plain, single-quoted and block scalars, and a
+//!   lockfile that records 1% of the groups differently (`support/generate.rs`): the
+//!   plan of a managed app, 1% to update.
+//! - `adopted`: 100 groups a file, every value double-quoted, and no lockfile: the
+//!   first plan of an adopted app, every group to create.
+//!
+//! For each size, corpus and binary it checks the plan first (`plan --format json`:
+//! the summary, every change's kind and keys, and the attributes of a sample of
+//! groups against the generator's; the text and Markdown plans' summaries; validate's
+//! count), then times each command, stdout to a file, and prints a Markdown table:
+//! wall time (min and median), CPU, the child's peak resident memory, and the ratio of
+//! the best wall time to the best of PyYAML's C loader (`yaml.load(f, yaml.CLoader)`
+//! of every group file, one Python process, timed the same way) in the same run.
 //!
 //! ```text
 //! cargo bench --bench plan
 //! GRATTR_BENCH_SIZES=10000,100000   sizes to run (default: both)
-//! GRATTR_BENCH_RUNS=5               timed runs per size (default: 5 up to 20,000 groups, else 3;
+//! GRATTR_BENCH_CORPORA=lockfile,adopted   corpora to run (default: both)
+//! GRATTR_BENCH_COMMANDS=plan,json,markdown,validate   commands to time (default: all)
+//! GRATTR_BENCH_RUNS=5               timed runs per command (default: 5 up to 20,000 groups, else 3;
 //!                                   0 generates and checks only)
-//! GRATTR_BENCH_KEEP=DIR             generate into DIR/plan-<N> and keep it, for manual experiments
+//! GRATTR_BENCH_KEEP=DIR             generate into DIR/<corpus>-<N> and keep it, for manual experiments
 //! GRATTR_BENCH_BINARIES=PATH,...    also time these grattr binaries (default: the shipped static
 //!                                   build, target/x86_64-unknown-linux-musl/dist/grattr, when
 //!                                   scripts/build-static.sh has made it)
+//! GRATTR_BENCH_PYTHON=python3       the Python with PyYAML for the reference ("none": skip it)
 //! ```
 //!
-//! Peak memory is read with GNU time (`/usr/bin/time -f %M`) when present;
-//! without it the column says "n/a". Run without `--bench` (as `cargo test
-//! --benches` does), it only checks a plan of 1,000 groups.
+//! Peak memory is read with GNU time (`/usr/bin/time -f %M`) when present; without it
+//! the column says "n/a". Without libyaml (PyYAML's C loader) the ratio says why it is
+//! missing; it is never estimated. Run without `--bench` (as `cargo test --benches`
+//! does), it only checks plans of 1,000 groups.
 
 #[path = "support/generate.rs"]
 mod generate;
@@ -34,14 +47,89 @@ const GNU_TIME: &str = "/usr/bin/time";
 /// The static Linux binary releases ship, as `scripts/build-static.sh` builds it.
 const SHIPPED: &str = "target/x86_64-unknown-linux-musl/dist/grattr";
 
-/// One size's results with one binary.
+/// A kind of generated repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Corpus {
+    /// Managed: a lockfile, 1% of the groups to update.
+    Lockfile,
+    /// Adopted: no lockfile, double-quoted values, every group to create.
+    Adopted,
+}
+
+impl Corpus {
+    fn name(self) -> &'static str {
+        match self {
+            Corpus::Lockfile => "lockfile",
+            Corpus::Adopted => "adopted",
+        }
+    }
+
+    fn parse(text: &str) -> Corpus {
+        match text.trim() {
+            "lockfile" => Corpus::Lockfile,
+            "adopted" => Corpus::Adopted,
+            other => panic!("GRATTR_BENCH_CORPORA: unknown corpus {other:?} (lockfile, adopted)"),
+        }
+    }
+}
+
+/// A command timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timed {
+    /// `grattr plan` (text).
+    Plan,
+    /// `grattr plan --format json`.
+    Json,
+    /// `grattr plan --format markdown`.
+    Markdown,
+    /// `grattr validate`.
+    Validate,
+}
+
+impl Timed {
+    const ALL: [Timed; 4] = [Timed::Plan, Timed::Json, Timed::Markdown, Timed::Validate];
+
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Timed::Plan => &["plan"],
+            Timed::Json => &["plan", "--format", "json"],
+            Timed::Markdown => &["plan", "--format", "markdown"],
+            Timed::Validate => &["validate"],
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Timed::Plan => "`plan`",
+            Timed::Json => "`plan --format json`",
+            Timed::Markdown => "`plan --format markdown`",
+            Timed::Validate => "`validate`",
+        }
+    }
+
+    fn parse(text: &str) -> Timed {
+        match text.trim() {
+            "plan" => Timed::Plan,
+            "json" => Timed::Json,
+            "markdown" => Timed::Markdown,
+            "validate" => Timed::Validate,
+            other => panic!("GRATTR_BENCH_COMMANDS: unknown command {other:?} (plan, json, markdown, validate)"),
+        }
+    }
+}
+
+/// One command's results with one binary on one repository.
 struct Row {
     binary: String,
+    corpus: Corpus,
+    command: Timed,
     generated: Generated,
     runs: Vec<Duration>,
     /// CPU time (user + system) of each run, when GNU time is there.
     cpu: Vec<Duration>,
     peak_rss_kib: Option<u64>,
+    /// The best wall time of PyYAML's C loader on the same files, or why there is none.
+    pyyaml: Result<Duration, String>,
 }
 
 /// What one run measured.
@@ -51,12 +139,31 @@ struct Measured {
     usage: Option<(u64, Duration)>,
 }
 
+/// What the benchmark runs, from the environment.
+struct Setup {
+    bench_mode: bool,
+    runs_override: Option<usize>,
+    keep: Option<PathBuf>,
+    time: Option<String>,
+    binaries: Vec<(String, PathBuf)>,
+    commands: Vec<Timed>,
+    python: Option<String>,
+}
+
 fn main() {
     let bench_mode = std::env::args().any(|arg| arg == "--bench");
     let sizes = match std::env::var("GRATTR_BENCH_SIZES") {
         Ok(text) => parse_sizes(&text),
         Err(_) if bench_mode => vec![10_000, 100_000],
         Err(_) => vec![1_000],
+    };
+    let corpora: Vec<Corpus> = match std::env::var("GRATTR_BENCH_CORPORA") {
+        Ok(text) => text.split(',').filter(|p| !p.trim().is_empty()).map(Corpus::parse).collect(),
+        Err(_) => vec![Corpus::Lockfile, Corpus::Adopted],
+    };
+    let commands: Vec<Timed> = match std::env::var("GRATTR_BENCH_COMMANDS") {
+        Ok(text) => text.split(',').filter(|p| !p.trim().is_empty()).map(Timed::parse).collect(),
+        Err(_) => Timed::ALL.to_vec(),
     };
     let runs_override = std::env::var("GRATTR_BENCH_RUNS").ok().map(|text| {
         text.trim().parse::<usize>().unwrap_or_else(|_| panic!("GRATTR_BENCH_RUNS={text:?} is not a number"))
@@ -66,6 +173,12 @@ fn main() {
     if time.is_none() {
         eprintln!("note: {GNU_TIME} (GNU time) not found; peak memory is not measured");
     }
+    let python = match std::env::var("GRATTR_BENCH_PYTHON") {
+        Ok(text) if text.trim() == "none" => None,
+        Ok(text) => Some(text.trim().to_string()),
+        Err(_) if bench_mode => Some("python3".to_string()),
+        Err(_) => None,
+    };
 
     // The binary cargo built for this bench, and the shipped ones: a release must not
     // be slower than a local build.
@@ -82,56 +195,61 @@ fn main() {
         let label = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&path).display().to_string();
         binaries.push((label, path));
     }
+    let setup = Setup { bench_mode, runs_override, keep, time, binaries, commands, python };
 
     let mut rows = Vec::new();
     for &size in &sizes {
-        let runs = match runs_override {
-            Some(runs) => runs,
-            None if !bench_mode => 1,
-            None if size <= 20_000 => 5,
-            None => 3,
-        };
-        rows.extend(bench_size(size, runs, keep.as_deref(), time.as_deref(), &binaries));
+        for &corpus in &corpora {
+            rows.extend(bench_size(&setup, corpus, size));
+        }
     }
 
     println!();
-    println!("| Binary | Groups | Files | YAML | Lockfile | Runs | Wall min | Wall median | CPU median | Peak RSS |");
-    println!("|:-------|-------:|------:|-----:|---------:|-----:|---------:|------------:|-----------:|---------:|");
+    println!(
+        "| Binary | Corpus | Command | Groups | Files | YAML | Lockfile | Runs | Wall min | Wall median | CPU median | Peak RSS | Wall min / PyYAML CLoader |"
+    );
+    println!(
+        "|:-------|:-------|:--------|-------:|------:|-----:|---------:|-----:|---------:|------------:|-----------:|---------:|:--------------------------|"
+    );
     for row in &rows {
         let g = &row.generated;
         let (wall_min, wall_median, cpu_median) = (min(&row.runs), median(&row.runs), median(&row.cpu));
         let rss = row.peak_rss_kib.map_or("n/a".to_string(), |kib| format!("{:.0} MiB", kib as f64 / 1024.0));
+        let ratio = match (&row.pyyaml, row.runs.iter().min()) {
+            (Ok(reference), Some(best)) => {
+                format!("{:.3} ({})", best.as_secs_f64() / reference.as_secs_f64(), seconds(*reference))
+            }
+            (Ok(_), None) => "–".to_string(),
+            (Err(why), _) => format!("n/a: {why}"),
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {wall_min} | {wall_median} | {cpu_median} | {rss} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {wall_min} | {wall_median} | {cpu_median} | {rss} | {ratio} |",
             row.binary,
+            row.corpus.name(),
+            row.command.label(),
             thousands(g.groups),
             thousands(g.files),
             mebibytes(g.yaml_bytes),
-            mebibytes(g.lock_bytes),
+            if g.lock_bytes == 0 { "none".to_string() } else { mebibytes(g.lock_bytes) },
             row.runs.len(),
         );
     }
     println!();
     println!(
-        "`grattr plan --format json`, stdout to /dev/null, 8 attributes per group, 1% of groups to update; \
-         {} cores; CPU is user + system time; peak RSS of the grattr process.",
+        "stdout to a file; 8 attributes per group; `lockfile`: 1% of groups to update, `adopted`: every group to create; \
+         {} cores; CPU is user + system time; peak RSS of the grattr process; PyYAML: the best wall time of one Python \
+         process loading every group file with yaml.CLoader, in the same run.",
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     );
 }
 
-/// Generates one size, then checks and times each binary on it.
-fn bench_size(
-    size: usize,
-    runs: usize,
-    keep: Option<&Path>,
-    time: Option<&str>,
-    binaries: &[(String, PathBuf)],
-) -> Vec<Row> {
+/// Generates one corpus of one size, then checks and times each binary on it.
+fn bench_size(setup: &Setup, corpus: Corpus, size: usize) -> Vec<Row> {
     let spec = Spec::new(size);
     let temp;
-    let root = match keep {
+    let root = match &setup.keep {
         Some(dir) => {
-            let root = dir.join(format!("plan-{size}"));
+            let root = dir.join(format!("{}-{size}", corpus.name()));
             generate::prepare_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
             root
         }
@@ -141,116 +259,168 @@ fn bench_size(
         }
     };
     let started = Instant::now();
-    let generated = generate::generate(&root, &spec).unwrap_or_else(|e| panic!("generating {}: {e}", root.display()));
+    let generated = match corpus {
+        Corpus::Lockfile => generate::generate(&root, &spec),
+        Corpus::Adopted => generate::generate_adopted(&root, size),
+    }
+    .unwrap_or_else(|e| panic!("generating {}: {e}", root.display()));
     eprintln!(
-        "{} groups: generated {} files, {} of YAML and a {} lockfile in {} ({})",
+        "{} groups, {} corpus: generated {} files, {} of YAML and {} in {} ({})",
         thousands(size),
+        corpus.name(),
         generated.files,
         mebibytes(generated.yaml_bytes),
-        mebibytes(generated.lock_bytes),
+        match generated.lock_bytes {
+            0 => "no lockfile".to_string(),
+            bytes => format!("a {} lockfile", mebibytes(bytes)),
+        },
         seconds(started.elapsed()),
         root.display(),
     );
+    let runs = match setup.runs_override {
+        Some(runs) => runs,
+        None if !setup.bench_mode => 1,
+        None if size <= 20_000 => 5,
+        None => 3,
+    };
+    let pyyaml = match &setup.python {
+        Some(python) if runs > 0 => pyyaml_best(python, &root, &generated, runs),
+        Some(_) => Err("not timed (GRATTR_BENCH_RUNS=0)".to_string()),
+        None => Err("not measured (GRATTR_BENCH_PYTHON=none)".to_string()),
+    };
+    match &pyyaml {
+        Ok(best) => eprintln!("  PyYAML CLoader: best {}", seconds(*best)),
+        Err(why) => eprintln!("  PyYAML CLoader: {why}"),
+    }
 
-    let rows =
-        binaries.iter().map(|(label, binary)| bench_binary(&root, label, binary, &generated, runs, time)).collect();
-    if keep.is_some() {
+    let mut rows = Vec::new();
+    for (label, binary) in &setup.binaries {
+        eprintln!("  {label}:");
+        check_binary(&root, binary, corpus, &spec, &generated);
+        for &command in &setup.commands {
+            let mut row = Row {
+                binary: label.clone(),
+                corpus,
+                command,
+                generated: generated.clone(),
+                runs: Vec::new(),
+                cpu: Vec::new(),
+                peak_rss_kib: None,
+                pyyaml: pyyaml.clone(),
+            };
+            for run in 1..=runs {
+                let measured = timed_run(&root, binary, command, setup.time.as_deref());
+                let usage = measured.usage.map_or(String::new(), |(kib, cpu)| {
+                    format!(", CPU {}, peak RSS {:.0} MiB", seconds(cpu), kib as f64 / 1024.0)
+                });
+                eprintln!("    {} run {run}/{runs}: {}{usage}", command.label(), seconds(measured.wall));
+                row.runs.push(measured.wall);
+                if let Some((kib, cpu)) = measured.usage {
+                    row.cpu.push(cpu);
+                    row.peak_rss_kib = row.peak_rss_kib.max(Some(kib));
+                }
+            }
+            rows.push(row);
+        }
+    }
+    if setup.keep.is_some() {
         eprintln!("  kept {}: cd there and run `grattr plan`", root.display());
     }
     rows
 }
 
-/// Checks and times one binary on a generated repository.
-fn bench_binary(
-    root: &Path,
-    label: &str,
-    binary: &Path,
-    generated: &Generated,
-    runs: usize,
-    time: Option<&str>,
-) -> Row {
-    eprintln!("  {label}:");
-    // The warm-up run also proves the plan is the one expected.
+/// Proves that `binary` plans and validates the repository as generated: every
+/// command's output is checked once, untimed, before any is timed.
+fn check_binary(root: &Path, binary: &Path, corpus: Corpus, spec: &Spec, generated: &Generated) {
     let started = Instant::now();
-    let output = plan_command(root, binary).stdout(Stdio::piped()).stderr(Stdio::piped()).output().expect("run grattr");
-    assert!(
-        output.status.success(),
-        "grattr plan failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    let json = run_checked(root, binary, Timed::Json);
+    check_json_plan(&json, corpus, spec, generated);
+    let (creates, updates) = match corpus {
+        Corpus::Lockfile => (0, generated.drifted),
+        Corpus::Adopted => (generated.groups, 0),
+    };
+    let summary = format!(
+        "Plan: {creates} to create, {updates} to update, 0 to delete, {} unchanged.",
+        generated.groups - creates - updates
     );
-    check_plan(&output.stdout, generated);
+    let text = String::from_utf8(run_checked(root, binary, Timed::Plan)).expect("the text plan is UTF-8");
+    assert_eq!(text.lines().last(), Some(summary.as_str()), "the text plan's last line");
+    let created = text.lines().filter(|line| line.ends_with(")") && line.contains(" will be created  (")).count();
+    let updated = text.lines().filter(|line| line.ends_with(")") && line.contains(" will be updated  (")).count();
+    assert_eq!((created, updated), (creates, updates), "groups listed in the text plan");
+    let markdown = String::from_utf8(run_checked(root, binary, Timed::Markdown)).expect("the Markdown plan is UTF-8");
+    assert!(markdown.contains(&format!("\n**{summary}**\n")), "the Markdown plan's summary");
+    let validate = String::from_utf8(run_checked(root, binary, Timed::Validate)).expect("validate's output is UTF-8");
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let ok = format!(": ok: {} in {}\n", plural(generated.groups, "group"), plural(generated.files, "file"));
+    assert!(validate.ends_with(&ok), "validate says {validate:?}, not {ok:?}");
     eprintln!(
-        "  warm-up: {}, plan checked: {} updates ({} changed values, {} added keys, {} removed keys), {} unchanged",
+        "    checked in {}: {} creates, {} updates ({} changed values, {} added keys, {} removed keys), {} unchanged; \
+         sampled groups' attributes as generated; text, Markdown and validate agree",
         seconds(started.elapsed()),
-        generated.drifted,
+        creates,
+        updates,
         generated.changed,
         generated.key_added,
         generated.key_removed,
-        generated.groups - generated.drifted,
+        generated.groups - creates - updates,
     );
-
-    let mut row = Row {
-        binary: label.to_string(),
-        generated: generated.clone(),
-        runs: Vec::new(),
-        cpu: Vec::new(),
-        peak_rss_kib: None,
-    };
-    for run in 1..=runs {
-        let measured = timed_run(root, binary, time);
-        let usage = measured.usage.map_or(String::new(), |(kib, cpu)| {
-            format!(", CPU {}, peak RSS {:.0} MiB", seconds(cpu), kib as f64 / 1024.0)
-        });
-        eprintln!("  run {run}/{runs}: {}{usage}", seconds(measured.wall));
-        row.runs.push(measured.wall);
-        if let Some((kib, cpu)) = measured.usage {
-            row.cpu.push(cpu);
-            row.peak_rss_kib = row.peak_rss_kib.max(Some(kib));
-        }
-    }
-    row
 }
 
-/// `grattr plan --format json` in `root`, isolated from the caller's grattr variables.
-fn plan_command(root: &Path, grattr: &Path) -> Command {
-    plan_command_via(root, grattr, None)
+/// Runs `command` once and returns its stdout; it must succeed.
+fn run_checked(root: &Path, binary: &Path, command: Timed) -> Vec<u8> {
+    let output = grattr_command(root, binary, command, None)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run grattr");
+    assert!(
+        output.status.success(),
+        "grattr {:?} failed ({}):\n{}",
+        command.args(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
 }
 
-fn plan_command_via(root: &Path, grattr: &Path, wrapper: Option<(&str, &[&str])>) -> Command {
-    let mut command = match wrapper {
+/// `grattr <command>` in `root`, isolated from the caller's grattr variables.
+fn grattr_command(root: &Path, grattr: &Path, command: Timed, wrapper: Option<(&str, &[&str])>) -> Command {
+    let mut process = match wrapper {
         Some((program, args)) => {
-            let mut command = Command::new(program);
-            command.args(args).arg(grattr);
-            command
+            let mut process = Command::new(program);
+            process.args(args).arg(grattr);
+            process
         }
         None => Command::new(grattr),
     };
-    command
-        .args(["plan", "--format", "json"])
+    process
+        .args(command.args())
         .current_dir(root)
         .env_remove("GRATTR_CONFIG")
         .env_remove("GRATTR_ENV")
         .stdin(Stdio::null());
-    command
+    process
 }
 
-/// One timed run of the child.
-fn timed_run(root: &Path, grattr: &Path, time: Option<&str>) -> Measured {
+/// One timed run of the child, its stdout to a file.
+fn timed_run(root: &Path, grattr: &Path, command: Timed, time: Option<&str>) -> Measured {
     let report = tempfile::NamedTempFile::new().expect("temporary file");
     let report_path = report.path().to_string_lossy().into_owned();
     let time_args = ["-f", "%M %U %S", "-o", report_path.as_str()];
-    let mut command = match time {
-        Some(time) => plan_command_via(root, grattr, Some((time, &time_args))),
-        None => plan_command(root, grattr),
+    let mut process = match time {
+        Some(time) => grattr_command(root, grattr, command, Some((time, &time_args))),
+        None => grattr_command(root, grattr, command, None),
     };
-    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let stdout = tempfile::NamedTempFile::new().expect("temporary file");
+    process.stdout(stdout.reopen().expect("the output file")).stderr(Stdio::piped());
     let started = Instant::now();
-    let output = command.output().expect("run grattr");
+    let output = process.output().expect("run grattr");
     let elapsed = started.elapsed();
     assert!(
         output.status.success(),
-        "grattr plan failed ({}):\n{}",
+        "grattr {:?} failed ({}):\n{}",
+        command.args(),
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
@@ -259,6 +429,48 @@ fn timed_run(root: &Path, grattr: &Path, time: Option<&str>) -> Measured {
         parse_time_report(&text).unwrap_or_else(|| panic!("unexpected GNU time report {text:?}"))
     });
     Measured { wall: elapsed, usage }
+}
+
+/// Loads every group file with PyYAML's C loader, in one Python process.
+const PYYAML: &str = r#"
+import os, sys, yaml
+if not getattr(yaml, "__with_libyaml__", False) or not hasattr(yaml, "CLoader"):
+    print("no-libyaml"); sys.exit(0)
+groups = 0
+for folder, _, names in sorted(os.walk(sys.argv[1])):
+    for name in sorted(names):
+        with open(os.path.join(folder, name), "rb") as f:
+            groups += len(yaml.load(f, Loader=yaml.CLoader)["groups"])
+print(groups)
+"#;
+
+/// The best of `runs` wall times of PyYAML's C loader on the repository's group
+/// files, or why it cannot be measured.
+fn pyyaml_best(python: &str, root: &Path, generated: &Generated, runs: usize) -> Result<Duration, String> {
+    let mut best: Option<Duration> = None;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let output = Command::new(python)
+            .args(["-c", PYYAML])
+            .arg(root.join("groups"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run {python}: {e}"))?;
+        let elapsed = started.elapsed();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let why = stderr.lines().last().unwrap_or("failed").to_string();
+            return Err(format!("{python} with PyYAML: {why}"));
+        }
+        match stdout.trim() {
+            "no-libyaml" => return Err("PyYAML here is built without libyaml (no yaml.CLoader)".to_string()),
+            count => assert_eq!(count, generated.groups.to_string(), "groups PyYAML read"),
+        }
+        best = Some(best.map_or(elapsed, |best| best.min(elapsed)));
+    }
+    best.ok_or_else(|| "no run".to_string())
 }
 
 /// Reads the last line of a `-f "%M %U %S"` report: KiB, user seconds, system seconds.
@@ -280,40 +492,76 @@ fn median(durations: &[Duration]) -> String {
     sorted.get(sorted.len() / 2).map_or("–".to_string(), |d| seconds(*d))
 }
 
-/// Checks that the plan has exactly the expected summary and changes.
-fn check_plan(stdout: &[u8], generated: &Generated) {
+/// Checks that the JSON plan has exactly the expected summary and changes, and that
+/// the attributes of a sample of groups are those generated.
+fn check_json_plan(stdout: &[u8], corpus: Corpus, spec: &Spec, generated: &Generated) {
     let plan: serde_json::Value = serde_json::from_slice(stdout).expect("the plan is JSON");
     let summary = &plan["summary"];
     let count =
         |field: &str| summary[field].as_u64().unwrap_or_else(|| panic!("summary.{field} missing: {summary}")) as usize;
+    let (creates, updates) = match corpus {
+        Corpus::Lockfile => (0, generated.drifted),
+        Corpus::Adopted => (generated.groups, 0),
+    };
     let expected = [
-        ("create", 0),
-        ("update", generated.drifted),
+        ("create", creates),
+        ("update", updates),
         ("delete", 0),
-        ("unchanged", generated.groups - generated.drifted),
+        ("unchanged", generated.groups - creates - updates),
         ("not_declared", 0),
     ];
     for (field, want) in expected {
         assert_eq!(count(field), want, "summary.{field} of a plan of {} groups: {summary}", generated.groups);
     }
-    if generated.groups >= 100 {
+    if corpus == Corpus::Lockfile && generated.groups >= 100 {
         assert_eq!(generated.drifted, generated.groups / 100, "the generator drifts 1% of the groups");
     }
 
     let changes = plan["changes"].as_array().expect("changes is an array");
-    assert_eq!(changes.len(), generated.drifted, "one change per drifted group");
+    assert_eq!(changes.len(), creates + updates, "one change per group to create or update");
     let keys = |change: &serde_json::Value, kind: &str| change["keys"][kind].as_array().map_or(0, Vec::len);
+    let attributes = |value: &serde_json::Value| -> grattr::model::AttributeSet {
+        serde_json::from_value(value.clone()).expect("attributes are an object of strings")
+    };
+    let index_of = |change: &serde_json::Value| -> usize {
+        let id = change["group_id"].as_str().expect("group_id is text");
+        id.strip_prefix("bench-").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("unexpected group id {id}"))
+    };
     let mut kinds = (0, 0, 0);
-    for change in changes {
-        assert_eq!(change["action"], "update", "{change}");
-        match (keys(change, "changed"), keys(change, "added"), keys(change, "removed")) {
-            (2, 0, 0) => kinds.0 += 1,
-            (0, 1, 0) => kinds.1 += 1,
-            (0, 0, 1) => kinds.2 += 1,
-            _ => panic!("unexpected keys in {change}"),
+    let mut sampled = 0;
+    for (position, change) in changes.iter().enumerate() {
+        let index = index_of(change);
+        match corpus {
+            Corpus::Adopted => {
+                assert_eq!(change["action"], "create", "{change}");
+                assert_eq!(index, position, "changes in id order");
+                assert_eq!(keys(change, "added"), 8, "{change}");
+            }
+            Corpus::Lockfile => {
+                assert_eq!(change["action"], "update", "{change}");
+                assert!(spec.drifted(index), "{index} was not drifted");
+                match (keys(change, "changed"), keys(change, "added"), keys(change, "removed")) {
+                    (2, 0, 0) => kinds.0 += 1,
+                    (0, 1, 0) => kinds.1 += 1,
+                    (0, 0, 1) => kinds.2 += 1,
+                    _ => panic!("unexpected keys in {change}"),
+                }
+            }
+        }
+        // A sample of groups, spread over the files: their values, exactly.
+        if position % 97 == 0 || position + 1 == changes.len() {
+            assert_eq!(attributes(&change["after"]), generate::declared_attributes(index), "group {index}, after");
+            if corpus == Corpus::Lockfile {
+                let before = generate::recorded_attributes(spec, index);
+                assert_eq!(attributes(&change["before"]), before, "group {index}, before");
+            }
+            sampled += 1;
         }
     }
-    assert_eq!(kinds, (generated.changed, generated.key_added, generated.key_removed), "kinds of change");
+    if corpus == Corpus::Lockfile {
+        assert_eq!(kinds, (generated.changed, generated.key_added, generated.key_removed), "kinds of change");
+    }
+    assert!(sampled > 0 || changes.is_empty(), "no group sampled");
 }
 
 /// The path of GNU time, when it is installed and is GNU time (`-f`, `-o`).

@@ -100,6 +100,38 @@ pub fn quoted(value: &str) -> String {
     out
 }
 
+/// Writes [`quoted`] of `value` to `out` without making it first: runs of characters
+/// that need no escape are written as they are, in one piece.
+pub fn write_quoted<W: std::io::Write + ?Sized>(out: &mut W, value: &str) -> std::io::Result<()> {
+    out.write_all(b"\"")?;
+    let bytes = value.as_bytes();
+    let (mut start, mut at) = (0, 0);
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if (0x20..0x7f).contains(&byte) && byte != b'"' && byte != b'\\' {
+            at += 1;
+            continue;
+        }
+        let c = value[at..].chars().next().unwrap_or_default();
+        if !matches!(c, '"' | '\\') && !needs_escape(c) {
+            at += c.len_utf8();
+            continue;
+        }
+        out.write_all(&bytes[start..at])?;
+        let mut escaped = String::new();
+        match c {
+            '"' => escaped.push_str("\\\""),
+            '\\' => escaped.push_str("\\\\"),
+            c => push_escape(&mut escaped, c),
+        }
+        out.write_all(escaped.as_bytes())?;
+        at += c.len_utf8();
+        start = at;
+    }
+    out.write_all(&bytes[start..])?;
+    out.write_all(b"\"")
+}
+
 /// `text` escaped for HTML: the characters that open tags, entities and
 /// attributes, and those that Markdown gives meaning to within a line of HTML.
 pub fn html(text: &str) -> String {

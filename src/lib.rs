@@ -6,9 +6,9 @@
 //! is what every command and `watch` plan from, and where a saved plan is verified. [`live`] reads what
 //! is live and [`drift`] compares the three states; [`watch`] runs the same path on
 //! file events. [`emulator`] stands in for the REST API. [`model`] holds the domain
-//! types and the one table of limits; [`cli`] is the only module that prints, and
-//! [`escape`] says how text grattr does not control is written in each kind of output;
-//! [`files`] writes files atomically for all of them.
+//! types and the one table of limits; [`cli`] is the only module that prints (large
+//! documents through [`output`]), and [`escape`] says how text grattr does not control
+//! is written in each kind of output; [`files`] writes files atomically for all of them.
 
 pub mod api;
 pub mod apply;
@@ -21,6 +21,7 @@ pub mod files;
 pub mod live;
 pub mod lockfile;
 pub mod model;
+pub mod output;
 pub mod plan;
 pub mod watch;
 pub mod workspace;

@@ -33,6 +33,8 @@ impl EmulatorProcess {
 
     /// Its call statistics.
     pub fn stats(&self) -> serde_json::Value {
+        // grattr builds reqwest without a default TLS provider: choose the one it uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             reqwest::get(format!("{}/emulator/stats", self.base)).await.unwrap().json().await.unwrap()

@@ -3,6 +3,7 @@
 
 use super::inputs::{self, environment};
 use super::{WorkspaceArgs, exit};
+use crate::output::Stdout;
 use crate::plan::render;
 use anyhow::Context;
 use std::io::Write;
@@ -52,19 +53,27 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     if args.refresh {
         inputs::refresh(&args.workspace.api, &mut workspace, targets.as_ref())?;
     }
-    let plan = match args.out {
-        Some(_) => workspace.plan_to_save(args.prune, targets),
-        None => workspace.plan(args.prune, targets),
-    };
+    // The plan takes the desired state: 100,000 groups to create are held once, not twice.
+    let plan = workspace.take_plan(args.prune, targets, args.out.is_some());
+    let lockfile = &workspace.environment.lockfile;
     match args.format {
         Format::Text => {
-            anstream::stdout().lock().write_all(render::text(&plan, &workspace.environment.lockfile).as_bytes())?;
+            let mut out = Stdout::text();
+            let styled = out.styled();
+            render::write_text(&mut out, &plan, lockfile, styled)?;
+            out.flush()?;
         }
+        // Markdown carries no styles, and machine output is never altered.
         Format::Markdown => {
-            anstream::stdout().lock().write_all(render::markdown(&plan, &workspace.environment.lockfile).as_bytes())?;
+            let mut out = Stdout::raw();
+            out.write_all(render::markdown(&plan, lockfile).as_bytes())?;
+            out.flush()?;
         }
-        // Machine output is never altered: no colour stripping, which would drop DEL.
-        Format::Json => std::io::stdout().lock().write_all(render::json(&plan)?.as_bytes())?,
+        Format::Json => {
+            let mut out = Stdout::raw();
+            render::write_json(&mut out, &plan)?;
+            out.flush()?;
+        }
     }
     if let Some(out) = &args.out {
         let saved = render::json(&plan).context("cannot write the plan as JSON; nothing was saved")?;

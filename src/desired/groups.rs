@@ -8,6 +8,7 @@ use super::yaml::{self, KEY_TAG_HELP, Node};
 pub use crate::model::DesiredGroup;
 use crate::model::limits::{self, Violation};
 use crate::model::{AttributeSet, Digest, DigestBuilder, GroupId, Ownership, SourceLocation};
+use foldhash::fast::RandomState;
 use rayon::prelude::*;
 use serde_saphyr::{Location, Spanned};
 use std::collections::hash_map::Entry as HashEntry;
@@ -261,8 +262,18 @@ pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
     }
 }
 
-/// Parses and checks the text of one file; `file` names it in diagnostics.
+/// Parses and checks the text of one file; `file` names it in diagnostics. A file of
+/// the common shape with nothing to report is read by the fast path (see
+/// [`super::fast`]); any other by the YAML parser, which reports every problem.
 pub fn parse_file(file: Arc<Path>, text: &str) -> FileGroups {
+    match super::fast::parse(&file, text) {
+        Some(groups) => groups,
+        None => parse_yaml(file, text),
+    }
+}
+
+/// [`parse_file`] by the YAML parser.
+pub(super) fn parse_yaml(file: Arc<Path>, text: &str) -> FileGroups {
     let mut out = FileGroups::default();
     let doc: Spanned<Lenient<FileFields>> = match serde_saphyr::from_str_with_options(text, yaml::options()) {
         Ok(doc) => doc,
@@ -525,26 +536,50 @@ pub fn declared_twice(id: &GroupId, at: SourceLocation, first: &SourceLocation) 
 /// Merges the files' groups in the given order, reporting every group declared
 /// twice, including declarations that have other errors.
 pub fn merge(files: Vec<FileGroups>) -> Loaded {
-    let mut loaded = Loaded::default();
-    let mut first_seen: HashMap<GroupId, SourceLocation> = HashMap::new();
-    for file in files {
-        let mut diagnostics = file.diagnostics;
-        for (id, at) in file.declared {
+    // Each id's first declaration; a later one is an error in its own file.
+    let declared = files.iter().map(|file| file.declared.len()).sum();
+    let mut first_seen: HashMap<&GroupId, &SourceLocation, RandomState> =
+        HashMap::with_capacity_and_hasher(declared, RandomState::default());
+    let mut twice: Vec<Vec<Diagnostic>> = files.iter().map(|_| Vec::new()).collect();
+    for (file, found) in files.iter().zip(&mut twice) {
+        for (id, at) in &file.declared {
             match first_seen.entry(id) {
-                HashEntry::Occupied(first) => diagnostics.push(declared_twice(first.key(), at, first.get())),
+                HashEntry::Occupied(first) => found.push(declared_twice(id, at.clone(), first.get())),
                 HashEntry::Vacant(slot) => {
                     slot.insert(at);
                 }
             }
         }
+    }
+    // Only a group's first declaration is taken (the rest are errors): which ones are
+    // not, by file and position, when any id is declared twice.
+    let mut not_first: Vec<Vec<bool>> = Vec::new();
+    if twice.iter().any(|found| !found.is_empty()) {
+        not_first = files
+            .iter()
+            .map(|file| file.groups.iter().map(|(id, group)| first_seen.get(id) != Some(&&group.source)).collect())
+            .collect();
+    }
+    drop(first_seen);
+
+    let mut loaded = Loaded::default();
+    let mut groups = Vec::with_capacity(declared);
+    for (index, (file, found)) in files.into_iter().zip(twice).enumerate() {
+        let mut diagnostics = file.diagnostics;
+        diagnostics.extend(found);
         sort_by_position(&mut diagnostics);
         loaded.diagnostics.extend(diagnostics);
-        for (id, group) in file.groups {
-            if first_seen.get(&id) == Some(&group.source) {
-                loaded.state.groups.insert(id, group);
-            }
-        }
+        let skip = not_first.get(index);
+        groups.extend(
+            file.groups
+                .into_iter()
+                .enumerate()
+                .filter(|(position, _)| skip.is_none_or(|skip| !skip[*position]))
+                .map(|(_, group)| group),
+        );
     }
+    // Sorted once and built in one pass, rather than inserted one by one.
+    loaded.state.groups = BTreeMap::from_iter(groups);
     loaded
 }
 

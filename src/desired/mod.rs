@@ -5,6 +5,7 @@
 pub mod config;
 pub mod diagnostic;
 pub mod emit;
+mod fast;
 pub mod groups;
 pub mod index;
 pub mod schema;

@@ -213,8 +213,8 @@ impl Lockfile {
     /// holding the lock. A crash in between leaves a journal whose replay changes
     /// nothing: records are idempotent. Returns the lockfile and how many records it took.
     pub fn fold(path: &Path, sdkappid: u64) -> Result<(Lockfile, usize), LockfileError> {
-        let lockfile = match std::fs::read(path) {
-            Ok(bytes) => Lockfile::parse(path, &bytes)?,
+        let lockfile = match std::fs::File::open(path) {
+            Ok(mut file) => Lockfile::read_open(path, &mut file)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lockfile::default(),
             Err(source) => return Err(LockfileError::Io { path: path.to_path_buf(), source }),
         };

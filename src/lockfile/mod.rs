@@ -6,6 +6,7 @@ mod guard;
 mod journal;
 pub mod merge;
 mod seed;
+mod stream;
 
 pub use guard::{Holder, LockError, LockGuard};
 pub use journal::{JournalStats, JournalWriter, Record, journal_path, remove_journal, replay};
@@ -20,9 +21,12 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Lockfiles from this size on are read a block at a time (see [`stream`]).
+const STREAM_FROM: u64 = 1 << 20;
 
 /// The lockfile format this grattr reads and writes.
 pub const FORMAT_VERSION: u32 = 2;
@@ -225,9 +229,8 @@ impl Lockfile {
             }
             let (mut lockfile, read) = match std::fs::File::open(path) {
                 Ok(mut file) => {
-                    let mut bytes = Vec::new();
-                    file.read_to_end(&mut bytes).map_err(io)?;
-                    (Lockfile::parse(path, &bytes)?, Some(same_file::Handle::from_file(file).map_err(io)?))
+                    let lockfile = Lockfile::read_open(path, &mut file)?;
+                    (lockfile, Some(same_file::Handle::from_file(file).map_err(io)?))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Lockfile::default(), None),
                 Err(source) => return Err(io(source)),
@@ -240,6 +243,22 @@ impl Lockfile {
             }
         }
         Err(io(std::io::Error::other("the lockfile was rewritten every time it was read; try again")))
+    }
+
+    /// Reads and checks the lockfile open as `file`, found at `path`. A large one
+    /// written by grattr is read a block at a time, its entries parsed in parallel
+    /// (see [`stream`]); any other is read whole by [`Lockfile::parse`].
+    fn read_open(path: &Path, file: &mut std::fs::File) -> Result<Lockfile, LockfileError> {
+        let io = |source| LockfileError::Io { path: path.to_path_buf(), source };
+        if file.metadata().map_err(io)?.len() >= STREAM_FROM {
+            if let Some((format_version, sdkappid, entries)) = stream::read(file).map_err(io)? {
+                return Lockfile::check(path, format_version, sdkappid, entries.into_iter());
+            }
+            file.rewind().map_err(io)?;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        Lockfile::parse(path, &bytes)
     }
 
     /// Parses and checks the bytes of a lockfile found at `path`. Entries are read

@@ -245,10 +245,75 @@ impl Plan {
     }
 }
 
+/// A declared group as the diff takes it: borrowed (its attributes are cloned into the
+/// plan) or owned (moved into it).
+trait Declared {
+    fn id(&self) -> &GroupId;
+    fn group(&self) -> &DesiredGroup;
+    /// The id and attributes, for a change that keeps them.
+    fn into_parts(self) -> (GroupId, AttributeSet);
+}
+
+impl Declared for (&GroupId, &DesiredGroup) {
+    fn id(&self) -> &GroupId {
+        self.0
+    }
+    fn group(&self) -> &DesiredGroup {
+        self.1
+    }
+    fn into_parts(self) -> (GroupId, AttributeSet) {
+        (self.0.clone(), self.1.attributes.clone())
+    }
+}
+
+impl Declared for (GroupId, DesiredGroup) {
+    fn id(&self) -> &GroupId {
+        &self.0
+    }
+    fn group(&self) -> &DesiredGroup {
+        &self.1
+    }
+    fn into_parts(self) -> (GroupId, AttributeSet) {
+        (self.0, self.1.attributes)
+    }
+}
+
 /// Compares the desired state with the applied one. Pure and linear: both maps
 /// are walked once, side by side, in id order.
 pub fn diff(
     desired: &BTreeMap<GroupId, DesiredGroup>,
+    applied: &BTreeMap<GroupId, AppliedGroup>,
+    options: &PlanOptions,
+) -> Plan {
+    // With targets, look them up rather than walk everything: `watch` plans the few
+    // groups a file change touched in a repository of 100,000.
+    match &options.targets {
+        Some(targets) => diff_sorted(targets.iter().filter_map(|id| desired.get_key_value(id)), applied, options),
+        None => diff_sorted(desired.iter(), applied, options),
+    }
+}
+
+/// [`diff`], taking the desired state: the attributes of the groups to create and
+/// update move into the plan instead of being copied, so that a plan of 100,000
+/// creates holds them once.
+pub fn diff_owned(
+    mut desired: BTreeMap<GroupId, DesiredGroup>,
+    applied: &BTreeMap<GroupId, AppliedGroup>,
+    options: &PlanOptions,
+) -> Plan {
+    match &options.targets {
+        Some(targets) => {
+            let wanted: Vec<_> = targets.iter().filter_map(|id| desired.remove_entry(id)).collect();
+            diff_sorted(wanted.into_iter(), applied, options)
+        }
+        None => diff_sorted(desired.into_iter(), applied, options),
+    }
+}
+
+/// The diff of declared groups, in id order, against the applied ones (those of
+/// `options.targets` only, when given).
+fn diff_sorted<D: Declared>(
+    desired: impl Iterator<Item = D>,
     applied: &BTreeMap<GroupId, AppliedGroup>,
     options: &PlanOptions,
 ) -> Plan {
@@ -263,61 +328,64 @@ pub fn diff(
         not_declared: Vec::new(),
         fingerprint: options.fingerprint.clone(),
     };
-    // With targets, look them up rather than walk everything: `watch` plans the few
-    // groups a file change touched in a repository of 100,000.
-    let (desired_entries, applied_entries): (Vec<_>, Vec<_>) = match &options.targets {
-        Some(targets) => (
-            targets.iter().filter_map(|id| desired.get_key_value(id)).collect(),
-            targets.iter().filter_map(|id| applied.get_key_value(id)).collect(),
-        ),
-        None => (desired.iter().collect(), applied.iter().collect()),
+    let applied_entries: Vec<_> = match &options.targets {
+        Some(targets) => targets.iter().filter_map(|id| applied.get_key_value(id)).collect(),
+        None => applied.iter().collect(),
     };
-    let mut desired_iter = desired_entries.into_iter().peekable();
+    let mut desired_iter = desired.peekable();
     let mut applied_iter = applied_entries.into_iter().peekable();
     loop {
         let order = match (desired_iter.peek(), applied_iter.peek()) {
             (None, None) => break,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
-            (Some((d, _)), Some((a, _))) => d.cmp(a),
+            (Some(d), Some((a, _))) => d.id().cmp(a),
         };
         match order {
             Ordering::Less => {
-                let Some((id, group)) = desired_iter.next() else { break };
+                let Some(declared) = desired_iter.next() else { break };
+                let source = Some(Source::from(&declared.group().source));
+                let ownership = declared.group().ownership;
+                let unmanaged_keys = options.unmanaged_keys.get(declared.id()).cloned();
+                let (group_id, after) = declared.into_parts();
                 plan.summary.create += 1;
                 plan.changes.push(Change {
-                    group_id: id.clone(),
+                    group_id,
                     action: Action::Create,
-                    source: Some(Source::from(&group.source)),
+                    source,
                     before: None,
-                    after: Some(group.attributes.clone()),
-                    keys: KeyChanges::between(&AttributeSet::new(), &group.attributes),
-                    ownership: group.ownership,
+                    keys: KeyChanges::between(&AttributeSet::new(), &after),
+                    after: Some(after),
+                    ownership,
                     ownership_from: None,
-                    unmanaged_keys: options.unmanaged_keys.get(id).cloned(),
+                    unmanaged_keys,
                 });
             }
             Ordering::Equal => {
-                let (Some((id, group)), Some((_, recorded))) = (desired_iter.next(), applied_iter.next()) else {
+                let (Some(declared), Some((_, recorded))) = (desired_iter.next(), applied_iter.next()) else {
                     break;
                 };
                 // A switch to the whole group is a full reset even when grattr's keys are
                 // as declared: it removes the keys members wrote.
-                if group.attributes == recorded.attributes && group.ownership == recorded.ownership {
+                let ownership = declared.group().ownership;
+                if declared.group().attributes == recorded.attributes && ownership == recorded.ownership {
                     plan.summary.unchanged += 1;
                     continue;
                 }
+                let source = Some(Source::from(&declared.group().source));
+                let unmanaged_keys = options.unmanaged_keys.get(declared.id()).cloned();
+                let (group_id, after) = declared.into_parts();
                 plan.summary.update += 1;
                 plan.changes.push(Change {
-                    group_id: id.clone(),
+                    group_id,
                     action: Action::Update,
-                    source: Some(Source::from(&group.source)),
+                    source,
                     before: Some(recorded.attributes.clone()),
-                    after: Some(group.attributes.clone()),
-                    keys: KeyChanges::between(&recorded.attributes, &group.attributes),
-                    ownership: group.ownership,
-                    ownership_from: (group.ownership != recorded.ownership).then_some(recorded.ownership),
-                    unmanaged_keys: options.unmanaged_keys.get(id).cloned(),
+                    keys: KeyChanges::between(&recorded.attributes, &after),
+                    after: Some(after),
+                    ownership,
+                    ownership_from: (ownership != recorded.ownership).then_some(recorded.ownership),
+                    unmanaged_keys,
                 });
             }
             Ordering::Greater => {

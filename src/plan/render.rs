@@ -7,7 +7,9 @@ use crate::escape::{self, quoted};
 use crate::model::{AttributeSet, Ownership};
 use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
-use std::fmt::Write;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::io;
 use std::path::Path;
 
 const ADDED: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Green)));
@@ -24,42 +26,49 @@ pub const MARKDOWN_BUDGET: usize = 60_000;
 
 /// A key as written: bare when it is a plain word, quoted otherwise.
 pub(crate) fn key_label(key: &str) -> String {
-    let plain = !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
-    if plain { key.to_string() } else { quoted(key) }
+    if bare_key(key) { key.to_string() } else { quoted(key) }
 }
 
-/// One key of a change, ready to print.
-struct KeyLine {
-    /// `+`, `-` or `~`.
-    sign: char,
-    /// The key as stored.
-    key: String,
-    /// The key as shown.
-    label: String,
-    /// The value, or the change of value, as shown.
-    text: String,
+/// Whether a key is shown bare: a plain word.
+fn bare_key(key: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/');
+    !key.is_empty()
+        && (key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
+            || key.chars().all(word))
 }
 
-/// One line per key a change touches, in key order. Word diffs of long values
-/// use `[-old-]{+new+}` markers, styled when `styled`.
-fn key_lines(change: &Change, styled: bool) -> Vec<KeyLine> {
-    let empty = AttributeSet::new();
-    let before = change.before.as_ref().unwrap_or(&empty);
-    let after = change.after.as_ref().unwrap_or(&empty);
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut lines = Vec::new();
-    for key in keys {
-        let (sign, text) = match (before.get(key), after.get(key)) {
-            (None, Some(new)) => ('+', quoted(new)),
-            (Some(old), None) => ('-', quoted(old)),
-            (Some(old), Some(new)) if old != new => ('~', changed_value(old, new, styled)),
-            _ => continue,
-        };
-        lines.push(KeyLine { sign, key: key.clone(), label: key_label(key), text });
-    }
-    lines
+/// Every key a change touches, in key order: the key, its value before (`None`: added)
+/// and after (`None`: removed). Keys with the same value on both sides are left out.
+fn touched<'a>(
+    before: &'a AttributeSet,
+    after: &'a AttributeSet,
+) -> impl Iterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)> {
+    let (mut old, mut new) = (before.iter().peekable(), after.iter().peekable());
+    std::iter::from_fn(move || {
+        loop {
+            let next = match (old.peek(), new.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => old.next().map(|(key, value)| (key, Some(value), None)),
+                (None, Some(_)) => new.next().map(|(key, value)| (key, None, Some(value))),
+                (Some((a, _)), Some((b, _))) => match a.cmp(b) {
+                    std::cmp::Ordering::Less => old.next().map(|(key, value)| (key, Some(value), None)),
+                    std::cmp::Ordering::Greater => new.next().map(|(key, value)| (key, None, Some(value))),
+                    std::cmp::Ordering::Equal => {
+                        let (Some((key, a)), Some((_, b))) = (old.next(), new.next()) else { return None };
+                        (a != b).then_some((key, Some(a), Some(b)))
+                    }
+                },
+            };
+            if let Some((key, old, new)) = next {
+                return Some((key.as_str(), old.map(String::as_str), new.map(String::as_str)));
+            }
+        }
+    })
+}
+
+/// The width of [`key_label`] of `key`, in characters, without making it when it is bare.
+fn label_width(key: &str) -> usize {
+    if bare_key(key) { key.chars().count() } else { quoted(key).chars().count() }
 }
 
 /// Indentation of the lines of a multi-line value diff in the text rendering.
@@ -175,68 +184,167 @@ fn no_changes(plan: &Plan, lockfile: String) -> String {
     }
 }
 
-/// The plan for a terminal or a log, with ANSI styles (strip them when colour is
-/// off); `lockfile` is the lockfile the plan was made against.
-pub fn text(plan: &Plan, lockfile: &Path) -> String {
-    let mut out = format!("{BOLD}grattr plan{BOLD:#} for {}\n\n", header(plan, text_name));
-    if plan.changes.is_empty() && plan.not_declared.is_empty() {
-        out += &no_changes(plan, escape::path(lockfile));
-        out += "\n\n";
+/// The styles of the text rendering: ANSI styles, or none at all when colour is off.
+#[derive(Debug, Clone, Copy)]
+struct Palette {
+    styled: bool,
+}
+
+impl Palette {
+    /// Writes `text` in `style`.
+    fn paint(self, out: &mut impl io::Write, style: Style, text: &[u8]) -> io::Result<()> {
+        match self.styled {
+            true => {
+                write!(out, "{style}")?;
+                out.write_all(text)?;
+                write!(out, "{style:#}")
+            }
+            false => out.write_all(text),
+        }
     }
+
+    /// Starts writing in `style`.
+    fn start(self, out: &mut impl io::Write, style: Style) -> io::Result<()> {
+        if self.styled { write!(out, "{style}") } else { Ok(()) }
+    }
+
+    /// Ends writing in `style`.
+    fn end(self, out: &mut impl io::Write, style: Style) -> io::Result<()> {
+        if self.styled { write!(out, "{style:#}") } else { Ok(()) }
+    }
+}
+
+/// The plan for a terminal or a log, with ANSI styles (strip them when colour is
+/// off); `lockfile` is the lockfile the plan was made against. See [`write_text`].
+pub fn text(plan: &Plan, lockfile: &Path) -> String {
+    let mut out = Vec::new();
+    // Writing to memory cannot fail, and every piece written is UTF-8.
+    let _ = write_text(&mut out, plan, lockfile, true);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Writes the plan for a terminal or a log to `out`: with ANSI styles when `styled`,
+/// else the same text without them (what stripping the styles would leave, without a
+/// pass over the output). `lockfile` is the lockfile the plan was made against.
+pub fn write_text(out: &mut impl io::Write, plan: &Plan, lockfile: &Path, styled: bool) -> io::Result<()> {
+    let p = Palette { styled };
+    p.paint(out, BOLD, b"grattr plan")?;
+    writeln!(out, " for {}\n", header(plan, text_name))?;
+    if plan.changes.is_empty() && plan.not_declared.is_empty() {
+        writeln!(out, "{}\n", no_changes(plan, escape::path(lockfile)))?;
+    }
+    // Changes come in runs from one file: its name is escaped once a run.
+    let mut file: Option<(&Path, String)> = None;
     for change in &plan.changes {
         let (sign, style, what) = verb(change.action);
-        let place = match &change.source {
-            Some(source) => escape::text(&format!("{}:{}", source.file.display(), source.line)).into_owned(),
-            None => "no longer declared".into(),
-        };
-        let _ = writeln!(
-            out,
-            "  {style}{sign}{style:#} {BOLD}{}{BOLD:#} {what}  {DIM}({place}){DIM:#}",
-            escape::text(change.group_id.as_str())
-        );
-        let lines = key_lines(change, true);
-        let width = lines.iter().map(|line| line.label.chars().count()).max().unwrap_or(0);
-        for KeyLine { sign, label, text, .. } in &lines {
-            let style = match sign {
-                '+' => ADDED,
-                '-' => REMOVED,
-                _ => CHANGED,
-            };
-            let _ = writeln!(out, "      {style}{sign}{style:#} {label:<width$} = {text}");
+        out.write_all(b"  ")?;
+        p.paint(out, style, sign.as_bytes())?;
+        out.write_all(b" ")?;
+        p.paint(out, BOLD, escape::text(change.group_id.as_str()).as_bytes())?;
+        out.write_all(b" ")?;
+        out.write_all(what.as_bytes())?;
+        out.write_all(b"  ")?;
+        p.start(out, DIM)?;
+        out.write_all(b"(")?;
+        match &change.source {
+            Some(source) => {
+                if file.as_ref().is_none_or(|(path, _)| *path != source.file.as_path()) {
+                    file = Some((&source.file, escape::text(&source.file.to_string_lossy()).into_owned()));
+                }
+                let shown = file.as_ref().map_or("", |(_, shown)| shown.as_str());
+                write!(out, "{shown}:{}", source.line)?;
+            }
+            None => out.write_all(b"no longer declared")?,
         }
+        out.write_all(b")")?;
+        p.end(out, DIM)?;
+        out.write_all(b"\n")?;
+        write_keys(out, p, change)?;
         if change.ownership == Ownership::Group && change.after.as_ref().is_some_and(AttributeSet::is_empty) {
-            let _ = writeln!(out, "      {DIM}(no attributes: the group will be cleared){DIM:#}");
+            out.write_all(b"      ")?;
+            p.paint(out, DIM, b"(no attributes: the group will be cleared)")?;
+            out.write_all(b"\n")?;
         }
         for note in ownership_notes(change) {
-            let _ = writeln!(out, "      {DIM}# {note}{DIM:#}");
+            out.write_all(b"      ")?;
+            p.paint(out, DIM, format!("# {note}").as_bytes())?;
+            out.write_all(b"\n")?;
         }
         let unchanged = unchanged_count(change);
         if unchanged > 0 {
-            let _ = writeln!(
-                out,
-                "      {DIM}# {unchanged} unchanged key{} not shown{DIM:#}",
-                if unchanged == 1 { "" } else { "s" }
-            );
+            let keys = if unchanged == 1 { "" } else { "s" };
+            out.write_all(b"      ")?;
+            p.paint(out, DIM, format!("# {unchanged} unchanged key{keys} not shown").as_bytes())?;
+            out.write_all(b"\n")?;
         }
-        out.push('\n');
+        out.write_all(b"\n")?;
     }
     for orphan in &plan.not_declared {
-        let _ = writeln!(
-            out,
-            "  {DIM}={DIM:#} {BOLD}{}{BOLD:#} is no longer declared; left as is  {DIM}({} key{} recorded){DIM:#}\n",
-            escape::text(orphan.group_id.as_str()),
-            orphan.before.len(),
-            if orphan.before.len() == 1 { "" } else { "s" }
-        );
+        out.write_all(b"  ")?;
+        p.paint(out, DIM, b"=")?;
+        out.write_all(b" ")?;
+        p.paint(out, BOLD, escape::text(orphan.group_id.as_str()).as_bytes())?;
+        out.write_all(b" is no longer declared; left as is  ")?;
+        let keys = orphan.before.len();
+        p.paint(out, DIM, format!("({keys} key{} recorded)", if keys == 1 { "" } else { "s" }).as_bytes())?;
+        out.write_all(b"\n\n")?;
     }
-    out += &format!("{BOLD}{}{BOLD:#}\n", summary_line(plan));
-    out
+    p.paint(out, BOLD, summary_line(plan).as_bytes())?;
+    out.write_all(b"\n")
+}
+
+/// The lines of the keys a change touches, `+ key = value`, keys padded to one width.
+fn write_keys(out: &mut impl io::Write, p: Palette, change: &Change) -> io::Result<()> {
+    const SPACES: &[u8] = &[b' '; 64];
+    let empty = AttributeSet::new();
+    let before = change.before.as_ref().unwrap_or(&empty);
+    let after = change.after.as_ref().unwrap_or(&empty);
+    let width = touched(before, after).map(|(key, ..)| label_width(key)).max().unwrap_or(0);
+    for (key, old, new) in touched(before, after) {
+        let (sign, style) = match (old, new) {
+            (None, _) => (b"+", ADDED),
+            (_, None) => (b"-", REMOVED),
+            _ => (b"~", CHANGED),
+        };
+        out.write_all(b"      ")?;
+        p.paint(out, style, sign)?;
+        out.write_all(b" ")?;
+        let shown = if bare_key(key) { Cow::Borrowed(key) } else { Cow::Owned(quoted(key)) };
+        out.write_all(shown.as_bytes())?;
+        let mut pad = width.saturating_sub(shown.chars().count());
+        while pad > 0 {
+            let run = pad.min(SPACES.len());
+            out.write_all(&SPACES[..run])?;
+            pad -= run;
+        }
+        out.write_all(b" = ")?;
+        match (old, new) {
+            (Some(old), Some(new)) => out.write_all(changed_value(old, new, p.styled).as_bytes())?,
+            (Some(value), None) | (None, Some(value)) => escape::write_quoted(out, value)?,
+            (None, None) => {}
+        }
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// The plan as JSON, in the documented schema; an error, never empty output, when
 /// it cannot be written (a file name that is not UTF-8).
 pub fn json(plan: &Plan) -> Result<String, serde_json::Error> {
     json_document(plan)
+}
+
+/// Writes [`json`] of the plan to `out` as it is serialized, without holding the
+/// document in memory. A plan that cannot be written (a file name that is not UTF-8)
+/// is an error before anything is written.
+pub fn write_json(out: &mut impl io::Write, plan: &Plan) -> io::Result<()> {
+    let unwritable = plan.changes.iter().any(|c| c.source.as_ref().is_some_and(|s| s.file.to_str().is_none()));
+    if unwritable {
+        // Serialized in memory first, so that the error comes before any output.
+        return out.write_all(json(plan)?.as_bytes());
+    }
+    serde_json::to_writer_pretty(&mut *out, plan)?;
+    out.write_all(b"\n")
 }
 
 /// A report as a JSON document: pretty, ending with a newline.
@@ -276,11 +384,12 @@ fn markdown_section(change: &Change, cut: &mut usize) -> String {
     let after = change.after.as_ref().unwrap_or(&empty);
     let mut body = String::new();
     // GitHub colours `-` and `+` lines of a diff block; a changed key is both.
-    for KeyLine { sign, key, label, .. } in key_lines(change, false) {
-        if let (Some(old), '-' | '~') = (before.get(&key), sign) {
+    for (key, old, new) in touched(before, after) {
+        let label = key_label(key);
+        if let Some(old) = old {
             let _ = writeln!(body, "- {label} = {}", clip(&quoted(old), cut));
         }
-        if let (Some(new), '+' | '~') = (after.get(&key), sign) {
+        if let Some(new) = new {
             let _ = writeln!(body, "+ {label} = {}", clip(&quoted(new), cut));
         }
     }

@@ -1,0 +1,680 @@
+//! The fast path of reading a group file: the shape nearly every group file has
+//! (`groups:`, a block sequence of `id` and `attributes`, attribute values as plain,
+//! quoted or literal block scalars) read in one pass over the text, straight into
+//! the model, without a YAML event stream in between.
+//!
+//! It reads only what it can read exactly as the YAML parser does, and only files
+//! with nothing to report: at the first thing it does not know for certain (a tag,
+//! an anchor, a flow collection, a multi-line quoted scalar, a tab, a carriage
+//! return, a problem of any kind) it gives up, and the file is read again by the
+//! full parser, which finds and words every diagnostic (see
+//! [`super::groups::parse_file`]). So a file read here is one the full reader would
+//! read to the same groups, with the same locations, and no diagnostic.
+
+use super::groups::FileGroups;
+use crate::model::limits;
+use crate::model::{AttributeSet, DesiredGroup, GroupId, Ownership, SourceLocation};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Gives up on the fast path: the full parser reads the file.
+#[derive(Debug)]
+struct Unsure;
+
+type Read<T> = Result<T, Unsure>;
+
+/// The longest implicit key YAML allows, in characters (counted here in bytes, which
+/// is stricter).
+const MAX_IMPLICIT_KEY: usize = 1024;
+
+/// Files larger than this go to the full parser, which enforces its budget on them.
+const MAX_FILE: usize = 64 << 20;
+
+/// Reads `text` (the file `file`) if it has the common shape and nothing to report.
+pub(super) fn parse(file: &Arc<Path>, text: &str) -> Option<FileGroups> {
+    if text.len() > MAX_FILE || !plain_characters(text) {
+        return None;
+    }
+    let mut reader = Reader { file, text: text.as_bytes(), source: text, pos: 0, line: 0, out: FileGroups::default() };
+    reader.file().ok()?;
+    Some(reader.out)
+}
+
+/// Whether `text` holds only characters the fast path reads as they are: printable
+/// ASCII and line feeds, and printable non-ASCII characters other than the ones YAML
+/// parsers disagree on (NEL, the line and paragraph separators, the byte order mark).
+/// Tabs and carriage returns are left to the full parser.
+fn plain_characters(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let odd = bytes
+        .chunks(64)
+        .any(|chunk| chunk.iter().fold(false, |odd, &b| odd | ((b < 0x20 && b != b'\n') | (b >= 0x7f))));
+    !odd || text.chars().all(|c| match c {
+        '\n' | ' '..='~' => true,
+        '\u{0}'..='\u{a0}' => c == '\u{a0}',
+        '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => false,
+        _ => true,
+    })
+}
+
+/// A line with content: where it starts and how far it is indented.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    /// Byte offset of the line's first character.
+    start: usize,
+    /// Spaces before its first other character.
+    indent: usize,
+    /// The offset of its line feed, or the end of the text.
+    end: usize,
+    /// The line's number, from 1.
+    number: u64,
+}
+
+struct Reader<'a> {
+    file: &'a Arc<Path>,
+    text: &'a [u8],
+    source: &'a str,
+    /// The start of the next line to read.
+    pos: usize,
+    /// The number of the line before `pos`.
+    line: u64,
+    out: FileGroups,
+}
+
+impl Reader<'_> {
+    /// The end of the line starting at `start` (the offset of its line feed, or of
+    /// the end of the text).
+    fn line_end(&self, start: usize) -> usize {
+        self.text[start..].iter().position(|&b| b == b'\n').map_or(self.text.len(), |n| start + n)
+    }
+
+    /// The next line that is neither blank nor a comment, consumed; `None` at the end.
+    fn next_line(&mut self) -> Option<Line> {
+        while self.pos < self.text.len() {
+            let start = self.pos;
+            let end = self.line_end(start);
+            let indent = spaces(&self.text[start..end]);
+            self.pos = (end + 1).min(self.text.len());
+            self.line += 1;
+            match self.text.get(start + indent) {
+                None | Some(b'\n' | b'#') => continue,
+                Some(_) => return Some(Line { start, indent, end, number: self.line }),
+            }
+        }
+        None
+    }
+
+    /// The text of `line` after its indentation, to its end.
+    fn content(&self, line: Line) -> &[u8] {
+        &self.text[line.start + line.indent..line.end]
+    }
+
+    /// The whole file: `groups:` and its sequence of groups, and nothing else (but a
+    /// `---` before and a `...` after).
+    fn file(&mut self) -> Read<()> {
+        let mut top = self.next_line().ok_or(Unsure)?;
+        if self.marker(top, b"---") {
+            top = self.next_line().ok_or(Unsure)?;
+        }
+        let rest = self.content(top).strip_prefix(b"groups:").ok_or(Unsure)?;
+        if top.indent != 0 || !rest_is_empty(rest) {
+            return Err(Unsure);
+        }
+        let mut line = self.next_line().ok_or(Unsure)?;
+        let sequence = line.indent;
+        loop {
+            match self.group(line)? {
+                None => return Ok(()),
+                Some(end) if self.marker(end, b"...") => {
+                    return if self.next_line().is_none() { Ok(()) } else { Err(Unsure) };
+                }
+                Some(next) if next.indent == sequence => line = next,
+                Some(_) => return Err(Unsure),
+            }
+        }
+    }
+
+    /// Whether `line` is the document marker `marker` (`---`, `...`) alone.
+    fn marker(&self, line: Line, marker: &[u8]) -> bool {
+        line.indent == 0 && self.content(line).strip_prefix(marker).is_some_and(rest_is_empty)
+    }
+
+    /// One entry of `groups:`, starting at its `- ` line; returns the next line.
+    fn group(&mut self, line: Line) -> Read<Option<Line>> {
+        let dash = self.content(line).strip_prefix(b"- ").ok_or(Unsure)?;
+        let fields = line.indent + 2 + spaces(dash);
+        let mut line = line;
+        let (mut id, mut attributes, mut ownership) = (None, None, None);
+        let next = loop {
+            let content = &self.text[line.start + fields..line.end];
+            let next = if let Some(rest) = content.strip_prefix(b"id:") {
+                if id.is_some() || !rest.is_empty() && rest[0] != b' ' {
+                    return Err(Unsure);
+                }
+                let column = fields + 3 + spaces(rest);
+                let value = self.scalar(line.start + column, line.end)?;
+                id = Some((value, line.number, column as u64 + 1));
+                self.next_line()
+            } else if let Some(rest) = content.strip_prefix(b"ownership:") {
+                // Only the two words, plain and alone on the line; anything else is the full parser's.
+                let word = match rest {
+                    b" keys" => Ownership::Keys,
+                    b" group" => Ownership::Group,
+                    _ => return Err(Unsure),
+                };
+                if ownership.replace(word).is_some() {
+                    return Err(Unsure);
+                }
+                self.next_line()
+            } else if let Some(rest) = content.strip_prefix(b"attributes:") {
+                if attributes.is_some() {
+                    return Err(Unsure);
+                }
+                let (set, next) = match rest_is_empty(rest) {
+                    true => self.attributes(fields)?,
+                    false if rest_is_empty_flow_mapping(rest) => (AttributeSet::new(), self.next_line()),
+                    false => return Err(Unsure),
+                };
+                attributes = Some(set);
+                next
+            } else {
+                return Err(Unsure);
+            };
+            match next {
+                Some(next) if next.indent == fields => line = next,
+                Some(next) if next.indent > fields => return Err(Unsure),
+                next => break next,
+            }
+        };
+        let (Some((id, line, column)), Some(attributes)) = (id, attributes) else { return Err(Unsure) };
+        let id = GroupId::parse(&id).map_err(|_| Unsure)?;
+        if !limits::check(&attributes).is_empty() {
+            return Err(Unsure);
+        }
+        let source = SourceLocation { file: self.file.clone(), line, column };
+        self.out.declared.push((id.clone(), source.clone()));
+        let group = DesiredGroup {
+            attributes,
+            source,
+            ownership: ownership.unwrap_or_default(),
+            ownership_written: ownership.is_some(),
+        };
+        self.out.groups.push((id, group));
+        Ok(next)
+    }
+
+    /// The block mapping of a group's attributes, below a key indented by `parent`;
+    /// returns it and the line after it.
+    fn attributes(&mut self, parent: usize) -> Read<(AttributeSet, Option<Line>)> {
+        let mut line = self.next_line().ok_or(Unsure)?;
+        let indent = line.indent;
+        if indent <= parent {
+            return Err(Unsure);
+        }
+        let mut set = AttributeSet::new();
+        loop {
+            let (key, after) = self.key(line.start + indent, line.end)?;
+            let value_at = after + spaces(&self.text[after..line.end]);
+            let (value, next) = match self.text.get(value_at) {
+                Some(b'|') => self.literal(value_at, line.end, indent)?,
+                _ => (self.scalar(value_at, line.end)?, self.next_line()),
+            };
+            if set.insert(key, value).is_some() {
+                return Err(Unsure);
+            }
+            match next {
+                Some(next) if next.indent == indent => line = next,
+                Some(next) if next.indent > indent => return Err(Unsure),
+                next => return Ok((set, next)),
+            }
+        }
+    }
+
+    /// An implicit key at `at` (on a line ending at `end`) and the `:` after it
+    /// (followed by a space or the end of the line); returns the key and the offset
+    /// after the `:`.
+    fn key(&self, at: usize, end: usize) -> Read<(String, usize)> {
+        let (key, colon) = match self.text[at] {
+            b'"' | b'\'' => self.quoted(at, end)?,
+            _ => {
+                let line = &self.text[at..end];
+                let colon = (0..line.len())
+                    .find(|&i| line[i] == b':' && line.get(i + 1).is_none_or(|&b| b == b' '))
+                    .ok_or(Unsure)?;
+                let key = plain(&self.source[at..at + colon])?;
+                if key.ends_with(' ') {
+                    return Err(Unsure);
+                }
+                (key.to_string(), at + colon)
+            }
+        };
+        let after_colon = colon + 1;
+        // `<<` merges a mapping into this one.
+        let valid = key != "<<"
+            && self.text.get(colon) == Some(&b':')
+            && self.text.get(after_colon).is_none_or(|&b| b == b' ' || b == b'\n')
+            && colon - at <= MAX_IMPLICIT_KEY;
+        if !valid {
+            return Err(Unsure);
+        }
+        Ok((key, after_colon))
+    }
+
+    /// A scalar value at `at` that ends on its line (ending at `end`): plain, single-
+    /// or double-quoted, followed only by spaces and a comment.
+    fn scalar(&self, at: usize, end: usize) -> Read<String> {
+        match self.text.get(at) {
+            Some(b'"' | b'\'') => {
+                let (value, close) = self.quoted(at, end)?;
+                if !rest_is_empty(&self.text[close..end]) {
+                    return Err(Unsure);
+                }
+                Ok(value)
+            }
+            _ => {
+                let line = &self.source[at..end];
+                // A comment starts at ` #`; trailing spaces are not part of the scalar.
+                let text = match line.find(" #") {
+                    Some(comment) => &line[..comment],
+                    None => line,
+                };
+                let text = text.trim_end_matches(' ');
+                if text.contains(": ") || text.ends_with(':') {
+                    return Err(Unsure);
+                }
+                plain(text).map(str::to_string)
+            }
+        }
+    }
+
+    /// A single- or double-quoted scalar at `at` that closes on its line (ending at
+    /// `end`); returns its value and the offset after the closing quote.
+    fn quoted(&self, at: usize, end: usize) -> Read<(String, usize)> {
+        let quote = self.text[at];
+        let mut value = String::new();
+        let mut run = at + 1;
+        let mut i = at + 1;
+        while i < end {
+            match self.text[i] {
+                b'\'' if quote == b'\'' => {
+                    value.push_str(&self.source[run..i]);
+                    if self.text.get(i + 1) == Some(&b'\'') {
+                        value.push('\'');
+                        i += 2;
+                        run = i;
+                        continue;
+                    }
+                    return Ok((value, i + 1));
+                }
+                b'"' if quote == b'"' => {
+                    value.push_str(&self.source[run..i]);
+                    return Ok((value, i + 1));
+                }
+                b'\\' if quote == b'"' => {
+                    value.push_str(&self.source[run..i]);
+                    i = self.escape(i, end, &mut value)?;
+                    run = i;
+                }
+                _ => i += 1,
+            }
+        }
+        // The scalar goes on past the line (or the file): the full parser folds it.
+        Err(Unsure)
+    }
+
+    /// The escape sequence at `at` (its `\`) in a double-quoted scalar, pushed onto
+    /// `value`; returns the offset after it. An escaped line break is left to the full
+    /// parser, and so is anything it would refuse.
+    fn escape(&self, at: usize, end: usize, value: &mut String) -> Read<usize> {
+        let code = *self.text.get(at + 1).filter(|_| at + 1 < end).ok_or(Unsure)?;
+        let simple = match code {
+            b'0' => '\0',
+            b'a' => '\x07',
+            b'b' => '\x08',
+            b't' => '\t',
+            b'n' => '\n',
+            b'v' => '\x0b',
+            b'f' => '\x0c',
+            b'r' => '\r',
+            b'e' => '\x1b',
+            b' ' => ' ',
+            b'"' => '"',
+            b'/' => '/',
+            b'\\' => '\\',
+            b'N' => '\u{85}',
+            b'_' => '\u{a0}',
+            b'L' => '\u{2028}',
+            b'P' => '\u{2029}',
+            b'x' | b'u' | b'U' => {
+                let digits = match code {
+                    b'x' => 2,
+                    b'u' => 4,
+                    _ => 8,
+                };
+                let hex = |from: usize| -> Read<u32> {
+                    let text = self.source.get(from..from + digits).filter(|_| from + digits <= end).ok_or(Unsure)?;
+                    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(Unsure);
+                    }
+                    u32::from_str_radix(text, 16).map_err(|_| Unsure)
+                };
+                let mut code = hex(at + 2)?;
+                let mut next = at + 2 + digits;
+                // A JSON-style surrogate pair: `\ud83d\ude00`.
+                if digits == 4 && (0xD800..=0xDBFF).contains(&code) {
+                    if self.text.get(next..next + 2) != Some(b"\\u") {
+                        return Err(Unsure);
+                    }
+                    let low = hex(next + 2)?;
+                    if !(0xDC00..=0xDFFF).contains(&low) {
+                        return Err(Unsure);
+                    }
+                    code = 0x10000 + (((code - 0xD800) << 10) | (low - 0xDC00));
+                    next += 6;
+                }
+                value.push(char::from_u32(code).ok_or(Unsure)?);
+                return Ok(next);
+            }
+            _ => return Err(Unsure),
+        };
+        value.push(simple);
+        Ok(at + 2)
+    }
+
+    /// A literal block scalar (`|`, `|-`, `|+`) whose header is at `at` (on a line
+    /// ending at `end`), the value of a key indented by `parent`; returns its value and
+    /// the line after it.
+    fn literal(&mut self, at: usize, end: usize, parent: usize) -> Read<(String, Option<Line>)> {
+        let header = &self.text[at + 1..end];
+        let (chomp, rest) = match header.first() {
+            Some(&c @ (b'-' | b'+')) => (c, &header[1..]),
+            _ => (b' ', header),
+        };
+        if !rest_is_empty(rest) {
+            return Err(Unsure);
+        }
+        // Content lines: the first that is not blank sets the indentation.
+        let mut lines: Vec<(usize, usize)> = Vec::new();
+        let mut indent = None;
+        let mut pos = self.pos;
+        while pos < self.text.len() {
+            let end = self.line_end(pos);
+            let spaces = spaces(&self.text[pos..end]);
+            let blank = pos + spaces == end;
+            match indent {
+                None if blank => {}
+                None if spaces <= parent => break,
+                None => indent = Some(spaces),
+                Some(indent) if !blank && spaces < indent => break,
+                Some(_) => {}
+            }
+            if end == self.text.len() {
+                // The last line has no line feed: left to the full parser.
+                return Err(Unsure);
+            }
+            lines.push((pos, end));
+            pos = end + 1;
+        }
+        let indent = indent.ok_or(Unsure)?;
+        let mut value = String::new();
+        let mut breaks = 0;
+        for (start, end) in lines {
+            if end - start > indent {
+                if self.text[start..end].iter().all(|&b| b == b' ') {
+                    // A line of spaces beyond the indentation: left to the full parser.
+                    return Err(Unsure);
+                }
+                value.extend(std::iter::repeat_n('\n', breaks));
+                value.push_str(&self.source[start + indent..end]);
+                breaks = 1;
+            } else {
+                breaks += 1;
+            }
+            self.pos = end + 1;
+            self.line += 1;
+        }
+        // The line of the header itself was consumed already.
+        match chomp {
+            b'-' => {}
+            b'+' => value.extend(std::iter::repeat_n('\n', breaks)),
+            _ => value.push('\n'),
+        }
+        Ok((value, self.next_line()))
+    }
+}
+
+/// The number of spaces `text` starts with.
+fn spaces(text: &[u8]) -> usize {
+    text.iter().take_while(|&&b| b == b' ').count()
+}
+
+/// Whether the rest of a line is only spaces, then perhaps a comment.
+fn rest_is_empty(rest: &[u8]) -> bool {
+    let after = spaces(rest);
+    after == rest.len() || (after > 0 && rest[after] == b'#')
+}
+
+/// Whether the rest of a line after `attributes:` is ` {}`, then perhaps a comment.
+fn rest_is_empty_flow_mapping(rest: &[u8]) -> bool {
+    let after = spaces(rest);
+    after > 0 && rest[after..].starts_with(b"{}") && rest_is_empty(&rest[after + 2..])
+}
+
+/// A plain scalar on one line, checked: it must start with a character that starts
+/// a plain scalar (no indicator) and must not read as null.
+fn plain(text: &str) -> Read<&str> {
+    let bytes = text.as_bytes();
+    let first_ok = match bytes.first() {
+        None => false,
+        Some(b'-') => bytes.get(1).is_some_and(|&b| b != b' '),
+        Some(b) => !b"?:,[]{}#&*!|>'\"%@`-".contains(b),
+    };
+    let null = matches!(text, "~" | "null" | "Null" | "NULL");
+    if !first_ok || null || text.contains(" #") {
+        return Err(Unsure);
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::groups::parse_yaml;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reads `text` both ways: when the fast path reads it, the YAML parser must read
+    /// the same groups at the same places and find nothing to report. Returns whether
+    /// the fast path read it.
+    fn agree(text: &str) -> bool {
+        let file: Arc<Path> = Arc::from(Path::new("g.yaml"));
+        let full = parse_yaml(file.clone(), text);
+        let Some(fast) = parse(&file, text) else { return false };
+        let errors: Vec<String> = full.diagnostics.iter().map(ToString::to_string).collect();
+        assert!(errors.is_empty(), "the fast path read a file with problems:\n{text}\n{errors:#?}");
+        assert_eq!(fast.groups, full.groups, "groups of\n{text}");
+        assert_eq!(fast.declared, full.declared, "declarations of\n{text}");
+        true
+    }
+
+    #[test]
+    fn reads_the_common_shape() {
+        let text = "# Groups\ngroups:\n  - id: a-1\n    attributes:\n      title: \"Hello \\\"world\\\"\\n\\u00e9\"\n      n: 42\n      owner: 'it''s'\n      text: |\n        line 1\n\n          indented\n      # a comment\n      tail: x # comment\n  - attributes: {}\n    id: \"@TGS#abc\"\n";
+        assert!(agree(text));
+        let file: Arc<Path> = Arc::from(Path::new("g.yaml"));
+        let groups = parse(&file, text).unwrap().groups;
+        assert_eq!(groups.len(), 2);
+        let a = &groups[0].1;
+        assert_eq!((a.source.line, a.source.column), (3, 9));
+        assert_eq!(a.attributes["title"], "Hello \"world\"\né");
+        assert_eq!(a.attributes["owner"], "it's");
+        assert_eq!(a.attributes["text"], "line 1\n\n  indented\n");
+        assert_eq!(a.attributes["tail"], "x");
+        assert_eq!((groups[1].1.source.line, groups[1].1.source.column), (15, 9));
+    }
+
+    #[test]
+    fn leaves_what_it_does_not_know_to_the_parser() {
+        for text in [
+            "",
+            "groups: []\n",
+            "groups:\n  - id: a\n    attributes:\n      k: ~\n",
+            "groups:\n  - id: a\n    attributes:\n      k: !!str x\n",
+            "groups:\n  - id: a\n    attributes:\n      k: [1]\n",
+            "groups:\n  - id: a\n    attributes:\n      k: \"two\n        lines\"\n",
+            "groups:\n  - id: a\n    attributes:\n      k: v\n      k: w\n",
+            "groups:\n  - id: a\n    attributes:\n\tk: v\n",
+            "groups:\r\n  - id: a\r\n    attributes: {}\r\n",
+            "groups:\n  - id: a\n    attributes:\n      k: |\n        no line feed",
+            "groups:\n  - id: a\n    attributes: {}\n---\ngroups: []\n",
+            "groups:\n  - id: a\n    attributes: {}\n    extra: 1\n",
+            "groups:\n  - id: \"\"\n    attributes: {}\n",
+        ] {
+            assert!(!agree(text), "read by the fast path:\n{text}");
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_parser_on_the_repository_files() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut read = 0;
+        for dir in ["groups", "tests/corpus", "examples"] {
+            for entry in walkdir::WalkDir::new(root.join(dir)).into_iter().filter_map(Result::ok) {
+                let path = entry.path();
+                let yaml = path.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+                if let Some(text) = yaml.then(|| std::fs::read_to_string(path).ok()).flatten() {
+                    read += usize::from(agree(&text));
+                }
+            }
+        }
+        assert!(read > 5, "the fast path read only {read} files");
+    }
+
+    /// Text for a scalar: mostly ordinary words, sometimes with the characters YAML
+    /// gives meaning to.
+    fn word() -> impl Strategy<Value = String> {
+        let tame =
+            prop::sample::select(vec!["a", "Z", "7", "0x1F", "1.5", "-", "é", "你", "x y", "/", "_", ".", "a:b"]);
+        let wild = prop::sample::select(vec![
+            ":", "#", " ", "  ", "'", "\"", "\\", "[", "]", "{", "}", ",", "&", "*", "!", "|", ">", "%", "@", "`", "~",
+            "?", "\u{a0}", "null", "true", "no", ": ", " #", "\t", "\u{85}", "\u{2028}", "\u{feff}", "\r", "<<",
+            "Null", "",
+        ]);
+        prop::collection::vec(prop_oneof![12 => tame, 1 => wild], 0..5).prop_map(|parts| parts.concat())
+    }
+
+    /// A scalar as written: plain, quoted (with escapes, good and bad) or a literal block.
+    fn scalar(indent: usize) -> impl Strategy<Value = String> {
+        let escape = prop::sample::select(vec![
+            "\\n",
+            "\\t",
+            "\\\"",
+            "\\\\",
+            "\\x41",
+            "\\u00e9",
+            "\\U0001F600",
+            "\\ud83d\\ude00",
+            "\\ud83d",
+            "\\q",
+            "\\/",
+            "\\N",
+            "\\_",
+            "\\L",
+            "\\ ",
+            "\\0",
+            "\\e",
+            "\\x4",
+            "\\UFFFFFFFF",
+        ]);
+        let block_line = (0usize..4, word(), prop::bool::ANY).prop_map(|(extra, text, blank)| {
+            if blank { " ".repeat(extra) } else { format!("{}{text}", " ".repeat(extra)) }
+        });
+        prop_oneof![
+            word(),
+            word().prop_map(|w| format!("{w} # comment")),
+            (word(), escape, word()).prop_map(|(a, e, b)| format!(
+                "\"{}{e}{}\"",
+                a.replace('"', ""),
+                b.replace('"', "")
+            )),
+            word().prop_map(|w| format!("'{}'", w.replace('\'', "''"))),
+            word().prop_map(|w| format!("'{w}'")),
+            (
+                prop::sample::select(vec!["|", "|-", "|+", "|", "|-", "|+", "|2", ">", "| # c"]),
+                prop::collection::vec(block_line, 0..4)
+            )
+                .prop_map(move |(header, lines)| {
+                    let pad = " ".repeat(indent + 2);
+                    let body: String = lines.iter().fold(String::new(), |body, l| body + "\n" + pad.as_str() + l);
+                    format!("{header}{body}")
+                }),
+        ]
+    }
+
+    /// A group file of the common shape, with random values, keys, indentation and
+    /// noise.
+    fn document() -> impl Strategy<Value = String> {
+        let attribute = |indent: usize| (word(), prop::bool::ANY, scalar(indent));
+        let group = (0usize..3, 1usize..3, prop::bool::ANY, scalar(0), prop::collection::vec(attribute(0), 0..4));
+        (
+            prop::sample::select(vec!["", "", "", "", "# header\n", "\n\n", "---\n", "%YAML 1.2\n---\n"]),
+            prop::sample::select(vec![
+                "groups:",
+                "groups:",
+                "groups:",
+                "groups:",
+                "groups: # c",
+                "groups :",
+                "\"groups\":",
+            ]),
+            prop::sample::select(vec![0usize, 2, 4]),
+            prop::collection::vec(group, 1..4),
+            prop::sample::select(vec!["", "", "\n", "# end\n", "  \n", "..."]),
+        )
+            .prop_map(|(head, top, seq, groups, tail)| {
+                let mut text = format!("{head}{top}\n");
+                for (index, (extra, deeper, id_first, id, attributes)) in groups.into_iter().enumerate() {
+                    let pad = " ".repeat(seq);
+                    let fields = seq + 2 + extra;
+                    let field_pad = " ".repeat(fields);
+                    let attr_pad = " ".repeat(fields + deeper * 2);
+                    let id_line = match index % 3 {
+                        0 => format!("id: g{index}"),
+                        1 => format!("id: \"g{index}\""),
+                        _ => format!("id: {id}"),
+                    };
+                    let mut attrs = String::from("attributes:");
+                    if attributes.is_empty() {
+                        attrs += " {}";
+                    }
+                    for (key, quote, value) in attributes {
+                        let key = if quote { format!("\"{}\"", key.replace(['"', '\\'], "")) } else { key };
+                        let value = value.replace('\n', &format!("\n{attr_pad}"));
+                        attrs += &format!("\n{attr_pad}{key}: {value}");
+                    }
+                    let (first, second) = if id_first { (id_line, attrs) } else { (attrs, id_line) };
+                    text += &format!("{pad}-{}{first}\n{field_pad}{second}\n", " ".repeat(1 + extra));
+                }
+                text + tail
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// Whatever the fast path reads, the YAML parser reads the same way.
+        #[test]
+        fn agrees_with_the_parser(text in document()) {
+            agree(&text);
+        }
+    }
+
+    /// The generated documents exercise the fast path, not only the way around it.
+    #[test]
+    fn the_generated_documents_are_often_read_fast() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = document();
+        let read = (0..500).filter(|_| agree(&strategy.new_tree(&mut runner).unwrap().current())).count();
+        assert!(read > 50, "only {read} of 500 generated documents were read by the fast path");
+    }
+}
