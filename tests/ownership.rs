@@ -314,3 +314,30 @@ fn a_kill_between_the_modify_and_the_delete_converges_on_the_next_run() {
     }
     assert!(between >= 1, "no kill landed between a modify and its delete");
 }
+
+#[test]
+fn grattr_yaml_sets_the_default_and_a_group_file_overrides_it() {
+    let server = Server::start(|_| {});
+    let config = server.config() + "ownership: keys\n";
+    let repo = server.repo().file("grattr.yaml", &config).file(
+        "groups/rooms.yaml",
+        "groups:\n  - id: voice-1\n    attributes:\n      theme: night\n  - id: lobby\n    ownership: group\n    attributes:\n      theme: day\n",
+    );
+    member_writes(&server, "voice-1", &[("seat.1", "alice")]);
+    member_writes(&server, "lobby", &[("stray", "x")]);
+    let plan = grattr(&repo, &["plan", "--format", "json"]).code(0).json();
+    let ownership: Vec<_> = plan["changes"].as_array().unwrap().iter().map(|c| c["ownership"].clone()).collect();
+    assert_eq!(ownership, [serde_json::json!("group"), serde_json::json!("keys")], "lobby, voice-1");
+    grattr(&repo, &["apply", "--yes"]).code(0).stdout_contains("Apply complete: 2 applied, 0 failed");
+    assert_eq!(server.get("voice-1"), attrs(&[("seat.1", "alice"), ("theme", "night")]));
+    assert_eq!(server.get("lobby"), attrs(&[("theme", "day")]), "a full reset");
+
+    let repo = repo.file("grattr.yaml", &(server.config() + "ownership: members\n"));
+    let stderr = repo.run(&["validate"]).code(1).into_stderr();
+    assert!(
+        stderr.starts_with(
+            "grattr.yaml:6:12: error: ownership: \"members\" is neither `group` nor `keys` (the ownership of groups whose file does not say)\n"
+        ),
+        "{stderr}"
+    );
+}

@@ -4,8 +4,8 @@
 use super::diagnostic::{Diagnostic, Rule, display_path};
 use super::shape::{Issue, Lenient, Shape, read_fields, wrong_type};
 use super::yaml::{self, Node};
-use crate::model::Region;
 use crate::model::SourceLocation;
+use crate::model::{Ownership, Region};
 use serde::de::MapAccess;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -30,6 +30,7 @@ const FIELDS: &[&str] = &[
     "lockfile",
     "secret_key_env",
     "prune",
+    "ownership",
     "rate_limit",
     "safety_threshold",
     "connect_timeout",
@@ -56,6 +57,7 @@ struct Settings {
     lockfile: Option<At<String>>,
     secret_key_env: Option<At<String>>,
     prune: Option<At<bool>>,
+    ownership: Option<At<Ownership>>,
     rate_limit: Option<At<u32>>,
     safety_threshold: Option<At<u32>>,
     connect_timeout: Option<At<Duration>>,
@@ -189,6 +191,8 @@ pub struct Environment {
     pub secret_key_env: String,
     /// Whether groups no longer declared are cleared.
     pub prune: bool,
+    /// The ownership of the groups whose file does not say (`ownership:`).
+    pub ownership: Ownership,
     /// App-wide calls per second (1 to [`crate::model::limits::MAX_RATE_LIMIT`]).
     pub rate_limit: u32,
     /// `apply` refuses, without `--force`, a plan that updates or deletes more than
@@ -380,6 +384,7 @@ impl Config {
             seed_lockfile: None,
             secret_key_env: pick!(secret_key_env).map_or(DEFAULT_SECRET_KEY_ENV.to_string(), |v| v.value.clone()),
             prune: pick!(prune).is_some_and(|p| p.value),
+            ownership: pick!(ownership).map_or(Ownership::Group, |o| o.value),
             rate_limit: pick!(rate_limit).map_or(crate::model::limits::DEFAULT_RATE_LIMIT, |v| v.value),
             safety_threshold: pick!(safety_threshold).map_or(30, |v| v.value),
             connect_timeout: pick!(connect_timeout).map_or(Duration::from_secs(5), |v| v.value),

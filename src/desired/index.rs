@@ -4,7 +4,7 @@
 
 use super::diagnostic::Diagnostic;
 use super::groups::{self, Entry, FileGroups};
-use crate::model::{DesiredGroup, GroupId};
+use crate::model::{DesiredGroup, GroupId, Ownership};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -19,6 +19,8 @@ pub struct DesiredIndex {
     groups: BTreeMap<GroupId, DesiredGroup>,
     /// A problem with the directory itself.
     dir_error: Option<Diagnostic>,
+    /// The ownership of groups whose file does not say (`grattr.yaml`'s `ownership:`).
+    default_ownership: Ownership,
 }
 
 impl DesiredIndex {
@@ -160,13 +162,31 @@ impl DesiredIndex {
                 .and_then(|file| file.groups.iter().find(|(g, _)| g == id).map(|(_, group)| group.clone()))
         });
         match group {
-            Some(group) => {
+            Some(mut group) => {
+                if !group.ownership_written {
+                    group.ownership = self.default_ownership;
+                }
                 self.groups.insert(id.clone(), group);
             }
             None => {
                 self.groups.remove(id);
             }
         }
+    }
+
+    /// Takes `grattr.yaml`'s default ownership (at start, and when it is reloaded);
+    /// returns the ids whose ownership it changed.
+    pub fn set_default_ownership(&mut self, ownership: Ownership) -> BTreeSet<GroupId> {
+        if ownership == self.default_ownership {
+            return BTreeSet::new();
+        }
+        self.default_ownership = ownership;
+        let mut changed = BTreeSet::new();
+        for (id, group) in self.groups.iter_mut().filter(|(_, g)| !g.ownership_written) {
+            group.ownership = ownership;
+            changed.insert(id.clone());
+        }
+        changed
     }
 
     /// The valid groups declared exactly once. Only to be applied when [`DesiredIndex::has_errors`] is false.

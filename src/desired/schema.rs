@@ -156,6 +156,11 @@ pub fn config() -> Value {
                 "description": "Clear groups that are no longer declared (default: false).",
                 "type": "boolean",
             },
+            "ownership": {
+                "description": "The ownership of the groups whose file does not say: `group` (the default: \
+                                grattr owns the whole group) or `keys` (only the keys it declares).",
+                "enum": ["group", "keys"],
+            },
             "rate_limit": {
                 "description": format!(
                     "App-wide API calls per second, 1 to {} (the documented limit; default: {}).",

@@ -125,6 +125,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         self.config_path = config_path;
         self.reload_config();
         self.index = DesiredIndex::load(&self.groups_dir);
+        self.index.set_default_ownership(self.remote.environment.ownership);
         self.planning_started = Instant::now();
         Ok(true)
     }

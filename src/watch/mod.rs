@@ -246,7 +246,8 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         }
     }
 
-    let index = DesiredIndex::load(&groups_dir);
+    let mut index = DesiredIndex::load(&groups_dir);
+    index.set_default_ownership(remote.environment.ownership);
     let mut watcher = Watcher {
         load,
         remote,
@@ -335,7 +336,11 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
                     "the configuration changes what this process holds, which needs a restart of grattr watch; \
                      keeping the running configuration"
                 ),
-                None => self.remote = remote,
+                None => {
+                    let changed = self.index.set_default_ownership(remote.environment.ownership);
+                    self.dirty.extend(changed);
+                    self.remote = remote;
+                }
             },
             Err(e) => tracing::error!(error = %e, "the configuration is invalid; keeping the previous one"),
         }

@@ -119,7 +119,12 @@ impl Workspace {
             false => Lockfile::read_seeded(path, seed, sdkappid).map(|lockfile| (lockfile, 0)),
         };
         // Independent inputs: read the lockfile while the group files parse.
-        let (loaded, lockfile) = rayon::join(|| desired::load(&environment.groups_dir), read_lockfile);
+        let (mut loaded, lockfile) = rayon::join(|| desired::load(&environment.groups_dir), read_lockfile);
+        if !environment.ownership.is_group() {
+            for group in loaded.state.groups.values_mut().filter(|g| !g.ownership_written) {
+                group.ownership = environment.ownership;
+            }
+        }
         if loaded.has_errors() {
             return (loaded.diagnostics, Err(LoadError::Invalid));
         }

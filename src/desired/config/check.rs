@@ -113,6 +113,20 @@ impl Checker<'_> {
                         )),
                     }
                 }
+                "ownership" => {
+                    let at = yaml::locate(self.file, &node.referenced);
+                    match Node::text(&node, self.text).as_deref().and_then(crate::desired::groups::ownership_word) {
+                        Some(value) => settings.ownership = Some(At { value, at }),
+                        None => self.diagnostics.push(Diagnostic::error(
+                            Rule::Ownership,
+                            at,
+                            format!(
+                                "ownership: {} is neither `group` nor `keys` (the ownership of groups whose file does not say)",
+                                shown(&node, self.text)
+                            ),
+                        )),
+                    }
+                }
                 "rate_limit" => {
                     let max = crate::model::limits::MAX_CALLS_PER_SECOND.max as u64;
                     settings.rate_limit = self
