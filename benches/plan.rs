@@ -147,7 +147,8 @@ struct Setup {
     time: Option<String>,
     binaries: Vec<(String, PathBuf)>,
     commands: Vec<Timed>,
-    python: Option<String>,
+    /// The Python to time PyYAML with, or why it is not timed.
+    python: Result<String, &'static str>,
 }
 
 fn main() {
@@ -174,10 +175,10 @@ fn main() {
         eprintln!("note: {GNU_TIME} (GNU time) not found; peak memory is not measured");
     }
     let python = match std::env::var("GRATTR_BENCH_PYTHON") {
-        Ok(text) if text.trim() == "none" => None,
-        Ok(text) => Some(text.trim().to_string()),
-        Err(_) if bench_mode => Some("python3".to_string()),
-        Err(_) => None,
+        Ok(text) if text.trim() == "none" => Err("not measured (GRATTR_BENCH_PYTHON=none)"),
+        Ok(text) => Ok(text.trim().to_string()),
+        Err(_) if bench_mode => Ok("python3".to_string()),
+        Err(_) => Err("not measured outside `cargo bench`"),
     };
 
     // The binary cargo built for this bench, and the shipped ones: a release must not
@@ -284,9 +285,9 @@ fn bench_size(setup: &Setup, corpus: Corpus, size: usize) -> Vec<Row> {
         None => 3,
     };
     let pyyaml = match &setup.python {
-        Some(python) if runs > 0 => pyyaml_best(python, &root, &generated, runs),
-        Some(_) => Err("not timed (GRATTR_BENCH_RUNS=0)".to_string()),
-        None => Err("not measured (GRATTR_BENCH_PYTHON=none)".to_string()),
+        Ok(python) if runs > 0 => pyyaml_best(python, &root, &generated, runs),
+        Ok(_) => Err("not timed (GRATTR_BENCH_RUNS=0)".to_string()),
+        Err(why) => Err(why.to_string()),
     };
     match &pyyaml {
         Ok(best) => eprintln!("  PyYAML CLoader: best {}", seconds(*best)),

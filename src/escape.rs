@@ -357,6 +357,13 @@ mod tests {
         }
 
         #[test]
+        fn write_quoted_writes_what_quoted_makes(data in hostile()) {
+            let mut written = Vec::new();
+            write_quoted(&mut written, &data).unwrap();
+            prop_assert_eq!(String::from_utf8(written).unwrap(), quoted(&data));
+        }
+
+        #[test]
         fn markdown_code_never_ends_its_line_or_element(data in hostile()) {
             let shown = markdown_code(&data);
             let inner = &shown["<code>".len()..shown.len() - "</code>".len()];

@@ -85,7 +85,7 @@ impl Reader<'_> {
     /// The end of the line starting at `start` (the offset of its line feed, or of
     /// the end of the text).
     fn line_end(&self, start: usize) -> usize {
-        self.text[start..].iter().position(|&b| b == b'\n').map_or(self.text.len(), |n| start + n)
+        memchr::memchr(b'\n', &self.text[start..]).map_or(self.text.len(), |n| start + n)
     }
 
     /// The next line that is neither blank nor a comment, consumed; `None` at the end.
@@ -238,8 +238,8 @@ impl Reader<'_> {
             b'"' | b'\'' => self.quoted(at, end)?,
             _ => {
                 let line = &self.text[at..end];
-                let colon = (0..line.len())
-                    .find(|&i| line[i] == b':' && line.get(i + 1).is_none_or(|&b| b == b' '))
+                let colon = memchr::memchr_iter(b':', line)
+                    .find(|&i| line.get(i + 1).is_none_or(|&b| b == b' '))
                     .ok_or(Unsure)?;
                 let key = plain(&self.source[at..at + colon])?;
                 if key.ends_with(' ') {
@@ -274,12 +274,14 @@ impl Reader<'_> {
             _ => {
                 let line = &self.source[at..end];
                 // A comment starts at ` #`; trailing spaces are not part of the scalar.
-                let text = match line.find(" #") {
+                let text = match comment(line.as_bytes()) {
                     Some(comment) => &line[..comment],
                     None => line,
                 };
                 let text = text.trim_end_matches(' ');
-                if text.contains(": ") || text.ends_with(':') {
+                let colon =
+                    memchr::memchr_iter(b':', text.as_bytes()).any(|i| text.as_bytes().get(i + 1) == Some(&b' '));
+                if colon || text.ends_with(':') {
                     return Err(Unsure);
                 }
                 plain(text).map(str::to_string)
@@ -443,6 +445,11 @@ impl Reader<'_> {
     }
 }
 
+/// Where a comment (` #`) starts in `text`, if it has one after its first character.
+fn comment(text: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'#', text).find(|&i| i > 0 && text[i - 1] == b' ').map(|i| i - 1)
+}
+
 /// The number of spaces `text` starts with.
 fn spaces(text: &[u8]) -> usize {
     text.iter().take_while(|&&b| b == b' ').count()
@@ -470,7 +477,7 @@ fn plain(text: &str) -> Read<&str> {
         Some(b) => !b"?:,[]{}#&*!|>'\"%@`-".contains(b),
     };
     let null = matches!(text, "~" | "null" | "Null" | "NULL");
-    if !first_ok || null || text.contains(" #") {
+    if !first_ok || null || comment(bytes).is_some() {
         return Err(Unsure);
     }
     Ok(text)

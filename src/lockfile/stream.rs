@@ -33,9 +33,9 @@ pub(super) fn read(file: &mut impl Read) -> std::io::Result<Option<Parts>> {
         // Every entry but the last ends `\n    },\n`; the last, `\n    }\n  }\n}\n`.
         let mut ends = Vec::new();
         let mut from = 0;
-        while let Some(at) = find(&buffer[from..], b"\n    },\n") {
-            ends.push(from + at + 6);
-            from += at + 8;
+        for at in memchr::memmem::find_iter(&buffer, b"\n    },\n") {
+            ends.push(at + 6);
+            from = at + 8;
         }
         if done {
             match buffer[from..].strip_suffix(b"\n    }\n  }\n}\n") {
@@ -106,20 +106,6 @@ fn parse_entry(entry: &[u8]) -> Option<(String, AppliedGroup)> {
     let id: String = serde_json::from_slice(key).ok()?;
     let group: AppliedGroup = serde_json::from_slice(&entry[first - 1..]).ok()?;
     Some((id, group))
-}
-
-/// The offset of the first `needle` in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let mut from = 0;
-    while let Some(at) = haystack[from..].iter().position(|&b| b == first) {
-        let at = from + at;
-        if haystack[at..].starts_with(needle) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The three renderings of a [`Plan`]: text for terminals and logs (styled with
-//! ANSI codes that the caller strips when colour is off), Markdown for pull-request
-//! comments, and JSON for machines. All three read the same `Plan`.
+//! ANSI codes, or written without them where colour is off), Markdown for
+//! pull-request comments, and JSON for machines. All three read the same `Plan`; the
+//! text and JSON are written to a writer as they are made, a plan of 100,000 groups
+//! being tens of megabytes.
 
 use super::{Action, Change, Plan};
 use crate::escape::{self, quoted};
@@ -68,7 +70,12 @@ fn touched<'a>(
 
 /// The width of [`key_label`] of `key`, in characters, without making it when it is bare.
 fn label_width(key: &str) -> usize {
-    if bare_key(key) { key.chars().count() } else { quoted(key).chars().count() }
+    if bare_key(key) { width(key) } else { width(&quoted(key)) }
+}
+
+/// The width of `text` in characters, as `{:<width$}` pads.
+fn width(text: &str) -> usize {
+    if text.is_ascii() { text.len() } else { text.chars().count() }
 }
 
 /// Indentation of the lines of a multi-line value diff in the text rendering.
@@ -311,7 +318,7 @@ fn write_keys(out: &mut impl io::Write, p: Palette, change: &Change) -> io::Resu
         out.write_all(b" ")?;
         let shown = if bare_key(key) { Cow::Borrowed(key) } else { Cow::Owned(quoted(key)) };
         out.write_all(shown.as_bytes())?;
-        let mut pad = width.saturating_sub(shown.chars().count());
+        let mut pad = width.saturating_sub(self::width(&shown));
         while pad > 0 {
             let run = pad.min(SPACES.len());
             out.write_all(&SPACES[..run])?;
