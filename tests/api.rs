@@ -205,6 +205,30 @@ async fn a_throttling_server_is_retried_and_slowed_down() {
 }
 
 #[tokio::test]
+async fn the_per_group_write_limit_counts_modify_and_delete_together() {
+    // Key ownership writes a group with a modify and then a delete: the service counts both
+    // against the group's 5 writes a second, and so do the emulator and the client's pacing.
+    let emulator = emulator(|config| config.auto_create_groups = true).await;
+    let unpaced = client(&emulator, |config| config.group_write_rate = 1000);
+    let room = id("room");
+    for round in 0..4 {
+        // Throttled calls are retried; whether they end well is not this test's subject.
+        let _ = unpaced.modify_group_attr(&room, &attrs(&[("k", &round.to_string())])).await;
+        let _ = unpaced.delete_group_attr(&room, &["k".to_string()]).await;
+    }
+    assert!(emulator.stats().answers(10049) > 0, "8 writes within a second, across both operations, are throttled");
+    let before = emulator.stats().answers(10049);
+    let paced = client(&emulator, |_| {});
+    let calm = id("calm");
+    for round in 0..4 {
+        paced.modify_group_attr(&calm, &attrs(&[("k", &round.to_string())])).await.unwrap();
+        paced.delete_group_attr(&calm, &["k".to_string()]).await.unwrap();
+    }
+    assert_eq!(emulator.stats().answers(10049), before, "the client paces both operations within the limit");
+    assert!(emulator.stats().groups["calm"].max_writes_per_second <= 5);
+}
+
+#[tokio::test]
 async fn under_thirty_percent_faults_every_call_succeeds_or_fails_classified() {
     let emulator = emulator(|config| {
         config.auto_create_groups = true;
