@@ -375,6 +375,12 @@ fn run_checked(root: &Path, binary: &Path, command: Timed) -> Vec<u8> {
         .stderr(Stdio::piped())
         .output()
         .expect("run grattr");
+    assert_succeeded(command, &output);
+    output.stdout
+}
+
+/// Fails the benchmark, with grattr's stderr, unless the run succeeded.
+fn assert_succeeded(command: Timed, output: &std::process::Output) {
     assert!(
         output.status.success(),
         "grattr {:?} failed ({}):\n{}",
@@ -382,7 +388,6 @@ fn run_checked(root: &Path, binary: &Path, command: Timed) -> Vec<u8> {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    output.stdout
 }
 
 /// `grattr <command>` in `root`, isolated from the caller's grattr variables.
@@ -418,13 +423,7 @@ fn timed_run(root: &Path, grattr: &Path, command: Timed, time: Option<&str>) -> 
     let started = Instant::now();
     let output = process.output().expect("run grattr");
     let elapsed = started.elapsed();
-    assert!(
-        output.status.success(),
-        "grattr {:?} failed ({}):\n{}",
-        command.args(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(command, &output);
     let usage = time.map(|_| {
         let text = std::fs::read_to_string(report.path()).expect("GNU time report");
         parse_time_report(&text).unwrap_or_else(|| panic!("unexpected GNU time report {text:?}"))
