@@ -140,22 +140,25 @@ pub fn classify(
                 group.status = if error.is_missing_group() { Status::Missing } else { Status::Unreadable };
             }
             Ok(live) => {
-                // With key ownership only the keys grattr declares or applied are compared.
+                // With key ownership (recorded, or declared and not applied yet) only the keys
+                // grattr declares or applied are compared: the others are members'.
+                let keys = |o: Ownership| o == Ownership::Keys;
                 let owned;
-                let live = match ownership {
-                    Ownership::Group => live,
-                    Ownership::Keys => {
-                        let ours = |key: &String| {
-                            recorded.is_some_and(|r| r.contains_key(key))
-                                || declared.is_some_and(|d| d.attributes.contains_key(key))
-                        };
-                        let (mine, theirs): (AttributeSet, AttributeSet) =
-                            live.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| ours(k));
-                        group.unmanaged_keys = Some(theirs.into_keys().collect());
-                        owned = mine;
-                        &owned
-                    }
-                };
+                let live =
+                    match record.is_some_and(|r| keys(r.ownership)) || declared.is_some_and(|d| keys(d.ownership)) {
+                        false => live,
+                        true => {
+                            let ours = |key: &String| {
+                                recorded.is_some_and(|r| r.contains_key(key))
+                                    || declared.is_some_and(|d| d.attributes.contains_key(key))
+                            };
+                            let (mine, theirs): (AttributeSet, AttributeSet) =
+                                live.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| ours(k));
+                            group.unmanaged_keys = Some(theirs.into_keys().collect());
+                            owned = mine;
+                            &owned
+                        }
+                    };
                 let drifted = recorded.is_some_and(|applied| applied != live);
                 // A group never applied is pending; one no longer declared is left as is.
                 let pending = match (declared, record) {
@@ -265,5 +268,30 @@ mod tests {
         );
         assert_eq!(report.groups[1].live_changes.added, vec!["added".to_string()]);
         assert!(report.has_drift());
+    }
+
+    #[test]
+    fn a_pending_switch_to_key_ownership_sets_members_keys_apart_already() {
+        // Recorded as the whole group, declared with key ownership (the switch not applied
+        // yet): a member's key is theirs under the new ownership, so it is neither drift nor
+        // something a heal against this report could delete.
+        let source = SourceLocation { file: Arc::from(Path::new("g.yaml")), line: 1, column: 1 };
+        let desired: BTreeMap<_, _> = [(
+            id("room"),
+            DesiredGroup {
+                attributes: attrs(&[("k", "1")]),
+                source,
+                ownership: Ownership::Keys,
+                ownership_written: true,
+            },
+        )]
+        .into();
+        let applied: BTreeMap<_, _> = [(id("room"), AppliedGroup::new(attrs(&[("k", "1"), ("old", "x")])))].into();
+        let live: BTreeMap<_, _> = [(id("room"), Ok(attrs(&[("k", "1"), ("old", "x"), ("seat", "alice")])))].into();
+        let report = classify(PlanEnvironment::default(), &desired, &applied, &live);
+        let room = &report.groups[0];
+        assert_eq!(room.status, Status::Pending, "{room:?}");
+        assert_eq!(room.live.as_ref(), Some(&attrs(&[("k", "1"), ("old", "x")])));
+        assert_eq!(room.unmanaged_keys.as_deref(), Some(&["seat".to_string()][..]));
     }
 }
