@@ -264,7 +264,7 @@ pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
 
 /// Parses and checks the text of one file; `file` names it in diagnostics. A file of
 /// the common shape with nothing to report is read by the fast path (see
-/// [`super::fast`]); any other by the YAML parser, which reports every problem.
+/// `desired::fast`); any other by the YAML parser, which reports every problem.
 pub fn parse_file(file: Arc<Path>, text: &str) -> FileGroups {
     match super::fast::parse(&file, text) {
         Some(groups) => groups,
