@@ -67,6 +67,12 @@ pub enum Rule {
     NotAFile,
     /// An `ownership:` that is neither `group` nor `keys`.
     Ownership,
+    /// A template defined twice, unknown, extending an unknown one or itself, or an `unset:` that cannot apply.
+    Template,
+    /// A template no group uses (a warning).
+    UnusedTemplate,
+    /// A key in `unset:` that the template does not set (a warning).
+    Unset,
 }
 
 impl Rule {
@@ -98,6 +104,9 @@ impl Rule {
             Rule::Link => "link",
             Rule::NotAFile => "not-a-file",
             Rule::Ownership => "ownership",
+            Rule::Template => "template",
+            Rule::UnusedTemplate => "unused-template",
+            Rule::Unset => "unset",
         }
     }
 }

@@ -2,12 +2,15 @@
 //! read in parallel, validated against every documented limit, merged in a
 //! deterministic order.
 
+pub(crate) use super::attributes::ownership_word;
+use super::attributes::{read_attributes, read_ownership, report_limits};
 use super::diagnostic::{Diagnostic, Rule};
 use super::shape::{AttrEntries, FileFields, GroupFields, GroupList, Issue, Lenient, wrong_type};
-use super::yaml::{self, KEY_TAG_HELP, Node};
+use super::templates::{Template, Templated};
+use super::yaml::{self, Node};
 pub use crate::model::DesiredGroup;
-use crate::model::limits::{self, Violation};
-use crate::model::{AttributeSet, Digest, DigestBuilder, GroupId, Ownership, SourceLocation};
+use crate::model::limits;
+use crate::model::{Digest, DigestBuilder, GroupId, SourceLocation};
 use foldhash::fast::RandomState;
 use rayon::prelude::*;
 use serde_saphyr::{Location, Spanned};
@@ -46,6 +49,19 @@ pub struct FileGroups {
     pub declared: Vec<(GroupId, SourceLocation)>,
     /// Every problem found in the file.
     pub diagnostics: Vec<Diagnostic>,
+    /// The templates the file defines (see [`super::templates`]).
+    pub templates: Vec<Template>,
+    /// The valid groups that use a template, resolved once every file is read.
+    pub templated: Vec<Templated>,
+    /// Every `template:` written (in valid groups or not), and where.
+    pub uses: Vec<(String, SourceLocation)>,
+}
+
+impl FileGroups {
+    /// Whether the file defines or uses templates (its groups depend on other files).
+    pub fn has_templates(&self) -> bool {
+        !self.templates.is_empty() || !self.uses.is_empty()
+    }
 }
 
 /// The result of loading a groups directory: what was declared and what is wrong with it.
@@ -305,8 +321,12 @@ pub(super) fn parse_yaml(file: Arc<Path>, text: &str) -> FileGroups {
     // An unknown (or tagged) field is most likely the misspelt `groups`: saying it is missing too is noise.
     let misspelt = fields.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
     report_issues(&file, fields.issues, &mut out);
+    let defines_templates = fields.templates.is_some();
+    if let Some(templates) = fields.templates {
+        super::templates::read_templates(&file, text, templates, &mut out);
+    }
     match fields.groups {
-        None if misspelt => {}
+        None if misspelt || defines_templates => {}
         None => no_groups(&mut out),
         Some(Spanned { value: Lenient::Wrong("null"), .. }) => no_groups(&mut out),
         Some(Spanned { value: Lenient::Wrong(_), referenced, .. }) => {
@@ -343,31 +363,29 @@ fn sort_by_position(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
 }
 
-/// A key as it must be written in YAML: bare when that is safe, else double-quoted.
-fn yaml_key(key: &str) -> String {
-    let bare = !key.is_empty()
-        && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !key.starts_with(['-', '.']);
-    if bare { key.to_string() } else { serde_json::Value::from(key).to_string() }
-}
-
 fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, out: &mut FileGroups) {
     let group_at = yaml::locate(file, &at);
     let errors_before = out.diagnostics.iter().filter(|d| d.is_error()).count();
     // An unknown (or tagged) field is most likely a misspelt known one: saying it is missing too is noise.
     let misspelt = group.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
     report_issues(file, group.issues, out);
-    let ownership = group.ownership.as_ref().and_then(|node| {
+    let ownership = group.ownership.as_ref().and_then(|node| read_ownership(file, text, node, &mut out.diagnostics));
+    let template = group.template.as_ref().and_then(|node| {
         let at = yaml::locate(file, &node.referenced);
-        let written = Node::text(node, text);
-        let parsed = written.as_deref().and_then(ownership_word);
-        if parsed.is_none() {
-            let shown = written.map_or_else(|| node.value.kind().to_string(), |w| format!("{w:?}"));
-            let message = format!("ownership must be `group` or `keys`, not {shown}");
-            out.diagnostics.push(Diagnostic::error(Rule::Ownership, at, message).with_help(OWNERSHIP_HELP));
+        let name = Node::text(node, text).filter(|_| node.value.refused_tag().is_none());
+        if name.is_none() {
+            out.diagnostics.push(Diagnostic::error(Rule::WrongType, at.clone(), wrong_type("a template name (text)")));
         }
-        parsed
+        name.map(|name| {
+            out.uses.push((name.clone(), at.clone()));
+            (name, at)
+        })
     });
+    if let (Some(list), None) = (&group.unset, &group.template) {
+        let message = "`unset:` removes keys a template sets: it needs `template:`";
+        out.diagnostics.push(Diagnostic::error(Rule::Template, yaml::locate(file, &list.referenced), message));
+    }
+    let unset = group.unset.map(|list| super::templates::read_unset(file, text, list, &mut out.diagnostics));
     let Some(id_node) = group.id else {
         if !misspelt {
             out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `id`"));
@@ -406,6 +424,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     }
     let name = id.as_ref().map_or_else(|| "(invalid id)".to_string(), |id| format!("{:?}", id.as_str()));
     let entries = match group.attributes {
+        None if group.template.is_some() => (Vec::new(), at),
         None => {
             if !misspelt {
                 out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `attributes`"));
@@ -421,86 +440,28 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     };
     let (entries, attributes_at) = (entries.0, yaml::locate(file, &entries.1));
 
-    let mut attributes = AttributeSet::new();
-    let mut key_at: BTreeMap<String, (SourceLocation, SourceLocation)> = BTreeMap::new();
-    for (key, value) in &entries {
-        let here = yaml::locate(file, &key.referenced);
-        if let Some(tag) = key.value.refused_tag() {
-            let message = format!("group {name}: the tag `{tag}` on a key is not honoured");
-            out.diagnostics.push(Diagnostic::error(Rule::Tag, here, message).with_help(KEY_TAG_HELP));
-            continue;
-        }
-        let Some(key_text) = Node::text(key, text) else {
-            let message = format!("group {name}: a key is {}; keys are text", key.value.kind());
-            out.diagnostics.push(Diagnostic::error(Rule::KeyNotText, here, message).with_help("quote the key"));
-            continue;
-        };
-        let value_at = yaml::locate(file, &value.referenced);
-        if let Some((first, _)) = key_at.get(&key_text) {
-            let message = format!("group {name}: key {key_text:?} is given twice, first at line {}", first.line);
-            let diagnostic = Diagnostic::error(Rule::DuplicateKey, here, message);
-            out.diagnostics.push(diagnostic.with_related(first.clone(), "first given here"));
-            continue;
-        }
-        key_at.insert(key_text.clone(), (here, value_at.clone()));
-        let value_text = match &value.value {
-            Node::Null => {
-                let message = format!("group {name} key {key_text:?}: value is null");
-                let help = format!(
-                    "values are text: write `{}: \"\"` for an empty value, or quote a value such as \"~\" or \"null\"",
-                    yaml_key(&key_text)
-                );
-                out.diagnostics.push(Diagnostic::error(Rule::NullValue, value_at, message).with_help(help));
-                continue;
-            }
-            Node::Tagged(tag) => {
-                let message = format!("group {name} key {key_text:?}: the tag `{tag}` is not honoured here");
-                out.diagnostics.push(Diagnostic::error(Rule::Tag, value_at, message).with_help(
-                    "a value is the text written: remove the tag, or quote the value; inside a mapping or sequence `!!int`, `!!float`, `!!bool` and `!!null` apply",
-                ));
-                continue;
-            }
-            Node::Json(json) => {
-                let problems = json.problems(text);
-                if !problems.is_empty() {
-                    for problem in problems {
-                        let message = format!("group {name} key {key_text:?}: {}", problem.message);
-                        let at = yaml::locate(file, &problem.at);
-                        out.diagnostics.push(Diagnostic::error(problem.rule, at, message).with_help(problem.help));
-                    }
-                    continue;
-                }
-                json.value.to_string()
-            }
-            _ => Node::text(value, text).unwrap_or_default(),
-        };
-        attributes.insert(key_text, value_text);
-    }
-
-    for violation in limits::check(&attributes) {
-        let at = match &violation {
-            Violation::ValueTooLong { key, .. } => key_at.get(key).map(|(_, value)| value.clone()),
-            other => other.key().and_then(|key| key_at.get(key)).map(|(key, _)| key.clone()),
-        }
-        .unwrap_or_else(|| attributes_at.clone());
-        let rule = match violation {
-            Violation::TooManyKeys { .. } => Rule::TooManyKeys,
-            Violation::EmptyKey => Rule::KeyEmpty,
-            Violation::KeyTooLong { .. } => Rule::KeyTooLong,
-            Violation::ValueTooLong { .. } => Rule::ValueTooLong,
-            Violation::ValuesTooLarge { .. } => Rule::ValuesTooLarge,
-            Violation::KeysAndValuesLarge { .. } => Rule::KeysAndValuesLarge,
-        };
-        let message = format!("group {name}: {violation}");
-        let diagnostic = match violation.severity() {
-            limits::Severity::Error => Diagnostic::error(rule, at, message),
-            limits::Severity::Warning => Diagnostic::warning(rule, at, message),
-        };
-        out.diagnostics.push(diagnostic.with_code(violation.limit().code));
-    }
+    let subject = format!("group {name}");
+    let (attributes, key_at) = read_attributes(file, text, &subject, entries.iter(), &mut out.diagnostics);
+    let aggregate = template.is_none();
+    report_limits(&subject, &attributes, &key_at, &attributes_at, aggregate, &mut out.diagnostics);
 
     let clean = out.diagnostics.iter().filter(|d| d.is_error()).count() == errors_before;
-    if let (Some(id), true) = (id, clean) {
+    if let (Some(id), true, Some((template, template_at))) = (&id, clean, template) {
+        out.templated.push(super::templates::Templated {
+            id: id.clone(),
+            group: DesiredGroup {
+                attributes,
+                source: id_at,
+                ownership: ownership.unwrap_or_default(),
+                ownership_written: ownership.is_some(),
+            },
+            template,
+            template_at,
+            unset: unset.unwrap_or_default(),
+            places: key_at.into_iter().map(|(key, (at, _))| (key, at)).collect(),
+            attributes_at,
+        });
+    } else if let (Some(id), true) = (id, clean) {
         out.groups.push((
             id,
             DesiredGroup {
@@ -513,19 +474,6 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     }
 }
 
-/// What `ownership:` says.
-const OWNERSHIP_HELP: &str = "`group` (the default): grattr owns the whole group, and a change is a full reset; \
-`keys`: grattr owns only the keys it declares, and keys members write are kept";
-
-/// The ownership a word names.
-pub(crate) fn ownership_word(word: &str) -> Option<Ownership> {
-    match word {
-        "group" => Some(Ownership::Group),
-        "keys" => Some(Ownership::Keys),
-        _ => None,
-    }
-}
-
 /// The error for a group declared again at `at`, first declared at `first`. Both
 /// [`merge`] (a whole load) and [`super::index::DesiredIndex`] (file by file) report it.
 pub fn declared_twice(id: &GroupId, at: SourceLocation, first: &SourceLocation) -> Diagnostic {
@@ -535,7 +483,13 @@ pub fn declared_twice(id: &GroupId, at: SourceLocation, first: &SourceLocation) 
 
 /// Merges the files' groups in the given order, reporting every group declared
 /// twice, including declarations that have other errors.
-pub fn merge(files: Vec<FileGroups>) -> Loaded {
+pub fn merge(mut files: Vec<FileGroups>) -> Loaded {
+    // Groups using templates, resolved over every file; then like any other.
+    let resolved = super::templates::resolve(&files.iter().collect::<Vec<_>>());
+    for (file, resolution) in files.iter_mut().zip(resolved) {
+        file.groups.extend(resolution.groups);
+        file.diagnostics.extend(resolution.diagnostics);
+    }
     // Each id's first declaration; a later one is an error in its own file.
     let declared = files.iter().map(|file| file.declared.len()).sum();
     let mut first_seen: HashMap<&GroupId, &SourceLocation, RandomState> =
@@ -586,6 +540,7 @@ pub fn merge(files: Vec<FileGroups>) -> Loaded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::AttributeSet;
 
     fn parse(text: &str) -> FileGroups {
         parse_file(Arc::from(Path::new("g.yaml")), text)
@@ -640,6 +595,7 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
+    use crate::model::AttributeSet;
     use proptest::prelude::*;
 
     fn yaml_of(groups: &[(String, AttributeSet)]) -> String {

@@ -4,6 +4,7 @@
 
 use super::diagnostic::Diagnostic;
 use super::groups::{self, Entry, FileGroups};
+use super::templates::{self, Resolution};
 use crate::model::{DesiredGroup, GroupId, Ownership};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ pub struct DesiredIndex {
     dir_error: Option<Diagnostic>,
     /// The ownership of groups whose file does not say (`grattr.yaml`'s `ownership:`).
     default_ownership: Ownership,
+    /// The groups using templates, resolved, and what resolution found, by file.
+    resolved: BTreeMap<PathBuf, Resolution>,
 }
 
 impl DesiredIndex {
@@ -88,6 +91,7 @@ impl DesiredIndex {
 
     fn update_files(&mut self, paths: BTreeSet<PathBuf>) -> BTreeSet<GroupId> {
         let mut affected = BTreeSet::new();
+        let mut templates_changed = false;
         for path in paths {
             // The rule a whole load follows: group files are read, refused entries (a
             // symlink leading outside, a FIFO) reported, the rest left alone.
@@ -98,6 +102,8 @@ impl DesiredIndex {
                 }
                 _ => None,
             };
+            templates_changed |= fresh.as_ref().is_some_and(FileGroups::has_templates)
+                || self.files.get(&path).is_some_and(FileGroups::has_templates);
             let old = match fresh {
                 Some(fresh) => {
                     affected.extend(fresh.declared.iter().map(|(id, _)| id.clone()));
@@ -135,10 +141,27 @@ impl DesiredIndex {
                 affected.extend(old.declared.into_iter().map(|(id, _)| id));
             }
         }
+        if templates_changed {
+            self.resolve(&mut affected);
+        }
         for id in &affected {
             self.settle(id);
         }
         affected
+    }
+
+    /// Resolves every group that uses a template again (a template may be defined in
+    /// any file, and used in any other), adding the ids resolved before and now to `affected`.
+    fn resolve(&mut self, affected: &mut BTreeSet<GroupId>) {
+        for resolution in self.resolved.values() {
+            affected.extend(resolution.groups.iter().map(|(id, _)| id.clone()));
+        }
+        let files: Vec<&FileGroups> = self.files.values().collect();
+        let resolved = templates::resolve(&files);
+        self.resolved = self.files.keys().cloned().zip(resolved).filter(|(_, r)| *r != Resolution::default()).collect();
+        for file in self.files.values() {
+            affected.extend(file.templated.iter().map(|group| group.id.clone()));
+        }
     }
 
     fn forget(&mut self, id: &GroupId, path: &Path) {
@@ -157,9 +180,9 @@ impl DesiredIndex {
             _ => None,
         };
         let group = only.and_then(|path| {
-            self.files
-                .get(&path)
-                .and_then(|file| file.groups.iter().find(|(g, _)| g == id).map(|(_, group)| group.clone()))
+            let plain = self.files.get(&path).map(|file| &file.groups);
+            let resolved = self.resolved.get(&path).map(|resolution| &resolution.groups);
+            plain.into_iter().chain(resolved).flatten().find(|(g, _)| g == id).map(|(_, group)| group.clone())
         });
         match group {
             Some(mut group) => {
@@ -205,6 +228,9 @@ impl DesiredIndex {
         for (path, file) in &self.files {
             by_file.entry(path).or_default().extend(file.diagnostics.iter().cloned());
         }
+        for (path, resolution) in &self.resolved {
+            by_file.entry(path).or_default().extend(resolution.diagnostics.iter().cloned());
+        }
         for (id, places) in &self.declared {
             let mut places = places.iter().flat_map(|(path, ats)| ats.iter().map(move |at| (path, at)));
             let Some((_, first)) = places.next() else { continue };
@@ -225,6 +251,7 @@ impl DesiredIndex {
         self.dir_error.is_some()
             || self.declared.values().any(|places| places.values().map(Vec::len).sum::<usize>() > 1)
             || self.files.values().any(|f| f.diagnostics.iter().any(Diagnostic::is_error))
+            || self.resolved.values().any(|r| r.diagnostics.iter().any(Diagnostic::is_error))
     }
 }
 

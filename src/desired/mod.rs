@@ -2,6 +2,7 @@
 //! state under `groups/`, with a source location for every key and value, and
 //! every validation diagnostic.
 
+mod attributes;
 pub mod config;
 pub mod diagnostic;
 pub mod emit;
@@ -10,6 +11,7 @@ pub mod groups;
 pub mod index;
 pub mod schema;
 pub mod shape;
+pub mod templates;
 pub mod yaml;
 
 pub use crate::model::SourceLocation;

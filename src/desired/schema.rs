@@ -82,16 +82,34 @@ pub fn groups() -> Value {
                 "type": ["array", "null"],
                 "items": { "$ref": "#/definitions/group" },
             },
+            "templates": {
+                "description": "Named attribute sets that groups use with `template:`. Any group file may \
+                                define templates; a name is defined in one file only.",
+                "type": ["object", "null"],
+                "additionalProperties": { "$ref": "#/definitions/template" },
+            },
         },
         "definitions": {
             "group": {
                 "description": "One group.",
                 "type": "object",
                 "additionalProperties": false,
-                "required": ["id", "attributes"],
+                "required": ["id"],
+                "anyOf": [{ "required": ["attributes"] }, { "required": ["template"] }],
                 "properties": {
                     "id": id,
                     "attributes": attributes,
+                    "template": {
+                        "description": "The template whose attributes the group starts from: the template \
+                                        chain (parent first), then the group's own `attributes`, then `unset`.",
+                        "type": "string",
+                        "minLength": 1,
+                    },
+                    "unset": {
+                        "description": "Keys the template sets that this group must not have (needs `template`).",
+                        "type": "array",
+                        "items": { "type": ["string", "number", "boolean"] },
+                    },
                     "ownership": {
                         "description": "What of the group grattr owns. `group` (the default): the whole group, \
                                         and a change is a full reset. `keys`: only the keys declared here (and \
@@ -99,6 +117,19 @@ pub fn groups() -> Value {
                         "enum": ["group", "keys"],
                     },
                 },
+            },
+            "template": {
+                "description": "A template: attribute keys and their values, and the reserved fields \
+                                `extends` (one parent template) and `ownership`.",
+                "type": "object",
+                "properties": {
+                    "extends": { "description": "The parent template; its keys come first.", "type": "string" },
+                    "ownership": {
+                        "description": "The ownership of the groups using the template, unless a group says its own.",
+                        "enum": ["group", "keys"],
+                    },
+                },
+                "additionalProperties": { "$ref": "#/definitions/value" },
             },
             "value": value,
         },

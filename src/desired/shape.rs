@@ -158,6 +158,8 @@ pub fn read_fields<'de, A: MapAccess<'de>>(
 pub struct FileFields {
     /// `groups:`, if given.
     pub groups: Option<Spanned<Lenient<GroupList>>>,
+    /// `templates:`, if given.
+    pub templates: Option<Spanned<Lenient<TemplateMap>>>,
     /// Unknown and repeated fields.
     pub issues: Vec<Issue>,
 }
@@ -165,12 +167,45 @@ pub struct FileFields {
 impl Shape for FileFields {
     const EXPECTED: &'static str = "a mapping";
     fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let mut groups = None;
-        let issues = read_fields(map, &["groups"], |_, map| {
-            groups = Some(map.next_value()?);
+        let (mut groups, mut templates) = (None, None);
+        let issues = read_fields(map, &["groups", "templates"], |field, map| {
+            match field {
+                "groups" => groups = Some(map.next_value()?),
+                _ => templates = Some(map.next_value()?),
+            }
             Ok(())
         })?;
-        Ok(FileFields { groups, issues })
+        Ok(FileFields { groups, templates, issues })
+    }
+}
+
+/// The `templates:` mapping: each name and its body, in the order written, duplicates kept.
+#[derive(Debug, Default)]
+pub struct TemplateMap(pub Vec<(Spanned<Node>, Spanned<Lenient<AttrEntries>>)>);
+
+impl Shape for TemplateMap {
+    const EXPECTED: &'static str = "a mapping";
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(TemplateMap(entries))
+    }
+}
+
+/// A sequence of scalars (`unset:`), each with its place.
+#[derive(Debug, Default)]
+pub struct NodeList(pub Vec<Spanned<Node>>);
+
+impl Shape for NodeList {
+    const EXPECTED: &'static str = "a sequence";
+    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut nodes = Vec::new();
+        while let Some(node) = seq.next_element()? {
+            nodes.push(node);
+        }
+        Ok(NodeList(nodes))
     }
 }
 
@@ -198,6 +233,10 @@ pub struct GroupFields {
     pub attributes: Option<Spanned<Lenient<AttrEntries>>>,
     /// `ownership:`, if given.
     pub ownership: Option<Spanned<Node>>,
+    /// `template:`, if given.
+    pub template: Option<Spanned<Node>>,
+    /// `unset:`, if given.
+    pub unset: Option<Spanned<Lenient<NodeList>>>,
     /// Unknown and repeated fields.
     pub issues: Vec<Issue>,
 }
@@ -205,16 +244,18 @@ pub struct GroupFields {
 impl Shape for GroupFields {
     const EXPECTED: &'static str = "a mapping";
     fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let (mut id, mut attributes, mut ownership) = (None, None, None);
-        let issues = read_fields(map, &["id", "attributes", "ownership"], |field, map| {
+        let mut group = GroupFields::default();
+        group.issues = read_fields(map, &["id", "attributes", "ownership", "template", "unset"], |field, map| {
             match field {
-                "id" => id = Some(map.next_value()?),
-                "ownership" => ownership = Some(map.next_value()?),
-                _ => attributes = Some(map.next_value()?),
+                "id" => group.id = Some(map.next_value()?),
+                "ownership" => group.ownership = Some(map.next_value()?),
+                "template" => group.template = Some(map.next_value()?),
+                "unset" => group.unset = Some(map.next_value()?),
+                _ => group.attributes = Some(map.next_value()?),
             }
             Ok(())
         })?;
-        Ok(GroupFields { id, attributes, ownership, issues })
+        Ok(group)
     }
 }
 
