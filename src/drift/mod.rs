@@ -5,7 +5,9 @@
 pub mod render;
 
 use crate::api::client::ApiError;
-use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, GroupId, Ownership};
+use crate::model::{
+    AppliedGroup, AttributeSet, DesiredGroup, GroupId, Ownership, ownership_of, set_apart_members_keys,
+};
 use crate::plan::{KeyChanges, PlanEnvironment, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -119,7 +121,7 @@ pub fn classify(
         let declared = desired.get(id);
         let record = applied.get(id);
         let recorded = record.map(|a| &a.attributes);
-        let ownership = record.map_or_else(|| declared.map_or(Ownership::Group, |d| d.ownership), |r| r.ownership);
+        let ownership = ownership_of(record, declared);
         let mut group = GroupDrift {
             group_id: id.clone(),
             status: Status::InSync,
@@ -140,26 +142,10 @@ pub fn classify(
                 group.status = if error.is_missing_group() { Status::Missing } else { Status::Unreadable };
             }
             Ok(live) => {
-                // With key ownership (recorded, or declared and not applied yet) only the keys
-                // grattr declares or applied are compared: the others are members'.
-                let keys = |o: Ownership| o == Ownership::Keys;
-                let owned;
-                let live =
-                    match record.is_some_and(|r| keys(r.ownership)) || declared.is_some_and(|d| keys(d.ownership)) {
-                        false => live,
-                        true => {
-                            let ours = |key: &String| {
-                                recorded.is_some_and(|r| r.contains_key(key))
-                                    || declared.is_some_and(|d| d.attributes.contains_key(key))
-                            };
-                            let (mine, theirs): (AttributeSet, AttributeSet) =
-                                live.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| ours(k));
-                            group.unmanaged_keys = Some(theirs.into_keys().collect());
-                            owned = mine;
-                            &owned
-                        }
-                    };
-                let drifted = recorded.is_some_and(|applied| applied != live);
+                // With key ownership only grattr's keys are compared: members' are set apart.
+                let mut live = live.clone();
+                group.unmanaged_keys = set_apart_members_keys(&mut live, record, declared);
+                let drifted = recorded.is_some_and(|applied| *applied != live);
                 // A group never applied is pending; one no longer declared is left as is.
                 let pending = match (declared, record) {
                     (Some(d), Some(a)) => d.attributes != a.attributes || d.ownership != a.ownership,
@@ -173,9 +159,9 @@ pub fn classify(
                     (true, true) => Status::Conflict,
                 };
                 if let Some(applied) = recorded {
-                    group.live_changes = KeyChanges::between(applied, live);
+                    group.live_changes = KeyChanges::between(applied, &live);
                 }
-                group.live = Some(live.clone());
+                group.live = Some(live);
             }
         }
         let s = &mut report.summary;

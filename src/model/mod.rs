@@ -94,6 +94,38 @@ pub struct DesiredGroup {
     pub ownership_written: bool,
 }
 
+/// What of a group grattr owns, by what it records of it, else what it declares:
+/// a switch declared but not applied yet is not in effect.
+pub fn ownership_of(recorded: Option<&AppliedGroup>, declared: Option<&DesiredGroup>) -> Ownership {
+    recorded.map_or_else(|| declared.map_or(Ownership::Group, |d| d.ownership), |r| r.ownership)
+}
+
+/// Sets apart the keys of a group's live `attributes` that its members own: when
+/// grattr owns only keys of the group (by its record, or by its declaration, a
+/// switch not applied yet included), the keys it neither declares nor applied.
+/// Removes them from `attributes` and returns them; `None` when grattr owns the
+/// whole group, and `attributes` are left whole. `drift`, `--refresh` and `watch`'s
+/// self-heal all compare only what this leaves.
+pub fn set_apart_members_keys(
+    attributes: &mut AttributeSet,
+    recorded: Option<&AppliedGroup>,
+    declared: Option<&DesiredGroup>,
+) -> Option<Vec<String>> {
+    let keys = |o: Ownership| o == Ownership::Keys;
+    if !recorded.is_some_and(|r| keys(r.ownership)) && !declared.is_some_and(|d| keys(d.ownership)) {
+        return None;
+    }
+    let ours = |key: &String| {
+        recorded.is_some_and(|r| r.attributes.contains_key(key))
+            || declared.is_some_and(|d| d.attributes.contains_key(key))
+    };
+    let members: Vec<String> = attributes.keys().filter(|key| !ours(key)).cloned().collect();
+    for key in &members {
+        attributes.remove(key);
+    }
+    Some(members)
+}
+
 /// What grattr last applied to one group.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,7 @@ use crate::drift::{self, DriftReport};
 use crate::live::LiveRead;
 use crate::lockfile::LockError;
 use crate::lockfile::{self, Lockfile, LockfileError, Record};
-use crate::model::{AppliedGroup, AttributeSet, GroupId, Ownership};
+use crate::model::{self, AppliedGroup, AttributeSet, GroupId};
 use crate::plan::{self, Fingerprint, Plan, PlanEnvironment, PlanOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -188,22 +188,12 @@ impl Workspace {
     /// group it owns whole; with key ownership (declared or recorded), the keys it
     /// declares or applied before, the others noted as members'.
     fn owned_part(&mut self, id: &GroupId, mut attributes: AttributeSet) -> AppliedGroup {
-        let recorded = self.lockfile.groups.get(id);
-        let declared = self.desired.groups.get(id);
-        let keys = |o: Ownership| o == Ownership::Keys;
-        if !recorded.is_some_and(|r| keys(r.ownership)) && !declared.is_some_and(|d| keys(d.ownership)) {
+        let (recorded, declared) = (self.lockfile.groups.get(id), self.desired.groups.get(id));
+        let Some(members) = model::set_apart_members_keys(&mut attributes, recorded, declared) else {
             return AppliedGroup::new(attributes);
-        }
-        let owned = |key: &String| {
-            recorded.is_some_and(|r| r.attributes.contains_key(key))
-                || declared.is_some_and(|d| d.attributes.contains_key(key))
         };
-        let unmanaged: Vec<String> = attributes.keys().filter(|key| !owned(key)).cloned().collect();
-        for key in &unmanaged {
-            attributes.remove(key);
-        }
-        let ownership = recorded.map_or_else(|| declared.map_or(Ownership::Keys, |d| d.ownership), |r| r.ownership);
-        self.unmanaged.insert(id.clone(), unmanaged);
+        let ownership = model::ownership_of(recorded, declared);
+        self.unmanaged.insert(id.clone(), members);
         AppliedGroup::owned(attributes, ownership)
     }
 
