@@ -7,7 +7,7 @@
 //! is live and [`drift`] compares the three states; [`watch`] runs the same path on
 //! file events. [`emulator`] stands in for the REST API. [`model`] holds the domain
 //! types and the one table of limits; [`cli`] is the only module that prints (large
-//! documents through [`output`]), and [`escape`] says how text grattr does not control
+//! documents through one buffered writer), and [`escape`] says how text grattr does not control
 //! is written in each kind of output; [`files`] writes files atomically for all of them.
 
 pub mod api;
@@ -21,7 +21,6 @@ pub mod files;
 pub mod live;
 pub mod lockfile;
 pub mod model;
-pub mod output;
 pub mod plan;
 pub mod watch;
 pub mod workspace;

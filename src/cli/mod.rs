@@ -9,6 +9,7 @@ mod import;
 mod inputs;
 mod lockfile;
 mod log_fields;
+mod output;
 mod plan;
 mod progress;
 mod report;

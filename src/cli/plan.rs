@@ -2,8 +2,8 @@
 //! terminal, a pull request or a machine; optionally saved for `apply`.
 
 use super::inputs::{self, environment};
+use super::output::Stdout;
 use super::{WorkspaceArgs, exit};
-use crate::output::Stdout;
 use crate::plan::render;
 use anyhow::Context;
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! Standard output for large documents, for [`crate::cli`] (a plan of 100,000 groups is tens of
+//! Standard output for large documents (a plan of 100,000 groups is tens of
 //! megabytes): one buffered writer, written in large pieces, and styled text only
 //! where it is shown with colour. Where colour is off (a file, a pipe, `NO_COLOR`),
 //! text is rendered without styles in the first place rather than styled and then
@@ -11,7 +11,7 @@ use std::io::{self, BufWriter, StdoutLock, Write};
 const BUFFER: usize = 256 * 1024;
 
 /// Buffered standard output.
-pub enum Stdout {
+pub(super) enum Stdout {
     /// Bytes go out as written.
     Plain(BufWriter<StdoutLock<'static>>),
     /// Styled text, through anstream (which passes ANSI codes through, or converts
@@ -23,7 +23,7 @@ impl Stdout {
     /// For text rendered with or without ANSI styles, as [`Stdout::styled`] says: styled
     /// where anstream would keep colour (a terminal that supports it, `CLICOLOR_FORCE`),
     /// plain otherwise.
-    pub fn text() -> Stdout {
+    pub(super) fn text() -> Stdout {
         let stream = AutoStream::auto(io::stdout().lock());
         match stream.current_choice() {
             ColorChoice::Never => Stdout::raw(),
@@ -32,12 +32,12 @@ impl Stdout {
     }
 
     /// For machine output and unstyled text: bytes as written.
-    pub fn raw() -> Stdout {
+    pub(super) fn raw() -> Stdout {
         Stdout::Plain(BufWriter::with_capacity(BUFFER, io::stdout().lock()))
     }
 
     /// Whether text written here should carry ANSI styles.
-    pub fn styled(&self) -> bool {
+    pub(super) fn styled(&self) -> bool {
         matches!(self, Stdout::Styled(_))
     }
 }
