@@ -1,6 +1,6 @@
 //! Templates: named attribute sets any group file may define under `templates:`,
 //! which groups name with `template:`. A template may `extends:` one parent and say
-//! an `ownership:`. Files are read one by one ([`read_templates`]); the groups that
+//! an `ownership:`. Files are read one by one (`read_templates`); the groups that
 //! use templates are resolved once every file is read ([`resolve`]), because a
 //! template may be defined in any file.
 //!

@@ -27,7 +27,8 @@ impl Workspace {
     /// what a refresh settled without a call first, then each success as it happens,
     /// and at the end the journal folded into the lockfile. `stop` stops the run;
     /// `on_done` hears of every finished change. An error means the record could not
-    /// be written; every success before it is in the journal, which the next run folds.
+    /// be written; every success before it is in the journal, which the next run
+    /// folds, and this workspace's record is no longer to be used.
     pub async fn apply(
         &mut self,
         _lock: &WriteLock,
