@@ -44,7 +44,7 @@ fn github_format_is_one_command_per_diagnostic_then_the_summary_on_stderr() {
         .stderr("groups: invalid: 3 errors, 1 warning in 2 files\n")
         .into_stdout();
     insta::assert_snapshot!(stdout, @r#"
-    ::error file=groups/broken.yaml,line=3,col=5,title=unknown-field::unknown field `attributs`, expected one of id, attributes, ownership, template, unset
+    ::error file=groups/broken.yaml,line=3,col=5,title=unknown-field::unknown field `attributs`, expected one of id, ids, attributes, ownership, template, unset
     ::error file=groups/broken.yaml,line=4,col=9,title=group-id::group id is empty; an id is 1 to 48 bytes [10015]
     ::error file=groups/broken.yaml,line=6,col=10,title=null-value::group (invalid id) key "k": value is null%0Ahelp: values are text: write `k: ""` for an empty value, or quote a value such as "~" or "null"
     ::warning file=groups/empty.yaml,line=1,col=1,title=no-groups::file declares no groups%0Ahelp: declare groups as `groups: [{id: ..., attributes: {...}}]`, or delete the file
@@ -97,7 +97,7 @@ fn json_format_is_one_document_of_the_same_diagnostics() {
           "file": "groups/broken.yaml",
           "help": null,
           "line": 3,
-          "message": "unknown field `attributs`, expected one of id, attributes, ownership, template, unset",
+          "message": "unknown field `attributs`, expected one of id, ids, attributes, ownership, template, unset",
           "related": [],
           "rule": "unknown-field",
           "severity": "error"

@@ -78,7 +78,7 @@ impl Shape for SettingsFields {
     const EXPECTED: &'static str = "a mapping";
     fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
         let (mut values, mut environments) = (Vec::new(), None);
-        let issues = read_fields(map, FIELDS, |field, map| {
+        let issues = read_fields(map, FIELDS, |field, _, map| {
             let field = FIELDS.iter().find(|f| **f == field).copied().unwrap_or_default();
             match field {
                 "environments" => environments = Some(map.next_value()?),

@@ -504,6 +504,20 @@ mod tests {
     }
 
     #[test]
+    fn gives_up_on_group_sets() {
+        for text in [
+            "groups:\n  - ids: [a-1, a-2]\n    attributes:\n      k: v\n",
+            "groups:\n  - ids:\n      - a-1\n      - a-2\n    attributes: {}\n",
+            "groups:\n  - attributes: {}\n    ids: [a-1]\n",
+        ] {
+            assert!(!agree(text), "{text}");
+            let full = parse_yaml(Arc::from(Path::new("g.yaml")), text);
+            assert!(full.diagnostics.is_empty(), "{:?}", full.diagnostics);
+            assert!(!full.groups.is_empty());
+        }
+    }
+
+    #[test]
     fn reads_the_common_shape() {
         let text = "# Groups\ngroups:\n  - id: a-1\n    attributes:\n      title: \"Hello \\\"world\\\"\\n\\u00e9\"\n      n: 42\n      owner: 'it''s'\n      text: |\n        line 1\n\n          indented\n      # a comment\n      tail: x # comment\n  - attributes: {}\n    id: \"@TGS#abc\"\n";
         assert!(agree(text));

@@ -5,7 +5,7 @@
 pub(crate) use super::attributes::ownership_word;
 use super::attributes::{read_attributes, read_ownership, report_limits};
 use super::diagnostic::{Diagnostic, Rule};
-use super::shape::{AttrEntries, FileFields, GroupFields, GroupList, Issue, Lenient, wrong_type};
+use super::shape::{AttrEntries, FileFields, GroupFields, GroupList, Issue, Lenient, NodeList, wrong_type};
 use super::templates::{Template, Templated};
 use super::yaml::{self, Node};
 pub use crate::model::DesiredGroup;
@@ -386,14 +386,111 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
         out.diagnostics.push(Diagnostic::error(Rule::Template, yaml::locate(file, &list.referenced), message));
     }
     let unset = group.unset.map(|list| super::templates::read_unset(file, text, list, &mut out.diagnostics));
-    let Some(id_node) = group.id else {
-        if !misspelt {
-            out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `id`"));
+    // The ids: one (`id:`), or a set (`ids:`), each with where it is written.
+    let ids: Vec<(Option<GroupId>, SourceLocation)> = match (group.id, group.ids) {
+        (Some(_), Some((key, _))) => {
+            let message = "a group has `id` or `ids`, not both";
+            out.diagnostics.push(
+                Diagnostic::error(Rule::GroupId, yaml::locate(file, &key), message)
+                    .with_help("`id:` names one group; `ids: [...]` a set of groups that share the rest"),
+            );
+            return;
         }
-        return;
+        (None, None) => {
+            if !misspelt {
+                out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `id` or `ids`"));
+            }
+            return;
+        }
+        (Some(id_node), None) => vec![read_id(file, text, &id_node, out)],
+        (None, Some((_, list))) => {
+            let list_at = yaml::locate(file, &list.referenced);
+            match list.value {
+                Lenient::Found(NodeList(nodes)) if !nodes.is_empty() => {
+                    nodes.iter().map(|node| read_id(file, text, node, out)).collect()
+                }
+                Lenient::Found(_) => {
+                    let message = "`ids` is empty: a set names at least one group";
+                    out.diagnostics.push(Diagnostic::error(Rule::GroupId, list_at, message));
+                    return;
+                }
+                Lenient::Wrong(_) => {
+                    out.diagnostics.push(Diagnostic::error(Rule::WrongType, list_at, wrong_type("a sequence of ids")));
+                    return;
+                }
+            }
+        }
     };
+    for (id, id_at) in &ids {
+        if let Some(id) = id {
+            out.declared.push((id.clone(), id_at.clone()));
+        }
+    }
+    // A set's attributes are checked once, named by its first id.
+    let id = ids.first().and_then(|(id, _)| id.clone());
+    let name = id.as_ref().map_or_else(|| "(invalid id)".to_string(), |id| format!("{:?}", id.as_str()));
+    let entries = match group.attributes {
+        None if group.template.is_some() => (Vec::new(), at),
+        None => {
+            if !misspelt {
+                out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `attributes`"));
+            }
+            return;
+        }
+        Some(Spanned { value: Lenient::Wrong(_), referenced, .. }) => {
+            let at = yaml::locate(file, &referenced);
+            out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
+            return;
+        }
+        Some(Spanned { value: Lenient::Found(AttrEntries(entries)), referenced, .. }) => (entries, referenced),
+    };
+    let (entries, attributes_at) = (entries.0, yaml::locate(file, &entries.1));
+
+    let subject = match ids.len() {
+        1 => format!("group {name}"),
+        n => format!("group {name} (and the {} others of its set)", n - 1),
+    };
+    let (attributes, key_at) = read_attributes(file, text, &subject, entries.iter(), &mut out.diagnostics);
+    let aggregate = template.is_none();
+    report_limits(&subject, &attributes, &key_at, &attributes_at, aggregate, &mut out.diagnostics);
+
+    let clean = out.diagnostics.iter().filter(|d| d.is_error()).count() == errors_before;
+    if !clean {
+        return;
+    }
+    let places: BTreeMap<String, SourceLocation> = key_at.into_iter().map(|(key, (at, _))| (key, at)).collect();
+    for (id, id_at) in ids {
+        let Some(id) = id else { continue };
+        let group = DesiredGroup {
+            attributes: attributes.clone(),
+            source: id_at,
+            ownership: ownership.unwrap_or_default(),
+            ownership_written: ownership.is_some(),
+        };
+        match &template {
+            Some((template, template_at)) => out.templated.push(super::templates::Templated {
+                id,
+                group,
+                template: template.clone(),
+                template_at: template_at.clone(),
+                unset: unset.clone().unwrap_or_default(),
+                places: places.clone(),
+                attributes_at: attributes_at.clone(),
+            }),
+            None => out.groups.push((id, group)),
+        }
+    }
+}
+
+/// Reads one group id (of `id:`, or one of `ids:`), reporting what is wrong with it where it is written.
+fn read_id(
+    file: &Arc<Path>,
+    text: &str,
+    id_node: &Spanned<Node>,
+    out: &mut FileGroups,
+) -> (Option<GroupId>, SourceLocation) {
     let id_at = yaml::locate(file, &id_node.referenced);
-    let id = match Node::text(&id_node, text) {
+    let id = match Node::text(id_node, text) {
         None if id_node.value.refused_tag().is_some() => {
             let tag = id_node.value.refused_tag().unwrap_or_default();
             let message = format!("group id: the tag `{tag}` is not honoured here");
@@ -419,59 +516,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
             }
         },
     };
-    if let Some(id) = &id {
-        out.declared.push((id.clone(), id_at.clone()));
-    }
-    let name = id.as_ref().map_or_else(|| "(invalid id)".to_string(), |id| format!("{:?}", id.as_str()));
-    let entries = match group.attributes {
-        None if group.template.is_some() => (Vec::new(), at),
-        None => {
-            if !misspelt {
-                out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `attributes`"));
-            }
-            return;
-        }
-        Some(Spanned { value: Lenient::Wrong(_), referenced, .. }) => {
-            let at = yaml::locate(file, &referenced);
-            out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
-            return;
-        }
-        Some(Spanned { value: Lenient::Found(AttrEntries(entries)), referenced, .. }) => (entries, referenced),
-    };
-    let (entries, attributes_at) = (entries.0, yaml::locate(file, &entries.1));
-
-    let subject = format!("group {name}");
-    let (attributes, key_at) = read_attributes(file, text, &subject, entries.iter(), &mut out.diagnostics);
-    let aggregate = template.is_none();
-    report_limits(&subject, &attributes, &key_at, &attributes_at, aggregate, &mut out.diagnostics);
-
-    let clean = out.diagnostics.iter().filter(|d| d.is_error()).count() == errors_before;
-    if let (Some(id), true, Some((template, template_at))) = (&id, clean, template) {
-        out.templated.push(super::templates::Templated {
-            id: id.clone(),
-            group: DesiredGroup {
-                attributes,
-                source: id_at,
-                ownership: ownership.unwrap_or_default(),
-                ownership_written: ownership.is_some(),
-            },
-            template,
-            template_at,
-            unset: unset.unwrap_or_default(),
-            places: key_at.into_iter().map(|(key, (at, _))| (key, at)).collect(),
-            attributes_at,
-        });
-    } else if let (Some(id), true) = (id, clean) {
-        out.groups.push((
-            id,
-            DesiredGroup {
-                attributes,
-                source: id_at,
-                ownership: ownership.unwrap_or_default(),
-                ownership_written: ownership.is_some(),
-            },
-        ));
-    }
+    (id, id_at)
 }
 
 /// The error for a group declared again at `at`, first declared at `first`. Both
@@ -579,6 +624,43 @@ mod tests {
             loaded.diagnostics[0].to_string(),
             "h.yaml:3:9: error: group \"x\" is declared twice: here and at g.yaml:2:9"
         );
+    }
+
+    #[test]
+    fn a_set_declares_each_id_where_it_is_written() {
+        let parsed = parse(
+            "groups:\n  - ids:\n      - a\n      - \"b\"\n    ownership: keys\n    attributes: {k: v}\n  - ids: [c]\n    attributes: {}\n",
+        );
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        let places: Vec<_> =
+            parsed.groups.iter().map(|(id, g)| (id.as_str().to_string(), g.source.line, g.source.column)).collect();
+        assert_eq!(places, vec![("a".into(), 3, 9), ("b".into(), 4, 9), ("c".into(), 7, 11)]);
+        assert!(parsed.groups[..2].iter().all(|(_, g)| g.ownership.as_str() == "keys" && g.attributes["k"] == "v"));
+        assert_eq!(parsed.declared.len(), 3);
+    }
+
+    #[test]
+    fn set_errors() {
+        let rules = |text: &str| -> Vec<(Rule, u64, u64)> {
+            parse(text).diagnostics.iter().map(|d| (d.rule, d.location.line, d.location.column)).collect()
+        };
+        assert_eq!(rules("groups:\n  - id: a\n    ids: [b]\n    attributes: {}\n"), vec![(Rule::GroupId, 3, 5)]);
+        assert_eq!(rules("groups:\n  - ids: []\n    attributes: {}\n"), vec![(Rule::GroupId, 2, 10)]);
+        assert_eq!(rules("groups:\n  - ids: {a: b}\n    attributes: {}\n"), vec![(Rule::WrongType, 2, 10)]);
+        assert_eq!(
+            rules("groups:\n  - ids: [a, \"\", [c]]\n    attributes: {}\n"),
+            vec![(Rule::GroupId, 2, 14), (Rule::GroupId, 2, 18)]
+        );
+        assert_eq!(rules("groups:\n  - attributes: {}\n"), vec![(Rule::MissingField, 2, 5)]);
+        // A set's attribute errors once, not once per id.
+        assert_eq!(rules("groups:\n  - ids: [a, b, c]\n    attributes: {k: ~}\n"), vec![(Rule::NullValue, 3, 21)]);
+        let loaded = merge(vec![parse("groups:\n  - ids: [a, a]\n    attributes: {}\n")]);
+        assert_eq!(loaded.diagnostics.len(), 1);
+        assert_eq!(
+            loaded.diagnostics[0].to_string(),
+            "g.yaml:2:14: error: group \"a\" is declared twice: here and at g.yaml:2:11"
+        );
+        assert_eq!(loaded.state.groups.len(), 1);
     }
 
     #[test]

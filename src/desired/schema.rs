@@ -94,10 +94,17 @@ pub fn groups() -> Value {
                 "description": "One group.",
                 "type": "object",
                 "additionalProperties": false,
-                "required": ["id"],
+                "oneOf": [{ "required": ["id"] }, { "required": ["ids"] }],
                 "anyOf": [{ "required": ["attributes"] }, { "required": ["template"] }],
                 "properties": {
-                    "id": id,
+                    "id": id.clone(),
+                    "ids": {
+                        "description": "A group set: these ids, each its own group with the rest of the \
+                                        entry (`template`, `attributes`, `unset`, `ownership`). Instead of `id`.",
+                        "type": "array",
+                        "minItems": 1,
+                        "items": id,
+                    },
                     "attributes": attributes,
                     "template": {
                         "description": "The template whose attributes the group starts from: the template \
@@ -262,6 +269,7 @@ mod tests {
         assert_eq!(group["attributes"]["maxProperties"], MAX_KEYS.max);
         assert_eq!(group["attributes"]["propertyNames"]["maxLength"], MAX_KEY_BYTES.max);
         assert_eq!(group["id"]["maxLength"], MAX_GROUP_ID_BYTES.max);
+        assert_eq!(group["ids"]["items"], group["id"]);
         assert_eq!(groups["definitions"]["value"]["maxLength"], MAX_VALUE_BYTES.max);
         let config = config();
         assert_eq!(config["properties"]["rate_limit"]["maximum"], MAX_CALLS_PER_SECOND.max);

@@ -111,7 +111,7 @@ fn key_text(key: &Spanned<Node>) -> String {
 pub fn read_fields<'de, A: MapAccess<'de>>(
     mut map: A,
     known: &'static [&'static str],
-    mut read: impl FnMut(&str, &mut A) -> Result<(), A::Error>,
+    mut read: impl FnMut(&str, Location, &mut A) -> Result<(), A::Error>,
 ) -> Result<Vec<Issue>, A::Error> {
     let mut issues = Vec::new();
     let mut seen: Vec<(&'static str, u64)> = Vec::new();
@@ -137,7 +137,7 @@ pub fn read_fields<'de, A: MapAccess<'de>>(
                     map.next_value::<IgnoredAny>()?;
                 } else {
                     seen.push((field, key.referenced.line()));
-                    read(field, &mut map)?;
+                    read(field, key.referenced, &mut map)?;
                 }
             }
             None => {
@@ -168,7 +168,7 @@ impl Shape for FileFields {
     const EXPECTED: &'static str = "a mapping";
     fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
         let (mut groups, mut templates) = (None, None);
-        let issues = read_fields(map, &["groups", "templates"], |field, map| {
+        let issues = read_fields(map, &["groups", "templates"], |field, _, map| {
             match field {
                 "groups" => groups = Some(map.next_value()?),
                 _ => templates = Some(map.next_value()?),
@@ -229,6 +229,8 @@ impl Shape for GroupList {
 pub struct GroupFields {
     /// `id:`, if given.
     pub id: Option<Spanned<Node>>,
+    /// `ids:` (a group set), if given, and where its key is written.
+    pub ids: Option<(Location, Spanned<Lenient<NodeList>>)>,
     /// `attributes:`, if given.
     pub attributes: Option<Spanned<Lenient<AttrEntries>>>,
     /// `ownership:`, if given.
@@ -245,9 +247,11 @@ impl Shape for GroupFields {
     const EXPECTED: &'static str = "a mapping";
     fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
         let mut group = GroupFields::default();
-        group.issues = read_fields(map, &["id", "attributes", "ownership", "template", "unset"], |field, map| {
+        let known = &["id", "ids", "attributes", "ownership", "template", "unset"];
+        group.issues = read_fields(map, known, |field, key, map| {
             match field {
                 "id" => group.id = Some(map.next_value()?),
+                "ids" => group.ids = Some((key, map.next_value()?)),
                 "ownership" => group.ownership = Some(map.next_value()?),
                 "template" => group.template = Some(map.next_value()?),
                 "unset" => group.unset = Some(map.next_value()?),

@@ -512,7 +512,7 @@ mod tests {
             base in prop::collection::btree_map("[a-f]{1,2}", "[ -~]{0,5}", 0..5),
             child in prop::collection::btree_map("[a-f]{1,2}", "[ -~]{0,5}", 0..5),
             groups in prop::collection::vec(
-                (any::<bool>(), prop::collection::btree_map("[a-h]{1,2}", "[ -~]{0,5}", 0..4), prop::collection::btree_set("[a-f]{1,2}", 0..3)),
+                (any::<bool>(), prop::collection::btree_map("[a-h]{1,2}", "[ -~]{0,5}", 0..4), prop::collection::btree_set("[a-f]{1,2}", 0..3), 0usize..3),
                 1..6,
             ),
         ) {
@@ -521,7 +521,7 @@ mod tests {
                 templates += &mapping("", &child, "    ")[1..];
             }
             let (mut with, mut by_hand) = (String::from("groups:\n"), String::from("groups:\n"));
-            for (index, (use_child, own, unset)) in groups.iter().enumerate() {
+            for (index, (use_child, own, unset, set)) in groups.iter().enumerate() {
                 let mut resolved = base.clone();
                 if *use_child {
                     resolved.extend(child.clone());
@@ -532,10 +532,18 @@ mod tests {
                     resolved.remove(*key);
                 }
                 let name = if *use_child { "child" } else { "base" };
-                with += &format!("  - id: g{index}\n    template: {name}\n{}", mapping("    attributes:", own, "      "));
+                // A set of `set` ids (`ids:`), or one group (`id:`) when 0.
+                let ids: Vec<String> = (0..(*set).max(1)).map(|i| format!("g{index}-{i}")).collect();
+                let head = match set {
+                    0 => format!("id: {}", ids[0]),
+                    _ => format!("ids: [{}]", ids.join(", ")),
+                };
+                with += &format!("  - {head}\n    template: {name}\n{}", mapping("    attributes:", own, "      "));
                 let list: Vec<String> = unset.iter().map(|k| quoted(k)).collect();
                 with += &format!("    unset: [{}]\n", list.join(", "));
-                by_hand += &format!("  - id: g{index}\n{}", mapping("    attributes:", &resolved, "      "));
+                for id in &ids {
+                    by_hand += &format!("  - id: {id}\n{}", mapping("    attributes:", &resolved, "      "));
+                }
             }
             let templated = merge(vec![parse("t.yaml", &templates), parse("g.yaml", &with)]);
             let errors: Vec<String> = templated.diagnostics.iter().filter(|d| d.is_error()).map(ToString::to_string).collect();
