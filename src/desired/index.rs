@@ -4,9 +4,10 @@
 
 use super::diagnostic::Diagnostic;
 use super::groups::{self, Entry, FileGroups};
+use super::overlays::{OverlayPath, Overlays};
 use super::templates::{self, Resolution};
 use crate::model::{DesiredGroup, GroupId, Ownership};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Every group file under a directory, parsed, and the desired state they make.
@@ -22,20 +23,33 @@ pub struct DesiredIndex {
     dir_error: Option<Diagnostic>,
     /// The ownership of groups whose file does not say (`grattr.yaml`'s `ownership:`).
     default_ownership: Ownership,
-    /// The groups using templates, resolved, and what resolution found, by file.
+    /// The groups using templates or patched by overlays, resolved, and what
+    /// resolution found, by file.
     resolved: BTreeMap<PathBuf, Resolution>,
+    /// The overlays of the environment, as listed.
+    overlay_paths: Vec<OverlayPath>,
+    /// The overlays, as read.
+    overlays: Overlays,
+    /// What resolution found in each overlay file.
+    overlays_found: Vec<Vec<Diagnostic>>,
 }
 
 impl DesiredIndex {
     /// Reads every group file under `dir`.
     pub fn load(dir: &Path) -> DesiredIndex {
-        let mut index = DesiredIndex { dir: dir.to_path_buf(), ..DesiredIndex::default() };
+        DesiredIndex::load_with(dir, &[])
+    }
+
+    /// Reads every group file under `dir`, and the overlays listed.
+    pub fn load_with(dir: &Path, overlays: &[OverlayPath]) -> DesiredIndex {
+        let mut index =
+            DesiredIndex { dir: dir.to_path_buf(), overlay_paths: overlays.to_vec(), ..DesiredIndex::default() };
         index.rescan();
         index
     }
 
-    /// Reads the whole directory again (after a configuration reload, or when
-    /// events may have been lost); returns the ids that may have changed.
+    /// Reads the whole directory and the overlays again (after a configuration
+    /// reload, or when events may have been lost); returns the ids that may have changed.
     pub fn rescan(&mut self) -> BTreeSet<GroupId> {
         let mut paths: BTreeSet<PathBuf> = self.files.keys().cloned().collect();
         match groups::list_files(&self.dir) {
@@ -45,14 +59,37 @@ impl DesiredIndex {
             }
             Err(diagnostic) => self.dir_error = Some(diagnostic),
         }
-        self.update_files(paths)
+        self.overlays = Overlays::read(&self.overlay_paths, &self.dir);
+        self.update_files(paths, true)
+    }
+
+    /// Takes the overlays the configuration lists (at start, and when it is
+    /// reloaded); returns the ids whose desired state may have changed.
+    pub fn set_overlays(&mut self, overlays: &[OverlayPath]) -> BTreeSet<GroupId> {
+        if overlays == self.overlay_paths.as_slice() {
+            return BTreeSet::new();
+        }
+        self.overlay_paths = overlays.to_vec();
+        self.overlays = Overlays::read(&self.overlay_paths, &self.dir);
+        self.update_files(BTreeSet::new(), true)
+    }
+
+    /// Whether a change to `path` may change the overlays: it is one of them, lies
+    /// in one, or holds one.
+    pub fn is_overlay(&self, path: &Path) -> bool {
+        self.overlay_paths.iter().any(|overlay| path.starts_with(&overlay.path) || overlay.path.starts_with(path))
     }
 
     /// Takes note of changes to `paths` (files or directories, created, changed,
-    /// renamed or deleted) and returns the ids whose desired state may have changed.
+    /// renamed or deleted; group files or overlays) and returns the ids whose desired
+    /// state may have changed.
     pub fn update(&mut self, paths: impl IntoIterator<Item = PathBuf>) -> BTreeSet<GroupId> {
         let mut touched = BTreeSet::new();
+        let mut overlays_changed = false;
         for path in paths {
+            if self.is_overlay(&path) {
+                overlays_changed = true;
+            }
             // Files we had below it: changed, moved away or deleted.
             touched.extend(self.files.keys().filter(|f| f.starts_with(&path)).cloned());
             if path.is_dir() {
@@ -63,7 +100,11 @@ impl DesiredIndex {
                 touched.insert(path);
             }
         }
-        self.update_files(touched)
+        if overlays_changed {
+            // Overlays are few and small: read again whole.
+            self.overlays = Overlays::read(&self.overlay_paths, &self.dir);
+        }
+        self.update_files(touched, overlays_changed)
     }
 
     /// Whether a path is a group file grattr reads: below the directory, not in a
@@ -89,9 +130,14 @@ impl DesiredIndex {
         false
     }
 
-    fn update_files(&mut self, paths: BTreeSet<PathBuf>) -> BTreeSet<GroupId> {
+    /// Reads `paths` again; with `overlays_changed`, every group that templates or
+    /// overlays may change is resolved again.
+    fn update_files(&mut self, paths: BTreeSet<PathBuf>, overlays_changed: bool) -> BTreeSet<GroupId> {
         let mut affected = BTreeSet::new();
-        let mut templates_changed = false;
+        let mut templates_changed = overlays_changed;
+        // A file declaring a group an overlay patches resolves it again, like a template's.
+        let patched: HashSet<GroupId> = self.overlays.patched_ids().into_iter().cloned().collect();
+        let declares_patched = |file: &FileGroups| file.declared.iter().any(|(id, _)| patched.contains(id));
         for path in paths {
             // The rule a whole load follows: group files are read, refused entries (a
             // symlink leading outside, a FIFO) reported, the rest left alone.
@@ -102,8 +148,8 @@ impl DesiredIndex {
                 }
                 _ => None,
             };
-            templates_changed |= fresh.as_ref().is_some_and(FileGroups::has_templates)
-                || self.files.get(&path).is_some_and(FileGroups::has_templates);
+            let depends = |file: &FileGroups| file.has_templates() || declares_patched(file);
+            templates_changed |= fresh.as_ref().is_some_and(depends) || self.files.get(&path).is_some_and(depends);
             let old = match fresh {
                 Some(fresh) => {
                     affected.extend(fresh.declared.iter().map(|(id, _)| id.clone()));
@@ -150,17 +196,24 @@ impl DesiredIndex {
         affected
     }
 
-    /// Resolves every group that uses a template again (a template may be defined in
-    /// any file, and used in any other), adding the ids resolved before and now to `affected`.
+    /// Resolves every group that uses a template or that an overlay patches again (a
+    /// template may be defined in any file, and used in any other; an overlay may
+    /// patch any group), adding the ids resolved before and now to `affected`.
     fn resolve(&mut self, affected: &mut BTreeSet<GroupId>) {
         for resolution in self.resolved.values() {
             affected.extend(resolution.groups.iter().map(|(id, _)| id.clone()));
+            affected.extend(resolution.patched.iter().cloned());
         }
         let files: Vec<&FileGroups> = self.files.values().collect();
-        let resolved = templates::resolve(&files);
-        self.resolved = self.files.keys().cloned().zip(resolved).filter(|(_, r)| *r != Resolution::default()).collect();
+        let resolved = templates::resolve(&files, &self.overlays);
+        self.overlays_found = resolved.overlays;
+        self.resolved =
+            self.files.keys().cloned().zip(resolved.files).filter(|(_, r)| *r != Resolution::default()).collect();
         for file in self.files.values() {
             affected.extend(file.templated.iter().map(|group| group.id.clone()));
+        }
+        for resolution in self.resolved.values() {
+            affected.extend(resolution.patched.iter().cloned());
         }
     }
 
@@ -180,9 +233,16 @@ impl DesiredIndex {
             _ => None,
         };
         let group = only.and_then(|path| {
+            // Resolved first: a group an overlay patches is declared plain, and resolved too.
+            let resolution = self.resolved.get(&path);
+            if let Some((_, group)) = resolution.into_iter().flat_map(|r| &r.groups).find(|(g, _)| g == id) {
+                return Some(group.clone());
+            }
+            if resolution.is_some_and(|r| r.patched.contains(id)) {
+                return None;
+            }
             let plain = self.files.get(&path).map(|file| &file.groups);
-            let resolved = self.resolved.get(&path).map(|resolution| &resolution.groups);
-            plain.into_iter().chain(resolved).flatten().find(|(g, _)| g == id).map(|(_, group)| group.clone())
+            plain.into_iter().flatten().find(|(g, _)| g == id).map(|(_, group)| group.clone())
         });
         match group {
             Some(mut group) => {
@@ -243,6 +303,9 @@ impl DesiredIndex {
             diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
             all.extend(diagnostics);
         }
+        // A whole load resolves nothing without the directory.
+        let found: &[Vec<Diagnostic>] = if self.dir_error.is_some() { &[] } else { &self.overlays_found };
+        all.extend(self.overlays.diagnostics(found));
         all
     }
 
@@ -252,6 +315,7 @@ impl DesiredIndex {
             || self.declared.values().any(|places| places.values().map(Vec::len).sum::<usize>() > 1)
             || self.files.values().any(|f| f.diagnostics.iter().any(Diagnostic::is_error))
             || self.resolved.values().any(|r| r.diagnostics.iter().any(Diagnostic::is_error))
+            || self.overlays.diagnostics(&self.overlays_found).iter().any(Diagnostic::is_error)
     }
 }
 

@@ -5,12 +5,17 @@
 //! template may be defined in any file.
 //!
 //! Resolution order: the template chain, parent first (a child's key wins over its
-//! parent's), then the group's own `attributes:`, then the group's `unset:`.
+//! parent's), each template followed by the environment's overlay patches of it (in
+//! the order the overlays are listed); then the group's own `attributes:`; then the
+//! group's `unset:`; then the environment's overlay patches of the group, in the
+//! order listed (see [`super::overlays`]). Groups without a template that an overlay
+//! patches are resolved here too. Each key's [`Origin`] is known while resolving.
 //! Ownership: the group's own, else the nearest in the chain, else `grattr.yaml`'s.
 
 use super::attributes::{read_attributes, read_ownership, report_limits, violation_diagnostic};
 use super::diagnostic::{Diagnostic, Rule};
 use super::groups::FileGroups;
+use super::overlays::{Overlays, Patch};
 use super::shape::{AttrEntries, Lenient, NodeList, TemplateMap, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
@@ -65,10 +70,26 @@ pub struct Templated {
 /// The resolved groups of one file, and the problems resolution found there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resolution {
-    /// The groups using templates, resolved, in the order written.
+    /// The groups using templates, and the groups without one that overlays patch,
+    /// resolved, in the order written.
     pub groups: Vec<(GroupId, DesiredGroup)>,
+    /// The groups without a template that overlays patch: their declaration in the
+    /// file gives way to their resolved form in `groups` (absent when patching them
+    /// is an error).
+    pub patched: Vec<GroupId>,
     /// Problems found in this file: duplicate or unknown templates, cycles, unused templates, limits.
     pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Resolution over every file: each group file's [`Resolution`], and the problems
+/// found in each overlay file (patches of what is not declared, `unset:` that
+/// removes nothing), in the order of [`Overlays::files`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Each group file's resolution, in the order given.
+    pub files: Vec<Resolution>,
+    /// The problems found in each overlay file.
+    pub overlays: Vec<Vec<Diagnostic>>,
 }
 
 /// Reads `templates:` into `out`.
@@ -194,13 +215,88 @@ pub(super) fn read_unset(
     keys
 }
 
-/// Where a resolved key comes from.
-#[derive(Clone, Copy)]
-enum Origin<'a> {
+/// Where a resolved key comes from: a template of the chain, the group, or an
+/// overlay's patch. What a plan can show as the key's provenance.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
     /// A template of the chain.
     Template(&'a Template),
-    /// The group's own attributes.
-    Group,
+    /// The group's own attributes: where each key is written when known, and where
+    /// the attributes are.
+    Group(Option<&'a BTreeMap<String, SourceLocation>>, &'a SourceLocation),
+    /// An overlay's patch of what `of` names, applied at `at` (where the patched
+    /// template's name, or the group's id, is written in the overlay file).
+    Overlay {
+        /// The patch.
+        patch: &'a Patch,
+        /// Where it names what it patches.
+        at: &'a SourceLocation,
+        /// What it patches.
+        of: Patched<'a>,
+    },
+}
+
+/// What an overlay's patch applies to.
+#[derive(Debug, Clone, Copy)]
+pub enum Patched<'a> {
+    /// The template of this name.
+    Template(&'a str),
+    /// The group resolved.
+    Group(&'a GroupId),
+}
+
+impl Origin<'_> {
+    /// The kind of place: `template`, `group` or `overlay`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Template(_) => "template",
+            Origin::Group(..) => "group",
+            Origin::Overlay { .. } => "overlay",
+        }
+    }
+
+    /// Where `key`, which this origin sets, is written; where the template, the
+    /// group's attributes or the patch is when the key's own place is not known.
+    pub fn place(&self, key: &str) -> &SourceLocation {
+        match self {
+            Origin::Template(template) => template.places.get(key).unwrap_or(&template.at),
+            Origin::Group(places, at) => places.and_then(|places| places.get(key)).unwrap_or(at),
+            Origin::Overlay { patch, at, .. } => patch.places.get(key).unwrap_or(at),
+        }
+    }
+
+    /// The provenance of `key`, set here: `overlay overlays/production/x.yaml:3:5`.
+    pub fn provenance(&self, key: &str) -> String {
+        format!("{} {}", self.kind(), self.place(key))
+    }
+
+    /// The place as a limit error names it: `from template community (groups/t.yaml:2:3)`.
+    fn contribution(&self, group: &GroupId) -> String {
+        match self {
+            Origin::Template(t) => format!("from template {} ({})", t.name.escape_debug(), t.at),
+            Origin::Group(_, at) => format!("in group {} ({at})", group.as_str().escape_debug()),
+            Origin::Overlay { at, of: Patched::Template(name), .. } => {
+                format!("from overlay of template {} ({at})", name.escape_debug())
+            }
+            Origin::Overlay { at, of: Patched::Group(id), .. } => {
+                format!("from overlay of group {} ({at})", id.as_str().escape_debug())
+            }
+        }
+    }
+
+    /// The place as a related note of a limit error, with its label; none for the group itself.
+    fn related(&self) -> Option<(SourceLocation, String)> {
+        match self {
+            Origin::Template(t) => Some((t.at.clone(), format!("template {:?}", t.name))),
+            Origin::Group(..) => None,
+            Origin::Overlay { at, of: Patched::Template(name), .. } => {
+                Some(((*at).clone(), format!("overlay of template {name:?}")))
+            }
+            Origin::Overlay { at, of: Patched::Group(id), .. } => {
+                Some(((*at).clone(), format!("overlay of group {:?}", id.as_str())))
+            }
+        }
+    }
 }
 
 /// A template and the chain it extends, itself first; `None` when the chain is
@@ -222,12 +318,52 @@ fn chain<'a>(name: &str, by_name: &HashMap<&str, &'a Template>) -> Option<Vec<&'
     }
 }
 
-/// Resolves every group that uses a template, over all files (in load order);
-/// returns, for each file, its resolved groups and the problems found in it.
-pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
+/// A group's patch by an overlay, as resolution applies it.
+struct GroupUse<'a> {
+    patch: &'a Patch,
+    /// Where the group's id is written in the overlay.
+    at: &'a SourceLocation,
+    /// The number of the overlay entry, across the overlay files.
+    entry: usize,
+}
+
+/// The overlay patches that apply, gathered once.
+#[derive(Default)]
+struct Patches<'a> {
+    /// By template, in the order listed.
+    templates: HashMap<&'a str, Vec<&'a Patch>>,
+    /// By group, in the order listed.
+    groups: HashMap<&'a GroupId, Vec<GroupUse<'a>>>,
+}
+
+/// What resolution knows of a group.
+struct Subject<'a> {
+    id: &'a GroupId,
+    /// Its declaration: own attributes, place and ownership.
+    group: &'a DesiredGroup,
+    /// The template it names, if any.
+    template: Option<&'a str>,
+    /// The keys its `unset:` lists.
+    unset: &'a [(String, SourceLocation)],
+    /// Where each of its own keys is written, when known.
+    places: Option<&'a BTreeMap<String, SourceLocation>>,
+    /// Where its `attributes:` is.
+    attributes_at: &'a SourceLocation,
+}
+
+/// What the `unset:` of each overlay group entry did: whether it patched any group,
+/// and for each key whether it removed it from any.
+type UnsetEffect = Vec<(bool, Vec<bool>)>;
+
+/// Resolves every group that uses a template, and every group an overlay patches,
+/// over all files (in load order); returns, for each file, its resolved groups and
+/// the problems found in it, and the problems found in each overlay file.
+pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     let mut out: Vec<Resolution> = files.iter().map(|_| Resolution::default()).collect();
-    if !files.iter().any(|f| f.has_templates()) {
-        return out;
+    let mut found: Vec<Vec<Diagnostic>> = overlays.files.iter().map(|_| Vec::new()).collect();
+    let overlaid = overlays.has_patches();
+    if !overlaid && !files.iter().any(|f| f.has_templates()) {
+        return Resolved { files: out, overlays: found };
     }
     // Each name's first definition; a later one is an error in its own file.
     let mut by_name: HashMap<&str, &Template> = HashMap::new();
@@ -296,6 +432,65 @@ pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
                 .push(Diagnostic::warning(Rule::UnusedTemplate, template.at.clone(), message).with_help(help));
         }
     }
+    let mut patches = Patches::default();
+    // Each overlay group entry, numbered across the files: its file, patch and number of ids.
+    let mut entries: Vec<(usize, &Patch, usize)> = Vec::new();
+    if overlaid {
+        let declared: HashSet<&GroupId> = files.iter().flat_map(|f| f.declared.iter().map(|(id, _)| id)).collect();
+        for (index, overlay) in overlays.files.iter().enumerate() {
+            for patch in &overlay.templates {
+                match by_name.get(patch.name.as_str()) {
+                    Some(template) => patches.templates.entry(&template.name).or_default().push(&patch.patch),
+                    None => found[index].push(not_declared(overlays, "template", &patch.name, &patch.patch.at)),
+                }
+            }
+            for patch in &overlay.groups {
+                let entry = entries.len();
+                entries.push((index, &patch.patch, patch.ids.len()));
+                for (id, at) in &patch.ids {
+                    match declared.contains(id) {
+                        true => patches.groups.entry(id).or_default().push(GroupUse { patch: &patch.patch, at, entry }),
+                        false => found[index].push(not_declared(overlays, "group", id.as_str(), at)),
+                    }
+                }
+            }
+        }
+        // A template patch's `unset:` of a key its template's chain does not set (so far).
+        let files_of: HashMap<*const Patch, usize> = overlays
+            .files
+            .iter()
+            .enumerate()
+            .flat_map(|(index, f)| f.templates.iter().map(move |t| (std::ptr::from_ref(&t.patch), index)))
+            .collect();
+        for (_, template) in &defined {
+            let Some(own) = patches.templates.get(template.name.as_str()) else { continue };
+            let Some(chain) = chain(&template.name, &by_name) else { continue };
+            let mut keys: HashSet<&str> = HashSet::new();
+            for link in chain.iter().rev() {
+                for (key, _) in link.attributes.iter() {
+                    keys.insert(key);
+                }
+                for patch in patches.templates.get(link.name.as_str()).into_iter().flatten() {
+                    for (key, _) in patch.attributes.iter() {
+                        keys.insert(key);
+                    }
+                    for (key, at) in &patch.unset {
+                        let removed = keys.remove(key.as_str());
+                        if !removed && own.iter().any(|p| std::ptr::eq(*p, *patch)) {
+                            let message = format!(
+                                "overlay of template {:?}: key {key:?} is in `unset:` but the template does not set it here; nothing to remove",
+                                template.name
+                            );
+                            let index = files_of.get(&std::ptr::from_ref(*patch)).copied().unwrap_or_default();
+                            found[index].push(Diagnostic::warning(Rule::Unset, at.clone(), message));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut unset_effect: UnsetEffect =
+        entries.iter().map(|(_, patch, _)| (false, vec![false; patch.unset.len()])).collect();
     for (index, file) in files.iter().enumerate() {
         for (name, at) in &file.uses {
             if !by_name.contains_key(name.as_str()) {
@@ -307,29 +502,112 @@ pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
         }
         for group in &file.templated {
             let Some(chain) = chain(&group.template, &by_name) else { continue };
-            if let Some(resolved) = resolve_group(group, &chain, &mut out[index].diagnostics) {
+            let subject = Subject {
+                id: &group.id,
+                group: &group.group,
+                template: Some(&group.template),
+                unset: &group.unset,
+                places: Some(&group.places),
+                attributes_at: &group.attributes_at,
+            };
+            if let Some(resolved) =
+                resolve_group(&subject, &chain, &patches, &mut unset_effect, &mut out[index].diagnostics)
+            {
                 out[index].groups.push((group.id.clone(), resolved));
             }
         }
-    }
-    out
-}
-
-/// One group over its template chain (itself first); `None` when that is an error.
-fn resolve_group(group: &Templated, chain: &[&Template], diagnostics: &mut Vec<Diagnostic>) -> Option<DesiredGroup> {
-    let name = format!("group {:?}", group.id.as_str());
-    let mut resolved: BTreeMap<&str, (&str, Origin)> = BTreeMap::new();
-    for template in chain.iter().rev() {
-        for (key, value) in &template.attributes {
-            resolved.insert(key, (value, Origin::Template(template)));
+        if patches.groups.is_empty() {
+            continue;
+        }
+        for (id, group) in &file.groups {
+            if !patches.groups.contains_key(id) {
+                continue;
+            }
+            out[index].patched.push(id.clone());
+            let subject = Subject { id, group, template: None, unset: &[], places: None, attributes_at: &group.source };
+            if let Some(resolved) =
+                resolve_group(&subject, &[], &patches, &mut unset_effect, &mut out[index].diagnostics)
+            {
+                out[index].groups.push((id.clone(), resolved));
+            }
         }
     }
-    for (key, value) in &group.group.attributes {
-        resolved.insert(key, (value, Origin::Group));
+    // An overlay group entry's `unset:` of a key no group it patches has.
+    for ((index, patch, ids), (touched, removed)) in entries.iter().zip(&unset_effect) {
+        if !touched {
+            continue;
+        }
+        let whom = if *ids > 1 { "no group it patches has it" } else { "the group does not have it" };
+        for ((key, at), _) in patch.unset.iter().zip(removed).filter(|(_, removed)| !**removed) {
+            let message =
+                format!("overlay of {}: key {key:?} is in `unset:` but {whom} here; nothing to remove", patch.subject);
+            found[*index].push(Diagnostic::warning(Rule::Unset, at.clone(), message));
+        }
+    }
+    Resolved { files: out, overlays: found }
+}
+
+/// The error of an overlay patching a `kind` (template or group) `name` that no
+/// group file declares, at `at`, naming where they are declared.
+fn not_declared(overlays: &Overlays, kind: &str, name: &str, at: &SourceLocation) -> Diagnostic {
+    let (verb, what) = match kind {
+        "template" => ("defines", "templates"),
+        _ => ("declares", "groups"),
+    };
+    let dir = overlays.groups_dir.clone().unwrap_or_else(|| Arc::from(Path::new("groups")));
+    let message = format!(
+        "overlay patches {kind} {name:?}, which no group file {verb}: an overlay changes declared {what}, it cannot declare new ones"
+    );
+    let where_ = SourceLocation { file: dir, line: 0, column: 0 };
+    let label = format!(
+        "no {kind} {name:?} is {} in the group files here",
+        if kind == "template" { "defined" } else { "declared" }
+    );
+    let help = format!(
+        "{} it in a group file (it then exists in every environment) and patch it here, or fix the name",
+        if kind == "template" { "define" } else { "declare" }
+    );
+    Diagnostic::error(Rule::Overlay, at.clone(), message).with_related(where_, label).with_help(help)
+}
+
+/// One group over its template chain (itself first; none for a group without a
+/// template) and the overlay patches; `None` when that is an error.
+fn resolve_group<'a>(
+    subject: &Subject<'a>,
+    chain: &[&'a Template],
+    patches: &Patches<'a>,
+    unset_effect: &mut UnsetEffect,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<DesiredGroup> {
+    let name = format!("group {:?}", subject.id.as_str());
+    let mut layers: Vec<Origin<'a>> = Vec::with_capacity(chain.len() + 1);
+    let mut resolved: BTreeMap<&'a str, (&'a str, usize)> = BTreeMap::new();
+    for template in chain.iter().rev() {
+        layers.push(Origin::Template(template));
+        for (key, value) in template.attributes.iter() {
+            resolved.insert(key, (value, layers.len() - 1));
+        }
+        for patch in patches.templates.get(template.name.as_str()).into_iter().flatten() {
+            if !patch.valid {
+                return None;
+            }
+            let of = Patched::Template(&template.name);
+            layers.push(Origin::Overlay { patch, at: &patch.at, of });
+            for (key, value) in patch.attributes.iter() {
+                resolved.insert(key, (value, layers.len() - 1));
+            }
+            for (key, _) in &patch.unset {
+                resolved.remove(key.as_str());
+            }
+        }
+    }
+    layers.push(Origin::Group(subject.places, subject.attributes_at));
+    for (key, value) in subject.group.attributes.iter() {
+        resolved.insert(key, (value, layers.len() - 1));
     }
     let mut clean = true;
-    for (key, at) in &group.unset {
-        if let Some(own) = group.places.get(key) {
+    for (key, at) in subject.unset {
+        if let Some(own) = subject.places.and_then(|places| places.get(key)) {
             let message = format!("{name}: key {key:?} is both in `attributes:` and in `unset:`");
             diagnostics
                 .push(Diagnostic::error(Rule::Template, at.clone(), message).with_related(own.clone(), "set here"));
@@ -337,43 +615,68 @@ fn resolve_group(group: &Templated, chain: &[&Template], diagnostics: &mut Vec<D
         } else if resolved.remove(key.as_str()).is_none() {
             let message = format!(
                 "{name}: key {key:?} is in `unset:` but template {:?} does not set it; nothing to remove",
-                group.template
+                subject.template.unwrap_or_default()
             );
             diagnostics.push(Diagnostic::warning(Rule::Unset, at.clone(), message));
         }
     }
+    for use_ in patches.groups.get(subject.id).into_iter().flatten() {
+        if !use_.patch.valid {
+            return None;
+        }
+        layers.push(Origin::Overlay { patch: use_.patch, at: use_.at, of: Patched::Group(subject.id) });
+        for (key, value) in use_.patch.attributes.iter() {
+            resolved.insert(key, (value, layers.len() - 1));
+        }
+        let effect = &mut unset_effect[use_.entry];
+        effect.0 = true;
+        for ((key, _), removed) in use_.patch.unset.iter().zip(effect.1.iter_mut()) {
+            *removed |= resolved.remove(key.as_str()).is_some();
+        }
+    }
     let attributes: AttributeSet = resolved.iter().map(|(k, (v, _))| ((*k).to_string(), (*v).to_string())).collect();
+    // A group without a template had its own attributes checked where it is declared:
+    // what they break alone is reported there already.
+    let declared = match subject.template {
+        None => limits::check(&subject.group.attributes),
+        Some(_) => Vec::new(),
+    };
     for violation in limits::check(&attributes) {
         if violation.key().is_some() {
-            // Reported where the key is written, in the template or the group.
+            // Reported where the key is written, in the template, the group or the overlay.
             clean = false;
             continue;
         }
-        let message = format!("{name}: {violation}: {}", contributions(group, chain, &resolved, &violation));
-        let mut diagnostic = violation_diagnostic(&violation, group.group.source.clone(), message);
-        for template in chain.iter().rev() {
-            if resolved.values().any(|(_, o)| matches!(o, Origin::Template(t) if t.name == template.name)) {
-                diagnostic = diagnostic.with_related(template.at.clone(), format!("template {:?}", template.name));
+        if declared.iter().any(|d| std::mem::discriminant(d) == std::mem::discriminant(&violation)) {
+            continue;
+        }
+        let message = format!("{name}: {violation}: {}", contributions(subject.id, &layers, &resolved, &violation));
+        let mut diagnostic = violation_diagnostic(&violation, subject.group.source.clone(), message);
+        for (layer, origin) in layers.iter().enumerate() {
+            let Some((at, label)) = origin.related() else { continue };
+            if resolved.values().any(|(_, l)| *l == layer) {
+                diagnostic = diagnostic.with_related(at, label);
             }
         }
         clean &= !diagnostic.is_error();
         diagnostics.push(diagnostic);
     }
     let chain_ownership = chain.iter().find_map(|t| t.ownership);
-    let (ownership, ownership_written) = match (group.group.ownership_written, chain_ownership) {
-        (true, _) => (group.group.ownership, true),
+    let group = subject.group;
+    let (ownership, ownership_written) = match (group.ownership_written, chain_ownership) {
+        (true, _) => (group.ownership, true),
         (false, Some(ownership)) => (ownership, true),
-        (false, None) => (group.group.ownership, false),
+        (false, None) => (group.ownership, false),
     };
-    clean.then(|| DesiredGroup { attributes, source: group.group.source.clone(), ownership, ownership_written })
+    clean.then(|| DesiredGroup { attributes, source: group.source.clone(), ownership, ownership_written })
 }
 
 /// "10 from template community (groups/t.yaml:2:3), 7 in group makers (groups/m.yaml:9:7)":
-/// what each place adds to the measure `violation` exceeds.
+/// what each place adds to the measure `violation` exceeds, in the order of resolution.
 fn contributions(
-    group: &Templated,
-    chain: &[&Template],
-    resolved: &BTreeMap<&str, (&str, Origin)>,
+    group: &GroupId,
+    layers: &[Origin],
+    resolved: &BTreeMap<&str, (&str, usize)>,
     violation: &Violation,
 ) -> String {
     let measure = |key: &str, value: &str| match violation {
@@ -382,24 +685,14 @@ fn contributions(
         _ => key.len() + value.len(),
     };
     let unit = if matches!(violation, Violation::TooManyKeys { .. }) { "" } else { " bytes" };
-    // The chain's templates, parent first, then the group: the order of resolution.
-    let mut parts: Vec<(String, usize)> = chain
-        .iter()
-        .rev()
-        .map(|t| (format!("from template {} ({})", t.name.escape_debug(), t.at), 0))
-        .chain([(format!("in group {} ({})", group.id.as_str().escape_debug(), group.attributes_at), 0)])
-        .collect();
-    for (key, (value, origin)) in resolved {
-        let index = match origin {
-            Origin::Template(t) => chain.len() - 1 - chain.iter().position(|c| c.name == t.name).unwrap_or(0),
-            Origin::Group => chain.len(),
-        };
-        parts[index].1 += measure(key, value);
+    let mut counts = vec![0; layers.len()];
+    for (key, (value, layer)) in resolved {
+        counts[*layer] += measure(key, value);
     }
-    parts.retain(|(_, n)| *n > 0);
     let mut text = String::new();
-    for (index, (place, n)) in parts.iter().enumerate() {
-        let _ = write!(text, "{}{n}{unit} {place}", if index > 0 { ", " } else { "" });
+    for (origin, n) in layers.iter().zip(counts).filter(|(_, n)| *n > 0) {
+        let separator = if text.is_empty() { "" } else { ", " };
+        let _ = write!(text, "{separator}{n}{unit} {}", origin.contribution(group));
     }
     text
 }
