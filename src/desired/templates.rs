@@ -699,10 +699,179 @@ fn contributions(
 
 #[cfg(test)]
 mod tests {
-    use super::super::groups::{merge, parse_file};
+    use super::super::groups::{merge, merge_with, parse_file};
     use super::super::index::DesiredIndex;
+    use super::super::overlays::{OverlayFile, OverlayPath, parse_overlay};
     use super::*;
     use proptest::prelude::*;
+
+    fn overlay(name: &str, text: &str) -> OverlayFile {
+        parse_overlay(Arc::from(Path::new(name)), text)
+    }
+
+    fn overlays(files: Vec<OverlayFile>) -> Overlays {
+        Overlays::of_files(Path::new("groups"), files)
+    }
+
+    fn set(pairs: &[(&str, &str)]) -> AttributeSet {
+        pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+    }
+
+    #[test]
+    fn overlays_apply_after_each_template_and_after_the_group_in_the_order_listed() {
+        let templates = parse(
+            "t.yaml",
+            "templates:\n  base:\n    a: base\n    b: base\n    c: base\n  child:\n    extends: base\n    b: child\n",
+        );
+        let groups = parse(
+            "g.yaml",
+            "groups:\n  - id: g\n    template: child\n    attributes: {c: own}\n    unset: [d]\n  - id: plain\n    attributes: {p: base, q: base}\n  - id: untouched\n    attributes: {p: base}\n",
+        );
+        // The parent's patch sets `b` (the child still wins) and `d` (the group's unset
+        // removes it); the child's removes `a`; the group's patches come last, in order.
+        let first = overlay(
+            "o/1.yaml",
+            "templates:\n  base:\n    b: patched\n    d: patched\n  child:\n    unset: [a]\ngroups:\n  - id: g\n    attributes: {c: first, e: first}\n  - id: plain\n    attributes: {p: first}\n    unset: [q]\n",
+        );
+        let second = overlay("o/2.yaml", "groups:\n  - ids: [g, plain]\n    attributes: {e: second}\n");
+        let loaded = merge_with(vec![templates, groups], &overlays(vec![first, second]));
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let of = |id: &str| loaded.state.groups[&GroupId::parse(id).unwrap()].attributes.clone();
+        assert_eq!(of("g"), set(&[("b", "child"), ("c", "first"), ("e", "second")]));
+        assert_eq!(of("plain"), set(&[("e", "second"), ("p", "first")]));
+        assert_eq!(of("untouched"), set(&[("p", "base")]));
+        let plain = &loaded.state.groups[&GroupId::parse("plain").unwrap()];
+        assert_eq!((plain.source.line, plain.source.column), (6, 9), "the group keeps its place");
+        // Without the overlays: the base.
+        let base = merge(vec![
+            parse(
+                "t.yaml",
+                "templates:\n  base:\n    a: base\n    b: base\n    c: base\n  child:\n    extends: base\n    b: child\n",
+            ),
+            parse("g.yaml", "groups:\n  - id: g\n    template: child\n    attributes: {c: own}\n    unset: [a]\n"),
+        ]);
+        assert_eq!(base.state.groups[&GroupId::parse("g").unwrap()].attributes, set(&[("b", "child"), ("c", "own")]));
+    }
+
+    #[test]
+    fn an_overlay_of_what_is_not_declared_names_both_places() {
+        let groups = parse("g.yaml", "templates:\n  t: {k: v}\ngroups:\n  - id: g\n    template: t\n");
+        let patch = overlay(
+            "o.yaml",
+            "templates:\n  nope: {k: v}\ngroups:\n  - ids: [g, ghost]\n    attributes: {k: w}\n    unset: [zzz]\n",
+        );
+        let loaded = merge_with(vec![groups], &overlays(vec![patch]));
+        let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "o.yaml:2:3: error: overlay patches template \"nope\", which no group file defines: an overlay changes declared templates, it cannot declare new ones\n  \
+             help: define it in a group file (it then exists in every environment) and patch it here, or fix the name",
+                "o.yaml:4:14: error: overlay patches group \"ghost\", which no group file declares: an overlay changes declared groups, it cannot declare new ones\n  \
+             help: declare it in a group file (it then exists in every environment) and patch it here, or fix the name",
+                "o.yaml:6:13: warning: overlay of group \"g\" (and the 1 others of its set): key \"zzz\" is in `unset:` but no group it patches has it here; nothing to remove",
+            ]
+        );
+        let related = &loaded.diagnostics[1].related[0];
+        assert_eq!(
+            (related.location.to_string(), related.label.as_str()),
+            ("groups".to_string(), "no group \"ghost\" is declared in the group files here")
+        );
+        assert!(loaded.has_errors());
+    }
+
+    #[test]
+    fn a_limit_an_overlay_breaks_names_every_place() {
+        let keys = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}: v")).collect::<Vec<_>>().join(", ");
+        let groups = parse(
+            "g.yaml",
+            &format!(
+                "templates:\n  t: {{{}}}\ngroups:\n  - id: g\n    template: t\n    attributes: {{{}}}\n  - id: plain\n    attributes: {{{}}}\n",
+                keys("t", 10),
+                keys("g", 5),
+                keys("p", 16)
+            ),
+        );
+        let patch = overlay(
+            "o.yaml",
+            &format!("templates:\n  t: {{x: v}}\ngroups:\n  - ids: [g, plain]\n    attributes: {{{}}}\n", keys("o", 1)),
+        );
+        let loaded = merge_with(vec![groups], &overlays(vec![patch]));
+        let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "g.yaml:4:9: error: group \"g\": 17 keys, limit 16 keys per group: 10 from template t (g.yaml:2:3), 1 from overlay of template t (o.yaml:2:3), 5 in group g (g.yaml:6:17), 1 from overlay of group g (o.yaml:4:11) [10047]",
+                "g.yaml:7:9: error: group \"plain\": 17 keys, limit 16 keys per group: 16 in group plain (g.yaml:7:9), 1 from overlay of group plain (o.yaml:4:14) [10047]",
+            ]
+        );
+        let labels: Vec<&str> = loaded.diagnostics[0].related.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["template \"t\"", "overlay of template \"t\"", "overlay of group \"g\""]);
+        assert!(loaded.state.groups.is_empty(), "neither is applied");
+    }
+
+    #[test]
+    fn an_overlay_key_has_its_provenance() {
+        let patch = overlay("overlays/production/x.yaml", "groups:\n  - id: g\n    attributes:\n      k: v\n");
+        let patch = &patch.groups[0];
+        let origin = Origin::Overlay { patch: &patch.patch, at: &patch.ids[0].1, of: Patched::Group(&patch.ids[0].0) };
+        assert_eq!(origin.provenance("k"), "overlay overlays/production/x.yaml:4:7");
+        assert_eq!(origin.provenance("other"), "overlay overlays/production/x.yaml:2:9");
+    }
+
+    #[test]
+    fn watch_follows_an_overlay_changed_like_a_fresh_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let groups = dir.path().join("groups");
+        std::fs::create_dir_all(&groups).unwrap();
+        write(&groups, "t.yaml", "templates:\n  t:\n    k: base\n");
+        write(&groups, "g.yaml", "groups:\n  - id: g\n    template: t\n  - id: plain\n    attributes: {k: base}\n");
+        let overlay_dir = dir.path().join("overlays");
+        std::fs::create_dir_all(&overlay_dir).unwrap();
+        let o = write(&overlay_dir, "o.yaml", "groups:\n  - id: plain\n    attributes: {k: one}\n");
+        let at = SourceLocation { file: Arc::from(Path::new("grattr.yaml")), line: 2, column: 13 };
+        let paths = [OverlayPath { path: overlay_dir.clone(), at }];
+        let mut index = DesiredIndex::load_with(&groups, &paths);
+        let (g, plain) = (GroupId::parse("g").unwrap(), GroupId::parse("plain").unwrap());
+        assert_eq!(index.groups()[&plain].attributes["k"], "one");
+        assert_eq!(index.groups()[&g].attributes["k"], "base");
+        let same_as_a_fresh_load = |index: &DesiredIndex| {
+            let fresh = super::super::load_with(&groups, &paths);
+            assert_eq!(&fresh.state.groups, index.groups());
+            assert_eq!(fresh.diagnostics, index.diagnostics());
+        };
+
+        // The overlay now patches the template instead of the group.
+        std::fs::write(&o, "templates:\n  t:\n    k: two\n").unwrap();
+        let affected = index.update([o.clone()]);
+        assert!(affected.contains(&g) && affected.contains(&plain), "{affected:?}");
+        assert_eq!(index.groups()[&plain].attributes["k"], "base");
+        assert_eq!(index.groups()[&g].attributes["k"], "two");
+        same_as_a_fresh_load(&index);
+
+        // A patch of a group no file declares, then declared by a new group file.
+        std::fs::write(&o, "groups:\n  - id: later\n    attributes: {k: three}\n").unwrap();
+        index.update([o.clone()]);
+        assert!(index.has_errors());
+        same_as_a_fresh_load(&index);
+        let later = write(&groups, "later.yaml", "groups:\n  - id: later\n    attributes: {k: base}\n");
+        index.update([later.clone()]);
+        assert!(!index.has_errors(), "{:?}", index.diagnostics());
+        assert_eq!(index.groups()[&GroupId::parse("later").unwrap()].attributes["k"], "three");
+        same_as_a_fresh_load(&index);
+
+        // The overlay directory removed: an error at its line in the configuration.
+        std::fs::remove_dir_all(&overlay_dir).unwrap();
+        index.update([overlay_dir.clone()]);
+        assert!(index.has_errors());
+        assert!(index.diagnostics()[0].message.ends_with("overlays does not exist"), "{:?}", index.diagnostics());
+        same_as_a_fresh_load(&index);
+        // And no overlay at all.
+        index.set_overlays(&[]);
+        assert!(!index.has_errors());
+        assert_eq!(index.groups()[&GroupId::parse("later").unwrap()].attributes["k"], "base");
+        assert_eq!(index.groups(), &super::super::load(&groups).state.groups);
+    }
 
     fn parse(name: &str, text: &str) -> FileGroups {
         parse_file(Arc::from(Path::new(name)), text)
@@ -799,13 +968,22 @@ mod tests {
     }
 
     proptest! {
-        /// Resolving templates gives the desired state of the same groups written out by hand.
+        /// Resolving templates and overlays gives the desired state of the same groups
+        /// written out by hand: templates (a group may use none), group sets, `unset:`,
+        /// an overlay's patch of a template and of groups.
         #[test]
         fn resolution_equals_the_groups_written_out(
             base in prop::collection::btree_map("[a-f]{1,2}", "[ -~]{0,5}", 0..5),
             child in prop::collection::btree_map("[a-f]{1,2}", "[ -~]{0,5}", 0..5),
+            base_patch in (prop::collection::btree_map("[a-f]{1,2}", "[ -~]{0,5}", 0..2), prop::collection::btree_set("[a-f]{1,2}", 0..3)),
             groups in prop::collection::vec(
-                (any::<bool>(), prop::collection::btree_map("[a-h]{1,2}", "[ -~]{0,5}", 0..4), prop::collection::btree_set("[a-f]{1,2}", 0..3), 0usize..3),
+                (
+                    0u8..3,
+                    prop::collection::btree_map("[a-h]{1,2}", "[ -~]{0,5}", 0..4),
+                    prop::collection::btree_set("[a-f]{1,2}", 0..3),
+                    0usize..3,
+                    prop::option::of((prop::collection::btree_map("[a-h]{1,2}", "[ -~]{0,5}", 0..2), prop::collection::btree_set("[a-h]{1,2}", 0..3))),
+                ),
                 1..6,
             ),
         ) {
@@ -813,10 +991,32 @@ mod tests {
             if !child.is_empty() {
                 templates += &mapping("", &child, "    ")[1..];
             }
+            // The overlay's patch of `base`: keys set, then keys removed (not both at once).
+            let (patch_keys, patch_unset) = &base_patch;
+            let patch_unset: Vec<&String> = patch_unset.iter().filter(|k| !patch_keys.contains_key(*k)).collect();
+            let mut overlay_text = String::new();
+            if !patch_keys.is_empty() || !patch_unset.is_empty() {
+                overlay_text += "templates:\n  base:\n";
+                for (k, v) in patch_keys {
+                    overlay_text += &format!("    {}: {}\n", quoted(k), quoted(v));
+                }
+                let list: Vec<String> = patch_unset.iter().map(|k| quoted(k)).collect();
+                overlay_text += &format!("    unset: [{}]\n", list.join(", "));
+            }
+            let mut patched_base = base.clone();
+            patched_base.extend(patch_keys.clone());
+            for key in &patch_unset {
+                patched_base.remove(*key);
+            }
             let (mut with, mut by_hand) = (String::from("groups:\n"), String::from("groups:\n"));
-            for (index, (use_child, own, unset, set)) in groups.iter().enumerate() {
-                let mut resolved = base.clone();
-                if *use_child {
+            let mut group_patches = String::from("groups:\n");
+            for (index, (kind, own, unset, set, patch)) in groups.iter().enumerate() {
+                // 0: template base, 1: template child, 2: no template.
+                let mut resolved = match kind {
+                    2 => BTreeMap::new(),
+                    _ => patched_base.clone(),
+                };
+                if *kind == 1 {
                     resolved.extend(child.clone());
                 }
                 let unset: Vec<&String> = unset.iter().filter(|k| !own.contains_key(*k) && resolved.contains_key(*k)).collect();
@@ -824,23 +1024,45 @@ mod tests {
                 for key in &unset {
                     resolved.remove(*key);
                 }
-                let name = if *use_child { "child" } else { "base" };
                 // A set of `set` ids (`ids:`), or one group (`id:`) when 0.
                 let ids: Vec<String> = (0..(*set).max(1)).map(|i| format!("g{index}-{i}")).collect();
                 let head = match set {
                     0 => format!("id: {}", ids[0]),
                     _ => format!("ids: [{}]", ids.join(", ")),
                 };
-                with += &format!("  - {head}\n    template: {name}\n{}", mapping("    attributes:", own, "      "));
-                let list: Vec<String> = unset.iter().map(|k| quoted(k)).collect();
-                with += &format!("    unset: [{}]\n", list.join(", "));
+                with += &format!("  - {head}\n");
+                if *kind < 2 {
+                    with += &format!("    template: {}\n", if *kind == 1 { "child" } else { "base" });
+                    let list: Vec<String> = unset.iter().map(|k| quoted(k)).collect();
+                    with += &format!("    unset: [{}]\n", list.join(", "));
+                }
+                with += &mapping("    attributes:", own, "      ");
+                if let Some((keys, removed)) = patch {
+                    let removed: Vec<&String> = removed.iter().filter(|k| !keys.contains_key(*k)).collect();
+                    if !keys.is_empty() || !removed.is_empty() {
+                        group_patches += &format!("  - {head}\n");
+                        if !keys.is_empty() {
+                            group_patches += &mapping("    attributes:", keys, "      ");
+                        }
+                        let list: Vec<String> = removed.iter().map(|k| quoted(k)).collect();
+                        group_patches += &format!("    unset: [{}]\n", list.join(", "));
+                    }
+                    resolved.extend(keys.clone());
+                    for key in removed {
+                        resolved.remove(key);
+                    }
+                }
                 for id in &ids {
                     by_hand += &format!("  - id: {id}\n{}", mapping("    attributes:", &resolved, "      "));
                 }
             }
-            let templated = merge(vec![parse("t.yaml", &templates), parse("g.yaml", &with)]);
+            if group_patches.len() > "groups:\n".len() {
+                overlay_text += &group_patches;
+            }
+            let files = vec![parse("t.yaml", &templates), parse("g.yaml", &with)];
+            let templated = merge_with(files, &overlays(vec![overlay("o.yaml", &overlay_text)]));
             let errors: Vec<String> = templated.diagnostics.iter().filter(|d| d.is_error()).map(ToString::to_string).collect();
-            prop_assert!(errors.is_empty(), "{errors:?}\n{templates}{with}");
+            prop_assert!(errors.is_empty(), "{errors:?}\n{templates}{with}{overlay_text}");
             let plain = merge(vec![parse("g.yaml", &by_hand)]);
             prop_assert!(plain.diagnostics.is_empty(), "{:?}", plain.diagnostics);
             let attributes = |state: &super::super::DesiredState| -> BTreeMap<GroupId, AttributeSet> {
