@@ -163,7 +163,8 @@ impl Overlays {
                 let real = path.canonicalize().unwrap_or_else(|_| path.clone());
                 if let Some(first) = listed.get(&real) {
                     let file = crate::escape::text(&display_path(&path).display().to_string()).into_owned();
-                    let message = format!("overlay file {file} is listed twice: through {shown}, and at {first}");
+                    let through = if file == shown { String::new() } else { format!(" (through {shown})") };
+                    let message = format!("overlay file {file} is listed twice: here{through} and at {first}");
                     let diagnostic = error(message).with_related(first.clone(), "first listed here");
                     overlays.problems.push(diagnostic);
                     continue;

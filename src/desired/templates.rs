@@ -478,7 +478,7 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
                         let removed = keys.remove(key.as_str());
                         if !removed && own.iter().any(|p| std::ptr::eq(*p, *patch)) {
                             let message = format!(
-                                "overlay of template {:?}: key {key:?} is in `unset:` but the template does not set it here; nothing to remove",
+                                "overlay of template {:?}: key {key:?} is in `unset:` but the template does not set it (with its parents and the overlays before this one); nothing to remove",
                                 template.name
                             );
                             let index = files_of.get(&std::ptr::from_ref(*patch)).copied().unwrap_or_default();
@@ -539,8 +539,10 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
         }
         let whom = if *ids > 1 { "no group it patches has it" } else { "the group does not have it" };
         for ((key, at), _) in patch.unset.iter().zip(removed).filter(|(_, removed)| !**removed) {
-            let message =
-                format!("overlay of {}: key {key:?} is in `unset:` but {whom} here; nothing to remove", patch.subject);
+            let message = format!(
+                "overlay of {}: key {key:?} is in `unset:` but {whom} (with its template, its own keys and the overlays before this one); nothing to remove",
+                patch.subject
+            );
             found[*index].push(Diagnostic::warning(Rule::Unset, at.clone(), message));
         }
     }
@@ -550,24 +552,23 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
 /// The error of an overlay patching a `kind` (template or group) `name` that no
 /// group file declares, at `at`, naming where they are declared.
 fn not_declared(overlays: &Overlays, kind: &str, name: &str, at: &SourceLocation) -> Diagnostic {
-    let (verb, what) = match kind {
-        "template" => ("defines", "templates"),
-        _ => ("declares", "groups"),
+    let (verb, what, fix) = match kind {
+        "template" => ("defines", "templates", "define"),
+        _ => ("declares", "groups", "declare"),
     };
     let dir = overlays.groups_dir.clone().unwrap_or_else(|| Arc::from(Path::new("groups")));
+    let mut shown = dir.display().to_string();
+    if !shown.ends_with('/') {
+        shown.push('/');
+    }
     let message = format!(
-        "overlay patches {kind} {name:?}, which no group file {verb}: an overlay changes declared {what}, it cannot declare new ones"
+        "overlay patches {kind} {name:?}, but no group file in {shown} {verb} it: an overlay changes declared {what}, it cannot declare new ones"
     );
-    let where_ = SourceLocation { file: dir, line: 0, column: 0 };
-    let label = format!(
-        "no {kind} {name:?} is {} in the group files here",
-        if kind == "template" { "defined" } else { "declared" }
-    );
-    let help = format!(
-        "{} it in a group file (it then exists in every environment) and patch it here, or fix the name",
-        if kind == "template" { "define" } else { "declare" }
-    );
-    Diagnostic::error(Rule::Overlay, at.clone(), message).with_related(where_, label).with_help(help)
+    let label = format!("no {kind} {name:?} in the group files here");
+    let help =
+        format!("{fix} it in a group file (it then exists in every environment) and patch it here, or fix the name");
+    let group_files = SourceLocation { file: dir, line: 0, column: 0 };
+    Diagnostic::error(Rule::Overlay, at.clone(), message).with_related(group_files, label).with_help(help)
 }
 
 /// One group over its template chain (itself first; none for a group without a
@@ -765,11 +766,11 @@ mod tests {
         assert_eq!(
             shown,
             [
-                "o.yaml:2:3: error: overlay patches template \"nope\", which no group file defines: an overlay changes declared templates, it cannot declare new ones\n  \
+                "o.yaml:2:3: error: overlay patches template \"nope\", but no group file in groups/ defines it: an overlay changes declared templates, it cannot declare new ones\n  \
              help: define it in a group file (it then exists in every environment) and patch it here, or fix the name",
-                "o.yaml:4:14: error: overlay patches group \"ghost\", which no group file declares: an overlay changes declared groups, it cannot declare new ones\n  \
+                "o.yaml:4:14: error: overlay patches group \"ghost\", but no group file in groups/ declares it: an overlay changes declared groups, it cannot declare new ones\n  \
              help: declare it in a group file (it then exists in every environment) and patch it here, or fix the name",
-                "o.yaml:6:13: warning: overlay of group \"g\" (and the 1 others of its set): key \"zzz\" is in `unset:` but no group it patches has it here; nothing to remove",
+                "o.yaml:6:13: warning: overlay of group \"g\" (and the 1 others of its set): key \"zzz\" is in `unset:` but no group it patches has it (with its template, its own keys and the overlays before this one); nothing to remove",
             ]
         );
         let related = &loaded.diagnostics[1].related[0];
