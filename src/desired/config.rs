@@ -449,6 +449,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn overlays_of_an_environment_replace_the_top_levels() {
+        let c = config(
+            "admin: a\nregion: china\noverlays: [overlays/common]\nenvironments:\n  staging:\n    sdkappid: 1\n  production:\n    sdkappid: 2\n    overlays:\n      - overlays/common\n      - overlays/production\n  qa:\n    sdkappid: 3\n    overlays: []\n",
+        );
+        let paths = |name: &str| -> Vec<(String, u64, u64)> {
+            let env = c.environment(Some(name), None).unwrap();
+            env.overlays.iter().map(|o| (o.path.display().to_string(), o.at.line, o.at.column)).collect()
+        };
+        assert_eq!(paths("staging"), [("repo/overlays/common".to_string(), 3, 12)]);
+        assert_eq!(
+            paths("production"),
+            [("repo/overlays/common".to_string(), 10, 9), ("repo/overlays/production".to_string(), 11, 9)]
+        );
+        assert_eq!(paths("qa"), []);
+        let none = config("sdkappid: 1\nadmin: a\nregion: china\noverlays: ~\n").environment(None, None).unwrap();
+        assert!(none.overlays.is_empty());
+    }
+
     /// The first problem of `text`, found when parsing or when resolving the environment.
     fn first_problem(text: &str) -> String {
         let errors = match Config::parse(Path::new("repo/grattr.yaml"), text) {

@@ -358,6 +358,8 @@ type UnsetEffect = Vec<(bool, Vec<bool>)>;
 /// Resolves every group that uses a template, and every group an overlay patches,
 /// over all files (in load order); returns, for each file, its resolved groups and
 /// the problems found in it, and the problems found in each overlay file.
+// Attribute sets are iterated through `iter()`, which `AttributeSet` keeps whatever it is made of.
+#[allow(clippy::explicit_iter_loop)]
 pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     let mut out: Vec<Resolution> = files.iter().map(|_| Resolution::default()).collect();
     let mut found: Vec<Vec<Diagnostic>> = overlays.files.iter().map(|_| Vec::new()).collect();
@@ -573,6 +575,7 @@ fn not_declared(overlays: &Overlays, kind: &str, name: &str, at: &SourceLocation
 
 /// One group over its template chain (itself first; none for a group without a
 /// template) and the overlay patches; `None` when that is an error.
+#[allow(clippy::explicit_iter_loop)] // as in `resolve`
 fn resolve_group<'a>(
     subject: &Subject<'a>,
     chain: &[&'a Template],
