@@ -68,7 +68,7 @@ fn each_environment_applies_its_own_overlays() {
     assert_eq!(changed, ["room-1", "room-2"]);
     assert_eq!(plan["changes"][0]["after"]["rules"], "1. Be kind. 2. No ads.");
     grattr(&repo, &["apply", "--env", "production", "--yes"]).code(0).stdout_contains("2 applied, 0 failed");
-    assert_eq!(production.get("room-2")["rules"], "1. Be kind. 2. No ads.");
+    assert_eq!(production.get("room-2"), attrs(&[("rules", "1. Be kind. 2. No ads."), ("theme", "dark")]));
 
     // An overlay of a group nobody declares stops production, at the overlay's line,
     // with nothing applied; staging, which does not use it, goes on.

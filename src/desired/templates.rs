@@ -591,7 +591,10 @@ fn resolve_group<'a>(
         for (key, value) in template.attributes.iter() {
             resolved.insert(key, (value, layers.len() - 1));
         }
-        for patch in patches.templates.get(template.name.as_str()).into_iter().flatten() {
+        // Without overlays (the common case), no lookup per template per group.
+        let template_patches =
+            if patches.templates.is_empty() { None } else { patches.templates.get(template.name.as_str()) };
+        for patch in template_patches.into_iter().flatten() {
             if !patch.valid {
                 return None;
             }
@@ -624,7 +627,8 @@ fn resolve_group<'a>(
             diagnostics.push(Diagnostic::warning(Rule::Unset, at.clone(), message));
         }
     }
-    for use_ in patches.groups.get(subject.id).into_iter().flatten() {
+    let group_patches = if patches.groups.is_empty() { None } else { patches.groups.get(subject.id) };
+    for use_ in group_patches.into_iter().flatten() {
         if !use_.patch.valid {
             return None;
         }
