@@ -211,7 +211,7 @@ impl Reader<'_> {
         if indent <= parent {
             return Err(Unsure);
         }
-        let mut set = AttributeSet::new();
+        let mut entries = Vec::new();
         loop {
             let (key, after) = self.key(line.start + indent, line.end)?;
             let value_at = after + spaces(&self.text[after..line.end]);
@@ -219,13 +219,12 @@ impl Reader<'_> {
                 Some(b'|') => self.literal(value_at, line.end, indent)?,
                 _ => (self.scalar(value_at, line.end)?, self.next_line()),
             };
-            if set.insert(key, value).is_some() {
-                return Err(Unsure);
-            }
+            entries.push((key, value));
             match next {
                 Some(next) if next.indent == indent => line = next,
                 Some(next) if next.indent > indent => return Err(Unsure),
-                next => return Ok((set, next)),
+                // A repeated key is an error the full parser reports.
+                next => return Ok((AttributeSet::from_unique(entries).map_err(|_| Unsure)?, next)),
             }
         }
     }
@@ -526,10 +525,10 @@ mod tests {
         assert_eq!(groups.len(), 2);
         let a = &groups[0].1;
         assert_eq!((a.source.line, a.source.column), (3, 9));
-        assert_eq!(a.attributes["title"], "Hello \"world\"\né");
-        assert_eq!(a.attributes["owner"], "it's");
-        assert_eq!(a.attributes["text"], "line 1\n\n  indented\n");
-        assert_eq!(a.attributes["tail"], "x");
+        assert_eq!(&a.attributes["title"], "Hello \"world\"\né");
+        assert_eq!(&a.attributes["owner"], "it's");
+        assert_eq!(&a.attributes["text"], "line 1\n\n  indented\n");
+        assert_eq!(&a.attributes["tail"], "x");
         assert_eq!((groups[1].1.source.line, groups[1].1.source.column), (15, 9));
     }
 

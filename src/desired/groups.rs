@@ -635,7 +635,7 @@ mod tests {
         let places: Vec<_> =
             parsed.groups.iter().map(|(id, g)| (id.as_str().to_string(), g.source.line, g.source.column)).collect();
         assert_eq!(places, vec![("a".into(), 3, 9), ("b".into(), 4, 9), ("c".into(), 7, 11)]);
-        assert!(parsed.groups[..2].iter().all(|(_, g)| g.ownership.as_str() == "keys" && g.attributes["k"] == "v"));
+        assert!(parsed.groups[..2].iter().all(|(_, g)| g.ownership.as_str() == "keys" && &g.attributes["k"] == "v"));
         assert_eq!(parsed.declared.len(), 3);
     }
 
@@ -689,11 +689,7 @@ mod properties {
                 text += " {}\n";
             }
             for (key, value) in attributes {
-                text += &format!(
-                    "      {}: {}\n",
-                    serde_json::Value::from(key.as_str()),
-                    serde_json::Value::from(value.as_str())
-                );
+                text += &format!("      {}: {}\n", serde_json::Value::from(key), serde_json::Value::from(value));
             }
         }
         text
@@ -708,7 +704,7 @@ mod properties {
             files in 1usize..5,
             seed in any::<u64>(),
         ) {
-            let groups: Vec<(String, AttributeSet)> = groups.into_iter().collect();
+            let groups: Vec<(String, AttributeSet)> = groups.into_iter().map(|(id, attributes)| (id, attributes.into())).collect();
             let mut chunks: Vec<Vec<(String, AttributeSet)>> = vec![Vec::new(); files];
             for (index, group) in groups.iter().enumerate() {
                 chunks[(index as u64 ^ seed) as usize % files].push(group.clone());

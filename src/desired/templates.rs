@@ -465,12 +465,12 @@ mod tests {
         write(dir.path(), "g.yaml", "groups:\n  - id: g\n    template: t\n  - id: plain\n    attributes: {}\n");
         let mut index = DesiredIndex::load(dir.path());
         let g = GroupId::parse("g").unwrap();
-        assert_eq!(index.groups()[&g].attributes["k"], "one");
+        assert_eq!(&index.groups()[&g].attributes["k"], "one");
 
         std::fs::write(&t, "templates:\n  t:\n    k: two\n").unwrap();
         let affected = index.update([t.clone()]);
         assert!(affected.contains(&g), "{affected:?}");
-        assert_eq!(index.groups()[&g].attributes["k"], "two");
+        assert_eq!(&index.groups()[&g].attributes["k"], "two");
 
         std::fs::remove_file(&t).unwrap();
         index.update([t.clone()]);
@@ -483,7 +483,7 @@ mod tests {
         std::fs::write(&t, "templates:\n  t:\n    k: three\n  unused: {}\n").unwrap();
         index.update([t]);
         assert!(!index.has_errors());
-        assert_eq!(index.groups()[&g].attributes["k"], "three");
+        assert_eq!(&index.groups()[&g].attributes["k"], "three");
         let fresh = super::super::load(dir.path());
         assert_eq!(&fresh.state.groups, index.groups());
         assert_eq!(fresh.diagnostics, index.diagnostics());
@@ -494,7 +494,7 @@ mod tests {
     }
 
     /// A block mapping under `field:` (`field: {}` when empty).
-    fn mapping(field: &str, attributes: &AttributeSet, indent: &str) -> String {
+    fn mapping(field: &str, attributes: &BTreeMap<String, String>, indent: &str) -> String {
         if attributes.is_empty() {
             return format!("{field} {{}}\n");
         }

@@ -69,12 +69,12 @@ impl KeyChanges {
         let mut keys = KeyChanges::default();
         for (key, value) in after {
             match before.get(key) {
-                None => keys.added.push(key.clone()),
-                Some(old) if old != value => keys.changed.push(key.clone()),
+                None => keys.added.push(key.to_owned()),
+                Some(old) if old != value => keys.changed.push(key.to_owned()),
                 Some(_) => {}
             }
         }
-        keys.removed = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+        keys.removed = before.keys().filter(|k| !after.contains_key(k)).map(str::to_owned).collect();
         keys
     }
 }
@@ -119,9 +119,8 @@ impl Change {
         let empty = AttributeSet::new();
         let before = self.before.as_ref().unwrap_or(&empty);
         let after = self.after.as_ref().unwrap_or(&empty);
-        let modify =
-            after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        let delete = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+        let modify = after.iter().filter(|(k, v)| before.get(k) != Some(*v)).collect();
+        let delete = before.keys().filter(|k| !after.contains_key(k)).map(str::to_owned).collect();
         (modify, delete)
     }
 

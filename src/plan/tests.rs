@@ -214,7 +214,7 @@ fn markdown_stays_under_the_comment_limit() {
 }
 
 fn arb_attrs() -> impl Strategy<Value = AttributeSet> {
-    prop::collection::btree_map("[a-z]{1,3}", "[a-z0-9 ]{0,4}", 0..5)
+    prop::collection::btree_map("[a-z]{1,3}", "[a-z0-9 ]{0,4}", 0..5).prop_map(AttributeSet::from)
 }
 
 fn arb_state() -> impl Strategy<Value = BTreeMap<String, AttributeSet>> {

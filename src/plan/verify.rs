@@ -131,8 +131,8 @@ fn compare_attributes(
         (None, None) => return Ok(()),
         _ => return differ(format!("group {id}: its {what}attributes differ from the plan computed now")),
     };
-    let mut keys: Vec<&String> = saved.keys().chain(fresh.keys()).collect();
-    keys.sort();
+    let mut keys: Vec<&str> = saved.keys().chain(fresh.keys()).collect();
+    keys.sort_unstable();
     keys.dedup();
     for key in keys {
         let label = super::render::key_label(key);
