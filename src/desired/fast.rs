@@ -13,7 +13,7 @@
 
 use super::groups::FileGroups;
 use crate::model::limits;
-use crate::model::{AttributeSet, DesiredGroup, GroupId, Ownership, SourceLocation};
+use crate::model::{AttributeSet, DesiredGroup, GroupId, OriginKind, Origins, Ownership, SourceLocation};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -172,7 +172,9 @@ impl Reader<'_> {
                 }
                 let (set, next) = match rest_is_empty(rest) {
                     true => self.attributes(fields)?,
-                    false if rest_is_empty_flow_mapping(rest) => (AttributeSet::new(), self.next_line()),
+                    false if rest_is_empty_flow_mapping(rest) => {
+                        ((AttributeSet::new(), Box::default()), self.next_line())
+                    }
                     false => return Err(Unsure),
                 };
                 attributes = Some(set);
@@ -186,7 +188,7 @@ impl Reader<'_> {
                 next => break next,
             }
         };
-        let (Some((id, line, column)), Some(attributes)) = (id, attributes) else { return Err(Unsure) };
+        let (Some((id, line, column)), Some((attributes, key_at))) = (id, attributes) else { return Err(Unsure) };
         let id = GroupId::parse(&id).map_err(|_| Unsure)?;
         if !limits::check(&attributes).is_empty() {
             return Err(Unsure);
@@ -198,14 +200,15 @@ impl Reader<'_> {
             source,
             ownership: ownership.unwrap_or_default(),
             ownership_written: ownership.is_some(),
+            origins: Origins::Own { kind: OriginKind::Group, at: key_at },
         };
         self.out.groups.push((id, group));
         Ok(next)
     }
 
     /// The block mapping of a group's attributes, below a key indented by `parent`;
-    /// returns it and the line after it.
-    fn attributes(&mut self, parent: usize) -> Read<(AttributeSet, Option<Line>)> {
+    /// returns it with the line and column of each key (in key order), and the line after it.
+    fn attributes(&mut self, parent: usize) -> Read<((AttributeSet, Box<[(u32, u32)]>), Option<Line>)> {
         let mut line = self.next_line().ok_or(Unsure)?;
         let indent = line.indent;
         if indent <= parent {
@@ -219,12 +222,21 @@ impl Reader<'_> {
                 Some(b'|') => self.literal(value_at, line.end, indent)?,
                 _ => (self.scalar(value_at, line.end)?, self.next_line()),
             };
-            entries.push((key, value));
+            let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+            entries.push((key, value, (clamp(line.number), clamp(indent as u64 + 1))));
             match next {
                 Some(next) if next.indent == indent => line = next,
                 Some(next) if next.indent > indent => return Err(Unsure),
-                // A repeated key is an error the full parser reports.
-                next => return Ok((AttributeSet::from_unique(entries).map_err(|_| Unsure)?, next)),
+                next => {
+                    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    // A repeated key is an error the full parser reports.
+                    if entries.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+                        return Err(Unsure);
+                    }
+                    let at = entries.iter().map(|entry| entry.2).collect();
+                    let set = entries.iter().map(|(key, value, _)| (key.as_str(), value.as_str())).collect();
+                    return Ok(((set, at), next));
+                }
             }
         }
     }

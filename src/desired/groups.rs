@@ -10,7 +10,7 @@ use super::templates::{Template, Templated};
 use super::yaml::{self, Node};
 pub use crate::model::DesiredGroup;
 use crate::model::limits;
-use crate::model::{Digest, DigestBuilder, GroupId, SourceLocation};
+use crate::model::{Digest, DigestBuilder, GroupId, OriginKind, Origins, SourceLocation};
 use foldhash::fast::RandomState;
 use rayon::prelude::*;
 use serde_saphyr::{Location, Spanned};
@@ -386,6 +386,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
         out.diagnostics.push(Diagnostic::error(Rule::Template, yaml::locate(file, &list.referenced), message));
     }
     let unset = group.unset.map(|list| super::templates::read_unset(file, text, list, &mut out.diagnostics));
+    let kind = if group.ids.is_some() { OriginKind::Set } else { OriginKind::Group };
     // The ids: one (`id:`), or a set (`ids:`), each with where it is written.
     let ids: Vec<(Option<GroupId>, SourceLocation)> = match (group.id, group.ids) {
         (Some(_), Some((key, _))) => {
@@ -459,6 +460,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
         return;
     }
     let places: BTreeMap<String, SourceLocation> = key_at.into_iter().map(|(key, (at, _))| (key, at)).collect();
+    let origins = Origins::own(kind, places.iter().map(|(key, at)| (key.as_str(), at)));
     for (id, id_at) in ids {
         let Some(id) = id else { continue };
         let group = DesiredGroup {
@@ -466,6 +468,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
             source: id_at,
             ownership: ownership.unwrap_or_default(),
             ownership_written: ownership.is_some(),
+            origins: origins.clone(),
         };
         match &template {
             Some((template, template_at)) => out.templated.push(super::templates::Templated {

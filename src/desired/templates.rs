@@ -14,7 +14,9 @@ use super::groups::FileGroups;
 use super::shape::{AttrEntries, Lenient, NodeList, TemplateMap, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
-use crate::model::{AttributeSet, DesiredGroup, GroupId, Ownership, SourceLocation};
+use crate::model::{
+    AttributeSet, DesiredGroup, GroupId, OriginKind, Origins, Ownership, ResolvedOrigin, SourceLocation,
+};
 use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -305,14 +307,55 @@ pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
                 out[index].diagnostics.push(diagnostic);
             }
         }
+        // The ids of a set follow each other and resolve alike: they share their origins.
+        let mut shared: Option<(&Templated, KeyOrigins)> = None;
         for group in &file.templated {
             let Some(chain) = chain(&group.template, &by_name) else { continue };
-            if let Some(resolved) = resolve_group(group, &chain, &mut out[index].diagnostics) {
+            if let Some(mut resolved) = resolve_group(group, &chain, &mut out[index].diagnostics) {
+                let origins = match &shared {
+                    Some((previous, origins)) if same_entry(previous, group) => origins.clone(),
+                    _ => key_origins(group, &chain, &resolved.attributes),
+                };
+                resolved.origins = Origins::Resolved(origins.clone());
+                shared = Some((group, origins));
                 out[index].groups.push((group.id.clone(), resolved));
             }
         }
     }
     out
+}
+
+/// Each resolved key's origin, ordered by key.
+type KeyOrigins = Arc<[(Box<str>, ResolvedOrigin)]>;
+
+/// Whether two templated groups come from one entry (the ids of a set).
+fn same_entry(a: &Templated, b: &Templated) -> bool {
+    a.template == b.template && a.places == b.places && a.unset == b.unset && a.attributes_at == b.attributes_at
+}
+
+/// Where each key of `attributes`, resolved for `group` over `chain`, gets its value.
+fn key_origins(group: &Templated, chain: &[&Template], attributes: &AttributeSet) -> KeyOrigins {
+    let own_kind = match group.group.origins {
+        Origins::Own { kind, .. } => kind,
+        _ => OriginKind::Group,
+    };
+    attributes
+        .keys()
+        .filter_map(|key| {
+            let origin = match group.places.get(key) {
+                Some(at) => ResolvedOrigin { kind: own_kind, template: None, at: at.clone() },
+                None => {
+                    let template = chain.iter().find(|t| t.attributes.contains_key(key))?;
+                    ResolvedOrigin {
+                        kind: OriginKind::Template,
+                        template: Some(Arc::from(template.name.as_str())),
+                        at: template.places.get(key).unwrap_or(&template.at).clone(),
+                    }
+                }
+            };
+            Some((Box::from(key), origin))
+        })
+        .collect()
 }
 
 /// One group over its template chain (itself first); `None` when that is an error.
@@ -365,7 +408,8 @@ fn resolve_group(group: &Templated, chain: &[&Template], diagnostics: &mut Vec<D
         (false, Some(ownership)) => (ownership, true),
         (false, None) => (group.group.ownership, false),
     };
-    clean.then(|| DesiredGroup { attributes, source: group.group.source.clone(), ownership, ownership_written })
+    let source = group.group.source.clone();
+    clean.then(|| DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Unknown })
 }
 
 /// "10 from template community (groups/t.yaml:2:3), 7 in group makers (groups/m.yaml:9:7)":

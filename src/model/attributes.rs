@@ -71,6 +71,11 @@ impl AttributeSet {
         self.search(key).ok().map(|i| self.entry(i).1)
     }
 
+    /// The index of `key` in key order.
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.search(key).ok()
+    }
+
     /// Whether the set has `key`.
     pub fn contains_key(&self, key: &str) -> bool {
         self.search(key).is_ok()

@@ -5,11 +5,13 @@ mod attributes;
 mod digest;
 mod group_id;
 pub mod limits;
+mod origin;
 mod region;
 
 pub use attributes::AttributeSet;
 pub use digest::{Digest, DigestBuilder};
 pub use group_id::{GroupId, GroupIdError};
+pub use origin::{KeyOrigin, OriginKind, Origins, ResolvedOrigin};
 
 pub use region::Region;
 
@@ -89,6 +91,8 @@ pub struct DesiredGroup {
     pub ownership: Ownership,
     /// Whether the group file says the ownership (else it is `grattr.yaml`'s default).
     pub ownership_written: bool,
+    /// Where each key gets its value.
+    pub origins: Origins,
 }
 
 /// What of a group grattr owns, by what it records of it, else what it declares:
