@@ -21,6 +21,9 @@ use std::sync::Arc;
 #[derive(Debug)]
 struct Unsure;
 
+/// A group's attributes and the line and column of each key, in key order.
+type Attributes = (AttributeSet, Box<[(u32, u32)]>);
+
 type Read<T> = Result<T, Unsure>;
 
 /// The longest implicit key YAML allows, in characters (counted here in bytes, which
@@ -208,7 +211,7 @@ impl Reader<'_> {
 
     /// The block mapping of a group's attributes, below a key indented by `parent`;
     /// returns it with the line and column of each key (in key order), and the line after it.
-    fn attributes(&mut self, parent: usize) -> Read<((AttributeSet, Box<[(u32, u32)]>), Option<Line>)> {
+    fn attributes(&mut self, parent: usize) -> Read<(Attributes, Option<Line>)> {
         let mut line = self.next_line().ok_or(Unsure)?;
         let indent = line.indent;
         if indent <= parent {

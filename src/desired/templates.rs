@@ -409,7 +409,7 @@ fn resolve_group(group: &Templated, chain: &[&Template], diagnostics: &mut Vec<D
         (false, None) => (group.group.ownership, false),
     };
     let source = group.group.source.clone();
-    clean.then(|| DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Unknown })
+    clean.then_some(DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Unknown })
 }
 
 /// "10 from template community (groups/t.yaml:2:3), 7 in group makers (groups/m.yaml:9:7)":
