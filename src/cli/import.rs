@@ -111,7 +111,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         match read {
             Ok(mut attributes) => {
                 if ownership == Ownership::Keys {
-                    attributes.retain(|key, _| args.keys.contains(key));
+                    attributes.retain(|key, _| args.keys.iter().any(|k| k == key));
                 }
                 imported.push((id, attributes));
             }

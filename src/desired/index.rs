@@ -348,7 +348,7 @@ mod tests {
         std::fs::write(&a, format!("groups:\n{}", group("one", "changed"))).unwrap();
         let affected = index.update([a.clone()]);
         assert_eq!(affected.iter().map(GroupId::as_str).collect::<Vec<_>>(), vec!["one", "two"]);
-        assert_eq!(index.groups()[&GroupId::parse("one").unwrap()].attributes["k"], "changed");
+        assert_eq!(&index.groups()[&GroupId::parse("one").unwrap()].attributes["k"], "changed");
         assert!(!index.groups().contains_key(&GroupId::parse("two").unwrap()));
 
         // A duplicate across files is an error, and neither copy is applied.
@@ -359,7 +359,7 @@ mod tests {
         std::fs::remove_file(&c).unwrap();
         index.update([c]);
         assert!(!index.has_errors());
-        assert_eq!(index.groups()[&GroupId::parse("three").unwrap()].attributes["k"], "3");
+        assert_eq!(&index.groups()[&GroupId::parse("three").unwrap()].attributes["k"], "3");
 
         // A directory removed, and an editor's leftovers ignored.
         std::fs::remove_dir_all(b.parent().unwrap()).unwrap();

@@ -19,7 +19,9 @@ use super::overlays::{Overlays, Patch};
 use super::shape::{AttrEntries, Lenient, NodeList, TemplateMap, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
-use crate::model::{AttributeSet, DesiredGroup, GroupId, Ownership, SourceLocation};
+use crate::model::{
+    AttributeSet, DesiredGroup, GroupId, OriginKind, Origins, Ownership, ResolvedOrigin, SourceLocation,
+};
 use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -336,6 +338,21 @@ struct Patches<'a> {
     groups: HashMap<&'a GroupId, Vec<GroupUse<'a>>>,
 }
 
+impl Patches<'_> {
+    /// Whether an overlay patches the group `id`.
+    fn patches(&self, id: &GroupId) -> bool {
+        !self.groups.is_empty() && self.groups.contains_key(id)
+    }
+}
+
+/// Each resolved key's origin, ordered by key.
+type KeyOrigins = Arc<[(Box<str>, ResolvedOrigin)]>;
+
+/// Whether two templated groups come from one entry (the ids of a set).
+fn same_entry(a: &Templated, b: &Templated) -> bool {
+    a.template == b.template && a.places == b.places && a.unset == b.unset && a.attributes_at == b.attributes_at
+}
+
 /// What resolution knows of a group.
 struct Subject<'a> {
     id: &'a GroupId,
@@ -358,8 +375,6 @@ type UnsetEffect = Vec<(bool, Vec<bool>)>;
 /// Resolves every group that uses a template, and every group an overlay patches,
 /// over all files (in load order); returns, for each file, its resolved groups and
 /// the problems found in it, and the problems found in each overlay file.
-// Attribute sets are iterated through `iter()`, which `AttributeSet` keeps whatever it is made of.
-#[allow(clippy::explicit_iter_loop)]
 pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     let mut out: Vec<Resolution> = files.iter().map(|_| Resolution::default()).collect();
     let mut found: Vec<Vec<Diagnostic>> = overlays.files.iter().map(|_| Vec::new()).collect();
@@ -469,11 +484,11 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
             let Some(chain) = chain(&template.name, &by_name) else { continue };
             let mut keys: HashSet<&str> = HashSet::new();
             for link in chain.iter().rev() {
-                for (key, _) in link.attributes.iter() {
+                for (key, _) in &link.attributes {
                     keys.insert(key);
                 }
                 for patch in patches.templates.get(link.name.as_str()).into_iter().flatten() {
-                    for (key, _) in patch.attributes.iter() {
+                    for (key, _) in &patch.attributes {
                         keys.insert(key);
                     }
                     for (key, at) in &patch.unset {
@@ -502,6 +517,8 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
                 out[index].diagnostics.push(diagnostic);
             }
         }
+        // The ids of a set follow each other and resolve alike: they share their origins.
+        let mut shared: Option<(&Templated, KeyOrigins)> = None;
         for group in &file.templated {
             let Some(chain) = chain(&group.template, &by_name) else { continue };
             let subject = Subject {
@@ -512,9 +529,16 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
                 places: Some(&group.places),
                 attributes_at: &group.attributes_at,
             };
-            if let Some(resolved) =
-                resolve_group(&subject, &chain, &patches, &mut unset_effect, &mut out[index].diagnostics)
+            // Unless an overlay patches one of them on its own.
+            let alike = shared.as_ref().filter(|(previous, _)| {
+                same_entry(previous, group) && !patches.patches(&previous.id) && !patches.patches(&group.id)
+            });
+            let diagnostics = &mut out[index].diagnostics;
+            let alike = alike.map(|(_, origins)| origins);
+            if let Some((resolved, origins)) =
+                resolve_group(&subject, &chain, &patches, alike, &mut unset_effect, diagnostics)
             {
+                shared = Some((group, origins));
                 out[index].groups.push((group.id.clone(), resolved));
             }
         }
@@ -527,8 +551,8 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
             }
             out[index].patched.push(id.clone());
             let subject = Subject { id, group, template: None, unset: &[], places: None, attributes_at: &group.source };
-            if let Some(resolved) =
-                resolve_group(&subject, &[], &patches, &mut unset_effect, &mut out[index].diagnostics)
+            if let Some((resolved, _)) =
+                resolve_group(&subject, &[], &patches, None, &mut unset_effect, &mut out[index].diagnostics)
             {
                 out[index].groups.push((id.clone(), resolved));
             }
@@ -574,21 +598,22 @@ fn not_declared(overlays: &Overlays, kind: &str, name: &str, at: &SourceLocation
 }
 
 /// One group over its template chain (itself first; none for a group without a
-/// template) and the overlay patches; `None` when that is an error.
-#[allow(clippy::explicit_iter_loop)] // as in `resolve`
+/// template) and the overlay patches, with where each key gets its value (`shared`
+/// by the ids of a set, when given); `None` when that is an error.
 fn resolve_group<'a>(
     subject: &Subject<'a>,
     chain: &[&'a Template],
     patches: &Patches<'a>,
+    shared: Option<&KeyOrigins>,
     unset_effect: &mut UnsetEffect,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<DesiredGroup> {
+) -> Option<(DesiredGroup, KeyOrigins)> {
     let name = format!("group {:?}", subject.id.as_str());
     let mut layers: Vec<Origin<'a>> = Vec::with_capacity(chain.len() + 1);
     let mut resolved: BTreeMap<&'a str, (&'a str, usize)> = BTreeMap::new();
     for template in chain.iter().rev() {
         layers.push(Origin::Template(template));
-        for (key, value) in template.attributes.iter() {
+        for (key, value) in &template.attributes {
             resolved.insert(key, (value, layers.len() - 1));
         }
         // Without overlays (the common case), no lookup per template per group.
@@ -600,7 +625,7 @@ fn resolve_group<'a>(
             }
             let of = Patched::Template(&template.name);
             layers.push(Origin::Overlay { patch, at: &patch.at, of });
-            for (key, value) in patch.attributes.iter() {
+            for (key, value) in &patch.attributes {
                 resolved.insert(key, (value, layers.len() - 1));
             }
             for (key, _) in &patch.unset {
@@ -609,7 +634,7 @@ fn resolve_group<'a>(
         }
     }
     layers.push(Origin::Group(subject.places, subject.attributes_at));
-    for (key, value) in subject.group.attributes.iter() {
+    for (key, value) in &subject.group.attributes {
         resolved.insert(key, (value, layers.len() - 1));
     }
     let mut clean = true;
@@ -633,7 +658,7 @@ fn resolve_group<'a>(
             return None;
         }
         layers.push(Origin::Overlay { patch: use_.patch, at: use_.at, of: Patched::Group(subject.id) });
-        for (key, value) in use_.patch.attributes.iter() {
+        for (key, value) in &use_.patch.attributes {
             resolved.insert(key, (value, layers.len() - 1));
         }
         let effect = &mut unset_effect[use_.entry];
@@ -676,7 +701,44 @@ fn resolve_group<'a>(
         (false, Some(ownership)) => (ownership, true),
         (false, None) => (group.ownership, false),
     };
-    clean.then(|| DesiredGroup { attributes, source: group.source.clone(), ownership, ownership_written })
+    let source = group.source.clone();
+    let origins = match shared {
+        Some(origins) => origins.clone(),
+        None => {
+            let own_kind = match group.origins {
+                Origins::Own { kind, .. } => kind,
+                _ => OriginKind::Group,
+            };
+            let origin = |key: &str, layer: &Origin| match layer {
+                Origin::Template(t) => ResolvedOrigin {
+                    kind: OriginKind::Template,
+                    template: Some(Arc::from(t.name.as_str())),
+                    at: layer.place(key).clone(),
+                },
+                Origin::Group(places, _) => {
+                    // A group without a template knows its keys' places from its own origins.
+                    let own = || group.origins.of(key, &group.attributes, &group.source);
+                    let at = places
+                        .and_then(|places| places.get(key))
+                        .cloned()
+                        .or_else(|| own().map(|o| SourceLocation { file: o.file, line: o.line, column: o.column }));
+                    ResolvedOrigin { kind: own_kind, template: None, at: at.unwrap_or_else(|| group.source.clone()) }
+                }
+                Origin::Overlay { of, .. } => ResolvedOrigin {
+                    kind: OriginKind::Overlay,
+                    template: match of {
+                        Patched::Template(name) => Some(Arc::from(*name)),
+                        Patched::Group(_) => None,
+                    },
+                    at: layer.place(key).clone(),
+                },
+            };
+            resolved.iter().map(|(key, (_, layer))| (Box::from(*key), origin(key, &layers[*layer]))).collect()
+        }
+    };
+    let desired =
+        DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Resolved(origins.clone()) };
+    clean.then_some((desired, origins))
 }
 
 /// "10 from template community (groups/t.yaml:2:3), 7 in group makers (groups/m.yaml:9:7)":
@@ -783,7 +845,7 @@ mod tests {
         let related = &loaded.diagnostics[1].related[0];
         assert_eq!(
             (related.location.to_string(), related.label.as_str()),
-            ("groups".to_string(), "no group \"ghost\" is declared in the group files here")
+            ("groups".to_string(), "no group \"ghost\" in the group files here")
         );
         assert!(loaded.has_errors());
     }
@@ -841,8 +903,8 @@ mod tests {
         let paths = [OverlayPath { path: overlay_dir.clone(), at }];
         let mut index = DesiredIndex::load_with(&groups, &paths);
         let (g, plain) = (GroupId::parse("g").unwrap(), GroupId::parse("plain").unwrap());
-        assert_eq!(index.groups()[&plain].attributes["k"], "one");
-        assert_eq!(index.groups()[&g].attributes["k"], "base");
+        assert_eq!(&index.groups()[&plain].attributes["k"], "one");
+        assert_eq!(&index.groups()[&g].attributes["k"], "base");
         let same_as_a_fresh_load = |index: &DesiredIndex| {
             let fresh = super::super::load_with(&groups, &paths);
             assert_eq!(&fresh.state.groups, index.groups());
@@ -853,8 +915,8 @@ mod tests {
         std::fs::write(&o, "templates:\n  t:\n    k: two\n").unwrap();
         let affected = index.update([o.clone()]);
         assert!(affected.contains(&g) && affected.contains(&plain), "{affected:?}");
-        assert_eq!(index.groups()[&plain].attributes["k"], "base");
-        assert_eq!(index.groups()[&g].attributes["k"], "two");
+        assert_eq!(&index.groups()[&plain].attributes["k"], "base");
+        assert_eq!(&index.groups()[&g].attributes["k"], "two");
         same_as_a_fresh_load(&index);
 
         // A patch of a group no file declares, then declared by a new group file.
@@ -865,7 +927,7 @@ mod tests {
         let later = write(&groups, "later.yaml", "groups:\n  - id: later\n    attributes: {k: base}\n");
         index.update([later.clone()]);
         assert!(!index.has_errors(), "{:?}", index.diagnostics());
-        assert_eq!(index.groups()[&GroupId::parse("later").unwrap()].attributes["k"], "three");
+        assert_eq!(&index.groups()[&GroupId::parse("later").unwrap()].attributes["k"], "three");
         same_as_a_fresh_load(&index);
 
         // The overlay directory removed: an error at its line in the configuration.
@@ -877,7 +939,7 @@ mod tests {
         // And no overlay at all.
         index.set_overlays(&[]);
         assert!(!index.has_errors());
-        assert_eq!(index.groups()[&GroupId::parse("later").unwrap()].attributes["k"], "base");
+        assert_eq!(&index.groups()[&GroupId::parse("later").unwrap()].attributes["k"], "base");
         assert_eq!(index.groups(), &super::super::load(&groups).state.groups);
     }
 
@@ -935,12 +997,12 @@ mod tests {
         write(dir.path(), "g.yaml", "groups:\n  - id: g\n    template: t\n  - id: plain\n    attributes: {}\n");
         let mut index = DesiredIndex::load(dir.path());
         let g = GroupId::parse("g").unwrap();
-        assert_eq!(index.groups()[&g].attributes["k"], "one");
+        assert_eq!(&index.groups()[&g].attributes["k"], "one");
 
         std::fs::write(&t, "templates:\n  t:\n    k: two\n").unwrap();
         let affected = index.update([t.clone()]);
         assert!(affected.contains(&g), "{affected:?}");
-        assert_eq!(index.groups()[&g].attributes["k"], "two");
+        assert_eq!(&index.groups()[&g].attributes["k"], "two");
 
         std::fs::remove_file(&t).unwrap();
         index.update([t.clone()]);
@@ -953,7 +1015,7 @@ mod tests {
         std::fs::write(&t, "templates:\n  t:\n    k: three\n  unused: {}\n").unwrap();
         index.update([t]);
         assert!(!index.has_errors());
-        assert_eq!(index.groups()[&g].attributes["k"], "three");
+        assert_eq!(&index.groups()[&g].attributes["k"], "three");
         let fresh = super::super::load(dir.path());
         assert_eq!(&fresh.state.groups, index.groups());
         assert_eq!(fresh.diagnostics, index.diagnostics());
@@ -964,7 +1026,7 @@ mod tests {
     }
 
     /// A block mapping under `field:` (`field: {}` when empty).
-    fn mapping(field: &str, attributes: &AttributeSet, indent: &str) -> String {
+    fn mapping(field: &str, attributes: &BTreeMap<String, String>, indent: &str) -> String {
         if attributes.is_empty() {
             return format!("{field} {{}}\n");
         }

@@ -62,7 +62,7 @@ fn touched<'a>(
                 },
             };
             if let Some((key, old, new)) = next {
-                return Some((key.as_str(), old.map(String::as_str), new.map(String::as_str)));
+                return Some((key, old, new));
             }
         }
     })
@@ -129,7 +129,7 @@ fn changed_lines(old: &str, new: &str, styled: bool) -> String {
 
 fn unchanged_count(change: &Change) -> usize {
     match (&change.before, &change.after) {
-        (Some(before), Some(after)) => before.iter().filter(|(k, v)| after.get(*k) == Some(*v)).count(),
+        (Some(before), Some(after)) => before.iter().filter(|(k, v)| after.get(k) == Some(*v)).count(),
         _ => 0,
     }
 }
