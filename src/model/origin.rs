@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// What kind of place gives a key its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OriginKind {
     /// The group's own entry (`id:`).

@@ -2,6 +2,7 @@
 //! computed by a pure diff of the desired state against the last-applied state,
 //! and its three renderings.
 
+pub mod causes;
 pub mod render;
 pub mod verify;
 
