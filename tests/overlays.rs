@@ -67,6 +67,18 @@ fn each_environment_applies_its_own_overlays() {
         plan["changes"].as_array().unwrap().iter().map(|c| c["group_id"].as_str().unwrap()).collect();
     assert_eq!(changed, ["room-1", "room-2"]);
     assert_eq!(plan["changes"][0]["after"]["rules"], "1. Be kind. 2. No ads.");
+    // Each changed key says where its value comes from: the overlay, of the template.
+    assert_eq!(
+        plan["changes"][0]["keys"]["sources"]["rules"],
+        serde_json::json!({
+            "kind": "overlay", "template": "community", "file": "overlays/production/rules.yaml", "line": 3, "column": 5
+        })
+    );
+    let text = grattr(&repo, &["plan", "--env", "production"]).code(0).into_stdout();
+    assert!(
+        text.contains("overlay overlays/production/rules.yaml (template community) changed rules: 2 groups to update"),
+        "{text}"
+    );
     grattr(&repo, &["apply", "--env", "production", "--yes"]).code(0).stdout_contains("2 applied, 0 failed");
     assert_eq!(production.get("room-2"), attrs(&[("rules", "1. Be kind. 2. No ads."), ("theme", "dark")]));
 

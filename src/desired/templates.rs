@@ -217,8 +217,9 @@ pub(super) fn read_unset(
     keys
 }
 
-/// Where a resolved key comes from: a template of the chain, the group, or an
-/// overlay's patch. What a plan can show as the key's provenance.
+/// Where a resolved key comes from while resolving: a template of the chain, the
+/// group, or an overlay's patch. It becomes the key's [`ResolvedOrigin`] (the
+/// provenance a plan shows), and names the places a limit error counts.
 #[derive(Debug, Clone, Copy)]
 pub enum Origin<'a> {
     /// A template of the chain.
@@ -248,15 +249,6 @@ pub enum Patched<'a> {
 }
 
 impl Origin<'_> {
-    /// The kind of place: `template`, `group` or `overlay`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Origin::Template(_) => "template",
-            Origin::Group(..) => "group",
-            Origin::Overlay { .. } => "overlay",
-        }
-    }
-
     /// Where `key`, which this origin sets, is written; where the template, the
     /// group's attributes or the patch is when the key's own place is not known.
     pub fn place(&self, key: &str) -> &SourceLocation {
@@ -265,11 +257,6 @@ impl Origin<'_> {
             Origin::Group(places, at) => places.and_then(|places| places.get(key)).unwrap_or(at),
             Origin::Overlay { patch, at, .. } => patch.places.get(key).unwrap_or(at),
         }
-    }
-
-    /// The provenance of `key`, set here: `overlay overlays/production/x.yaml:3:5`.
-    pub fn provenance(&self, key: &str) -> String {
-        format!("{} {}", self.kind(), self.place(key))
     }
 
     /// The place as a limit error names it: `from template community (groups/t.yaml:2:3)`.
@@ -881,12 +868,31 @@ mod tests {
     }
 
     #[test]
-    fn an_overlay_key_has_its_provenance() {
-        let patch = overlay("overlays/production/x.yaml", "groups:\n  - id: g\n    attributes:\n      k: v\n");
-        let patch = &patch.groups[0];
-        let origin = Origin::Overlay { patch: &patch.patch, at: &patch.ids[0].1, of: Patched::Group(&patch.ids[0].0) };
-        assert_eq!(origin.provenance("k"), "overlay overlays/production/x.yaml:4:7");
-        assert_eq!(origin.provenance("other"), "overlay overlays/production/x.yaml:2:9");
+    fn each_key_knows_its_origin_an_overlay_included() {
+        let groups = parse(
+            "groups/g.yaml",
+            "templates:\n  t:\n    a: t\n    b: t\ngroups:\n  - id: g\n    template: t\n    attributes:\n      c: own\n  - ids: [p, q]\n    attributes:\n      a: own\n      b: own\n",
+        );
+        let patch = overlay(
+            "overlays/production/x.yaml",
+            "templates:\n  t:\n    b: patched\ngroups:\n  - ids: [g, p]\n    attributes:\n      d: patched\n",
+        );
+        let loaded = merge_with(vec![groups], &overlays(vec![patch]));
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let origin = |id: &str, key: &str| {
+            let group = &loaded.state.groups[&GroupId::parse(id).unwrap()];
+            let origin = group.origins.of(key, &group.attributes, &group.source).unwrap();
+            let template = origin.template.as_deref().map(|t| format!(" (template {t})")).unwrap_or_default();
+            format!("{}{template} {}:{}:{}", origin.kind.as_str(), origin.file.display(), origin.line, origin.column)
+        };
+        assert_eq!(origin("g", "a"), "template (template t) groups/g.yaml:3:5");
+        assert_eq!(origin("g", "b"), "overlay (template t) overlays/production/x.yaml:3:5");
+        assert_eq!(origin("g", "c"), "group groups/g.yaml:9:7");
+        assert_eq!(origin("g", "d"), "overlay overlays/production/x.yaml:7:7");
+        // A group without a template: its own keys where written, the overlay's in the overlay.
+        assert_eq!(origin("p", "a"), "set groups/g.yaml:12:7");
+        assert_eq!(origin("p", "d"), "overlay overlays/production/x.yaml:7:7");
+        assert_eq!(origin("q", "b"), "set groups/g.yaml:13:7");
     }
 
     #[test]
