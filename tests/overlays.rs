@@ -120,3 +120,19 @@ fn import_checks_the_environment_with_its_overlays() {
     );
     assert!(!repo.join("groups/imported.yaml").exists(), "nothing imported");
 }
+
+/// An overlay path is text from a pull request like any file name: escaped where a
+/// terminal shows it, unaltered in JSON.
+#[test]
+fn a_hostile_overlay_path_is_escaped_in_text_and_kept_in_json() {
+    let config = format!("{}overlays: [\"over\\e[31mlay\\n::error::x\"]\n", support::CONFIG);
+    let repo = Repo::new().file("grattr.yaml", &config).file("groups/a.yaml", "groups: [{id: a, attributes: {}}]\n");
+    let stderr = repo.run(&["validate"]).code(1).stdout("").into_stderr();
+    assert_eq!(
+        stderr.lines().next().unwrap(),
+        "grattr.yaml:4:12: error: overlay over\\u001b[31mlay\\n::error::x does not exist"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    let json = repo.run(&["validate", "--format", "json"]).code(1).json();
+    assert_eq!(json["diagnostics"][0]["message"], "overlay over\u{1b}[31mlay\n::error::x does not exist");
+}

@@ -103,7 +103,8 @@ impl Overlays {
         let groups_real = groups_dir.canonicalize().ok();
         let mut listed: HashMap<PathBuf, SourceLocation> = HashMap::new();
         for overlay in paths {
-            let shown = crate::escape::text(&display_path(&overlay.path).display().to_string()).into_owned();
+            // Messages keep names as they are: a diagnostic escapes them where it is shown.
+            let shown = display_path(&overlay.path).display().to_string();
             let error = |message: String| Diagnostic::error(Rule::Overlay, overlay.at.clone(), message);
             let metadata = match std::fs::metadata(&overlay.path) {
                 Ok(metadata) => metadata,
@@ -120,7 +121,6 @@ impl Overlays {
             };
             if let (Ok(real), Some(groups)) = (overlay.path.canonicalize(), &groups_real) {
                 let groups_shown = overlays.groups_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default();
-                let groups_shown = crate::escape::text(&groups_shown).into_owned();
                 let help = "keep overlays beside the groups directory, e.g. overlays/production next to groups/";
                 if real.starts_with(groups) {
                     let message = format!(
@@ -162,7 +162,7 @@ impl Overlays {
             for path in files {
                 let real = path.canonicalize().unwrap_or_else(|_| path.clone());
                 if let Some(first) = listed.get(&real) {
-                    let file = crate::escape::text(&display_path(&path).display().to_string()).into_owned();
+                    let file = display_path(&path).display().to_string();
                     let through = if file == shown { String::new() } else { format!(" (through {shown})") };
                     let message = format!("overlay file {file} is listed twice: here{through} and at {first}");
                     let diagnostic = error(message).with_related(first.clone(), "first listed here");
