@@ -6,11 +6,16 @@
 //!   plan of a managed app, 1% to update.
 //! - `adopted`: 100 groups a file, every value double-quoted, and no lockfile: the
 //!   first plan of an adopted app, every group to create.
+//! - `sets`: 100 group sets (`ids:`) over 20 templates (with `extends` chains), one
+//!   set a file, and a lockfile that records every group as it was before one
+//!   template's `rules` changed: the review of a template change, the groups of one
+//!   template in twenty to update.
 //!
 //! For each size, corpus and binary it checks the plan first (`plan --format json`:
 //! the summary, every change's kind and keys, and the attributes of a sample of
 //! groups against the generator's; the text and Markdown plans' summaries; validate's
-//! count), then times each command, stdout to a file, and prints a Markdown table:
+//! count; for `sets`, that every change comes from the changed template and the text
+//! and Markdown plans tell it as one cause), then times each command, stdout to a file, and prints a Markdown table:
 //! wall time (min and median), CPU, the child's peak resident memory, and the ratio of
 //! the best wall time to the best of PyYAML's C loader (`yaml.load(f, yaml.CLoader)`
 //! of every group file, one Python process, timed the same way) in the same run.
@@ -18,7 +23,7 @@
 //! ```text
 //! cargo bench --bench plan
 //! GRATTR_BENCH_SIZES=10000,100000   sizes to run (default: both)
-//! GRATTR_BENCH_CORPORA=lockfile,adopted   corpora to run (default: both)
+//! GRATTR_BENCH_CORPORA=lockfile,adopted,sets   corpora to run (default: all three)
 //! GRATTR_BENCH_COMMANDS=plan,json,markdown,validate   commands to time (default: all)
 //! GRATTR_BENCH_RUNS=5               timed runs per command (default: 5 up to 20,000 groups, else 3;
 //!                                   0 generates and checks only)
@@ -30,7 +35,9 @@
 //! ```
 //!
 //! Peak memory is read with GNU time (`/usr/bin/time -f %M`) when present; without it
-//! the column says "n/a". Without libyaml (PyYAML's C loader) the ratio says why it is
+//! the column says "n/a". With more than one size, it also prints how each command's
+//! best wall time and median CPU grow from the smallest size to the largest (linear:
+//! the ratio of the sizes, or less). Without libyaml (PyYAML's C loader) the ratio says why it is
 //! missing; it is never estimated. Run without `--bench` (as `cargo test --benches`
 //! does), it only checks plans of 1,000 groups.
 
@@ -54,6 +61,8 @@ enum Corpus {
     Lockfile,
     /// Adopted: no lockfile, double-quoted values, every group to create.
     Adopted,
+    /// Group sets over templates, a lockfile from before one template changed.
+    Sets,
 }
 
 impl Corpus {
@@ -61,6 +70,7 @@ impl Corpus {
         match self {
             Corpus::Lockfile => "lockfile",
             Corpus::Adopted => "adopted",
+            Corpus::Sets => "sets",
         }
     }
 
@@ -68,7 +78,8 @@ impl Corpus {
         match text.trim() {
             "lockfile" => Corpus::Lockfile,
             "adopted" => Corpus::Adopted,
-            other => panic!("GRATTR_BENCH_CORPORA: unknown corpus {other:?} (lockfile, adopted)"),
+            "sets" => Corpus::Sets,
+            other => panic!("GRATTR_BENCH_CORPORA: unknown corpus {other:?} (lockfile, adopted, sets)"),
         }
     }
 }
@@ -160,7 +171,7 @@ fn main() {
     };
     let corpora: Vec<Corpus> = match std::env::var("GRATTR_BENCH_CORPORA") {
         Ok(text) => text.split(',').filter(|p| !p.trim().is_empty()).map(Corpus::parse).collect(),
-        Err(_) => vec![Corpus::Lockfile, Corpus::Adopted],
+        Err(_) => vec![Corpus::Lockfile, Corpus::Adopted, Corpus::Sets],
     };
     let commands: Vec<Timed> = match std::env::var("GRATTR_BENCH_COMMANDS") {
         Ok(text) => text.split(',').filter(|p| !p.trim().is_empty()).map(Timed::parse).collect(),
@@ -237,11 +248,65 @@ fn main() {
     }
     println!();
     println!(
-        "stdout to a file; 8 attributes per group; `lockfile`: 1% of groups to update, `adopted`: every group to create; \
+        "stdout to a file; 8 attributes per group (`sets`: 7 to 12, resolved over templates); `lockfile`: 1% of \
+         groups to update, `adopted`: every group to create, `sets`: the groups of one template in 20 to update; \
          {} cores; CPU is user + system time; peak RSS of the grattr process; PyYAML: the best wall time of one Python \
          process loading every group file with yaml.CLoader, in the same run.",
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     );
+    print_growth(&rows);
+}
+
+/// How each command's time grows from the smallest size run to the largest, when
+/// more than one was: linear when the ratio is that of the sizes, or less.
+fn print_growth(rows: &[Row]) {
+    let (Some(small), Some(large)) =
+        (rows.iter().map(|r| r.generated.groups).min(), rows.iter().map(|r| r.generated.groups).max())
+    else {
+        return;
+    };
+    if small == large || rows.iter().all(|r| r.runs.is_empty()) {
+        return;
+    }
+    println!();
+    println!(
+        "Growth from {} to {} groups ({:.1}× the groups):",
+        thousands(small),
+        thousands(large),
+        large as f64 / small as f64
+    );
+    println!();
+    println!("| Binary | Corpus | Command | Wall min | Wall min ratio | CPU median ratio |");
+    println!("|:-------|:-------|:--------|---------:|---------------:|-----------------:|");
+    let best = |r: &Row| r.runs.iter().min().copied();
+    let cpu = |r: &Row| {
+        let mut sorted = r.cpu.clone();
+        sorted.sort();
+        sorted.get(sorted.len() / 2).copied()
+    };
+    for row in rows.iter().filter(|r| r.generated.groups == large) {
+        let Some(smaller) = rows.iter().find(|r| {
+            r.generated.groups == small && r.binary == row.binary && r.corpus == row.corpus && r.command == row.command
+        }) else {
+            continue;
+        };
+        let ratio = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) if !b.is_zero() => format!("{:.1}×", a.as_secs_f64() / b.as_secs_f64()),
+            _ => "–".to_string(),
+        };
+        let walls = match (best(smaller), best(row)) {
+            (Some(a), Some(b)) => format!("{} → {}", seconds(a), seconds(b)),
+            _ => "–".to_string(),
+        };
+        println!(
+            "| {} | {} | {} | {walls} | {} | {} |",
+            row.binary,
+            row.corpus.name(),
+            row.command.label(),
+            ratio(best(row), best(smaller)),
+            ratio(cpu(row), cpu(smaller)),
+        );
+    }
 }
 
 /// Generates one corpus of one size, then checks and times each binary on it.
@@ -263,6 +328,7 @@ fn bench_size(setup: &Setup, corpus: Corpus, size: usize) -> Vec<Row> {
     let generated = match corpus {
         Corpus::Lockfile => generate::generate(&root, &spec),
         Corpus::Adopted => generate::generate_adopted(&root, size),
+        Corpus::Sets => generate::generate_sets(&root, size),
     }
     .unwrap_or_else(|e| panic!("generating {}: {e}", root.display()));
     eprintln!(
@@ -337,7 +403,7 @@ fn check_binary(root: &Path, binary: &Path, corpus: Corpus, spec: &Spec, generat
     let json = run_checked(root, binary, Timed::Json);
     check_json_plan(&json, corpus, spec, generated);
     let (creates, updates) = match corpus {
-        Corpus::Lockfile => (0, generated.drifted),
+        Corpus::Lockfile | Corpus::Sets => (0, generated.drifted),
         Corpus::Adopted => (generated.groups, 0),
     };
     let summary = format!(
@@ -351,13 +417,20 @@ fn check_binary(root: &Path, binary: &Path, corpus: Corpus, spec: &Spec, generat
     assert_eq!((created, updated), (creates, updates), "groups listed in the text plan");
     let markdown = String::from_utf8(run_checked(root, binary, Timed::Markdown)).expect("the Markdown plan is UTF-8");
     assert!(markdown.contains(&format!("\n**{summary}**\n")), "the Markdown plan's summary");
+    if corpus == Corpus::Sets {
+        check_set_cause(&text, &markdown, updates);
+    }
     let validate = String::from_utf8(run_checked(root, binary, Timed::Validate)).expect("validate's output is UTF-8");
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let ok = format!(": ok: {} in {}\n", plural(generated.groups, "group"), plural(generated.files, "file"));
     assert!(validate.ends_with(&ok), "validate says {validate:?}, not {ok:?}");
+    let sets = match corpus {
+        Corpus::Sets => "; every update from the changed template, told once as a cause",
+        _ => "",
+    };
     eprintln!(
         "    checked in {}: {} creates, {} updates ({} changed values, {} added keys, {} removed keys), {} unchanged; \
-         sampled groups' attributes as generated; text, Markdown and validate agree",
+         sampled groups' attributes as generated; text, Markdown and validate agree{sets}",
         seconds(started.elapsed()),
         creates,
         updates,
@@ -431,7 +504,8 @@ fn timed_run(root: &Path, grattr: &Path, command: Timed, time: Option<&str>) -> 
     Measured { wall: elapsed, usage }
 }
 
-/// Loads every group file with PyYAML's C loader, in one Python process.
+/// Loads every group file with PyYAML's C loader, in one Python process, and counts
+/// the groups (each id of a set).
 const PYYAML: &str = r#"
 import os, sys, yaml
 if not getattr(yaml, "__with_libyaml__", False) or not hasattr(yaml, "CLoader"):
@@ -440,7 +514,8 @@ groups = 0
 for folder, _, names in sorted(os.walk(sys.argv[1])):
     for name in sorted(names):
         with open(os.path.join(folder, name), "rb") as f:
-            groups += len(yaml.load(f, Loader=yaml.CLoader)["groups"])
+            doc = yaml.load(f, Loader=yaml.CLoader)
+            groups += sum(len(g["ids"]) if "ids" in g else 1 for g in doc.get("groups") or [])
 print(groups)
 "#;
 
@@ -500,7 +575,7 @@ fn check_json_plan(stdout: &[u8], corpus: Corpus, spec: &Spec, generated: &Gener
     let count =
         |field: &str| summary[field].as_u64().unwrap_or_else(|| panic!("summary.{field} missing: {summary}")) as usize;
     let (creates, updates) = match corpus {
-        Corpus::Lockfile => (0, generated.drifted),
+        Corpus::Lockfile | Corpus::Sets => (0, generated.drifted),
         Corpus::Adopted => (generated.groups, 0),
     };
     let expected = [
@@ -515,6 +590,10 @@ fn check_json_plan(stdout: &[u8], corpus: Corpus, spec: &Spec, generated: &Gener
     }
     if corpus == Corpus::Lockfile && generated.groups >= 100 {
         assert_eq!(generated.drifted, generated.groups / 100, "the generator drifts 1% of the groups");
+    }
+    if corpus == Corpus::Sets {
+        let expected = (0..generated.groups).filter(|&index| generate::sets_updated(generated.groups, index)).count();
+        assert_eq!(generated.drifted, expected, "the groups of the changed template");
     }
 
     let changes = plan["changes"].as_array().expect("changes is an array");
@@ -536,6 +615,11 @@ fn check_json_plan(stdout: &[u8], corpus: Corpus, spec: &Spec, generated: &Gener
                 assert_eq!(change["action"], "create", "{change}");
                 assert_eq!(index, position, "changes in id order");
                 assert_eq!(keys(change, "added"), 8, "{change}");
+            }
+            Corpus::Sets => {
+                check_set_change(change, index, generated.groups);
+                sampled += 1;
+                continue;
             }
             Corpus::Lockfile => {
                 assert_eq!(change["action"], "update", "{change}");
@@ -562,6 +646,52 @@ fn check_json_plan(stdout: &[u8], corpus: Corpus, spec: &Spec, generated: &Gener
         assert_eq!(kinds, (generated.changed, generated.key_added, generated.key_removed), "kinds of change");
     }
     assert!(sampled > 0 || changes.is_empty(), "no group sampled");
+}
+
+/// Checks one change of a `sets` plan, every one of them: an update of the changed
+/// template's `rules` alone, told as coming from that template, from and to the
+/// attributes the generator resolved without grattr. (The groups the plan leaves
+/// unchanged are checked too: the lockfile records what the generator resolved, so
+/// each of them resolved to exactly that.)
+fn check_set_change(change: &serde_json::Value, index: usize, groups: usize) {
+    let attributes = |value: &serde_json::Value| -> grattr::model::AttributeSet {
+        serde_json::from_value(value.clone()).expect("attributes are an object of strings")
+    };
+    assert_eq!(change["action"], "update", "{change}");
+    assert!(generate::sets_updated(groups, index), "group {index} does not use the changed template: {change}");
+    let keys = &change["keys"];
+    assert_eq!(keys["changed"], serde_json::json!([generate::SETS_CHANGED_KEY]), "group {index}: {keys}");
+    assert_eq!((keys["added"].as_array().map(Vec::len), keys["removed"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    let source = &keys["sources"][generate::SETS_CHANGED_KEY];
+    let template = generate::template_name(generate::SETS_CHANGED_TEMPLATE);
+    assert_eq!(source["kind"], "template", "group {index}: {source}");
+    assert_eq!(source["template"], template, "group {index}: {source}");
+    assert_eq!(source["file"], "groups/_templates.yaml", "group {index}: {source}");
+    assert_eq!(attributes(&change["after"]), generate::sets_resolved(groups, index), "group {index}, after");
+    assert_eq!(attributes(&change["before"]), generate::sets_recorded(groups, index), "group {index}, before");
+}
+
+/// Checks that the text and Markdown plans of a `sets` repository tell the template
+/// change once, as a cause, before (text) or instead of (Markdown) the groups' detail.
+fn check_set_cause(text: &str, markdown: &str, updates: usize) {
+    let template = generate::template_name(generate::SETS_CHANGED_TEMPLATE);
+    let key = generate::SETS_CHANGED_KEY;
+    let cause = format!("template {template} changed {key}: {updates} groups to update");
+    let shared: Vec<&str> = text.lines().skip_while(|line| *line != "  Shared changes:").take(3).collect();
+    assert_eq!(shared, ["  Shared changes:", &format!("    {cause}"), ""], "the text plan's causes");
+
+    let cause = format!("**template `{template}` changed `{key}`: {updates} groups to update**\n\n```diff\n");
+    assert!(markdown.contains(&cause), "the Markdown plan's cause: {cause:?} in\n{markdown}");
+    let fold = format!("<details><summary>{updates} groups with this change alone</summary>\n\n");
+    assert!(markdown.contains(&fold), "the Markdown plan folds the groups under the cause: {fold:?}");
+    // Each group folded once, listed or counted, and no section of its own.
+    let listed = markdown.lines().filter(|line| line.starts_with("- `bench-")).count();
+    let more = markdown
+        .lines()
+        .find_map(|line| line.strip_prefix("- … and ")?.strip_suffix(" more")?.parse::<usize>().ok())
+        .unwrap_or(0);
+    assert_eq!(listed + more, updates, "groups folded under the cause ({listed} listed, {more} more)");
+    assert_eq!(markdown.matches("<details>").count(), 1, "a section besides the cause's fold");
 }
 
 /// The path of GNU time, when it is installed and is GNU time (`-f`, `-o`).

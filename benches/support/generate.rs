@@ -357,3 +357,333 @@ pub fn prepare_dir(dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The `sets` corpus: groups declared as group sets (`ids:`) over templates.
+///
+/// - `groups/_templates.yaml` defines [`SET_TEMPLATES`] templates: five bases of
+///   seven keys, ten children that `extends` a base (six keys of their own, four
+///   of them overriding the base's), and five grandchildren that extend a child
+///   (six of their own): chains of one to three templates, 9 to 10 keys resolved.
+/// - Each of [`SET_ENTRIES`] files declares one set of `groups / SET_ENTRIES` ids
+///   (a block sequence, or a flow sequence over several lines for one in three),
+///   naming template `entry % SET_TEMPLATES` and adding one or two keys of its own;
+///   one entry in four also `unset:`s a key of its chain.
+/// - The lockfile records every group's resolved attributes as they were before
+///   the `rules` of template [`SETS_CHANGED_TEMPLATE`] changed, so that the plan
+///   updates that key in the groups using it (the groups of [`SET_ENTRIES`] /
+///   [`SET_TEMPLATES`] sets) and leaves every other group unchanged.
+///
+/// Everything a group resolves to is computed here ([`sets_resolved`]), without
+/// grattr, so that the plan checks grattr's resolution.
+pub const SET_TEMPLATES: usize = 20;
+
+/// How many sets (and files of sets) the `sets` corpus declares, at most.
+pub const SET_ENTRIES: usize = 100;
+
+/// The template whose `rules` the lockfile records differently: a child no other
+/// template extends, so only its own groups change.
+pub const SETS_CHANGED_TEMPLATE: usize = 12;
+
+/// The key that changed.
+pub const SETS_CHANGED_KEY: &str = "rules";
+
+/// The template names: five bases, then their children (two each), then five
+/// grandchildren (of the first child of each base).
+const TEMPLATE_NAMES: [&str; SET_TEMPLATES] = [
+    "community",
+    "support",
+    "live",
+    "events",
+    "marketplace",
+    "community-vip",
+    "support-priority",
+    "live-stage",
+    "events-meetup",
+    "marketplace-verified",
+    "community-kids",
+    "support-self-serve",
+    "live-radio",
+    "events-conference",
+    "marketplace-auction",
+    "community-vip-gold",
+    "support-priority-24x7",
+    "live-stage-premiere",
+    "events-meetup-local",
+    "marketplace-verified-pro",
+];
+
+/// The name of template `t`.
+pub fn template_name(t: usize) -> &'static str {
+    TEMPLATE_NAMES[t]
+}
+
+/// The template `t` extends: bases none, children `(t - 5) % 5`, grandchildren `t - 10`.
+pub fn template_parent(t: usize) -> Option<usize> {
+    match t {
+        0..5 => None,
+        5..15 => Some((t - 5) % 5),
+        _ => Some(t - 10),
+    }
+}
+
+/// A template's own key and value, and how the value is written in YAML.
+struct TemplateKey {
+    key: &'static str,
+    value: String,
+    yaml: Style,
+}
+
+/// How a value is written.
+#[derive(Clone, Copy)]
+enum Style {
+    Plain,
+    Double,
+    Single,
+    Literal,
+}
+
+/// Writes `key: value` at `indent` spaces in `style`.
+fn write_value(out: &mut String, indent: usize, key: &str, value: &str, style: Style) {
+    let pad = " ".repeat(indent);
+    match style {
+        Style::Plain => {
+            let _ = writeln!(out, "{pad}{key}: {value}");
+        }
+        Style::Double => {
+            let _ = writeln!(out, "{pad}{key}: {}", serde_json::Value::from(value));
+        }
+        Style::Single => {
+            let _ = writeln!(out, "{pad}{key}: '{}'", value.replace('\'', "''"));
+        }
+        Style::Literal => {
+            let _ = writeln!(out, "{pad}{key}: |");
+            for line in value.lines() {
+                let _ = writeln!(out, "{pad}  {line}");
+            }
+        }
+    }
+}
+
+/// Two lines of rules, ~200 bytes, ending in a line feed (as a `|` block reads).
+fn rules(seed: u64) -> String {
+    format!("1. {}.\n2. {}.\n", sentence(mix(seed as usize, 11), 95), sentence(mix(seed as usize, 12), 90))
+}
+
+/// The keys template `t` writes itself (its parent's are not repeated).
+fn template_keys(t: usize) -> Vec<TemplateKey> {
+    let r = mix(t, 21);
+    let key = |key, value: String, yaml| TemplateKey { key, value, yaml };
+    let theme = ["dark", "light", "gold", "ocean", "forest"][(r % 5) as usize].to_string();
+    let welcome = format!("Welcome to {}! {}", TEMPLATE_NAMES[t], sentence(mix(t, 22), 50));
+    let settings = format!(
+        r#"{{"notify":["mentions","replies"],"slow_mode":{},"history":{},"v":{}}}"#,
+        (r >> 8) % 60,
+        if r.is_multiple_of(2) { "true" } else { "false" },
+        1 + (r >> 16) % 4
+    );
+    match template_parent(t) {
+        None => vec![
+            key("rules", rules(t as u64), Style::Literal),
+            key("theme", theme, Style::Plain),
+            key("welcome", welcome, Style::Double),
+            key("member_limit", (500 + (r >> 24) % 9_500).to_string(), Style::Plain),
+            key("slow_mode", ((r >> 32) % 30).to_string(), Style::Plain),
+            key("muted", "false".to_string(), Style::Plain),
+            key("settings", settings, Style::Single),
+        ],
+        Some(_) if t < 15 => vec![
+            key("rules", rules(t as u64), Style::Literal),
+            key("theme", theme, Style::Plain),
+            key("welcome", welcome, Style::Double),
+            key("member_limit", (1_000 + (r >> 24) % 9_000).to_string(), Style::Plain),
+            key("badge", format!("{}-badge", TEMPLATE_NAMES[t]), Style::Plain),
+            key("tier", ((r >> 40) % 3 + 1).to_string(), Style::Plain),
+        ],
+        Some(_) => vec![
+            key("welcome", welcome, Style::Double),
+            key("badge", format!("{}-badge", TEMPLATE_NAMES[t]), Style::Plain),
+            key("tier", "4".to_string(), Style::Plain),
+            key("banner", format!("https://cdn.example.com/banners/{}.png", TEMPLATE_NAMES[t]), Style::Plain),
+            key("settings", settings, Style::Single),
+            key("muted", "true".to_string(), Style::Plain),
+        ],
+    }
+}
+
+/// The `rules` template [`SETS_CHANGED_TEMPLATE`] had before it changed (what the lockfile records).
+fn old_rules() -> String {
+    rules(1_000 + SETS_CHANGED_TEMPLATE as u64)
+}
+
+/// How many sets a `sets` corpus of `groups` groups declares.
+pub fn set_entries(groups: usize) -> usize {
+    SET_ENTRIES.min(groups)
+}
+
+/// The first group index of set `entry` (of `entries`) of `groups` groups.
+fn set_start(groups: usize, entries: usize, entry: usize) -> usize {
+    entry * groups / entries
+}
+
+/// The set group `index` belongs to.
+pub fn set_of(groups: usize, index: usize) -> usize {
+    let entries = set_entries(groups);
+    // The last entry whose start is at or before `index`.
+    (0..entries).rev().find(|&e| set_start(groups, entries, e) <= index).unwrap_or(0)
+}
+
+/// The template set `entry` uses.
+pub fn set_template(entry: usize) -> usize {
+    entry % SET_TEMPLATES
+}
+
+/// The keys set `entry` writes itself, in its `attributes:`.
+fn set_keys(entry: usize) -> Vec<(&'static str, String)> {
+    let mut keys = vec![("title", format!("Room set {entry}"))];
+    if entry.is_multiple_of(2) {
+        keys.push(("owner", format!("user-{:05}", mix(entry, 31) % 50_000)));
+    }
+    keys
+}
+
+/// The key set `entry` unsets, if any (a key every chain sets, through its base).
+fn set_unset(entry: usize) -> Option<&'static str> {
+    (entry % 4 == 3).then_some("slow_mode")
+}
+
+/// The attributes template `t` resolves to: its chain, parent first.
+fn template_resolved(t: usize) -> AttributeSet {
+    let mut attributes = match template_parent(t) {
+        Some(parent) => template_resolved(parent),
+        None => AttributeSet::new(),
+    };
+    for key in template_keys(t) {
+        attributes.insert(key.key.to_string(), key.value);
+    }
+    attributes
+}
+
+/// The attributes every group of set `entry` resolves to: its template's, its own
+/// keys, less its `unset:`.
+fn set_resolved(entry: usize) -> AttributeSet {
+    let mut attributes = template_resolved(set_template(entry));
+    for (key, value) in set_keys(entry) {
+        attributes.insert(key.to_string(), value);
+    }
+    if let Some(key) = set_unset(entry) {
+        attributes.remove(key);
+    }
+    attributes
+}
+
+/// The resolved attributes of group `index` of a `sets` corpus of `groups` groups.
+pub fn sets_resolved(groups: usize, index: usize) -> AttributeSet {
+    set_resolved(set_of(groups, index))
+}
+
+/// What the lockfile of a `sets` corpus records for group `index`: its resolved
+/// attributes, with the old `rules` for the groups of the changed template.
+pub fn sets_recorded(groups: usize, index: usize) -> AttributeSet {
+    let entry = set_of(groups, index);
+    let mut attributes = set_resolved(entry);
+    if set_template(entry) == SETS_CHANGED_TEMPLATE {
+        attributes.insert(SETS_CHANGED_KEY.to_string(), old_rules());
+    }
+    attributes
+}
+
+/// Whether group `index` is to update (its set uses the changed template).
+pub fn sets_updated(groups: usize, index: usize) -> bool {
+    set_template(set_of(groups, index)) == SETS_CHANGED_TEMPLATE
+}
+
+/// The text of `groups/_templates.yaml`.
+fn templates_yaml() -> String {
+    let mut text = String::from("# The templates every set uses (generated).\ntemplates:\n");
+    for (t, name) in TEMPLATE_NAMES.iter().enumerate() {
+        let _ = writeln!(text, "  {name}:");
+        if let Some(parent) = template_parent(t) {
+            let _ = writeln!(text, "    extends: {}", TEMPLATE_NAMES[parent]);
+        }
+        for key in template_keys(t) {
+            write_value(&mut text, 4, key.key, &key.value, key.yaml);
+        }
+    }
+    text
+}
+
+/// The text of the file of set `entry`, ids `start..end`.
+fn set_yaml(entry: usize, start: usize, end: usize) -> String {
+    let mut text = String::with_capacity(256 + (end - start) * 20);
+    let t = set_template(entry);
+    let _ = writeln!(
+        text,
+        "# Room set {entry} (generated): {} to {}, template {}.",
+        group_id(start),
+        group_id(end - 1),
+        TEMPLATE_NAMES[t]
+    );
+    text.push_str("groups:\n");
+    let _ = writeln!(text, "  - template: {}", TEMPLATE_NAMES[t]);
+    text.push_str("    attributes:\n");
+    for (key, value) in set_keys(entry) {
+        let style = if key == "title" { Style::Double } else { Style::Plain };
+        write_value(&mut text, 6, key, &value, style);
+    }
+    if let Some(key) = set_unset(entry) {
+        let _ = writeln!(text, "    unset: [{key}]");
+    }
+    if entry.is_multiple_of(3) {
+        // A flow sequence, ten ids a line.
+        text.push_str("    ids: [");
+        for index in start..end {
+            let separator = match index - start {
+                0 => "",
+                n if n.is_multiple_of(10) => ",\n      ",
+                _ => ", ",
+            };
+            let _ = write!(text, "{separator}{}", group_id(index));
+        }
+        text.push_str("]\n");
+    } else {
+        text.push_str("    ids:\n");
+        for index in start..end {
+            let _ = writeln!(text, "      - {}", group_id(index));
+        }
+    }
+    text
+}
+
+/// Writes a `sets` repository of `groups` groups into `root` (see [`SET_TEMPLATES`]).
+pub fn generate_sets(root: &Path, groups: usize) -> io::Result<Generated> {
+    let groups_dir = prepare_root(root)?;
+    let mut out = Generated { root: root.to_path_buf(), groups, ..Generated::default() };
+    let templates = templates_yaml();
+    std::fs::write(groups_dir.join("_templates.yaml"), &templates)?;
+    out.files += 1;
+    out.yaml_bytes += templates.len() as u64;
+
+    let mut lock = Lockfile::new(SDKAPPID);
+    let entries = set_entries(groups);
+    for entry in 0..entries {
+        let (start, end) = (set_start(groups, entries, entry), set_start(groups, entries, entry + 1));
+        let subdir = SUBDIRS[entry % SUBDIRS.len()];
+        let text = set_yaml(entry, start, end);
+        std::fs::write(groups_dir.join(subdir).join(format!("set-{entry:03}.yaml")), &text)?;
+        out.files += 1;
+        out.yaml_bytes += text.len() as u64;
+        let recorded = sets_recorded(groups, start);
+        for index in start..end {
+            let group_id = GroupId::parse(&group_id(index)).map_err(io::Error::other)?;
+            lock.groups.insert(group_id, AppliedGroup::new(recorded.clone()));
+        }
+        if set_template(entry) == SETS_CHANGED_TEMPLATE {
+            out.drifted += end - start;
+            out.changed += end - start;
+        }
+    }
+    let lock_path = root.join("grattr.lock");
+    lock.write(&lock_path).map_err(io::Error::other)?;
+    out.lock_bytes = std::fs::metadata(&lock_path)?.len();
+    Ok(out)
+}
