@@ -447,26 +447,32 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     }
     let places: BTreeMap<String, SourceLocation> = key_at.into_iter().map(|(key, (at, _))| (key, at)).collect();
     let origins = Origins::own(kind, places.iter().map(|(key, at)| (key.as_str(), at)));
-    for (id, id_at) in ids {
-        let Some(id) = id else { continue };
-        let group = DesiredGroup {
-            attributes: attributes.clone(),
-            source: id_at,
-            ownership: ownership.unwrap_or_default(),
-            ownership_written: ownership.is_some(),
-            origins: origins.clone(),
-        };
-        match &template {
-            Some((template, template_at)) => out.templated.push(super::templates::Templated {
-                id,
-                group,
-                template: template.clone(),
-                template_at: template_at.clone(),
-                unset: unset.clone().unwrap_or_default(),
-                places: places.clone(),
-                attributes_at: attributes_at.clone(),
-            }),
-            None => out.groups.push((id, group)),
+    // A clean entry's ids are all valid (an invalid one is an error).
+    let ids: Vec<(GroupId, SourceLocation)> = ids.into_iter().filter_map(|(id, at)| Some((id?, at))).collect();
+    let Some((_, first_at)) = ids.first() else { return };
+    let group = DesiredGroup {
+        attributes,
+        source: first_at.clone(),
+        ownership: ownership.unwrap_or_default(),
+        ownership_written: ownership.is_some(),
+        origins,
+    };
+    match template {
+        // Resolved once every file is read: the entry once, not once per id.
+        Some((template, template_at)) => out.templated.push(super::templates::Templated {
+            ids,
+            group,
+            template,
+            template_at,
+            unset: unset.unwrap_or_default(),
+            places,
+            attributes_at,
+        }),
+        None => {
+            out.groups.reserve(ids.len());
+            for (id, id_at) in ids {
+                out.groups.push((id, DesiredGroup { source: id_at, ..group.clone() }));
+            }
         }
     }
 }

@@ -210,7 +210,7 @@ impl DesiredIndex {
         self.resolved =
             self.files.keys().cloned().zip(resolved.files).filter(|(_, r)| *r != Resolution::default()).collect();
         for file in self.files.values() {
-            affected.extend(file.templated.iter().map(|group| group.id.clone()));
+            affected.extend(file.templated.iter().flat_map(|entry| entry.ids.iter().map(|(id, _)| id.clone())));
         }
         for resolution in self.resolved.values() {
             affected.extend(resolution.patched.iter().cloned());

@@ -50,12 +50,13 @@ pub struct Template {
     pub valid: bool,
 }
 
-/// A valid group that uses a template, before resolution.
+/// A valid entry of `groups:` that uses a template, before resolution: one group
+/// (`id:`), or each group of a set (`ids:`), which resolve alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Templated {
-    /// The group's id.
-    pub id: GroupId,
-    /// The group with its own attributes and ownership.
+    /// The id of each group, and where it is written.
+    pub ids: Vec<(GroupId, SourceLocation)>,
+    /// The groups' own attributes and ownership (its `source` is the first id's place).
     pub group: DesiredGroup,
     /// The template it names.
     pub template: String,
@@ -335,15 +336,12 @@ impl Patches<'_> {
 /// Each resolved key's origin, ordered by key.
 type KeyOrigins = Arc<[(Box<str>, ResolvedOrigin)]>;
 
-/// Whether two templated groups come from one entry (the ids of a set).
-fn same_entry(a: &Templated, b: &Templated) -> bool {
-    a.template == b.template && a.places == b.places && a.unset == b.unset && a.attributes_at == b.attributes_at
-}
-
 /// What resolution knows of a group.
 struct Subject<'a> {
     id: &'a GroupId,
-    /// Its declaration: own attributes, place and ownership.
+    /// Where its id is written.
+    source: &'a SourceLocation,
+    /// Its declaration: own attributes and ownership.
     group: &'a DesiredGroup,
     /// The template it names, if any.
     template: Option<&'a str>,
@@ -504,29 +502,40 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
                 out[index].diagnostics.push(diagnostic);
             }
         }
-        // The ids of a set follow each other and resolve alike: they share their origins.
-        let mut shared: Option<(&Templated, KeyOrigins)> = None;
-        for group in &file.templated {
-            let Some(chain) = chain(&group.template, &by_name) else { continue };
-            let subject = Subject {
-                id: &group.id,
-                group: &group.group,
-                template: Some(&group.template),
-                unset: &group.unset,
-                places: Some(&group.places),
-                attributes_at: &group.attributes_at,
-            };
-            // Unless an overlay patches one of them on its own.
-            let alike = shared.as_ref().filter(|(previous, _)| {
-                same_entry(previous, group) && !patches.patches(&previous.id) && !patches.patches(&group.id)
-            });
-            let diagnostics = &mut out[index].diagnostics;
-            let alike = alike.map(|(_, origins)| origins);
-            if let Some((resolved, origins)) =
-                resolve_group(&subject, &chain, &patches, alike, &mut unset_effect, diagnostics)
-            {
-                shared = Some((group, origins));
-                out[index].groups.push((group.id.clone(), resolved));
+        for entry in &file.templated {
+            let Some(chain) = chain(&entry.template, &by_name) else { continue };
+            // The ids of a set resolve alike but for their place, and the id their
+            // messages name: the first resolves, and when it has nothing to report,
+            // the others take its result; else they share its origins. Unless an
+            // overlay patches one of them on its own.
+            let mut alike: Option<(DesiredGroup, KeyOrigins, bool)> = None;
+            out[index].groups.reserve(entry.ids.len());
+            for (id, id_at) in &entry.ids {
+                let patched = patches.patches(id);
+                if let Some((group, _, true)) = alike.as_ref().filter(|_| !patched) {
+                    out[index].groups.push((id.clone(), DesiredGroup { source: id_at.clone(), ..group.clone() }));
+                    continue;
+                }
+                let subject = Subject {
+                    id,
+                    source: id_at,
+                    group: &entry.group,
+                    template: Some(&entry.template),
+                    unset: &entry.unset,
+                    places: Some(&entry.places),
+                    attributes_at: &entry.attributes_at,
+                };
+                let diagnostics = &mut out[index].diagnostics;
+                let before = diagnostics.len();
+                let shared = alike.as_ref().filter(|_| !patched).map(|(_, origins, _)| origins);
+                let resolved = resolve_group(&subject, &chain, &patches, shared, &mut unset_effect, diagnostics);
+                let quiet = diagnostics.len() == before;
+                if let Some((resolved, origins)) = resolved {
+                    if !patched && alike.is_none() {
+                        alike = Some((resolved.clone(), origins, quiet));
+                    }
+                    out[index].groups.push((id.clone(), resolved));
+                }
             }
         }
         if patches.groups.is_empty() {
@@ -537,7 +546,15 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
                 continue;
             }
             out[index].patched.push(id.clone());
-            let subject = Subject { id, group, template: None, unset: &[], places: None, attributes_at: &group.source };
+            let subject = Subject {
+                id,
+                source: &group.source,
+                group,
+                template: None,
+                unset: &[],
+                places: None,
+                attributes_at: &group.source,
+            };
             if let Some((resolved, _)) =
                 resolve_group(&subject, &[], &patches, None, &mut unset_effect, &mut out[index].diagnostics)
             {
@@ -671,7 +688,7 @@ fn resolve_group<'a>(
             continue;
         }
         let message = format!("{name}: {violation}: {}", contributions(subject.id, &layers, &resolved, &violation));
-        let mut diagnostic = violation_diagnostic(&violation, subject.group.source.clone(), message);
+        let mut diagnostic = violation_diagnostic(&violation, subject.source.clone(), message);
         for (layer, origin) in layers.iter().enumerate() {
             let Some((at, label)) = origin.related() else { continue };
             if resolved.values().any(|(_, l)| *l == layer) {
@@ -688,7 +705,7 @@ fn resolve_group<'a>(
         (false, Some(ownership)) => (ownership, true),
         (false, None) => (group.ownership, false),
     };
-    let source = group.source.clone();
+    let source = subject.source.clone();
     let origins = match shared {
         Some(origins) => origins.clone(),
         None => {
@@ -704,12 +721,12 @@ fn resolve_group<'a>(
                 },
                 Origin::Group(places, _) => {
                     // A group without a template knows its keys' places from its own origins.
-                    let own = || group.origins.of(key, &group.attributes, &group.source);
+                    let own = || group.origins.of(key, &group.attributes, subject.source);
                     let at = places
                         .and_then(|places| places.get(key))
                         .cloned()
                         .or_else(|| own().map(|o| SourceLocation { file: o.file, line: o.line, column: o.column }));
-                    ResolvedOrigin { kind: own_kind, template: None, at: at.unwrap_or_else(|| group.source.clone()) }
+                    ResolvedOrigin { kind: own_kind, template: None, at: at.unwrap_or_else(|| subject.source.clone()) }
                 }
                 Origin::Overlay { of, .. } => ResolvedOrigin {
                     kind: OriginKind::Overlay,

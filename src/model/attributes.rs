@@ -4,14 +4,17 @@
 //! and the lockfile's record), and a `BTreeMap<String, String>` of eight entries
 //! costs about 1 KiB: a 544-byte node and sixteen string allocations. This set
 //! keeps every key and value in one string and their end offsets in one slice,
-//! two allocations whatever its size, a third of the memory. Sets are small (the
-//! API allows 16 keys) and read far more than written, so a lookup is a binary
-//! search and a change rebuilds the set.
+//! a third of the memory. Sets are small (the API allows 16 keys) and read far
+//! more than written, so a lookup is a binary search and a change rebuilds the set.
+//!
+//! Clones share one copy: the groups of a set (`ids:`) resolve to the same
+//! attributes, and 1,000 of them hold one set, not 1,000.
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// A group's custom attributes: key → value, ordered by key so that every
 /// rendering, digest and API body built from it is deterministic. Keys are
@@ -19,6 +22,14 @@ use std::fmt;
 /// inserting into a map would.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct AttributeSet {
+    /// The entries, shared by clones; `None` when there are none (so that an empty
+    /// set allocates nothing).
+    packed: Option<Arc<Packed>>,
+}
+
+/// The entries of a non-empty [`AttributeSet`].
+#[derive(PartialEq, Eq, Hash)]
+struct Packed {
     /// Every key and value, in order: key 0, value 0, key 1, value 1, ….
     text: Box<str>,
     /// The end offset in `text` of each key and value, in the same order.
@@ -31,20 +42,26 @@ impl AttributeSet {
         AttributeSet::default()
     }
 
+    /// The text and end offsets (empty for an empty set).
+    fn parts(&self) -> (&str, &[usize]) {
+        self.packed.as_deref().map_or(("", &[]), |packed| (&packed.text, &packed.ends))
+    }
+
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.ends.len() / 2
+        self.parts().1.len() / 2
     }
 
     /// Whether the set has no keys.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.packed.is_none()
     }
 
     /// The text of part `i` (key `i/2` when `i` is even, its value when odd).
     fn part(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+        let (text, ends) = self.parts();
+        let start = if i == 0 { 0 } else { ends[i - 1] };
+        &text[start..ends[i]]
     }
 
     /// The key and value of entry `i`.
@@ -158,6 +175,9 @@ impl AttributeSet {
             size += key.len() + value.len();
             count += 2;
         }
+        if count == 0 {
+            return AttributeSet::new();
+        }
         let mut text = String::with_capacity(size);
         let mut ends = Vec::with_capacity(count);
         for (key, value) in entries {
@@ -166,7 +186,8 @@ impl AttributeSet {
             text.push_str(value);
             ends.push(text.len());
         }
-        AttributeSet { text: text.into_boxed_str(), ends: ends.into_boxed_slice() }
+        let packed = Packed { text: text.into_boxed_str(), ends: ends.into_boxed_slice() };
+        AttributeSet { packed: Some(Arc::new(packed)) }
     }
 }
 
@@ -387,6 +408,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<AttributeSet>(r#"{"a":"1","a":"2"}"#).unwrap(), set(&[("a", "2")]));
         assert!(serde_json::from_str::<AttributeSet>(r#"{"a":1}"#).is_err());
         assert_eq!(format!("{s:?}"), r#"{"a": "1", "z": "\"quoted\"\n"}"#);
+    }
+
+    #[test]
+    fn clones_share_their_entries_until_changed() {
+        let a = set(&[("a", "1"), ("b", "2")]);
+        let mut b = a.clone();
+        assert!(a.packed.as_ref().zip(b.packed.as_ref()).is_some_and(|(a, b)| Arc::ptr_eq(a, b)));
+        b.insert("c".into(), "3".into());
+        assert_eq!((a.len(), b.len()), (2, 3));
+        assert_eq!(a, set(&[("b", "2"), ("a", "1")]));
+        b.retain(|_, _| false);
+        assert!(b.is_empty() && b.packed.is_none() && b == AttributeSet::new());
+        assert_eq!(set(&[]), AttributeSet::new());
+        assert_eq!(b.iter().count(), 0);
     }
 
     #[test]
