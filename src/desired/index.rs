@@ -1,12 +1,21 @@
 //! The desired state kept up to date file by file, for `watch`: a change to one
 //! file re-reads that file only, and says which groups it may have changed, so
 //! that a repository of 100,000 groups re-plans in milliseconds.
+//!
+//! Groups that use templates depend on other files. A change to a file that
+//! defines or uses templates re-resolves only the groups whose resolution can
+//! differ: those of the file itself, and those using a template whose first
+//! definition changed (its keys, `extends`, ownership, place or validity; added,
+//! removed, or moved to another file), directly or through `extends`. What the
+//! definitions say about each other (a name defined twice, a cycle, a template no
+//! group uses) is checked again in full, which takes time in proportion to the
+//! templates, not the groups.
 
 use super::diagnostic::Diagnostic;
 use super::groups::{self, Entry, FileGroups};
-use super::templates::{self, Resolution};
+use super::templates::{self, ByName, Template};
 use crate::model::{DesiredGroup, GroupId, Ownership};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Every group file under a directory, parsed, and the desired state they make.
@@ -22,8 +31,40 @@ pub struct DesiredIndex {
     dir_error: Option<Diagnostic>,
     /// The ownership of groups whose file does not say (`grattr.yaml`'s `ownership:`).
     default_ownership: Ownership,
-    /// The groups using templates, resolved, and what resolution found, by file.
-    resolved: BTreeMap<PathBuf, Resolution>,
+    /// The templates, and the groups using them, resolved.
+    templates: TemplateIndex,
+}
+
+/// What template resolution found, kept so that a change re-resolves only what it can affect.
+#[derive(Debug, Default)]
+struct TemplateIndex {
+    /// The files that define templates.
+    defining: BTreeSet<PathBuf>,
+    /// Each name `template:` writes, and the files that write it.
+    users: HashMap<String, BTreeSet<PathBuf>>,
+    /// Each name's first definition, as last resolved.
+    first: HashMap<String, Template>,
+    /// The problems of the definitions, by the file they are in.
+    definitions: BTreeMap<PathBuf, Vec<Diagnostic>>,
+    /// The groups using templates, resolved, by file.
+    files: BTreeMap<PathBuf, FileResolution>,
+}
+
+/// One file's groups that use templates, resolved.
+#[derive(Debug, Default)]
+struct FileResolution {
+    /// Its `template:` names no file defines.
+    unknown: Vec<Diagnostic>,
+    /// What resolving each of its templated groups found, as `FileGroups::templated` lists them.
+    found: Vec<Vec<Diagnostic>>,
+    /// The groups resolved, by id.
+    groups: HashMap<GroupId, DesiredGroup>,
+}
+
+impl FileResolution {
+    fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.unknown.iter().chain(self.found.iter().flatten())
+    }
 }
 
 impl DesiredIndex {
@@ -49,7 +90,7 @@ impl DesiredIndex {
     }
 
     /// Takes note of changes to `paths` (files or directories, created, changed,
-    /// renamed or deleted) and returns the ids whose desired state may have changed.
+    /// redefined or deleted) and returns the ids whose desired state may have changed.
     pub fn update(&mut self, paths: impl IntoIterator<Item = PathBuf>) -> BTreeSet<GroupId> {
         let mut touched = BTreeSet::new();
         for path in paths {
@@ -91,7 +132,8 @@ impl DesiredIndex {
 
     fn update_files(&mut self, paths: BTreeSet<PathBuf>) -> BTreeSet<GroupId> {
         let mut affected = BTreeSet::new();
-        let mut templates_changed = false;
+        // The files that define or use templates, before or now.
+        let mut templated: BTreeSet<PathBuf> = BTreeSet::new();
         for path in paths {
             // The rule a whole load follows: group files are read, refused entries (a
             // symlink leading outside, a FIFO) reported, the rest left alone.
@@ -102,8 +144,11 @@ impl DesiredIndex {
                 }
                 _ => None,
             };
-            templates_changed |= fresh.as_ref().is_some_and(FileGroups::has_templates)
-                || self.files.get(&path).is_some_and(FileGroups::has_templates);
+            if fresh.as_ref().is_some_and(FileGroups::has_templates)
+                || self.files.get(&path).is_some_and(FileGroups::has_templates)
+            {
+                templated.insert(path.clone());
+            }
             let old = match fresh {
                 Some(fresh) => {
                     affected.extend(fresh.declared.iter().map(|(id, _)| id.clone()));
@@ -137,31 +182,20 @@ impl DesiredIndex {
                     old
                 }
             };
+            if templated.contains(&path) {
+                self.templates.note(&path, old.as_ref(), self.files.get(&path));
+            }
             if let Some(old) = old {
                 affected.extend(old.declared.into_iter().map(|(id, _)| id));
             }
         }
-        if templates_changed {
-            self.resolve(&mut affected);
+        if !templated.is_empty() {
+            self.templates.resolve(&self.files, &templated, &mut affected);
         }
         for id in &affected {
             self.settle(id);
         }
         affected
-    }
-
-    /// Resolves every group that uses a template again (a template may be defined in
-    /// any file, and used in any other), adding the ids resolved before and now to `affected`.
-    fn resolve(&mut self, affected: &mut BTreeSet<GroupId>) {
-        for resolution in self.resolved.values() {
-            affected.extend(resolution.groups.iter().map(|(id, _)| id.clone()));
-        }
-        let files: Vec<&FileGroups> = self.files.values().collect();
-        let resolved = templates::resolve(&files);
-        self.resolved = self.files.keys().cloned().zip(resolved).filter(|(_, r)| *r != Resolution::default()).collect();
-        for file in self.files.values() {
-            affected.extend(file.templated.iter().map(|group| group.id.clone()));
-        }
     }
 
     fn forget(&mut self, id: &GroupId, path: &Path) {
@@ -180,9 +214,11 @@ impl DesiredIndex {
             _ => None,
         };
         let group = only.and_then(|path| {
-            let plain = self.files.get(&path).map(|file| &file.groups);
-            let resolved = self.resolved.get(&path).map(|resolution| &resolution.groups);
-            plain.into_iter().chain(resolved).flatten().find(|(g, _)| g == id).map(|(_, group)| group.clone())
+            let resolved = self.templates.files.get(&path).and_then(|resolution| resolution.groups.get(id));
+            resolved.cloned().or_else(|| {
+                let plain = self.files.get(&path).map(|file| &file.groups);
+                plain.into_iter().flatten().find(|(g, _)| g == id).map(|(_, group)| group.clone())
+            })
         });
         match group {
             Some(mut group) => {
@@ -228,8 +264,11 @@ impl DesiredIndex {
         for (path, file) in &self.files {
             by_file.entry(path).or_default().extend(file.diagnostics.iter().cloned());
         }
-        for (path, resolution) in &self.resolved {
-            by_file.entry(path).or_default().extend(resolution.diagnostics.iter().cloned());
+        for (path, diagnostics) in &self.templates.definitions {
+            by_file.entry(path).or_default().extend(diagnostics.iter().cloned());
+        }
+        for (path, resolution) in &self.templates.files {
+            by_file.entry(path).or_default().extend(resolution.diagnostics().cloned());
         }
         for (id, places) in &self.declared {
             let mut places = places.iter().flat_map(|(path, ats)| ats.iter().map(move |at| (path, at)));
@@ -251,7 +290,170 @@ impl DesiredIndex {
         self.dir_error.is_some()
             || self.declared.values().any(|places| places.values().map(Vec::len).sum::<usize>() > 1)
             || self.files.values().any(|f| f.diagnostics.iter().any(Diagnostic::is_error))
-            || self.resolved.values().any(|r| r.diagnostics.iter().any(Diagnostic::is_error))
+            || self.templates.definitions.values().flatten().any(Diagnostic::is_error)
+            || self.templates.files.values().any(|r| r.diagnostics().any(Diagnostic::is_error))
+    }
+}
+
+impl TemplateIndex {
+    /// Takes note of what a changed file defines and uses, before (`old`) and now.
+    fn note(&mut self, path: &Path, old: Option<&FileGroups>, now: Option<&FileGroups>) {
+        for (name, _) in old.into_iter().flat_map(|file| &file.uses) {
+            if let Some(files) = self.users.get_mut(name) {
+                files.remove(path);
+                if files.is_empty() {
+                    self.users.remove(name);
+                }
+            }
+        }
+        for (name, _) in now.into_iter().flat_map(|file| &file.uses) {
+            self.users.entry(name.clone()).or_default().insert(path.to_path_buf());
+        }
+        match now.is_some_and(|file| !file.templates.is_empty()) {
+            true => self.defining.insert(path.to_path_buf()),
+            false => self.defining.remove(path),
+        };
+    }
+
+    /// Resolves again what the changes to `changed` (files that define or use
+    /// templates, before or now) can affect, adding the ids it resolves to `affected`.
+    fn resolve(
+        &mut self,
+        files: &BTreeMap<PathBuf, FileGroups>,
+        changed: &BTreeSet<PathBuf>,
+        affected: &mut BTreeSet<GroupId>,
+    ) {
+        let defining = self.defining.iter().filter_map(|path| files.get(path).map(|f| (path, f.templates.as_slice())));
+        let templates::Definitions { by_name, diagnostics } =
+            templates::definitions(defining, self.users.keys().map(String::as_str));
+        // The names whose first definition changed, and those whose chain passes through
+        // one now. A chain before the change needs no walk: it can differ from the chain
+        // now only past a template whose definition changed, which the walk now meets first.
+        let differs = |name: &str| self.first.get(name) != by_name.get(name).copied();
+        let redefined: HashSet<String> = self
+            .first
+            .keys()
+            .map(String::as_str)
+            .chain(by_name.keys().copied())
+            .filter(|n| differs(n))
+            .map(str::to_string)
+            .collect();
+        let touched: HashSet<&str> = match redefined.is_empty() {
+            true => HashSet::new(),
+            false => by_name
+                .keys()
+                .copied()
+                .chain(redefined.iter().map(String::as_str))
+                .filter(|name| reaches(name, |n| by_name.get(n).and_then(|t| t.extends.as_ref()), &redefined))
+                .collect(),
+        };
+        // Defined or no longer: `template:` naming them is known or unknown now.
+        let appeared: Vec<&String> =
+            redefined.iter().filter(|n| self.first.contains_key(*n) != by_name.contains_key(n.as_str())).collect();
+
+        self.definitions.clear();
+        for (path, diagnostic) in diagnostics {
+            self.definitions.entry(path.clone()).or_default().push(diagnostic);
+        }
+        // The files whose unknown names to check again, and their groups to resolve again.
+        let mut recheck: BTreeSet<&PathBuf> = changed.iter().collect();
+        for name in &appeared {
+            recheck.extend(self.users.get(name.as_str()).into_iter().flatten());
+        }
+        for path in recheck {
+            match files.get(path).filter(|file| file.has_templates()) {
+                Some(file) => {
+                    self.files.entry(path.clone()).or_default().unknown = templates::unknown_uses(&by_name, &file.uses);
+                }
+                None => {
+                    self.files.remove(path);
+                }
+            }
+        }
+        for path in changed {
+            let Some(file) = files.get(path).filter(|file| !file.templated.is_empty()) else {
+                if let Some(resolution) = self.files.get_mut(path) {
+                    resolution.found.clear();
+                    resolution.groups.clear();
+                }
+                continue;
+            };
+            let resolution = self.files.entry(path.clone()).or_default();
+            resolution.found.clear();
+            resolution.groups.clear();
+            for group in &file.templated {
+                resolution.found.push(resolve_into(group, &by_name, &mut resolution.groups));
+                affected.insert(group.id.clone());
+            }
+        }
+        // The groups of other files that use a touched template.
+        let mut users: BTreeSet<&PathBuf> = BTreeSet::new();
+        for name in &touched {
+            users.extend(self.users.get(*name).into_iter().flatten().filter(|path| !changed.contains(*path)));
+        }
+        for path in users {
+            let (Some(file), Some(resolution)) = (files.get(path), self.files.get_mut(path)) else { continue };
+            // Every templated group of a file is resolved when the file is read, so this
+            // holds; were it not to, the whole file is resolved again.
+            let whole = resolution.found.len() != file.templated.len();
+            if whole {
+                resolution.found.clear();
+                resolution.groups.clear();
+            }
+            for (position, group) in file.templated.iter().enumerate() {
+                if whole {
+                    resolution.found.push(resolve_into(group, &by_name, &mut resolution.groups));
+                    affected.insert(group.id.clone());
+                } else if touched.contains(group.template.as_str()) {
+                    resolution.groups.remove(&group.id);
+                    resolution.found[position] = resolve_into(group, &by_name, &mut resolution.groups);
+                    affected.insert(group.id.clone());
+                }
+            }
+        }
+        self.files.retain(|_, resolution| !resolution.unknown.is_empty() || !resolution.found.is_empty());
+        // Keep the definitions for the next change to compare with.
+        self.first.retain(|name, _| by_name.contains_key(name.as_str()));
+        for name in redefined {
+            if let Some(template) = by_name.get(name.as_str()) {
+                self.first.insert(name, (*template).clone());
+            }
+        }
+    }
+}
+
+/// Resolves `group` into `groups`, returning what resolving it found.
+fn resolve_into(
+    group: &templates::Templated,
+    by_name: &ByName<'_>,
+    groups: &mut HashMap<GroupId, DesiredGroup>,
+) -> Vec<Diagnostic> {
+    let (resolved, diagnostics) = templates::resolve_one(group, by_name);
+    if let Some(resolved) = resolved {
+        groups.insert(group.id.clone(), resolved);
+    }
+    diagnostics
+}
+
+/// Whether the chain of `name` (through `extends`, as `parent` says) passes through one of `names`.
+fn reaches<'a>(
+    name: &'a str,
+    parent: impl Fn(&str) -> Option<&'a (String, crate::model::SourceLocation)>,
+    names: &HashSet<String>,
+) -> bool {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut current = name;
+    loop {
+        if names.contains(current) {
+            return true;
+        }
+        if !seen.insert(current) {
+            return false;
+        }
+        match parent(current) {
+            Some((next, _)) => current = next,
+            None => return false,
+        }
     }
 }
 
@@ -268,6 +470,39 @@ mod tests {
 
     fn group(id: &str, value: &str) -> String {
         format!("  - id: {id}\n    attributes:\n      k: \"{value}\"\n")
+    }
+
+    #[test]
+    fn a_template_change_re_resolves_only_the_groups_it_can_affect() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = |affected: &BTreeSet<GroupId>| affected.iter().map(GroupId::as_str).collect::<Vec<_>>().join(" ");
+        let templates = |base: &str, other: &str| {
+            format!("templates:\n  base:\n    k: {base}\n  child:\n    extends: base\n  other:\n    k: {other}\n")
+        };
+        let t = write(dir.path(), "t.yaml", &templates("1", "1"));
+        write(
+            dir.path(),
+            "g.yaml",
+            "groups:\n  - id: a\n    template: base\n  - ids: [b1, b2]\n    template: child\n  - id: c\n    template: other\n  - id: plain\n    attributes: {}\n",
+        );
+        write(dir.path(), "h.yaml", "groups:\n  - id: d\n    template: other\n");
+        let mut index = DesiredIndex::load(dir.path());
+        assert!(!index.has_errors(), "{:?}", index.diagnostics());
+
+        // A template used through `extends` too; another, used in two files.
+        std::fs::write(&t, templates("2", "1")).unwrap();
+        assert_eq!(ids(&index.update([t.clone()])), "a b1 b2");
+        std::fs::write(&t, templates("2", "2")).unwrap();
+        assert_eq!(ids(&index.update([t.clone()])), "c d");
+        // Only the place of a template changes (a line above it): its groups are resolved again.
+        std::fs::write(&t, format!("# moved\n{}", templates("2", "2"))).unwrap();
+        assert_eq!(ids(&index.update([t.clone()])), "a b1 b2 c d");
+        // A change that leaves every definition as it was: only the file's own groups.
+        std::fs::write(&t, format!("# moved\n{}\n# a comment\n", templates("2", "2"))).unwrap();
+        assert_eq!(ids(&index.update([t.clone()])), "");
+        let fresh = super::super::load(dir.path());
+        assert_eq!(&fresh.state.groups, index.groups());
+        assert_eq!(index.groups()[&GroupId::parse("b2").unwrap()].attributes["k"], "2");
     }
 
     #[test]
@@ -320,5 +555,368 @@ mod tests {
         let fresh = super::super::load(&groups_dir);
         assert_eq!(&fresh.state.groups, index.groups());
         assert_eq!(fresh.diagnostics, index.diagnostics());
+    }
+}
+
+/// `watch`'s index against a whole load, over random sequences of edits to files
+/// that define and use templates.
+#[cfg(test)]
+mod differential {
+    use super::*;
+    use proptest::prelude::*;
+    use std::fmt::Write as _;
+
+    const FILES: [&str; 4] = ["a.yaml", "b.yaml", "sub/c.yaml", "d.yml"];
+    /// Template names: the last one is never defined by `AddTemplate`, only named.
+    const NAMES: usize = 5;
+    const KEYS: usize = 20;
+
+    #[derive(Debug, Clone)]
+    struct Tpl {
+        name: usize,
+        extends: Option<usize>,
+        keys_ownership: bool,
+        attributes: BTreeMap<usize, usize>,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Entry {
+        ids: Vec<usize>,
+        set: bool,
+        template: Option<usize>,
+        attributes: BTreeMap<usize, usize>,
+        unset: BTreeSet<usize>,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct File {
+        exists: bool,
+        garbage: bool,
+        templates: Vec<Tpl>,
+        groups: Vec<Entry>,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        TemplateValue { file: usize, t: usize, key: usize, value: Option<usize> },
+        Extends { file: usize, t: usize, parent: Option<usize> },
+        Ownership { file: usize, t: usize },
+        AddTemplate { file: usize, name: usize },
+        RemoveTemplate { file: usize, t: usize },
+        MoveTemplate { from: usize, to: usize, t: usize },
+        BigTemplate { file: usize, t: usize },
+        DeleteFile { file: usize },
+        Garbage { file: usize },
+        AddEntry { file: usize, ids: Vec<usize>, set: bool, template: Option<usize> },
+        RemoveEntry { file: usize, e: usize },
+        EntryTemplate { file: usize, e: usize, template: Option<usize> },
+        EntryIds { file: usize, e: usize, ids: Vec<usize>, set: bool },
+        EntryValue { file: usize, e: usize, key: usize, value: Option<usize> },
+        EntryUnset { file: usize, e: usize, key: usize },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let file = 0..FILES.len();
+        let name = 0..NAMES;
+        let key = 0..KEYS;
+        let value = prop::option::weighted(0.8, 0..3usize);
+        let ids = prop::collection::vec(0..40usize, 1..4);
+        prop_oneof![
+            4 => (file.clone(), any::<usize>(), key.clone(), value.clone())
+                .prop_map(|(file, t, key, value)| Op::TemplateValue { file, t, key, value }),
+            2 => (file.clone(), any::<usize>(), prop::option::of(name.clone()))
+                .prop_map(|(file, t, parent)| Op::Extends { file, t, parent }),
+            1 => (file.clone(), any::<usize>()).prop_map(|(file, t)| Op::Ownership { file, t }),
+            2 => (file.clone(), 0..NAMES - 1).prop_map(|(file, name)| Op::AddTemplate { file, name }),
+            1 => (file.clone(), any::<usize>()).prop_map(|(file, t)| Op::RemoveTemplate { file, t }),
+            2 => (file.clone(), file.clone(), any::<usize>()).prop_map(|(from, to, t)| Op::MoveTemplate { from, to, t }),
+            1 => (file.clone(), any::<usize>()).prop_map(|(file, t)| Op::BigTemplate { file, t }),
+            1 => file.clone().prop_map(|file| Op::DeleteFile { file }),
+            1 => file.clone().prop_map(|file| Op::Garbage { file }),
+            2 => (file.clone(), ids.clone(), any::<bool>(), prop::option::weighted(0.8, name.clone()))
+                .prop_map(|(file, ids, set, template)| Op::AddEntry { file, ids, set, template }),
+            1 => (file.clone(), any::<usize>()).prop_map(|(file, e)| Op::RemoveEntry { file, e }),
+            2 => (file.clone(), any::<usize>(), prop::option::weighted(0.8, name))
+                .prop_map(|(file, e, template)| Op::EntryTemplate { file, e, template }),
+            1 => (file.clone(), any::<usize>(), ids, any::<bool>())
+                .prop_map(|(file, e, ids, set)| Op::EntryIds { file, e, ids, set }),
+            2 => (file.clone(), any::<usize>(), key.clone(), value)
+                .prop_map(|(file, e, key, value)| Op::EntryValue { file, e, key, value }),
+            1 => (file, any::<usize>(), key).prop_map(|(file, e, key)| Op::EntryUnset { file, e, key }),
+        ]
+    }
+
+    /// Where every sequence starts: templates in two files (one extending another in
+    /// a third), used by groups and sets in every file.
+    fn base() -> Vec<File> {
+        let tpl = |name, extends, attributes: &[(usize, usize)]| Tpl {
+            name,
+            extends,
+            keys_ownership: false,
+            attributes: attributes.iter().copied().collect(),
+        };
+        let entry = |ids: &[usize], template| Entry {
+            ids: ids.to_vec(),
+            set: ids.len() > 1,
+            template,
+            attributes: BTreeMap::from([(ids[0] % KEYS, 1)]),
+            unset: BTreeSet::new(),
+        };
+        let file = |templates, groups| File { exists: true, garbage: false, templates, groups };
+        vec![
+            file(
+                vec![tpl(0, None, &[(0, 0), (1, 0), (2, 0)]), tpl(1, Some(0), &[(1, 1), (3, 1)])],
+                vec![entry(&[0], Some(0)), entry(&[1, 2], Some(1))],
+            ),
+            file(vec![tpl(2, None, &[(4, 2)])], vec![entry(&[3], Some(2)), entry(&[4], None)]),
+            file(vec![tpl(3, Some(1), &[(5, 0)])], vec![entry(&[5, 6, 7], Some(3)), entry(&[8], Some(1))]),
+            file(Vec::new(), vec![entry(&[9], Some(0)), entry(&[10, 11], Some(2)), entry(&[12], Some(3))]),
+        ]
+    }
+
+    /// Makes `file` an existing, readable file (as an edit to it does).
+    fn live(files: &mut [File], file: usize) -> &mut File {
+        let f = &mut files[file];
+        if !f.exists || f.garbage {
+            *f = File { exists: true, ..File::default() };
+        }
+        f
+    }
+
+    /// Applies `op`; returns the files it touched.
+    fn apply(files: &mut [File], op: &Op) -> Vec<usize> {
+        let pick = |len: usize, i: usize| (len > 0).then(|| i % len);
+        match op.clone() {
+            Op::TemplateValue { file, t, key, value } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    match value {
+                        Some(v) => f.templates[t].attributes.insert(key, v),
+                        None => f.templates[t].attributes.remove(&key),
+                    };
+                }
+                vec![file]
+            }
+            Op::Extends { file, t, parent } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    f.templates[t].extends = parent;
+                }
+                vec![file]
+            }
+            Op::Ownership { file, t } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    f.templates[t].keys_ownership ^= true;
+                }
+                vec![file]
+            }
+            Op::AddTemplate { file, name } => {
+                let template =
+                    Tpl { name, extends: None, keys_ownership: false, attributes: BTreeMap::from([(name, 0)]) };
+                live(files, file).templates.push(template);
+                vec![file]
+            }
+            Op::RemoveTemplate { file, t } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    f.templates.remove(t);
+                }
+                vec![file]
+            }
+            Op::MoveTemplate { from, to, t } => {
+                let f = live(files, from);
+                let Some(t) = pick(f.templates.len(), t) else { return vec![from] };
+                let template = f.templates.remove(t);
+                live(files, to).templates.push(template);
+                vec![from, to]
+            }
+            Op::BigTemplate { file, t } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    f.templates[t].attributes = (0..12).map(|k| (k, 1)).collect();
+                }
+                vec![file]
+            }
+            Op::DeleteFile { file } => {
+                files[file] = File::default();
+                vec![file]
+            }
+            Op::Garbage { file } => {
+                files[file] = File { exists: true, garbage: true, ..File::default() };
+                vec![file]
+            }
+            Op::AddEntry { file, ids, set, template } => {
+                let entry = Entry { ids, set, template, attributes: BTreeMap::new(), unset: BTreeSet::new() };
+                live(files, file).groups.push(entry);
+                vec![file]
+            }
+            Op::RemoveEntry { file, e } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    f.groups.remove(e);
+                }
+                vec![file]
+            }
+            Op::EntryTemplate { file, e, template } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    f.groups[e].template = template;
+                }
+                vec![file]
+            }
+            Op::EntryIds { file, e, ids, set } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    (f.groups[e].ids, f.groups[e].set) = (ids, set);
+                }
+                vec![file]
+            }
+            Op::EntryValue { file, e, key, value } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    match value {
+                        Some(v) => f.groups[e].attributes.insert(key, v),
+                        None => f.groups[e].attributes.remove(&key),
+                    };
+                }
+                vec![file]
+            }
+            Op::EntryUnset { file, e, key } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    let unset = &mut f.groups[e].unset;
+                    if !unset.remove(&key) {
+                        unset.insert(key);
+                    }
+                }
+                vec![file]
+            }
+        }
+    }
+
+    fn attributes(out: &mut String, attributes: &BTreeMap<usize, usize>, indent: &str) {
+        for (k, v) in attributes {
+            let _ = writeln!(out, "{indent}k{k}: \"v{v}\"");
+        }
+    }
+
+    fn render(file: &File) -> String {
+        if file.garbage {
+            return "groups: [unclosed\n".to_string();
+        }
+        let mut out = String::new();
+        if !file.templates.is_empty() {
+            out.push_str("templates:\n");
+            for t in &file.templates {
+                let mut body = String::new();
+                if let Some(parent) = t.extends {
+                    let _ = writeln!(body, "    extends: t{parent}");
+                }
+                if t.keys_ownership {
+                    body.push_str("    ownership: keys\n");
+                }
+                attributes(&mut body, &t.attributes, "    ");
+                match body.is_empty() {
+                    true => {
+                        let _ = writeln!(out, "  t{}: {{}}", t.name);
+                    }
+                    false => {
+                        let _ = write!(out, "  t{}:\n{body}", t.name);
+                    }
+                }
+            }
+        }
+        if !file.groups.is_empty() || file.templates.is_empty() {
+            out.push_str("groups:\n");
+        }
+        for entry in &file.groups {
+            let ids: Vec<String> = entry.ids.iter().map(|i| format!("g{i}")).collect();
+            match entry.set {
+                true => {
+                    let _ = writeln!(out, "  - ids: [{}]", ids.join(", "));
+                }
+                false => {
+                    let _ = writeln!(out, "  - id: {}", ids[0]);
+                }
+            }
+            if let Some(t) = entry.template {
+                let _ = writeln!(out, "    template: t{t}");
+            }
+            if !entry.attributes.is_empty() {
+                out.push_str("    attributes:\n");
+                attributes(&mut out, &entry.attributes, "      ");
+            } else if entry.template.is_none() {
+                out.push_str("    attributes: {}\n");
+            }
+            if !entry.unset.is_empty() {
+                let keys: Vec<String> = entry.unset.iter().map(|k| format!("k{k}")).collect();
+                let _ = writeln!(out, "    unset: [{}]", keys.join(", "));
+            }
+        }
+        out
+    }
+
+    fn write(dir: &Path, files: &[File], which: usize) -> PathBuf {
+        let path = dir.join(FILES[which]);
+        match files[which].exists {
+            true => {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, render(&files[which])).unwrap();
+            }
+            false => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        path
+    }
+
+    /// The index equals a whole load: the same diagnostics, and the same groups
+    /// (but those declared twice, which a load takes the first of and the index none of).
+    fn same_as_a_load(index: &DesiredIndex, dir: &Path) -> Result<(), TestCaseError> {
+        let fresh = super::super::load(dir);
+        prop_assert_eq!(&fresh.diagnostics, &index.diagnostics());
+        let twice = |id: &GroupId| index.declared.get(id).is_some_and(|p| p.values().map(Vec::len).sum::<usize>() > 1);
+        let loaded: BTreeMap<&GroupId, &DesiredGroup> =
+            fresh.state.groups.iter().filter(|(id, _)| !twice(id)).collect();
+        let indexed: BTreeMap<&GroupId, &DesiredGroup> = index.groups().iter().collect();
+        prop_assert_eq!(loaded, indexed);
+        prop_assert_eq!(fresh.has_errors(), index.has_errors());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// After any sequence of edits, the index equals a whole load, and the ids
+        /// an update returns include every group it changed.
+        #[test]
+        fn edits_file_by_file_equal_a_whole_load(
+            start in prop::collection::vec(op(), 0..6),
+            steps in prop::collection::vec(prop::collection::vec(op(), 1..3), 1..25),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut files = base();
+            for op in &start {
+                apply(&mut files, op);
+            }
+            for which in 0..FILES.len() {
+                write(dir.path(), &files, which);
+            }
+            let mut index = DesiredIndex::load(dir.path());
+            same_as_a_load(&index, dir.path())?;
+            for step in &steps {
+                let touched: BTreeSet<usize> = step.iter().flat_map(|op| apply(&mut files, op)).collect();
+                let paths: Vec<PathBuf> = touched.iter().map(|which| write(dir.path(), &files, *which)).collect();
+                let before = index.groups().clone();
+                let affected = index.update(paths);
+                same_as_a_load(&index, dir.path())?;
+                for id in before.keys().chain(index.groups().keys()) {
+                    if before.get(id) != index.groups().get(id) {
+                        prop_assert!(affected.contains(id), "{id} changed but is not said to: {step:?}");
+                    }
+                }
+            }
+        }
     }
 }

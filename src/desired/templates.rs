@@ -206,7 +206,7 @@ enum Origin<'a> {
 /// A template and the chain it extends, itself first; `None` when the chain is
 /// broken (a template unknown, with errors, or in a cycle), which is reported
 /// where it breaks.
-fn chain<'a>(name: &str, by_name: &HashMap<&str, &'a Template>) -> Option<Vec<&'a Template>> {
+fn chain<'a>(name: &str, by_name: &ByName<'a>) -> Option<Vec<&'a Template>> {
     let mut found: Vec<&Template> = Vec::new();
     let mut current = name;
     loop {
@@ -222,34 +222,47 @@ fn chain<'a>(name: &str, by_name: &HashMap<&str, &'a Template>) -> Option<Vec<&'
     }
 }
 
-/// Resolves every group that uses a template, over all files (in load order);
-/// returns, for each file, its resolved groups and the problems found in it.
-pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
-    let mut out: Vec<Resolution> = files.iter().map(|_| Resolution::default()).collect();
-    if !files.iter().any(|f| f.has_templates()) {
-        return out;
-    }
+/// Each template name's first definition: what `template:` and `extends:` name.
+pub(super) type ByName<'a> = HashMap<&'a str, &'a Template>;
+
+/// What the templates of every file say about each other, found in [`definitions`].
+pub(super) struct Definitions<'a, K> {
+    /// Each name's first definition.
+    pub(super) by_name: ByName<'a>,
+    /// The problems of the definitions (a name defined twice, an unknown parent, a
+    /// cycle, a template no group uses), with the file they are in, in the order a
+    /// whole load reports them.
+    pub(super) diagnostics: Vec<(K, Diagnostic)>,
+}
+
+/// Reads the definitions of `defining` (the files that define templates, in load
+/// order, each with a key `K` naming it), given the names `template:` uses somewhere.
+pub(super) fn definitions<'a, 'u, K: Copy>(
+    defining: impl IntoIterator<Item = (K, &'a [Template])>,
+    used_names: impl IntoIterator<Item = &'u str>,
+) -> Definitions<'a, K> {
+    let mut diagnostics = Vec::new();
     // Each name's first definition; a later one is an error in its own file.
-    let mut by_name: HashMap<&str, &Template> = HashMap::new();
-    let mut defined: Vec<(usize, &Template)> = Vec::new();
-    for (index, file) in files.iter().enumerate() {
-        for template in &file.templates {
+    let mut by_name: ByName<'a> = HashMap::new();
+    let mut defined: Vec<(K, &Template)> = Vec::new();
+    for (key, templates) in defining {
+        for template in templates {
             if let Some(first) = by_name.get(template.name.as_str()) {
                 let message = format!("template {:?} is defined twice: here and at {}", template.name, first.at);
                 let diagnostic = Diagnostic::error(Rule::Template, template.at.clone(), message);
-                out[index].diagnostics.push(diagnostic.with_related(first.at.clone(), "first defined here"));
+                diagnostics.push((key, diagnostic.with_related(first.at.clone(), "first defined here")));
             } else {
                 by_name.insert(&template.name, template);
-                defined.push((index, template));
+                defined.push((key, template));
             }
         }
     }
     // Unknown parents and cycles, at the `extends` that makes them.
-    for (index, template) in &defined {
+    for (key, template) in &defined {
         let Some((parent, at)) = &template.extends else { continue };
         if !by_name.contains_key(parent.as_str()) {
             let message = format!("template {:?} extends {parent:?}, which no group file defines", template.name);
-            out[*index].diagnostics.push(Diagnostic::error(Rule::Template, at.clone(), message));
+            diagnostics.push((*key, Diagnostic::error(Rule::Template, at.clone(), message)));
             continue;
         }
         let mut path = vec![template.name.as_str()];
@@ -258,7 +271,7 @@ pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
             if next.name == template.name {
                 path.push(current);
                 let message = format!("template {:?} extends itself: {}", template.name, path.join(" → "));
-                out[*index].diagnostics.push(Diagnostic::error(Rule::Template, at.clone(), message));
+                diagnostics.push((*key, Diagnostic::error(Rule::Template, at.clone(), message)));
                 break;
             }
             if path.contains(&current) {
@@ -273,41 +286,70 @@ pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
     }
     // Templates used by a group, directly or through `extends`.
     let mut used: HashSet<&str> = HashSet::new();
-    for file in files {
-        for (name, _) in &file.uses {
-            let mut current = name.as_str();
-            while let Some(template) = by_name.get(current) {
-                if !used.insert(&template.name) {
-                    break;
-                }
-                match &template.extends {
-                    Some((parent, _)) => current = parent,
-                    None => break,
-                }
+    for name in used_names {
+        let mut current = name;
+        while let Some(template) = by_name.get(current) {
+            if !used.insert(&template.name) {
+                break;
+            }
+            match &template.extends {
+                Some((parent, _)) => current = parent,
+                None => break,
             }
         }
     }
-    for (index, template) in &defined {
+    for (key, template) in &defined {
         if !used.contains(template.name.as_str()) {
             let message = format!("template {:?} is not used by any group", template.name);
             let help = format!("use it with `template: {}`, or delete it", template.name);
-            out[*index]
-                .diagnostics
-                .push(Diagnostic::warning(Rule::UnusedTemplate, template.at.clone(), message).with_help(help));
+            diagnostics
+                .push((*key, Diagnostic::warning(Rule::UnusedTemplate, template.at.clone(), message).with_help(help)));
         }
     }
-    for (index, file) in files.iter().enumerate() {
-        for (name, at) in &file.uses {
-            if !by_name.contains_key(name.as_str()) {
-                let message = format!("template {name:?} is not defined in any group file");
-                let diagnostic = Diagnostic::error(Rule::Template, at.clone(), message)
-                    .with_help("define it under `templates:` in any group file");
-                out[index].diagnostics.push(diagnostic);
-            }
+    Definitions { by_name, diagnostics }
+}
+
+/// The errors of `template:` names no group file defines, among `uses`.
+pub(super) fn unknown_uses(by_name: &ByName<'_>, uses: &[(String, SourceLocation)]) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (name, at) in uses {
+        if !by_name.contains_key(name.as_str()) {
+            let message = format!("template {name:?} is not defined in any group file");
+            let diagnostic = Diagnostic::error(Rule::Template, at.clone(), message)
+                .with_help("define it under `templates:` in any group file");
+            diagnostics.push(diagnostic);
         }
+    }
+    diagnostics
+}
+
+/// Resolves one group over the templates: the group, unless its chain is broken
+/// (reported where it breaks) or it has errors, and the problems found in it.
+pub(super) fn resolve_one(group: &Templated, by_name: &ByName<'_>) -> (Option<DesiredGroup>, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let resolved = chain(&group.template, by_name).and_then(|chain| resolve_group(group, &chain, &mut diagnostics));
+    (resolved, diagnostics)
+}
+
+/// Resolves every group that uses a template, over all files (in load order);
+/// returns, for each file, its resolved groups and the problems found in it.
+pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
+    let mut out: Vec<Resolution> = files.iter().map(|_| Resolution::default()).collect();
+    if !files.iter().any(|f| f.has_templates()) {
+        return out;
+    }
+    let defining = files.iter().enumerate().map(|(index, file)| (index, file.templates.as_slice()));
+    let used = files.iter().flat_map(|file| file.uses.iter().map(|(name, _)| name.as_str()));
+    let Definitions { by_name, diagnostics } = definitions(defining, used);
+    for (index, diagnostic) in diagnostics {
+        out[index].diagnostics.push(diagnostic);
+    }
+    for (index, file) in files.iter().enumerate() {
+        out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
         for group in &file.templated {
-            let Some(chain) = chain(&group.template, &by_name) else { continue };
-            if let Some(resolved) = resolve_group(group, &chain, &mut out[index].diagnostics) {
+            let (resolved, diagnostics) = resolve_one(group, &by_name);
+            out[index].diagnostics.extend(diagnostics);
+            if let Some(resolved) = resolved {
                 out[index].groups.push((group.id.clone(), resolved));
             }
         }
