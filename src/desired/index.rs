@@ -5,8 +5,10 @@
 //! Groups that use templates depend on other files. A change to a file that
 //! defines or uses templates re-resolves only the groups whose resolution can
 //! differ: those of the file itself, and those using a template whose first
-//! definition changed (its keys, `extends`, ownership, place or validity; added,
-//! removed, or moved to another file), directly or through `extends`. What the
+//! definition changed (its keys, `extends`, ownership or validity, or it was added
+//! or removed), directly or through `extends`. A definition that only moved (a line
+//! added above it, or to another file) changes no group: only the groups with
+//! diagnostics, which may name its place, are resolved again. What the
 //! definitions say about each other (a name defined twice, a cycle, a template no
 //! group uses) is checked again in full, which takes time in proportion to the
 //! templates, not the groups.
@@ -329,24 +331,20 @@ impl TemplateIndex {
         // The names whose first definition changed, and those whose chain passes through
         // one now. A chain before the change needs no walk: it can differ from the chain
         // now only past a template whose definition changed, which the walk now meets first.
-        let differs = |name: &str| self.first.get(name) != by_name.get(name).copied();
-        let redefined: HashSet<String> = self
-            .first
-            .keys()
-            .map(String::as_str)
-            .chain(by_name.keys().copied())
-            .filter(|n| differs(n))
-            .map(str::to_string)
-            .collect();
-        let touched: HashSet<&str> = match redefined.is_empty() {
-            true => HashSet::new(),
-            false => by_name
-                .keys()
-                .copied()
-                .chain(redefined.iter().map(String::as_str))
-                .filter(|name| reaches(name, |n| by_name.get(n).and_then(|t| t.extends.as_ref()), &redefined))
-                .collect(),
-        };
+        // A definition that only moved (a line added above it) changes no group, only the
+        // places that diagnostics of its groups name.
+        let (mut redefined, mut moved): (HashSet<String>, HashSet<String>) = Default::default();
+        for name in self.first.keys().map(String::as_str).chain(by_name.keys().copied()) {
+            match (self.first.get(name), by_name.get(name)) {
+                (Some(before), Some(now)) if before == *now => continue,
+                (Some(before), Some(now)) if same_but_places(before, now) => &mut moved,
+                _ => &mut redefined,
+            }
+            .insert(name.to_string());
+        }
+        let touched = reaching(&by_name, &redefined);
+        let relocated: HashSet<&str> =
+            reaching(&by_name, &moved).into_iter().filter(|n| !touched.contains(n)).collect();
         // Defined or no longer: `template:` naming them is known or unknown now.
         let appeared: Vec<&String> =
             redefined.iter().filter(|n| self.first.contains_key(*n) != by_name.contains_key(n.as_str())).collect();
@@ -386,9 +384,10 @@ impl TemplateIndex {
                 affected.insert(group.id.clone());
             }
         }
-        // The groups of other files that use a touched template.
+        // The groups of other files that use a touched template; and those using a
+        // relocated one that have diagnostics, which may name its place.
         let mut users: BTreeSet<&PathBuf> = BTreeSet::new();
-        for name in &touched {
+        for name in touched.iter().chain(&relocated) {
             users.extend(self.users.get(*name).into_iter().flatten().filter(|path| !changed.contains(*path)));
         }
         for path in users {
@@ -401,25 +400,38 @@ impl TemplateIndex {
                 resolution.groups.clear();
             }
             for (position, group) in file.templated.iter().enumerate() {
+                let template = group.template.as_str();
                 if whole {
                     resolution.found.push(resolve_into(group, &by_name, &mut resolution.groups));
                     affected.insert(group.id.clone());
-                } else if touched.contains(group.template.as_str()) {
+                } else if touched.contains(template) {
                     resolution.groups.remove(&group.id);
                     resolution.found[position] = resolve_into(group, &by_name, &mut resolution.groups);
                     affected.insert(group.id.clone());
+                } else if relocated.contains(template) && !resolution.found[position].is_empty() {
+                    resolution.found[position] = templates::resolve_one(group, &by_name).1;
                 }
             }
         }
         self.files.retain(|_, resolution| !resolution.unknown.is_empty() || !resolution.found.is_empty());
         // Keep the definitions for the next change to compare with.
         self.first.retain(|name, _| by_name.contains_key(name.as_str()));
-        for name in redefined {
+        for name in redefined.into_iter().chain(moved) {
             if let Some(template) = by_name.get(name.as_str()) {
                 self.first.insert(name, (*template).clone());
             }
         }
     }
+}
+
+/// Whether two definitions of a template differ at most in where they and their parts are written.
+fn same_but_places(a: &Template, b: &Template) -> bool {
+    let parent = |t: &Template| t.extends.as_ref().map(|(name, _)| name.clone());
+    a.name == b.name
+        && parent(a) == parent(b)
+        && a.ownership == b.ownership
+        && a.attributes == b.attributes
+        && a.valid == b.valid
 }
 
 /// Resolves `group` into `groups`, returning what resolving it found.
@@ -433,6 +445,15 @@ fn resolve_into(
         groups.insert(group.id.clone(), resolved);
     }
     diagnostics
+}
+
+/// The names (defined, or among `names`) whose chain passes through one of `names`.
+fn reaching<'a>(by_name: &ByName<'a>, names: &'a HashSet<String>) -> HashSet<&'a str> {
+    if names.is_empty() {
+        return HashSet::new();
+    }
+    let parent = |n: &str| by_name.get(n).and_then(|t| t.extends.as_ref());
+    by_name.keys().copied().chain(names.iter().map(String::as_str)).filter(|n| reaches(n, parent, names)).collect()
 }
 
 /// Whether the chain of `name` (through `extends`, as `parent` says) passes through one of `names`.
@@ -494,15 +515,35 @@ mod tests {
         assert_eq!(ids(&index.update([t.clone()])), "a b1 b2");
         std::fs::write(&t, templates("2", "2")).unwrap();
         assert_eq!(ids(&index.update([t.clone()])), "c d");
-        // Only the place of a template changes (a line above it): its groups are resolved again.
+        // Only the place of a template changes (a line above it): no group changes.
         std::fs::write(&t, format!("# moved\n{}", templates("2", "2"))).unwrap();
-        assert_eq!(ids(&index.update([t.clone()])), "a b1 b2 c d");
+        assert_eq!(ids(&index.update([t.clone()])), "");
         // A change that leaves every definition as it was: only the file's own groups.
         std::fs::write(&t, format!("# moved\n{}\n# a comment\n", templates("2", "2"))).unwrap();
         assert_eq!(ids(&index.update([t.clone()])), "");
         let fresh = super::super::load(dir.path());
         assert_eq!(&fresh.state.groups, index.groups());
         assert_eq!(index.groups()[&GroupId::parse("b2").unwrap()].attributes["k"], "2");
+    }
+
+    #[test]
+    fn a_template_that_moves_keeps_its_groups_diagnostics_naming_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: String = (0..16).map(|k| format!("    k{k}: v")).collect::<Vec<_>>().join("\n") + "\n";
+        let t = write(dir.path(), "t.yaml", &format!("templates:\n  big:\n{keys}"));
+        write(dir.path(), "g.yaml", "groups:\n  - id: a\n    template: big\n    attributes: {extra: v}\n");
+        let mut index = DesiredIndex::load(dir.path());
+        let limit = |index: &DesiredIndex| index.diagnostics().iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert!(
+            limit(&index)[0].contains("16 from template big (") && limit(&index)[0].contains("t.yaml:2:3)"),
+            "{:?}",
+            limit(&index)
+        );
+
+        std::fs::write(&t, format!("# a line above\ntemplates:\n  big:\n{keys}")).unwrap();
+        assert!(index.update([t]).is_empty());
+        assert!(limit(&index)[0].contains("t.yaml:3:3)"), "{:?}", limit(&index));
+        assert_eq!(super::super::load(dir.path()).diagnostics, index.diagnostics());
     }
 
     #[test]
@@ -630,7 +671,7 @@ mod differential {
             2 => (file.clone(), 0..NAMES - 1).prop_map(|(file, name)| Op::AddTemplate { file, name }),
             1 => (file.clone(), any::<usize>()).prop_map(|(file, t)| Op::RemoveTemplate { file, t }),
             2 => (file.clone(), file.clone(), any::<usize>()).prop_map(|(from, to, t)| Op::MoveTemplate { from, to, t }),
-            1 => (file.clone(), any::<usize>()).prop_map(|(file, t)| Op::BigTemplate { file, t }),
+            2 => (file.clone(), any::<usize>()).prop_map(|(file, t)| Op::BigTemplate { file, t }),
             1 => file.clone().prop_map(|file| Op::DeleteFile { file }),
             1 => file.clone().prop_map(|file| Op::Garbage { file }),
             2 => (file.clone(), ids.clone(), any::<bool>(), prop::option::weighted(0.8, name.clone()))
@@ -734,7 +775,7 @@ mod differential {
             Op::BigTemplate { file, t } => {
                 let f = live(files, file);
                 if let Some(t) = pick(f.templates.len(), t) {
-                    f.templates[t].attributes = (0..12).map(|k| (k, 1)).collect();
+                    f.templates[t].attributes = (0..16).map(|k| (k, 1)).collect();
                 }
                 vec![file]
             }
