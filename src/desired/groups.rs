@@ -73,6 +73,8 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// How many files were read.
     pub files: usize,
+    /// The templates, each name's first definition.
+    pub templates: super::templates::Catalog,
 }
 
 impl Loaded {
@@ -531,9 +533,11 @@ pub fn declared_twice(id: &GroupId, at: SourceLocation, first: &SourceLocation) 
 pub fn merge(mut files: Vec<FileGroups>) -> Loaded {
     // Groups using templates, resolved over every file; then like any other.
     let resolved = super::templates::resolve(&files.iter().collect::<Vec<_>>());
+    let mut templates = super::templates::Catalog::default();
     for (file, resolution) in files.iter_mut().zip(resolved) {
         file.groups.extend(resolution.groups);
         file.diagnostics.extend(resolution.diagnostics);
+        templates.add(std::mem::take(&mut file.templates));
     }
     // Each id's first declaration; a later one is an error in its own file.
     let declared = files.iter().map(|file| file.declared.len()).sum();
@@ -561,7 +565,7 @@ pub fn merge(mut files: Vec<FileGroups>) -> Loaded {
     }
     drop(first_seen);
 
-    let mut loaded = Loaded::default();
+    let mut loaded = Loaded { templates, ..Loaded::default() };
     let mut groups = Vec::with_capacity(declared);
     for (index, (file, found)) in files.into_iter().zip(twice).enumerate() {
         let mut diagnostics = file.diagnostics;

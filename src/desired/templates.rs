@@ -71,6 +71,137 @@ pub struct Resolution {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// The templates a load found (each name's first definition), for a command that
+/// writes against one: `grattr import --template`.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    templates: Vec<Template>,
+    names: HashSet<String>,
+}
+
+/// A template with its chain applied: what a group naming it gets before its own keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTemplate {
+    /// Its name.
+    pub name: String,
+    /// Where it is defined.
+    pub at: SourceLocation,
+    /// Its attributes over the chain, parent first (a child's key wins).
+    pub attributes: AttributeSet,
+    /// The ownership the nearest template of the chain says, if any does.
+    pub ownership: Option<Ownership>,
+}
+
+/// Why a template cannot be written against.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// No group file defines it.
+    #[error("no group file defines a template {name:?}; {}", known_names(.known))]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The names defined, sorted.
+        known: Vec<String>,
+    },
+    /// It, or a template of its chain, has errors, or the chain is broken.
+    #[error("template {name:?} ({at}) cannot be used: {why}")]
+    Broken {
+        /// The name asked for.
+        name: String,
+        /// Where it is defined.
+        at: SourceLocation,
+        /// What is wrong, and where.
+        why: String,
+    },
+}
+
+fn known_names(known: &[String]) -> String {
+    match known.is_empty() {
+        true => "no group file defines any template".to_string(),
+        false => {
+            let names: Vec<String> = known.iter().map(|name| format!("{name:?}")).collect();
+            format!("the templates are {}", names.join(", "))
+        }
+    }
+}
+
+impl Catalog {
+    /// Takes the templates of one file (in load order): those of a name not seen yet.
+    pub(super) fn add(&mut self, templates: Vec<Template>) {
+        for template in templates {
+            if self.names.insert(template.name.clone()) {
+                self.templates.push(template);
+            }
+        }
+    }
+
+    /// The names defined, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.templates.iter().map(|t| t.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    fn by_name(&self) -> ByName<'_> {
+        self.templates.iter().map(|t| (t.name.as_str(), t)).collect()
+    }
+
+    /// The template `name` over its chain, or why it cannot be used.
+    pub fn resolve(&self, name: &str) -> Result<ResolvedTemplate, TemplateError> {
+        let by_name = self.by_name();
+        let Some(template) = by_name.get(name).copied() else {
+            return Err(TemplateError::Unknown { name: name.to_string(), known: self.names() });
+        };
+        let broken = |why: String| TemplateError::Broken { name: name.to_string(), at: template.at.clone(), why };
+        let mut chain: Vec<&Template> = Vec::new();
+        let mut current = template;
+        loop {
+            if !current.valid {
+                return Err(broken(format!("template {:?} has errors (at {})", current.name, current.at)));
+            }
+            if chain.iter().any(|t| t.name == current.name) {
+                let mut names: Vec<&str> = chain.iter().map(|t| t.name.as_str()).collect();
+                names.push(&current.name);
+                return Err(broken(format!("its `extends` chain is a cycle: {}", names.join(" → "))));
+            }
+            chain.push(current);
+            let Some((parent, at)) = &current.extends else { break };
+            current = match by_name.get(parent.as_str()) {
+                Some(parent) => parent,
+                None => {
+                    let why = format!(
+                        "template {:?} extends {parent:?} (at {at}), which no group file defines",
+                        current.name
+                    );
+                    return Err(broken(why));
+                }
+            };
+        }
+        let mut attributes = AttributeSet::new();
+        for template in chain.iter().rev() {
+            for (key, value) in &template.attributes {
+                attributes.insert(key.clone(), value.clone());
+            }
+        }
+        Ok(ResolvedTemplate {
+            name: template.name.clone(),
+            at: template.at.clone(),
+            attributes,
+            ownership: chain.iter().find_map(|t| t.ownership),
+        })
+    }
+
+    /// Loads `file` (a group file parsed on its own) with these templates: its groups
+    /// resolved, and its problems (those of resolving it included).
+    pub fn load_with(&self, file: FileGroups) -> super::Loaded {
+        let templates = FileGroups { templates: self.templates.clone(), ..FileGroups::default() };
+        let mut loaded = super::groups::merge(vec![templates, file]);
+        // The templates are not this file's: that it leaves some unused is no problem of its own.
+        loaded.diagnostics.retain(|d| d.rule != Rule::UnusedTemplate);
+        loaded
+    }
+}
+
 /// Reads `templates:` into `out`.
 pub(super) fn read_templates(
     file: &Arc<Path>,
@@ -492,6 +623,43 @@ mod tests {
         assert_eq!((g.source.line, g.source.column), (2, 9));
         let h = &loaded.state.groups[&GroupId::parse("h").unwrap()];
         assert_eq!((h.ownership, h.ownership_written), (Ownership::Group, true));
+    }
+
+    #[test]
+    fn a_catalog_resolves_a_template_over_its_chain_or_says_why_not() {
+        let catalog = |text: &str| merge(vec![parse("t.yaml", text)]).templates;
+        let good = catalog(
+            "templates:\n  base:\n    a: base\n    b: base\n    ownership: keys\n  child:\n    extends: base\n    b: child\n",
+        );
+        assert_eq!(good.names(), ["base", "child"]);
+        let child = good.resolve("child").unwrap();
+        let expected: AttributeSet = [("a", "base"), ("b", "child")].map(|(k, v)| (k.into(), v.into())).into();
+        assert_eq!((child.attributes, child.ownership, child.at.line), (expected, Some(Ownership::Keys), 6));
+
+        let error = |catalog: &Catalog, name: &str| catalog.resolve(name).unwrap_err().to_string();
+        assert_eq!(
+            error(&good, "chlid"),
+            "no group file defines a template \"chlid\"; the templates are \"base\", \"child\""
+        );
+        assert_eq!(
+            error(&Catalog::default(), "x"),
+            "no group file defines a template \"x\"; no group file defines any template"
+        );
+        let broken = catalog(
+            "templates:\n  bad:\n    k: ~\n  uses-bad:\n    extends: bad\n  a:\n    extends: b\n  b:\n    extends: a\n  orphan:\n    extends: nobody\n",
+        );
+        assert_eq!(
+            error(&broken, "uses-bad"),
+            "template \"uses-bad\" (t.yaml:4:3) cannot be used: template \"bad\" has errors (at t.yaml:2:3)"
+        );
+        assert_eq!(
+            error(&broken, "a"),
+            "template \"a\" (t.yaml:6:3) cannot be used: its `extends` chain is a cycle: a → b → a"
+        );
+        assert_eq!(
+            error(&broken, "orphan"),
+            "template \"orphan\" (t.yaml:10:3) cannot be used: template \"orphan\" extends \"nobody\" (at t.yaml:11:14), which no group file defines"
+        );
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
