@@ -187,6 +187,25 @@ mod tests {
         assert_eq!(against_template(&template, &template), (AttributeSet::new(), Vec::new()));
     }
 
+    #[test]
+    fn a_hostile_template_name_is_quoted_where_it_is_written() {
+        let name = "evil\n# x: \u{1b}[31m";
+        let text = format!("templates:\n  {}:\n    theme: dark\n", double_quoted(name));
+        let catalog = groups::merge(vec![groups::parse_file(Arc::from(Path::new("t.yaml")), &text)]).templates;
+        let template = catalog.resolve(name).unwrap();
+        let imported = vec![(GroupId::parse("g").unwrap(), set(&[("theme", "gold")]))];
+        let layout = Layout {
+            ownership: Ownership::Group,
+            default_ownership: Ownership::Group,
+            template: Some((&template, &catalog)),
+        };
+        let written = import_file(Path::new("i.yaml"), 1, &imported, &layout).unwrap();
+        assert!(written.contains("against template \"evil\\n# x: \\u001B[31m\": each group\n"), "{written}");
+        assert!(written.contains("    template: \"evil\\n# x: \\u001B[31m\"\n"), "{written}");
+        let unknown = catalog.resolve("x").unwrap_err().to_string();
+        assert_eq!(unknown, "no group file defines a template \"x\"; the templates are \"evil\\n# x: \\u{1b}[31m\"");
+    }
+
     fn key() -> impl Strategy<Value = String> {
         // Keys a template may have (not `extends` or `ownership`), some needing quotes.
         prop_oneof![Just("theme".to_string()), Just("no".to_string()), Just("#k".to_string()), "[a-c :\"-]{1,4}"]
