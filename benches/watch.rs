@@ -132,7 +132,7 @@ fn main() {
         let saved = Instant::now();
         std::fs::write(root.join("groups/g07.yaml"), group_file("g07", edit)).unwrap();
         let wanted = edit.to_string();
-        while emulator.attributes(&group).and_then(|a| a.get("revision").cloned()) != Some(wanted.clone()) {
+        while emulator.attributes(&group).and_then(|a| a.get("revision").map(str::to_owned)) != Some(wanted.clone()) {
             assert!(saved.elapsed() < Duration::from_secs(10), "edit {edit} not applied");
             std::thread::sleep(Duration::from_millis(2));
         }

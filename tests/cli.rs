@@ -92,7 +92,15 @@ fn plan_json_follows_the_documented_schema() {
             "changed": [
               "theme"
             ],
-            "removed": []
+            "removed": [],
+            "sources": {
+              "theme": {
+                "column": 7,
+                "file": "groups/live/lobby.yaml",
+                "kind": "group",
+                "line": 4
+              }
+            }
           },
           "ownership": "group",
           "source": {
@@ -132,7 +140,21 @@ fn plan_json_follows_the_documented_schema() {
               "sla"
             ],
             "changed": [],
-            "removed": []
+            "removed": [],
+            "sources": {
+              "hours": {
+                "column": 7,
+                "file": "groups/support.yaml",
+                "kind": "group",
+                "line": 4
+              },
+              "sla": {
+                "column": 7,
+                "file": "groups/support.yaml",
+                "kind": "group",
+                "line": 5
+              }
+            }
           },
           "ownership": "group",
           "source": {

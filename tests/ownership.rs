@@ -296,7 +296,7 @@ fn a_kill_between_the_modify_and_the_delete_converges_on_the_next_run() {
         let after_kill = Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
         for (group, record) in &after_kill.groups {
             let live = server.live(group.as_str()).unwrap();
-            assert_eq!(live.get("m").map(String::as_str), Some("member"), "round {round}: {group}");
+            assert_eq!(live.get("m"), Some("member"), "round {round}: {group}");
             if record != &lock.groups[group] {
                 for (key, value) in &record.attributes {
                     assert_eq!(live.get(key), Some(value), "round {round}: {group} records {key} but it is not live");

@@ -288,7 +288,9 @@ fn twenty(value: impl Fn(usize) -> &'static str) -> String {
 }
 
 fn live_values(server: &Server) -> Vec<String> {
-    (0..20).map(|i| server.live(&format!("g-{i:02}")).and_then(|a| a.get("v").cloned()).unwrap_or_default()).collect()
+    (0..20)
+        .map(|i| server.live(&format!("g-{i:02}")).and_then(|a| a.get("v").map(str::to_owned)).unwrap_or_default())
+        .collect()
 }
 
 #[test]

@@ -288,7 +288,7 @@ pub fn generate_adopted(root: &Path, groups: usize) -> io::Result<Generated> {
             // The order a JSON export would have them in, not sorted.
             for key in ["title", "topic", "owner", "member_limit", "ratio", "muted", "description", "settings"] {
                 let value = &attributes[key];
-                let _ = writeln!(text, "      {key}: {}", serde_json::Value::from(value.as_str()));
+                let _ = writeln!(text, "      {key}: {}", serde_json::Value::from(value));
             }
         }
         std::fs::write(&path, &text)?;

@@ -83,7 +83,7 @@ pub struct AttrItem {
 
 /// Attribute items for a body, in key order.
 pub fn items(attributes: &AttributeSet) -> Vec<AttrItem> {
-    attributes.iter().map(|(key, value)| AttrItem { key: key.clone(), value: Some(value.clone()) }).collect()
+    attributes.iter().map(|(key, value)| AttrItem { key: key.to_owned(), value: Some(value.to_owned()) }).collect()
 }
 
 /// The envelope of every answer, with the fields of the endpoints grattr reads.

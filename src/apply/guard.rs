@@ -88,6 +88,7 @@ mod tests {
                         source: source.clone(),
                         ownership: crate::model::Ownership::Group,
                         ownership_written: false,
+                        origins: crate::model::Origins::Unknown,
                     },
                 )
             })

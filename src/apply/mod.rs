@@ -374,7 +374,7 @@ async fn delete_keys(client: &Client, group: &GroupId, mut keys: Vec<String>) ->
 /// is already gone, so the keys are read again and the delete retried.
 async fn clear(client: &Client, group: &GroupId, before: Option<&AttributeSet>) -> Result<(), ApiError> {
     if GroupType::implied_by(group) == GroupType::Community {
-        let keys: Vec<String> = before.map(|b| b.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<String> = before.map(|b| b.keys().map(str::to_owned).collect()).unwrap_or_default();
         if !keys.is_empty() {
             match client.delete_group_attr(group, &keys).await {
                 Err(error) if error.is(&codes::KEY_NOT_FOUND) => {}

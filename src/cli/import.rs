@@ -138,14 +138,10 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let mut err = anstream::stderr();
     for (id, read) in live {
         match read {
-            Ok(attributes) => {
-                let pair = |key: &str, value: &str| (key.to_string(), value.to_string());
-                let attributes = match ownership {
-                    Ownership::Keys => {
-                        attributes.iter().filter(|(key, _)| adopted(key)).map(|(key, value)| pair(key, value)).collect()
-                    }
-                    Ownership::Group => attributes,
-                };
+            Ok(mut attributes) => {
+                if ownership == Ownership::Keys {
+                    attributes.retain(|key, _| adopted(key));
+                }
                 imported.push((id, attributes));
             }
             Err(e) => {

@@ -31,7 +31,7 @@ pub(super) fn read_attributes<'a>(
     entries: impl Iterator<Item = &'a (Spanned<Node>, Spanned<Node>)>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> (AttributeSet, KeyPlaces) {
-    let mut attributes = AttributeSet::new();
+    let mut attributes = Vec::new();
     let mut key_at = KeyPlaces::new();
     for (key, value) in entries {
         let here = yaml::locate(file, &key.referenced);
@@ -84,9 +84,10 @@ pub(super) fn read_attributes<'a>(
             }
             _ => Node::text(value, text).unwrap_or_default(),
         };
-        attributes.insert(key_text, value_text);
+        attributes.push((key_text, value_text));
     }
-    (attributes, key_at)
+    // Each key is pushed once: a repeat is reported above.
+    (attributes.into_iter().collect(), key_at)
 }
 
 /// Reports the limits `attributes` break; with `aggregate` false only those of one

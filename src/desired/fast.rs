@@ -13,13 +13,16 @@
 
 use super::groups::FileGroups;
 use crate::model::limits;
-use crate::model::{AttributeSet, DesiredGroup, GroupId, Ownership, SourceLocation};
+use crate::model::{AttributeSet, DesiredGroup, GroupId, OriginKind, Origins, Ownership, SourceLocation};
 use std::path::Path;
 use std::sync::Arc;
 
 /// Gives up on the fast path: the full parser reads the file.
 #[derive(Debug)]
 struct Unsure;
+
+/// A group's attributes and the line and column of each key, in key order.
+type Attributes = (AttributeSet, Box<[(u32, u32)]>);
 
 type Read<T> = Result<T, Unsure>;
 
@@ -172,7 +175,9 @@ impl Reader<'_> {
                 }
                 let (set, next) = match rest_is_empty(rest) {
                     true => self.attributes(fields)?,
-                    false if rest_is_empty_flow_mapping(rest) => (AttributeSet::new(), self.next_line()),
+                    false if rest_is_empty_flow_mapping(rest) => {
+                        ((AttributeSet::new(), Box::default()), self.next_line())
+                    }
                     false => return Err(Unsure),
                 };
                 attributes = Some(set);
@@ -186,7 +191,7 @@ impl Reader<'_> {
                 next => break next,
             }
         };
-        let (Some((id, line, column)), Some(attributes)) = (id, attributes) else { return Err(Unsure) };
+        let (Some((id, line, column)), Some((attributes, key_at))) = (id, attributes) else { return Err(Unsure) };
         let id = GroupId::parse(&id).map_err(|_| Unsure)?;
         if !limits::check(&attributes).is_empty() {
             return Err(Unsure);
@@ -198,20 +203,21 @@ impl Reader<'_> {
             source,
             ownership: ownership.unwrap_or_default(),
             ownership_written: ownership.is_some(),
+            origins: Origins::Own { kind: OriginKind::Group, at: key_at },
         };
         self.out.groups.push((id, group));
         Ok(next)
     }
 
     /// The block mapping of a group's attributes, below a key indented by `parent`;
-    /// returns it and the line after it.
-    fn attributes(&mut self, parent: usize) -> Read<(AttributeSet, Option<Line>)> {
+    /// returns it with the line and column of each key (in key order), and the line after it.
+    fn attributes(&mut self, parent: usize) -> Read<(Attributes, Option<Line>)> {
         let mut line = self.next_line().ok_or(Unsure)?;
         let indent = line.indent;
         if indent <= parent {
             return Err(Unsure);
         }
-        let mut set = AttributeSet::new();
+        let mut entries = Vec::new();
         loop {
             let (key, after) = self.key(line.start + indent, line.end)?;
             let value_at = after + spaces(&self.text[after..line.end]);
@@ -219,13 +225,21 @@ impl Reader<'_> {
                 Some(b'|') => self.literal(value_at, line.end, indent)?,
                 _ => (self.scalar(value_at, line.end)?, self.next_line()),
             };
-            if set.insert(key, value).is_some() {
-                return Err(Unsure);
-            }
+            let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+            entries.push((key, value, (clamp(line.number), clamp(indent as u64 + 1))));
             match next {
                 Some(next) if next.indent == indent => line = next,
                 Some(next) if next.indent > indent => return Err(Unsure),
-                next => return Ok((set, next)),
+                next => {
+                    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    // A repeated key is an error the full parser reports.
+                    if entries.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+                        return Err(Unsure);
+                    }
+                    let at = entries.iter().map(|entry| entry.2).collect();
+                    let set = entries.iter().map(|(key, value, _)| (key.as_str(), value.as_str())).collect();
+                    return Ok(((set, at), next));
+                }
             }
         }
     }
@@ -526,10 +540,10 @@ mod tests {
         assert_eq!(groups.len(), 2);
         let a = &groups[0].1;
         assert_eq!((a.source.line, a.source.column), (3, 9));
-        assert_eq!(a.attributes["title"], "Hello \"world\"\né");
-        assert_eq!(a.attributes["owner"], "it's");
-        assert_eq!(a.attributes["text"], "line 1\n\n  indented\n");
-        assert_eq!(a.attributes["tail"], "x");
+        assert_eq!(&a.attributes["title"], "Hello \"world\"\né");
+        assert_eq!(&a.attributes["owner"], "it's");
+        assert_eq!(&a.attributes["text"], "line 1\n\n  indented\n");
+        assert_eq!(&a.attributes["tail"], "x");
         assert_eq!((groups[1].1.source.line, groups[1].1.source.column), (15, 9));
     }
 

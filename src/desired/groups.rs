@@ -10,7 +10,7 @@ use super::templates::{Template, Templated};
 use super::yaml::{self, Node};
 pub use crate::model::DesiredGroup;
 use crate::model::limits;
-use crate::model::{Digest, DigestBuilder, GroupId, SourceLocation};
+use crate::model::{Digest, DigestBuilder, GroupId, OriginKind, Origins, SourceLocation};
 use foldhash::fast::RandomState;
 use rayon::prelude::*;
 use serde_saphyr::{Location, Spanned};
@@ -388,6 +388,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
         out.diagnostics.push(Diagnostic::error(Rule::Template, yaml::locate(file, &list.referenced), message));
     }
     let unset = group.unset.map(|list| super::templates::read_unset(file, text, list, &mut out.diagnostics));
+    let kind = if group.ids.is_some() { OriginKind::Set } else { OriginKind::Group };
     // The ids: one (`id:`), or a set (`ids:`), each with where it is written.
     let ids: Vec<(Option<GroupId>, SourceLocation)> = match (group.id, group.ids) {
         (Some(_), Some((key, _))) => {
@@ -461,6 +462,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
         return;
     }
     let places: BTreeMap<String, SourceLocation> = key_at.into_iter().map(|(key, (at, _))| (key, at)).collect();
+    let origins = Origins::own(kind, places.iter().map(|(key, at)| (key.as_str(), at)));
     for (id, id_at) in ids {
         let Some(id) = id else { continue };
         let group = DesiredGroup {
@@ -468,6 +470,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
             source: id_at,
             ownership: ownership.unwrap_or_default(),
             ownership_written: ownership.is_some(),
+            origins: origins.clone(),
         };
         match &template {
             Some((template, template_at)) => out.templated.push(super::templates::Templated {
@@ -639,7 +642,7 @@ mod tests {
         let places: Vec<_> =
             parsed.groups.iter().map(|(id, g)| (id.as_str().to_string(), g.source.line, g.source.column)).collect();
         assert_eq!(places, vec![("a".into(), 3, 9), ("b".into(), 4, 9), ("c".into(), 7, 11)]);
-        assert!(parsed.groups[..2].iter().all(|(_, g)| g.ownership.as_str() == "keys" && g.attributes["k"] == "v"));
+        assert!(parsed.groups[..2].iter().all(|(_, g)| g.ownership.as_str() == "keys" && &g.attributes["k"] == "v"));
         assert_eq!(parsed.declared.len(), 3);
     }
 
@@ -693,11 +696,7 @@ mod properties {
                 text += " {}\n";
             }
             for (key, value) in attributes {
-                text += &format!(
-                    "      {}: {}\n",
-                    serde_json::Value::from(key.as_str()),
-                    serde_json::Value::from(value.as_str())
-                );
+                text += &format!("      {}: {}\n", serde_json::Value::from(key), serde_json::Value::from(value));
             }
         }
         text
@@ -712,7 +711,7 @@ mod properties {
             files in 1usize..5,
             seed in any::<u64>(),
         ) {
-            let groups: Vec<(String, AttributeSet)> = groups.into_iter().collect();
+            let groups: Vec<(String, AttributeSet)> = groups.into_iter().map(|(id, attributes)| (id, attributes.into())).collect();
             let mut chunks: Vec<Vec<(String, AttributeSet)>> = vec![Vec::new(); files];
             for (index, group) in groups.iter().enumerate() {
                 chunks[(index as u64 ^ seed) as usize % files].push(group.clone());

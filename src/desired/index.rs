@@ -7,15 +7,16 @@
 //! differ: those of the file itself, and those using a template whose first
 //! definition changed (its keys, `extends`, ownership or validity, or it was added
 //! or removed), directly or through `extends`. A definition that only moved (a line
-//! added above it, or to another file) changes no group: only the groups with
-//! diagnostics, which may name its place, are resolved again. What the
+//! added above it, or to another file) changes no group's attributes: its groups are
+//! resolved again, for the provenance of their keys (and diagnostics) that names its
+//! place, but not said to have changed, so `watch` does not plan them. What the
 //! definitions say about each other (a name defined twice, a cycle, a template no
 //! group uses) is checked again in full, which takes time in proportion to the
 //! templates, not the groups.
 
 use super::diagnostic::Diagnostic;
 use super::groups::{self, Entry, FileGroups};
-use super::templates::{self, ByName, Template};
+use super::templates::{self, ByName, FileResolver, Template};
 use crate::model::{DesiredGroup, GroupId, Ownership};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -191,10 +192,12 @@ impl DesiredIndex {
                 affected.extend(old.declared.into_iter().map(|(id, _)| id));
             }
         }
+        // Groups whose provenance changed but not what is planned for them: settled, not returned.
+        let mut restated = BTreeSet::new();
         if !templated.is_empty() {
-            self.templates.resolve(&self.files, &templated, &mut affected);
+            self.templates.resolve(&self.files, &templated, &mut affected, &mut restated);
         }
-        for id in &affected {
+        for id in affected.iter().chain(&restated) {
             self.settle(id);
         }
         affected
@@ -318,12 +321,14 @@ impl TemplateIndex {
     }
 
     /// Resolves again what the changes to `changed` (files that define or use
-    /// templates, before or now) can affect, adding the ids it resolves to `affected`.
+    /// templates, before or now) can affect, adding the ids it resolves to `affected`,
+    /// or to `restated` when only the places their keys come from can differ.
     fn resolve(
         &mut self,
         files: &BTreeMap<PathBuf, FileGroups>,
         changed: &BTreeSet<PathBuf>,
         affected: &mut BTreeSet<GroupId>,
+        restated: &mut BTreeSet<GroupId>,
     ) {
         let defining = self.defining.iter().filter_map(|path| files.get(path).map(|f| (path, f.templates.as_slice())));
         let templates::Definitions { by_name, diagnostics } =
@@ -331,8 +336,8 @@ impl TemplateIndex {
         // The names whose first definition changed, and those whose chain passes through
         // one now. A chain before the change needs no walk: it can differ from the chain
         // now only past a template whose definition changed, which the walk now meets first.
-        // A definition that only moved (a line added above it) changes no group, only the
-        // places that diagnostics of its groups name.
+        // A definition that only moved (a line added above it) changes no group's
+        // attributes, only the places their provenance and diagnostics name.
         let (mut redefined, mut moved): (HashSet<String>, HashSet<String>) = Default::default();
         for name in self.first.keys().map(String::as_str).chain(by_name.keys().copied()) {
             match (self.first.get(name), by_name.get(name)) {
@@ -379,13 +384,14 @@ impl TemplateIndex {
             let resolution = self.files.entry(path.clone()).or_default();
             resolution.found.clear();
             resolution.groups.clear();
+            let mut resolver = FileResolver::new(&by_name);
             for group in &file.templated {
-                resolution.found.push(resolve_into(group, &by_name, &mut resolution.groups));
+                resolution.found.push(resolve_into(&mut resolver, group, &mut resolution.groups));
                 affected.insert(group.id.clone());
             }
         }
         // The groups of other files that use a touched template; and those using a
-        // relocated one that have diagnostics, which may name its place.
+        // relocated one, whose attributes stay but whose provenance names its place.
         let mut users: BTreeSet<&PathBuf> = BTreeSet::new();
         for name in touched.iter().chain(&relocated) {
             users.extend(self.users.get(*name).into_iter().flatten().filter(|path| !changed.contains(*path)));
@@ -399,17 +405,19 @@ impl TemplateIndex {
                 resolution.found.clear();
                 resolution.groups.clear();
             }
+            let mut resolver = FileResolver::new(&by_name);
             for (position, group) in file.templated.iter().enumerate() {
                 let template = group.template.as_str();
                 if whole {
-                    resolution.found.push(resolve_into(group, &by_name, &mut resolution.groups));
+                    resolution.found.push(resolve_into(&mut resolver, group, &mut resolution.groups));
                     affected.insert(group.id.clone());
-                } else if touched.contains(template) {
+                } else if touched.contains(template) || relocated.contains(template) {
                     resolution.groups.remove(&group.id);
-                    resolution.found[position] = resolve_into(group, &by_name, &mut resolution.groups);
-                    affected.insert(group.id.clone());
-                } else if relocated.contains(template) && !resolution.found[position].is_empty() {
-                    resolution.found[position] = templates::resolve_one(group, &by_name).1;
+                    resolution.found[position] = resolve_into(&mut resolver, group, &mut resolution.groups);
+                    match touched.contains(template) {
+                        true => affected.insert(group.id.clone()),
+                        false => restated.insert(group.id.clone()),
+                    };
                 }
             }
         }
@@ -435,12 +443,12 @@ fn same_but_places(a: &Template, b: &Template) -> bool {
 }
 
 /// Resolves `group` into `groups`, returning what resolving it found.
-fn resolve_into(
-    group: &templates::Templated,
-    by_name: &ByName<'_>,
+fn resolve_into<'g>(
+    resolver: &mut FileResolver<'_, 'g>,
+    group: &'g templates::Templated,
     groups: &mut HashMap<GroupId, DesiredGroup>,
 ) -> Vec<Diagnostic> {
-    let (resolved, diagnostics) = templates::resolve_one(group, by_name);
+    let (resolved, diagnostics) = resolver.resolve(group);
     if let Some(resolved) = resolved {
         groups.insert(group.id.clone(), resolved);
     }
@@ -523,7 +531,7 @@ mod tests {
         assert_eq!(ids(&index.update([t.clone()])), "");
         let fresh = super::super::load(dir.path());
         assert_eq!(&fresh.state.groups, index.groups());
-        assert_eq!(index.groups()[&GroupId::parse("b2").unwrap()].attributes["k"], "2");
+        assert_eq!(&index.groups()[&GroupId::parse("b2").unwrap()].attributes["k"], "2");
     }
 
     #[test]
@@ -560,7 +568,7 @@ mod tests {
         std::fs::write(&a, format!("groups:\n{}", group("one", "changed"))).unwrap();
         let affected = index.update([a.clone()]);
         assert_eq!(affected.iter().map(GroupId::as_str).collect::<Vec<_>>(), vec!["one", "two"]);
-        assert_eq!(index.groups()[&GroupId::parse("one").unwrap()].attributes["k"], "changed");
+        assert_eq!(&index.groups()[&GroupId::parse("one").unwrap()].attributes["k"], "changed");
         assert!(!index.groups().contains_key(&GroupId::parse("two").unwrap()));
 
         // A duplicate across files is an error, and neither copy is applied.
@@ -571,7 +579,7 @@ mod tests {
         std::fs::remove_file(&c).unwrap();
         index.update([c]);
         assert!(!index.has_errors());
-        assert_eq!(index.groups()[&GroupId::parse("three").unwrap()].attributes["k"], "3");
+        assert_eq!(&index.groups()[&GroupId::parse("three").unwrap()].attributes["k"], "3");
 
         // A directory removed, and an editor's leftovers ignored.
         std::fs::remove_dir_all(b.parent().unwrap()).unwrap();
@@ -929,8 +937,9 @@ mod differential {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
-        /// After any sequence of edits, the index equals a whole load, and the ids
-        /// an update returns include every group it changed.
+        /// After any sequence of edits, the index equals a whole load (provenance
+        /// included), and the ids an update returns include every group whose plan
+        /// it can change.
         #[test]
         fn edits_file_by_file_equal_a_whole_load(
             start in prop::collection::vec(op(), 0..6),
@@ -952,8 +961,10 @@ mod differential {
                 let before = index.groups().clone();
                 let affected = index.update(paths);
                 same_as_a_load(&index, dir.path())?;
+                // What is planned for a group is all of it but the provenance of its keys.
+                let planned = |g: &DesiredGroup| DesiredGroup { origins: crate::model::Origins::Unknown, ..g.clone() };
                 for id in before.keys().chain(index.groups().keys()) {
-                    if before.get(id) != index.groups().get(id) {
+                    if before.get(id).map(planned) != index.groups().get(id).map(planned) {
                         prop_assert!(affected.contains(id), "{id} changed but is not said to: {step:?}");
                     }
                 }

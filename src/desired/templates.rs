@@ -14,7 +14,9 @@ use super::groups::FileGroups;
 use super::shape::{AttrEntries, Lenient, NodeList, TemplateMap, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
-use crate::model::{AttributeSet, DesiredGroup, GroupId, Ownership, SourceLocation};
+use crate::model::{
+    AttributeSet, DesiredGroup, GroupId, OriginKind, Origins, Ownership, ResolvedOrigin, SourceLocation,
+};
 use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -180,7 +182,7 @@ impl Catalog {
         let mut attributes = AttributeSet::new();
         for template in chain.iter().rev() {
             for (key, value) in &template.attributes {
-                attributes.insert(key.clone(), value.clone());
+                attributes.insert(key.to_string(), value.to_string());
             }
         }
         Ok(ResolvedTemplate {
@@ -454,12 +456,35 @@ pub(super) fn unknown_uses(by_name: &ByName<'_>, uses: &[(String, SourceLocation
     diagnostics
 }
 
-/// Resolves one group over the templates: the group, unless its chain is broken
-/// (reported where it breaks) or it has errors, and the problems found in it.
-pub(super) fn resolve_one(group: &Templated, by_name: &ByName<'_>) -> (Option<DesiredGroup>, Vec<Diagnostic>) {
-    let mut diagnostics = Vec::new();
-    let resolved = chain(&group.template, by_name).and_then(|chain| resolve_group(group, &chain, &mut diagnostics));
-    (resolved, diagnostics)
+/// Resolves the groups of one file that use templates, in the order written: the ids
+/// of a set follow each other and resolve alike, so they share their origins.
+pub(super) struct FileResolver<'t, 'g> {
+    by_name: &'g ByName<'t>,
+    shared: Option<(&'g Templated, KeyOrigins)>,
+}
+
+impl<'t, 'g> FileResolver<'t, 'g> {
+    /// A resolver over the templates `by_name`.
+    pub(super) fn new(by_name: &'g ByName<'t>) -> Self {
+        FileResolver { by_name, shared: None }
+    }
+
+    /// Resolves one group: the group, unless its chain is broken (reported where it
+    /// breaks) or it has errors, and the problems found in it.
+    pub(super) fn resolve(&mut self, group: &'g Templated) -> (Option<DesiredGroup>, Vec<Diagnostic>) {
+        let mut diagnostics = Vec::new();
+        let Some(chain) = chain(&group.template, self.by_name) else { return (None, diagnostics) };
+        let resolved = resolve_group(group, &chain, &mut diagnostics).map(|mut resolved| {
+            let origins = match &self.shared {
+                Some((previous, origins)) if same_entry(previous, group) => origins.clone(),
+                _ => key_origins(group, &chain, &resolved.attributes),
+            };
+            resolved.origins = Origins::Resolved(origins.clone());
+            self.shared = Some((group, origins));
+            resolved
+        });
+        (resolved, diagnostics)
+    }
 }
 
 /// Resolves every group that uses a template, over all files (in load order);
@@ -477,8 +502,9 @@ pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
     }
     for (index, file) in files.iter().enumerate() {
         out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
+        let mut resolver = FileResolver::new(&by_name);
         for group in &file.templated {
-            let (resolved, diagnostics) = resolve_one(group, &by_name);
+            let (resolved, diagnostics) = resolver.resolve(group);
             out[index].diagnostics.extend(diagnostics);
             if let Some(resolved) = resolved {
                 out[index].groups.push((group.id.clone(), resolved));
@@ -486,6 +512,39 @@ pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
         }
     }
     out
+}
+
+/// Each resolved key's origin, ordered by key.
+type KeyOrigins = Arc<[(Box<str>, ResolvedOrigin)]>;
+
+/// Whether two templated groups come from one entry (the ids of a set).
+fn same_entry(a: &Templated, b: &Templated) -> bool {
+    a.template == b.template && a.places == b.places && a.unset == b.unset && a.attributes_at == b.attributes_at
+}
+
+/// Where each key of `attributes`, resolved for `group` over `chain`, gets its value.
+fn key_origins(group: &Templated, chain: &[&Template], attributes: &AttributeSet) -> KeyOrigins {
+    let own_kind = match group.group.origins {
+        Origins::Own { kind, .. } => kind,
+        _ => OriginKind::Group,
+    };
+    attributes
+        .keys()
+        .filter_map(|key| {
+            let origin = match group.places.get(key) {
+                Some(at) => ResolvedOrigin { kind: own_kind, template: None, at: at.clone() },
+                None => {
+                    let template = chain.iter().find(|t| t.attributes.contains_key(key))?;
+                    ResolvedOrigin {
+                        kind: OriginKind::Template,
+                        template: Some(Arc::from(template.name.as_str())),
+                        at: template.places.get(key).unwrap_or(&template.at).clone(),
+                    }
+                }
+            };
+            Some((Box::from(key), origin))
+        })
+        .collect()
 }
 
 /// One group over its template chain (itself first); `None` when that is an error.
@@ -538,7 +597,8 @@ fn resolve_group(group: &Templated, chain: &[&Template], diagnostics: &mut Vec<D
         (false, Some(ownership)) => (ownership, true),
         (false, None) => (group.group.ownership, false),
     };
-    clean.then(|| DesiredGroup { attributes, source: group.group.source.clone(), ownership, ownership_written })
+    let source = group.group.source.clone();
+    clean.then_some(DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Unknown })
 }
 
 /// "10 from template community (groups/t.yaml:2:3), 7 in group makers (groups/m.yaml:9:7)":
@@ -675,12 +735,12 @@ mod tests {
         write(dir.path(), "g.yaml", "groups:\n  - id: g\n    template: t\n  - id: plain\n    attributes: {}\n");
         let mut index = DesiredIndex::load(dir.path());
         let g = GroupId::parse("g").unwrap();
-        assert_eq!(index.groups()[&g].attributes["k"], "one");
+        assert_eq!(&index.groups()[&g].attributes["k"], "one");
 
         std::fs::write(&t, "templates:\n  t:\n    k: two\n").unwrap();
         let affected = index.update([t.clone()]);
         assert!(affected.contains(&g), "{affected:?}");
-        assert_eq!(index.groups()[&g].attributes["k"], "two");
+        assert_eq!(&index.groups()[&g].attributes["k"], "two");
 
         std::fs::remove_file(&t).unwrap();
         index.update([t.clone()]);
@@ -693,7 +753,7 @@ mod tests {
         std::fs::write(&t, "templates:\n  t:\n    k: three\n  unused: {}\n").unwrap();
         index.update([t]);
         assert!(!index.has_errors());
-        assert_eq!(index.groups()[&g].attributes["k"], "three");
+        assert_eq!(&index.groups()[&g].attributes["k"], "three");
         let fresh = super::super::load(dir.path());
         assert_eq!(&fresh.state.groups, index.groups());
         assert_eq!(fresh.diagnostics, index.diagnostics());
@@ -704,7 +764,7 @@ mod tests {
     }
 
     /// A block mapping under `field:` (`field: {}` when empty).
-    fn mapping(field: &str, attributes: &AttributeSet, indent: &str) -> String {
+    fn mapping(field: &str, attributes: &BTreeMap<String, String>, indent: &str) -> String {
         if attributes.is_empty() {
             return format!("{field} {{}}\n");
         }

@@ -205,6 +205,7 @@ mod tests {
             source: source.clone(),
             ownership: crate::model::Ownership::Group,
             ownership_written: false,
+            origins: crate::model::Origins::Unknown,
         };
         let v1 = attrs(&[("k", "1")]);
         let v2 = attrs(&[("k", "2")]);
@@ -269,6 +270,7 @@ mod tests {
                 source,
                 ownership: Ownership::Keys,
                 ownership_written: true,
+                origins: crate::model::Origins::Unknown,
             },
         )]
         .into();

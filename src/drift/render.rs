@@ -105,8 +105,8 @@ fn pending_lines(group: &GroupDrift) -> Vec<String> {
     let empty = AttributeSet::new();
     let desired = group.desired.as_ref().unwrap_or(&empty);
     let applied = group.applied.as_ref().unwrap_or(&empty);
-    let mut keys: Vec<&String> = desired.keys().chain(applied.keys()).collect();
-    keys.sort();
+    let mut keys: Vec<&str> = desired.keys().chain(applied.keys()).collect();
+    keys.sort_unstable();
     keys.dedup();
     keys.into_iter()
         .filter_map(|key| match (applied.get(key), desired.get(key)) {

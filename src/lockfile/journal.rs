@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(folded, seen);
         assert!(!journal_path(&lockfile).exists());
         assert_eq!(Lockfile::read(&lockfile, 7).unwrap(), folded);
-        assert_eq!(folded.groups[&GroupId::parse("a").unwrap()].attributes["k"], "new");
+        assert_eq!(&folded.groups[&GroupId::parse("a").unwrap()].attributes["k"], "new");
     }
 
     #[test]

@@ -152,10 +152,10 @@ pub fn check(attributes: &AttributeSet) -> Vec<Violation> {
         if key.is_empty() {
             found.push(Violation::EmptyKey);
         } else if key.len() > MAX_KEY_BYTES.max {
-            found.push(Violation::KeyTooLong { key: key.clone(), bytes: key.len() });
+            found.push(Violation::KeyTooLong { key: key.to_owned(), bytes: key.len() });
         }
         if value.len() > MAX_VALUE_BYTES.max {
-            found.push(Violation::ValueTooLong { key: key.clone(), bytes: value.len() });
+            found.push(Violation::ValueTooLong { key: key.to_owned(), bytes: value.len() });
         }
         key_bytes += key.len();
         value_bytes += value.len();

@@ -1,24 +1,23 @@
 //! Domain types shared by every other module: group ids, attribute sets, the
 //! API's documented limits (one table), regions and content digests. No I/O.
 
+mod attributes;
 mod digest;
 mod group_id;
 pub mod limits;
+mod origin;
 mod region;
 
+pub use attributes::AttributeSet;
 pub use digest::{Digest, DigestBuilder};
 pub use group_id::{GroupId, GroupIdError};
+pub use origin::{KeyOrigin, OriginKind, Origins, ResolvedOrigin};
 
 pub use region::Region;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-
-/// A group's custom attributes: key → value, ordered by key so that every
-/// rendering, digest and API body built from it is deterministic.
-pub type AttributeSet = BTreeMap<String, String>;
 
 /// A place in a source file; line and column count from 1 (0 when unknown).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +91,8 @@ pub struct DesiredGroup {
     pub ownership: Ownership,
     /// Whether the group file says the ownership (else it is `grattr.yaml`'s default).
     pub ownership_written: bool,
+    /// Where each key gets its value.
+    pub origins: Origins,
 }
 
 /// What of a group grattr owns, by what it records of it, else what it declares:
@@ -115,11 +116,11 @@ pub fn set_apart_members_keys(
     if !recorded.is_some_and(|r| keys(r.ownership)) && !declared.is_some_and(|d| keys(d.ownership)) {
         return None;
     }
-    let ours = |key: &String| {
+    let ours = |key: &str| {
         recorded.is_some_and(|r| r.attributes.contains_key(key))
             || declared.is_some_and(|d| d.attributes.contains_key(key))
     };
-    let members: Vec<String> = attributes.keys().filter(|key| !ours(key)).cloned().collect();
+    let members: Vec<String> = attributes.keys().filter(|key| !ours(key)).map(str::to_owned).collect();
     for key in &members {
         attributes.remove(key);
     }

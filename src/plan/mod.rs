@@ -2,10 +2,11 @@
 //! computed by a pure diff of the desired state against the last-applied state,
 //! and its three renderings.
 
+pub mod causes;
 pub mod render;
 pub mod verify;
 
-use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, Digest, GroupId, Ownership, SourceLocation};
+use crate::model::{AppliedGroup, AttributeSet, DesiredGroup, Digest, GroupId, KeyOrigin, Ownership, SourceLocation};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,7 +54,7 @@ impl From<&Source> for SourceLocation {
 
 /// The keys a change touches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, from = "KeyChangesJson", into = "KeyChangesJson")]
 pub struct KeyChanges {
     /// Keys only in `after`.
     pub added: Vec<String>,
@@ -61,6 +62,50 @@ pub struct KeyChanges {
     pub removed: Vec<String>,
     /// Keys in both, with different values.
     pub changed: Vec<String>,
+    /// Where each key of `added`, then of `changed`, gets its value (`None` when
+    /// not known), in that order.
+    pub sources: Vec<Option<KeyOrigin>>,
+}
+
+/// [`KeyChanges`] in the JSON plan: `sources` maps each added or changed key to its origin.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyChangesJson {
+    added: Vec<String>,
+    removed: Vec<String>,
+    changed: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    sources: BTreeMap<String, KeyOrigin>,
+}
+
+impl From<KeyChanges> for KeyChangesJson {
+    fn from(keys: KeyChanges) -> Self {
+        let written = keys.added.iter().chain(&keys.changed);
+        let sources = written.zip(keys.sources).filter_map(|(key, origin)| Some((key.clone(), origin?))).collect();
+        KeyChangesJson { added: keys.added, removed: keys.removed, changed: keys.changed, sources }
+    }
+}
+
+impl From<KeyChangesJson> for KeyChanges {
+    fn from(mut json: KeyChangesJson) -> Self {
+        let sources = json.added.iter().chain(&json.changed).map(|key| json.sources.remove(key)).collect();
+        KeyChanges { added: json.added, removed: json.removed, changed: json.changed, sources }
+    }
+}
+
+impl KeyChanges {
+    /// The origin of each written key of the group `declared`.
+    fn with_sources(mut self, declared: &DesiredGroup) -> Self {
+        let origin = |key: &String| declared.origins.of(key, &declared.attributes, &declared.source);
+        self.sources = self.added.iter().chain(&self.changed).map(origin).collect();
+        self
+    }
+
+    /// Where `key` (added or changed) gets its value.
+    pub fn source(&self, key: &str) -> Option<&KeyOrigin> {
+        let index = self.added.iter().chain(&self.changed).position(|k| k == key)?;
+        self.sources.get(index)?.as_ref()
+    }
 }
 
 impl KeyChanges {
@@ -69,12 +114,12 @@ impl KeyChanges {
         let mut keys = KeyChanges::default();
         for (key, value) in after {
             match before.get(key) {
-                None => keys.added.push(key.clone()),
-                Some(old) if old != value => keys.changed.push(key.clone()),
+                None => keys.added.push(key.to_owned()),
+                Some(old) if old != value => keys.changed.push(key.to_owned()),
                 Some(_) => {}
             }
         }
-        keys.removed = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+        keys.removed = before.keys().filter(|k| !after.contains_key(k)).map(str::to_owned).collect();
         keys
     }
 }
@@ -119,9 +164,8 @@ impl Change {
         let empty = AttributeSet::new();
         let before = self.before.as_ref().unwrap_or(&empty);
         let after = self.after.as_ref().unwrap_or(&empty);
-        let modify =
-            after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        let delete = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+        let modify = after.iter().filter(|(k, v)| before.get(k) != Some(*v)).collect();
+        let delete = before.keys().filter(|k| !after.contains_key(k)).map(str::to_owned).collect();
         (modify, delete)
     }
 
@@ -347,6 +391,8 @@ fn diff_sorted<D: Declared>(
                 let source = Some(Source::from(&declared.group().source));
                 let ownership = declared.group().ownership;
                 let unmanaged_keys = options.unmanaged_keys.get(declared.id()).cloned();
+                let keys = KeyChanges::between(&AttributeSet::new(), &declared.group().attributes)
+                    .with_sources(declared.group());
                 let (group_id, after) = declared.into_parts();
                 plan.summary.create += 1;
                 plan.changes.push(Change {
@@ -354,7 +400,7 @@ fn diff_sorted<D: Declared>(
                     action: Action::Create,
                     source,
                     before: None,
-                    keys: KeyChanges::between(&AttributeSet::new(), &after),
+                    keys,
                     after: Some(after),
                     ownership,
                     ownership_from: None,
@@ -374,6 +420,8 @@ fn diff_sorted<D: Declared>(
                 }
                 let source = Some(Source::from(&declared.group().source));
                 let unmanaged_keys = options.unmanaged_keys.get(declared.id()).cloned();
+                let keys = KeyChanges::between(&recorded.attributes, &declared.group().attributes)
+                    .with_sources(declared.group());
                 let (group_id, after) = declared.into_parts();
                 plan.summary.update += 1;
                 plan.changes.push(Change {
@@ -381,7 +429,7 @@ fn diff_sorted<D: Declared>(
                     action: Action::Update,
                     source,
                     before: Some(recorded.attributes.clone()),
-                    keys: KeyChanges::between(&recorded.attributes, &after),
+                    keys,
                     after: Some(after),
                     ownership,
                     ownership_from: (ownership != recorded.ownership).then_some(recorded.ownership),

@@ -6,7 +6,7 @@
 
 use super::{Action, Change, Plan};
 use crate::escape::{self, quoted};
-use crate::model::{AttributeSet, Ownership};
+use crate::model::{AttributeSet, KeyOrigin, OriginKind, Ownership};
 use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
 use std::borrow::Cow;
@@ -62,7 +62,7 @@ fn touched<'a>(
                 },
             };
             if let Some((key, old, new)) = next {
-                return Some((key.as_str(), old.map(String::as_str), new.map(String::as_str)));
+                return Some((key, old, new));
             }
         }
     })
@@ -129,7 +129,7 @@ fn changed_lines(old: &str, new: &str, styled: bool) -> String {
 
 fn unchanged_count(change: &Change) -> usize {
     match (&change.before, &change.after) {
-        (Some(before), Some(after)) => before.iter().filter(|(k, v)| after.get(*k) == Some(*v)).count(),
+        (Some(before), Some(after)) => before.iter().filter(|(k, v)| after.get(k) == Some(*v)).count(),
         _ => 0,
     }
 }
@@ -240,6 +240,15 @@ pub fn write_text(out: &mut impl io::Write, plan: &Plan, lockfile: &Path, styled
     if plan.changes.is_empty() && plan.not_declared.is_empty() {
         writeln!(out, "{}\n", no_changes(plan, escape::path(lockfile)))?;
     }
+    let causes = super::causes::causes(plan);
+    if !causes.is_empty() {
+        p.paint(out, BOLD, b"  Shared changes:")?;
+        out.write_all(b"\n")?;
+        for cause in &causes {
+            writeln!(out, "    {}", cause.line(key_label, text_name))?;
+        }
+        out.write_all(b"\n")?;
+    }
     // Changes come in runs from one file: its name is escaped once a run.
     let mut file: Option<(&Path, String)> = None;
     for change in &plan.changes {
@@ -330,9 +339,21 @@ fn write_keys(out: &mut impl io::Write, p: Palette, change: &Change) -> io::Resu
             (Some(value), None) | (None, Some(value)) => escape::write_quoted(out, value)?,
             (None, None) => {}
         }
+        if let Some(origin) = new.and(change.keys.source(key)).filter(|o| o.is_shared()) {
+            out.write_all(b"  ")?;
+            p.paint(out, DIM, format!("# {}", origin_label(origin, text_name)).as_bytes())?;
+        }
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+/// "template community", "overlay overlays/prod.yaml:3": a shared key's origin, compactly.
+fn origin_label(origin: &KeyOrigin, name: fn(&str) -> String) -> String {
+    match origin.kind {
+        OriginKind::Overlay => format!("overlay {}:{}", name(&origin.file.to_string_lossy()), origin.line),
+        _ => format!("{} {}", origin.kind.as_str(), name(origin.template.as_deref().unwrap_or(""))),
+    }
 }
 
 /// The plan as JSON, in the documented schema; an error, never empty output, when
@@ -382,10 +403,20 @@ fn clip(text: &str, cut: &mut usize) -> String {
 
 fn markdown_section(change: &Change, cut: &mut usize) -> String {
     let (sign, _, what) = verb(change.action);
-    let place = match &change.source {
+    collapsible_diff(sign, change.group_id.as_str(), what, &markdown_place(change), &markdown_body(change, true, cut))
+}
+
+/// Where a change's group is declared, as Markdown.
+fn markdown_place(change: &Change) -> String {
+    match &change.source {
         Some(source) => escape::markdown_code(&format!("{}:{}", source.file.display(), source.line)),
         None => "no longer declared".into(),
-    };
+    }
+}
+
+/// The lines of a change's `diff` block. With `origins` false, only its keys'
+/// lines (a cause's diff); else with where each shared key comes from and notes.
+fn markdown_body(change: &Change, origins: bool, cut: &mut usize) -> String {
     let empty = AttributeSet::new();
     let before = change.before.as_ref().unwrap_or(&empty);
     let after = change.after.as_ref().unwrap_or(&empty);
@@ -398,7 +429,14 @@ fn markdown_section(change: &Change, cut: &mut usize) -> String {
         }
         if let Some(new) = new {
             let _ = writeln!(body, "+ {label} = {}", clip(&quoted(new), cut));
+            if let Some(origin) = change.keys.source(key).filter(|o| origins && o.is_shared()) {
+                let _ = writeln!(body, "# {label}: from {}", origin_label(origin, quoted_name));
+            }
         }
+    }
+    if !origins {
+        // A cause's diff: the keys it changes and nothing of any one group.
+        return body;
     }
     let unchanged = unchanged_count(change);
     if unchanged > 0 {
@@ -410,7 +448,49 @@ fn markdown_section(change: &Change, cut: &mut usize) -> String {
     for note in ownership_notes(change) {
         let _ = writeln!(body, "# {note}");
     }
-    collapsible_diff(sign, change.group_id.as_str(), what, &place, &body)
+    body
+}
+
+/// A name inside a `diff` block: bare when a plain word, else quoted (so nothing raw reaches it).
+fn quoted_name(name: &str) -> String {
+    key_label(name)
+}
+
+/// The Markdown of the plan's causes: each cause's line, its one diff, and the
+/// groups it explains folded under it. Returns it with the indices of the changes
+/// it tells (which need no section of their own).
+fn markdown_causes(plan: &Plan, cut: &mut usize) -> (String, std::collections::BTreeSet<usize>) {
+    let mut out = String::new();
+    let mut told = std::collections::BTreeSet::new();
+    for cause in super::causes::causes(plan) {
+        let _ = write!(out, "**{}**\n\n", cause.line(escape::markdown_code_span, escape::markdown_code_span));
+        let Some(common) = super::causes::common_diff(plan, &cause.explained) else {
+            out += "The values differ between groups: each group is shown below.\n\n";
+            continue;
+        };
+        let body = markdown_body(common, false, cut);
+        let fence = fence_for(&body);
+        let _ = write!(out, "{fence}diff\n{body}{fence}\n\n");
+        let n = cause.explained.len();
+        let _ = write!(
+            out,
+            "<details><summary>{n} group{} with this change alone</summary>\n\n",
+            if n == 1 { "" } else { "s" }
+        );
+        for (listed, &index) in cause.explained.iter().enumerate() {
+            let change = &plan.changes[index];
+            let line =
+                format!("- {} · {}\n", escape::markdown_code_span(change.group_id.as_str()), markdown_place(change));
+            if out.chars().count() + line.chars().count() > MARKDOWN_BUDGET / 2 {
+                let _ = writeln!(out, "- … and {} more", n - listed);
+                break;
+            }
+            out += &line;
+        }
+        out += "\n</details>\n\n";
+        told.extend(cause.explained.iter().copied());
+    }
+    (out, told)
 }
 
 /// One group's collapsible Markdown section: a summary line, and `body` in a
@@ -433,11 +513,16 @@ pub fn markdown(plan: &Plan, lockfile: &Path) -> String {
         format!("### grattr plan for {}\n\n**{}**\n\n", header(plan, escape::markdown_code_span), summary_line(plan));
     let mut cut_bytes = 0;
     let mut omitted = 0;
+    let (causes, told) = markdown_causes(plan, &mut cut_bytes);
+    out += &causes;
     for (index, change) in plan.changes.iter().enumerate() {
+        if told.contains(&index) {
+            continue;
+        }
         let section = markdown_section(change, &mut cut_bytes);
         // Keep room for the closing notes.
         if out.chars().count() + section.chars().count() > MARKDOWN_BUDGET - 2_000 {
-            omitted = plan.changes.len() - index;
+            omitted = (index..plan.changes.len()).filter(|i| !told.contains(i)).count();
             break;
         }
         out += &section;

@@ -25,6 +25,7 @@ fn declared(groups: &[(&str, AttributeSet)]) -> BTreeMap<GroupId, DesiredGroup> 
                     source,
                     ownership: crate::model::Ownership::Group,
                     ownership_written: false,
+                    origins: crate::model::Origins::Unknown,
                 },
             )
         })
@@ -68,7 +69,15 @@ fn classifies_every_group() {
     assert_eq!(plan.summary, Summary { create: 1, update: 2, delete: 0, unchanged: 1, not_declared: 1 });
     assert_eq!(plan.not_declared[0].group_id.as_str(), "gone");
     let lobby = &plan.changes[1];
-    assert_eq!(lobby.keys, KeyChanges { added: vec![], removed: vec!["legacy".into()], changed: vec!["theme".into()] });
+    assert_eq!(
+        lobby.keys,
+        KeyChanges {
+            added: vec![],
+            removed: vec!["legacy".into()],
+            changed: vec!["theme".into()],
+            sources: vec![None]
+        }
+    );
     assert_eq!(lobby.source.as_ref().map(|s| s.line), Some(2));
 }
 
@@ -127,6 +136,7 @@ fn text_rendering() {
             source: SourceLocation { file: Arc::from(Path::new("groups/story.yaml")), line: 3, column: 9 },
             ownership: Ownership::Group,
             ownership_written: false,
+            origins: crate::model::Origins::Unknown,
         },
     );
     let text = render::text(&diff(&desired, &applied, &options(false)), Path::new("grattr.lock"));
@@ -182,6 +192,7 @@ fn markdown_rendering() {
             source: SourceLocation { file: Arc::from(Path::new("groups/odd.yaml")), line: 1, column: 9 },
             ownership: Ownership::Group,
             ownership_written: false,
+            origins: crate::model::Origins::Unknown,
         },
     );
     insta::assert_snapshot!(render::markdown(&diff(&desired, &applied, &options(true)), Path::new("grattr.lock")));
@@ -214,7 +225,7 @@ fn markdown_stays_under_the_comment_limit() {
 }
 
 fn arb_attrs() -> impl Strategy<Value = AttributeSet> {
-    prop::collection::btree_map("[a-z]{1,3}", "[a-z0-9 ]{0,4}", 0..5)
+    prop::collection::btree_map("[a-z]{1,3}", "[a-z0-9 ]{0,4}", 0..5).prop_map(AttributeSet::from)
 }
 
 fn arb_state() -> impl Strategy<Value = BTreeMap<String, AttributeSet>> {

@@ -44,15 +44,9 @@ pub struct Layout<'a> {
 /// the template's, or that the template lacks) and its `unset:` (the template's keys
 /// the group lacks).
 pub fn against_template(adopted: &AttributeSet, template: &AttributeSet) -> (AttributeSet, Vec<String>) {
-    let text = |text: &str| text.to_string();
-    let mut own = AttributeSet::new();
-    for (key, value) in adopted {
-        if template.get(key) != Some(value) {
-            own.insert(text(key), text(value));
-        }
-    }
-    let unset = template.keys().filter(|key| !adopted.contains_key(*key)).map(|key| text(key));
-    (own, unset.collect())
+    let own = adopted.iter().filter(|(key, value)| template.get(key) != Some(*value));
+    let unset = template.keys().filter(|key| !adopted.contains_key(key)).map(str::to_string).collect();
+    (own.map(|(key, value)| (key.to_string(), value.to_string())).collect(), unset)
 }
 
 /// The group file that declares `imported` exactly (their attributes, with

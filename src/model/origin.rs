@@ -1,0 +1,124 @@
+//! Provenance: where each of a group's keys gets its value (the group's own entry,
+//! a group set, a template, an overlay), so a plan can say why a key changes.
+//!
+//! Most groups write every key themselves, so their origins are only the line and
+//! column of each key in the group's file ([`Origins::Own`]), eight bytes a key.
+//! Groups resolved over templates or overlays carry one list of origins, shared by
+//! every id of a set ([`Origins::Resolved`]).
+
+use super::{AttributeSet, SourceLocation};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+/// What kind of place gives a key its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginKind {
+    /// The group's own entry (`id:`).
+    Group,
+    /// A group set's entry (`ids:`), shared by each of its ids.
+    Set,
+    /// A template the group uses, or one its template extends.
+    Template,
+    /// An environment's overlay.
+    Overlay,
+}
+
+impl OriginKind {
+    /// The word written in plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginKind::Group => "group",
+            OriginKind::Set => "set",
+            OriginKind::Template => "template",
+            OriginKind::Overlay => "overlay",
+        }
+    }
+}
+
+/// Where one key gets its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyOrigin {
+    /// What kind of place it is.
+    pub kind: OriginKind,
+    /// The template's name, for a template (or an overlay of one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Arc<str>>,
+    /// The file.
+    pub file: Arc<Path>,
+    /// The line of the key, from 1.
+    pub line: u64,
+    /// The column of the key, from 1.
+    pub column: u64,
+}
+
+impl KeyOrigin {
+    /// An origin of `kind` at `at`.
+    pub fn at(kind: OriginKind, template: Option<Arc<str>>, at: &SourceLocation) -> Self {
+        KeyOrigin { kind, template, file: at.file.clone(), line: at.line, column: at.column }
+    }
+
+    /// Whether the key comes from somewhere other than the group's own entry.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.kind, OriginKind::Template | OriginKind::Overlay)
+    }
+}
+
+/// One resolved key's origin, before it is written into a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedOrigin {
+    /// What kind of place it is.
+    pub kind: OriginKind,
+    /// The template's name, for a template (or an overlay of one).
+    pub template: Option<Arc<str>>,
+    /// Where the key is written.
+    pub at: SourceLocation,
+}
+
+/// Where each key of a group comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Origins {
+    /// Not recorded (a group built in code).
+    #[default]
+    Unknown,
+    /// Every key is written in the group's own entry (`kind` is [`OriginKind::Group`]
+    /// or [`OriginKind::Set`]), in the group's file: the line and column of each, in
+    /// key order.
+    Own {
+        /// Group or set.
+        kind: OriginKind,
+        /// Line and column of each key, in the order of the group's attributes.
+        at: Box<[(u32, u32)]>,
+    },
+    /// Resolved over templates or overlays: each key's origin, ordered by key.
+    Resolved(Arc<[(Box<str>, ResolvedOrigin)]>),
+}
+
+impl Origins {
+    /// The origins of keys written at `places` (key → where), in the group's own entry.
+    pub fn own<'a>(kind: OriginKind, places: impl IntoIterator<Item = (&'a str, &'a SourceLocation)>) -> Self {
+        let mut places: Vec<(&str, &SourceLocation)> = places.into_iter().collect();
+        places.sort_unstable_by_key(|(key, _)| *key);
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Origins::Own { kind, at: places.iter().map(|(_, at)| (clamp(at.line), clamp(at.column))).collect() }
+    }
+
+    /// Where `key` of a group with `attributes`, declared at `source`, gets its value.
+    pub fn of(&self, key: &str, attributes: &AttributeSet, source: &SourceLocation) -> Option<KeyOrigin> {
+        match self {
+            Origins::Unknown => None,
+            Origins::Own { kind, at } => {
+                let &(line, column) = at.get(attributes.position(key)?)?;
+                let at = SourceLocation { file: source.file.clone(), line: line.into(), column: column.into() };
+                Some(KeyOrigin::at(*kind, None, &at))
+            }
+            Origins::Resolved(origins) => {
+                let index = origins.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+                let origin = &origins[index].1;
+                Some(KeyOrigin::at(origin.kind, origin.template.clone(), &origin.at))
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Templates and group sets against the emulator: a template change is planned as
+//! one cause with the groups it changes folded under it, every written key says
+//! where its value comes from, and applying the plan gives the groups the
+//! template's new values.
+
+mod support;
+
+use support::emulator::{Server, attrs, grattr};
+
+const TEMPLATES: &str = "\
+templates:
+  community:
+    rules: \"1. Be kind.\"
+    theme: dark
+groups:
+  - ids: [room-1, room-2, room-3]
+    template: community
+  - id: makers
+    template: community
+    attributes:
+      banner: \"Welcome, makers\"
+  - id: plain
+    attributes:
+      topic: chat
+";
+
+#[test]
+fn a_template_change_is_one_cause_with_its_groups_folded_under_it() {
+    let server = Server::start(|_| {});
+    let repo = server.repo().file("groups/community.yaml", TEMPLATES);
+    grattr(&repo, &["apply", "--yes"]).code(0).stdout_contains("Apply complete: 5 applied, 0 failed");
+
+    let changed = TEMPLATES.replace("theme: dark", "theme: light").replace("topic: chat", "topic: talk");
+    let repo = repo.file("groups/community.yaml", &changed);
+    let text = grattr(&repo, &["plan"]).code(0).into_stdout();
+    insta::assert_snapshot!(text, @r#"
+    grattr plan for sdkappid 1400000000
+
+      Shared changes:
+        template community changed theme: 4 groups to update
+
+      ~ makers will be updated  (groups/community.yaml:8)
+          ~ theme = "dark" → "light"  # template community
+          # 2 unchanged keys not shown
+
+      ~ plain will be updated  (groups/community.yaml:12)
+          ~ topic = "chat" → "talk"
+
+      ~ room-1 will be updated  (groups/community.yaml:6)
+          ~ theme = "dark" → "light"  # template community
+          # 1 unchanged key not shown
+
+      ~ room-2 will be updated  (groups/community.yaml:6)
+          ~ theme = "dark" → "light"  # template community
+          # 1 unchanged key not shown
+
+      ~ room-3 will be updated  (groups/community.yaml:6)
+          ~ theme = "dark" → "light"  # template community
+          # 1 unchanged key not shown
+
+    Plan: 0 to create, 5 to update, 0 to delete, 0 unchanged.
+    "#);
+
+    let markdown = grattr(&repo, &["plan", "--format", "markdown"]).code(0).into_stdout();
+    insta::assert_snapshot!(markdown, @r#"
+    ### grattr plan for sdkappid 1400000000
+
+    **Plan: 0 to create, 5 to update, 0 to delete, 0 unchanged.**
+
+    **template `community` changed `theme`: 4 groups to update**
+
+    ```diff
+    - theme = "dark"
+    + theme = "light"
+    ```
+
+    <details><summary>4 groups with this change alone</summary>
+
+    - `makers` · <code>groups/community.yaml:8</code>
+    - `room-1` · <code>groups/community.yaml:6</code>
+    - `room-2` · <code>groups/community.yaml:6</code>
+    - `room-3` · <code>groups/community.yaml:6</code>
+
+    </details>
+
+    <details><summary><code>~</code> <code>plain</code> will be updated · <code>groups/community.yaml:12</code></summary>
+
+    ```diff
+    - topic = "chat"
+    + topic = "talk"
+    ```
+
+    </details>
+    "#);
+
+    let json = grattr(&repo, &["plan", "--format", "json"]).code(0).json();
+    let change = |group: &str| json["changes"].as_array().unwrap().iter().find(|c| c["group_id"] == group).unwrap();
+    assert_eq!(
+        change("room-2")["keys"]["sources"]["theme"],
+        serde_json::json!({"kind": "template", "template": "community", "file": "groups/community.yaml", "line": 4, "column": 5})
+    );
+    assert_eq!(
+        change("plain")["keys"]["sources"]["topic"],
+        serde_json::json!({"kind": "group", "file": "groups/community.yaml", "line": 14, "column": 7})
+    );
+
+    grattr(&repo, &["apply", "--yes"]).code(0).stdout_contains("Apply complete: 5 applied, 0 failed");
+    for room in ["room-1", "room-2", "room-3"] {
+        assert_eq!(server.get(room), attrs(&[("rules", "1. Be kind."), ("theme", "light")]), "{room}");
+    }
+    grattr(&repo, &["plan", "--detailed-exitcode"]).code(0).stdout_contains("No changes");
+}
+
+#[test]
+fn keys_a_set_writes_itself_are_sourced_to_the_set() {
+    let server = Server::start(|_| {});
+    let repo =
+        server.repo().file("groups/rooms.yaml", "groups:\n  - ids: [a, b]\n    attributes:\n      topic: chat\n");
+    let json = grattr(&repo, &["plan", "--format", "json"]).code(0).json();
+    for change in json["changes"].as_array().unwrap() {
+        assert_eq!(
+            change["keys"]["sources"]["topic"],
+            serde_json::json!({"kind": "set", "file": "groups/rooms.yaml", "line": 4, "column": 7})
+        );
+    }
+}
