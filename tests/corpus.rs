@@ -8,11 +8,13 @@
 //! A case is a directory `tests/corpus/<NN-name>/` with
 //!
 //! - `groups/`: the group files (any tree), run next to a `grattr.yaml` ([`CONFIG`]);
+//! - optionally a `grattr.yaml` of its own, instead of [`CONFIG`], and other files it
+//!   names (overlays), each copied to the same place;
 //! - `about.txt`: what the case shows, in a line or two;
 //! - `expect.snap`: the expectation, recorded: stdout, stderr (each ending as printed:
 //!   a stream without its last newline says so), the exit code, and for a case that
 //!   validates, the plan's `after` of every group (there is no lockfile, so every group
-//!   is a change).
+//!   is a change), for each environment when the case's `grattr.yaml` defines them.
 //!
 //! Add `groups/` and `about.txt`, record `expect.snap`, and read it before committing.
 //! Recording, and re-recording every expectation after a deliberate change of the
@@ -88,6 +90,24 @@ fn case_files(case: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// Every file of a case that `grattr` reads (the group files, and any `grattr.yaml`
+/// and overlays of its own), relative to `case`, in path order.
+fn all_case_files(case: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = case_files(case);
+    for entry in walkdir::WalkDir::new(case).sort_by_file_name().into_iter().map(Result::unwrap) {
+        let relative = entry.path().strip_prefix(case).unwrap().to_path_buf();
+        let expectation = relative.to_string_lossy().starts_with("expect.snap");
+        if entry.file_type().is_file()
+            && !relative.starts_with("groups")
+            && relative != Path::new("about.txt")
+            && !expectation
+        {
+            files.push((relative, std::fs::read(entry.path()).unwrap()));
+        }
+    }
+    files
+}
+
 /// One stream as recorded: its exact text under a header, and a note when it does
 /// not end with a newline (the snapshot's own line ends would hide that).
 fn stream(name: &str, bytes: &[u8]) -> String {
@@ -109,17 +129,28 @@ fn run_case(files: &[(PathBuf, Vec<u8>)], plan: bool) -> String {
     writeln!(rendered, "--- exit code: {}", output.status.code().map_or("none (killed)".into(), |c| c.to_string()))
         .unwrap();
     if plan && output.status.code() == Some(0) {
-        let Output { status, stdout, stderr } = grattr(dir.path()).args(["plan", "--format", "json"]).output().unwrap();
-        assert_eq!(status.code(), Some(0), "grattr plan --format json:\n{}", String::from_utf8_lossy(&stderr));
-        let json: serde_json::Value = serde_json::from_slice(&stdout).expect("the plan is JSON");
-        let after: serde_json::Map<String, serde_json::Value> = json["changes"]
-            .as_array()
-            .expect("the plan has changes")
-            .iter()
-            .map(|change| (change["group_id"].as_str().unwrap().to_string(), change["after"].clone()))
-            .collect();
-        writeln!(rendered, "--- grattr plan --format json: the `after` of each change").unwrap();
-        writeln!(rendered, "{}", serde_json::to_string_pretty(&after).unwrap()).unwrap();
+        let config = std::fs::read_to_string(dir.path().join("grattr.yaml")).unwrap();
+        let config = grattr::desired::Config::parse(Path::new("grattr.yaml"), &config).unwrap();
+        let environments: Vec<Option<String>> = match config.environment_names() {
+            names if names.is_empty() => vec![None],
+            names => names.into_iter().map(Some).collect(),
+        };
+        for environment in environments {
+            let mut args = vec!["plan", "--format", "json"];
+            args.extend(environment.iter().flat_map(|name| ["--env", name.as_str()]));
+            let Output { status, stdout, stderr } = grattr(dir.path()).args(&args).output().unwrap();
+            assert_eq!(status.code(), Some(0), "grattr {}:\n{}", args.join(" "), String::from_utf8_lossy(&stderr));
+            let json: serde_json::Value = serde_json::from_slice(&stdout).expect("the plan is JSON");
+            let after: serde_json::Map<String, serde_json::Value> = json["changes"]
+                .as_array()
+                .expect("the plan has changes")
+                .iter()
+                .map(|change| (change["group_id"].as_str().unwrap().to_string(), change["after"].clone()))
+                .collect();
+            let env = environment.map(|name| format!(" --env {name}")).unwrap_or_default();
+            writeln!(rendered, "--- grattr plan{env} --format json: the `after` of each change").unwrap();
+            writeln!(rendered, "{}", serde_json::to_string_pretty(&after).unwrap()).unwrap();
+        }
     }
     rendered
 }
@@ -147,7 +178,7 @@ fn corpus() {
         let case = groups.parent().unwrap();
         let about = std::fs::read_to_string(case.join("about.txt"))
             .unwrap_or_else(|e| panic!("case {}: cannot read about.txt: {e}", case.display()));
-        let rendered = run_case(&case_files(case), true);
+        let rendered = run_case(&all_case_files(case), true);
         let mut settings = insta::Settings::clone_current();
         settings.set_snapshot_path(case);
         settings.remove_snapshot_suffix();

@@ -407,6 +407,53 @@ fn the_config_schema_accepts_valid_configurations_and_rejects_mistakes() {
     }
 }
 
+#[test]
+fn the_overlay_schema_accepts_valid_overlays_and_rejects_mistakes() {
+    let validator = schema("overlay");
+    let mut valid = Vec::new();
+    for case in corpus_cases(true) {
+        valid.extend(yaml_files(&case.join("overlays")));
+    }
+    assert!(valid.len() >= 2, "{valid:?}");
+    for file in valid {
+        let value = yaml_file(&file).unwrap_or_else(|| panic!("{}: not YAML", file.display()));
+        let errors: Vec<String> =
+            validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+    }
+    // Every overlay file of these cases has an error a schema can express.
+    for case in ["72-overlay-declares-new", "75-overlay-file-wrong-types"] {
+        for file in yaml_files(&manifest(&format!("tests/corpus/{case}/overlays"))) {
+            if let Some(value) = yaml_file(&file) {
+                assert!(!validator.is_valid(&value), "{}: the schema accepts it", file.display());
+            }
+        }
+    }
+    let cases = [
+        serde_json::json!({"groups": [{"id": "a"}]}),
+        serde_json::json!({"groups": [{"id": "a", "template": "t", "attributes": {}}]}),
+        serde_json::json!({"groups": [{"id": "a", "attributes": {"k": null}}]}),
+        serde_json::json!({"templates": {"t": {"extends": "u"}}}),
+        serde_json::json!({"templates": {"t": {"unset": "k"}}}),
+    ];
+    for value in cases {
+        assert!(!validator.is_valid(&value), "accepted: {value}");
+    }
+
+    let config = schema("config");
+    let environments = yaml_file(&manifest("tests/corpus/69-overlay-environments/grattr.yaml")).unwrap();
+    let errors: Vec<String> = config.iter_errors(&environments).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let top = serde_json::json!({"sdkappid": 1, "admin": "a", "region": "china", "overlays": ["overlays"]});
+    assert!(config.is_valid(&top));
+    let wrong = yaml_file(&manifest("tests/corpus/74-overlay-config-wrong-types/grattr.yaml")).unwrap();
+    assert!(!config.is_valid(&wrong));
+    for overlays in [serde_json::json!("overlays"), serde_json::json!([""]), serde_json::json!([["a"]])] {
+        let value = serde_json::json!({"sdkappid": 1, "admin": "a", "region": "china", "overlays": overlays});
+        assert!(!config.is_valid(&value), "accepted: {value}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Completions, man page, pre-commit hook
 

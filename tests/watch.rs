@@ -247,6 +247,45 @@ fn a_reload_that_moves_the_lockfile_or_the_app_is_refused_until_a_restart() {
 }
 
 #[test]
+fn an_overlay_change_is_applied_and_its_directory_followed() {
+    let server = Server::start(|_| {});
+    let overlay = |v: &str| format!("groups:\n  - id: room\n    attributes: {{v: {v}}}\n    unset: [debug]\n");
+    let repo = Repo::new()
+        .file("grattr.yaml", &(server.config() + "overlays: [overlays/live]\n"))
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "base"), ("debug", "on")])]))
+        .file("overlays/live/room.yaml", &overlay("one"));
+    let watch = Watch::start(&repo, &[]);
+    eventually(PATIENCE, "the first reconcile", || server.live("room") == Some(attrs(&[("v", "one")])));
+
+    // An edit of the overlay is planned and applied like an edit of the group.
+    let repo = repo.file("overlays/live/room.yaml", &overlay("two"));
+    eventually(PATIENCE, "the overlay's edit applied", || server.live("room") == Some(attrs(&[("v", "two")])));
+
+    // The overlay directory gone: invalid, at its line in grattr.yaml, nothing applied.
+    std::fs::remove_dir_all(repo.join("overlays/live")).unwrap();
+    eventually(PATIENCE, "not ready", || watch.readyz(&server).0 == 503);
+    let (_, why) = watch.readyz(&server);
+    assert!(why.contains("grattr.yaml:6:12: error: overlay "), "{why}");
+    assert_eq!(server.live("room"), Some(attrs(&[("v", "two")])));
+
+    // Back as a new directory (moved into place, as a checkout does): read, and
+    // watched from then on.
+    let repo = repo.file("overlays/.next/room.yaml", &overlay("three"));
+    std::fs::rename(repo.join("overlays/.next"), repo.join("overlays/live")).unwrap();
+    eventually(PATIENCE, "the new directory applied", || server.live("room") == Some(attrs(&[("v", "three")])));
+    let repo = repo.file("overlays/live/room.yaml", &overlay("four"));
+    eventually(PATIENCE, "an edit in it applied", || server.live("room") == Some(attrs(&[("v", "four")])));
+    eventually(PATIENCE, "ready again", || watch.readyz(&server).0 == 200);
+
+    // The configuration drops the overlay: the base is applied.
+    let repo = repo.file("grattr.yaml", &server.config());
+    eventually(PATIENCE, "the base applied", || server.live("room") == Some(attrs(&[("v", "base"), ("debug", "on")])));
+    let (status, _) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    drop(repo);
+}
+
+#[test]
 fn each_success_is_durable_at_once_and_the_lockfile_is_written_when_quiet() {
     let (server, repo, watch) = watching_room("1", &[]);
     let lockfile = repo.join("grattr.lock");

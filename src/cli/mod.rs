@@ -208,7 +208,7 @@ enum Command {
     /// Work with lockfiles: `merge` is git's merge driver for grattr.lock.
     #[command(subcommand)]
     Lockfile(lockfile::Command),
-    /// Print the JSON Schema of a group file or of grattr.yaml, for editors.
+    /// Print the JSON Schema of a group file, of grattr.yaml or of an overlay file, for editors.
     Schema(schema::Args),
     /// Print the completion script for a shell.
     Completions(completions::Args),

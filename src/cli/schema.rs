@@ -11,6 +11,8 @@ pub(super) enum Kind {
     Groups,
     /// `grattr.yaml`.
     Config,
+    /// An overlay file (`overlays:` in `grattr.yaml`).
+    Overlay,
 }
 
 /// Options of `grattr schema`.
@@ -26,6 +28,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let value = match args.kind {
         Kind::Groups => schema::groups(),
         Kind::Config => schema::config(),
+        Kind::Overlay => schema::overlay(),
     };
     let mut json = serde_json::to_string_pretty(&value).context("cannot write the schema as JSON")?;
     json.push('\n');

@@ -2,10 +2,11 @@
 //! the diagnostics for a terminal, for GitHub's annotations or as JSON.
 
 use super::{ConfigArgs, exit, report};
+use crate::desired::OverlayPath;
 use crate::desired::config::ConfigErrors;
 use crate::desired::{self, Diagnostic, Loaded};
 use anyhow::Context;
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -31,15 +32,18 @@ pub(super) struct Args {
     pub(super) config: ConfigArgs,
 }
 
-/// What one groups directory held.
+/// What one desired state held: a groups directory, with the overlays of the
+/// environments that load it.
 struct Checked {
-    dir: PathBuf,
+    /// The groups directory, and the environments when they differ in overlays.
+    label: String,
     loaded: Loaded,
 }
 
-/// Loads the configuration and the groups directory of the selected environment, or
-/// of every environment when none is selected. A configuration that cannot be used
-/// is reported with every mistake in it.
+/// Loads the configuration and the desired state of the selected environment, or
+/// of every environment when none is selected: each groups directory with each
+/// environment's overlays, once for the environments that share both. A
+/// configuration that cannot be used is reported with every mistake in it.
 fn check(args: &ConfigArgs) -> Result<Vec<Checked>, ConfigErrors> {
     let config = args.load()?;
     let names: Vec<Option<String>> = match (&args.env, config.environment_names()) {
@@ -47,11 +51,38 @@ fn check(args: &ConfigArgs) -> Result<Vec<Checked>, ConfigErrors> {
         (None, names) if names.is_empty() => vec![None],
         (None, names) => names.into_iter().map(Some).collect(),
     };
-    let mut dirs = BTreeSet::new();
+    let mut sets: Vec<(PathBuf, Vec<OverlayPath>, Vec<String>)> = Vec::new();
     for name in &names {
-        dirs.insert(config.environment(name.as_deref(), None)?.groups_dir);
+        let environment = config.environment(name.as_deref(), None)?;
+        let (dir, overlays) = (environment.groups_dir, environment.overlays);
+        match sets.iter_mut().find(|(d, o, _)| *d == dir && *o == overlays) {
+            Some((_, _, names)) => names.extend(name.clone()),
+            None => sets.push((dir, overlays, name.iter().cloned().collect())),
+        }
     }
-    Ok(dirs.into_iter().map(|dir| Checked { loaded: desired::load(&dir), dir }).collect())
+    sets.sort_by(|a, b| a.0.cmp(&b.0));
+    let overlaid = sets.iter().any(|(_, overlays, _)| !overlays.is_empty());
+    Ok(sets
+        .into_iter()
+        .map(|(dir, overlays, names)| {
+            let mut label = dir.display().to_string();
+            if overlaid && !names.is_empty() {
+                label = format!("{label} ({})", names.join(", "));
+            }
+            Checked { label, loaded: desired::load_with(&dir, &overlays) }
+        })
+        .collect())
+}
+
+/// The diagnostics of every check, each once: environments that share a groups
+/// directory find its files' problems each.
+fn distinct(checked: &[Checked]) -> Vec<&Diagnostic> {
+    let all = checked.iter().flat_map(|c| &c.loaded.diagnostics);
+    if checked.len() < 2 {
+        return all.collect();
+    }
+    let mut seen = HashSet::new();
+    all.filter(|d| seen.insert(format!("{d:?}"))).collect()
 }
 
 /// Validates, and prints the diagnostics in the chosen format. Exits 1 when any is an error.
@@ -62,17 +93,23 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     }
 }
 
-/// The summary line of one directory: `groups: ok: 4 groups in 3 files` or
-/// `groups: invalid: 1 error, 0 warnings in 1 file`, and whether it is valid.
+/// The summary line of one desired state: `groups: ok: 4 groups in 3 files` (`and 1
+/// overlay file` with overlays; `groups (production): …` when environments differ in
+/// overlays) or `groups: invalid: 1 error, 0 warnings in 1 file`, and whether it is valid.
 fn summary(checked: &Checked) -> (String, bool) {
-    let Checked { dir, loaded } = checked;
-    let shown = crate::escape::text(&dir.display().to_string()).into_owned();
+    let Checked { label, loaded } = checked;
+    let shown = crate::escape::text(label).into_owned();
     if loaded.has_errors() {
         return (format!("{shown}: invalid: {}", report::counts(&loaded.diagnostics)), false);
     }
     let (groups, files, warnings) = (loaded.state.groups.len(), loaded.files, loaded.diagnostics.len());
+    let overlays = match loaded.overlay_files {
+        0 => String::new(),
+        1 => " and 1 overlay file".to_string(),
+        n => format!(" and {n} overlay files"),
+    };
     let line = format!(
-        "{shown}: ok: {groups} group{} in {files} file{}{}",
+        "{shown}: ok: {groups} group{} in {files} file{}{overlays}{}",
         if groups == 1 { "" } else { "s" },
         if files == 1 { "" } else { "s" },
         if warnings > 0 { format!(" ({})", report::counts(&loaded.diagnostics)) } else { String::new() }
@@ -80,11 +117,21 @@ fn summary(checked: &Checked) -> (String, bool) {
     (line, true)
 }
 
-/// Diagnostics on stderr; the summary of a valid directory on stdout, of an invalid one on stderr.
+/// Diagnostics on stderr (each once); the summary of a valid desired state on
+/// stdout, of an invalid one on stderr.
 fn text(checked: &[Checked]) -> u8 {
     let mut failed = false;
+    let mut shown = HashSet::new();
+    let several = checked.len() > 1;
     for checked in checked {
-        report::diagnostics(&checked.loaded.diagnostics);
+        let diagnostics = &checked.loaded.diagnostics;
+        if several {
+            let fresh: Vec<Diagnostic> =
+                diagnostics.iter().filter(|d| shown.insert(format!("{d:?}"))).cloned().collect();
+            report::diagnostics(&fresh);
+        } else {
+            report::diagnostics(diagnostics);
+        }
         let (line, valid) = summary(checked);
         failed |= !valid;
         let _ = match valid {
@@ -117,11 +164,10 @@ fn machine(args: &ConfigArgs, format: Format, checked: Result<Vec<Checked>, Conf
         Ok(checked) => (checked, Vec::new()),
         Err(errors) => (Vec::new(), errors.diagnostics),
     };
-    let diagnostics: Vec<&Diagnostic> =
-        config_errors.iter().chain(checked.iter().flat_map(|c| &c.loaded.diagnostics)).collect();
+    let diagnostics: Vec<&Diagnostic> = config_errors.iter().chain(distinct(&checked)).collect();
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     if format == Format::Json {
-        let files = checked.iter().map(|c| c.loaded.files).sum();
+        let files = checked.iter().map(|c| c.loaded.files + c.loaded.overlay_files).sum();
         let warnings = diagnostics.len() - errors;
         let report = JsonReport {
             format_version: 1,

@@ -2,7 +2,8 @@
 //! live, and named environments (staging, production) that override the top level.
 
 use super::diagnostic::{Diagnostic, Rule, display_path};
-use super::shape::{Issue, Lenient, Shape, read_fields, wrong_type};
+use super::overlays::OverlayPath;
+use super::shape::{Issue, Lenient, NodeList, Shape, read_fields, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::SourceLocation;
 use crate::model::{Ownership, Region};
@@ -35,6 +36,7 @@ const FIELDS: &[&str] = &[
     "safety_threshold",
     "connect_timeout",
     "request_timeout",
+    "overlays",
     "environments",
 ];
 
@@ -62,6 +64,8 @@ struct Settings {
     safety_threshold: Option<At<u32>>,
     connect_timeout: Option<At<Duration>>,
     request_timeout: Option<At<Duration>>,
+    /// The overlay paths as written (relative to the file), with the place of the list.
+    overlays: Option<At<Vec<At<String>>>>,
     /// The environments by name, with the place of the mapping and of each.
     environments: Option<At<BTreeMap<String, At<Settings>>>>,
 }
@@ -70,6 +74,7 @@ struct Settings {
 #[derive(Debug, Default)]
 struct SettingsFields {
     values: Vec<(&'static str, Spanned<Node>)>,
+    overlays: Option<Spanned<Lenient<NodeList>>>,
     environments: Option<Spanned<Lenient<EnvironmentEntries>>>,
     issues: Vec<Issue>,
 }
@@ -77,16 +82,17 @@ struct SettingsFields {
 impl Shape for SettingsFields {
     const EXPECTED: &'static str = "a mapping";
     fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let (mut values, mut environments) = (Vec::new(), None);
+        let (mut values, mut overlays, mut environments) = (Vec::new(), None, None);
         let issues = read_fields(map, FIELDS, |field, _, map| {
             let field = FIELDS.iter().find(|f| **f == field).copied().unwrap_or_default();
             match field {
                 "environments" => environments = Some(map.next_value()?),
+                "overlays" => overlays = Some(map.next_value()?),
                 _ => values.push((field, map.next_value()?)),
             }
             Ok(())
         })?;
-        Ok(SettingsFields { values, environments, issues })
+        Ok(SettingsFields { values, overlays, environments, issues })
     }
 }
 
@@ -202,6 +208,9 @@ pub struct Environment {
     pub connect_timeout: Duration,
     /// Time for a whole request.
     pub request_timeout: Duration,
+    /// The overlays of the environment, in the order listed (its own `overlays:`,
+    /// else the top level's): each patches the desired state for this environment.
+    pub overlays: Vec<OverlayPath>,
 }
 
 impl Environment {
@@ -389,6 +398,10 @@ impl Config {
             safety_threshold: pick!(safety_threshold).map_or(30, |v| v.value),
             connect_timeout: pick!(connect_timeout).map_or(Duration::from_secs(5), |v| v.value),
             request_timeout: pick!(request_timeout).map_or(Duration::from_secs(30), |v| v.value),
+            overlays: pick!(overlays).map_or_else(Vec::new, |list| {
+                let paths = list.value.iter();
+                paths.map(|p| OverlayPath { path: self.dir.join(&p.value), at: p.at.clone() }).collect()
+            }),
         })
     }
 }
@@ -434,6 +447,25 @@ mod tests {
             unknown.to_string(),
             "repo/grattr.yaml:4:3: error: no environment named \"qa\"; defined: production, staging"
         );
+    }
+
+    #[test]
+    fn overlays_of_an_environment_replace_the_top_levels() {
+        let c = config(
+            "admin: a\nregion: china\noverlays: [overlays/common]\nenvironments:\n  staging:\n    sdkappid: 1\n  production:\n    sdkappid: 2\n    overlays:\n      - overlays/common\n      - overlays/production\n  qa:\n    sdkappid: 3\n    overlays: []\n",
+        );
+        let paths = |name: &str| -> Vec<(String, u64, u64)> {
+            let env = c.environment(Some(name), None).unwrap();
+            env.overlays.iter().map(|o| (o.path.display().to_string(), o.at.line, o.at.column)).collect()
+        };
+        assert_eq!(paths("staging"), [("repo/overlays/common".to_string(), 3, 12)]);
+        assert_eq!(
+            paths("production"),
+            [("repo/overlays/common".to_string(), 10, 9), ("repo/overlays/production".to_string(), 11, 9)]
+        );
+        assert_eq!(paths("qa"), []);
+        let none = config("sdkappid: 1\nadmin: a\nregion: china\noverlays: ~\n").environment(None, None).unwrap();
+        assert!(none.overlays.is_empty());
     }
 
     /// The first problem of `text`, found when parsing or when resolving the environment.

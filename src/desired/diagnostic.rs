@@ -73,6 +73,9 @@ pub enum Rule {
     UnusedTemplate,
     /// A key in `unset:` that the template does not set (a warning).
     Unset,
+    /// An overlay that cannot apply: a path that is not there, a patch of a group or
+    /// template that is not declared, a field an overlay cannot change.
+    Overlay,
 }
 
 impl Rule {
@@ -107,6 +110,7 @@ impl Rule {
             Rule::Template => "template",
             Rule::UnusedTemplate => "unused-template",
             Rule::Unset => "unset",
+            Rule::Overlay => "overlay",
         }
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) use super::attributes::ownership_word;
 use super::attributes::{read_attributes, read_ownership, report_limits};
 use super::diagnostic::{Diagnostic, Rule};
+use super::overlays::{OverlayPath, Overlays};
 use super::shape::{AttrEntries, FileFields, GroupFields, GroupList, Issue, Lenient, NodeList, wrong_type};
 use super::templates::{Template, Templated};
 use super::yaml::{self, Node};
@@ -71,9 +72,11 @@ pub struct Loaded {
     pub state: DesiredState,
     /// Every problem in every file, in file order.
     pub diagnostics: Vec<Diagnostic>,
-    /// How many files were read.
+    /// How many group files were read.
     pub files: usize,
-    /// The templates, each name's first definition.
+    /// How many overlay files were read.
+    pub overlay_files: usize,
+    /// The templates, each name's first definition, and the overlays' patches of them.
     pub templates: super::templates::Catalog,
 }
 
@@ -87,13 +90,25 @@ impl Loaded {
 /// Loads and validates every group file under `dir`. Never fails: an unreadable
 /// directory or file is a diagnostic like any other.
 pub fn load(dir: &Path) -> Loaded {
-    let files = match list_files(dir) {
+    load_with(dir, &[])
+}
+
+/// Loads and validates every group file under `dir` and the overlays listed (an
+/// environment's [`super::Environment::overlays`]), and applies them: the desired
+/// state of that environment. Never fails: every problem is a diagnostic.
+pub fn load_with(dir: &Path, overlays: &[OverlayPath]) -> Loaded {
+    let (files, overlays) = rayon::join(|| list_files(dir), || Overlays::read(overlays, dir));
+    let files = match files {
         Ok(files) => files,
-        Err(diagnostic) => return Loaded { diagnostics: vec![diagnostic], ..Loaded::default() },
+        Err(diagnostic) => {
+            let mut diagnostics = vec![diagnostic];
+            diagnostics.extend(overlays.diagnostics(&[]));
+            return Loaded { diagnostics, overlay_files: overlays.file_count(), ..Loaded::default() };
+        }
     };
     let parsed: Vec<FileGroups> = files.par_iter().map(|path| read_file(dir, path)).collect();
     let count = files.len();
-    let mut loaded = merge(parsed);
+    let mut loaded = merge_with(parsed, &overlays);
     loaded.files = count;
     loaded
 }
@@ -242,20 +257,30 @@ pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>,
 /// Reads and checks one file found under `groups_dir`; a path the rule of [`entry`]
 /// refuses is reported, never opened.
 pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
-    if let Entry::Refused(diagnostic) = entry(groups_dir, path) {
-        return FileGroups { diagnostics: vec![diagnostic], ..Default::default() };
+    match read_text(Some(groups_dir), path) {
+        Ok((file, text)) => parse_file(file, &text),
+        Err(diagnostic) => FileGroups { diagnostics: vec![diagnostic], ..Default::default() },
+    }
+}
+
+/// The text of a file found under `dir` (a groups or an overlay directory; `None`
+/// for a file `grattr.yaml` names itself), and its name as shown; a path the rule
+/// of [`entry`] refuses, a name or a text that is not UTF-8, and a file that cannot
+/// be read are one diagnostic.
+pub(super) fn read_text(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, String), Diagnostic> {
+    if let Some(Entry::Refused(diagnostic)) = dir.map(|dir| entry(dir, path)) {
+        return Err(diagnostic);
     }
     let file: Arc<Path> = Arc::from(super::diagnostic::display_path(path));
     if path.to_str().is_none() {
         let message =
             "file name is not UTF-8: file names must be UTF-8 (the lockfile and JSON plans name files as text)";
         let location = SourceLocation { file, line: 0, column: 0 };
-        let diagnostic = Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file");
-        return FileGroups { diagnostics: vec![diagnostic], ..Default::default() };
+        return Err(Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file"));
     }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => parse_file(file, &text),
+            Ok(text) => Ok((file, text)),
             Err(e) => {
                 let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let line = valid.iter().filter(|b| **b == b'\n').count() as u64 + 1;
@@ -263,20 +288,12 @@ pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
                     String::from_utf8_lossy(valid.rsplit(|b| *b == b'\n').next().unwrap_or(&[])).chars().count() as u64
                         + 1;
                 let message = format!("file is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to());
-                FileGroups {
-                    diagnostics: vec![Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message)],
-                    ..Default::default()
-                }
+                Err(Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message))
             }
         },
-        Err(e) => FileGroups {
-            diagnostics: vec![Diagnostic::error(
-                Rule::Io,
-                SourceLocation { file, line: 0, column: 0 },
-                format!("cannot read: {e}"),
-            )],
-            ..Default::default()
-        },
+        Err(e) => {
+            Err(Diagnostic::error(Rule::Io, SourceLocation { file, line: 0, column: 0 }, format!("cannot read: {e}")))
+        }
     }
 }
 
@@ -390,39 +407,8 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     let unset = group.unset.map(|list| super::templates::read_unset(file, text, list, &mut out.diagnostics));
     let kind = if group.ids.is_some() { OriginKind::Set } else { OriginKind::Group };
     // The ids: one (`id:`), or a set (`ids:`), each with where it is written.
-    let ids: Vec<(Option<GroupId>, SourceLocation)> = match (group.id, group.ids) {
-        (Some(_), Some((key, _))) => {
-            let message = "a group has `id` or `ids`, not both";
-            out.diagnostics.push(
-                Diagnostic::error(Rule::GroupId, yaml::locate(file, &key), message)
-                    .with_help("`id:` names one group; `ids: [...]` a set of groups that share the rest"),
-            );
-            return;
-        }
-        (None, None) => {
-            if !misspelt {
-                out.diagnostics.push(Diagnostic::error(Rule::MissingField, group_at, "missing field `id` or `ids`"));
-            }
-            return;
-        }
-        (Some(id_node), None) => vec![read_id(file, text, &id_node, out)],
-        (None, Some((_, list))) => {
-            let list_at = yaml::locate(file, &list.referenced);
-            match list.value {
-                Lenient::Found(NodeList(nodes)) if !nodes.is_empty() => {
-                    nodes.iter().map(|node| read_id(file, text, node, out)).collect()
-                }
-                Lenient::Found(_) => {
-                    let message = "`ids` is empty: a set names at least one group";
-                    out.diagnostics.push(Diagnostic::error(Rule::GroupId, list_at, message));
-                    return;
-                }
-                Lenient::Wrong(_) => {
-                    out.diagnostics.push(Diagnostic::error(Rule::WrongType, list_at, wrong_type("a sequence of ids")));
-                    return;
-                }
-            }
-        }
+    let Some(ids) = read_ids(file, text, group.id, group.ids, &group_at, misspelt, &mut out.diagnostics) else {
+        return;
     };
     for (id, id_at) in &ids {
         if let Some(id) = id {
@@ -487,19 +473,71 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     }
 }
 
+/// Reads the ids of a `groups:` entry: its `id`, or each of its `ids` (a set), with
+/// where each is written; `None` when the entry names none (reported, unless the
+/// entry has a `misspelt` field, which is the likelier mistake).
+pub(super) fn read_ids(
+    file: &Arc<Path>,
+    text: &str,
+    id: Option<Spanned<Node>>,
+    ids: Option<(Location, Spanned<Lenient<NodeList>>)>,
+    entry_at: &SourceLocation,
+    misspelt: bool,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Vec<(Option<GroupId>, SourceLocation)>> {
+    match (id, ids) {
+        (Some(_), Some((key, _))) => {
+            let message = "a group has `id` or `ids`, not both";
+            diagnostics.push(
+                Diagnostic::error(Rule::GroupId, yaml::locate(file, &key), message)
+                    .with_help("`id:` names one group; `ids: [...]` a set of groups that share the rest"),
+            );
+            None
+        }
+        (None, None) => {
+            if !misspelt {
+                diagnostics.push(Diagnostic::error(
+                    Rule::MissingField,
+                    entry_at.clone(),
+                    "missing field `id` or `ids`",
+                ));
+            }
+            None
+        }
+        (Some(id_node), None) => Some(vec![read_id(file, text, &id_node, diagnostics)]),
+        (None, Some((_, list))) => {
+            let list_at = yaml::locate(file, &list.referenced);
+            match list.value {
+                Lenient::Found(NodeList(nodes)) if !nodes.is_empty() => {
+                    Some(nodes.iter().map(|node| read_id(file, text, node, diagnostics)).collect())
+                }
+                Lenient::Found(_) => {
+                    let message = "`ids` is empty: a set names at least one group";
+                    diagnostics.push(Diagnostic::error(Rule::GroupId, list_at, message));
+                    None
+                }
+                Lenient::Wrong(_) => {
+                    diagnostics.push(Diagnostic::error(Rule::WrongType, list_at, wrong_type("a sequence of ids")));
+                    None
+                }
+            }
+        }
+    }
+}
+
 /// Reads one group id (of `id:`, or one of `ids:`), reporting what is wrong with it where it is written.
-fn read_id(
+pub(super) fn read_id(
     file: &Arc<Path>,
     text: &str,
     id_node: &Spanned<Node>,
-    out: &mut FileGroups,
+    diagnostics: &mut Vec<Diagnostic>,
 ) -> (Option<GroupId>, SourceLocation) {
     let id_at = yaml::locate(file, &id_node.referenced);
     let id = match Node::text(id_node, text) {
         None if id_node.value.refused_tag().is_some() => {
             let tag = id_node.value.refused_tag().unwrap_or_default();
             let message = format!("group id: the tag `{tag}` is not honoured here");
-            out.diagnostics.push(
+            diagnostics.push(
                 Diagnostic::error(Rule::Tag, id_at.clone(), message)
                     .with_help("an id is the text written: remove the tag, or quote the id"),
             );
@@ -507,7 +545,7 @@ fn read_id(
         }
         None => {
             let message = format!("group id is {}; an id is text", id_node.value.kind());
-            out.diagnostics.push(
+            diagnostics.push(
                 Diagnostic::error(Rule::GroupId, id_at.clone(), message).with_code(limits::MAX_GROUP_ID_BYTES.code),
             );
             None
@@ -515,8 +553,7 @@ fn read_id(
         Some(raw) => match GroupId::parse(&raw) {
             Ok(id) => Some(id),
             Err(e) => {
-                out.diagnostics
-                    .push(Diagnostic::error(Rule::GroupId, id_at.clone(), e.to_string()).with_code(e.code()));
+                diagnostics.push(Diagnostic::error(Rule::GroupId, id_at.clone(), e.to_string()).with_code(e.code()));
                 None
             }
         },
@@ -533,15 +570,25 @@ pub fn declared_twice(id: &GroupId, at: SourceLocation, first: &SourceLocation) 
 
 /// Merges the files' groups in the given order, reporting every group declared
 /// twice, including declarations that have other errors.
-pub fn merge(mut files: Vec<FileGroups>) -> Loaded {
-    // Groups using templates, resolved over every file; then like any other.
-    let resolved = super::templates::resolve(&files.iter().collect::<Vec<_>>());
-    let mut templates = super::templates::Catalog::default();
-    for (file, resolution) in files.iter_mut().zip(resolved) {
+pub fn merge(files: Vec<FileGroups>) -> Loaded {
+    merge_with(files, &Overlays::default())
+}
+
+/// [`merge`], with `overlays` applied; their problems follow the group files'.
+pub fn merge_with(mut files: Vec<FileGroups>, overlays: &Overlays) -> Loaded {
+    // Groups using templates or patched by overlays, resolved over every file; then like any other.
+    let resolved = super::templates::resolve(&files.iter().collect::<Vec<_>>(), overlays);
+    let mut templates = super::templates::Catalog::of_overlays(overlays);
+    for (file, resolution) in files.iter_mut().zip(resolved.files) {
+        if !resolution.patched.is_empty() {
+            let patched: std::collections::HashSet<&GroupId> = resolution.patched.iter().collect();
+            file.groups.retain(|(id, _)| !patched.contains(id));
+        }
         file.groups.extend(resolution.groups);
         file.diagnostics.extend(resolution.diagnostics);
         templates.add(std::mem::take(&mut file.templates));
     }
+    let overlay_diagnostics = overlays.diagnostics(&resolved.overlays);
     // Each id's first declaration; a later one is an error in its own file.
     let declared = files.iter().map(|file| file.declared.len()).sum();
     let mut first_seen: HashMap<&GroupId, &SourceLocation, RandomState> =
@@ -586,6 +633,8 @@ pub fn merge(mut files: Vec<FileGroups>) -> Loaded {
     }
     // Sorted once and built in one pass, rather than inserted one by one.
     loaded.state.groups = BTreeMap::from_iter(groups);
+    loaded.diagnostics.extend(overlay_diagnostics);
+    loaded.overlay_files = overlays.file_count();
     loaded
 }
 

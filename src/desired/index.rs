@@ -13,10 +13,15 @@
 //! definitions say about each other (a name defined twice, a cycle, a template no
 //! group uses) is checked again in full, which takes time in proportion to the
 //! templates, not the groups.
+//!
+//! An environment whose overlays patch templates or groups is resolved whole on
+//! every change that templates or overlays may affect (what an overlay's `unset:`
+//! removes is told over every group it patches): correct, not yet incremental.
 
 use super::diagnostic::Diagnostic;
 use super::groups::{self, Entry, FileGroups};
-use super::templates::{self, ByName, FileResolver, Template};
+use super::overlays::{OverlayPath, Overlays};
+use super::templates::{self, ByName, FileResolver, Patches, Template};
 use crate::model::{DesiredGroup, GroupId, Ownership};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -34,8 +39,12 @@ pub struct DesiredIndex {
     dir_error: Option<Diagnostic>,
     /// The ownership of groups whose file does not say (`grattr.yaml`'s `ownership:`).
     default_ownership: Ownership,
-    /// The templates, and the groups using them, resolved.
+    /// The templates, and the groups using them or patched by overlays, resolved.
     templates: TemplateIndex,
+    /// The overlays of the environment, as listed.
+    overlay_paths: Vec<OverlayPath>,
+    /// The overlays, as read.
+    overlays: Overlays,
 }
 
 /// What template resolution found, kept so that a change re-resolves only what it can affect.
@@ -49,19 +58,27 @@ struct TemplateIndex {
     first: HashMap<String, Template>,
     /// The problems of the definitions, by the file they are in.
     definitions: BTreeMap<PathBuf, Vec<Diagnostic>>,
-    /// The groups using templates, resolved, by file.
+    /// The groups using templates (or patched by overlays), resolved, by file.
     files: BTreeMap<PathBuf, FileResolution>,
+    /// Whether the overlays patch anything, so that the last resolution was whole.
+    whole: bool,
+    /// With `whole`: what resolution found in each overlay file.
+    overlays_found: Vec<Vec<Diagnostic>>,
 }
 
-/// One file's groups that use templates, resolved.
+/// One file's groups that use templates (or that overlays patch), resolved.
 #[derive(Debug, Default)]
 struct FileResolution {
-    /// Its `template:` names no file defines.
+    /// Its `template:` names no file defines (resolved whole: every problem resolution found in it).
     unknown: Vec<Diagnostic>,
-    /// What resolving each of its templated groups found, as `FileGroups::templated` lists them.
+    /// What resolving each of its templated groups found, as `FileGroups::templated`
+    /// lists them (resolved whole: nothing).
     found: Vec<Vec<Diagnostic>>,
     /// The groups resolved, by id.
     groups: HashMap<GroupId, DesiredGroup>,
+    /// Groups declared without a template that overlays patch: their declaration
+    /// gives way to their resolved form (absent when patching them is an error).
+    patched: HashSet<GroupId>,
 }
 
 impl FileResolution {
@@ -73,13 +90,19 @@ impl FileResolution {
 impl DesiredIndex {
     /// Reads every group file under `dir`.
     pub fn load(dir: &Path) -> DesiredIndex {
-        let mut index = DesiredIndex { dir: dir.to_path_buf(), ..DesiredIndex::default() };
+        DesiredIndex::load_with(dir, &[])
+    }
+
+    /// Reads every group file under `dir`, and the overlays listed.
+    pub fn load_with(dir: &Path, overlays: &[OverlayPath]) -> DesiredIndex {
+        let mut index =
+            DesiredIndex { dir: dir.to_path_buf(), overlay_paths: overlays.to_vec(), ..DesiredIndex::default() };
         index.rescan();
         index
     }
 
-    /// Reads the whole directory again (after a configuration reload, or when
-    /// events may have been lost); returns the ids that may have changed.
+    /// Reads the whole directory and the overlays again (after a configuration
+    /// reload, or when events may have been lost); returns the ids that may have changed.
     pub fn rescan(&mut self) -> BTreeSet<GroupId> {
         let mut paths: BTreeSet<PathBuf> = self.files.keys().cloned().collect();
         match groups::list_files(&self.dir) {
@@ -89,14 +112,37 @@ impl DesiredIndex {
             }
             Err(diagnostic) => self.dir_error = Some(diagnostic),
         }
-        self.update_files(paths)
+        self.overlays = Overlays::read(&self.overlay_paths, &self.dir);
+        self.update_files(paths, true)
+    }
+
+    /// Takes the overlays the configuration lists (at start, and when it is
+    /// reloaded); returns the ids whose desired state may have changed.
+    pub fn set_overlays(&mut self, overlays: &[OverlayPath]) -> BTreeSet<GroupId> {
+        if overlays == self.overlay_paths.as_slice() {
+            return BTreeSet::new();
+        }
+        self.overlay_paths = overlays.to_vec();
+        self.overlays = Overlays::read(&self.overlay_paths, &self.dir);
+        self.update_files(BTreeSet::new(), true)
+    }
+
+    /// Whether a change to `path` may change the overlays: it is one of them, lies
+    /// in one, or holds one.
+    pub fn is_overlay(&self, path: &Path) -> bool {
+        self.overlay_paths.iter().any(|overlay| path.starts_with(&overlay.path) || overlay.path.starts_with(path))
     }
 
     /// Takes note of changes to `paths` (files or directories, created, changed,
-    /// redefined or deleted) and returns the ids whose desired state may have changed.
+    /// renamed or deleted; group files or overlays) and returns the ids whose desired
+    /// state may have changed.
     pub fn update(&mut self, paths: impl IntoIterator<Item = PathBuf>) -> BTreeSet<GroupId> {
         let mut touched = BTreeSet::new();
+        let mut overlays_changed = false;
         for path in paths {
+            if self.is_overlay(&path) {
+                overlays_changed = true;
+            }
             // Files we had below it: changed, moved away or deleted.
             touched.extend(self.files.keys().filter(|f| f.starts_with(&path)).cloned());
             if path.is_dir() {
@@ -107,7 +153,11 @@ impl DesiredIndex {
                 touched.insert(path);
             }
         }
-        self.update_files(touched)
+        if overlays_changed {
+            // Overlays are few and small: read again whole.
+            self.overlays = Overlays::read(&self.overlay_paths, &self.dir);
+        }
+        self.update_files(touched, overlays_changed)
     }
 
     /// Whether a path is a group file grattr reads: below the directory, not in a
@@ -133,9 +183,18 @@ impl DesiredIndex {
         false
     }
 
-    fn update_files(&mut self, paths: BTreeSet<PathBuf>) -> BTreeSet<GroupId> {
+    /// Reads `paths` again, and resolves again what templates (and, with
+    /// `overlays_changed`, the overlays) may change.
+    fn update_files(&mut self, paths: BTreeSet<PathBuf>, overlays_changed: bool) -> BTreeSet<GroupId> {
         let mut affected = BTreeSet::new();
-        // The files that define or use templates, before or now.
+        // A file declaring a group an overlay patches depends on the overlays, like a template's users.
+        let patched: HashSet<GroupId> = match self.overlays.has_patches() {
+            true => self.overlays.patched_ids().into_iter().cloned().collect(),
+            false => HashSet::new(),
+        };
+        let depends =
+            |file: &FileGroups| file.has_templates() || file.declared.iter().any(|(id, _)| patched.contains(id));
+        // The files that define or use templates (or declare a patched group), before or now.
         let mut templated: BTreeSet<PathBuf> = BTreeSet::new();
         for path in paths {
             // The rule a whole load follows: group files are read, refused entries (a
@@ -147,9 +206,7 @@ impl DesiredIndex {
                 }
                 _ => None,
             };
-            if fresh.as_ref().is_some_and(FileGroups::has_templates)
-                || self.files.get(&path).is_some_and(FileGroups::has_templates)
-            {
+            if fresh.as_ref().is_some_and(depends) || self.files.get(&path).is_some_and(depends) {
                 templated.insert(path.clone());
             }
             let old = match fresh {
@@ -194,7 +251,13 @@ impl DesiredIndex {
         }
         // Groups whose provenance changed but not what is planned for them: settled, not returned.
         let mut restated = BTreeSet::new();
-        if !templated.is_empty() {
+        if self.overlays.has_patches() {
+            if overlays_changed || !templated.is_empty() || !self.templates.whole {
+                self.templates.resolve_whole(&self.files, &self.overlays, &mut affected);
+            }
+        } else if self.templates.whole {
+            self.templates.leave_whole(&self.files, &mut affected);
+        } else if !templated.is_empty() {
             self.templates.resolve(&self.files, &templated, &mut affected, &mut restated);
         }
         for id in affected.iter().chain(&restated) {
@@ -219,11 +282,16 @@ impl DesiredIndex {
             _ => None,
         };
         let group = only.and_then(|path| {
-            let resolved = self.templates.files.get(&path).and_then(|resolution| resolution.groups.get(id));
-            resolved.cloned().or_else(|| {
-                let plain = self.files.get(&path).map(|file| &file.groups);
-                plain.into_iter().flatten().find(|(g, _)| g == id).map(|(_, group)| group.clone())
-            })
+            // Resolved first: a group an overlay patches is declared plain, and resolved too.
+            let resolution = self.templates.files.get(&path);
+            if let Some(group) = resolution.and_then(|resolution| resolution.groups.get(id)) {
+                return Some(group.clone());
+            }
+            if resolution.is_some_and(|resolution| resolution.patched.contains(id)) {
+                return None;
+            }
+            let plain = self.files.get(&path).map(|file| &file.groups);
+            plain.into_iter().flatten().find(|(g, _)| g == id).map(|(_, group)| group.clone())
         });
         match group {
             Some(mut group) => {
@@ -287,7 +355,13 @@ impl DesiredIndex {
             diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
             all.extend(diagnostics);
         }
+        all.extend(self.overlays.diagnostics(self.overlays_found()));
         all
+    }
+
+    /// What resolution found in each overlay file (a whole load resolves nothing without the directory).
+    fn overlays_found(&self) -> &[Vec<Diagnostic>] {
+        if self.dir_error.is_some() { &[] } else { &self.templates.overlays_found }
     }
 
     /// Whether anything stops the desired state from being applied.
@@ -297,10 +371,72 @@ impl DesiredIndex {
             || self.files.values().any(|f| f.diagnostics.iter().any(Diagnostic::is_error))
             || self.templates.definitions.values().flatten().any(Diagnostic::is_error)
             || self.templates.files.values().any(|r| r.diagnostics().any(Diagnostic::is_error))
+            || self.overlays.diagnostics(self.overlays_found()).iter().any(Diagnostic::is_error)
     }
 }
 
 impl TemplateIndex {
+    /// Resolves every group that uses a template or that an overlay patches again, as
+    /// a whole load does (an overlay may patch any template or group, and what its
+    /// `unset:` removes is told over every group it patches), adding the ids resolved
+    /// before and now to `affected`.
+    fn resolve_whole(
+        &mut self,
+        files: &BTreeMap<PathBuf, FileGroups>,
+        overlays: &Overlays,
+        affected: &mut BTreeSet<GroupId>,
+    ) {
+        for resolution in self.files.values() {
+            affected.extend(resolution.groups.keys().cloned());
+            affected.extend(resolution.patched.iter().cloned());
+        }
+        let resolved = templates::resolve(&files.values().collect::<Vec<_>>(), overlays);
+        self.overlays_found = resolved.overlays;
+        self.files = files
+            .keys()
+            .zip(resolved.files)
+            .filter(|(_, resolution)| *resolution != templates::Resolution::default())
+            .map(|(path, resolution)| {
+                let resolution = FileResolution {
+                    unknown: resolution.diagnostics,
+                    found: Vec::new(),
+                    groups: resolution.groups.into_iter().collect(),
+                    patched: resolution.patched.into_iter().collect(),
+                };
+                (path.clone(), resolution)
+            })
+            .collect();
+        for file in files.values() {
+            affected.extend(file.templated.iter().map(|group| group.id.clone()));
+        }
+        for resolution in self.files.values() {
+            affected.extend(resolution.patched.iter().cloned());
+        }
+        self.definitions.clear();
+        self.first.clear();
+        self.whole = true;
+    }
+
+    /// Resolves from scratch, file by file, once the overlays patch nothing any more.
+    fn leave_whole(&mut self, files: &BTreeMap<PathBuf, FileGroups>, affected: &mut BTreeSet<GroupId>) {
+        for resolution in std::mem::take(&mut self.files).into_values() {
+            affected.extend(resolution.groups.into_keys());
+            affected.extend(resolution.patched);
+        }
+        self.overlays_found.clear();
+        self.whole = false;
+        let changed: BTreeSet<PathBuf> = self
+            .defining
+            .iter()
+            .chain(self.users.values().flatten())
+            .filter(|p| files.contains_key(*p))
+            .cloned()
+            .collect();
+        let mut restated = BTreeSet::new();
+        self.resolve(files, &changed, affected, &mut restated);
+        affected.extend(restated);
+    }
+
     /// Takes note of what a changed file defines and uses, before (`old`) and now.
     fn note(&mut self, path: &Path, old: Option<&FileGroups>, now: Option<&FileGroups>) {
         for (name, _) in old.into_iter().flat_map(|file| &file.uses) {
@@ -330,6 +466,8 @@ impl TemplateIndex {
         affected: &mut BTreeSet<GroupId>,
         restated: &mut BTreeSet<GroupId>,
     ) {
+        // Without overlay patches (see `resolve_whole`).
+        let (no_patches, mut no_effect) = (Patches::default(), templates::UnsetEffect::new());
         let defining = self.defining.iter().filter_map(|path| files.get(path).map(|f| (path, f.templates.as_slice())));
         let templates::Definitions { by_name, diagnostics } =
             templates::definitions(defining, self.users.keys().map(String::as_str));
@@ -384,9 +522,9 @@ impl TemplateIndex {
             let resolution = self.files.entry(path.clone()).or_default();
             resolution.found.clear();
             resolution.groups.clear();
-            let mut resolver = FileResolver::new(&by_name);
+            let mut resolver = FileResolver::new(&by_name, &no_patches);
             for group in &file.templated {
-                resolution.found.push(resolve_into(&mut resolver, group, &mut resolution.groups));
+                resolution.found.push(resolve_into(&mut resolver, group, &mut resolution.groups, &mut no_effect));
                 affected.insert(group.id.clone());
             }
         }
@@ -405,15 +543,16 @@ impl TemplateIndex {
                 resolution.found.clear();
                 resolution.groups.clear();
             }
-            let mut resolver = FileResolver::new(&by_name);
+            let mut resolver = FileResolver::new(&by_name, &no_patches);
             for (position, group) in file.templated.iter().enumerate() {
                 let template = group.template.as_str();
                 if whole {
-                    resolution.found.push(resolve_into(&mut resolver, group, &mut resolution.groups));
+                    resolution.found.push(resolve_into(&mut resolver, group, &mut resolution.groups, &mut no_effect));
                     affected.insert(group.id.clone());
                 } else if touched.contains(template) || relocated.contains(template) {
                     resolution.groups.remove(&group.id);
-                    resolution.found[position] = resolve_into(&mut resolver, group, &mut resolution.groups);
+                    resolution.found[position] =
+                        resolve_into(&mut resolver, group, &mut resolution.groups, &mut no_effect);
                     match touched.contains(template) {
                         true => affected.insert(group.id.clone()),
                         false => restated.insert(group.id.clone()),
@@ -447,8 +586,9 @@ fn resolve_into<'g>(
     resolver: &mut FileResolver<'_, 'g>,
     group: &'g templates::Templated,
     groups: &mut HashMap<GroupId, DesiredGroup>,
+    unset_effect: &mut templates::UnsetEffect,
 ) -> Vec<Diagnostic> {
-    let (resolved, diagnostics) = resolver.resolve(group);
+    let (resolved, diagnostics) = resolver.resolve(group, unset_effect);
     if let Some(resolved) = resolved {
         groups.insert(group.id.clone(), resolved);
     }
@@ -647,22 +787,106 @@ mod differential {
 
     #[derive(Debug, Clone)]
     enum Op {
-        TemplateValue { file: usize, t: usize, key: usize, value: Option<usize> },
-        Extends { file: usize, t: usize, parent: Option<usize> },
-        Ownership { file: usize, t: usize },
-        AddTemplate { file: usize, name: usize },
-        RemoveTemplate { file: usize, t: usize },
-        MoveTemplate { from: usize, to: usize, t: usize },
-        BigTemplate { file: usize, t: usize },
-        DeleteFile { file: usize },
-        Garbage { file: usize },
-        AddEntry { file: usize, ids: Vec<usize>, set: bool, template: Option<usize> },
-        RemoveEntry { file: usize, e: usize },
-        EntryTemplate { file: usize, e: usize, template: Option<usize> },
-        EntryIds { file: usize, e: usize, ids: Vec<usize>, set: bool },
-        EntryValue { file: usize, e: usize, key: usize, value: Option<usize> },
-        EntryUnset { file: usize, e: usize, key: usize },
+        TemplateValue {
+            file: usize,
+            t: usize,
+            key: usize,
+            value: Option<usize>,
+        },
+        Extends {
+            file: usize,
+            t: usize,
+            parent: Option<usize>,
+        },
+        Ownership {
+            file: usize,
+            t: usize,
+        },
+        AddTemplate {
+            file: usize,
+            name: usize,
+        },
+        RemoveTemplate {
+            file: usize,
+            t: usize,
+        },
+        MoveTemplate {
+            from: usize,
+            to: usize,
+            t: usize,
+        },
+        BigTemplate {
+            file: usize,
+            t: usize,
+        },
+        DeleteFile {
+            file: usize,
+        },
+        Garbage {
+            file: usize,
+        },
+        AddEntry {
+            file: usize,
+            ids: Vec<usize>,
+            set: bool,
+            template: Option<usize>,
+        },
+        RemoveEntry {
+            file: usize,
+            e: usize,
+        },
+        EntryTemplate {
+            file: usize,
+            e: usize,
+            template: Option<usize>,
+        },
+        EntryIds {
+            file: usize,
+            e: usize,
+            ids: Vec<usize>,
+            set: bool,
+        },
+        EntryValue {
+            file: usize,
+            e: usize,
+            key: usize,
+            value: Option<usize>,
+        },
+        EntryUnset {
+            file: usize,
+            e: usize,
+            key: usize,
+        },
+        /// In the overlay: a template's patch sets (or, with no value, unsets) a key.
+        OverlayTemplate {
+            name: usize,
+            key: usize,
+            value: Option<usize>,
+        },
+        /// In the overlay: a new patch of groups that sets (or unsets) a key.
+        OverlayGroups {
+            ids: Vec<usize>,
+            key: usize,
+            value: Option<usize>,
+        },
+        /// In the overlay: a patch removed (the last one leaves the overlay patching nothing).
+        OverlayDrop {
+            patch: usize,
+        },
     }
+
+    /// One patch: the keys it sets, and those it unsets.
+    type Keys = (BTreeMap<usize, usize>, BTreeSet<usize>);
+
+    /// The one overlay file of the environment.
+    #[derive(Debug, Clone, Default)]
+    struct Overlay {
+        templates: Vec<(usize, BTreeMap<usize, usize>, BTreeSet<usize>)>,
+        groups: Vec<(Vec<usize>, Keys)>,
+    }
+
+    /// The overlay's place among the files an op touches.
+    const OVERLAY: usize = FILES.len();
 
     fn op() -> impl Strategy<Value = Op> {
         let file = 0..FILES.len();
@@ -685,14 +909,26 @@ mod differential {
             2 => (file.clone(), ids.clone(), any::<bool>(), prop::option::weighted(0.8, name.clone()))
                 .prop_map(|(file, ids, set, template)| Op::AddEntry { file, ids, set, template }),
             1 => (file.clone(), any::<usize>()).prop_map(|(file, e)| Op::RemoveEntry { file, e }),
-            2 => (file.clone(), any::<usize>(), prop::option::weighted(0.8, name))
+            2 => (file.clone(), any::<usize>(), prop::option::weighted(0.8, name.clone()))
                 .prop_map(|(file, e, template)| Op::EntryTemplate { file, e, template }),
             1 => (file.clone(), any::<usize>(), ids, any::<bool>())
                 .prop_map(|(file, e, ids, set)| Op::EntryIds { file, e, ids, set }),
             2 => (file.clone(), any::<usize>(), key.clone(), value)
                 .prop_map(|(file, e, key, value)| Op::EntryValue { file, e, key, value }),
-            1 => (file, any::<usize>(), key).prop_map(|(file, e, key)| Op::EntryUnset { file, e, key }),
+            1 => (file, any::<usize>(), key.clone()).prop_map(|(file, e, key)| Op::EntryUnset { file, e, key }),
+            1 => (name.clone(), key.clone(), prop::option::weighted(0.7, 0..3usize))
+                .prop_map(|(name, key, value)| Op::OverlayTemplate { name, key, value }),
+            1 => (prop::collection::vec(0..14usize, 1..3), key, prop::option::weighted(0.7, 0..3usize))
+                .prop_map(|(ids, key, value)| Op::OverlayGroups { ids, key, value }),
+            1 => any::<usize>().prop_map(|patch| Op::OverlayDrop { patch }),
         ]
+    }
+
+    /// The overlays of the environment: the one overlay file.
+    fn overlays(root: &Path) -> Vec<OverlayPath> {
+        let at =
+            crate::model::SourceLocation { file: std::sync::Arc::from(Path::new("grattr.yaml")), line: 1, column: 1 };
+        vec![OverlayPath { path: overlay_path(root), at }]
     }
 
     /// Where every sequence starts: templates in two files (one extending another in
@@ -732,10 +968,52 @@ mod differential {
         f
     }
 
-    /// Applies `op`; returns the files it touched.
-    fn apply(files: &mut [File], op: &Op) -> Vec<usize> {
+    /// Applies `op`; returns the files it touched ([`OVERLAY`] for the overlay).
+    fn apply(files: &mut [File], overlay: &mut Overlay, op: &Op) -> Vec<usize> {
         let pick = |len: usize, i: usize| (len > 0).then(|| i % len);
+        let set = |attributes: &mut BTreeMap<usize, usize>, unset: &mut BTreeSet<usize>, key, value| match value {
+            Some(value) => {
+                attributes.insert(key, value);
+                unset.remove(&key);
+            }
+            None => {
+                attributes.remove(&key);
+                unset.insert(key);
+            }
+        };
         match op.clone() {
+            Op::OverlayTemplate { name, key, value } => {
+                let at = match overlay.templates.iter().position(|(n, _, _)| *n == name) {
+                    Some(at) => at,
+                    None => {
+                        overlay.templates.push((name, BTreeMap::new(), BTreeSet::new()));
+                        overlay.templates.len() - 1
+                    }
+                };
+                let (_, attributes, unset) = &mut overlay.templates[at];
+                set(attributes, unset, key, value);
+                vec![OVERLAY]
+            }
+            Op::OverlayGroups { ids, key, value } => {
+                let (mut attributes, mut unset) = (BTreeMap::new(), BTreeSet::new());
+                set(&mut attributes, &mut unset, key, value);
+                overlay.groups.push((ids, (attributes, unset)));
+                vec![OVERLAY]
+            }
+            Op::OverlayDrop { patch } => {
+                let count = overlay.templates.len() + overlay.groups.len();
+                if let Some(patch) = pick(count, patch) {
+                    match patch < overlay.templates.len() {
+                        true => {
+                            overlay.templates.remove(patch);
+                        }
+                        false => {
+                            overlay.groups.remove(patch - overlay.templates.len());
+                        }
+                    }
+                }
+                vec![OVERLAY]
+            }
             Op::TemplateValue { file, t, key, value } => {
                 let f = live(files, file);
                 if let Some(t) = pick(f.templates.len(), t) {
@@ -906,8 +1184,53 @@ mod differential {
         out
     }
 
-    fn write(dir: &Path, files: &[File], which: usize) -> PathBuf {
-        let path = dir.join(FILES[which]);
+    fn render_overlay(overlay: &Overlay) -> String {
+        let patch = |out: &mut String, attributes: &BTreeMap<usize, usize>, unset: &BTreeSet<usize>, indent: &str| {
+            if !attributes.is_empty() {
+                let _ = writeln!(out, "{indent}attributes:");
+                self::attributes(out, attributes, &format!("{indent}  "));
+            }
+            if !unset.is_empty() {
+                let keys: Vec<String> = unset.iter().map(|k| format!("k{k}")).collect();
+                let _ = writeln!(out, "{indent}unset: [{}]", keys.join(", "));
+            }
+        };
+        let mut out = String::new();
+        if !overlay.templates.is_empty() {
+            out.push_str("templates:\n");
+            for (name, attributes, unset) in &overlay.templates {
+                let _ = writeln!(out, "  t{name}:");
+                // A template's patch is its keys, and `unset:`.
+                self::attributes(&mut out, attributes, "    ");
+                if !unset.is_empty() {
+                    let keys: Vec<String> = unset.iter().map(|k| format!("k{k}")).collect();
+                    let _ = writeln!(out, "    unset: [{}]", keys.join(", "));
+                }
+            }
+        }
+        out.push_str("groups:\n");
+        for (ids, (attributes, unset)) in &overlay.groups {
+            let ids: Vec<String> = ids.iter().map(|i| format!("g{i}")).collect();
+            let _ = writeln!(out, "  - ids: [{}]", ids.join(", "));
+            patch(&mut out, attributes, unset, "    ");
+        }
+        if overlay.groups.is_empty() {
+            out = out.replace("groups:\n", "groups: []\n");
+        }
+        out
+    }
+
+    /// Where the overlay is: beside the groups directory.
+    fn overlay_path(root: &Path) -> PathBuf {
+        root.join("env.yaml")
+    }
+
+    fn write(root: &Path, files: &[File], overlay: &Overlay, which: usize) -> PathBuf {
+        if which == OVERLAY {
+            std::fs::write(overlay_path(root), render_overlay(overlay)).unwrap();
+            return overlay_path(root);
+        }
+        let path = root.join("groups").join(FILES[which]);
         match files[which].exists {
             true => {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -922,8 +1245,8 @@ mod differential {
 
     /// The index equals a whole load: the same diagnostics, and the same groups
     /// (but those declared twice, which a load takes the first of and the index none of).
-    fn same_as_a_load(index: &DesiredIndex, dir: &Path) -> Result<(), TestCaseError> {
-        let fresh = super::super::load(dir);
+    fn same_as_a_load(index: &DesiredIndex, root: &Path) -> Result<(), TestCaseError> {
+        let fresh = super::super::groups::load_with(&root.join("groups"), &overlays(root));
         prop_assert_eq!(&fresh.diagnostics, &index.diagnostics());
         let twice = |id: &GroupId| index.declared.get(id).is_some_and(|p| p.values().map(Vec::len).sum::<usize>() > 1);
         let loaded: BTreeMap<&GroupId, &DesiredGroup> =
@@ -946,18 +1269,20 @@ mod differential {
             steps in prop::collection::vec(prop::collection::vec(op(), 1..3), 1..25),
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let mut files = base();
+            let (mut files, mut overlay) = (base(), Overlay::default());
             for op in &start {
-                apply(&mut files, op);
+                apply(&mut files, &mut overlay, op);
             }
-            for which in 0..FILES.len() {
-                write(dir.path(), &files, which);
+            std::fs::create_dir_all(dir.path().join("groups")).unwrap();
+            for which in 0..=OVERLAY {
+                write(dir.path(), &files, &overlay, which);
             }
-            let mut index = DesiredIndex::load(dir.path());
+            let mut index = DesiredIndex::load_with(&dir.path().join("groups"), &overlays(dir.path()));
             same_as_a_load(&index, dir.path())?;
             for step in &steps {
-                let touched: BTreeSet<usize> = step.iter().flat_map(|op| apply(&mut files, op)).collect();
-                let paths: Vec<PathBuf> = touched.iter().map(|which| write(dir.path(), &files, *which)).collect();
+                let touched: BTreeSet<usize> = step.iter().flat_map(|op| apply(&mut files, &mut overlay, op)).collect();
+                let paths: Vec<PathBuf> =
+                    touched.iter().map(|which| write(dir.path(), &files, &overlay, *which)).collect();
                 let before = index.groups().clone();
                 let affected = index.update(paths);
                 same_as_a_load(&index, dir.path())?;

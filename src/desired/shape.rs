@@ -109,8 +109,20 @@ fn key_text(key: &Spanned<Node>) -> String {
 /// Reads the fields of a mapping: each known field once (a repeat is an issue
 /// naming the first line), unknown fields as issues.
 pub fn read_fields<'de, A: MapAccess<'de>>(
+    map: A,
+    known: &'static [&'static str],
+    read: impl FnMut(&str, Location, &mut A) -> Result<(), A::Error>,
+) -> Result<Vec<Issue>, A::Error> {
+    read_fields_refusing(map, known, &[], read)
+}
+
+/// [`read_fields`], where each field of `refused` is an issue of its own (the rule
+/// and the message given with it) rather than an unknown field: a field that has a
+/// meaning elsewhere but not here.
+pub fn read_fields_refusing<'de, A: MapAccess<'de>>(
     mut map: A,
     known: &'static [&'static str],
+    refused: &[(&str, Rule, &str)],
     mut read: impl FnMut(&str, Location, &mut A) -> Result<(), A::Error>,
 ) -> Result<Vec<Issue>, A::Error> {
     let mut issues = Vec::new();
@@ -126,6 +138,11 @@ pub fn read_fields<'de, A: MapAccess<'de>>(
             continue;
         }
         let text = key_text(&key);
+        if let Some((_, rule, message)) = refused.iter().find(|(field, ..)| *field == text) {
+            issues.push(Issue { at: key.referenced, rule: *rule, message: (*message).to_string() });
+            map.next_value::<IgnoredAny>()?;
+            continue;
+        }
         match known.iter().find(|k| **k == text) {
             Some(field) => {
                 if let Some((_, first)) = seen.iter().find(|(f, _)| f == field) {

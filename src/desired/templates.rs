@@ -5,12 +5,17 @@
 //! template may be defined in any file.
 //!
 //! Resolution order: the template chain, parent first (a child's key wins over its
-//! parent's), then the group's own `attributes:`, then the group's `unset:`.
+//! parent's), each template followed by the environment's overlay patches of it (in
+//! the order the overlays are listed); then the group's own `attributes:`; then the
+//! group's `unset:`; then the environment's overlay patches of the group, in the
+//! order listed (see [`super::overlays`]). Groups without a template that an overlay
+//! patches are resolved here too. Each key's [`Origin`] is known while resolving.
 //! Ownership: the group's own, else the nearest in the chain, else `grattr.yaml`'s.
 
 use super::attributes::{read_attributes, read_ownership, report_limits, violation_diagnostic};
 use super::diagnostic::{Diagnostic, Rule};
 use super::groups::FileGroups;
+use super::overlays::{OverlayFile, Overlays, Patch, TemplatePatch};
 use super::shape::{AttrEntries, Lenient, NodeList, TemplateMap, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
@@ -67,10 +72,26 @@ pub struct Templated {
 /// The resolved groups of one file, and the problems resolution found there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resolution {
-    /// The groups using templates, resolved, in the order written.
+    /// The groups using templates, and the groups without one that overlays patch,
+    /// resolved, in the order written.
     pub groups: Vec<(GroupId, DesiredGroup)>,
+    /// The groups without a template that overlays patch: their declaration in the
+    /// file gives way to their resolved form in `groups` (absent when patching them
+    /// is an error).
+    pub patched: Vec<GroupId>,
     /// Problems found in this file: duplicate or unknown templates, cycles, unused templates, limits.
     pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Resolution over every file: each group file's [`Resolution`], and the problems
+/// found in each overlay file (patches of what is not declared, `unset:` that
+/// removes nothing), in the order of [`Overlays::files`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Each group file's resolution, in the order given.
+    pub files: Vec<Resolution>,
+    /// The problems found in each overlay file.
+    pub overlays: Vec<Vec<Diagnostic>>,
 }
 
 /// The templates a load found (each name's first definition), for a command that
@@ -79,6 +100,8 @@ pub struct Resolution {
 pub struct Catalog {
     templates: Vec<Template>,
     names: HashSet<String>,
+    /// The environment's overlay patches of templates, in the order listed.
+    patches: Vec<TemplatePatch>,
 }
 
 /// A template with its chain applied: what a group naming it gets before its own keys.
@@ -128,6 +151,12 @@ fn known_names(known: &[String]) -> String {
 }
 
 impl Catalog {
+    /// A catalog of no template yet, with the template patches of `overlays`.
+    pub(super) fn of_overlays(overlays: &Overlays) -> Self {
+        let patches = overlays.files.iter().flat_map(|file| file.templates.iter().cloned()).collect();
+        Catalog { patches, ..Catalog::default() }
+    }
+
     /// Takes the templates of one file (in load order): those of a name not seen yet.
     pub(super) fn add(&mut self, templates: Vec<Template>) {
         for template in templates {
@@ -179,10 +208,25 @@ impl Catalog {
                 }
             };
         }
+        // As a group resolves it: each template of the chain, parent first, followed by
+        // the environment's patches of it.
         let mut attributes = AttributeSet::new();
         for template in chain.iter().rev() {
             for (key, value) in &template.attributes {
                 attributes.insert(key.to_string(), value.to_string());
+            }
+            for patch in self.patches.iter().filter(|p| p.name == template.name).map(|p| &p.patch) {
+                if !patch.valid {
+                    let why =
+                        format!("an overlay's patch of template {:?} has errors (at {})", template.name, patch.at);
+                    return Err(broken(why));
+                }
+                for (key, value) in &patch.attributes {
+                    attributes.insert(key.to_string(), value.to_string());
+                }
+                for (key, _) in &patch.unset {
+                    attributes.remove(key);
+                }
             }
         }
         Ok(ResolvedTemplate {
@@ -193,11 +237,15 @@ impl Catalog {
         })
     }
 
-    /// Loads `file` (a group file parsed on its own) with these templates: its groups
-    /// resolved, and its problems (those of resolving it included).
+    /// Loads `file` (a group file parsed on its own) with these templates and their
+    /// patches: its groups resolved, and its problems (those of resolving it included).
     pub fn load_with(&self, file: FileGroups) -> super::Loaded {
         let templates = FileGroups { templates: self.templates.clone(), ..FileGroups::default() };
-        let mut loaded = super::groups::merge(vec![templates, file]);
+        // The environment's patches of templates apply; its patches of groups are of
+        // groups this file does not declare.
+        let overlay = OverlayFile { templates: self.patches.clone(), ..OverlayFile::default() };
+        let overlays = Overlays { files: vec![overlay], ..Overlays::default() };
+        let mut loaded = super::groups::merge_with(vec![templates, file], &overlays);
         // The templates are not this file's: that it leaves some unused is no problem of its own.
         loaded.diagnostics.retain(|d| d.rule != Rule::UnusedTemplate);
         loaded
@@ -327,13 +375,75 @@ pub(super) fn read_unset(
     keys
 }
 
-/// Where a resolved key comes from.
-#[derive(Clone, Copy)]
-enum Origin<'a> {
+/// Where a resolved key comes from while resolving: a template of the chain, the
+/// group, or an overlay's patch. It becomes the key's [`ResolvedOrigin`] (the
+/// provenance a plan shows), and names the places a limit error counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
     /// A template of the chain.
     Template(&'a Template),
-    /// The group's own attributes.
-    Group,
+    /// The group's own attributes: where each key is written when known, and where
+    /// the attributes are.
+    Group(Option<&'a BTreeMap<String, SourceLocation>>, &'a SourceLocation),
+    /// An overlay's patch of what `of` names, applied at `at` (where the patched
+    /// template's name, or the group's id, is written in the overlay file).
+    Overlay {
+        /// The patch.
+        patch: &'a Patch,
+        /// Where it names what it patches.
+        at: &'a SourceLocation,
+        /// What it patches.
+        of: Patched<'a>,
+    },
+}
+
+/// What an overlay's patch applies to.
+#[derive(Debug, Clone, Copy)]
+pub enum Patched<'a> {
+    /// The template of this name.
+    Template(&'a str),
+    /// The group resolved.
+    Group(&'a GroupId),
+}
+
+impl Origin<'_> {
+    /// Where `key`, which this origin sets, is written; where the template, the
+    /// group's attributes or the patch is when the key's own place is not known.
+    pub fn place(&self, key: &str) -> &SourceLocation {
+        match self {
+            Origin::Template(template) => template.places.get(key).unwrap_or(&template.at),
+            Origin::Group(places, at) => places.and_then(|places| places.get(key)).unwrap_or(at),
+            Origin::Overlay { patch, at, .. } => patch.places.get(key).unwrap_or(at),
+        }
+    }
+
+    /// The place as a limit error names it: `from template community (groups/t.yaml:2:3)`.
+    fn contribution(&self, group: &GroupId) -> String {
+        match self {
+            Origin::Template(t) => format!("from template {} ({})", t.name.escape_debug(), t.at),
+            Origin::Group(_, at) => format!("in group {} ({at})", group.as_str().escape_debug()),
+            Origin::Overlay { at, of: Patched::Template(name), .. } => {
+                format!("from overlay of template {} ({at})", name.escape_debug())
+            }
+            Origin::Overlay { at, of: Patched::Group(id), .. } => {
+                format!("from overlay of group {} ({at})", id.as_str().escape_debug())
+            }
+        }
+    }
+
+    /// The place as a related note of a limit error, with its label; none for the group itself.
+    fn related(&self) -> Option<(SourceLocation, String)> {
+        match self {
+            Origin::Template(t) => Some((t.at.clone(), format!("template {:?}", t.name))),
+            Origin::Group(..) => None,
+            Origin::Overlay { at, of: Patched::Template(name), .. } => {
+                Some(((*at).clone(), format!("overlay of template {name:?}")))
+            }
+            Origin::Overlay { at, of: Patched::Group(id), .. } => {
+                Some(((*at).clone(), format!("overlay of group {:?}", id.as_str())))
+            }
+        }
+    }
 }
 
 /// A template and the chain it extends, itself first; `None` when the chain is
@@ -456,62 +566,29 @@ pub(super) fn unknown_uses(by_name: &ByName<'_>, uses: &[(String, SourceLocation
     diagnostics
 }
 
-/// Resolves the groups of one file that use templates, in the order written: the ids
-/// of a set follow each other and resolve alike, so they share their origins.
-pub(super) struct FileResolver<'t, 'g> {
-    by_name: &'g ByName<'t>,
-    shared: Option<(&'g Templated, KeyOrigins)>,
+/// A group's patch by an overlay, as resolution applies it.
+struct GroupUse<'a> {
+    patch: &'a Patch,
+    /// Where the group's id is written in the overlay.
+    at: &'a SourceLocation,
+    /// The number of the overlay entry, across the overlay files.
+    entry: usize,
 }
 
-impl<'t, 'g> FileResolver<'t, 'g> {
-    /// A resolver over the templates `by_name`.
-    pub(super) fn new(by_name: &'g ByName<'t>) -> Self {
-        FileResolver { by_name, shared: None }
-    }
-
-    /// Resolves one group: the group, unless its chain is broken (reported where it
-    /// breaks) or it has errors, and the problems found in it.
-    pub(super) fn resolve(&mut self, group: &'g Templated) -> (Option<DesiredGroup>, Vec<Diagnostic>) {
-        let mut diagnostics = Vec::new();
-        let Some(chain) = chain(&group.template, self.by_name) else { return (None, diagnostics) };
-        let resolved = resolve_group(group, &chain, &mut diagnostics).map(|mut resolved| {
-            let origins = match &self.shared {
-                Some((previous, origins)) if same_entry(previous, group) => origins.clone(),
-                _ => key_origins(group, &chain, &resolved.attributes),
-            };
-            resolved.origins = Origins::Resolved(origins.clone());
-            self.shared = Some((group, origins));
-            resolved
-        });
-        (resolved, diagnostics)
-    }
+/// The overlay patches that apply, gathered once.
+#[derive(Default)]
+pub(super) struct Patches<'a> {
+    /// By template, in the order listed.
+    templates: HashMap<&'a str, Vec<&'a Patch>>,
+    /// By group, in the order listed.
+    groups: HashMap<&'a GroupId, Vec<GroupUse<'a>>>,
 }
 
-/// Resolves every group that uses a template, over all files (in load order);
-/// returns, for each file, its resolved groups and the problems found in it.
-pub fn resolve(files: &[&FileGroups]) -> Vec<Resolution> {
-    let mut out: Vec<Resolution> = files.iter().map(|_| Resolution::default()).collect();
-    if !files.iter().any(|f| f.has_templates()) {
-        return out;
+impl Patches<'_> {
+    /// Whether an overlay patches the group `id`.
+    fn patches(&self, id: &GroupId) -> bool {
+        !self.groups.is_empty() && self.groups.contains_key(id)
     }
-    let defining = files.iter().enumerate().map(|(index, file)| (index, file.templates.as_slice()));
-    let used = files.iter().flat_map(|file| file.uses.iter().map(|(name, _)| name.as_str()));
-    let Definitions { by_name, diagnostics } = definitions(defining, used);
-    for (index, diagnostic) in diagnostics {
-        out[index].diagnostics.push(diagnostic);
-    }
-    for (index, file) in files.iter().enumerate() {
-        out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
-        let mut resolver = FileResolver::new(&by_name);
-        for group in &file.templated {
-            let (resolved, diagnostics) = resolver.resolve(group);
-            out[index].diagnostics.extend(diagnostics);
-            if let Some(resolved) = resolved {
-                out[index].groups.push((group.id.clone(), resolved));
-            }
-        }
-    }
-    out
 }
 
 /// Each resolved key's origin, ordered by key.
@@ -522,46 +599,260 @@ fn same_entry(a: &Templated, b: &Templated) -> bool {
     a.template == b.template && a.places == b.places && a.unset == b.unset && a.attributes_at == b.attributes_at
 }
 
-/// Where each key of `attributes`, resolved for `group` over `chain`, gets its value.
-fn key_origins(group: &Templated, chain: &[&Template], attributes: &AttributeSet) -> KeyOrigins {
-    let own_kind = match group.group.origins {
-        Origins::Own { kind, .. } => kind,
-        _ => OriginKind::Group,
-    };
-    attributes
-        .keys()
-        .filter_map(|key| {
-            let origin = match group.places.get(key) {
-                Some(at) => ResolvedOrigin { kind: own_kind, template: None, at: at.clone() },
-                None => {
-                    let template = chain.iter().find(|t| t.attributes.contains_key(key))?;
-                    ResolvedOrigin {
-                        kind: OriginKind::Template,
-                        template: Some(Arc::from(template.name.as_str())),
-                        at: template.places.get(key).unwrap_or(&template.at).clone(),
-                    }
-                }
-            };
-            Some((Box::from(key), origin))
-        })
-        .collect()
+/// What resolution knows of a group.
+struct Subject<'a> {
+    id: &'a GroupId,
+    /// Its declaration: own attributes, place and ownership.
+    group: &'a DesiredGroup,
+    /// The template it names, if any.
+    template: Option<&'a str>,
+    /// The keys its `unset:` lists.
+    unset: &'a [(String, SourceLocation)],
+    /// Where each of its own keys is written, when known.
+    places: Option<&'a BTreeMap<String, SourceLocation>>,
+    /// Where its `attributes:` is.
+    attributes_at: &'a SourceLocation,
 }
 
-/// One group over its template chain (itself first); `None` when that is an error.
-fn resolve_group(group: &Templated, chain: &[&Template], diagnostics: &mut Vec<Diagnostic>) -> Option<DesiredGroup> {
-    let name = format!("group {:?}", group.id.as_str());
-    let mut resolved: BTreeMap<&str, (&str, Origin)> = BTreeMap::new();
-    for template in chain.iter().rev() {
-        for (key, value) in &template.attributes {
-            resolved.insert(key, (value, Origin::Template(template)));
+/// What the `unset:` of each overlay group entry did: whether it patched any group,
+/// and for each key whether it removed it from any.
+pub(super) type UnsetEffect = Vec<(bool, Vec<bool>)>;
+
+/// Resolves the groups of one file that use templates, in the order written: the ids
+/// of a set follow each other and resolve alike, so they share their origins (unless
+/// an overlay patches one of them on its own).
+pub(super) struct FileResolver<'t, 'g> {
+    by_name: &'g ByName<'t>,
+    patches: &'g Patches<'t>,
+    shared: Option<(&'g Templated, KeyOrigins)>,
+}
+
+impl<'t, 'g> FileResolver<'t, 'g> {
+    /// A resolver over the templates `by_name` and the overlays' `patches`.
+    pub(super) fn new(by_name: &'g ByName<'t>, patches: &'g Patches<'t>) -> Self {
+        FileResolver { by_name, patches, shared: None }
+    }
+
+    /// Resolves one group: the group, unless its chain is broken (reported where it
+    /// breaks) or it has errors, and the problems found in it. What the `unset:` of
+    /// overlay group entries does is noted in `unset_effect`.
+    pub(super) fn resolve(
+        &mut self,
+        group: &'g Templated,
+        unset_effect: &mut UnsetEffect,
+    ) -> (Option<DesiredGroup>, Vec<Diagnostic>) {
+        let mut diagnostics = Vec::new();
+        let Some(chain) = chain(&group.template, self.by_name) else { return (None, diagnostics) };
+        let subject = Subject {
+            id: &group.id,
+            group: &group.group,
+            template: Some(&group.template),
+            unset: &group.unset,
+            places: Some(&group.places),
+            attributes_at: &group.attributes_at,
+        };
+        let patches = self.patches;
+        let alike = self.shared.as_ref().filter(|(previous, _)| {
+            same_entry(previous, group) && !patches.patches(&previous.id) && !patches.patches(&group.id)
+        });
+        let alike = alike.map(|(_, origins)| origins);
+        match resolve_group(&subject, &chain, patches, alike, unset_effect, &mut diagnostics) {
+            Some((resolved, origins)) => {
+                self.shared = Some((group, origins));
+                (Some(resolved), diagnostics)
+            }
+            None => (None, diagnostics),
         }
     }
-    for (key, value) in &group.group.attributes {
-        resolved.insert(key, (value, Origin::Group));
+}
+
+/// Resolves every group that uses a template, and every group an overlay patches,
+/// over all files (in load order); returns, for each file, its resolved groups and
+/// the problems found in it, and the problems found in each overlay file.
+pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
+    let mut out: Vec<Resolution> = files.iter().map(|_| Resolution::default()).collect();
+    let mut found: Vec<Vec<Diagnostic>> = overlays.files.iter().map(|_| Vec::new()).collect();
+    let overlaid = overlays.has_patches();
+    if !overlaid && !files.iter().any(|f| f.has_templates()) {
+        return Resolved { files: out, overlays: found };
+    }
+    let defining = files.iter().enumerate().map(|(index, file)| (index, file.templates.as_slice()));
+    let used = files.iter().flat_map(|file| file.uses.iter().map(|(name, _)| name.as_str()));
+    let Definitions { by_name, diagnostics } = definitions(defining, used);
+    for (index, diagnostic) in diagnostics {
+        out[index].diagnostics.push(diagnostic);
+    }
+    let mut patches = Patches::default();
+    // Each overlay group entry, numbered across the files: its file, patch and number of ids.
+    let mut entries: Vec<(usize, &Patch, usize)> = Vec::new();
+    if overlaid {
+        let declared: HashSet<&GroupId> = files.iter().flat_map(|f| f.declared.iter().map(|(id, _)| id)).collect();
+        for (index, overlay) in overlays.files.iter().enumerate() {
+            for patch in &overlay.templates {
+                match by_name.get(patch.name.as_str()) {
+                    Some(template) => patches.templates.entry(&template.name).or_default().push(&patch.patch),
+                    None => found[index].push(not_declared(overlays, "template", &patch.name, &patch.patch.at)),
+                }
+            }
+            for patch in &overlay.groups {
+                let entry = entries.len();
+                entries.push((index, &patch.patch, patch.ids.len()));
+                for (id, at) in &patch.ids {
+                    match declared.contains(id) {
+                        true => patches.groups.entry(id).or_default().push(GroupUse { patch: &patch.patch, at, entry }),
+                        false => found[index].push(not_declared(overlays, "group", id.as_str(), at)),
+                    }
+                }
+            }
+        }
+        // A template patch's `unset:` of a key its template's chain does not set (so far).
+        let files_of: HashMap<*const Patch, usize> = overlays
+            .files
+            .iter()
+            .enumerate()
+            .flat_map(|(index, f)| f.templates.iter().map(move |t| (std::ptr::from_ref(&t.patch), index)))
+            .collect();
+        let defined = files
+            .iter()
+            .flat_map(|file| &file.templates)
+            .filter(|t| by_name.get(t.name.as_str()).is_some_and(|first| std::ptr::eq(*first, *t)));
+        for template in defined {
+            let Some(own) = patches.templates.get(template.name.as_str()) else { continue };
+            let Some(chain) = chain(&template.name, &by_name) else { continue };
+            let mut keys: HashSet<&str> = HashSet::new();
+            for link in chain.iter().rev() {
+                for (key, _) in &link.attributes {
+                    keys.insert(key);
+                }
+                for patch in patches.templates.get(link.name.as_str()).into_iter().flatten() {
+                    for (key, _) in &patch.attributes {
+                        keys.insert(key);
+                    }
+                    for (key, at) in &patch.unset {
+                        let removed = keys.remove(key.as_str());
+                        if !removed && own.iter().any(|p| std::ptr::eq(*p, *patch)) {
+                            let message = format!(
+                                "overlay of template {:?}: key {key:?} is in `unset:` but the template does not set it (with its parents and the overlays before this one); nothing to remove",
+                                template.name
+                            );
+                            let index = files_of.get(&std::ptr::from_ref(*patch)).copied().unwrap_or_default();
+                            found[index].push(Diagnostic::warning(Rule::Unset, at.clone(), message));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut unset_effect: UnsetEffect =
+        entries.iter().map(|(_, patch, _)| (false, vec![false; patch.unset.len()])).collect();
+    for (index, file) in files.iter().enumerate() {
+        out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
+        let mut resolver = FileResolver::new(&by_name, &patches);
+        for group in &file.templated {
+            let (resolved, diagnostics) = resolver.resolve(group, &mut unset_effect);
+            out[index].diagnostics.extend(diagnostics);
+            if let Some(resolved) = resolved {
+                out[index].groups.push((group.id.clone(), resolved));
+            }
+        }
+        if patches.groups.is_empty() {
+            continue;
+        }
+        for (id, group) in &file.groups {
+            if !patches.groups.contains_key(id) {
+                continue;
+            }
+            out[index].patched.push(id.clone());
+            let subject = Subject { id, group, template: None, unset: &[], places: None, attributes_at: &group.source };
+            if let Some((resolved, _)) =
+                resolve_group(&subject, &[], &patches, None, &mut unset_effect, &mut out[index].diagnostics)
+            {
+                out[index].groups.push((id.clone(), resolved));
+            }
+        }
+    }
+    // An overlay group entry's `unset:` of a key no group it patches has.
+    for ((index, patch, ids), (touched, removed)) in entries.iter().zip(&unset_effect) {
+        if !touched {
+            continue;
+        }
+        let whom = if *ids > 1 { "no group it patches has it" } else { "the group does not have it" };
+        for ((key, at), _) in patch.unset.iter().zip(removed).filter(|(_, removed)| !**removed) {
+            let message = format!(
+                "overlay of {}: key {key:?} is in `unset:` but {whom} (with its template, its own keys and the overlays before this one); nothing to remove",
+                patch.subject
+            );
+            found[*index].push(Diagnostic::warning(Rule::Unset, at.clone(), message));
+        }
+    }
+    Resolved { files: out, overlays: found }
+}
+
+/// The error of an overlay patching a `kind` (template or group) `name` that no
+/// group file declares, at `at`, naming where they are declared.
+fn not_declared(overlays: &Overlays, kind: &str, name: &str, at: &SourceLocation) -> Diagnostic {
+    let (verb, what, fix) = match kind {
+        "template" => ("defines", "templates", "define"),
+        _ => ("declares", "groups", "declare"),
+    };
+    let dir = overlays.groups_dir.clone().unwrap_or_else(|| Arc::from(Path::new("groups")));
+    let mut shown = dir.display().to_string();
+    if !shown.ends_with('/') {
+        shown.push('/');
+    }
+    let message = format!(
+        "overlay patches {kind} {name:?}, but no group file in {shown} {verb} it: an overlay changes declared {what}, it cannot declare new ones"
+    );
+    let label = format!("no {kind} {name:?} in the group files here");
+    let help =
+        format!("{fix} it in a group file (it then exists in every environment) and patch it here, or fix the name");
+    let group_files = SourceLocation { file: dir, line: 0, column: 0 };
+    Diagnostic::error(Rule::Overlay, at.clone(), message).with_related(group_files, label).with_help(help)
+}
+
+/// One group over its template chain (itself first; none for a group without a
+/// template) and the overlay patches, with where each key gets its value (`shared`
+/// by the ids of a set, when given); `None` when that is an error.
+fn resolve_group<'a>(
+    subject: &Subject<'a>,
+    chain: &[&'a Template],
+    patches: &Patches<'a>,
+    shared: Option<&KeyOrigins>,
+    unset_effect: &mut UnsetEffect,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<(DesiredGroup, KeyOrigins)> {
+    let name = format!("group {:?}", subject.id.as_str());
+    let mut layers: Vec<Origin<'a>> = Vec::with_capacity(chain.len() + 1);
+    let mut resolved: BTreeMap<&'a str, (&'a str, usize)> = BTreeMap::new();
+    for template in chain.iter().rev() {
+        layers.push(Origin::Template(template));
+        for (key, value) in &template.attributes {
+            resolved.insert(key, (value, layers.len() - 1));
+        }
+        // Without overlays (the common case), no lookup per template per group.
+        let template_patches =
+            if patches.templates.is_empty() { None } else { patches.templates.get(template.name.as_str()) };
+        for patch in template_patches.into_iter().flatten() {
+            if !patch.valid {
+                return None;
+            }
+            let of = Patched::Template(&template.name);
+            layers.push(Origin::Overlay { patch, at: &patch.at, of });
+            for (key, value) in &patch.attributes {
+                resolved.insert(key, (value, layers.len() - 1));
+            }
+            for (key, _) in &patch.unset {
+                resolved.remove(key.as_str());
+            }
+        }
+    }
+    layers.push(Origin::Group(subject.places, subject.attributes_at));
+    for (key, value) in &subject.group.attributes {
+        resolved.insert(key, (value, layers.len() - 1));
     }
     let mut clean = true;
-    for (key, at) in &group.unset {
-        if let Some(own) = group.places.get(key) {
+    for (key, at) in subject.unset {
+        if let Some(own) = subject.places.and_then(|places| places.get(key)) {
             let message = format!("{name}: key {key:?} is both in `attributes:` and in `unset:`");
             diagnostics
                 .push(Diagnostic::error(Rule::Template, at.clone(), message).with_related(own.clone(), "set here"));
@@ -569,44 +860,106 @@ fn resolve_group(group: &Templated, chain: &[&Template], diagnostics: &mut Vec<D
         } else if resolved.remove(key.as_str()).is_none() {
             let message = format!(
                 "{name}: key {key:?} is in `unset:` but template {:?} does not set it; nothing to remove",
-                group.template
+                subject.template.unwrap_or_default()
             );
             diagnostics.push(Diagnostic::warning(Rule::Unset, at.clone(), message));
         }
     }
+    let group_patches = if patches.groups.is_empty() { None } else { patches.groups.get(subject.id) };
+    for use_ in group_patches.into_iter().flatten() {
+        if !use_.patch.valid {
+            return None;
+        }
+        layers.push(Origin::Overlay { patch: use_.patch, at: use_.at, of: Patched::Group(subject.id) });
+        for (key, value) in &use_.patch.attributes {
+            resolved.insert(key, (value, layers.len() - 1));
+        }
+        let effect = &mut unset_effect[use_.entry];
+        effect.0 = true;
+        for ((key, _), removed) in use_.patch.unset.iter().zip(effect.1.iter_mut()) {
+            *removed |= resolved.remove(key.as_str()).is_some();
+        }
+    }
     let attributes: AttributeSet = resolved.iter().map(|(k, (v, _))| ((*k).to_string(), (*v).to_string())).collect();
+    // A group without a template had its own attributes checked where it is declared:
+    // what they break alone is reported there already.
+    let declared = match subject.template {
+        None => limits::check(&subject.group.attributes),
+        Some(_) => Vec::new(),
+    };
     for violation in limits::check(&attributes) {
         if violation.key().is_some() {
-            // Reported where the key is written, in the template or the group.
+            // Reported where the key is written, in the template, the group or the overlay.
             clean = false;
             continue;
         }
-        let message = format!("{name}: {violation}: {}", contributions(group, chain, &resolved, &violation));
-        let mut diagnostic = violation_diagnostic(&violation, group.group.source.clone(), message);
-        for template in chain.iter().rev() {
-            if resolved.values().any(|(_, o)| matches!(o, Origin::Template(t) if t.name == template.name)) {
-                diagnostic = diagnostic.with_related(template.at.clone(), format!("template {:?}", template.name));
+        if declared.iter().any(|d| std::mem::discriminant(d) == std::mem::discriminant(&violation)) {
+            continue;
+        }
+        let message = format!("{name}: {violation}: {}", contributions(subject.id, &layers, &resolved, &violation));
+        let mut diagnostic = violation_diagnostic(&violation, subject.group.source.clone(), message);
+        for (layer, origin) in layers.iter().enumerate() {
+            let Some((at, label)) = origin.related() else { continue };
+            if resolved.values().any(|(_, l)| *l == layer) {
+                diagnostic = diagnostic.with_related(at, label);
             }
         }
         clean &= !diagnostic.is_error();
         diagnostics.push(diagnostic);
     }
     let chain_ownership = chain.iter().find_map(|t| t.ownership);
-    let (ownership, ownership_written) = match (group.group.ownership_written, chain_ownership) {
-        (true, _) => (group.group.ownership, true),
+    let group = subject.group;
+    let (ownership, ownership_written) = match (group.ownership_written, chain_ownership) {
+        (true, _) => (group.ownership, true),
         (false, Some(ownership)) => (ownership, true),
-        (false, None) => (group.group.ownership, false),
+        (false, None) => (group.ownership, false),
     };
-    let source = group.group.source.clone();
-    clean.then_some(DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Unknown })
+    let source = group.source.clone();
+    let origins = match shared {
+        Some(origins) => origins.clone(),
+        None => {
+            let own_kind = match group.origins {
+                Origins::Own { kind, .. } => kind,
+                _ => OriginKind::Group,
+            };
+            let origin = |key: &str, layer: &Origin| match layer {
+                Origin::Template(t) => ResolvedOrigin {
+                    kind: OriginKind::Template,
+                    template: Some(Arc::from(t.name.as_str())),
+                    at: layer.place(key).clone(),
+                },
+                Origin::Group(places, _) => {
+                    // A group without a template knows its keys' places from its own origins.
+                    let own = || group.origins.of(key, &group.attributes, &group.source);
+                    let at = places
+                        .and_then(|places| places.get(key))
+                        .cloned()
+                        .or_else(|| own().map(|o| SourceLocation { file: o.file, line: o.line, column: o.column }));
+                    ResolvedOrigin { kind: own_kind, template: None, at: at.unwrap_or_else(|| group.source.clone()) }
+                }
+                Origin::Overlay { of, .. } => ResolvedOrigin {
+                    kind: OriginKind::Overlay,
+                    template: match of {
+                        Patched::Template(name) => Some(Arc::from(*name)),
+                        Patched::Group(_) => None,
+                    },
+                    at: layer.place(key).clone(),
+                },
+            };
+            resolved.iter().map(|(key, (_, layer))| (Box::from(*key), origin(key, &layers[*layer]))).collect()
+        }
+    };
+    let desired =
+        DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Resolved(origins.clone()) };
+    clean.then_some((desired, origins))
 }
 
 /// "10 from template community (groups/t.yaml:2:3), 7 in group makers (groups/m.yaml:9:7)":
-/// what each place adds to the measure `violation` exceeds.
+/// what each place adds to the measure `violation` exceeds, in the order of resolution.
 fn contributions(
-    group: &Templated,
-    chain: &[&Template],
-    resolved: &BTreeMap<&str, (&str, Origin)>,
+    group: &GroupId,
+    layers: &[Origin],
+    resolved: &BTreeMap<&str, (&str, usize)>,
     violation: &Violation,
 ) -> String {
     let measure = |key: &str, value: &str| match violation {
@@ -615,34 +968,212 @@ fn contributions(
         _ => key.len() + value.len(),
     };
     let unit = if matches!(violation, Violation::TooManyKeys { .. }) { "" } else { " bytes" };
-    // The chain's templates, parent first, then the group: the order of resolution.
-    let mut parts: Vec<(String, usize)> = chain
-        .iter()
-        .rev()
-        .map(|t| (format!("from template {} ({})", t.name.escape_debug(), t.at), 0))
-        .chain([(format!("in group {} ({})", group.id.as_str().escape_debug(), group.attributes_at), 0)])
-        .collect();
-    for (key, (value, origin)) in resolved {
-        let index = match origin {
-            Origin::Template(t) => chain.len() - 1 - chain.iter().position(|c| c.name == t.name).unwrap_or(0),
-            Origin::Group => chain.len(),
-        };
-        parts[index].1 += measure(key, value);
+    let mut counts = vec![0; layers.len()];
+    for (key, (value, layer)) in resolved {
+        counts[*layer] += measure(key, value);
     }
-    parts.retain(|(_, n)| *n > 0);
     let mut text = String::new();
-    for (index, (place, n)) in parts.iter().enumerate() {
-        let _ = write!(text, "{}{n}{unit} {place}", if index > 0 { ", " } else { "" });
+    for (origin, n) in layers.iter().zip(counts).filter(|(_, n)| *n > 0) {
+        let separator = if text.is_empty() { "" } else { ", " };
+        let _ = write!(text, "{separator}{n}{unit} {}", origin.contribution(group));
     }
     text
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::groups::{merge, parse_file};
+    use super::super::groups::{merge, merge_with, parse_file};
     use super::super::index::DesiredIndex;
+    use super::super::overlays::{OverlayFile, OverlayPath, parse_overlay};
     use super::*;
     use proptest::prelude::*;
+
+    fn overlay(name: &str, text: &str) -> OverlayFile {
+        parse_overlay(Arc::from(Path::new(name)), text)
+    }
+
+    fn overlays(files: Vec<OverlayFile>) -> Overlays {
+        Overlays::of_files(Path::new("groups"), files)
+    }
+
+    fn set(pairs: &[(&str, &str)]) -> AttributeSet {
+        pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+    }
+
+    #[test]
+    fn overlays_apply_after_each_template_and_after_the_group_in_the_order_listed() {
+        let templates = parse(
+            "t.yaml",
+            "templates:\n  base:\n    a: base\n    b: base\n    c: base\n  child:\n    extends: base\n    b: child\n",
+        );
+        let groups = parse(
+            "g.yaml",
+            "groups:\n  - id: g\n    template: child\n    attributes: {c: own}\n    unset: [d]\n  - id: plain\n    attributes: {p: base, q: base}\n  - id: untouched\n    attributes: {p: base}\n",
+        );
+        // The parent's patch sets `b` (the child still wins) and `d` (the group's unset
+        // removes it); the child's removes `a`; the group's patches come last, in order.
+        let first = overlay(
+            "o/1.yaml",
+            "templates:\n  base:\n    b: patched\n    d: patched\n  child:\n    unset: [a]\ngroups:\n  - id: g\n    attributes: {c: first, e: first}\n  - id: plain\n    attributes: {p: first}\n    unset: [q]\n",
+        );
+        let second = overlay("o/2.yaml", "groups:\n  - ids: [g, plain]\n    attributes: {e: second}\n");
+        let loaded = merge_with(vec![templates, groups], &overlays(vec![first, second]));
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let of = |id: &str| loaded.state.groups[&GroupId::parse(id).unwrap()].attributes.clone();
+        assert_eq!(of("g"), set(&[("b", "child"), ("c", "first"), ("e", "second")]));
+        assert_eq!(of("plain"), set(&[("e", "second"), ("p", "first")]));
+        assert_eq!(of("untouched"), set(&[("p", "base")]));
+        let plain = &loaded.state.groups[&GroupId::parse("plain").unwrap()];
+        assert_eq!((plain.source.line, plain.source.column), (6, 9), "the group keeps its place");
+        // Without the overlays: the base.
+        let base = merge(vec![
+            parse(
+                "t.yaml",
+                "templates:\n  base:\n    a: base\n    b: base\n    c: base\n  child:\n    extends: base\n    b: child\n",
+            ),
+            parse("g.yaml", "groups:\n  - id: g\n    template: child\n    attributes: {c: own}\n    unset: [a]\n"),
+        ]);
+        assert_eq!(base.state.groups[&GroupId::parse("g").unwrap()].attributes, set(&[("b", "child"), ("c", "own")]));
+    }
+
+    #[test]
+    fn an_overlay_of_what_is_not_declared_names_both_places() {
+        let groups = parse("g.yaml", "templates:\n  t: {k: v}\ngroups:\n  - id: g\n    template: t\n");
+        let patch = overlay(
+            "o.yaml",
+            "templates:\n  nope: {k: v}\ngroups:\n  - ids: [g, ghost]\n    attributes: {k: w}\n    unset: [zzz]\n",
+        );
+        let loaded = merge_with(vec![groups], &overlays(vec![patch]));
+        let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "o.yaml:2:3: error: overlay patches template \"nope\", but no group file in groups/ defines it: an overlay changes declared templates, it cannot declare new ones\n  \
+             help: define it in a group file (it then exists in every environment) and patch it here, or fix the name",
+                "o.yaml:4:14: error: overlay patches group \"ghost\", but no group file in groups/ declares it: an overlay changes declared groups, it cannot declare new ones\n  \
+             help: declare it in a group file (it then exists in every environment) and patch it here, or fix the name",
+                "o.yaml:6:13: warning: overlay of group \"g\" (and the 1 others of its set): key \"zzz\" is in `unset:` but no group it patches has it (with its template, its own keys and the overlays before this one); nothing to remove",
+            ]
+        );
+        let related = &loaded.diagnostics[1].related[0];
+        assert_eq!(
+            (related.location.to_string(), related.label.as_str()),
+            ("groups".to_string(), "no group \"ghost\" in the group files here")
+        );
+        assert!(loaded.has_errors());
+    }
+
+    #[test]
+    fn a_limit_an_overlay_breaks_names_every_place() {
+        let keys = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}: v")).collect::<Vec<_>>().join(", ");
+        let groups = parse(
+            "g.yaml",
+            &format!(
+                "templates:\n  t: {{{}}}\ngroups:\n  - id: g\n    template: t\n    attributes: {{{}}}\n  - id: plain\n    attributes: {{{}}}\n",
+                keys("t", 10),
+                keys("g", 5),
+                keys("p", 16)
+            ),
+        );
+        let patch = overlay(
+            "o.yaml",
+            &format!("templates:\n  t: {{x: v}}\ngroups:\n  - ids: [g, plain]\n    attributes: {{{}}}\n", keys("o", 1)),
+        );
+        let loaded = merge_with(vec![groups], &overlays(vec![patch]));
+        let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "g.yaml:4:9: error: group \"g\": 17 keys, limit 16 keys per group: 10 from template t (g.yaml:2:3), 1 from overlay of template t (o.yaml:2:3), 5 in group g (g.yaml:6:17), 1 from overlay of group g (o.yaml:4:11) [10047]",
+                "g.yaml:7:9: error: group \"plain\": 17 keys, limit 16 keys per group: 16 in group plain (g.yaml:7:9), 1 from overlay of group plain (o.yaml:4:14) [10047]",
+            ]
+        );
+        let labels: Vec<&str> = loaded.diagnostics[0].related.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["template \"t\"", "overlay of template \"t\"", "overlay of group \"g\""]);
+        assert!(loaded.state.groups.is_empty(), "neither is applied");
+    }
+
+    #[test]
+    fn each_key_knows_its_origin_an_overlay_included() {
+        let groups = parse(
+            "groups/g.yaml",
+            "templates:\n  t:\n    a: t\n    b: t\ngroups:\n  - id: g\n    template: t\n    attributes:\n      c: own\n  - ids: [p, q]\n    attributes:\n      a: own\n      b: own\n",
+        );
+        let patch = overlay(
+            "overlays/production/x.yaml",
+            "templates:\n  t:\n    b: patched\ngroups:\n  - ids: [g, p]\n    attributes:\n      d: patched\n",
+        );
+        let loaded = merge_with(vec![groups], &overlays(vec![patch]));
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let origin = |id: &str, key: &str| {
+            let group = &loaded.state.groups[&GroupId::parse(id).unwrap()];
+            let origin = group.origins.of(key, &group.attributes, &group.source).unwrap();
+            let template = origin.template.as_deref().map(|t| format!(" (template {t})")).unwrap_or_default();
+            format!("{}{template} {}:{}:{}", origin.kind.as_str(), origin.file.display(), origin.line, origin.column)
+        };
+        assert_eq!(origin("g", "a"), "template (template t) groups/g.yaml:3:5");
+        assert_eq!(origin("g", "b"), "overlay (template t) overlays/production/x.yaml:3:5");
+        assert_eq!(origin("g", "c"), "group groups/g.yaml:9:7");
+        assert_eq!(origin("g", "d"), "overlay overlays/production/x.yaml:7:7");
+        // A group without a template: its own keys where written, the overlay's in the overlay.
+        assert_eq!(origin("p", "a"), "set groups/g.yaml:12:7");
+        assert_eq!(origin("p", "d"), "overlay overlays/production/x.yaml:7:7");
+        assert_eq!(origin("q", "b"), "set groups/g.yaml:13:7");
+    }
+
+    #[test]
+    fn watch_follows_an_overlay_changed_like_a_fresh_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let groups = dir.path().join("groups");
+        std::fs::create_dir_all(&groups).unwrap();
+        write(&groups, "t.yaml", "templates:\n  t:\n    k: base\n");
+        write(&groups, "g.yaml", "groups:\n  - id: g\n    template: t\n  - id: plain\n    attributes: {k: base}\n");
+        let overlay_dir = dir.path().join("overlays");
+        std::fs::create_dir_all(&overlay_dir).unwrap();
+        let o = write(&overlay_dir, "o.yaml", "groups:\n  - id: plain\n    attributes: {k: one}\n");
+        let at = SourceLocation { file: Arc::from(Path::new("grattr.yaml")), line: 2, column: 13 };
+        let paths = [OverlayPath { path: overlay_dir.clone(), at }];
+        let mut index = DesiredIndex::load_with(&groups, &paths);
+        let (g, plain) = (GroupId::parse("g").unwrap(), GroupId::parse("plain").unwrap());
+        assert_eq!(&index.groups()[&plain].attributes["k"], "one");
+        assert_eq!(&index.groups()[&g].attributes["k"], "base");
+        let same_as_a_fresh_load = |index: &DesiredIndex| {
+            let fresh = super::super::load_with(&groups, &paths);
+            assert_eq!(&fresh.state.groups, index.groups());
+            assert_eq!(fresh.diagnostics, index.diagnostics());
+        };
+
+        // The overlay now patches the template instead of the group.
+        std::fs::write(&o, "templates:\n  t:\n    k: two\n").unwrap();
+        let affected = index.update([o.clone()]);
+        assert!(affected.contains(&g) && affected.contains(&plain), "{affected:?}");
+        assert_eq!(&index.groups()[&plain].attributes["k"], "base");
+        assert_eq!(&index.groups()[&g].attributes["k"], "two");
+        same_as_a_fresh_load(&index);
+
+        // A patch of a group no file declares, then declared by a new group file.
+        std::fs::write(&o, "groups:\n  - id: later\n    attributes: {k: three}\n").unwrap();
+        index.update([o.clone()]);
+        assert!(index.has_errors());
+        same_as_a_fresh_load(&index);
+        let later = write(&groups, "later.yaml", "groups:\n  - id: later\n    attributes: {k: base}\n");
+        index.update([later.clone()]);
+        assert!(!index.has_errors(), "{:?}", index.diagnostics());
+        assert_eq!(&index.groups()[&GroupId::parse("later").unwrap()].attributes["k"], "three");
+        same_as_a_fresh_load(&index);
+
+        // The overlay directory removed: an error at its line in the configuration.
+        std::fs::remove_dir_all(&overlay_dir).unwrap();
+        index.update([overlay_dir.clone()]);
+        assert!(index.has_errors());
+        assert!(index.diagnostics()[0].message.ends_with("overlays does not exist"), "{:?}", index.diagnostics());
+        same_as_a_fresh_load(&index);
+        // And no overlay at all.
+        index.set_overlays(&[]);
+        assert!(!index.has_errors());
+        assert_eq!(&index.groups()[&GroupId::parse("later").unwrap()].attributes["k"], "base");
+        assert_eq!(index.groups(), &super::super::load(&groups).state.groups);
+    }
 
     fn parse(name: &str, text: &str) -> FileGroups {
         parse_file(Arc::from(Path::new(name)), text)
@@ -776,13 +1307,22 @@ mod tests {
     }
 
     proptest! {
-        /// Resolving templates gives the desired state of the same groups written out by hand.
+        /// Resolving templates and overlays gives the desired state of the same groups
+        /// written out by hand: templates (a group may use none), group sets, `unset:`,
+        /// an overlay's patch of a template and of groups.
         #[test]
         fn resolution_equals_the_groups_written_out(
             base in prop::collection::btree_map("[a-f]{1,2}", "[ -~]{0,5}", 0..5),
             child in prop::collection::btree_map("[a-f]{1,2}", "[ -~]{0,5}", 0..5),
+            base_patch in (prop::collection::btree_map("[a-f]{1,2}", "[ -~]{0,5}", 0..2), prop::collection::btree_set("[a-f]{1,2}", 0..3)),
             groups in prop::collection::vec(
-                (any::<bool>(), prop::collection::btree_map("[a-h]{1,2}", "[ -~]{0,5}", 0..4), prop::collection::btree_set("[a-f]{1,2}", 0..3), 0usize..3),
+                (
+                    0u8..3,
+                    prop::collection::btree_map("[a-h]{1,2}", "[ -~]{0,5}", 0..4),
+                    prop::collection::btree_set("[a-f]{1,2}", 0..3),
+                    0usize..3,
+                    prop::option::of((prop::collection::btree_map("[a-h]{1,2}", "[ -~]{0,5}", 0..2), prop::collection::btree_set("[a-h]{1,2}", 0..3))),
+                ),
                 1..6,
             ),
         ) {
@@ -790,10 +1330,32 @@ mod tests {
             if !child.is_empty() {
                 templates += &mapping("", &child, "    ")[1..];
             }
+            // The overlay's patch of `base`: keys set, then keys removed (not both at once).
+            let (patch_keys, patch_unset) = &base_patch;
+            let patch_unset: Vec<&String> = patch_unset.iter().filter(|k| !patch_keys.contains_key(*k)).collect();
+            let mut overlay_text = String::new();
+            if !patch_keys.is_empty() || !patch_unset.is_empty() {
+                overlay_text += "templates:\n  base:\n";
+                for (k, v) in patch_keys {
+                    overlay_text += &format!("    {}: {}\n", quoted(k), quoted(v));
+                }
+                let list: Vec<String> = patch_unset.iter().map(|k| quoted(k)).collect();
+                overlay_text += &format!("    unset: [{}]\n", list.join(", "));
+            }
+            let mut patched_base = base.clone();
+            patched_base.extend(patch_keys.clone());
+            for key in &patch_unset {
+                patched_base.remove(*key);
+            }
             let (mut with, mut by_hand) = (String::from("groups:\n"), String::from("groups:\n"));
-            for (index, (use_child, own, unset, set)) in groups.iter().enumerate() {
-                let mut resolved = base.clone();
-                if *use_child {
+            let mut group_patches = String::from("groups:\n");
+            for (index, (kind, own, unset, set, patch)) in groups.iter().enumerate() {
+                // 0: template base, 1: template child, 2: no template.
+                let mut resolved = match kind {
+                    2 => BTreeMap::new(),
+                    _ => patched_base.clone(),
+                };
+                if *kind == 1 {
                     resolved.extend(child.clone());
                 }
                 let unset: Vec<&String> = unset.iter().filter(|k| !own.contains_key(*k) && resolved.contains_key(*k)).collect();
@@ -801,23 +1363,45 @@ mod tests {
                 for key in &unset {
                     resolved.remove(*key);
                 }
-                let name = if *use_child { "child" } else { "base" };
                 // A set of `set` ids (`ids:`), or one group (`id:`) when 0.
                 let ids: Vec<String> = (0..(*set).max(1)).map(|i| format!("g{index}-{i}")).collect();
                 let head = match set {
                     0 => format!("id: {}", ids[0]),
                     _ => format!("ids: [{}]", ids.join(", ")),
                 };
-                with += &format!("  - {head}\n    template: {name}\n{}", mapping("    attributes:", own, "      "));
-                let list: Vec<String> = unset.iter().map(|k| quoted(k)).collect();
-                with += &format!("    unset: [{}]\n", list.join(", "));
+                with += &format!("  - {head}\n");
+                if *kind < 2 {
+                    with += &format!("    template: {}\n", if *kind == 1 { "child" } else { "base" });
+                    let list: Vec<String> = unset.iter().map(|k| quoted(k)).collect();
+                    with += &format!("    unset: [{}]\n", list.join(", "));
+                }
+                with += &mapping("    attributes:", own, "      ");
+                if let Some((keys, removed)) = patch {
+                    let removed: Vec<&String> = removed.iter().filter(|k| !keys.contains_key(*k)).collect();
+                    if !keys.is_empty() || !removed.is_empty() {
+                        group_patches += &format!("  - {head}\n");
+                        if !keys.is_empty() {
+                            group_patches += &mapping("    attributes:", keys, "      ");
+                        }
+                        let list: Vec<String> = removed.iter().map(|k| quoted(k)).collect();
+                        group_patches += &format!("    unset: [{}]\n", list.join(", "));
+                    }
+                    resolved.extend(keys.clone());
+                    for key in removed {
+                        resolved.remove(key);
+                    }
+                }
                 for id in &ids {
                     by_hand += &format!("  - id: {id}\n{}", mapping("    attributes:", &resolved, "      "));
                 }
             }
-            let templated = merge(vec![parse("t.yaml", &templates), parse("g.yaml", &with)]);
+            if group_patches.len() > "groups:\n".len() {
+                overlay_text += &group_patches;
+            }
+            let files = vec![parse("t.yaml", &templates), parse("g.yaml", &with)];
+            let templated = merge_with(files, &overlays(vec![overlay("o.yaml", &overlay_text)]));
             let errors: Vec<String> = templated.diagnostics.iter().filter(|d| d.is_error()).map(ToString::to_string).collect();
-            prop_assert!(errors.is_empty(), "{errors:?}\n{templates}{with}");
+            prop_assert!(errors.is_empty(), "{errors:?}\n{templates}{with}{overlay_text}");
             let plain = merge(vec![parse("g.yaml", &by_hand)]);
             prop_assert!(plain.diagnostics.is_empty(), "{:?}", plain.diagnostics);
             let attributes = |state: &super::super::DesiredState| -> BTreeMap<GroupId, AttributeSet> {

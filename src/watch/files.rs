@@ -34,6 +34,42 @@ pub(super) fn watch_dirs(debouncer: &mut Debouncer, groups_dir: &Path, config_pa
     watch(debouncer, &config_dir(config_path), RecursiveMode::NonRecursive)
 }
 
+/// What to watch for the overlays (resolved paths): an overlay directory with all
+/// below it; for an overlay file, its directory (editors replace files by rename);
+/// for an overlay not there (yet), the nearest directory above it that is, so that
+/// its creation is seen. What the groups directory's or the configuration's watch
+/// covers already is left out.
+pub(super) fn overlay_watches(
+    overlays: &[crate::desired::OverlayPath],
+    groups_dir: &Path,
+    config_path: &Path,
+) -> Vec<(PathBuf, RecursiveMode)> {
+    let mut watches: Vec<(PathBuf, RecursiveMode)> = Vec::new();
+    for overlay in overlays {
+        let (path, mode) = if overlay.path.is_dir() {
+            (overlay.path.clone(), RecursiveMode::Recursive)
+        } else {
+            match overlay.path.ancestors().skip(1).find(|dir| dir.is_dir()) {
+                Some(dir) => (dir.to_path_buf(), RecursiveMode::NonRecursive),
+                None => continue,
+            }
+        };
+        let covered = path.starts_with(groups_dir)
+            || (mode == RecursiveMode::Recursive && groups_dir.starts_with(&path))
+            || (mode == RecursiveMode::NonRecursive && path == config_dir(config_path));
+        if !covered && !watches.contains(&(path.clone(), mode)) {
+            watches.push((path, mode));
+        }
+    }
+    // One watch a directory: what a recursive watch covers is left to it.
+    let recursive: Vec<PathBuf> =
+        watches.iter().filter(|(_, m)| *m == RecursiveMode::Recursive).map(|(p, _)| p.clone()).collect();
+    watches.retain(|(path, mode)| {
+        !recursive.iter().any(|r| path.starts_with(r) && (path != r || *mode == RecursiveMode::NonRecursive))
+    });
+    watches
+}
+
 /// The resolved directories that hold a symlink on the way to one of `paths`.
 pub(super) fn link_dirs(paths: &[&Path]) -> BTreeSet<PathBuf> {
     let mut dirs = BTreeSet::new();
@@ -75,21 +111,33 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         (paths, first)
     }
 
-    pub(super) async fn on_files_changed(&mut self, paths: Vec<PathBuf>, first: Instant) -> Result<(), WatchError> {
+    pub(super) async fn on_files_changed(
+        &mut self,
+        paths: Vec<PathBuf>,
+        first: Instant,
+        debouncer: &mut Debouncer,
+    ) -> Result<(), WatchError> {
         self.planning_started = Instant::now();
         let config_changed = paths.iter().any(|p| canonical(p) == self.config_path || p == &self.config_path);
         let affected = if config_changed {
             tracing::info!("the configuration changed; reloading it");
-            self.reload_config();
+            self.reload_config(debouncer)?;
             self.index.rescan()
         } else if paths.is_empty() {
             self.index.rescan()
         } else {
-            let relevant: Vec<PathBuf> = paths.into_iter().filter(|p| p.starts_with(&self.groups_dir)).collect();
+            let relevant: Vec<PathBuf> =
+                paths.into_iter().filter(|p| p.starts_with(&self.groups_dir) || self.index.is_overlay(p)).collect();
             if relevant.is_empty() {
                 return Ok(());
             }
-            self.index.update(relevant)
+            let overlays = relevant.iter().any(|p| self.index.is_overlay(p));
+            let affected = self.index.update(relevant);
+            if overlays {
+                // An overlay directory created or removed: what to watch changes with it.
+                self.sync_overlay_watches(debouncer)?;
+            }
+            affected
         };
         tracing::debug!(groups = affected.len(), "files changed");
         for id in &affected {
@@ -123,10 +171,36 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         watch_dirs(debouncer, &groups_dir, &config_path)?;
         self.groups_dir = groups_dir;
         self.config_path = config_path;
-        self.reload_config();
-        self.index = DesiredIndex::load(&self.groups_dir);
+        // The overlays are watched anew where the moved configuration puts them.
+        for (path, _) in std::mem::take(&mut self.overlay_watches) {
+            let _ = debouncer.unwatch(&path);
+        }
+        self.reload_config(debouncer)?;
+        let overlays = super::canonical_overlays(&self.remote.environment);
+        self.index = DesiredIndex::load_with(&self.groups_dir, &overlays);
         self.index.set_default_ownership(self.remote.environment.ownership);
+        self.sync_overlay_watches(debouncer)?;
         self.planning_started = Instant::now();
         Ok(true)
+    }
+
+    /// Watches what the overlays need now (see [`overlay_watches`]), and stops
+    /// watching what they no longer do.
+    pub(super) fn sync_overlay_watches(&mut self, debouncer: &mut Debouncer) -> Result<(), WatchError> {
+        let overlays = super::canonical_overlays(&self.remote.environment);
+        let wanted = overlay_watches(&overlays, &self.groups_dir, &self.config_path);
+        for (path, mode) in &self.overlay_watches {
+            if !wanted.contains(&(path.clone(), *mode)) {
+                // Gone already, perhaps: nothing to stop watching then.
+                let _ = debouncer.unwatch(path);
+            }
+        }
+        for (path, mode) in &wanted {
+            if !self.overlay_watches.contains(&(path.clone(), *mode)) {
+                watch(debouncer, path, *mode)?;
+            }
+        }
+        self.overlay_watches = wanted;
+        Ok(())
     }
 }

@@ -132,6 +132,8 @@ struct Watcher<L: Fn() -> Result<Remote, ConfigError>> {
     config_link: PathBuf,
     /// The groups directory, resolved (where it is watched).
     groups_dir: PathBuf,
+    /// What is watched for the overlays (see [`files::overlay_watches`]).
+    overlay_watches: Vec<(PathBuf, RecursiveMode)>,
     index: DesiredIndex,
     lockfile: Lockfile,
     options: WatchOptions,
@@ -246,7 +248,8 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         }
     }
 
-    let mut index = DesiredIndex::load(&groups_dir);
+    let overlays = canonical_overlays(&remote.environment);
+    let mut index = DesiredIndex::load_with(&groups_dir, &overlays);
     index.set_default_ownership(remote.environment.ownership);
     let mut watcher = Watcher {
         load,
@@ -254,6 +257,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         config_path,
         config_link,
         groups_dir,
+        overlay_watches: Vec::new(),
         index,
         lockfile,
         options,
@@ -269,6 +273,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         paused: None,
         paused_all: false,
     };
+    watcher.sync_overlay_watches(&mut debouncer)?;
     tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
     watcher.update_managed();
     watcher.reconcile(None).await?;
@@ -294,14 +299,14 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
                 if watcher.follow_move(&mut debouncer)? {
                     watcher.reconcile(None).await?;
                 } else {
-                    watcher.on_files_changed(paths, first).await?;
+                    watcher.on_files_changed(paths, first, &mut debouncer).await?;
                 }
             }
             Some(()) = reload.recv() => {
                 tracing::info!("reloading the configuration and every file (SIGHUP)");
                 watcher.planning_started = Instant::now();
                 watcher.follow_move(&mut debouncer)?;
-                watcher.reload_config();
+                watcher.reload_config(&mut debouncer)?;
                 let affected = watcher.index.rescan();
                 watcher.dirty.extend(affected);
                 watcher.reconcile(None).await?;
@@ -327,8 +332,17 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
     Ok(())
 }
 
+/// The environment's overlays, resolved (where they are watched, and how file events name them).
+fn canonical_overlays(environment: &Environment) -> Vec<crate::desired::OverlayPath> {
+    let overlays = environment.overlays.iter();
+    overlays.map(|o| crate::desired::OverlayPath { path: canonical(&o.path), at: o.at.clone() }).collect()
+}
+
 impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
-    fn reload_config(&mut self) {
+    /// Loads the configuration again and takes what a running watcher can follow of
+    /// it: the default ownership, the overlays (watched from now on). Only a failure
+    /// to watch is an error; an invalid configuration keeps the previous one.
+    fn reload_config(&mut self, debouncer: &mut files::Debouncer) -> Result<(), WatchError> {
         match (self.load)() {
             Ok(remote) => match self.needs_restart(&remote.environment) {
                 Some(change) => tracing::error!(
@@ -339,11 +353,15 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
                 None => {
                     let changed = self.index.set_default_ownership(remote.environment.ownership);
                     self.dirty.extend(changed);
+                    let changed = self.index.set_overlays(&canonical_overlays(&remote.environment));
+                    self.dirty.extend(changed);
                     self.remote = remote;
+                    self.sync_overlay_watches(debouncer)?;
                 }
             },
             Err(e) => tracing::error!(error = %e, "the configuration is invalid; keeping the previous one"),
         }
+        Ok(())
     }
 
     /// What `new` changes that a running watcher cannot follow: it holds the lock of

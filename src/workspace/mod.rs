@@ -82,8 +82,8 @@ pub struct UnknownTarget(pub GroupId);
 pub struct Unreadable(pub Vec<(GroupId, ApiError)>);
 
 impl Workspace {
-    /// Loads the desired state and the lockfile's record (checked against the
-    /// environment's app), to read: a journal an interrupted run left is replayed,
+    /// Loads the desired state (the group files with the environment's overlays
+    /// applied) and the lockfile's record (checked against the environment's app), to read: a journal an interrupted run left is replayed,
     /// not folded, and a state directory never written is read from the repository's
     /// lockfile. Returns every diagnostic of the desired state, whether or not
     /// loading succeeded.
@@ -121,7 +121,8 @@ impl Workspace {
             false => Lockfile::read_seeded(path, seed, sdkappid).map(|lockfile| (lockfile, 0)),
         };
         // Independent inputs: read the lockfile while the group files parse.
-        let (mut loaded, lockfile) = rayon::join(|| desired::load(&environment.groups_dir), read_lockfile);
+        let load_desired = || desired::load_with(&environment.groups_dir, &environment.overlays);
+        let (mut loaded, lockfile) = rayon::join(load_desired, read_lockfile);
         if !environment.ownership.is_group() {
             for group in loaded.state.groups.values_mut().filter(|g| !g.ownership_written) {
                 group.ownership = environment.ownership;

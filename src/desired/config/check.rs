@@ -3,7 +3,7 @@
 
 use super::{At, EnvironmentEntries, Settings, SettingsFields};
 use crate::desired::diagnostic::{Diagnostic, Rule};
-use crate::desired::shape::{Lenient, wrong_type};
+use crate::desired::shape::{Lenient, NodeList, wrong_type};
 use crate::desired::yaml::{self, Node};
 use crate::model::Region;
 use serde_saphyr::Spanned;
@@ -143,6 +143,9 @@ impl Checker<'_> {
                 _ => {}
             }
         }
+        if let Some(list) = fields.overlays {
+            settings.overlays = self.overlays(list);
+        }
         if let Some(envs) = fields.environments {
             let at = yaml::locate(self.file, &envs.referenced);
             match envs.value {
@@ -191,6 +194,41 @@ impl Checker<'_> {
             }
         }
         settings
+    }
+
+    /// `overlays:`, a sequence of paths (text, not empty); `~` is as if absent.
+    fn overlays(&mut self, list: Spanned<Lenient<NodeList>>) -> Option<At<Vec<At<String>>>> {
+        const EXPECTED: &str =
+            "expected a sequence of paths (overlay files, or directories of them), relative to grattr.yaml";
+        let at = yaml::locate(self.file, &list.referenced);
+        let nodes = match list.value {
+            Lenient::Found(NodeList(nodes)) => nodes,
+            Lenient::Wrong("null") => return None,
+            Lenient::Wrong(kind) => {
+                let message = format!("overlays: {kind} is not a list; {EXPECTED}");
+                let help = "write `overlays: [overlays/production]`, one path an item";
+                self.diagnostics.push(Diagnostic::error(Rule::WrongType, at, message).with_help(help));
+                return None;
+            }
+        };
+        let mut paths = Vec::with_capacity(nodes.len());
+        for node in &nodes {
+            let item_at = yaml::locate(self.file, &node.referenced);
+            match Node::text(node, self.text).filter(|_| node.value.refused_tag().is_none()) {
+                Some(path) if !path.trim().is_empty() => paths.push(At { value: path, at: item_at }),
+                Some(_) => self.diagnostics.push(Diagnostic::error(
+                    Rule::Config,
+                    item_at,
+                    format!("overlays: an empty path; {EXPECTED}"),
+                )),
+                None => self.diagnostics.push(Diagnostic::error(
+                    Rule::WrongType,
+                    item_at,
+                    format!("overlays: an item is {}, not a path; {EXPECTED}", node.value.kind()),
+                )),
+            }
+        }
+        Some(At { value: paths, at })
     }
 
     /// A field that is text; `expected` says what it names.
