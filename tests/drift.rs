@@ -182,3 +182,130 @@ fn import_round_trips_every_kind_of_value() {
          error: no group could be read; nothing was imported\n",
     );
 }
+
+/// The templates of the `import --template` scenarios, and a group applied with them.
+const TEMPLATES: &str = "templates:\n  community:\n    rules: \"1. Be kind.\"\n    theme: dark\n    \"no\": \"yes\"\n  community-vip:\n    extends: community\n    theme: gold\ngroups:\n  - id: vip-0\n    template: community-vip\n";
+
+#[test]
+fn import_against_a_template_writes_what_differs_and_plans_nothing() {
+    let server = Server::start(|_| {});
+    let repo = server.repo().file("groups/_templates.yaml", TEMPLATES);
+    grattr(&repo, &["apply", "--yes"]).code(0).ignore_stdout();
+    let client = server.client();
+    server.block_on(async {
+        let vip = [("rules", "1. Be kind."), ("theme", "gold"), ("no", "yes")];
+        client.set_group_attr(&id("room-1"), &attrs(&vip)).await.unwrap();
+        // Another theme, a key of its own (a hostile one), and no `rules` or `no`.
+        let room2 = [("theme", "blue"), ("banner", "Welcome\n\"all\""), ("#odd key", "x")];
+        client.set_group_attr(&id("room-2"), &attrs(&room2)).await.unwrap();
+        client.create_group(grattr::api::wire::GroupType::Public, "Bare", Some(&id("room-3"))).await.unwrap();
+    });
+    let lockfile = repo.read("grattr.lock");
+
+    grattr(&repo, &["import", "room-1", "room-2", "room-3", "--template", "community-vip"]).code(0).stdout(
+        "Imported 3 group(s) into groups/imported.yaml against template \"community-vip\" and recorded them in \
+         grattr.lock; `grattr plan` shows no change for them.\n",
+    );
+    assert_eq!(
+        repo.read("groups/imported.yaml"),
+        "# Imported by `grattr import` from sdkappid 1400000000 against template \"community-vip\": each group\n\
+         # writes the keys whose live value differs from the template's, and unsets the template's\n\
+         # keys it lacks; resolved, they are the live attributes, exactly.\n\
+         # Edit freely: this file is now the desired state of these groups.\n\
+         groups:\n  \
+           - id: room-1\n    template: community-vip\n  \
+           - id: room-2\n    template: community-vip\n    attributes:\n      \
+               \"#odd key\": x\n      banner: |-\n        Welcome\n        \"all\"\n      theme: blue\n    \
+             unset: [\"no\", rules]\n  \
+           - id: room-3\n    template: community-vip\n    unset: [\"no\", rules, theme]\n"
+    );
+    // Resolved, the files declare exactly what is live and recorded: nothing to do.
+    grattr(&repo, &["plan", "--detailed-exitcode"]).code(0).ignore_stdout();
+    grattr(&repo, &["plan", "--refresh", "--detailed-exitcode"]).code(0).ignore_stdout();
+    let recorded: serde_json::Value = serde_json::from_str(&repo.read("grattr.lock")).unwrap();
+    assert_eq!(recorded["groups"]["room-2"]["attributes"]["theme"], "blue");
+    assert_ne!(repo.read("grattr.lock"), lockfile);
+}
+
+#[test]
+fn import_against_a_template_with_key_ownership_adopts_the_templates_keys_and_those_named() {
+    let server = Server::start(|_| {});
+    let templates = TEMPLATES.replace(
+        "    theme: gold\n",
+        "    theme: gold\n  voice:\n    ownership: keys\n    mic: \"on\"\n    rules: quiet\n",
+    ) + "  - id: voice-0\n    template: voice\n";
+    let repo = server.repo().file("groups/_templates.yaml", &templates);
+    // `voice` is used by no group yet: a warning.
+    grattr(&repo, &["apply", "--yes"]).code(0).ignore_stdout();
+    let client = server.client();
+    let live = [("theme", "night"), ("rules", "1. Be kind."), ("seat.1", "alice"), ("topic", "jazz")];
+    server.block_on(async {
+        client.set_group_attr(&id("voice-1"), &attrs(&live)).await.unwrap();
+        client.set_group_attr(&id("voice-2"), &attrs(&live)).await.unwrap();
+        client.set_group_attr(&id("voice-3"), &attrs(&live)).await.unwrap();
+    });
+    let read = |repo: &Repo, path: &str| {
+        repo.read(path).lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n")
+    };
+
+    // The template says nothing of ownership: --ownership keys is written; the
+    // template's keys the group has are adopted, and --key's; the members' are not.
+    grattr(&repo, &["import", "voice-1", "--template", "community", "--ownership", "keys", "--key", "topic"])
+        .code(0)
+        .ignore_stdout();
+    assert_eq!(
+        read(&repo, "groups/imported.yaml"),
+        "groups:\n  - id: voice-1\n    ownership: keys\n    template: community\n    attributes:\n      theme: night\n      \
+         topic: jazz\n    unset: [\"no\"]"
+    );
+    // The template says `ownership: keys`: it is the default, and needs no --key.
+    grattr(&repo, &["import", "voice-2", "--template", "voice", "--out", "groups/voice.yaml"]).code(0).ignore_stdout();
+    assert_eq!(
+        read(&repo, "groups/voice.yaml"),
+        "groups:\n  - id: voice-2\n    template: voice\n    attributes:\n      rules: \"1. Be kind.\"\n    unset: [mic]"
+    );
+    // Against it, group ownership is said.
+    grattr(&repo, &["import", "voice-3", "--template", "voice", "--ownership", "group", "--out", "groups/v3.yaml"])
+        .code(0)
+        .ignore_stdout();
+    assert!(read(&repo, "groups/v3.yaml").contains("  - id: voice-3\n    ownership: group\n    template: voice\n"));
+    let recorded: serde_json::Value = serde_json::from_str(&repo.read("grattr.lock")).unwrap();
+    assert_eq!(
+        recorded["groups"]["voice-1"]["attributes"],
+        serde_json::json!({"rules": "1. Be kind.", "theme": "night", "topic": "jazz"})
+    );
+    assert_eq!(recorded["groups"]["voice-1"]["ownership"], "keys");
+    assert_eq!(recorded["groups"]["voice-2"]["attributes"], serde_json::json!({"rules": "1. Be kind."}));
+    assert_eq!(recorded["groups"]["voice-3"]["attributes"].as_object().unwrap().len(), 4);
+    grattr(&repo, &["plan", "--detailed-exitcode"]).code(0).ignore_stdout();
+    grattr(&repo, &["plan", "--refresh", "--detailed-exitcode"]).code(0).ignore_stdout();
+    // Applying changes nothing live: the members' keys stay.
+    grattr(&repo, &["apply", "--yes", "--refresh"]).code(0).ignore_stdout();
+    assert_eq!(server.live("voice-1").unwrap(), attrs(&live));
+}
+
+#[test]
+fn import_against_an_unknown_or_broken_template_changes_nothing() {
+    let server = Server::start(|_| {});
+    let repo = server.repo().file("groups/_templates.yaml", TEMPLATES);
+    grattr(&repo, &["apply", "--yes"]).code(0).ignore_stdout();
+    server.block_on(server.client().set_group_attr(&id("room-1"), &attrs(&[("theme", "dark")]))).unwrap();
+    let lockfile = repo.read("grattr.lock");
+    let calls = server.emulator().stats().total;
+
+    grattr(&repo, &["import", "room-1", "--template", "comunity"]).code(1).stderr(
+        "error: no group file defines a template \"comunity\"; the templates are \"community\", \"community-vip\"; \
+         nothing was imported\n",
+    );
+    // A template with errors stops the import at the error, like any other.
+    let repo = repo.file("groups/_templates.yaml", &TEMPLATES.replace("theme: dark", "theme: ~"));
+    let stderr = grattr(&repo, &["import", "room-1", "--template", "community-vip"]).code(1).into_stderr();
+    assert!(
+        stderr.starts_with("groups/_templates.yaml:4:12: error: template \"community\" key \"theme\": value is null"),
+        "{stderr}"
+    );
+    assert!(stderr.ends_with("error: 1 error, 0 warnings in 1 file; nothing was imported\n"), "{stderr}");
+    assert!(!repo.join("groups/imported.yaml").exists());
+    assert_eq!(repo.read("grattr.lock"), lockfile);
+    assert_eq!(server.emulator().stats().total, calls, "no call was made");
+}

@@ -136,3 +136,25 @@ fn a_hostile_overlay_path_is_escaped_in_text_and_kept_in_json() {
     let json = repo.run(&["validate", "--format", "json"]).code(1).json();
     assert_eq!(json["diagnostics"][0]["message"], "overlay over\u{1b}[31mlay\n::error::x does not exist");
 }
+
+/// `import --template` in an environment whose overlay patches the template: the
+/// template's value there is the patched one, so the group writes only what differs
+/// from it, and the environment plans nothing.
+#[test]
+fn import_against_a_template_an_overlay_patches_plans_nothing_in_that_environment() {
+    let (_staging, production, repo) = two_environments();
+    grattr(&repo, &["apply", "--yes", "--env", "production"]).code(0).ignore_stdout();
+    // Live as production's community rooms are, with another theme.
+    let live = attrs(&[("rules", "1. Be kind. 2. No spam."), ("theme", "blue")]);
+    production
+        .block_on(production.client().set_group_attr(&grattr::model::GroupId::parse("room-9").unwrap(), &live))
+        .unwrap();
+    grattr(&repo, &["import", "room-9", "--template", "community", "--env", "production"]).code(0).ignore_stdout();
+    let written = repo.read("groups/imported.yaml");
+    assert!(
+        written.ends_with("  - id: room-9\n    template: community\n    attributes:\n      theme: blue\n"),
+        "{written}"
+    );
+    grattr(&repo, &["plan", "--env", "production", "--detailed-exitcode"]).code(0).ignore_stdout();
+    grattr(&repo, &["plan", "--env", "production", "--refresh", "--detailed-exitcode"]).code(0).ignore_stdout();
+}

@@ -341,3 +341,20 @@ fn grattr_yaml_sets_the_default_and_a_group_file_overrides_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn import_says_the_ownership_a_group_would_not_inherit_from_grattr_yaml() {
+    let server = Server::start(|_| {});
+    member_writes(&server, "lobby", &[("theme", "day")]);
+    member_writes(&server, "voice-1", &[("theme", "night"), ("seat.1", "alice")]);
+    let repo = server.repo().file("grattr.yaml", &(server.config() + "ownership: keys\n")).dir("groups");
+    // With key ownership the default, a group imported whole says so.
+    grattr(&repo, &["import", "lobby"]).code(0).ignore_stdout();
+    assert!(repo.read("groups/imported.yaml").contains("  - id: lobby\n    ownership: group\n"));
+    // One imported with key ownership inherits it.
+    grattr(&repo, &["import", "voice-1", "--ownership", "keys", "--key", "theme", "--out", "groups/v.yaml"])
+        .code(0)
+        .ignore_stdout();
+    assert!(repo.read("groups/v.yaml").contains("  - id: voice-1\n    attributes:\n      theme: night\n"));
+    grattr(&repo, &["plan", "--refresh", "--detailed-exitcode"]).code(0).ignore_stdout();
+}

@@ -514,3 +514,25 @@ fn a_symlink_swapped_to_a_new_checkout_is_followed() {
     assert!(status.success(), "{status:?}");
     assert!(!root.join("worktrees/b/grattr.lock").exists());
 }
+
+#[test]
+fn a_template_edit_re_plans_only_the_groups_using_it() {
+    let server = Server::start(|_| {});
+    let templates = |rooms: &str| format!("templates:\n  rooms:\n    theme: {rooms}\n  lobby:\n    theme: light\n");
+    let repo = server.repo().file("groups/_templates.yaml", &templates("dark")).file(
+        "groups/rooms.yaml",
+        "groups:\n  - ids: [room-1, room-2]\n    template: rooms\n  - id: lobby\n    template: lobby\n  - id: plain\n    attributes: {k: v}\n",
+    );
+    let watch = Watch::start(&repo, &[]);
+    eventually(PATIENCE, "the first reconcile", || server.live("room-2") == Some(attrs(&[("theme", "dark")])));
+    let _repo = repo.file("groups/_templates.yaml", &templates("night"));
+    let night = Some(attrs(&[("theme", "night")]));
+    eventually(PATIENCE, "the template's groups updated", || {
+        server.live("room-1") == night && server.live("room-2") == night
+    });
+    // The groups of the other template, and the plain one, were not planned again.
+    let log = watch.log();
+    let changed: Vec<&str> = log.lines().filter(|l| l.contains("files changed")).collect();
+    assert!(!changed.is_empty() && changed.iter().all(|l| l.contains("groups=2")), "{log}");
+    assert_eq!(server.live("lobby"), Some(attrs(&[("theme", "light")])));
+}

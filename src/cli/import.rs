@@ -5,8 +5,8 @@
 use super::inputs::{self, environment};
 use super::{WorkspaceArgs, exit};
 use crate::model::{AttributeSet, GroupId, Ownership};
-use crate::workspace::import_file;
-use anyhow::{Context, bail};
+use crate::workspace::{Layout, import_file};
+use anyhow::{Context, anyhow, bail};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,11 +25,17 @@ pub(super) struct Args {
     /// existing file is never overwritten.
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
+    /// Write each group against this template (defined in any group file): the entry
+    /// names it and writes only the keys whose live value differs from the template's,
+    /// or that it lacks; the template's keys the group lacks go under `unset:`.
+    #[arg(long, value_name = "NAME")]
+    template: Option<String>,
     /// What of the groups grattr takes over: `group` (every key; a change is a full
-    /// reset) or `keys` (only the keys named with --key; the others stay the members').
-    #[arg(long, value_enum, default_value_t = OwnershipArg::Group)]
-    ownership: OwnershipArg,
-    /// With --ownership keys: a key to adopt (repeatable). A group that lacks it live
+    /// reset) or `keys` (only the keys named with --key, and the template's with
+    /// --template; the others stay the members'). Default: the template's, else group.
+    #[arg(long, value_enum)]
+    ownership: Option<OwnershipArg>,
+    /// With key ownership: a key to adopt (repeatable). A group that lacks it live
     /// is imported without it.
     #[arg(long = "key", value_name = "KEY")]
     keys: Vec<String>,
@@ -82,15 +88,24 @@ fn requested(args: &Args) -> anyhow::Result<Vec<GroupId>> {
     Ok(ids)
 }
 
-/// Runs `grattr import`.
-pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
-    let ownership = Ownership::from(args.ownership);
-    match (ownership, args.keys.is_empty()) {
-        (Ownership::Keys, true) => bail!("--ownership keys adopts only the keys named: give them with --key KEY"),
+/// Checks `--key` against the ownership adopted: key ownership adopts the keys
+/// named (and a template's), group ownership every key.
+fn check_keys(ownership: Ownership, template: bool, keys: &[String]) -> anyhow::Result<()> {
+    match (ownership, keys.is_empty()) {
+        (Ownership::Keys, true) if !template => {
+            bail!("--ownership keys adopts only the keys named: give them with --key KEY")
+        }
         (Ownership::Group, false) => {
             bail!("--key names the keys to adopt with --ownership keys; without it every key is")
         }
-        _ => {}
+        _ => Ok(()),
+    }
+}
+
+/// Runs `grattr import`.
+pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
+    if args.template.is_none() {
+        check_keys(args.ownership.map_or(Ownership::Group, Ownership::from), false, &args.keys)?;
     }
     let ids = requested(args)?;
     let environment = environment(&args.workspace)?;
@@ -100,6 +115,20 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     }
     let (mut workspace, lock) = inputs::open(environment, "import", args.lock_timeout, "imported")?;
     workspace.check_importable(&ids)?;
+    let template = match &args.template {
+        Some(name) => Some(workspace.templates.resolve(name).map_err(|e| anyhow!("{e}; nothing was imported"))?),
+        None => None,
+    };
+    let ownership = args
+        .ownership
+        .map(Ownership::from)
+        .or_else(|| template.as_ref().and_then(|t| t.ownership))
+        .unwrap_or(Ownership::Group);
+    check_keys(ownership, template.is_some(), &args.keys)?;
+    // With key ownership, the keys adopted: those named, and the template's.
+    let adopted = |key: &str| {
+        args.keys.iter().any(|k| k == key) || template.as_ref().is_some_and(|t| t.attributes.contains_key(key))
+    };
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
@@ -111,7 +140,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         match read {
             Ok(mut attributes) => {
                 if ownership == Ownership::Keys {
-                    attributes.retain(|key, _| args.keys.iter().any(|k| k == key));
+                    attributes.retain(|key, _| adopted(key));
                 }
                 imported.push((id, attributes));
             }
@@ -126,17 +155,24 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         bail!("no group could be read; nothing was imported");
     }
 
-    let text = import_file(&out, workspace.environment.sdkappid, &imported, ownership)?;
+    let layout = Layout {
+        ownership,
+        default_ownership: workspace.environment.ownership,
+        template: template.as_ref().map(|t| (t, &workspace.templates)),
+    };
+    let text = import_file(&out, workspace.environment.sdkappid, &imported, &layout)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     crate::files::write_atomically(&out, text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
     let count = imported.len();
     workspace.adopt(&lock, imported, ownership)?;
+    let against = template.as_ref().map(|t| format!(" against template {}", crate::escape::quoted(&t.name)));
     writeln!(
         anstream::stdout(),
-        "Imported {count} group(s) into {} and recorded them in {}; `grattr plan` shows no change for them.",
+        "Imported {count} group(s) into {}{} and recorded them in {}; `grattr plan` shows no change for them.",
         crate::escape::path(&out),
+        against.unwrap_or_default(),
         crate::escape::path(&workspace.environment.lockfile)
     )?;
     Ok(if failed > 0 { exit::ERROR } else { exit::OK })

@@ -95,23 +95,57 @@ fn value(text: &str, indent: usize) -> String {
 /// A group file declaring `groups`, in order, with `header` as a leading comment;
 /// with key ownership, each group says so.
 pub fn group_file(header: &str, groups: &[(GroupId, AttributeSet)], ownership: Ownership) -> String {
+    let said = (!ownership.is_group()).then_some(ownership);
+    let entries: Vec<Entry<'_>> = groups
+        .iter()
+        .map(|(id, attributes)| Entry { id, ownership: said, template: None, attributes, unset: &[] })
+        .collect();
+    entries_file(header, &entries)
+}
+
+/// One group entry of a file that [`entries_file`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The group.
+    pub id: &'a GroupId,
+    /// The `ownership:` to write, if any.
+    pub ownership: Option<Ownership>,
+    /// The `template:` to write, if any.
+    pub template: Option<&'a str>,
+    /// Its own attributes (with a template, `attributes:` is left out when there are none).
+    pub attributes: &'a AttributeSet,
+    /// The keys of its `unset:` (left out when there are none).
+    pub unset: &'a [String],
+}
+
+/// A group file declaring `entries`, in order, with `header` as a leading comment.
+pub fn entries_file(header: &str, entries: &[Entry<'_>]) -> String {
     let mut out = String::new();
     for line in header.lines() {
         let _ = writeln!(out, "# {line}");
     }
     out.push_str("groups:\n");
-    for (id, attributes) in groups {
-        let _ = writeln!(out, "  - id: {}", scalar_line(id.as_str()));
-        if !ownership.is_group() {
+    for entry in entries {
+        let _ = writeln!(out, "  - id: {}", scalar_line(entry.id.as_str()));
+        if let Some(ownership) = entry.ownership {
             let _ = writeln!(out, "    ownership: {ownership}");
         }
-        if attributes.is_empty() {
-            out.push_str("    attributes: {}\n");
-            continue;
+        if let Some(template) = entry.template {
+            let _ = writeln!(out, "    template: {}", scalar_line(template));
         }
-        out.push_str("    attributes:\n");
-        for (key, text) in attributes {
-            let _ = writeln!(out, "      {}: {}", scalar_line(key), value(text, 8));
+        match (entry.attributes.is_empty(), entry.template.is_some()) {
+            (true, true) => {}
+            (true, false) => out.push_str("    attributes: {}\n"),
+            (false, _) => {
+                out.push_str("    attributes:\n");
+                for (key, text) in entry.attributes {
+                    let _ = writeln!(out, "      {}: {}", scalar_line(key), value(text, 8));
+                }
+            }
+        }
+        if !entry.unset.is_empty() {
+            let keys: Vec<String> = entry.unset.iter().map(|key| scalar_line(key)).collect();
+            let _ = writeln!(out, "    unset: [{}]", keys.join(", "));
         }
     }
     out

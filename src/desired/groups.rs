@@ -76,6 +76,8 @@ pub struct Loaded {
     pub files: usize,
     /// How many overlay files were read.
     pub overlay_files: usize,
+    /// The templates, each name's first definition, and the overlays' patches of them.
+    pub templates: super::templates::Catalog,
 }
 
 impl Loaded {
@@ -582,6 +584,7 @@ pub fn merge(files: Vec<FileGroups>) -> Loaded {
 pub fn merge_with(mut files: Vec<FileGroups>, overlays: &Overlays) -> Loaded {
     // Groups using templates or patched by overlays, resolved over every file; then like any other.
     let resolved = super::templates::resolve(&files.iter().collect::<Vec<_>>(), overlays);
+    let mut templates = super::templates::Catalog::of_overlays(overlays);
     for (file, resolution) in files.iter_mut().zip(resolved.files) {
         if !resolution.patched.is_empty() {
             let patched: std::collections::HashSet<&GroupId> = resolution.patched.iter().collect();
@@ -589,6 +592,7 @@ pub fn merge_with(mut files: Vec<FileGroups>, overlays: &Overlays) -> Loaded {
         }
         file.groups.extend(resolution.groups);
         file.diagnostics.extend(resolution.diagnostics);
+        templates.add(std::mem::take(&mut file.templates));
     }
     let overlay_diagnostics = overlays.diagnostics(&resolved.overlays);
     // Each id's first declaration; a later one is an error in its own file.
@@ -617,7 +621,7 @@ pub fn merge_with(mut files: Vec<FileGroups>, overlays: &Overlays) -> Loaded {
     }
     drop(first_seen);
 
-    let mut loaded = Loaded::default();
+    let mut loaded = Loaded { templates, ..Loaded::default() };
     let mut groups = Vec::with_capacity(declared);
     for (index, (file, found)) in files.into_iter().zip(twice).enumerate() {
         let mut diagnostics = file.diagnostics;

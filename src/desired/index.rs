@@ -1,11 +1,27 @@
 //! The desired state kept up to date file by file, for `watch`: a change to one
 //! file re-reads that file only, and says which groups it may have changed, so
 //! that a repository of 100,000 groups re-plans in milliseconds.
+//!
+//! Groups that use templates depend on other files. A change to a file that
+//! defines or uses templates re-resolves only the groups whose resolution can
+//! differ: those of the file itself, and those using a template whose first
+//! definition changed (its keys, `extends`, ownership or validity, or it was added
+//! or removed), directly or through `extends`. A definition that only moved (a line
+//! added above it, or to another file) changes no group's attributes: its groups are
+//! resolved again, for the provenance of their keys (and diagnostics) that names its
+//! place, but not said to have changed, so `watch` does not plan them. What the
+//! definitions say about each other (a name defined twice, a cycle, a template no
+//! group uses) is checked again in full, which takes time in proportion to the
+//! templates, not the groups.
+//!
+//! An environment whose overlays patch templates or groups is resolved whole on
+//! every change that templates or overlays may affect (what an overlay's `unset:`
+//! removes is told over every group it patches): correct, not yet incremental.
 
 use super::diagnostic::Diagnostic;
 use super::groups::{self, Entry, FileGroups};
 use super::overlays::{OverlayPath, Overlays};
-use super::templates::{self, Resolution};
+use super::templates::{self, ByName, FileResolver, Patches, Template};
 use crate::model::{DesiredGroup, GroupId, Ownership};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,15 +39,52 @@ pub struct DesiredIndex {
     dir_error: Option<Diagnostic>,
     /// The ownership of groups whose file does not say (`grattr.yaml`'s `ownership:`).
     default_ownership: Ownership,
-    /// The groups using templates or patched by overlays, resolved, and what
-    /// resolution found, by file.
-    resolved: BTreeMap<PathBuf, Resolution>,
+    /// The templates, and the groups using them or patched by overlays, resolved.
+    templates: TemplateIndex,
     /// The overlays of the environment, as listed.
     overlay_paths: Vec<OverlayPath>,
     /// The overlays, as read.
     overlays: Overlays,
-    /// What resolution found in each overlay file.
+}
+
+/// What template resolution found, kept so that a change re-resolves only what it can affect.
+#[derive(Debug, Default)]
+struct TemplateIndex {
+    /// The files that define templates.
+    defining: BTreeSet<PathBuf>,
+    /// Each name `template:` writes, and the files that write it.
+    users: HashMap<String, BTreeSet<PathBuf>>,
+    /// Each name's first definition, as last resolved.
+    first: HashMap<String, Template>,
+    /// The problems of the definitions, by the file they are in.
+    definitions: BTreeMap<PathBuf, Vec<Diagnostic>>,
+    /// The groups using templates (or patched by overlays), resolved, by file.
+    files: BTreeMap<PathBuf, FileResolution>,
+    /// Whether the overlays patch anything, so that the last resolution was whole.
+    whole: bool,
+    /// With `whole`: what resolution found in each overlay file.
     overlays_found: Vec<Vec<Diagnostic>>,
+}
+
+/// One file's groups that use templates (or that overlays patch), resolved.
+#[derive(Debug, Default)]
+struct FileResolution {
+    /// Its `template:` names no file defines (resolved whole: every problem resolution found in it).
+    unknown: Vec<Diagnostic>,
+    /// What resolving each of its entries that use templates found, as `FileGroups::templated`
+    /// lists them (resolved whole: nothing).
+    found: Vec<Vec<Diagnostic>>,
+    /// The groups resolved, by id.
+    groups: HashMap<GroupId, DesiredGroup>,
+    /// Groups declared without a template that overlays patch: their declaration
+    /// gives way to their resolved form (absent when patching them is an error).
+    patched: HashSet<GroupId>,
+}
+
+impl FileResolution {
+    fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.unknown.iter().chain(self.found.iter().flatten())
+    }
 }
 
 impl DesiredIndex {
@@ -130,14 +183,19 @@ impl DesiredIndex {
         false
     }
 
-    /// Reads `paths` again; with `overlays_changed`, every group that templates or
-    /// overlays may change is resolved again.
+    /// Reads `paths` again, and resolves again what templates (and, with
+    /// `overlays_changed`, the overlays) may change.
     fn update_files(&mut self, paths: BTreeSet<PathBuf>, overlays_changed: bool) -> BTreeSet<GroupId> {
         let mut affected = BTreeSet::new();
-        let mut templates_changed = overlays_changed;
-        // A file declaring a group an overlay patches resolves it again, like a template's.
-        let patched: HashSet<GroupId> = self.overlays.patched_ids().into_iter().cloned().collect();
-        let declares_patched = |file: &FileGroups| file.declared.iter().any(|(id, _)| patched.contains(id));
+        // A file declaring a group an overlay patches depends on the overlays, like a template's users.
+        let patched: HashSet<GroupId> = match self.overlays.has_patches() {
+            true => self.overlays.patched_ids().into_iter().cloned().collect(),
+            false => HashSet::new(),
+        };
+        let depends =
+            |file: &FileGroups| file.has_templates() || file.declared.iter().any(|(id, _)| patched.contains(id));
+        // The files that define or use templates (or declare a patched group), before or now.
+        let mut templated: BTreeSet<PathBuf> = BTreeSet::new();
         for path in paths {
             // The rule a whole load follows: group files are read, refused entries (a
             // symlink leading outside, a FIFO) reported, the rest left alone.
@@ -148,8 +206,9 @@ impl DesiredIndex {
                 }
                 _ => None,
             };
-            let depends = |file: &FileGroups| file.has_templates() || declares_patched(file);
-            templates_changed |= fresh.as_ref().is_some_and(depends) || self.files.get(&path).is_some_and(depends);
+            if fresh.as_ref().is_some_and(depends) || self.files.get(&path).is_some_and(depends) {
+                templated.insert(path.clone());
+            }
             let old = match fresh {
                 Some(fresh) => {
                     affected.extend(fresh.declared.iter().map(|(id, _)| id.clone()));
@@ -183,38 +242,28 @@ impl DesiredIndex {
                     old
                 }
             };
+            if templated.contains(&path) {
+                self.templates.note(&path, old.as_ref(), self.files.get(&path));
+            }
             if let Some(old) = old {
                 affected.extend(old.declared.into_iter().map(|(id, _)| id));
             }
         }
-        if templates_changed {
-            self.resolve(&mut affected);
+        // Groups whose provenance changed but not what is planned for them: settled, not returned.
+        let mut restated = BTreeSet::new();
+        if self.overlays.has_patches() {
+            if overlays_changed || !templated.is_empty() || !self.templates.whole {
+                self.templates.resolve_whole(&self.files, &self.overlays, &mut affected);
+            }
+        } else if self.templates.whole {
+            self.templates.leave_whole(&self.files, &mut affected);
+        } else if !templated.is_empty() {
+            self.templates.resolve(&self.files, &templated, &mut affected, &mut restated);
         }
-        for id in &affected {
+        for id in affected.iter().chain(&restated) {
             self.settle(id);
         }
         affected
-    }
-
-    /// Resolves every group that uses a template or that an overlay patches again (a
-    /// template may be defined in any file, and used in any other; an overlay may
-    /// patch any group), adding the ids resolved before and now to `affected`.
-    fn resolve(&mut self, affected: &mut BTreeSet<GroupId>) {
-        for resolution in self.resolved.values() {
-            affected.extend(resolution.groups.iter().map(|(id, _)| id.clone()));
-            affected.extend(resolution.patched.iter().cloned());
-        }
-        let files: Vec<&FileGroups> = self.files.values().collect();
-        let resolved = templates::resolve(&files, &self.overlays);
-        self.overlays_found = resolved.overlays;
-        self.resolved =
-            self.files.keys().cloned().zip(resolved.files).filter(|(_, r)| *r != Resolution::default()).collect();
-        for file in self.files.values() {
-            affected.extend(file.templated.iter().flat_map(|entry| entry.ids.iter().map(|(id, _)| id.clone())));
-        }
-        for resolution in self.resolved.values() {
-            affected.extend(resolution.patched.iter().cloned());
-        }
     }
 
     fn forget(&mut self, id: &GroupId, path: &Path) {
@@ -234,11 +283,11 @@ impl DesiredIndex {
         };
         let group = only.and_then(|path| {
             // Resolved first: a group an overlay patches is declared plain, and resolved too.
-            let resolution = self.resolved.get(&path);
-            if let Some((_, group)) = resolution.into_iter().flat_map(|r| &r.groups).find(|(g, _)| g == id) {
+            let resolution = self.templates.files.get(&path);
+            if let Some(group) = resolution.and_then(|resolution| resolution.groups.get(id)) {
                 return Some(group.clone());
             }
-            if resolution.is_some_and(|r| r.patched.contains(id)) {
+            if resolution.is_some_and(|resolution| resolution.patched.contains(id)) {
                 return None;
             }
             let plain = self.files.get(&path).map(|file| &file.groups);
@@ -288,8 +337,11 @@ impl DesiredIndex {
         for (path, file) in &self.files {
             by_file.entry(path).or_default().extend(file.diagnostics.iter().cloned());
         }
-        for (path, resolution) in &self.resolved {
-            by_file.entry(path).or_default().extend(resolution.diagnostics.iter().cloned());
+        for (path, diagnostics) in &self.templates.definitions {
+            by_file.entry(path).or_default().extend(diagnostics.iter().cloned());
+        }
+        for (path, resolution) in &self.templates.files {
+            by_file.entry(path).or_default().extend(resolution.diagnostics().cloned());
         }
         for (id, places) in &self.declared {
             let mut places = places.iter().flat_map(|(path, ats)| ats.iter().map(move |at| (path, at)));
@@ -303,10 +355,13 @@ impl DesiredIndex {
             diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
             all.extend(diagnostics);
         }
-        // A whole load resolves nothing without the directory.
-        let found: &[Vec<Diagnostic>] = if self.dir_error.is_some() { &[] } else { &self.overlays_found };
-        all.extend(self.overlays.diagnostics(found));
+        all.extend(self.overlays.diagnostics(self.overlays_found()));
         all
+    }
+
+    /// What resolution found in each overlay file (a whole load resolves nothing without the directory).
+    fn overlays_found(&self) -> &[Vec<Diagnostic>] {
+        if self.dir_error.is_some() { &[] } else { &self.templates.overlays_found }
     }
 
     /// Whether anything stops the desired state from being applied.
@@ -314,8 +369,260 @@ impl DesiredIndex {
         self.dir_error.is_some()
             || self.declared.values().any(|places| places.values().map(Vec::len).sum::<usize>() > 1)
             || self.files.values().any(|f| f.diagnostics.iter().any(Diagnostic::is_error))
-            || self.resolved.values().any(|r| r.diagnostics.iter().any(Diagnostic::is_error))
-            || self.overlays.diagnostics(&self.overlays_found).iter().any(Diagnostic::is_error)
+            || self.templates.definitions.values().flatten().any(Diagnostic::is_error)
+            || self.templates.files.values().any(|r| r.diagnostics().any(Diagnostic::is_error))
+            || self.overlays.diagnostics(self.overlays_found()).iter().any(Diagnostic::is_error)
+    }
+}
+
+impl TemplateIndex {
+    /// Resolves every group that uses a template or that an overlay patches again, as
+    /// a whole load does (an overlay may patch any template or group, and what its
+    /// `unset:` removes is told over every group it patches), adding the ids resolved
+    /// before and now to `affected`.
+    fn resolve_whole(
+        &mut self,
+        files: &BTreeMap<PathBuf, FileGroups>,
+        overlays: &Overlays,
+        affected: &mut BTreeSet<GroupId>,
+    ) {
+        for resolution in self.files.values() {
+            affected.extend(resolution.groups.keys().cloned());
+            affected.extend(resolution.patched.iter().cloned());
+        }
+        let resolved = templates::resolve(&files.values().collect::<Vec<_>>(), overlays);
+        self.overlays_found = resolved.overlays;
+        self.files = files
+            .keys()
+            .zip(resolved.files)
+            .filter(|(_, resolution)| *resolution != templates::Resolution::default())
+            .map(|(path, resolution)| {
+                let resolution = FileResolution {
+                    unknown: resolution.diagnostics,
+                    found: Vec::new(),
+                    groups: resolution.groups.into_iter().collect(),
+                    patched: resolution.patched.into_iter().collect(),
+                };
+                (path.clone(), resolution)
+            })
+            .collect();
+        for file in files.values() {
+            affected.extend(file.templated.iter().flat_map(|entry| entry.ids.iter().map(|(id, _)| id.clone())));
+        }
+        for resolution in self.files.values() {
+            affected.extend(resolution.patched.iter().cloned());
+        }
+        self.definitions.clear();
+        self.first.clear();
+        self.whole = true;
+    }
+
+    /// Resolves from scratch, file by file, once the overlays patch nothing any more.
+    fn leave_whole(&mut self, files: &BTreeMap<PathBuf, FileGroups>, affected: &mut BTreeSet<GroupId>) {
+        for resolution in std::mem::take(&mut self.files).into_values() {
+            affected.extend(resolution.groups.into_keys());
+            affected.extend(resolution.patched);
+        }
+        self.overlays_found.clear();
+        self.whole = false;
+        let changed: BTreeSet<PathBuf> = self
+            .defining
+            .iter()
+            .chain(self.users.values().flatten())
+            .filter(|p| files.contains_key(*p))
+            .cloned()
+            .collect();
+        let mut restated = BTreeSet::new();
+        self.resolve(files, &changed, affected, &mut restated);
+        affected.extend(restated);
+    }
+
+    /// Takes note of what a changed file defines and uses, before (`old`) and now.
+    fn note(&mut self, path: &Path, old: Option<&FileGroups>, now: Option<&FileGroups>) {
+        for (name, _) in old.into_iter().flat_map(|file| &file.uses) {
+            if let Some(files) = self.users.get_mut(name) {
+                files.remove(path);
+                if files.is_empty() {
+                    self.users.remove(name);
+                }
+            }
+        }
+        for (name, _) in now.into_iter().flat_map(|file| &file.uses) {
+            self.users.entry(name.clone()).or_default().insert(path.to_path_buf());
+        }
+        match now.is_some_and(|file| !file.templates.is_empty()) {
+            true => self.defining.insert(path.to_path_buf()),
+            false => self.defining.remove(path),
+        };
+    }
+
+    /// Resolves again what the changes to `changed` (files that define or use
+    /// templates, before or now) can affect, adding the ids it resolves to `affected`,
+    /// or to `restated` when only the places their keys come from can differ.
+    fn resolve(
+        &mut self,
+        files: &BTreeMap<PathBuf, FileGroups>,
+        changed: &BTreeSet<PathBuf>,
+        affected: &mut BTreeSet<GroupId>,
+        restated: &mut BTreeSet<GroupId>,
+    ) {
+        // Without overlay patches (see `resolve_whole`).
+        let (no_patches, mut no_effect) = (Patches::default(), templates::UnsetEffect::new());
+        let defining = self.defining.iter().filter_map(|path| files.get(path).map(|f| (path, f.templates.as_slice())));
+        let templates::Definitions { by_name, diagnostics } =
+            templates::definitions(defining, self.users.keys().map(String::as_str));
+        // The names whose first definition changed, and those whose chain passes through
+        // one now. A chain before the change needs no walk: it can differ from the chain
+        // now only past a template whose definition changed, which the walk now meets first.
+        // A definition that only moved (a line added above it) changes no group's
+        // attributes, only the places their provenance and diagnostics name.
+        let (mut redefined, mut moved): (HashSet<String>, HashSet<String>) = Default::default();
+        for name in self.first.keys().map(String::as_str).chain(by_name.keys().copied()) {
+            match (self.first.get(name), by_name.get(name)) {
+                (Some(before), Some(now)) if before == *now => continue,
+                (Some(before), Some(now)) if same_but_places(before, now) => &mut moved,
+                _ => &mut redefined,
+            }
+            .insert(name.to_string());
+        }
+        let touched = reaching(&by_name, &redefined);
+        let relocated: HashSet<&str> =
+            reaching(&by_name, &moved).into_iter().filter(|n| !touched.contains(n)).collect();
+        // Defined or no longer: `template:` naming them is known or unknown now.
+        let appeared: Vec<&String> =
+            redefined.iter().filter(|n| self.first.contains_key(*n) != by_name.contains_key(n.as_str())).collect();
+
+        self.definitions.clear();
+        for (path, diagnostic) in diagnostics {
+            self.definitions.entry(path.clone()).or_default().push(diagnostic);
+        }
+        // The files whose unknown names to check again, and their groups to resolve again.
+        let mut recheck: BTreeSet<&PathBuf> = changed.iter().collect();
+        for name in &appeared {
+            recheck.extend(self.users.get(name.as_str()).into_iter().flatten());
+        }
+        for path in recheck {
+            match files.get(path).filter(|file| file.has_templates()) {
+                Some(file) => {
+                    self.files.entry(path.clone()).or_default().unknown = templates::unknown_uses(&by_name, &file.uses);
+                }
+                None => {
+                    self.files.remove(path);
+                }
+            }
+        }
+        for path in changed {
+            let Some(file) = files.get(path).filter(|file| !file.templated.is_empty()) else {
+                if let Some(resolution) = self.files.get_mut(path) {
+                    resolution.found.clear();
+                    resolution.groups.clear();
+                }
+                continue;
+            };
+            let resolution = self.files.entry(path.clone()).or_default();
+            resolution.found.clear();
+            resolution.groups.clear();
+            let resolver = FileResolver::new(&by_name, &no_patches);
+            for entry in &file.templated {
+                resolution.found.push(resolve_into(&resolver, entry, &mut resolution.groups, &mut no_effect));
+                affected.extend(entry.ids.iter().map(|(id, _)| id.clone()));
+            }
+        }
+        // The groups of other files that use a touched template; and those using a
+        // relocated one, whose attributes stay but whose provenance names its place.
+        let mut users: BTreeSet<&PathBuf> = BTreeSet::new();
+        for name in touched.iter().chain(&relocated) {
+            users.extend(self.users.get(*name).into_iter().flatten().filter(|path| !changed.contains(*path)));
+        }
+        for path in users {
+            let (Some(file), Some(resolution)) = (files.get(path), self.files.get_mut(path)) else { continue };
+            // Every templated group of a file is resolved when the file is read, so this
+            // holds; were it not to, the whole file is resolved again.
+            let whole = resolution.found.len() != file.templated.len();
+            if whole {
+                resolution.found.clear();
+                resolution.groups.clear();
+            }
+            let resolver = FileResolver::new(&by_name, &no_patches);
+            for (position, entry) in file.templated.iter().enumerate() {
+                let template = entry.template.as_str();
+                let ids = || entry.ids.iter().map(|(id, _)| id.clone());
+                if whole {
+                    resolution.found.push(resolve_into(&resolver, entry, &mut resolution.groups, &mut no_effect));
+                    affected.extend(ids());
+                } else if touched.contains(template) || relocated.contains(template) {
+                    for (id, _) in &entry.ids {
+                        resolution.groups.remove(id);
+                    }
+                    resolution.found[position] = resolve_into(&resolver, entry, &mut resolution.groups, &mut no_effect);
+                    match touched.contains(template) {
+                        true => affected.extend(ids()),
+                        false => restated.extend(ids()),
+                    };
+                }
+            }
+        }
+        self.files.retain(|_, resolution| !resolution.unknown.is_empty() || !resolution.found.is_empty());
+        // Keep the definitions for the next change to compare with.
+        self.first.retain(|name, _| by_name.contains_key(name.as_str()));
+        for name in redefined.into_iter().chain(moved) {
+            if let Some(template) = by_name.get(name.as_str()) {
+                self.first.insert(name, (*template).clone());
+            }
+        }
+    }
+}
+
+/// Whether two definitions of a template differ at most in where they and their parts are written.
+fn same_but_places(a: &Template, b: &Template) -> bool {
+    let parent = |t: &Template| t.extends.as_ref().map(|(name, _)| name.clone());
+    a.name == b.name
+        && parent(a) == parent(b)
+        && a.ownership == b.ownership
+        && a.attributes == b.attributes
+        && a.valid == b.valid
+}
+
+/// Resolves the groups of `entry` into `groups`, returning what resolving it found.
+fn resolve_into(
+    resolver: &FileResolver<'_, '_>,
+    entry: &templates::Templated,
+    groups: &mut HashMap<GroupId, DesiredGroup>,
+    unset_effect: &mut templates::UnsetEffect,
+) -> Vec<Diagnostic> {
+    let (resolved, diagnostics) = resolver.resolve(entry, unset_effect);
+    groups.extend(resolved);
+    diagnostics
+}
+
+/// The names (defined, or among `names`) whose chain passes through one of `names`.
+fn reaching<'a>(by_name: &ByName<'a>, names: &'a HashSet<String>) -> HashSet<&'a str> {
+    if names.is_empty() {
+        return HashSet::new();
+    }
+    let parent = |n: &str| by_name.get(n).and_then(|t| t.extends.as_ref());
+    by_name.keys().copied().chain(names.iter().map(String::as_str)).filter(|n| reaches(n, parent, names)).collect()
+}
+
+/// Whether the chain of `name` (through `extends`, as `parent` says) passes through one of `names`.
+fn reaches<'a>(
+    name: &'a str,
+    parent: impl Fn(&str) -> Option<&'a (String, crate::model::SourceLocation)>,
+    names: &HashSet<String>,
+) -> bool {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut current = name;
+    loop {
+        if names.contains(current) {
+            return true;
+        }
+        if !seen.insert(current) {
+            return false;
+        }
+        match parent(current) {
+            Some((next, _)) => current = next,
+            None => return false,
+        }
     }
 }
 
@@ -332,6 +639,59 @@ mod tests {
 
     fn group(id: &str, value: &str) -> String {
         format!("  - id: {id}\n    attributes:\n      k: \"{value}\"\n")
+    }
+
+    #[test]
+    fn a_template_change_re_resolves_only_the_groups_it_can_affect() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = |affected: &BTreeSet<GroupId>| affected.iter().map(GroupId::as_str).collect::<Vec<_>>().join(" ");
+        let templates = |base: &str, other: &str| {
+            format!("templates:\n  base:\n    k: {base}\n  child:\n    extends: base\n  other:\n    k: {other}\n")
+        };
+        let t = write(dir.path(), "t.yaml", &templates("1", "1"));
+        write(
+            dir.path(),
+            "g.yaml",
+            "groups:\n  - id: a\n    template: base\n  - ids: [b1, b2]\n    template: child\n  - id: c\n    template: other\n  - id: plain\n    attributes: {}\n",
+        );
+        write(dir.path(), "h.yaml", "groups:\n  - id: d\n    template: other\n");
+        let mut index = DesiredIndex::load(dir.path());
+        assert!(!index.has_errors(), "{:?}", index.diagnostics());
+
+        // A template used through `extends` too; another, used in two files.
+        std::fs::write(&t, templates("2", "1")).unwrap();
+        assert_eq!(ids(&index.update([t.clone()])), "a b1 b2");
+        std::fs::write(&t, templates("2", "2")).unwrap();
+        assert_eq!(ids(&index.update([t.clone()])), "c d");
+        // Only the place of a template changes (a line above it): no group changes.
+        std::fs::write(&t, format!("# moved\n{}", templates("2", "2"))).unwrap();
+        assert_eq!(ids(&index.update([t.clone()])), "");
+        // A change that leaves every definition as it was: only the file's own groups.
+        std::fs::write(&t, format!("# moved\n{}\n# a comment\n", templates("2", "2"))).unwrap();
+        assert_eq!(ids(&index.update([t.clone()])), "");
+        let fresh = super::super::load(dir.path());
+        assert_eq!(&fresh.state.groups, index.groups());
+        assert_eq!(&index.groups()[&GroupId::parse("b2").unwrap()].attributes["k"], "2");
+    }
+
+    #[test]
+    fn a_template_that_moves_keeps_its_groups_diagnostics_naming_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: String = (0..16).map(|k| format!("    k{k}: v")).collect::<Vec<_>>().join("\n") + "\n";
+        let t = write(dir.path(), "t.yaml", &format!("templates:\n  big:\n{keys}"));
+        write(dir.path(), "g.yaml", "groups:\n  - id: a\n    template: big\n    attributes: {extra: v}\n");
+        let mut index = DesiredIndex::load(dir.path());
+        let limit = |index: &DesiredIndex| index.diagnostics().iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert!(
+            limit(&index)[0].contains("16 from template big (") && limit(&index)[0].contains("t.yaml:2:3)"),
+            "{:?}",
+            limit(&index)
+        );
+
+        std::fs::write(&t, format!("# a line above\ntemplates:\n  big:\n{keys}")).unwrap();
+        assert!(index.update([t]).is_empty());
+        assert!(limit(&index)[0].contains("t.yaml:3:3)"), "{:?}", limit(&index));
+        assert_eq!(super::super::load(dir.path()).diagnostics, index.diagnostics());
     }
 
     #[test]
@@ -384,5 +744,556 @@ mod tests {
         let fresh = super::super::load(&groups_dir);
         assert_eq!(&fresh.state.groups, index.groups());
         assert_eq!(fresh.diagnostics, index.diagnostics());
+    }
+}
+
+/// `watch`'s index against a whole load, over random sequences of edits to files
+/// that define and use templates.
+#[cfg(test)]
+mod differential {
+    use super::*;
+    use proptest::prelude::*;
+    use std::fmt::Write as _;
+
+    const FILES: [&str; 4] = ["a.yaml", "b.yaml", "sub/c.yaml", "d.yml"];
+    /// Template names: the last one is never defined by `AddTemplate`, only named.
+    const NAMES: usize = 5;
+    const KEYS: usize = 20;
+
+    #[derive(Debug, Clone)]
+    struct Tpl {
+        name: usize,
+        extends: Option<usize>,
+        keys_ownership: bool,
+        attributes: BTreeMap<usize, usize>,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Entry {
+        ids: Vec<usize>,
+        set: bool,
+        template: Option<usize>,
+        attributes: BTreeMap<usize, usize>,
+        unset: BTreeSet<usize>,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct File {
+        exists: bool,
+        garbage: bool,
+        templates: Vec<Tpl>,
+        groups: Vec<Entry>,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        TemplateValue {
+            file: usize,
+            t: usize,
+            key: usize,
+            value: Option<usize>,
+        },
+        Extends {
+            file: usize,
+            t: usize,
+            parent: Option<usize>,
+        },
+        Ownership {
+            file: usize,
+            t: usize,
+        },
+        AddTemplate {
+            file: usize,
+            name: usize,
+        },
+        RemoveTemplate {
+            file: usize,
+            t: usize,
+        },
+        MoveTemplate {
+            from: usize,
+            to: usize,
+            t: usize,
+        },
+        BigTemplate {
+            file: usize,
+            t: usize,
+        },
+        DeleteFile {
+            file: usize,
+        },
+        Garbage {
+            file: usize,
+        },
+        AddEntry {
+            file: usize,
+            ids: Vec<usize>,
+            set: bool,
+            template: Option<usize>,
+        },
+        RemoveEntry {
+            file: usize,
+            e: usize,
+        },
+        EntryTemplate {
+            file: usize,
+            e: usize,
+            template: Option<usize>,
+        },
+        EntryIds {
+            file: usize,
+            e: usize,
+            ids: Vec<usize>,
+            set: bool,
+        },
+        EntryValue {
+            file: usize,
+            e: usize,
+            key: usize,
+            value: Option<usize>,
+        },
+        EntryUnset {
+            file: usize,
+            e: usize,
+            key: usize,
+        },
+        /// In the overlay: a template's patch sets (or, with no value, unsets) a key.
+        OverlayTemplate {
+            name: usize,
+            key: usize,
+            value: Option<usize>,
+        },
+        /// In the overlay: a new patch of groups that sets (or unsets) a key.
+        OverlayGroups {
+            ids: Vec<usize>,
+            key: usize,
+            value: Option<usize>,
+        },
+        /// In the overlay: a patch removed (the last one leaves the overlay patching nothing).
+        OverlayDrop {
+            patch: usize,
+        },
+    }
+
+    /// One patch: the keys it sets, and those it unsets.
+    type Keys = (BTreeMap<usize, usize>, BTreeSet<usize>);
+
+    /// The one overlay file of the environment.
+    #[derive(Debug, Clone, Default)]
+    struct Overlay {
+        templates: Vec<(usize, BTreeMap<usize, usize>, BTreeSet<usize>)>,
+        groups: Vec<(Vec<usize>, Keys)>,
+    }
+
+    /// The overlay's place among the files an op touches.
+    const OVERLAY: usize = FILES.len();
+
+    fn op() -> impl Strategy<Value = Op> {
+        let file = 0..FILES.len();
+        let name = 0..NAMES;
+        let key = 0..KEYS;
+        let value = prop::option::weighted(0.8, 0..3usize);
+        let ids = prop::collection::vec(0..40usize, 1..4);
+        prop_oneof![
+            4 => (file.clone(), any::<usize>(), key.clone(), value.clone())
+                .prop_map(|(file, t, key, value)| Op::TemplateValue { file, t, key, value }),
+            2 => (file.clone(), any::<usize>(), prop::option::of(name.clone()))
+                .prop_map(|(file, t, parent)| Op::Extends { file, t, parent }),
+            1 => (file.clone(), any::<usize>()).prop_map(|(file, t)| Op::Ownership { file, t }),
+            2 => (file.clone(), 0..NAMES - 1).prop_map(|(file, name)| Op::AddTemplate { file, name }),
+            1 => (file.clone(), any::<usize>()).prop_map(|(file, t)| Op::RemoveTemplate { file, t }),
+            2 => (file.clone(), file.clone(), any::<usize>()).prop_map(|(from, to, t)| Op::MoveTemplate { from, to, t }),
+            2 => (file.clone(), any::<usize>()).prop_map(|(file, t)| Op::BigTemplate { file, t }),
+            1 => file.clone().prop_map(|file| Op::DeleteFile { file }),
+            1 => file.clone().prop_map(|file| Op::Garbage { file }),
+            2 => (file.clone(), ids.clone(), any::<bool>(), prop::option::weighted(0.8, name.clone()))
+                .prop_map(|(file, ids, set, template)| Op::AddEntry { file, ids, set, template }),
+            1 => (file.clone(), any::<usize>()).prop_map(|(file, e)| Op::RemoveEntry { file, e }),
+            2 => (file.clone(), any::<usize>(), prop::option::weighted(0.8, name.clone()))
+                .prop_map(|(file, e, template)| Op::EntryTemplate { file, e, template }),
+            1 => (file.clone(), any::<usize>(), ids, any::<bool>())
+                .prop_map(|(file, e, ids, set)| Op::EntryIds { file, e, ids, set }),
+            2 => (file.clone(), any::<usize>(), key.clone(), value)
+                .prop_map(|(file, e, key, value)| Op::EntryValue { file, e, key, value }),
+            1 => (file, any::<usize>(), key.clone()).prop_map(|(file, e, key)| Op::EntryUnset { file, e, key }),
+            1 => (name.clone(), key.clone(), prop::option::weighted(0.7, 0..3usize))
+                .prop_map(|(name, key, value)| Op::OverlayTemplate { name, key, value }),
+            1 => (prop::collection::vec(0..14usize, 1..3), key, prop::option::weighted(0.7, 0..3usize))
+                .prop_map(|(ids, key, value)| Op::OverlayGroups { ids, key, value }),
+            1 => any::<usize>().prop_map(|patch| Op::OverlayDrop { patch }),
+        ]
+    }
+
+    /// The overlays of the environment: the one overlay file.
+    fn overlays(root: &Path) -> Vec<OverlayPath> {
+        let at =
+            crate::model::SourceLocation { file: std::sync::Arc::from(Path::new("grattr.yaml")), line: 1, column: 1 };
+        vec![OverlayPath { path: overlay_path(root), at }]
+    }
+
+    /// Where every sequence starts: templates in two files (one extending another in
+    /// a third), used by groups and sets in every file.
+    fn base() -> Vec<File> {
+        let tpl = |name, extends, attributes: &[(usize, usize)]| Tpl {
+            name,
+            extends,
+            keys_ownership: false,
+            attributes: attributes.iter().copied().collect(),
+        };
+        let entry = |ids: &[usize], template| Entry {
+            ids: ids.to_vec(),
+            set: ids.len() > 1,
+            template,
+            attributes: BTreeMap::from([(ids[0] % KEYS, 1)]),
+            unset: BTreeSet::new(),
+        };
+        let file = |templates, groups| File { exists: true, garbage: false, templates, groups };
+        vec![
+            file(
+                vec![tpl(0, None, &[(0, 0), (1, 0), (2, 0)]), tpl(1, Some(0), &[(1, 1), (3, 1)])],
+                vec![entry(&[0], Some(0)), entry(&[1, 2], Some(1))],
+            ),
+            file(vec![tpl(2, None, &[(4, 2)])], vec![entry(&[3], Some(2)), entry(&[4], None)]),
+            file(vec![tpl(3, Some(1), &[(5, 0)])], vec![entry(&[5, 6, 7], Some(3)), entry(&[8], Some(1))]),
+            file(Vec::new(), vec![entry(&[9], Some(0)), entry(&[10, 11], Some(2)), entry(&[12], Some(3))]),
+        ]
+    }
+
+    /// Makes `file` an existing, readable file (as an edit to it does).
+    fn live(files: &mut [File], file: usize) -> &mut File {
+        let f = &mut files[file];
+        if !f.exists || f.garbage {
+            *f = File { exists: true, ..File::default() };
+        }
+        f
+    }
+
+    /// Applies `op`; returns the files it touched ([`OVERLAY`] for the overlay).
+    fn apply(files: &mut [File], overlay: &mut Overlay, op: &Op) -> Vec<usize> {
+        let pick = |len: usize, i: usize| (len > 0).then(|| i % len);
+        let set = |attributes: &mut BTreeMap<usize, usize>, unset: &mut BTreeSet<usize>, key, value| match value {
+            Some(value) => {
+                attributes.insert(key, value);
+                unset.remove(&key);
+            }
+            None => {
+                attributes.remove(&key);
+                unset.insert(key);
+            }
+        };
+        match op.clone() {
+            Op::OverlayTemplate { name, key, value } => {
+                let at = match overlay.templates.iter().position(|(n, _, _)| *n == name) {
+                    Some(at) => at,
+                    None => {
+                        overlay.templates.push((name, BTreeMap::new(), BTreeSet::new()));
+                        overlay.templates.len() - 1
+                    }
+                };
+                let (_, attributes, unset) = &mut overlay.templates[at];
+                set(attributes, unset, key, value);
+                vec![OVERLAY]
+            }
+            Op::OverlayGroups { ids, key, value } => {
+                let (mut attributes, mut unset) = (BTreeMap::new(), BTreeSet::new());
+                set(&mut attributes, &mut unset, key, value);
+                overlay.groups.push((ids, (attributes, unset)));
+                vec![OVERLAY]
+            }
+            Op::OverlayDrop { patch } => {
+                let count = overlay.templates.len() + overlay.groups.len();
+                if let Some(patch) = pick(count, patch) {
+                    match patch < overlay.templates.len() {
+                        true => {
+                            overlay.templates.remove(patch);
+                        }
+                        false => {
+                            overlay.groups.remove(patch - overlay.templates.len());
+                        }
+                    }
+                }
+                vec![OVERLAY]
+            }
+            Op::TemplateValue { file, t, key, value } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    match value {
+                        Some(v) => f.templates[t].attributes.insert(key, v),
+                        None => f.templates[t].attributes.remove(&key),
+                    };
+                }
+                vec![file]
+            }
+            Op::Extends { file, t, parent } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    f.templates[t].extends = parent;
+                }
+                vec![file]
+            }
+            Op::Ownership { file, t } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    f.templates[t].keys_ownership ^= true;
+                }
+                vec![file]
+            }
+            Op::AddTemplate { file, name } => {
+                let template =
+                    Tpl { name, extends: None, keys_ownership: false, attributes: BTreeMap::from([(name, 0)]) };
+                live(files, file).templates.push(template);
+                vec![file]
+            }
+            Op::RemoveTemplate { file, t } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    f.templates.remove(t);
+                }
+                vec![file]
+            }
+            Op::MoveTemplate { from, to, t } => {
+                let f = live(files, from);
+                let Some(t) = pick(f.templates.len(), t) else { return vec![from] };
+                let template = f.templates.remove(t);
+                live(files, to).templates.push(template);
+                vec![from, to]
+            }
+            Op::BigTemplate { file, t } => {
+                let f = live(files, file);
+                if let Some(t) = pick(f.templates.len(), t) {
+                    f.templates[t].attributes = (0..16).map(|k| (k, 1)).collect();
+                }
+                vec![file]
+            }
+            Op::DeleteFile { file } => {
+                files[file] = File::default();
+                vec![file]
+            }
+            Op::Garbage { file } => {
+                files[file] = File { exists: true, garbage: true, ..File::default() };
+                vec![file]
+            }
+            Op::AddEntry { file, ids, set, template } => {
+                let entry = Entry { ids, set, template, attributes: BTreeMap::new(), unset: BTreeSet::new() };
+                live(files, file).groups.push(entry);
+                vec![file]
+            }
+            Op::RemoveEntry { file, e } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    f.groups.remove(e);
+                }
+                vec![file]
+            }
+            Op::EntryTemplate { file, e, template } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    f.groups[e].template = template;
+                }
+                vec![file]
+            }
+            Op::EntryIds { file, e, ids, set } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    (f.groups[e].ids, f.groups[e].set) = (ids, set);
+                }
+                vec![file]
+            }
+            Op::EntryValue { file, e, key, value } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    match value {
+                        Some(v) => f.groups[e].attributes.insert(key, v),
+                        None => f.groups[e].attributes.remove(&key),
+                    };
+                }
+                vec![file]
+            }
+            Op::EntryUnset { file, e, key } => {
+                let f = live(files, file);
+                if let Some(e) = pick(f.groups.len(), e) {
+                    let unset = &mut f.groups[e].unset;
+                    if !unset.remove(&key) {
+                        unset.insert(key);
+                    }
+                }
+                vec![file]
+            }
+        }
+    }
+
+    fn attributes(out: &mut String, attributes: &BTreeMap<usize, usize>, indent: &str) {
+        for (k, v) in attributes {
+            let _ = writeln!(out, "{indent}k{k}: \"v{v}\"");
+        }
+    }
+
+    fn render(file: &File) -> String {
+        if file.garbage {
+            return "groups: [unclosed\n".to_string();
+        }
+        let mut out = String::new();
+        if !file.templates.is_empty() {
+            out.push_str("templates:\n");
+            for t in &file.templates {
+                let mut body = String::new();
+                if let Some(parent) = t.extends {
+                    let _ = writeln!(body, "    extends: t{parent}");
+                }
+                if t.keys_ownership {
+                    body.push_str("    ownership: keys\n");
+                }
+                attributes(&mut body, &t.attributes, "    ");
+                match body.is_empty() {
+                    true => {
+                        let _ = writeln!(out, "  t{}: {{}}", t.name);
+                    }
+                    false => {
+                        let _ = write!(out, "  t{}:\n{body}", t.name);
+                    }
+                }
+            }
+        }
+        if !file.groups.is_empty() || file.templates.is_empty() {
+            out.push_str("groups:\n");
+        }
+        for entry in &file.groups {
+            let ids: Vec<String> = entry.ids.iter().map(|i| format!("g{i}")).collect();
+            match entry.set {
+                true => {
+                    let _ = writeln!(out, "  - ids: [{}]", ids.join(", "));
+                }
+                false => {
+                    let _ = writeln!(out, "  - id: {}", ids[0]);
+                }
+            }
+            if let Some(t) = entry.template {
+                let _ = writeln!(out, "    template: t{t}");
+            }
+            if !entry.attributes.is_empty() {
+                out.push_str("    attributes:\n");
+                attributes(&mut out, &entry.attributes, "      ");
+            } else if entry.template.is_none() {
+                out.push_str("    attributes: {}\n");
+            }
+            if !entry.unset.is_empty() {
+                let keys: Vec<String> = entry.unset.iter().map(|k| format!("k{k}")).collect();
+                let _ = writeln!(out, "    unset: [{}]", keys.join(", "));
+            }
+        }
+        out
+    }
+
+    fn render_overlay(overlay: &Overlay) -> String {
+        let patch = |out: &mut String, attributes: &BTreeMap<usize, usize>, unset: &BTreeSet<usize>, indent: &str| {
+            if !attributes.is_empty() {
+                let _ = writeln!(out, "{indent}attributes:");
+                self::attributes(out, attributes, &format!("{indent}  "));
+            }
+            if !unset.is_empty() {
+                let keys: Vec<String> = unset.iter().map(|k| format!("k{k}")).collect();
+                let _ = writeln!(out, "{indent}unset: [{}]", keys.join(", "));
+            }
+        };
+        let mut out = String::new();
+        if !overlay.templates.is_empty() {
+            out.push_str("templates:\n");
+            for (name, attributes, unset) in &overlay.templates {
+                let _ = writeln!(out, "  t{name}:");
+                // A template's patch is its keys, and `unset:`.
+                self::attributes(&mut out, attributes, "    ");
+                if !unset.is_empty() {
+                    let keys: Vec<String> = unset.iter().map(|k| format!("k{k}")).collect();
+                    let _ = writeln!(out, "    unset: [{}]", keys.join(", "));
+                }
+            }
+        }
+        out.push_str("groups:\n");
+        for (ids, (attributes, unset)) in &overlay.groups {
+            let ids: Vec<String> = ids.iter().map(|i| format!("g{i}")).collect();
+            let _ = writeln!(out, "  - ids: [{}]", ids.join(", "));
+            patch(&mut out, attributes, unset, "    ");
+        }
+        if overlay.groups.is_empty() {
+            out = out.replace("groups:\n", "groups: []\n");
+        }
+        out
+    }
+
+    /// Where the overlay is: beside the groups directory.
+    fn overlay_path(root: &Path) -> PathBuf {
+        root.join("env.yaml")
+    }
+
+    fn write(root: &Path, files: &[File], overlay: &Overlay, which: usize) -> PathBuf {
+        if which == OVERLAY {
+            std::fs::write(overlay_path(root), render_overlay(overlay)).unwrap();
+            return overlay_path(root);
+        }
+        let path = root.join("groups").join(FILES[which]);
+        match files[which].exists {
+            true => {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, render(&files[which])).unwrap();
+            }
+            false => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        path
+    }
+
+    /// The index equals a whole load: the same diagnostics, and the same groups
+    /// (but those declared twice, which a load takes the first of and the index none of).
+    fn same_as_a_load(index: &DesiredIndex, root: &Path) -> Result<(), TestCaseError> {
+        let fresh = super::super::groups::load_with(&root.join("groups"), &overlays(root));
+        prop_assert_eq!(&fresh.diagnostics, &index.diagnostics());
+        let twice = |id: &GroupId| index.declared.get(id).is_some_and(|p| p.values().map(Vec::len).sum::<usize>() > 1);
+        let loaded: BTreeMap<&GroupId, &DesiredGroup> =
+            fresh.state.groups.iter().filter(|(id, _)| !twice(id)).collect();
+        let indexed: BTreeMap<&GroupId, &DesiredGroup> = index.groups().iter().collect();
+        prop_assert_eq!(loaded, indexed);
+        prop_assert_eq!(fresh.has_errors(), index.has_errors());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// After any sequence of edits, the index equals a whole load (provenance
+        /// included), and the ids an update returns include every group whose plan
+        /// it can change.
+        #[test]
+        fn edits_file_by_file_equal_a_whole_load(
+            start in prop::collection::vec(op(), 0..6),
+            steps in prop::collection::vec(prop::collection::vec(op(), 1..3), 1..25),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut files, mut overlay) = (base(), Overlay::default());
+            for op in &start {
+                apply(&mut files, &mut overlay, op);
+            }
+            std::fs::create_dir_all(dir.path().join("groups")).unwrap();
+            for which in 0..=OVERLAY {
+                write(dir.path(), &files, &overlay, which);
+            }
+            let mut index = DesiredIndex::load_with(&dir.path().join("groups"), &overlays(dir.path()));
+            same_as_a_load(&index, dir.path())?;
+            for step in &steps {
+                let touched: BTreeSet<usize> = step.iter().flat_map(|op| apply(&mut files, &mut overlay, op)).collect();
+                let paths: Vec<PathBuf> =
+                    touched.iter().map(|which| write(dir.path(), &files, &overlay, *which)).collect();
+                let before = index.groups().clone();
+                let affected = index.update(paths);
+                same_as_a_load(&index, dir.path())?;
+                // What is planned for a group is all of it but the provenance of its keys.
+                let planned = |g: &DesiredGroup| DesiredGroup { origins: crate::model::Origins::Unknown, ..g.clone() };
+                for id in before.keys().chain(index.groups().keys()) {
+                    if before.get(id).map(planned) != index.groups().get(id).map(planned) {
+                        prop_assert!(affected.contains(id), "{id} changed but is not said to: {step:?}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@
 use super::attributes::{read_attributes, read_ownership, report_limits, violation_diagnostic};
 use super::diagnostic::{Diagnostic, Rule};
 use super::groups::FileGroups;
-use super::overlays::{Overlays, Patch};
+use super::overlays::{OverlayFile, Overlays, Patch, TemplatePatch};
 use super::shape::{AttrEntries, Lenient, NodeList, TemplateMap, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
@@ -93,6 +93,164 @@ pub struct Resolved {
     pub files: Vec<Resolution>,
     /// The problems found in each overlay file.
     pub overlays: Vec<Vec<Diagnostic>>,
+}
+
+/// The templates a load found (each name's first definition), for a command that
+/// writes against one: `grattr import --template`.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    templates: Vec<Template>,
+    names: HashSet<String>,
+    /// The environment's overlay patches of templates, in the order listed.
+    patches: Vec<TemplatePatch>,
+}
+
+/// A template with its chain applied: what a group naming it gets before its own keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTemplate {
+    /// Its name.
+    pub name: String,
+    /// Where it is defined.
+    pub at: SourceLocation,
+    /// Its attributes over the chain, parent first (a child's key wins).
+    pub attributes: AttributeSet,
+    /// The ownership the nearest template of the chain says, if any does.
+    pub ownership: Option<Ownership>,
+}
+
+/// Why a template cannot be written against.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// No group file defines it.
+    #[error("no group file defines a template {name:?}; {}", known_names(.known))]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The names defined, sorted.
+        known: Vec<String>,
+    },
+    /// It, or a template of its chain, has errors, or the chain is broken.
+    #[error("template {name:?} ({at}) cannot be used: {why}")]
+    Broken {
+        /// The name asked for.
+        name: String,
+        /// Where it is defined.
+        at: SourceLocation,
+        /// What is wrong, and where.
+        why: String,
+    },
+}
+
+fn known_names(known: &[String]) -> String {
+    match known.is_empty() {
+        true => "no group file defines any template".to_string(),
+        false => {
+            let names: Vec<String> = known.iter().map(|name| format!("{name:?}")).collect();
+            format!("the templates are {}", names.join(", "))
+        }
+    }
+}
+
+impl Catalog {
+    /// A catalog of no template yet, with the template patches of `overlays`.
+    pub(super) fn of_overlays(overlays: &Overlays) -> Self {
+        let patches = overlays.files.iter().flat_map(|file| file.templates.iter().cloned()).collect();
+        Catalog { patches, ..Catalog::default() }
+    }
+
+    /// Takes the templates of one file (in load order): those of a name not seen yet.
+    pub(super) fn add(&mut self, templates: Vec<Template>) {
+        for template in templates {
+            if self.names.insert(template.name.clone()) {
+                self.templates.push(template);
+            }
+        }
+    }
+
+    /// The names defined, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.templates.iter().map(|t| t.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    fn by_name(&self) -> ByName<'_> {
+        self.templates.iter().map(|t| (t.name.as_str(), t)).collect()
+    }
+
+    /// The template `name` over its chain, or why it cannot be used.
+    pub fn resolve(&self, name: &str) -> Result<ResolvedTemplate, TemplateError> {
+        let by_name = self.by_name();
+        let Some(template) = by_name.get(name).copied() else {
+            return Err(TemplateError::Unknown { name: name.to_string(), known: self.names() });
+        };
+        let broken = |why: String| TemplateError::Broken { name: name.to_string(), at: template.at.clone(), why };
+        let mut chain: Vec<&Template> = Vec::new();
+        let mut current = template;
+        loop {
+            if !current.valid {
+                return Err(broken(format!("template {:?} has errors (at {})", current.name, current.at)));
+            }
+            if chain.iter().any(|t| t.name == current.name) {
+                let mut names: Vec<&str> = chain.iter().map(|t| t.name.as_str()).collect();
+                names.push(&current.name);
+                return Err(broken(format!("its `extends` chain is a cycle: {}", names.join(" → "))));
+            }
+            chain.push(current);
+            let Some((parent, at)) = &current.extends else { break };
+            current = match by_name.get(parent.as_str()) {
+                Some(parent) => parent,
+                None => {
+                    let why = format!(
+                        "template {:?} extends {parent:?} (at {at}), which no group file defines",
+                        current.name
+                    );
+                    return Err(broken(why));
+                }
+            };
+        }
+        // As a group resolves it: each template of the chain, parent first, followed by
+        // the environment's patches of it.
+        let mut attributes = AttributeSet::new();
+        for template in chain.iter().rev() {
+            for (key, value) in &template.attributes {
+                attributes.insert(key.to_string(), value.to_string());
+            }
+            for patch in self.patches.iter().filter(|p| p.name == template.name).map(|p| &p.patch) {
+                if !patch.valid {
+                    let why =
+                        format!("an overlay's patch of template {:?} has errors (at {})", template.name, patch.at);
+                    return Err(broken(why));
+                }
+                for (key, value) in &patch.attributes {
+                    attributes.insert(key.to_string(), value.to_string());
+                }
+                for (key, _) in &patch.unset {
+                    attributes.remove(key);
+                }
+            }
+        }
+        Ok(ResolvedTemplate {
+            name: template.name.clone(),
+            at: template.at.clone(),
+            attributes,
+            ownership: chain.iter().find_map(|t| t.ownership),
+        })
+    }
+
+    /// Loads `file` (a group file parsed on its own) with these templates and their
+    /// patches: its groups resolved, and its problems (those of resolving it included).
+    pub fn load_with(&self, file: FileGroups) -> super::Loaded {
+        let templates = FileGroups { templates: self.templates.clone(), ..FileGroups::default() };
+        // The environment's patches of templates apply; its patches of groups are of
+        // groups this file does not declare.
+        let overlay = OverlayFile { templates: self.patches.clone(), ..OverlayFile::default() };
+        let overlays = Overlays { files: vec![overlay], ..Overlays::default() };
+        let mut loaded = super::groups::merge_with(vec![templates, file], &overlays);
+        // The templates are not this file's: that it leaves some unused is no problem of its own.
+        loaded.diagnostics.retain(|d| d.rule != Rule::UnusedTemplate);
+        loaded
+    }
 }
 
 /// Reads `templates:` into `out`.
@@ -292,7 +450,7 @@ impl Origin<'_> {
 /// A template and the chain it extends, itself first; `None` when the chain is
 /// broken (a template unknown, with errors, or in a cycle), which is reported
 /// where it breaks.
-fn chain<'a>(name: &str, by_name: &HashMap<&str, &'a Template>) -> Option<Vec<&'a Template>> {
+fn chain<'a>(name: &str, by_name: &ByName<'a>) -> Option<Vec<&'a Template>> {
     let mut found: Vec<&Template> = Vec::new();
     let mut current = name;
     loop {
@@ -308,6 +466,107 @@ fn chain<'a>(name: &str, by_name: &HashMap<&str, &'a Template>) -> Option<Vec<&'
     }
 }
 
+/// Each template name's first definition: what `template:` and `extends:` name.
+pub(super) type ByName<'a> = HashMap<&'a str, &'a Template>;
+
+/// What the templates of every file say about each other, found in [`definitions`].
+pub(super) struct Definitions<'a, K> {
+    /// Each name's first definition.
+    pub(super) by_name: ByName<'a>,
+    /// The problems of the definitions (a name defined twice, an unknown parent, a
+    /// cycle, a template no group uses), with the file they are in, in the order a
+    /// whole load reports them.
+    pub(super) diagnostics: Vec<(K, Diagnostic)>,
+}
+
+/// Reads the definitions of `defining` (the files that define templates, in load
+/// order, each with a key `K` naming it), given the names `template:` uses somewhere.
+pub(super) fn definitions<'a, 'u, K: Copy>(
+    defining: impl IntoIterator<Item = (K, &'a [Template])>,
+    used_names: impl IntoIterator<Item = &'u str>,
+) -> Definitions<'a, K> {
+    let mut diagnostics = Vec::new();
+    // Each name's first definition; a later one is an error in its own file.
+    let mut by_name: ByName<'a> = HashMap::new();
+    let mut defined: Vec<(K, &Template)> = Vec::new();
+    for (key, templates) in defining {
+        for template in templates {
+            if let Some(first) = by_name.get(template.name.as_str()) {
+                let message = format!("template {:?} is defined twice: here and at {}", template.name, first.at);
+                let diagnostic = Diagnostic::error(Rule::Template, template.at.clone(), message);
+                diagnostics.push((key, diagnostic.with_related(first.at.clone(), "first defined here")));
+            } else {
+                by_name.insert(&template.name, template);
+                defined.push((key, template));
+            }
+        }
+    }
+    // Unknown parents and cycles, at the `extends` that makes them.
+    for (key, template) in &defined {
+        let Some((parent, at)) = &template.extends else { continue };
+        if !by_name.contains_key(parent.as_str()) {
+            let message = format!("template {:?} extends {parent:?}, which no group file defines", template.name);
+            diagnostics.push((*key, Diagnostic::error(Rule::Template, at.clone(), message)));
+            continue;
+        }
+        let mut path = vec![template.name.as_str()];
+        let mut current = parent.as_str();
+        while let Some(next) = by_name.get(current) {
+            if next.name == template.name {
+                path.push(current);
+                let message = format!("template {:?} extends itself: {}", template.name, path.join(" → "));
+                diagnostics.push((*key, Diagnostic::error(Rule::Template, at.clone(), message)));
+                break;
+            }
+            if path.contains(&current) {
+                break;
+            }
+            path.push(current);
+            match &next.extends {
+                Some((parent, _)) => current = parent,
+                None => break,
+            }
+        }
+    }
+    // Templates used by a group, directly or through `extends`.
+    let mut used: HashSet<&str> = HashSet::new();
+    for name in used_names {
+        let mut current = name;
+        while let Some(template) = by_name.get(current) {
+            if !used.insert(&template.name) {
+                break;
+            }
+            match &template.extends {
+                Some((parent, _)) => current = parent,
+                None => break,
+            }
+        }
+    }
+    for (key, template) in &defined {
+        if !used.contains(template.name.as_str()) {
+            let message = format!("template {:?} is not used by any group", template.name);
+            let help = format!("use it with `template: {}`, or delete it", template.name);
+            diagnostics
+                .push((*key, Diagnostic::warning(Rule::UnusedTemplate, template.at.clone(), message).with_help(help)));
+        }
+    }
+    Definitions { by_name, diagnostics }
+}
+
+/// The errors of `template:` names no group file defines, among `uses`.
+pub(super) fn unknown_uses(by_name: &ByName<'_>, uses: &[(String, SourceLocation)]) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (name, at) in uses {
+        if !by_name.contains_key(name.as_str()) {
+            let message = format!("template {name:?} is not defined in any group file");
+            let diagnostic = Diagnostic::error(Rule::Template, at.clone(), message)
+                .with_help("define it under `templates:` in any group file");
+            diagnostics.push(diagnostic);
+        }
+    }
+    diagnostics
+}
+
 /// A group's patch by an overlay, as resolution applies it.
 struct GroupUse<'a> {
     patch: &'a Patch,
@@ -319,7 +578,7 @@ struct GroupUse<'a> {
 
 /// The overlay patches that apply, gathered once.
 #[derive(Default)]
-struct Patches<'a> {
+pub(super) struct Patches<'a> {
     /// By template, in the order listed.
     templates: HashMap<&'a str, Vec<&'a Patch>>,
     /// By group, in the order listed.
@@ -355,7 +614,70 @@ struct Subject<'a> {
 
 /// What the `unset:` of each overlay group entry did: whether it patched any group,
 /// and for each key whether it removed it from any.
-type UnsetEffect = Vec<(bool, Vec<bool>)>;
+pub(super) type UnsetEffect = Vec<(bool, Vec<bool>)>;
+
+/// Resolves the entries of `groups:` that use templates, over the templates and the
+/// overlays' patches.
+pub(super) struct FileResolver<'t, 'g> {
+    by_name: &'g ByName<'t>,
+    patches: &'g Patches<'t>,
+}
+
+impl<'t, 'g> FileResolver<'t, 'g> {
+    /// A resolver over the templates `by_name` and the overlays' `patches`.
+    pub(super) fn new(by_name: &'g ByName<'t>, patches: &'g Patches<'t>) -> Self {
+        FileResolver { by_name, patches }
+    }
+
+    /// Resolves one entry: its groups, in the order of its ids (none when its chain
+    /// is broken, which is reported where it breaks; without those that have errors),
+    /// and the problems found in them. What the `unset:` of overlay group entries
+    /// does is noted in `unset_effect`.
+    ///
+    /// The ids of a set resolve alike but for their place, and the id their messages
+    /// name: the first resolves, and when it has nothing to report, the others take
+    /// its result (sharing its attributes and origins, so that resolving a set costs
+    /// its keys, not its ids times its keys); else they resolve one by one, sharing
+    /// its origins. An id an overlay patches on its own resolves on its own.
+    pub(super) fn resolve(
+        &self,
+        entry: &Templated,
+        unset_effect: &mut UnsetEffect,
+    ) -> (Vec<(GroupId, DesiredGroup)>, Vec<Diagnostic>) {
+        let (mut groups, mut diagnostics) = (Vec::new(), Vec::new());
+        let Some(chain) = chain(&entry.template, self.by_name) else { return (groups, diagnostics) };
+        groups.reserve(entry.ids.len());
+        // The first unpatched id's result, and whether it had nothing to report.
+        let mut alike: Option<(DesiredGroup, KeyOrigins, bool)> = None;
+        for (id, id_at) in &entry.ids {
+            let patched = self.patches.patches(id);
+            if let Some((group, _, true)) = alike.as_ref().filter(|_| !patched) {
+                groups.push((id.clone(), DesiredGroup { source: id_at.clone(), ..group.clone() }));
+                continue;
+            }
+            let subject = Subject {
+                id,
+                source: id_at,
+                group: &entry.group,
+                template: Some(&entry.template),
+                unset: &entry.unset,
+                places: Some(&entry.places),
+                attributes_at: &entry.attributes_at,
+            };
+            let before = diagnostics.len();
+            let shared = alike.as_ref().filter(|_| !patched).map(|(_, origins, _)| origins);
+            let resolved = resolve_group(&subject, &chain, self.patches, shared, unset_effect, &mut diagnostics);
+            let quiet = diagnostics.len() == before;
+            if let Some((group, origins)) = resolved {
+                if !patched && alike.is_none() {
+                    alike = Some((group.clone(), origins, quiet));
+                }
+                groups.push((id.clone(), group));
+            }
+        }
+        (groups, diagnostics)
+    }
+}
 
 /// Resolves every group that uses a template, and every group an overlay patches,
 /// over all files (in load order); returns, for each file, its resolved groups and
@@ -367,72 +689,11 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     if !overlaid && !files.iter().any(|f| f.has_templates()) {
         return Resolved { files: out, overlays: found };
     }
-    // Each name's first definition; a later one is an error in its own file.
-    let mut by_name: HashMap<&str, &Template> = HashMap::new();
-    let mut defined: Vec<(usize, &Template)> = Vec::new();
-    for (index, file) in files.iter().enumerate() {
-        for template in &file.templates {
-            if let Some(first) = by_name.get(template.name.as_str()) {
-                let message = format!("template {:?} is defined twice: here and at {}", template.name, first.at);
-                let diagnostic = Diagnostic::error(Rule::Template, template.at.clone(), message);
-                out[index].diagnostics.push(diagnostic.with_related(first.at.clone(), "first defined here"));
-            } else {
-                by_name.insert(&template.name, template);
-                defined.push((index, template));
-            }
-        }
-    }
-    // Unknown parents and cycles, at the `extends` that makes them.
-    for (index, template) in &defined {
-        let Some((parent, at)) = &template.extends else { continue };
-        if !by_name.contains_key(parent.as_str()) {
-            let message = format!("template {:?} extends {parent:?}, which no group file defines", template.name);
-            out[*index].diagnostics.push(Diagnostic::error(Rule::Template, at.clone(), message));
-            continue;
-        }
-        let mut path = vec![template.name.as_str()];
-        let mut current = parent.as_str();
-        while let Some(next) = by_name.get(current) {
-            if next.name == template.name {
-                path.push(current);
-                let message = format!("template {:?} extends itself: {}", template.name, path.join(" → "));
-                out[*index].diagnostics.push(Diagnostic::error(Rule::Template, at.clone(), message));
-                break;
-            }
-            if path.contains(&current) {
-                break;
-            }
-            path.push(current);
-            match &next.extends {
-                Some((parent, _)) => current = parent,
-                None => break,
-            }
-        }
-    }
-    // Templates used by a group, directly or through `extends`.
-    let mut used: HashSet<&str> = HashSet::new();
-    for file in files {
-        for (name, _) in &file.uses {
-            let mut current = name.as_str();
-            while let Some(template) = by_name.get(current) {
-                if !used.insert(&template.name) {
-                    break;
-                }
-                match &template.extends {
-                    Some((parent, _)) => current = parent,
-                    None => break,
-                }
-            }
-        }
-    }
-    for (index, template) in &defined {
-        if !used.contains(template.name.as_str()) {
-            let message = format!("template {:?} is not used by any group", template.name);
-            let help = format!("use it with `template: {}`, or delete it", template.name);
-            out[*index]
-                .diagnostics
-                .push(Diagnostic::warning(Rule::UnusedTemplate, template.at.clone(), message).with_help(help));
-        }
+    let defining = files.iter().enumerate().map(|(index, file)| (index, file.templates.as_slice()));
+    let used = files.iter().flat_map(|file| file.uses.iter().map(|(name, _)| name.as_str()));
+    let Definitions { by_name, diagnostics } = definitions(defining, used);
+    for (index, diagnostic) in diagnostics {
+        out[index].diagnostics.push(diagnostic);
     }
     let mut patches = Patches::default();
     // Each overlay group entry, numbered across the files: its file, patch and number of ids.
@@ -464,7 +725,11 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
             .enumerate()
             .flat_map(|(index, f)| f.templates.iter().map(move |t| (std::ptr::from_ref(&t.patch), index)))
             .collect();
-        for (_, template) in &defined {
+        let defined = files
+            .iter()
+            .flat_map(|file| &file.templates)
+            .filter(|t| by_name.get(t.name.as_str()).is_some_and(|first| std::ptr::eq(*first, *t)));
+        for template in defined {
             let Some(own) = patches.templates.get(template.name.as_str()) else { continue };
             let Some(chain) = chain(&template.name, &by_name) else { continue };
             let mut keys: HashSet<&str> = HashSet::new();
@@ -494,49 +759,12 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     let mut unset_effect: UnsetEffect =
         entries.iter().map(|(_, patch, _)| (false, vec![false; patch.unset.len()])).collect();
     for (index, file) in files.iter().enumerate() {
-        for (name, at) in &file.uses {
-            if !by_name.contains_key(name.as_str()) {
-                let message = format!("template {name:?} is not defined in any group file");
-                let diagnostic = Diagnostic::error(Rule::Template, at.clone(), message)
-                    .with_help("define it under `templates:` in any group file");
-                out[index].diagnostics.push(diagnostic);
-            }
-        }
+        out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
+        let resolver = FileResolver::new(&by_name, &patches);
         for entry in &file.templated {
-            let Some(chain) = chain(&entry.template, &by_name) else { continue };
-            // The ids of a set resolve alike but for their place, and the id their
-            // messages name: the first resolves, and when it has nothing to report,
-            // the others take its result; else they share its origins. Unless an
-            // overlay patches one of them on its own.
-            let mut alike: Option<(DesiredGroup, KeyOrigins, bool)> = None;
-            out[index].groups.reserve(entry.ids.len());
-            for (id, id_at) in &entry.ids {
-                let patched = patches.patches(id);
-                if let Some((group, _, true)) = alike.as_ref().filter(|_| !patched) {
-                    out[index].groups.push((id.clone(), DesiredGroup { source: id_at.clone(), ..group.clone() }));
-                    continue;
-                }
-                let subject = Subject {
-                    id,
-                    source: id_at,
-                    group: &entry.group,
-                    template: Some(&entry.template),
-                    unset: &entry.unset,
-                    places: Some(&entry.places),
-                    attributes_at: &entry.attributes_at,
-                };
-                let diagnostics = &mut out[index].diagnostics;
-                let before = diagnostics.len();
-                let shared = alike.as_ref().filter(|_| !patched).map(|(_, origins, _)| origins);
-                let resolved = resolve_group(&subject, &chain, &patches, shared, &mut unset_effect, diagnostics);
-                let quiet = diagnostics.len() == before;
-                if let Some((resolved, origins)) = resolved {
-                    if !patched && alike.is_none() {
-                        alike = Some((resolved.clone(), origins, quiet));
-                    }
-                    out[index].groups.push((id.clone(), resolved));
-                }
-            }
+            let (groups, diagnostics) = resolver.resolve(entry, &mut unset_effect);
+            out[index].diagnostics.extend(diagnostics);
+            out[index].groups.extend(groups);
         }
         if patches.groups.is_empty() {
             continue;
@@ -1005,6 +1233,139 @@ mod tests {
         assert_eq!((g.source.line, g.source.column), (2, 9));
         let h = &loaded.state.groups[&GroupId::parse("h").unwrap()];
         assert_eq!((h.ownership, h.ownership_written), (Ownership::Group, true));
+    }
+
+    #[test]
+    fn a_set_resolves_once_and_its_ids_share_the_result() {
+        let templates = parse("t.yaml", "templates:\n  t:\n    a: t\n    b: t\n");
+        let groups =
+            parse("g.yaml", "groups:\n  - ids: [x, y, z]\n    template: t\n    attributes: {c: own}\n    unset: [b]\n");
+        let loaded = merge(vec![templates, groups]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let group = |id: &str| &loaded.state.groups[&GroupId::parse(id).unwrap()];
+        for (id, column) in [("x", 11), ("y", 14), ("z", 17)] {
+            assert_eq!(group(id).attributes, set(&[("a", "t"), ("c", "own")]), "{id}");
+            assert_eq!((group(id).source.line, group(id).source.column), (2, column), "{id}");
+        }
+        // Resolved once: the ids hold one copy of the origins.
+        let (Origins::Resolved(x), Origins::Resolved(z)) = (&group("x").origins, &group("z").origins) else {
+            panic!("not resolved: {:?}", group("x").origins)
+        };
+        assert!(Arc::ptr_eq(x, z));
+    }
+
+    /// As when each id resolved on its own: each id's message, at its place.
+    #[test]
+    fn a_set_with_something_to_report_reports_it_for_each_id() {
+        let keys: String = (0..16).map(|k| format!("    k{k}: v\n")).collect();
+        let templates = parse("t.yaml", &format!("templates:\n  t:\n{keys}  small:\n    k: v\n"));
+        let groups = parse(
+            "g.yaml",
+            "groups:\n  - ids: [x, y]\n    template: small\n    unset: [nope]\n  - ids: [p, q]\n    template: t\n    attributes: {own: v}\n",
+        );
+        let loaded = merge(vec![templates, groups]);
+        let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "g.yaml:4:13: warning: group \"x\": key \"nope\" is in `unset:` but template \"small\" does not set it; nothing to remove",
+                "g.yaml:4:13: warning: group \"y\": key \"nope\" is in `unset:` but template \"small\" does not set it; nothing to remove",
+                "g.yaml:5:11: error: group \"p\": 17 keys, limit 16 keys per group: 16 from template t (t.yaml:2:3), 1 in group p (g.yaml:7:17) [10047]",
+                "g.yaml:5:14: error: group \"q\": 17 keys, limit 16 keys per group: 16 from template t (t.yaml:2:3), 1 in group q (g.yaml:7:17) [10047]",
+            ]
+        );
+        let ids: Vec<&str> = loaded.state.groups.keys().map(GroupId::as_str).collect();
+        assert_eq!(ids, ["x", "y"]);
+    }
+
+    #[test]
+    fn an_overlay_of_one_id_of_a_set_leaves_the_others_alike() {
+        let groups = parse(
+            "groups/g.yaml",
+            "templates:\n  t:\n    a: t\ngroups:\n  - ids: [x, y, z]\n    template: t\n    attributes: {c: own}\n",
+        );
+        let patch = overlay("overlays/o.yaml", "groups:\n  - id: y\n    attributes: {b: patched}\n");
+        let loaded = merge_with(vec![groups], &overlays(vec![patch]));
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let group = |id: &str| &loaded.state.groups[&GroupId::parse(id).unwrap()];
+        for id in ["x", "z"] {
+            assert_eq!(group(id).attributes, set(&[("a", "t"), ("c", "own")]), "{id}");
+        }
+        assert_eq!(group("y").attributes, set(&[("a", "t"), ("b", "patched"), ("c", "own")]));
+        assert_eq!(group("y").source.column, 14);
+        let origin = group("y").origins.of("b", &group("y").attributes, &group("y").source).unwrap();
+        assert_eq!((origin.kind, origin.line), (OriginKind::Overlay, 3));
+        assert_eq!(group("z").origins.of("b", &group("z").attributes, &group("z").source), None);
+    }
+
+    #[test]
+    fn watch_follows_a_template_change_into_a_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = write(dir.path(), "t.yaml", "templates:\n  t:\n    k: one\n  u:\n    k: other\n");
+        write(dir.path(), "g.yaml", "groups:\n  - ids: [a, b]\n    template: t\n  - ids: [c]\n    template: u\n");
+        let mut index = DesiredIndex::load(dir.path());
+        let same_as_a_fresh_load = |index: &DesiredIndex| {
+            let fresh = super::super::load(dir.path());
+            assert_eq!(&fresh.state.groups, index.groups());
+            assert_eq!(fresh.diagnostics, index.diagnostics());
+        };
+        same_as_a_fresh_load(&index);
+
+        std::fs::write(&t, "templates:\n  t:\n    k: two\n  u:\n    k: other\n").unwrap();
+        let affected: Vec<String> = index.update([t.clone()]).iter().map(|id| id.as_str().to_string()).collect();
+        assert_eq!(affected, ["a", "b"]);
+        assert_eq!(&index.groups()[&GroupId::parse("b").unwrap()].attributes["k"], "two");
+        same_as_a_fresh_load(&index);
+
+        // Now with something to report, for each id.
+        std::fs::write(&t, "templates:\n  t:\n    k: three\n  u:\n    k: other\n").unwrap();
+        let g = dir.path().join("g.yaml");
+        std::fs::write(
+            &g,
+            "groups:\n  - ids: [a, b]\n    template: t\n    unset: [nope]\n  - ids: [c]\n    template: u\n",
+        )
+        .unwrap();
+        index.update([t, g]);
+        assert_eq!(index.diagnostics().len(), 2, "{:?}", index.diagnostics());
+        assert_eq!(&index.groups()[&GroupId::parse("a").unwrap()].attributes["k"], "three");
+        same_as_a_fresh_load(&index);
+    }
+
+    #[test]
+    fn a_catalog_resolves_a_template_over_its_chain_or_says_why_not() {
+        let catalog = |text: &str| merge(vec![parse("t.yaml", text)]).templates;
+        let good = catalog(
+            "templates:\n  base:\n    a: base\n    b: base\n    ownership: keys\n  child:\n    extends: base\n    b: child\n",
+        );
+        assert_eq!(good.names(), ["base", "child"]);
+        let child = good.resolve("child").unwrap();
+        let expected: AttributeSet = [("a", "base"), ("b", "child")].map(|(k, v)| (k.into(), v.into())).into();
+        assert_eq!((child.attributes, child.ownership, child.at.line), (expected, Some(Ownership::Keys), 6));
+
+        let error = |catalog: &Catalog, name: &str| catalog.resolve(name).unwrap_err().to_string();
+        assert_eq!(
+            error(&good, "chlid"),
+            "no group file defines a template \"chlid\"; the templates are \"base\", \"child\""
+        );
+        assert_eq!(
+            error(&Catalog::default(), "x"),
+            "no group file defines a template \"x\"; no group file defines any template"
+        );
+        let broken = catalog(
+            "templates:\n  bad:\n    k: ~\n  uses-bad:\n    extends: bad\n  a:\n    extends: b\n  b:\n    extends: a\n  orphan:\n    extends: nobody\n",
+        );
+        assert_eq!(
+            error(&broken, "uses-bad"),
+            "template \"uses-bad\" (t.yaml:4:3) cannot be used: template \"bad\" has errors (at t.yaml:2:3)"
+        );
+        assert_eq!(
+            error(&broken, "a"),
+            "template \"a\" (t.yaml:6:3) cannot be used: its `extends` chain is a cycle: a → b → a"
+        );
+        assert_eq!(
+            error(&broken, "orphan"),
+            "template \"orphan\" (t.yaml:10:3) cannot be used: template \"orphan\" extends \"nobody\" (at t.yaml:11:14), which no group file defines"
+        );
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {

@@ -357,3 +357,32 @@ fn members_keys_read_by_a_refresh_are_listed_where_a_switch_removes_them() {
     assert!(markdown.contains("# ownership keys → group"), "{markdown}");
     assert!(!markdown.contains('\u{1b}'), "{markdown}");
 }
+
+#[test]
+fn key_sources_are_written_in_key_order_and_read_back() {
+    use crate::model::{KeyOrigin, OriginKind};
+    let origin = |line| {
+        Some(KeyOrigin {
+            kind: OriginKind::Template,
+            template: Some(Arc::from("community")),
+            file: Arc::from(Path::new("groups/t.yaml")),
+            line,
+            column: 5,
+        })
+    };
+    let keys = KeyChanges {
+        added: vec!["a".into(), "m".into()],
+        removed: vec!["x".into()],
+        changed: vec!["b".into(), "z".into()],
+        // a, m (added), then b, z (changed); m has no known origin.
+        sources: vec![origin(1), None, origin(2), origin(3)],
+    };
+    let json = serde_json::to_string(&keys).unwrap();
+    let order: Vec<&str> = ["\"a\":{", "\"b\":{", "\"z\":{"].into_iter().filter(|k| json.contains(k)).collect();
+    assert_eq!(order.len(), 3, "{json}");
+    assert!(json.find("\"a\":{") < json.find("\"b\":{") && json.find("\"b\":{") < json.find("\"z\":{"), "{json}");
+    assert!(!json.contains("\"m\":{"), "{json}");
+    assert_eq!(serde_json::from_str::<KeyChanges>(&json).unwrap(), keys);
+    let none = KeyChanges { sources: vec![None, None, None, None], ..keys };
+    assert!(!serde_json::to_string(&none).unwrap().contains("sources"));
+}

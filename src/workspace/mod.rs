@@ -19,7 +19,7 @@ mod adopt;
 mod record;
 mod saved;
 
-pub use adopt::{AlreadyDeclared, NotReproduced, import_file};
+pub use adopt::{AlreadyDeclared, Layout, NotReproduced, against_template, import_file};
 pub use record::Applied;
 pub use saved::{SavedPlanError, read_saved_plan};
 
@@ -30,6 +30,8 @@ pub struct Workspace {
     pub environment: Environment,
     /// The desired state.
     pub desired: desired::DesiredState,
+    /// The templates the group files define.
+    pub templates: desired::templates::Catalog,
     /// The lockfile's record.
     pub lockfile: Lockfile,
     /// Records of an interrupted run folded into the lockfile on load.
@@ -134,6 +136,7 @@ impl Workspace {
             Ok(Workspace {
                 environment,
                 desired: loaded.state,
+                templates: loaded.templates,
                 lockfile,
                 recovered,
                 live: None,

@@ -1,0 +1,94 @@
+//! How long `watch` takes to re-plan after one template changes, in a repository of
+//! many templated groups: the index's update and the plan of the groups it says
+//! changed, as the watcher times them (`planned_in_ms`). Ignored by `cargo test`; run
+//! `cargo test --test watch_scale -- --ignored --nocapture` (debug numbers are
+//! relative: compare two builds on the same machine). `GRATTR_SCALE_TEMPLATES` and
+//! `GRATTR_SCALE_GROUPS` (per template) size the repository; 20 × 5,000 by default.
+
+use grattr::desired::index::DesiredIndex;
+use grattr::model::{AppliedGroup, GroupId};
+use grattr::plan::{self, PlanOptions};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// 20 templates (half of them extending another), and groups in files of 1,000,
+/// each file using every template in turn, so that a template's users are spread
+/// over every file.
+fn templates_file(templates: usize, revision: usize) -> String {
+    let mut text = String::from("templates:\n");
+    for t in 0..templates {
+        let _ = writeln!(text, "  t{t:02}:");
+        if t % 2 == 1 {
+            let _ = writeln!(text, "    extends: t{:02}", t - 1);
+        }
+        for k in 0..5 {
+            let value = if t == 6 { format!("rev {revision}") } else { format!("value {t} {k}") };
+            let _ = writeln!(text, "    k{t:02}{k}: \"{value}\"");
+        }
+    }
+    text
+}
+
+#[test]
+#[ignore = "a measurement: run it with --ignored --nocapture"]
+fn one_template_change_replans_in() {
+    let templates = env("GRATTR_SCALE_TEMPLATES", 20);
+    let per_template = env("GRATTR_SCALE_GROUPS", 5_000);
+    let total = templates * per_template;
+    let dir = tempfile::tempdir().unwrap();
+    let groups_dir = dir.path().join("groups");
+    std::fs::create_dir_all(&groups_dir).unwrap();
+    std::fs::write(groups_dir.join("_templates.yaml"), templates_file(templates, 0)).unwrap();
+    let per_file = 1_000.min(total);
+    for file in 0..total.div_ceil(per_file) {
+        let mut text = String::from("groups:\n");
+        for i in file * per_file..((file + 1) * per_file).min(total) {
+            let _ = write!(
+                text,
+                "  - id: g{i:06}\n    template: t{:02}\n    attributes:\n      own: \"{i}\"\n",
+                i % templates
+            );
+        }
+        std::fs::write(groups_dir.join(format!("g{file:04}.yaml")), text).unwrap();
+    }
+
+    let started = Instant::now();
+    let mut index = DesiredIndex::load(&groups_dir);
+    let loaded_in = started.elapsed();
+    assert!(!index.has_errors(), "{:?}", index.diagnostics().first());
+    assert_eq!(index.groups().len(), total);
+    let applied: BTreeMap<GroupId, AppliedGroup> = index
+        .groups()
+        .iter()
+        .map(|(id, g)| (id.clone(), AppliedGroup::owned(g.attributes.clone(), g.ownership)))
+        .collect();
+
+    let mut samples = Vec::new();
+    let mut replanned = 0;
+    for revision in 1..=10 {
+        std::fs::write(groups_dir.join("_templates.yaml"), templates_file(templates, revision)).unwrap();
+        let started = Instant::now();
+        let affected = index.update([groups_dir.join("_templates.yaml")]);
+        let options = PlanOptions { targets: Some(affected.clone()), ..PlanOptions::default() };
+        let plan = plan::diff(index.groups(), &applied, &options);
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        // t06 and t07 (which extends it) change.
+        assert_eq!(plan.changes.len(), 2 * per_template, "revision {revision}");
+        replanned = affected.len();
+    }
+    samples.sort_by(f64::total_cmp);
+    eprintln!(
+        "{templates} templates x {per_template} groups ({total} groups, {} files): loaded in {:.0} ms; one template \
+         changed: {replanned} groups re-planned, median {:.1} ms, min {:.1} ms, max {:.1} ms (10 edits)",
+        index.files(),
+        loaded_in.as_secs_f64() * 1000.0,
+        samples[samples.len() / 2],
+        samples[0],
+        samples[samples.len() - 1],
+    );
+}
