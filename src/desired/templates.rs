@@ -1257,7 +1257,10 @@ mod tests {
     /// As when each id resolved on its own: each id's message, at its place.
     #[test]
     fn a_set_with_something_to_report_reports_it_for_each_id() {
-        let keys: String = (0..16).map(|k| format!("    k{k}: v\n")).collect();
+        let keys = (0..16).fold(String::new(), |mut keys, k| {
+            let _ = writeln!(keys, "    k{k}: v");
+            keys
+        });
         let templates = parse("t.yaml", &format!("templates:\n  t:\n{keys}  small:\n    k: v\n"));
         let groups = parse(
             "g.yaml",
