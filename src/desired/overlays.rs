@@ -14,7 +14,7 @@ use super::attributes::{read_attributes, report_limits};
 use super::diagnostic::{Diagnostic, Rule, display_path};
 use super::groups;
 use super::shape::{AttrEntries, Issue, Lenient, NodeList, Shape, read_fields, read_fields_refusing, wrong_type};
-use super::templates::read_unset;
+use super::templates::{read_unset, template_name};
 use super::yaml::{self, Node};
 use crate::model::{AttributeSet, GroupId, SourceLocation};
 use serde::de::{IgnoredAny, MapAccess, SeqAccess};
@@ -422,23 +422,7 @@ fn read_template_patches(
     let mut seen: HashMap<String, SourceLocation> = HashMap::new();
     for (name_node, body) in entries {
         let at = yaml::locate(file, &name_node.referenced);
-        let name = match (name_node.value.refused_tag(), Node::text(&name_node, text)) {
-            (None, Some(name)) if !name.is_empty() => name,
-            (Some(tag), _) => {
-                let message = format!("the tag `{tag}` on a template name is not honoured");
-                out.diagnostics.push(Diagnostic::error(Rule::Tag, at, message));
-                continue;
-            }
-            (None, Some(_)) => {
-                out.diagnostics.push(Diagnostic::error(Rule::Template, at, "a template name is empty"));
-                continue;
-            }
-            (None, None) => {
-                let message = format!("a template name is {}; names are text", name_node.value.kind());
-                out.diagnostics.push(Diagnostic::error(Rule::KeyNotText, at, message));
-                continue;
-            }
-        };
+        let Some(name) = template_name(&name_node, text, &at, &mut out.diagnostics) else { continue };
         if let Some(first) = seen.get(&name) {
             let message = format!("template {name:?} is patched twice in this file: here and at {first}");
             let diagnostic =

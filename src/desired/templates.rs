@@ -271,23 +271,7 @@ pub(super) fn read_templates(
     };
     for (name_node, body) in entries {
         let at = yaml::locate(file, &name_node.referenced);
-        let name = match (name_node.value.refused_tag(), Node::text(&name_node, text)) {
-            (None, Some(name)) if !name.is_empty() => name,
-            (Some(tag), _) => {
-                let message = format!("the tag `{tag}` on a template name is not honoured");
-                out.diagnostics.push(Diagnostic::error(Rule::Tag, at, message));
-                continue;
-            }
-            (None, Some(_)) => {
-                out.diagnostics.push(Diagnostic::error(Rule::Template, at, "a template name is empty"));
-                continue;
-            }
-            (None, None) => {
-                let message = format!("a template name is {}; names are text", name_node.value.kind());
-                out.diagnostics.push(Diagnostic::error(Rule::KeyNotText, at, message));
-                continue;
-            }
-        };
+        let Some(name) = template_name(&name_node, text, &at, &mut out.diagnostics) else { continue };
         let errors_before = out.diagnostics.iter().filter(|d| d.is_error()).count();
         let body_at = yaml::locate(file, &body.referenced);
         let entries = match body.value {
@@ -827,6 +811,28 @@ fn not_declared(overlays: &Overlays, kind: &str, name: &str, at: &SourceLocation
         format!("{fix} it in a group file (it then exists in every environment) and patch it here, or fix the name");
     let group_files = SourceLocation { file: dir, line: 0, column: 0 };
     Diagnostic::error(Rule::Overlay, at.clone(), message).with_related(group_files, label).with_help(help)
+}
+
+/// A template's name as written at `at`: non-empty text; else `None`, with the problem reported.
+pub(super) fn template_name(
+    name_node: &Spanned<Node>,
+    text: &str,
+    at: &SourceLocation,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    let problem = match (name_node.value.refused_tag(), Node::text(name_node, text)) {
+        (None, Some(name)) if !name.is_empty() => return Some(name),
+        (Some(tag), _) => {
+            Diagnostic::error(Rule::Tag, at.clone(), format!("the tag `{tag}` on a template name is not honoured"))
+        }
+        (None, Some(_)) => Diagnostic::error(Rule::Template, at.clone(), "a template name is empty"),
+        (None, None) => {
+            let message = format!("a template name is {}; names are text", name_node.value.kind());
+            Diagnostic::error(Rule::KeyNotText, at.clone(), message)
+        }
+    };
+    diagnostics.push(problem);
+    None
 }
 
 /// One group over its template chain (itself first; none for a group without a
