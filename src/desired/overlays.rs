@@ -13,7 +13,9 @@
 use super::attributes::{read_attributes, report_limits};
 use super::diagnostic::{Diagnostic, Rule, display_path};
 use super::groups;
-use super::shape::{AttrEntries, Issue, Lenient, NodeList, Shape, read_fields, read_fields_refusing, wrong_type};
+use super::shape::{
+    AttrEntries, Issue, Lenient, NodeList, Shape, found_or_report, read_fields, read_fields_refusing, wrong_type,
+};
 use super::templates::{read_unset, template_name};
 use super::yaml::{self, Node};
 use crate::model::{AttributeSet, GroupId, SourceLocation};
@@ -410,14 +412,9 @@ fn read_template_patches(
     templates: Spanned<Lenient<TemplatePatches>>,
     out: &mut OverlayFile,
 ) {
-    let entries = match templates.value {
-        Lenient::Found(TemplatePatches(entries)) => entries,
-        Lenient::Wrong("null") => return,
-        Lenient::Wrong(_) => {
-            let at = yaml::locate(file, &templates.referenced);
-            out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping of template patches")));
-            return;
-        }
+    let expected = "a mapping of template patches";
+    let Some(TemplatePatches(entries)) = found_or_report(file, templates, expected, &mut out.diagnostics) else {
+        return;
     };
     let mut seen: HashMap<String, SourceLocation> = HashMap::new();
     for (name_node, body) in entries {
@@ -487,14 +484,9 @@ fn check_both(
 
 /// Reads an overlay's `groups:`.
 fn read_group_patches(file: &Arc<Path>, text: &str, groups: Spanned<Lenient<PatchList>>, out: &mut OverlayFile) {
-    let entries = match groups.value {
-        Lenient::Found(PatchList(entries)) => entries,
-        Lenient::Wrong("null") => return,
-        Lenient::Wrong(_) => {
-            let at = yaml::locate(file, &groups.referenced);
-            out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a sequence of group patches")));
-            return;
-        }
+    let expected = "a sequence of group patches";
+    let Some(PatchList(entries)) = found_or_report(file, groups, expected, &mut out.diagnostics) else {
+        return;
     };
     let mut seen: HashMap<GroupId, SourceLocation> = HashMap::new();
     for entry in entries {

@@ -98,6 +98,25 @@ pub fn wrong_type(expected: &str) -> String {
     format!("wrong type: expected {expected}")
 }
 
+/// What a field holds, when it is of the kind expected; `None` for `null` (the
+/// field left empty), and for any other kind, with a wrong-type error at its place.
+pub fn found_or_report<T>(
+    file: &std::sync::Arc<std::path::Path>,
+    field: Spanned<Lenient<T>>,
+    expected: &str,
+    diagnostics: &mut Vec<super::diagnostic::Diagnostic>,
+) -> Option<T> {
+    match field.value {
+        Lenient::Found(value) => Some(value),
+        Lenient::Wrong("null") => None,
+        Lenient::Wrong(_) => {
+            let at = super::yaml::locate(file, &field.referenced);
+            diagnostics.push(super::diagnostic::Diagnostic::error(Rule::WrongType, at, wrong_type(expected)));
+            None
+        }
+    }
+}
+
 /// A key as shown in messages: its text, control characters escaped.
 fn key_text(key: &Spanned<Node>) -> String {
     match &key.value {

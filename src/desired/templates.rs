@@ -16,12 +16,10 @@ use super::attributes::{read_attributes, read_ownership, report_limits, violatio
 use super::diagnostic::{Diagnostic, Rule};
 use super::groups::FileGroups;
 use super::overlays::{OverlayFile, Overlays, Patch, TemplatePatch};
-use super::shape::{AttrEntries, Lenient, NodeList, TemplateMap, wrong_type};
+use super::shape::{AttrEntries, Lenient, NodeList, TemplateMap, found_or_report, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
-use crate::model::{
-    AttributeSet, DesiredGroup, GroupId, OriginKind, Origins, Ownership, ResolvedOrigin, SourceLocation,
-};
+use crate::model::{AttributeSet, DesiredGroup, GroupId, KeyOrigin, OriginKind, Origins, Ownership, SourceLocation};
 use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -260,14 +258,8 @@ pub(super) fn read_templates(
     templates: Spanned<Lenient<TemplateMap>>,
     out: &mut FileGroups,
 ) {
-    let entries = match templates.value {
-        Lenient::Found(TemplateMap(entries)) => entries,
-        Lenient::Wrong("null") => return,
-        Lenient::Wrong(_) => {
-            let at = yaml::locate(file, &templates.referenced);
-            out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
-            return;
-        }
+    let Some(TemplateMap(entries)) = found_or_report(file, templates, "a mapping", &mut out.diagnostics) else {
+        return;
     };
     for (name_node, body) in entries {
         let at = yaml::locate(file, &name_node.referenced);
@@ -361,7 +353,7 @@ pub(super) fn read_unset(
 }
 
 /// Where a resolved key comes from while resolving: a template of the chain, the
-/// group, or an overlay's patch. It becomes the key's [`ResolvedOrigin`] (the
+/// group, or an overlay's patch. It becomes the key's [`KeyOrigin`] (the
 /// provenance a plan shows), and names the places a limit error counts.
 #[derive(Debug, Clone, Copy)]
 pub enum Origin<'a> {
@@ -577,7 +569,7 @@ impl Patches<'_> {
 }
 
 /// Each resolved key's origin, ordered by key.
-type KeyOrigins = Arc<[(Box<str>, ResolvedOrigin)]>;
+type KeyOrigins = Arc<[(Box<str>, KeyOrigin)]>;
 
 /// What resolution knows of a group.
 struct Subject<'a> {
@@ -948,28 +940,24 @@ fn resolve_group<'a>(
                 _ => OriginKind::Group,
             };
             let origin = |key: &str, layer: &Origin| match layer {
-                Origin::Template(t) => ResolvedOrigin {
-                    kind: OriginKind::Template,
-                    template: Some(Arc::from(t.name.as_str())),
-                    at: layer.place(key).clone(),
-                },
-                Origin::Group(places, _) => {
-                    // A group without a template knows its keys' places from its own origins.
-                    let own = || group.origins.of(key, &group.attributes, subject.source);
-                    let at = places
-                        .and_then(|places| places.get(key))
-                        .cloned()
-                        .or_else(|| own().map(|o| SourceLocation { file: o.file, line: o.line, column: o.column }));
-                    ResolvedOrigin { kind: own_kind, template: None, at: at.unwrap_or_else(|| subject.source.clone()) }
+                Origin::Template(t) => {
+                    KeyOrigin::at(OriginKind::Template, Some(Arc::from(t.name.as_str())), layer.place(key))
                 }
-                Origin::Overlay { of, .. } => ResolvedOrigin {
-                    kind: OriginKind::Overlay,
-                    template: match of {
+                Origin::Group(places, _) => match places.and_then(|places| places.get(key)) {
+                    Some(at) => KeyOrigin::at(own_kind, None, at),
+                    // A group without a template knows its keys' places from its own origins.
+                    None => match group.origins.of(key, &group.attributes, subject.source) {
+                        Some(own) => KeyOrigin { kind: own_kind, template: None, ..own },
+                        None => KeyOrigin::at(own_kind, None, subject.source),
+                    },
+                },
+                Origin::Overlay { of, .. } => {
+                    let template = match of {
                         Patched::Template(name) => Some(Arc::from(*name)),
                         Patched::Group(_) => None,
-                    },
-                    at: layer.place(key).clone(),
-                },
+                    };
+                    KeyOrigin::at(OriginKind::Overlay, template, layer.place(key))
+                }
             };
             resolved.iter().map(|(key, (_, layer))| (Box::from(*key), origin(key, &layers[*layer]))).collect()
         }

@@ -11,7 +11,7 @@ mod region;
 pub use attributes::AttributeSet;
 pub use digest::{Digest, DigestBuilder};
 pub use group_id::{GroupId, GroupIdError};
-pub use origin::{KeyOrigin, OriginKind, Origins, ResolvedOrigin};
+pub use origin::{KeyOrigin, OriginKind, Origins};
 
 pub use region::Region;
 

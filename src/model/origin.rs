@@ -66,17 +66,6 @@ impl KeyOrigin {
     }
 }
 
-/// One resolved key's origin, before it is written into a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedOrigin {
-    /// What kind of place it is.
-    pub kind: OriginKind,
-    /// The template's name, for a template (or an overlay of one).
-    pub template: Option<Arc<str>>,
-    /// Where the key is written.
-    pub at: SourceLocation,
-}
-
 /// Where each key of a group comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Origins {
@@ -93,7 +82,7 @@ pub enum Origins {
         at: Box<[(u32, u32)]>,
     },
     /// Resolved over templates or overlays: each key's origin, ordered by key.
-    Resolved(Arc<[(Box<str>, ResolvedOrigin)]>),
+    Resolved(Arc<[(Box<str>, KeyOrigin)]>),
 }
 
 impl Origins {
@@ -116,8 +105,7 @@ impl Origins {
             }
             Origins::Resolved(origins) => {
                 let index = origins.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
-                let origin = &origins[index].1;
-                Some(KeyOrigin::at(origin.kind, origin.template.clone(), &origin.at))
+                Some(origins[index].1.clone())
             }
         }
     }

@@ -430,7 +430,7 @@ fn markdown_body(change: &Change, origins: bool, cut: &mut usize) -> String {
         if let Some(new) = new {
             let _ = writeln!(body, "+ {label} = {}", clip(&quoted(new), cut));
             if let Some(origin) = change.keys.source(key).filter(|o| origins && o.is_shared()) {
-                let _ = writeln!(body, "# {label}: from {}", origin_label(origin, quoted_name));
+                let _ = writeln!(body, "# {label}: from {}", origin_label(origin, key_label));
             }
         }
     }
@@ -449,11 +449,6 @@ fn markdown_body(change: &Change, origins: bool, cut: &mut usize) -> String {
         let _ = writeln!(body, "# {note}");
     }
     body
-}
-
-/// A name inside a `diff` block: bare when a plain word, else quoted (so nothing raw reaches it).
-fn quoted_name(name: &str) -> String {
-    key_label(name)
 }
 
 /// The Markdown of the plan's causes: each cause's line, its one diff, and the
