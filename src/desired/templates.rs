@@ -395,10 +395,10 @@ impl Origin<'_> {
     }
 
     /// The place as a limit error names it: `from template community (groups/t.yaml:2:3)`.
-    fn contribution(&self, group: &GroupId) -> String {
+    fn contribution(&self, own: &str) -> String {
         match self {
             Origin::Template(t) => format!("from template {} ({})", t.name.escape_debug(), t.at),
-            Origin::Group(_, at) => format!("in group {} ({at})", group.as_str().escape_debug()),
+            Origin::Group(_, at) => format!("in {own} ({at})"),
             Origin::Overlay { at, of: Patched::Template(name), .. } => {
                 format!("from overlay of template {} ({at})", name.escape_debug())
             }
@@ -574,6 +574,9 @@ type KeyOrigins = Arc<[(Box<str>, KeyOrigin)]>;
 /// What resolution knows of a group.
 struct Subject<'a> {
     id: &'a GroupId,
+    /// The other ids of its set that resolve alike and are reported with it: none
+    /// for a group on its own.
+    alike: &'a [&'a GroupId],
     /// Where its id is written.
     source: &'a SourceLocation,
     /// Its declaration: own attributes and ownership.
@@ -586,6 +589,36 @@ struct Subject<'a> {
     places: Option<&'a BTreeMap<String, SourceLocation>>,
     /// Where its `attributes:` is.
     attributes_at: &'a SourceLocation,
+}
+
+impl Subject<'_> {
+    /// How many ids of a set a message names at most; the rest are counted.
+    const NAMED: usize = 3;
+
+    /// Whom its messages are about: `group "makers"`, or for a set whose ids
+    /// resolve alike, `set of 1000 groups "room-001", "room-002", "room-003", …`.
+    fn name(&self) -> String {
+        if self.alike.is_empty() {
+            return format!("group {:?}", self.id.as_str());
+        }
+        let ids = std::iter::once(self.id).chain(self.alike.iter().copied());
+        let mut name = format!("set of {} groups ", self.alike.len() + 1);
+        for (n, id) in ids.take(Self::NAMED).enumerate() {
+            let _ = write!(name, "{}{:?}", if n == 0 { "" } else { ", " }, id.as_str());
+        }
+        if self.alike.len() + 1 > Self::NAMED {
+            name.push_str(", …");
+        }
+        name
+    }
+
+    /// Its own part of a limit's contributions: `group makers`, or `the set`.
+    fn own(&self) -> String {
+        match self.alike.is_empty() {
+            true => format!("group {}", self.id.as_str().escape_debug()),
+            false => "the set".to_string(),
+        }
+    }
 }
 
 /// What the `unset:` of each overlay group entry did: whether it patched any group,
@@ -610,11 +643,11 @@ impl<'t, 'g> FileResolver<'t, 'g> {
     /// and the problems found in them. What the `unset:` of overlay group entries
     /// does is noted in `unset_effect`.
     ///
-    /// The ids of a set resolve alike but for their place, and the id their messages
-    /// name: the first resolves, and when it has nothing to report, the others take
-    /// its result (sharing its attributes and origins, so that resolving a set costs
-    /// its keys, not its ids times its keys); else they resolve one by one, sharing
-    /// its origins. An id an overlay patches on its own resolves on its own.
+    /// The ids of a set that no overlay patches on its own resolve alike but for
+    /// their place: the first resolves, on behalf of them all (what it finds is
+    /// reported once, naming the set), and the others take its result (sharing its
+    /// attributes and origins, so that resolving a set costs its keys, not its ids
+    /// times its keys). An id an overlay patches on its own resolves on its own.
     pub(super) fn resolve(
         &self,
         entry: &Templated,
@@ -623,16 +656,21 @@ impl<'t, 'g> FileResolver<'t, 'g> {
         let (mut groups, mut diagnostics) = (Vec::new(), Vec::new());
         let Some(chain) = chain(&entry.template, self.by_name) else { return (groups, diagnostics) };
         groups.reserve(entry.ids.len());
-        // The first unpatched id's result, and whether it had nothing to report.
-        let mut alike: Option<(DesiredGroup, KeyOrigins, bool)> = None;
+        let unpatched: Vec<&GroupId> =
+            entry.ids.iter().map(|(id, _)| id).filter(|id| !self.patches.patches(id)).collect();
+        // The unpatched ids' result, once resolved: `None` when it is an error.
+        let mut alike: Option<Option<DesiredGroup>> = None;
         for (id, id_at) in &entry.ids {
             let patched = self.patches.patches(id);
-            if let Some((group, _, true)) = alike.as_ref().filter(|_| !patched) {
-                groups.push((id.clone(), DesiredGroup { source: id_at.clone(), ..group.clone() }));
+            if let Some(result) = alike.as_ref().filter(|_| !patched) {
+                if let Some(group) = result {
+                    groups.push((id.clone(), DesiredGroup { source: id_at.clone(), ..group.clone() }));
+                }
                 continue;
             }
             let subject = Subject {
                 id,
+                alike: if patched { &[] } else { &unpatched[1..] },
                 source: id_at,
                 group: &entry.group,
                 template: Some(&entry.template),
@@ -640,16 +678,11 @@ impl<'t, 'g> FileResolver<'t, 'g> {
                 places: Some(&entry.places),
                 attributes_at: &entry.attributes_at,
             };
-            let before = diagnostics.len();
-            let shared = alike.as_ref().filter(|_| !patched).map(|(_, origins, _)| origins);
-            let resolved = resolve_group(&subject, &chain, self.patches, shared, unset_effect, &mut diagnostics);
-            let quiet = diagnostics.len() == before;
-            if let Some((group, origins)) = resolved {
-                if !patched && alike.is_none() {
-                    alike = Some((group.clone(), origins, quiet));
-                }
-                groups.push((id.clone(), group));
+            let resolved = resolve_group(&subject, &chain, self.patches, unset_effect, &mut diagnostics);
+            if !patched {
+                alike = Some(resolved.clone());
             }
+            groups.extend(resolved.map(|group| (id.clone(), group)));
         }
         (groups, diagnostics)
     }
@@ -752,6 +785,7 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
             out[index].patched.push(id.clone());
             let subject = Subject {
                 id,
+                alike: &[],
                 source: &group.source,
                 group,
                 template: None,
@@ -759,8 +793,8 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
                 places: None,
                 attributes_at: &group.source,
             };
-            if let Some((resolved, _)) =
-                resolve_group(&subject, &[], &patches, None, &mut unset_effect, &mut out[index].diagnostics)
+            if let Some(resolved) =
+                resolve_group(&subject, &[], &patches, &mut unset_effect, &mut out[index].diagnostics)
             {
                 out[index].groups.push((id.clone(), resolved));
             }
@@ -828,17 +862,16 @@ pub(super) fn template_name(
 }
 
 /// One group over its template chain (itself first; none for a group without a
-/// template) and the overlay patches, with where each key gets its value (`shared`
-/// by the ids of a set, when given); `None` when that is an error.
+/// template) and the overlay patches, with where each key gets its value; `None`
+/// when that is an error.
 fn resolve_group<'a>(
     subject: &Subject<'a>,
     chain: &[&'a Template],
     patches: &Patches<'a>,
-    shared: Option<&KeyOrigins>,
     unset_effect: &mut UnsetEffect,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<(DesiredGroup, KeyOrigins)> {
-    let name = format!("group {:?}", subject.id.as_str());
+) -> Option<DesiredGroup> {
+    let name = subject.name();
     let mut layers: Vec<Origin<'a>> = Vec::with_capacity(chain.len() + 1);
     let mut resolved: BTreeMap<&'a str, (&'a str, usize)> = BTreeMap::new();
     for template in chain.iter().rev() {
@@ -913,7 +946,7 @@ fn resolve_group<'a>(
         if declared.iter().any(|d| std::mem::discriminant(d) == std::mem::discriminant(&violation)) {
             continue;
         }
-        let message = format!("{name}: {violation}: {}", contributions(subject.id, &layers, &resolved, &violation));
+        let message = format!("{name}: {violation}: {}", contributions(subject, &layers, &resolved, &violation));
         let mut diagnostic = violation_diagnostic(&violation, subject.source.clone(), message);
         for (layer, origin) in layers.iter().enumerate() {
             let Some((at, label)) = origin.related() else { continue };
@@ -932,45 +965,39 @@ fn resolve_group<'a>(
         (false, None) => (group.ownership, false),
     };
     let source = subject.source.clone();
-    let origins = match shared {
-        Some(origins) => origins.clone(),
-        None => {
-            let own_kind = match group.origins {
-                Origins::Own { kind, .. } => kind,
-                _ => OriginKind::Group,
+    let own_kind = match group.origins {
+        Origins::Own { kind, .. } => kind,
+        _ => OriginKind::Group,
+    };
+    let origin = |key: &str, layer: &Origin| match layer {
+        Origin::Template(t) => KeyOrigin::at(OriginKind::Template, Some(Arc::from(t.name.as_str())), layer.place(key)),
+        Origin::Group(places, _) => match places.and_then(|places| places.get(key)) {
+            Some(at) => KeyOrigin::at(own_kind, None, at),
+            // A group without a template knows its keys' places from its own origins.
+            None => match group.origins.of(key, &group.attributes, subject.source) {
+                Some(own) => KeyOrigin { kind: own_kind, template: None, ..own },
+                None => KeyOrigin::at(own_kind, None, subject.source),
+            },
+        },
+        Origin::Overlay { of, .. } => {
+            let template = match of {
+                Patched::Template(name) => Some(Arc::from(*name)),
+                Patched::Group(_) => None,
             };
-            let origin = |key: &str, layer: &Origin| match layer {
-                Origin::Template(t) => {
-                    KeyOrigin::at(OriginKind::Template, Some(Arc::from(t.name.as_str())), layer.place(key))
-                }
-                Origin::Group(places, _) => match places.and_then(|places| places.get(key)) {
-                    Some(at) => KeyOrigin::at(own_kind, None, at),
-                    // A group without a template knows its keys' places from its own origins.
-                    None => match group.origins.of(key, &group.attributes, subject.source) {
-                        Some(own) => KeyOrigin { kind: own_kind, template: None, ..own },
-                        None => KeyOrigin::at(own_kind, None, subject.source),
-                    },
-                },
-                Origin::Overlay { of, .. } => {
-                    let template = match of {
-                        Patched::Template(name) => Some(Arc::from(*name)),
-                        Patched::Group(_) => None,
-                    };
-                    KeyOrigin::at(OriginKind::Overlay, template, layer.place(key))
-                }
-            };
-            resolved.iter().map(|(key, (_, layer))| (Box::from(*key), origin(key, &layers[*layer]))).collect()
+            KeyOrigin::at(OriginKind::Overlay, template, layer.place(key))
         }
     };
+    let origins: KeyOrigins =
+        resolved.iter().map(|(key, (_, layer))| (Box::from(*key), origin(key, &layers[*layer]))).collect();
     let desired =
-        DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Resolved(origins.clone()) };
-    clean.then_some((desired, origins))
+        DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Resolved(origins) };
+    clean.then_some(desired)
 }
 
 /// "10 from template community (groups/t.yaml:2:3), 7 in group makers (groups/m.yaml:9:7)":
 /// what each place adds to the measure `violation` exceeds, in the order of resolution.
 fn contributions(
-    group: &GroupId,
+    subject: &Subject,
     layers: &[Origin],
     resolved: &BTreeMap<&str, (&str, usize)>,
     violation: &Violation,
@@ -988,7 +1015,7 @@ fn contributions(
     let mut text = String::new();
     for (origin, n) in layers.iter().zip(counts).filter(|(_, n)| *n > 0) {
         let separator = if text.is_empty() { "" } else { ", " };
-        let _ = write!(text, "{separator}{n}{unit} {}", origin.contribution(group));
+        let _ = write!(text, "{separator}{n}{unit} {}", origin.contribution(&subject.own()));
     }
     text
 }
@@ -1248,9 +1275,10 @@ mod tests {
         assert!(Arc::ptr_eq(x, z));
     }
 
-    /// As when each id resolved on its own: each id's message, at its place.
+    /// Once for the set, at its first id, naming it; an id an overlay patches on its
+    /// own resolves, and is reported, on its own.
     #[test]
-    fn a_set_with_something_to_report_reports_it_for_each_id() {
+    fn a_set_with_something_to_report_reports_it_once() {
         let keys = (0..16).fold(String::new(), |mut keys, k| {
             let _ = writeln!(keys, "    k{k}: v");
             keys
@@ -1258,21 +1286,33 @@ mod tests {
         let templates = parse("t.yaml", &format!("templates:\n  t:\n{keys}  small:\n    k: v\n"));
         let groups = parse(
             "g.yaml",
-            "groups:\n  - ids: [x, y]\n    template: small\n    unset: [nope]\n  - ids: [p, q]\n    template: t\n    attributes: {own: v}\n",
+            "groups:\n  - ids: [x, y]\n    template: small\n    unset: [nope]\n  - ids: [p, q, r, s]\n    template: t\n    attributes: {own: v}\n",
         );
-        let loaded = merge(vec![templates, groups]);
+        let loaded = merge(vec![templates.clone(), groups.clone()]);
         let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
             [
-                "g.yaml:4:13: warning: group \"x\": key \"nope\" is in `unset:` but template \"small\" does not set it; nothing to remove",
-                "g.yaml:4:13: warning: group \"y\": key \"nope\" is in `unset:` but template \"small\" does not set it; nothing to remove",
-                "g.yaml:5:11: error: group \"p\": 17 keys, limit 16 keys per group: 16 from template t (t.yaml:2:3), 1 in group p (g.yaml:7:17) [10047]",
-                "g.yaml:5:14: error: group \"q\": 17 keys, limit 16 keys per group: 16 from template t (t.yaml:2:3), 1 in group q (g.yaml:7:17) [10047]",
+                "g.yaml:4:13: warning: set of 2 groups \"x\", \"y\": key \"nope\" is in `unset:` but template \"small\" does not set it; nothing to remove",
+                "g.yaml:5:11: error: set of 4 groups \"p\", \"q\", \"r\", …: 17 keys, limit 16 keys per group: 16 from template t (t.yaml:2:3), 1 in the set (g.yaml:7:17) [10047]",
             ]
         );
         let ids: Vec<&str> = loaded.state.groups.keys().map(GroupId::as_str).collect();
         assert_eq!(ids, ["x", "y"]);
+
+        // An overlay that removes a key from q alone: q is fine, the others still are not.
+        let patch = overlay("overlays/o.yaml", "groups:\n  - id: q\n    unset: [k0]\n");
+        let loaded = merge_with(vec![templates, groups], &overlays(vec![patch]));
+        let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "g.yaml:4:13: warning: set of 2 groups \"x\", \"y\": key \"nope\" is in `unset:` but template \"small\" does not set it; nothing to remove",
+                "g.yaml:5:11: error: set of 3 groups \"p\", \"r\", \"s\": 17 keys, limit 16 keys per group: 16 from template t (t.yaml:2:3), 1 in the set (g.yaml:7:17) [10047]",
+            ]
+        );
+        let ids: Vec<&str> = loaded.state.groups.keys().map(GroupId::as_str).collect();
+        assert_eq!(ids, ["q", "x", "y"]);
     }
 
     #[test]
@@ -1314,7 +1354,7 @@ mod tests {
         assert_eq!(&index.groups()[&GroupId::parse("b").unwrap()].attributes["k"], "two");
         same_as_a_fresh_load(&index);
 
-        // Now with something to report, for each id.
+        // Now with something to report, once for the set.
         std::fs::write(&t, "templates:\n  t:\n    k: three\n  u:\n    k: other\n").unwrap();
         let g = dir.path().join("g.yaml");
         std::fs::write(
@@ -1323,7 +1363,7 @@ mod tests {
         )
         .unwrap();
         index.update([t, g]);
-        assert_eq!(index.diagnostics().len(), 2, "{:?}", index.diagnostics());
+        assert_eq!(index.diagnostics().len(), 1, "{:?}", index.diagnostics());
         assert_eq!(&index.groups()[&GroupId::parse("a").unwrap()].attributes["k"], "three");
         same_as_a_fresh_load(&index);
     }
