@@ -1,6 +1,8 @@
 //! How long `watch` takes to re-plan after one template changes, in a repository of
 //! many templated groups: the index's update and the plan of the groups it says
-//! changed, as the watcher times them (`planned_in_ms`).
+//! changed, as the watcher times them (`planned_in_ms`). Then the same with an
+//! overlay (which makes every change resolve the templated groups whole): a
+//! template's patch changed, and one group's patch changed.
 //!
 //! ```text
 //! cargo bench --bench watch_templates
@@ -12,10 +14,13 @@
 //! repository: 4 templates of 50 groups.
 
 use grattr::desired::index::DesiredIndex;
-use grattr::model::{AppliedGroup, GroupId};
+use grattr::desired::overlays::OverlayPath;
+use grattr::model::{AppliedGroup, GroupId, SourceLocation};
 use grattr::plan::{self, PlanOptions};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 fn env(name: &str, default: usize) -> usize {
@@ -40,6 +45,38 @@ fn templates_file(templates: usize, revision: usize) -> String {
     text
 }
 
+/// Ten edits of one file; each time, what the index says changed is planned, and
+/// `changes` groups are to update.
+fn measure(
+    index: &mut DesiredIndex,
+    applied: &BTreeMap<GroupId, AppliedGroup>,
+    what: &str,
+    path: &Path,
+    text: &dyn Fn(usize) -> String,
+    changes: usize,
+) {
+    let mut samples = Vec::new();
+    let mut replanned = 0;
+    for revision in 1..=10 {
+        std::fs::write(path, text(revision)).unwrap();
+        let started = Instant::now();
+        let affected = index.update([path.to_path_buf()]);
+        let options = PlanOptions { targets: Some(affected.clone()), ..PlanOptions::default() };
+        let plan = plan::diff(index.groups(), applied, &options);
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(!index.has_errors(), "{:?}", index.diagnostics().first());
+        assert_eq!(plan.changes.len(), changes, "{what}, revision {revision}");
+        replanned = affected.len();
+    }
+    samples.sort_by(f64::total_cmp);
+    eprintln!(
+        "{what}: {replanned} groups re-planned, median {:.1} ms, min {:.1} ms, max {:.1} ms (10 edits)",
+        samples[samples.len() / 2],
+        samples[0],
+        samples[samples.len() - 1],
+    );
+}
+
 fn main() {
     let bench = std::env::args().any(|arg| arg == "--bench");
     let templates = if bench { env("GRATTR_SCALE_TEMPLATES", 20) } else { 8 };
@@ -62,8 +99,13 @@ fn main() {
         std::fs::write(groups_dir.join(format!("g{file:04}.yaml")), text).unwrap();
     }
 
+    let overlay = dir.path().join("overlays/env.yaml");
+    std::fs::create_dir_all(overlay.parent().unwrap()).unwrap();
+    std::fs::write(&overlay, "# patches nothing yet\n").unwrap();
+    let at = SourceLocation { file: Arc::from(Path::new("grattr.yaml")), line: 1, column: 1 };
+    let overlays = [OverlayPath { path: overlay.clone(), at }];
     let started = Instant::now();
-    let mut index = DesiredIndex::load(&groups_dir);
+    let mut index = DesiredIndex::load_with(&groups_dir, &overlays);
     let loaded_in = started.elapsed();
     assert!(!index.has_errors(), "{:?}", index.diagnostics().first());
     assert_eq!(index.groups().len(), total);
@@ -72,28 +114,29 @@ fn main() {
         .iter()
         .map(|(id, g)| (id.clone(), AppliedGroup::owned(g.attributes.clone(), g.ownership)))
         .collect();
-
-    let mut samples = Vec::new();
-    let mut replanned = 0;
-    for revision in 1..=10 {
-        std::fs::write(groups_dir.join("_templates.yaml"), templates_file(templates, revision)).unwrap();
-        let started = Instant::now();
-        let affected = index.update([groups_dir.join("_templates.yaml")]);
-        let options = PlanOptions { targets: Some(affected.clone()), ..PlanOptions::default() };
-        let plan = plan::diff(index.groups(), &applied, &options);
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
-        // t06 and t07 (which extends it) change.
-        assert_eq!(plan.changes.len(), 2 * per_template, "revision {revision}");
-        replanned = affected.len();
-    }
-    samples.sort_by(f64::total_cmp);
     eprintln!(
-        "{templates} templates x {per_template} groups ({total} groups, {} files): loaded in {:.0} ms; one template \
-         changed: {replanned} groups re-planned, median {:.1} ms, min {:.1} ms, max {:.1} ms (10 edits)",
+        "{templates} templates x {per_template} groups ({total} groups, {} files): loaded in {:.0} ms",
         index.files(),
         loaded_in.as_secs_f64() * 1000.0,
-        samples[samples.len() / 2],
-        samples[0],
-        samples[samples.len() - 1],
     );
+
+    // t06 and t07 (which extends it) change.
+    let template_file = groups_dir.join("_templates.yaml");
+    measure(
+        &mut index,
+        &applied,
+        "one template changed",
+        &template_file,
+        &|revision| templates_file(templates, revision),
+        2 * per_template,
+    );
+    std::fs::write(&template_file, templates_file(templates, 0)).unwrap();
+    index.update([template_file]);
+    // With overlays, each change resolves every templated group again, and plans those that changed.
+    let patch_template = |revision: usize| format!("templates:\n  t06:\n    k060: \"env {revision}\"\n");
+    measure(&mut index, &applied, "overlay: a template's patch changed", &overlay, &patch_template, 2 * per_template);
+    let patch_group = |revision: usize| {
+        format!("{}groups:\n  - id: g000001\n    attributes: {{own: \"env {revision}\"}}\n", patch_template(10))
+    };
+    measure(&mut index, &applied, "overlay: one group's patch changed", &overlay, &patch_group, 1);
 }

@@ -15,8 +15,11 @@
 //! templates, not the groups.
 //!
 //! An environment whose overlays patch templates or groups is resolved whole on
-//! every change that templates or overlays may affect (what an overlay's `unset:`
-//! removes is told over every group it patches): correct, not yet incremental.
+//! every change that templates or overlays may affect (an overlay may patch any
+//! template or group, and what its `unset:` removes is told over every group it
+//! patches), which takes time in proportion to the templated groups' keys (a set's
+//! ids resolve once); but only the groups whose resolved state changed are said to
+//! have changed, so `watch` plans those alone.
 
 use super::diagnostic::Diagnostic;
 use super::groups::{self, Entry, FileGroups};
@@ -251,17 +254,29 @@ impl DesiredIndex {
         }
         // Groups whose provenance changed but not what is planned for them: settled, not returned.
         let mut restated = BTreeSet::new();
+        // Groups resolved whole again: settled, and returned only if what is planned for them changed.
+        let mut compared = BTreeSet::new();
         if self.overlays.has_patches() {
             if overlays_changed || !templated.is_empty() || !self.templates.whole {
-                self.templates.resolve_whole(&self.files, &self.overlays, &mut affected);
+                self.templates.resolve_whole(&self.files, &self.overlays, &mut compared);
             }
         } else if self.templates.whole {
-            self.templates.leave_whole(&self.files, &mut affected);
+            self.templates.leave_whole(&self.files, &mut compared);
         } else if !templated.is_empty() {
             self.templates.resolve(&self.files, &templated, &mut affected, &mut restated);
         }
         for id in affected.iter().chain(&restated) {
             self.settle(id);
+        }
+        for id in compared {
+            if affected.contains(&id) {
+                continue;
+            }
+            let before = self.groups.get(&id).cloned();
+            self.settle(&id);
+            if !same_plan(before.as_ref(), self.groups.get(&id)) {
+                affected.insert(id);
+            }
         }
         affected
     }
@@ -379,7 +394,7 @@ impl TemplateIndex {
     /// Resolves every group that uses a template or that an overlay patches again, as
     /// a whole load does (an overlay may patch any template or group, and what its
     /// `unset:` removes is told over every group it patches), adding the ids resolved
-    /// before and now to `affected`.
+    /// before and now to `affected` (which the caller narrows to those that changed).
     fn resolve_whole(
         &mut self,
         files: &BTreeMap<PathBuf, FileGroups>,
@@ -573,6 +588,19 @@ impl TemplateIndex {
     }
 }
 
+/// Whether a group is the same in all that is planned for it (all but the provenance of its keys).
+fn same_plan(a: Option<&DesiredGroup>, b: Option<&DesiredGroup>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            a.attributes == b.attributes
+                && a.source == b.source
+                && a.ownership == b.ownership
+                && a.ownership_written == b.ownership_written
+        }
+        (a, b) => a.is_none() && b.is_none(),
+    }
+}
+
 /// Whether two definitions of a template differ at most in where they and their parts are written.
 fn same_but_places(a: &Template, b: &Template) -> bool {
     let parent = |t: &Template| t.extends.as_ref().map(|(name, _)| name.clone());
@@ -672,6 +700,54 @@ mod tests {
         let fresh = super::super::load(dir.path());
         assert_eq!(&fresh.state.groups, index.groups());
         assert_eq!(&index.groups()[&GroupId::parse("b2").unwrap()].attributes["k"], "2");
+    }
+
+    #[test]
+    fn an_overlay_change_says_only_the_groups_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = |affected: &BTreeSet<GroupId>| affected.iter().map(GroupId::as_str).collect::<Vec<_>>().join(" ");
+        let groups = dir.path().join("groups");
+        write(
+            &groups,
+            "g.yaml",
+            "templates:\n  room:\n    k: base\n  lobby:\n    k: lobby\ngroups:\n  - ids: [r1, r2, r3]\n    template: room\n  - id: l\n    template: lobby\n  - id: plain\n    attributes: {k: own}\n",
+        );
+        let overlay = write(dir.path(), "overlays/env.yaml", "templates:\n  room:\n    k: patched\n");
+        let at =
+            crate::model::SourceLocation { file: std::sync::Arc::from(Path::new("grattr.yaml")), line: 1, column: 1 };
+        let mut index = DesiredIndex::load_with(&groups, &[OverlayPath { path: overlay.clone(), at }]);
+        assert!(!index.has_errors(), "{:?}", index.diagnostics());
+        let value =
+            |index: &DesiredIndex, id: &str| index.groups()[&GroupId::parse(id).unwrap()].attributes["k"].to_string();
+        assert_eq!(value(&index, "r2"), "patched");
+
+        // A group patch: that group alone.
+        std::fs::write(
+            &overlay,
+            "templates:\n  room:\n    k: patched\ngroups:\n  - id: plain\n    attributes: {k: two}\n",
+        )
+        .unwrap();
+        assert_eq!(ids(&index.update([overlay.clone()])), "plain");
+        // The template patch's value: the template's groups, not the others.
+        std::fs::write(
+            &overlay,
+            "templates:\n  room:\n    k: again\ngroups:\n  - id: plain\n    attributes: {k: two}\n",
+        )
+        .unwrap();
+        assert_eq!(ids(&index.update([overlay.clone()])), "r1 r2 r3");
+        // A comment, or a patch that moves: nothing.
+        std::fs::write(
+            &overlay,
+            "# env\ngroups:\n  - id: plain\n    attributes: {k: two}\ntemplates:\n  room:\n    k: again\n",
+        )
+        .unwrap();
+        assert_eq!(ids(&index.update([overlay.clone()])), "");
+        // Patches gone: what they changed, back as declared.
+        std::fs::write(&overlay, "").unwrap();
+        assert_eq!(ids(&index.update([overlay.clone()])), "plain r1 r2 r3");
+        assert_eq!((value(&index, "r1"), value(&index, "plain")), ("base".to_string(), "own".to_string()));
+        let fresh = super::super::load(&groups);
+        assert_eq!(&fresh.state.groups, index.groups());
     }
 
     #[test]
@@ -1288,10 +1364,16 @@ mod differential {
                 same_as_a_load(&index, dir.path())?;
                 // What is planned for a group is all of it but the provenance of its keys.
                 let planned = |g: &DesiredGroup| DesiredGroup { origins: crate::model::Origins::Unknown, ..g.clone() };
+                let mut changed = BTreeSet::new();
                 for id in before.keys().chain(index.groups().keys()) {
                     if before.get(id).map(planned) != index.groups().get(id).map(planned) {
                         prop_assert!(affected.contains(id), "{id} changed but is not said to: {step:?}");
+                        changed.insert(id.clone());
                     }
+                }
+                // An edit of the overlay alone says no more than what changed.
+                if touched == BTreeSet::from([OVERLAY]) {
+                    prop_assert_eq!(&affected, &changed, "{:?}", step);
                 }
             }
         }
