@@ -2,7 +2,8 @@
 //! many templated groups: the index's update and the plan of the groups it says
 //! changed, as the watcher times them (`planned_in_ms`). Then the same with an
 //! overlay (which makes every change resolve the templated groups whole): a
-//! template's patch changed, and one group's patch changed.
+//! template's patch changed, one group's patch changed, and (the overlays as they
+//! were) one group of a file of 1,000 edited.
 //!
 //! ```text
 //! cargo bench --bench watch_templates
@@ -87,16 +88,21 @@ fn main() {
     std::fs::create_dir_all(&groups_dir).unwrap();
     std::fs::write(groups_dir.join("_templates.yaml"), templates_file(templates, 0)).unwrap();
     let per_file = 1_000.min(total);
-    for file in 0..total.div_ceil(per_file) {
+    // File `file` of groups, the group at `edited` (if any) with its own value at revision `revision`.
+    let group_file = |file: usize, edited: Option<usize>, revision: usize| {
         let mut text = String::from("groups:\n");
         for i in file * per_file..((file + 1) * per_file).min(total) {
+            let own = if Some(i) == edited { format!("edit {revision}") } else { i.to_string() };
             let _ = write!(
                 text,
-                "  - id: g{i:06}\n    template: t{:02}\n    attributes:\n      own: \"{i}\"\n",
+                "  - id: g{i:06}\n    template: t{:02}\n    attributes:\n      own: \"{own}\"\n",
                 i % templates
             );
         }
-        std::fs::write(groups_dir.join(format!("g{file:04}.yaml")), text).unwrap();
+        text
+    };
+    for file in 0..total.div_ceil(per_file) {
+        std::fs::write(groups_dir.join(format!("g{file:04}.yaml")), group_file(file, None, 0)).unwrap();
     }
 
     let overlay = dir.path().join("overlays/env.yaml");
@@ -139,4 +145,19 @@ fn main() {
         format!("{}groups:\n  - id: g000001\n    attributes: {{own: \"env {revision}\"}}\n", patch_template(10))
     };
     measure(&mut index, &applied, "overlay: one group's patch changed", &overlay, &patch_group, 1);
+    // A group file edited, the overlays as they were (and applied).
+    let applied: BTreeMap<GroupId, AppliedGroup> = index
+        .groups()
+        .iter()
+        .map(|(id, g)| (id.clone(), AppliedGroup::owned(g.attributes.clone(), g.ownership)))
+        .collect();
+    let edited = |revision: usize| group_file(0, Some(per_file / 2), revision);
+    measure(
+        &mut index,
+        &applied,
+        "overlay in place: a file of groups edited",
+        &groups_dir.join("g0000.yaml"),
+        &edited,
+        1,
+    );
 }
