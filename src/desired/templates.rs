@@ -21,7 +21,7 @@ use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
 use crate::model::{AttributeSet, DesiredGroup, GroupId, KeyOrigin, OriginKind, Origins, Ownership, SourceLocation};
 use serde_saphyr::Spanned;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -621,9 +621,11 @@ impl Subject<'_> {
     }
 }
 
-/// What the `unset:` of each overlay group entry did: whether it patched any group,
-/// and for each key whether it removed it from any.
-pub(super) type UnsetEffect = Vec<(bool, Vec<bool>)>;
+/// What the `unset:` of overlay group entries did, by the entry's number across the
+/// overlay files: `(entry, None)` when it patched a group, `(entry, Some(k))` when its
+/// `k`th key removed something from one. Kept apart for each place that resolves
+/// groups, so that `watch` can resolve some again and join the rest.
+pub(super) type UnsetEffect = BTreeSet<(usize, Option<usize>)>;
 
 /// Resolves the entries of `groups:` that use templates, over the templates and the
 /// overlays' patches.
@@ -686,6 +688,38 @@ impl<'t, 'g> FileResolver<'t, 'g> {
         }
         (groups, diagnostics)
     }
+
+    /// Resolves the groups of `file` declared without a template that overlays
+    /// patch: they are returned resolved (but those with errors, which are added to
+    /// `diagnostics`), with the ids of every such group.
+    pub(super) fn resolve_patched(
+        &self,
+        file: &FileGroups,
+        unset_effect: &mut UnsetEffect,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> (Vec<(GroupId, DesiredGroup)>, Vec<GroupId>) {
+        let (mut groups, mut patched) = (Vec::new(), Vec::new());
+        if self.patches.groups.is_empty() {
+            return (groups, patched);
+        }
+        for (id, group) in file.groups.iter().filter(|(id, _)| self.patches.patches(id)) {
+            patched.push(id.clone());
+            let subject = Subject {
+                id,
+                alike: &[],
+                source: &group.source,
+                group,
+                template: None,
+                unset: &[],
+                places: None,
+                attributes_at: &group.source,
+            };
+            if let Some(resolved) = resolve_group(&subject, &[], self.patches, unset_effect, diagnostics) {
+                groups.push((id.clone(), resolved));
+            }
+        }
+        (groups, patched)
+    }
 }
 
 /// Resolves every group that uses a template, and every group an overlay patches,
@@ -693,9 +727,8 @@ impl<'t, 'g> FileResolver<'t, 'g> {
 /// the problems found in it, and the problems found in each overlay file.
 pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     let mut out: Vec<Resolution> = files.iter().map(|_| Resolution::default()).collect();
-    let mut found: Vec<Vec<Diagnostic>> = overlays.files.iter().map(|_| Vec::new()).collect();
-    let overlaid = overlays.has_patches();
-    if !overlaid && !files.iter().any(|f| f.has_templates()) {
+    if !overlays.has_patches() && !files.iter().any(|f| f.has_templates()) {
+        let found = overlays.files.iter().map(|_| Vec::new()).collect();
         return Resolved { files: out, overlays: found };
     }
     let defining = files.iter().enumerate().map(|(index, file)| (index, file.templates.as_slice()));
@@ -704,11 +737,54 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     for (index, diagnostic) in diagnostics {
         out[index].diagnostics.push(diagnostic);
     }
-    let mut patches = Patches::default();
-    // Each overlay group entry, numbered across the files: its file, patch and number of ids.
-    let mut entries: Vec<(usize, &Patch, usize)> = Vec::new();
-    if overlaid {
-        let declared: HashSet<&GroupId> = files.iter().flat_map(|f| f.declared.iter().map(|(id, _)| id)).collect();
+    let declared: HashSet<&GroupId> = files.iter().flat_map(|f| f.declared.iter().map(|(id, _)| id)).collect();
+    let defined = files.iter().flat_map(|file| &file.templates);
+    let mut patching = Patching::new(overlays, &by_name, defined, |id| declared.contains(id));
+    let mut unset_effect = UnsetEffect::new();
+    for (index, file) in files.iter().enumerate() {
+        out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
+        let resolver = FileResolver::new(&by_name, &patching.patches);
+        for entry in &file.templated {
+            let (groups, diagnostics) = resolver.resolve(entry, &mut unset_effect);
+            out[index].diagnostics.extend(diagnostics);
+            out[index].groups.extend(groups);
+        }
+        let (groups, patched) = resolver.resolve_patched(file, &mut unset_effect, &mut out[index].diagnostics);
+        out[index].groups.extend(groups);
+        out[index].patched = patched;
+    }
+    patching.tell_unset_effect([&unset_effect]);
+    Resolved { files: out, overlays: patching.found }
+}
+
+/// The overlays' patches over the templates and the groups declared, and what
+/// gathering them finds in each overlay file.
+pub(super) struct Patching<'a> {
+    /// The patches that apply.
+    pub(super) patches: Patches<'a>,
+    /// Each overlay group entry, numbered across the files: its file, patch and number of ids.
+    entries: Vec<(usize, &'a Patch, usize)>,
+    /// The problems found in each overlay file.
+    pub(super) found: Vec<Vec<Diagnostic>>,
+}
+
+impl<'a> Patching<'a> {
+    /// Gathers the patches of `overlays` over the templates `by_name` (`defined`:
+    /// every definition, in load order) and the groups `declared`, finding patches of
+    /// what is not declared, and template patches' `unset:` of keys their chain does
+    /// not set.
+    pub(super) fn new(
+        overlays: &'a Overlays,
+        by_name: &ByName<'a>,
+        defined: impl IntoIterator<Item = &'a Template>,
+        declared: impl Fn(&GroupId) -> bool,
+    ) -> Patching<'a> {
+        let mut found: Vec<Vec<Diagnostic>> = overlays.files.iter().map(|_| Vec::new()).collect();
+        let mut patches = Patches::default();
+        let mut entries: Vec<(usize, &Patch, usize)> = Vec::new();
+        if !overlays.has_patches() {
+            return Patching { patches, entries, found };
+        }
         for (index, overlay) in overlays.files.iter().enumerate() {
             for patch in &overlay.templates {
                 match by_name.get(patch.name.as_str()) {
@@ -720,7 +796,7 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
                 let entry = entries.len();
                 entries.push((index, &patch.patch, patch.ids.len()));
                 for (id, at) in &patch.ids {
-                    match declared.contains(id) {
+                    match declared(id) {
                         true => patches.groups.entry(id).or_default().push(GroupUse { patch: &patch.patch, at, entry }),
                         false => found[index].push(not_declared(overlays, "group", id.as_str(), at)),
                     }
@@ -734,13 +810,11 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
             .enumerate()
             .flat_map(|(index, f)| f.templates.iter().map(move |t| (std::ptr::from_ref(&t.patch), index)))
             .collect();
-        let defined = files
-            .iter()
-            .flat_map(|file| &file.templates)
-            .filter(|t| by_name.get(t.name.as_str()).is_some_and(|first| std::ptr::eq(*first, *t)));
+        let defined =
+            defined.into_iter().filter(|t| by_name.get(t.name.as_str()).is_some_and(|first| std::ptr::eq(*first, *t)));
         for template in defined {
             let Some(own) = patches.templates.get(template.name.as_str()) else { continue };
-            let Some(chain) = chain(&template.name, &by_name) else { continue };
+            let Some(chain) = chain(&template.name, by_name) else { continue };
             let mut keys: HashSet<&str> = HashSet::new();
             for link in chain.iter().rev() {
                 for (key, _) in &link.attributes {
@@ -764,57 +838,33 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
                 }
             }
         }
+        Patching { patches, entries, found }
     }
-    let mut unset_effect: UnsetEffect =
-        entries.iter().map(|(_, patch, _)| (false, vec![false; patch.unset.len()])).collect();
-    for (index, file) in files.iter().enumerate() {
-        out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
-        let resolver = FileResolver::new(&by_name, &patches);
-        for entry in &file.templated {
-            let (groups, diagnostics) = resolver.resolve(entry, &mut unset_effect);
-            out[index].diagnostics.extend(diagnostics);
-            out[index].groups.extend(groups);
+
+    /// Finds each overlay group entry's `unset:` of a key no group it patches has,
+    /// over what resolving every group did (`effects`, joined).
+    pub(super) fn tell_unset_effect<'e>(&mut self, effects: impl IntoIterator<Item = &'e UnsetEffect>) {
+        let mut joined = UnsetEffect::new();
+        for effect in effects {
+            joined.extend(effect.iter().copied());
         }
-        if patches.groups.is_empty() {
-            continue;
-        }
-        for (id, group) in &file.groups {
-            if !patches.groups.contains_key(id) {
+        for (entry, (index, patch, ids)) in self.entries.iter().enumerate() {
+            if !joined.contains(&(entry, None)) {
                 continue;
             }
-            out[index].patched.push(id.clone());
-            let subject = Subject {
-                id,
-                alike: &[],
-                source: &group.source,
-                group,
-                template: None,
-                unset: &[],
-                places: None,
-                attributes_at: &group.source,
-            };
-            if let Some(resolved) =
-                resolve_group(&subject, &[], &patches, &mut unset_effect, &mut out[index].diagnostics)
-            {
-                out[index].groups.push((id.clone(), resolved));
+            let whom = if *ids > 1 { "no group it patches has it" } else { "the group does not have it" };
+            for (k, (key, at)) in patch.unset.iter().enumerate() {
+                if joined.contains(&(entry, Some(k))) {
+                    continue;
+                }
+                let message = format!(
+                    "overlay of {}: key {key:?} is in `unset:` but {whom} (with its template, its own keys and the overlays before this one); nothing to remove",
+                    patch.subject
+                );
+                self.found[*index].push(Diagnostic::warning(Rule::Unset, at.clone(), message));
             }
         }
     }
-    // An overlay group entry's `unset:` of a key no group it patches has.
-    for ((index, patch, ids), (touched, removed)) in entries.iter().zip(&unset_effect) {
-        if !touched {
-            continue;
-        }
-        let whom = if *ids > 1 { "no group it patches has it" } else { "the group does not have it" };
-        for ((key, at), _) in patch.unset.iter().zip(removed).filter(|(_, removed)| !**removed) {
-            let message = format!(
-                "overlay of {}: key {key:?} is in `unset:` but {whom} (with its template, its own keys and the overlays before this one); nothing to remove",
-                patch.subject
-            );
-            found[*index].push(Diagnostic::warning(Rule::Unset, at.clone(), message));
-        }
-    }
-    Resolved { files: out, overlays: found }
 }
 
 /// The error of an overlay patching a `kind` (template or group) `name` that no
@@ -924,10 +974,11 @@ fn resolve_group<'a>(
         for (key, value) in &use_.patch.attributes {
             resolved.insert(key, (value, layers.len() - 1));
         }
-        let effect = &mut unset_effect[use_.entry];
-        effect.0 = true;
-        for ((key, _), removed) in use_.patch.unset.iter().zip(effect.1.iter_mut()) {
-            *removed |= resolved.remove(key.as_str()).is_some();
+        unset_effect.insert((use_.entry, None));
+        for (k, (key, _)) in use_.patch.unset.iter().enumerate() {
+            if resolved.remove(key.as_str()).is_some() {
+                unset_effect.insert((use_.entry, Some(k)));
+            }
         }
     }
     let attributes: AttributeSet = resolved.iter().map(|(k, (v, _))| ((*k).to_string(), (*v).to_string())).collect();
