@@ -261,7 +261,7 @@ fn import_with_sets_writes_identical_entries_once_and_plans_nothing() {
     import(&repo, true);
     // In the order import writes groups (by id), each set where its first id would be;
     // more than 8 ids are a block sequence.
-    let block: String = rooms.iter().map(|room| format!("      - {room}\n")).collect();
+    let block = rooms.iter().fold(String::new(), |block, room| block + "      - " + room + "\n");
     assert_eq!(
         repo.read("groups/imported.yaml"),
         format!(

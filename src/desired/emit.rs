@@ -401,8 +401,8 @@ mod tests {
         let eight = ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"];
         assert_eq!(write(&eight), "  - ids: [r1, r2, r3, r4, r5, r6, r7, r8]\n    attributes: {}\n");
         let nine = ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"];
-        let block: String = nine.iter().map(|id| format!("      - {id}\n")).collect();
-        assert_eq!(write(&nine), format!("  - ids:\n{block}    attributes: {{}}\n"));
+        let block: Vec<String> = nine.iter().map(|id| format!("      - {id}")).collect();
+        assert_eq!(write(&nine), format!("  - ids:\n{}\n    attributes: {{}}\n", block.join("\n")));
         // `  - ids: [`, two ids, `, ` and `]`: 13 columns and the ids'.
         let (a, b) = ("x".repeat(42), "y".repeat(46));
         let fits = write(&[&a, &b[..45]]);
