@@ -228,6 +228,89 @@ fn import_against_a_template_writes_what_differs_and_plans_nothing() {
 }
 
 #[test]
+fn import_with_sets_writes_identical_entries_once_and_plans_nothing() {
+    let server = Server::start(|_| {});
+    let client = server.client();
+    let vip = [("rules", "1. Be kind."), ("theme", "gold"), ("no", "yes")];
+    let rooms: Vec<String> = (1..=10).map(|i| format!("room-{i:02}")).collect();
+    // An id as hostile as the API allows, live exactly as the template like the rooms.
+    let hostile = "a \"b\", #c";
+    let banner = [&vip[..], &[("banner", "Welcome")]].concat();
+    server.block_on(async {
+        for room in rooms.iter().map(String::as_str).chain([hostile]) {
+            client.set_group_attr(&id(room), &attrs(&vip)).await.unwrap();
+        }
+        for room in ["banner-1", "banner-2"] {
+            client.set_group_attr(&id(room), &attrs(&banner)).await.unwrap();
+        }
+        client.set_group_attr(&id("odd"), &attrs(&[("theme", "blue")])).await.unwrap();
+    });
+    let import = |repo: &Repo, sets: bool| {
+        grattr(repo, &["apply", "--yes"]).code(0).ignore_stdout();
+        let mut args = vec!["import", "odd", "banner-2", hostile, "banner-1", "--template", "community-vip"];
+        args.extend(rooms.iter().map(String::as_str));
+        if sets {
+            args.push("--sets");
+        }
+        grattr(repo, &args).code(0).stdout(
+            "Imported 14 group(s) into groups/imported.yaml against template \"community-vip\" and recorded them in \
+             grattr.lock; `grattr plan` shows no change for them.\n",
+        );
+    };
+    let repo = server.repo().file("groups/_templates.yaml", TEMPLATES);
+    import(&repo, true);
+    // In the order import writes groups (by id), each set where its first id would be;
+    // more than 8 ids are a block sequence.
+    let block = rooms.iter().fold(String::new(), |block, room| block + "      - " + room + "\n");
+    assert_eq!(
+        repo.read("groups/imported.yaml"),
+        format!(
+            "# Imported by `grattr import` from sdkappid 1400000000 against template \"community-vip\": each group\n\
+             # writes the keys whose live value differs from the template's, and unsets the template's\n\
+             # keys it lacks; resolved, they are the live attributes, exactly.\n\
+             # Groups whose entries would be identical share one entry, whose `ids:` lists them.\n\
+             # Edit freely: this file is now the desired state of these groups.\n\
+             groups:\n  \
+               - ids:\n      - \"a \\\"b\\\", #c\"\n{block}    template: community-vip\n  \
+               - ids: [banner-1, banner-2]\n    template: community-vip\n    attributes:\n      banner: Welcome\n  \
+               - id: odd\n    template: community-vip\n    attributes:\n      theme: blue\n    unset: [\"no\", rules]\n"
+        )
+    );
+    grattr(&repo, &["plan", "--detailed-exitcode"]).code(0).ignore_stdout();
+    grattr(&repo, &["plan", "--refresh", "--detailed-exitcode"]).code(0).ignore_stdout();
+    // A set is only a way of writing: the lockfile records what an import without it records.
+    let without = server.repo().file("groups/_templates.yaml", TEMPLATES);
+    import(&without, false);
+    assert_eq!(without.read("groups/imported.yaml").matches("\n  - id: ").count(), 14);
+    let groups =
+        |repo: &Repo| serde_json::from_str::<serde_json::Value>(&repo.read("grattr.lock")).unwrap()["groups"].clone();
+    assert_eq!(groups(&repo), groups(&without));
+    assert_eq!(groups(&repo).as_object().unwrap().len(), 15, "the 14 imported and vip-0");
+
+    // With key ownership, entries are identical when the keys adopted are: the
+    // members' other keys make no difference.
+    server.block_on(async {
+        client.set_group_attr(&id("voice-1"), &attrs(&[("topic", "jazz"), ("seat.1", "alice")])).await.unwrap();
+        client.set_group_attr(&id("voice-2"), &attrs(&[("topic", "jazz"), ("seat.1", "bob")])).await.unwrap();
+        client.set_group_attr(&id("voice-3"), &attrs(&[("topic", "rock")])).await.unwrap();
+    });
+    let args = ["import", "voice-1", "voice-2", "voice-3", "--sets", "--ownership", "keys", "--key", "topic"];
+    grattr(&repo, &[&args[..], &["--out", "groups/voice.yaml"]].concat()).code(0).ignore_stdout();
+    let written = repo.read("groups/voice.yaml");
+    assert!(
+        written.ends_with(
+            "# Groups whose entries would be identical share one entry, whose `ids:` lists them.\n\
+             # Edit freely: this file is now the desired state of these groups.\n\
+             groups:\n  \
+               - ids: [voice-1, voice-2]\n    ownership: keys\n    attributes:\n      topic: jazz\n  \
+               - id: voice-3\n    ownership: keys\n    attributes:\n      topic: rock\n"
+        ),
+        "{written}"
+    );
+    grattr(&repo, &["plan", "--detailed-exitcode"]).code(0).ignore_stdout();
+}
+
+#[test]
 fn import_against_a_template_with_key_ownership_adopts_the_templates_keys_and_those_named() {
     let server = Server::start(|_| {});
     let templates = TEMPLATES.replace(

@@ -39,6 +39,11 @@ pub(super) struct Args {
     /// is imported without it.
     #[arg(long = "key", value_name = "KEY")]
     keys: Vec<String>,
+    /// Write groups whose entries would be identical (same template, attributes, unset
+    /// and ownership) as one entry whose `ids:` lists them; a group like no other keeps
+    /// its `id:` entry.
+    #[arg(long)]
+    sets: bool,
     /// Wait this long for another grattr holding the lockfile's lock.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
@@ -159,6 +164,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         ownership,
         default_ownership: workspace.environment.ownership,
         template: template.as_ref().map(|t| (t, &workspace.templates)),
+        sets: args.sets,
     };
     let text = import_file(&out, workspace.environment.sdkappid, &imported, &layout)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -1,8 +1,10 @@
 //! Writing desired-state YAML that reproduces attribute values exactly (for
 //! `grattr import`): plain scalars only where nothing could reinterpret them,
-//! literal block scalars for multi-line text, double quotes for everything else.
+//! literal block scalars for multi-line text, double quotes for everything else;
+//! asked, entries written identically but for their id are written once, as a set.
 
 use crate::model::{AttributeSet, GroupId, Ownership};
+use std::collections::{HashMap, hash_map};
 use std::fmt::Write;
 
 /// Words YAML (1.1 or 1.2) would read as something other than text.
@@ -118,37 +120,115 @@ pub struct Entry<'a> {
     pub unset: &'a [String],
 }
 
+/// The most ids a set writes in flow form, `ids: [a, b, c]`: a longer list is a
+/// block sequence, one `- id` a line, so that adding or removing an id is a one-line diff.
+pub const FLOW_IDS_MAX: usize = 8;
+
+/// The widest `  - ids: [...]` line a set writes, in columns (an id is ASCII, escaped
+/// or not): a wider one is a block sequence.
+pub const FLOW_LINE_MAX: usize = 100;
+
 /// A group file declaring `entries`, in order, with `header` as a leading comment.
 pub fn entries_file(header: &str, entries: &[Entry<'_>]) -> String {
+    let mut out = file_start(header);
+    for entry in entries {
+        write_ids(&mut out, &[entry.id]);
+        write_body(&mut out, entry);
+    }
+    out
+}
+
+/// A group file declaring `entries`, with `header` as a leading comment, where
+/// entries that would be written identically but for their id are written once, as
+/// a set whose `ids:` lists them in the order given, at the place of the first; an
+/// entry like no other stays an `id:` entry.
+pub fn sets_file(header: &str, entries: &[Entry<'_>]) -> String {
+    let bodies: Vec<String> = entries
+        .iter()
+        .map(|entry| {
+            let mut body = String::new();
+            write_body(&mut body, entry);
+            body
+        })
+        .collect();
+    let mut out = file_start(header);
+    for set in sets_of(&bodies) {
+        let ids: Vec<&GroupId> = set.iter().map(|&index| entries[index].id).collect();
+        write_ids(&mut out, &ids);
+        out.push_str(&bodies[set[0]]);
+    }
+    out
+}
+
+/// The indices of `bodies` grouped by equal text, each group in the order given, the
+/// groups in the order of their first index.
+fn sets_of(bodies: &[String]) -> Vec<Vec<usize>> {
+    let mut set_of: HashMap<&str, usize> = HashMap::with_capacity(bodies.len());
+    let mut sets: Vec<Vec<usize>> = Vec::new();
+    for (index, body) in bodies.iter().enumerate() {
+        match set_of.entry(body.as_str()) {
+            hash_map::Entry::Occupied(found) => sets[*found.get()].push(index),
+            hash_map::Entry::Vacant(slot) => {
+                slot.insert(sets.len());
+                sets.push(vec![index]);
+            }
+        }
+    }
+    sets
+}
+
+/// The header comment and `groups:`.
+fn file_start(header: &str) -> String {
     let mut out = String::new();
     for line in header.lines() {
         let _ = writeln!(out, "# {line}");
     }
     out.push_str("groups:\n");
-    for entry in entries {
-        let _ = writeln!(out, "  - id: {}", scalar_line(entry.id.as_str()));
-        if let Some(ownership) = entry.ownership {
-            let _ = writeln!(out, "    ownership: {ownership}");
-        }
-        if let Some(template) = entry.template {
-            let _ = writeln!(out, "    template: {}", scalar_line(template));
-        }
-        match (entry.attributes.is_empty(), entry.template.is_some()) {
-            (true, true) => {}
-            (true, false) => out.push_str("    attributes: {}\n"),
-            (false, _) => {
-                out.push_str("    attributes:\n");
-                for (key, text) in entry.attributes {
-                    let _ = writeln!(out, "      {}: {}", scalar_line(key), value(text, 8));
-                }
+    out
+}
+
+/// The first line(s) of an entry: `id:` for one id; for more, `ids:` in flow form
+/// when it is short (see [`FLOW_IDS_MAX`], [`FLOW_LINE_MAX`]), else a block sequence.
+fn write_ids(out: &mut String, ids: &[&GroupId]) {
+    if let [id] = ids {
+        let _ = writeln!(out, "  - id: {}", scalar_line(id.as_str()));
+        return;
+    }
+    let written: Vec<String> = ids.iter().map(|id| scalar_line(id.as_str())).collect();
+    let flow = format!("  - ids: [{}]", written.join(", "));
+    if ids.len() <= FLOW_IDS_MAX && flow.len() <= FLOW_LINE_MAX {
+        out.push_str(&flow);
+        out.push('\n');
+        return;
+    }
+    out.push_str("  - ids:\n");
+    for id in written {
+        let _ = writeln!(out, "      - {id}");
+    }
+}
+
+/// The lines of an entry after its id(s).
+fn write_body(out: &mut String, entry: &Entry<'_>) {
+    if let Some(ownership) = entry.ownership {
+        let _ = writeln!(out, "    ownership: {ownership}");
+    }
+    if let Some(template) = entry.template {
+        let _ = writeln!(out, "    template: {}", scalar_line(template));
+    }
+    match (entry.attributes.is_empty(), entry.template.is_some()) {
+        (true, true) => {}
+        (true, false) => out.push_str("    attributes: {}\n"),
+        (false, _) => {
+            out.push_str("    attributes:\n");
+            for (key, text) in entry.attributes {
+                let _ = writeln!(out, "      {}: {}", scalar_line(key), value(text, 8));
             }
         }
-        if !entry.unset.is_empty() {
-            let keys: Vec<String> = entry.unset.iter().map(|key| scalar_line(key)).collect();
-            let _ = writeln!(out, "    unset: [{}]", keys.join(", "));
-        }
     }
-    out
+    if !entry.unset.is_empty() {
+        let keys: Vec<String> = entry.unset.iter().map(|key| scalar_line(key)).collect();
+        let _ = writeln!(out, "    unset: [{}]", keys.join(", "));
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +236,7 @@ mod tests {
     use super::*;
     use crate::desired::groups::parse_file;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -243,7 +324,138 @@ mod tests {
         "#);
     }
 
+    fn attributes(pairs: &[(&str, &str)]) -> AttributeSet {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn ids(texts: &[&str]) -> Vec<GroupId> {
+        texts.iter().map(|t| GroupId::parse(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn sets_group_equal_bodies_in_the_order_given() {
+        let bodies: Vec<String> = ["a", "b", "a", "c", "b", "a"].map(String::from).to_vec();
+        assert_eq!(sets_of(&bodies), vec![vec![0, 2, 5], vec![1, 4], vec![3]]);
+        assert_eq!(sets_of(&[]), Vec::<Vec<usize>>::new());
+    }
+
+    #[test]
+    fn only_entries_written_identically_share_a_set() {
+        let ids = ids(&["a", "b", "c", "d", "e", "f", "g", "h"]);
+        let none = AttributeSet::new();
+        let gold = attributes(&[("theme", "gold")]);
+        let unset = ["rules".to_string()];
+        let entry = |i: usize, attributes, unset, ownership| Entry {
+            id: &ids[i],
+            ownership,
+            template: Some("room"),
+            attributes,
+            unset,
+        };
+        let keys = Some(Ownership::Keys);
+        let entries = [
+            entry(0, &none, &[], None),
+            entry(1, &gold, &[], None),
+            entry(2, &none, &[], None),
+            // Differs only by its `unset:`, by its ownership, by its template.
+            entry(3, &none, &unset, None),
+            entry(4, &none, &[], keys),
+            Entry { template: Some("other"), ..entry(5, &none, &[], None) },
+            entry(6, &gold, &[], None),
+            entry(7, &none, &[], None),
+        ];
+        insta::assert_snapshot!(sets_file("Imported.", &entries), @r"
+        # Imported.
+        groups:
+          - ids: [a, c, h]
+            template: room
+          - ids: [b, g]
+            template: room
+            attributes:
+              theme: gold
+          - id: d
+            template: room
+            unset: [rules]
+          - id: e
+            ownership: keys
+            template: room
+          - id: f
+            template: other
+        ");
+        // Without sets, the same entries are one per group.
+        assert_eq!(entries_file("Imported.", &entries).matches("  - id: ").count(), 8);
+    }
+
+    #[test]
+    fn a_long_set_is_a_block_sequence() {
+        let write = |texts: &[&str]| {
+            let ids = ids(texts);
+            let none = AttributeSet::new();
+            let entries: Vec<Entry<'_>> = ids
+                .iter()
+                .map(|id| Entry { id, ownership: None, template: None, attributes: &none, unset: &[] })
+                .collect();
+            sets_file("h", &entries).split_once("groups:\n").unwrap().1.to_string()
+        };
+        // At most FLOW_IDS_MAX ids, and a line of at most FLOW_LINE_MAX columns: flow form.
+        let eight = ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"];
+        assert_eq!(write(&eight), "  - ids: [r1, r2, r3, r4, r5, r6, r7, r8]\n    attributes: {}\n");
+        let nine = ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"];
+        let block: Vec<String> = nine.iter().map(|id| format!("      - {id}")).collect();
+        assert_eq!(write(&nine), format!("  - ids:\n{}\n    attributes: {{}}\n", block.join("\n")));
+        // `  - ids: [`, two ids, `, ` and `]`: 13 columns and the ids'.
+        let (a, b) = ("x".repeat(42), "y".repeat(46));
+        let fits = write(&[&a, &b[..45]]);
+        assert_eq!(fits.lines().next().unwrap().len(), FLOW_LINE_MAX, "{fits}");
+        let wide = write(&[&a, &b]);
+        assert_eq!(wide, format!("  - ids:\n      - {a}\n      - {b}\n    attributes: {{}}\n"));
+        // Hostile ids are quoted as any scalar, in either form.
+        let hostile = write(&["a, b", "[c]", "\"d\" #e", "- f"]);
+        assert_eq!(hostile, "  - ids: [\"a, b\", \"[c]\", \"\\\"d\\\" #e\", \"- f\"]\n    attributes: {}\n");
+        let many: Vec<String> = (0..9).map(|i| format!("- {i}: #x")).collect();
+        let block = write(&many.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(block.starts_with("  - ids:\n      - \"- 0: #x\"\n      - \"- 1: #x\"\n"), "{block}");
+    }
+
+    /// Ids of any printable ASCII, each valid, none twice.
+    fn hostile_ids() -> impl Strategy<Value = Vec<GroupId>> {
+        prop::collection::btree_set("[ -~]{1,48}", 1..24)
+            .prop_map(|texts| texts.iter().filter_map(|t| GroupId::parse(t).ok()).collect())
+    }
+
     proptest! {
+        /// Whatever the ids, and however many groups share an entry, the sets written
+        /// declare exactly the groups given, each with its attributes.
+        #[test]
+        fn sets_with_hostile_ids_round_trip(
+            ids in hostile_ids(),
+            pool in prop::collection::vec(prop::collection::btree_map("[a-c#: ]{1,3}", "[ -~\n]{0,5}", 0..3), 1..4),
+            picks in prop::collection::vec(0..4usize, 24),
+        ) {
+            let pool: Vec<AttributeSet> = pool.into_iter().map(|m| m.into_iter().collect()).collect();
+            let groups: Vec<(GroupId, AttributeSet)> =
+                ids.into_iter().zip(picks).map(|(id, pick)| (id, pool[pick % pool.len()].clone())).collect();
+            let entries: Vec<Entry<'_>> = groups
+                .iter()
+                .map(|(id, attributes)| Entry { id, ownership: None, template: None, attributes, unset: &[] })
+                .collect();
+            let text = sets_file("test", &entries);
+            let parsed = parse_file(Arc::from(Path::new("x.yaml")), &text);
+            prop_assert!(parsed.diagnostics.iter().all(|d| !d.is_error()), "{:?}\n{}", parsed.diagnostics, text);
+            let read: BTreeMap<GroupId, AttributeSet> =
+                parsed.groups.into_iter().map(|(id, group)| (id, group.attributes)).collect();
+            prop_assert_eq!(read.len(), groups.len(), "{}", text);
+            prop_assert_eq!(read, groups.iter().cloned().collect::<BTreeMap<_, _>>(), "{}", text);
+            // One entry per distinct attribute set.
+            let mut distinct: Vec<&AttributeSet> = Vec::new();
+            for (_, attributes) in &groups {
+                if !distinct.contains(&attributes) {
+                    distinct.push(attributes);
+                }
+            }
+            prop_assert_eq!(text.matches("\n  - id").count(), distinct.len(), "{}", text);
+        }
+
         #[test]
         fn any_value_round_trips(values in prop::collection::vec(any::<String>(), 1..6)) {
             let values: Vec<String> = values.into_iter().map(|v| v.chars().take(200).collect()).collect();

@@ -37,6 +37,9 @@ pub struct Layout<'a> {
     pub default_ownership: Ownership,
     /// The template each entry names, and every template, to read the entries back with.
     pub template: Option<(&'a ResolvedTemplate, &'a Catalog)>,
+    /// Whether groups whose entries would be written identically are written once,
+    /// as a set (`ids:`); the groups declared, and so recorded, are the same.
+    pub sets: bool,
 }
 
 /// An entry naming a template whose resolved attributes are `template`, for a group
@@ -50,7 +53,8 @@ pub fn against_template(adopted: &AttributeSet, template: &AttributeSet) -> (Att
 }
 
 /// The group file that declares `imported` exactly (their attributes, with
-/// `layout.ownership`), for `path`, with a header naming the app. It is read back
+/// `layout.ownership`), for `path`, with a header naming the app; with `layout.sets`,
+/// identical entries are written as one set. It is read back
 /// first (with the templates, when written against one): unless it declares exactly
 /// these groups, attributes and ownership, it is an error and nothing is to be written.
 pub fn import_file(
@@ -62,7 +66,7 @@ pub fn import_file(
     // `ownership:` is written when what the entry would inherit is not what is adopted.
     let inherited = layout.template.and_then(|(template, _)| template.ownership).unwrap_or(layout.default_ownership);
     let said = (layout.ownership != inherited).then_some(layout.ownership);
-    let (header, against) = match layout.template {
+    let (mut header, against) = match layout.template {
         None => (
             format!(
                 "Imported by `grattr import` from sdkappid {sdkappid}: the live attributes, exactly.\nEdit freely: this file is now the desired state of these groups."
@@ -87,7 +91,16 @@ pub fn import_file(
             _ => emit::Entry { id, ownership: said, template: None, attributes: adopted, unset: &[] },
         })
         .collect();
-    let text = emit::entries_file(&header, &entries);
+    let text = match layout.sets {
+        true => {
+            // Said before the last line ("Edit freely: …").
+            let at = header.rfind('\n').map_or(0, |at| at + 1);
+            header
+                .insert_str(at, "Groups whose entries would be identical share one entry, whose `ids:` lists them.\n");
+            emit::sets_file(&header, &entries)
+        }
+        false => emit::entries_file(&header, &entries),
+    };
     let parsed = groups::parse_file(Arc::from(path), &text);
     let loaded = match layout.template {
         Some((_, catalog)) => catalog.load_with(parsed),
@@ -192,6 +205,7 @@ mod tests {
             ownership: Ownership::Group,
             default_ownership: Ownership::Group,
             template: Some((&template, &catalog)),
+            sets: false,
         };
         let written = import_file(Path::new("i.yaml"), 1, &imported, &layout).unwrap();
         assert!(written.contains("against template \"evil\\n# x: \\u001B[31m\": each group\n"), "{written}");
@@ -234,7 +248,12 @@ mod tests {
             let template = catalog.resolve(if use_child { "child" } else { "base" }).unwrap();
             let imported: Vec<(GroupId, AttributeSet)> =
                 live.into_iter().enumerate().map(|(i, a)| (GroupId::parse(&format!("g{i}")).unwrap(), a)).collect();
-            let layout = Layout { ownership: adopted, default_ownership: default, template: Some((&template, &catalog)) };
+            let layout = Layout {
+                ownership: adopted,
+                default_ownership: default,
+                template: Some((&template, &catalog)),
+                sets: false,
+            };
             let text = import_file(Path::new("imported.yaml"), 1, &imported, &layout);
             prop_assert!(text.is_ok(), "{:?}", text);
             let text = text.unwrap();
@@ -245,6 +264,47 @@ mod tests {
                     prop_assert!(text.contains(&entry), "{}", text);
                 }
             }
+        }
+
+        /// With sets, with or without a template, whatever the ownership: groups
+        /// whose entries are identical share one, and the file still declares exactly
+        /// what is adopted (the read-back check passes).
+        #[test]
+        fn sets_resolve_to_what_is_adopted(
+            base in attributes(),
+            child in attributes(),
+            said in prop::option::of(ownership()),
+            adopted in ownership(),
+            default in ownership(),
+            template_used in prop::option::of(any::<bool>()),
+            pool in prop::collection::vec(attributes(), 1..4),
+            picks in prop::collection::vec(0..4usize, 1..20),
+        ) {
+            let catalog = catalog(&base, &child, said);
+            let template = template_used.map(|child| catalog.resolve(if child { "child" } else { "base" }).unwrap());
+            let imported: Vec<(GroupId, AttributeSet)> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, pick)| (GroupId::parse(&format!("g{i:02}")).unwrap(), pool[pick % pool.len()].clone()))
+                .collect();
+            let layout = Layout {
+                ownership: adopted,
+                default_ownership: default,
+                template: template.as_ref().map(|t| (t, &catalog)),
+                sets: true,
+            };
+            let text = import_file(Path::new("imported.yaml"), 1, &imported, &layout);
+            prop_assert!(text.is_ok(), "{:?}", text);
+            let text = text.unwrap();
+            // Entries are identical exactly when the groups' adopted attributes are.
+            let mut distinct: Vec<&AttributeSet> = Vec::new();
+            for (_, attributes) in &imported {
+                if !distinct.contains(&attributes) {
+                    distinct.push(attributes);
+                }
+            }
+            prop_assert_eq!(text.matches("\n  - id").count(), distinct.len(), "{}", text);
+            prop_assert!(text.contains("share one entry, whose `ids:` lists them.\n# Edit freely"), "{}", text);
         }
     }
 }
