@@ -14,17 +14,20 @@
 //! group uses) is checked again in full, which takes time in proportion to the
 //! templates, not the groups.
 //!
-//! An environment whose overlays patch templates or groups is resolved whole on
-//! every change that templates or overlays may affect (an overlay may patch any
-//! template or group, and what its `unset:` removes is told over every group it
-//! patches), which takes time in proportion to the templated groups' keys (a set's
-//! ids resolve once); but only the groups whose resolved state changed are said to
-//! have changed, so `watch` plans those alone.
+//! Overlays are read whole on any change to them (they are few and small). A
+//! template's overlay patches count as part of its definition: a change to them
+//! re-resolves the template's users, as a change to the template does; a change to
+//! the group patches re-resolves the files declaring the groups patched, before or
+//! now. What the overlays' group patches' `unset:` removed is kept for each
+//! resolved entry, so that the warning about one that removes nothing is found
+//! again without resolving every group. Groups resolved again because a template or
+//! an overlay changed are compared with what they were, and said to have changed
+//! only if they did.
 
 use super::diagnostic::Diagnostic;
 use super::groups::{self, Entry, FileGroups};
-use super::overlays::{OverlayPath, Overlays};
-use super::templates::{self, ByName, FileResolver, Patches, Template};
+use super::overlays::{OverlayPath, Overlays, Patch};
+use super::templates::{self, ByName, FileResolver, Patching, Template, UnsetEffect};
 use crate::model::{DesiredGroup, GroupId, Ownership};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -63,9 +66,11 @@ struct TemplateIndex {
     definitions: BTreeMap<PathBuf, Vec<Diagnostic>>,
     /// The groups using templates (or patched by overlays), resolved, by file.
     files: BTreeMap<PathBuf, FileResolution>,
-    /// Whether the overlays patch anything, so that the last resolution was whole.
-    whole: bool,
-    /// With `whole`: what resolution found in each overlay file.
+    /// Each template's overlay patches, as last resolved.
+    template_patches: HashMap<String, Vec<Patch>>,
+    /// The groups overlays patch, as last resolved.
+    patched: HashSet<GroupId>,
+    /// What resolution found in each overlay file.
     overlays_found: Vec<Vec<Diagnostic>>,
 }
 
@@ -75,18 +80,51 @@ struct FileResolution {
     /// Its `template:` names no file defines (resolved whole: every problem resolution found in it).
     unknown: Vec<Diagnostic>,
     /// What resolving each of its entries that use templates found, as `FileGroups::templated`
-    /// lists them (resolved whole: nothing).
+    /// lists them.
     found: Vec<Vec<Diagnostic>>,
+    /// What the `unset:` of overlay group entries did to each of those entries' groups.
+    effects: Vec<UnsetEffect>,
     /// The groups resolved, by id.
     groups: HashMap<GroupId, DesiredGroup>,
     /// Groups declared without a template that overlays patch: their declaration
     /// gives way to their resolved form (absent when patching them is an error).
     patched: HashSet<GroupId>,
+    /// What resolving those found.
+    patched_found: Vec<Diagnostic>,
+    /// What the `unset:` of overlay group entries did to them.
+    patched_effect: UnsetEffect,
 }
 
 impl FileResolution {
     fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.unknown.iter().chain(self.found.iter().flatten())
+        self.unknown.iter().chain(self.found.iter().flatten()).chain(&self.patched_found)
+    }
+
+    /// Resolves every group of `file` that uses a template or that an overlay
+    /// patches, in place of what was, adding their ids to `ids`.
+    fn resolve_all(&mut self, file: &FileGroups, resolver: &FileResolver<'_, '_>, ids: &mut BTreeSet<GroupId>) {
+        self.found.clear();
+        self.effects.clear();
+        self.groups.clear();
+        for entry in &file.templated {
+            let mut effect = UnsetEffect::new();
+            let (resolved, found) = resolver.resolve(entry, &mut effect);
+            self.groups.extend(resolved);
+            self.found.push(found);
+            self.effects.push(effect);
+            ids.extend(entry.ids.iter().map(|(id, _)| id.clone()));
+        }
+        self.patched_found.clear();
+        self.patched_effect.clear();
+        let (resolved, patched) = resolver.resolve_patched(file, &mut self.patched_effect, &mut self.patched_found);
+        self.groups.extend(resolved);
+        ids.extend(patched.iter().cloned());
+        self.patched = patched.into_iter().collect();
+    }
+
+    /// Whether it holds anything: otherwise the file is dropped.
+    fn holds_anything(&self) -> bool {
+        !self.unknown.is_empty() || !self.found.is_empty() || !self.patched.is_empty()
     }
 }
 
@@ -254,20 +292,14 @@ impl DesiredIndex {
         }
         // Groups whose provenance changed but not what is planned for them: settled, not returned.
         let mut restated = BTreeSet::new();
-        // Groups resolved whole again: settled, and returned only if what is planned for them changed.
+        // Groups resolved again for an overlay's sake: settled, and returned only if what is planned for them changed.
         let mut compared = BTreeSet::new();
-        if self.overlays.has_patches() {
-            if overlays_changed || !templated.is_empty() || !self.templates.whole {
-                self.templates.resolve_whole(&self.files, &self.overlays, &mut compared);
-            }
-        } else if self.templates.whole {
-            self.templates.leave_whole(&self.files, &mut compared);
-        } else if !templated.is_empty() {
-            self.templates.resolve(&self.files, &templated, &mut affected, &mut restated);
+        if overlays_changed || !templated.is_empty() {
+            let mut said = Said { affected: &mut affected, restated: &mut restated, compared: &mut compared };
+            let change = Change { files: &templated, overlays: &self.overlays, overlays_changed };
+            self.templates.resolve(&self.files, &self.declared, &change, &mut said);
         }
-        for id in affected.iter().chain(&restated) {
-            self.settle(id);
-        }
+        // Compared first, with what they were before this change.
         for id in compared {
             if affected.contains(&id) {
                 continue;
@@ -277,6 +309,9 @@ impl DesiredIndex {
             if !same_plan(before.as_ref(), self.groups.get(&id)) {
                 affected.insert(id);
             }
+        }
+        for id in affected.iter().chain(&restated) {
+            self.settle(id);
         }
         affected
     }
@@ -390,68 +425,29 @@ impl DesiredIndex {
     }
 }
 
+/// What changed since the last resolution.
+struct Change<'c> {
+    /// The group files that define or use templates, or that declare a group an
+    /// overlay patches, before or now.
+    files: &'c BTreeSet<PathBuf>,
+    /// The overlays, as they are now.
+    overlays: &'c Overlays,
+    /// Whether they may have changed.
+    overlays_changed: bool,
+}
+
+/// Where resolution says which groups it resolved again.
+struct Said<'s> {
+    /// Those whose resolved state may have changed.
+    affected: &'s mut BTreeSet<GroupId>,
+    /// Those whose keys' places only may have changed.
+    restated: &'s mut BTreeSet<GroupId>,
+    /// Those resolved again because a template or an overlay changed: compared with
+    /// what they were, and said to have changed if they did.
+    compared: &'s mut BTreeSet<GroupId>,
+}
+
 impl TemplateIndex {
-    /// Resolves every group that uses a template or that an overlay patches again, as
-    /// a whole load does (an overlay may patch any template or group, and what its
-    /// `unset:` removes is told over every group it patches), adding the ids resolved
-    /// before and now to `affected` (which the caller narrows to those that changed).
-    fn resolve_whole(
-        &mut self,
-        files: &BTreeMap<PathBuf, FileGroups>,
-        overlays: &Overlays,
-        affected: &mut BTreeSet<GroupId>,
-    ) {
-        for resolution in self.files.values() {
-            affected.extend(resolution.groups.keys().cloned());
-            affected.extend(resolution.patched.iter().cloned());
-        }
-        let resolved = templates::resolve(&files.values().collect::<Vec<_>>(), overlays);
-        self.overlays_found = resolved.overlays;
-        self.files = files
-            .keys()
-            .zip(resolved.files)
-            .filter(|(_, resolution)| *resolution != templates::Resolution::default())
-            .map(|(path, resolution)| {
-                let resolution = FileResolution {
-                    unknown: resolution.diagnostics,
-                    found: Vec::new(),
-                    groups: resolution.groups.into_iter().collect(),
-                    patched: resolution.patched.into_iter().collect(),
-                };
-                (path.clone(), resolution)
-            })
-            .collect();
-        for file in files.values() {
-            affected.extend(file.templated.iter().flat_map(|entry| entry.ids.iter().map(|(id, _)| id.clone())));
-        }
-        for resolution in self.files.values() {
-            affected.extend(resolution.patched.iter().cloned());
-        }
-        self.definitions.clear();
-        self.first.clear();
-        self.whole = true;
-    }
-
-    /// Resolves from scratch, file by file, once the overlays patch nothing any more.
-    fn leave_whole(&mut self, files: &BTreeMap<PathBuf, FileGroups>, affected: &mut BTreeSet<GroupId>) {
-        for resolution in std::mem::take(&mut self.files).into_values() {
-            affected.extend(resolution.groups.into_keys());
-            affected.extend(resolution.patched);
-        }
-        self.overlays_found.clear();
-        self.whole = false;
-        let changed: BTreeSet<PathBuf> = self
-            .defining
-            .iter()
-            .chain(self.users.values().flatten())
-            .filter(|p| files.contains_key(*p))
-            .cloned()
-            .collect();
-        let mut restated = BTreeSet::new();
-        self.resolve(files, &changed, affected, &mut restated);
-        affected.extend(restated);
-    }
-
     /// Takes note of what a changed file defines and uses, before (`old`) and now.
     fn note(&mut self, path: &Path, old: Option<&FileGroups>, now: Option<&FileGroups>) {
         for (name, _) in old.into_iter().flat_map(|file| &file.uses) {
@@ -471,35 +467,61 @@ impl TemplateIndex {
         };
     }
 
-    /// Resolves again what the changes to `changed` (files that define or use
-    /// templates, before or now) can affect, adding the ids it resolves to `affected`,
-    /// or to `restated` when only the places their keys come from can differ.
+    /// Resolves again what `change` can affect, saying which ids it resolved.
+    ///
+    /// A template is taken as changed when its first definition or its overlay
+    /// patches changed (or only moved, when nothing but their places did); its users,
+    /// and those of templates extending it, are resolved again. A changed file is
+    /// resolved again whole; so is, when the overlays changed, every file declaring a
+    /// group they patch (before or now). What the overlays' patches find (in the
+    /// overlay files) is found again, from what each file's resolution noted.
     fn resolve(
         &mut self,
         files: &BTreeMap<PathBuf, FileGroups>,
-        changed: &BTreeSet<PathBuf>,
-        affected: &mut BTreeSet<GroupId>,
-        restated: &mut BTreeSet<GroupId>,
+        declared: &HashMap<GroupId, BTreeMap<PathBuf, Vec<crate::model::SourceLocation>>>,
+        change: &Change<'_>,
+        said: &mut Said<'_>,
     ) {
-        // Without overlay patches (see `resolve_whole`).
-        let (no_patches, mut no_effect) = (Patches::default(), templates::UnsetEffect::new());
+        let changed = change.files;
         let defining = self.defining.iter().filter_map(|path| files.get(path).map(|f| (path, f.templates.as_slice())));
         let templates::Definitions { by_name, diagnostics } =
             templates::definitions(defining, self.users.keys().map(String::as_str));
-        // The names whose first definition changed, and those whose chain passes through
-        // one now. A chain before the change needs no walk: it can differ from the chain
+        let defined = self.defining.iter().filter_map(|path| files.get(path)).flat_map(|f| &f.templates);
+        let mut patching = Patching::new(change.overlays, &by_name, defined, |id| declared.contains_key(id));
+        let patches_now: HashMap<String, Vec<Patch>> = patching
+            .patches
+            .of_templates()
+            .map(|(name, patches)| (name.to_string(), patches.iter().map(|p| (*p).clone()).collect()))
+            .collect();
+        // The names whose first definition (or patches) changed, and those whose chain passes
+        // through one now. A chain before the change needs no walk: it can differ from the chain
         // now only past a template whose definition changed, which the walk now meets first.
         // A definition that only moved (a line added above it) changes no group's
         // attributes, only the places their provenance and diagnostics name.
         let (mut redefined, mut moved): (HashSet<String>, HashSet<String>) = Default::default();
-        for name in self.first.keys().map(String::as_str).chain(by_name.keys().copied()) {
-            match (self.first.get(name), by_name.get(name)) {
-                (Some(before), Some(now)) if before == *now => continue,
-                (Some(before), Some(now)) if same_but_places(before, now) => &mut moved,
+        let names = self.first.keys().chain(self.template_patches.keys()).map(String::as_str);
+        for name in names.chain(by_name.keys().copied()).chain(patches_now.keys().map(String::as_str)) {
+            let (before, now) = (self.first.get(name), by_name.get(name));
+            let (patched_before, patched_now) = (self.template_patches.get(name), patches_now.get(name));
+            let same_definition = match (before, now) {
+                (Some(before), Some(now)) if before == *now => Some(true),
+                (Some(before), Some(now)) if same_but_places(before, now) => Some(false),
+                (None, None) => Some(true),
+                _ => None,
+            };
+            let same_patches = match (patched_before, patched_now) {
+                (before, now) if before == now => Some(true),
+                (Some(before), Some(now)) if same_patches_but_places(before, now) => Some(false),
+                _ => None,
+            };
+            match (same_definition, same_patches) {
+                (Some(true), Some(true)) => continue,
+                (Some(_), Some(_)) => &mut moved,
                 _ => &mut redefined,
             }
             .insert(name.to_string());
         }
+        moved.retain(|name| !redefined.contains(name));
         let touched = reaching(&by_name, &redefined);
         let relocated: HashSet<&str> =
             reaching(&by_name, &moved).into_iter().filter(|n| !touched.contains(n)).collect();
@@ -507,11 +529,21 @@ impl TemplateIndex {
         let appeared: Vec<&String> =
             redefined.iter().filter(|n| self.first.contains_key(*n) != by_name.contains_key(n.as_str())).collect();
 
+        // The files declaring a group the overlays patch, before or now, when they changed.
+        let patched_now: HashSet<GroupId> = patching.patches.patched_ids().cloned().collect();
+        let mut repatched: BTreeSet<&PathBuf> = BTreeSet::new();
+        if change.overlays_changed {
+            for id in self.patched.iter().chain(&patched_now) {
+                let places = declared.get(id).into_iter().flat_map(BTreeMap::keys);
+                repatched.extend(places.filter(|path| !changed.contains(*path) && files.contains_key(*path)));
+            }
+        }
+
         self.definitions.clear();
         for (path, diagnostic) in diagnostics {
             self.definitions.entry(path.clone()).or_default().push(diagnostic);
         }
-        // The files whose unknown names to check again, and their groups to resolve again.
+        // The files whose unknown names to check again.
         let mut recheck: BTreeSet<&PathBuf> = changed.iter().collect();
         for name in &appeared {
             recheck.extend(self.users.get(name.as_str()).into_iter().flatten());
@@ -522,26 +554,26 @@ impl TemplateIndex {
                     self.files.entry(path.clone()).or_default().unknown = templates::unknown_uses(&by_name, &file.uses);
                 }
                 None => {
-                    self.files.remove(path);
+                    if let Some(resolution) = self.files.get_mut(path) {
+                        resolution.unknown.clear();
+                    }
                 }
             }
         }
+        let resolver = FileResolver::new(&by_name, &patching.patches);
+        // Changed files: resolved whole. Files whose patched groups may have changed: too,
+        // the groups they resolved before or now to compare.
         for path in changed {
-            let Some(file) = files.get(path).filter(|file| !file.templated.is_empty()) else {
-                if let Some(resolution) = self.files.get_mut(path) {
-                    resolution.found.clear();
-                    resolution.groups.clear();
-                }
+            let Some(file) = files.get(path) else {
+                self.files.remove(path);
                 continue;
             };
+            self.files.entry(path.clone()).or_default().resolve_all(file, &resolver, said.affected);
+        }
+        for path in repatched {
             let resolution = self.files.entry(path.clone()).or_default();
-            resolution.found.clear();
-            resolution.groups.clear();
-            let resolver = FileResolver::new(&by_name, &no_patches);
-            for entry in &file.templated {
-                resolution.found.push(resolve_into(&resolver, entry, &mut resolution.groups, &mut no_effect));
-                affected.extend(entry.ids.iter().map(|(id, _)| id.clone()));
-            }
+            said.compared.extend(resolution.groups.keys().cloned());
+            resolution.resolve_all(&files[path], &resolver, said.compared);
         }
         // The groups of other files that use a touched template; and those using a
         // relocated one, whose attributes stay but whose provenance names its place.
@@ -553,39 +585,52 @@ impl TemplateIndex {
             let (Some(file), Some(resolution)) = (files.get(path), self.files.get_mut(path)) else { continue };
             // Every templated group of a file is resolved when the file is read, so this
             // holds; were it not to, the whole file is resolved again.
-            let whole = resolution.found.len() != file.templated.len();
-            if whole {
-                resolution.found.clear();
-                resolution.groups.clear();
+            if resolution.found.len() != file.templated.len() {
+                said.compared.extend(resolution.groups.keys().cloned());
+                resolution.resolve_all(file, &resolver, said.compared);
+                continue;
             }
-            let resolver = FileResolver::new(&by_name, &no_patches);
             for (position, entry) in file.templated.iter().enumerate() {
                 let template = entry.template.as_str();
-                let ids = || entry.ids.iter().map(|(id, _)| id.clone());
-                if whole {
-                    resolution.found.push(resolve_into(&resolver, entry, &mut resolution.groups, &mut no_effect));
-                    affected.extend(ids());
-                } else if touched.contains(template) || relocated.contains(template) {
-                    for (id, _) in &entry.ids {
-                        resolution.groups.remove(id);
-                    }
-                    resolution.found[position] = resolve_into(&resolver, entry, &mut resolution.groups, &mut no_effect);
-                    match touched.contains(template) {
-                        true => affected.extend(ids()),
-                        false => restated.extend(ids()),
-                    };
+                if !touched.contains(template) && !relocated.contains(template) {
+                    continue;
                 }
+                for (id, _) in &entry.ids {
+                    resolution.groups.remove(id);
+                }
+                let mut effect = UnsetEffect::new();
+                let (resolved, found) = resolver.resolve(entry, &mut effect);
+                resolution.groups.extend(resolved);
+                (resolution.found[position], resolution.effects[position]) = (found, effect);
+                let ids = entry.ids.iter().map(|(id, _)| id.clone());
+                match touched.contains(template) {
+                    true => said.compared.extend(ids),
+                    false => said.restated.extend(ids),
+                };
             }
         }
-        self.files.retain(|_, resolution| !resolution.unknown.is_empty() || !resolution.found.is_empty());
-        // Keep the definitions for the next change to compare with.
+        self.files.retain(|_, resolution| resolution.holds_anything());
+        // What the overlays' group patches' `unset:` removed, over every file.
+        let effects = self.files.values().flat_map(|r| r.effects.iter().chain([&r.patched_effect]));
+        patching.tell_unset_effect(effects);
+        self.overlays_found = patching.found;
+        // Keep the definitions and patches for the next change to compare with.
         self.first.retain(|name, _| by_name.contains_key(name.as_str()));
         for name in redefined.into_iter().chain(moved) {
             if let Some(template) = by_name.get(name.as_str()) {
                 self.first.insert(name, (*template).clone());
             }
         }
+        self.template_patches = patches_now;
+        self.patched = patched_now;
     }
+}
+
+/// Whether two lists of patches differ at most in where they and their parts are written.
+fn same_patches_but_places(a: &[Patch], b: &[Patch]) -> bool {
+    let unset = |p: &Patch| p.unset.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>();
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| a.attributes == b.attributes && a.valid == b.valid && unset(a) == unset(b))
 }
 
 /// Whether a group is the same in all that is planned for it (all but the provenance of its keys).
@@ -609,18 +654,6 @@ fn same_but_places(a: &Template, b: &Template) -> bool {
         && a.ownership == b.ownership
         && a.attributes == b.attributes
         && a.valid == b.valid
-}
-
-/// Resolves the groups of `entry` into `groups`, returning what resolving it found.
-fn resolve_into(
-    resolver: &FileResolver<'_, '_>,
-    entry: &templates::Templated,
-    groups: &mut HashMap<GroupId, DesiredGroup>,
-    unset_effect: &mut templates::UnsetEffect,
-) -> Vec<Diagnostic> {
-    let (resolved, diagnostics) = resolver.resolve(entry, unset_effect);
-    groups.extend(resolved);
-    diagnostics
 }
 
 /// The names (defined, or among `names`) whose chain passes through one of `names`.

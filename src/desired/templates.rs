@@ -561,10 +561,20 @@ pub(super) struct Patches<'a> {
     groups: HashMap<&'a GroupId, Vec<GroupUse<'a>>>,
 }
 
-impl Patches<'_> {
+impl<'a> Patches<'a> {
     /// Whether an overlay patches the group `id`.
     fn patches(&self, id: &GroupId) -> bool {
         !self.groups.is_empty() && self.groups.contains_key(id)
+    }
+
+    /// Each template patched, with its patches in the order listed.
+    pub(super) fn of_templates(&self) -> impl Iterator<Item = (&'a str, &[&'a Patch])> {
+        self.templates.iter().map(|(name, patches)| (*name, patches.as_slice()))
+    }
+
+    /// The groups patched.
+    pub(super) fn patched_ids(&self) -> impl Iterator<Item = &'a GroupId> {
+        self.groups.keys().copied()
     }
 }
 
