@@ -277,6 +277,15 @@ fn an_overlay_change_is_applied_and_its_directory_followed() {
     eventually(PATIENCE, "an edit in it applied", || server.live("room") == Some(attrs(&[("v", "four")])));
     eventually(PATIENCE, "ready again", || watch.readyz(&server).0 == 200);
 
+    // Every directory on the way gone, then made again with the file at once
+    // (`mkdir -p`, then a write): seen, and watched from then on.
+    std::fs::remove_dir_all(repo.join("overlays")).unwrap();
+    eventually(PATIENCE, "not ready", || watch.readyz(&server).0 == 503);
+    let repo = repo.file("overlays/live/room.yaml", &overlay("five"));
+    eventually(PATIENCE, "the new file applied", || server.live("room") == Some(attrs(&[("v", "five")])));
+    let repo = repo.file("overlays/live/room.yaml", &overlay("six"));
+    eventually(PATIENCE, "an edit of it applied", || server.live("room") == Some(attrs(&[("v", "six")])));
+
     // The configuration drops the overlay: the base is applied.
     let repo = repo.file("grattr.yaml", &server.config());
     eventually(PATIENCE, "the base applied", || server.live("room") == Some(attrs(&[("v", "base"), ("debug", "on")])));
