@@ -237,6 +237,7 @@ impl DesiredIndex {
             |file: &FileGroups| file.has_templates() || file.declared.iter().any(|(id, _)| patched.contains(id));
         // The files that define or use templates (or declare a patched group), before or now.
         let mut templated: BTreeSet<PathBuf> = BTreeSet::new();
+        let read: Vec<PathBuf> = paths.iter().cloned().collect();
         for path in paths {
             // The rule a whole load follows: group files are read, refused entries (a
             // symlink leading outside, a FIFO) reported, the rest left alone.
@@ -299,19 +300,31 @@ impl DesiredIndex {
             let change = Change { files: &templated, overlays: &self.overlays, overlays_changed };
             self.templates.resolve(&self.files, &self.declared, &change, &mut said);
         }
+        // The plain groups of the files read again, by id: found without a scan of their file.
+        let mut plain: Plain<'_> = HashMap::new();
+        for (path, file) in read.iter().filter_map(|path| self.files.get_key_value(path)) {
+            plain.extend(file.groups.iter().map(|(id, group)| (id, (path, group))));
+        }
+        let mut settled: Vec<(GroupId, Option<DesiredGroup>)> = Vec::new();
         // Compared first, with what they were before this change.
         for id in compared {
             if affected.contains(&id) {
                 continue;
             }
-            let before = self.groups.get(&id).cloned();
-            self.settle(&id);
-            if !same_plan(before.as_ref(), self.groups.get(&id)) {
-                affected.insert(id);
+            let now = self.settled(&id, &plain);
+            if !same_plan(self.groups.get(&id), now.as_ref()) {
+                affected.insert(id.clone());
             }
+            settled.push((id, now));
         }
         for id in affected.iter().chain(&restated) {
-            self.settle(id);
+            settled.push((id.clone(), self.settled(id, &plain)));
+        }
+        for (id, group) in settled {
+            match group {
+                Some(group) => self.groups.insert(id, group),
+                None => self.groups.remove(&id),
+            };
         }
         affected
     }
@@ -325,35 +338,30 @@ impl DesiredIndex {
         }
     }
 
-    /// Recomputes one id's desired group from its declarations.
-    fn settle(&mut self, id: &GroupId) {
-        let only = match self.declared.get(id) {
-            Some(places) if places.values().map(Vec::len).sum::<usize>() == 1 => places.keys().next().cloned(),
-            _ => None,
+    /// One id's desired group, from its declarations (`plain`: plain groups of some
+    /// files, by id, found there rather than by a scan of their file).
+    fn settled(&self, id: &GroupId, plain: &Plain<'_>) -> Option<DesiredGroup> {
+        let path = match self.declared.get(id) {
+            Some(places) if places.values().map(Vec::len).sum::<usize>() == 1 => places.keys().next()?,
+            _ => return None,
         };
-        let group = only.and_then(|path| {
-            // Resolved first: a group an overlay patches is declared plain, and resolved too.
-            let resolution = self.templates.files.get(&path);
-            if let Some(group) = resolution.and_then(|resolution| resolution.groups.get(id)) {
-                return Some(group.clone());
-            }
-            if resolution.is_some_and(|resolution| resolution.patched.contains(id)) {
-                return None;
-            }
-            let plain = self.files.get(&path).map(|file| &file.groups);
-            plain.into_iter().flatten().find(|(g, _)| g == id).map(|(_, group)| group.clone())
-        });
-        match group {
-            Some(mut group) => {
-                if !group.ownership_written {
-                    group.ownership = self.default_ownership;
+        // Resolved first: a group an overlay patches is declared plain, and resolved too.
+        let resolution = self.templates.files.get(path);
+        let mut group = match resolution.and_then(|resolution| resolution.groups.get(id)) {
+            Some(group) => group.clone(),
+            None if resolution.is_some_and(|resolution| resolution.patched.contains(id)) => return None,
+            None => match plain.get(id) {
+                Some((file, group)) if *file == path => (*group).clone(),
+                _ => {
+                    let groups = self.files.get(path).map(|file| &file.groups);
+                    groups.into_iter().flatten().find(|(g, _)| g == id).map(|(_, group)| group.clone())?
                 }
-                self.groups.insert(id.clone(), group);
-            }
-            None => {
-                self.groups.remove(id);
-            }
+            },
+        };
+        if !group.ownership_written {
+            group.ownership = self.default_ownership;
         }
+        Some(group)
     }
 
     /// Takes `grattr.yaml`'s default ownership (at start, and when it is reloaded);
@@ -424,6 +432,9 @@ impl DesiredIndex {
             || self.overlays.diagnostics(self.overlays_found()).iter().any(Diagnostic::is_error)
     }
 }
+
+/// Plain groups of some files, by id, with their file.
+type Plain<'a> = HashMap<&'a GroupId, (&'a PathBuf, &'a DesiredGroup)>;
 
 /// What changed since the last resolution.
 struct Change<'c> {
