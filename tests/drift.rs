@@ -186,6 +186,31 @@ fn import_round_trips_every_kind_of_value() {
 /// The templates of the `import --template` scenarios, and a group applied with them.
 const TEMPLATES: &str = "templates:\n  community:\n    rules: \"1. Be kind.\"\n    theme: dark\n    \"no\": \"yes\"\n  community-vip:\n    extends: community\n    theme: gold\ngroups:\n  - id: vip-0\n    template: community-vip\n";
 
+/// The first import against a template no group uses yet: no warning that it is
+/// unused (the import is about to use it); another unused template is still told.
+#[test]
+fn import_against_an_unused_template_does_not_warn_about_it() {
+    let server = Server::start(|_| {});
+    let templates = "templates:\n  community:\n    theme: dark\n  spare:\n    theme: light\n";
+    let repo = server.repo().file("groups/_templates.yaml", templates);
+    server
+        .block_on(async { server.client().set_group_attr(&id("room-1"), &attrs(&[("theme", "dark")])).await.unwrap() });
+    grattr(&repo, &["import", "room-1", "--template", "community"])
+        .code(0)
+        .stderr(
+            "groups/_templates.yaml:4:3: warning: template \"spare\" is not used by any group\n  \
+             help: use it with `template: spare`, or delete it\n",
+        )
+        .ignore_stdout();
+    grattr(&repo, &["validate"])
+        .code(0)
+        .stderr(
+            "groups/_templates.yaml:4:3: warning: template \"spare\" is not used by any group\n  \
+         help: use it with `template: spare`, or delete it\n",
+        )
+        .ignore_stdout();
+}
+
 #[test]
 fn import_against_a_template_writes_what_differs_and_plans_nothing() {
     let server = Server::start(|_| {});

@@ -118,7 +118,11 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     if out.exists() {
         bail!("{} exists; grattr import never overwrites a file: choose another with --out", out.display());
     }
-    let (mut workspace, lock) = inputs::open(environment, "import", args.lock_timeout, "imported")?;
+    // The template imported against is about to be used: that no group uses it yet is moot.
+    let moot = |d: &crate::desired::Diagnostic| {
+        args.template.as_ref().is_some_and(|name| crate::desired::templates::is_unused_warning(d, name))
+    };
+    let (mut workspace, lock) = inputs::open_hiding(environment, "import", args.lock_timeout, "imported", moot)?;
     workspace.check_importable(&ids)?;
     let template = match &args.template {
         Some(name) => Some(workspace.templates.resolve(name).map_err(|e| anyhow!("{e}; nothing was imported"))?),

@@ -32,7 +32,19 @@ pub(super) fn open(
     lock_timeout: Duration,
     done: &str,
 ) -> anyhow::Result<(Workspace, WriteLock)> {
-    let (diagnostics, workspace) = Workspace::open(environment, command, lock_timeout);
+    open_hiding(environment, command, lock_timeout, done, |_| false)
+}
+
+/// [`open`], without telling the warnings `moot` says the command makes moot.
+pub(super) fn open_hiding(
+    environment: Environment,
+    command: &str,
+    lock_timeout: Duration,
+    done: &str,
+    moot: impl Fn(&crate::desired::Diagnostic) -> bool,
+) -> anyhow::Result<(Workspace, WriteLock)> {
+    let (mut diagnostics, workspace) = Workspace::open(environment, command, lock_timeout);
+    diagnostics.retain(|d| d.is_error() || !moot(d));
     loaded(&diagnostics, workspace, done)
 }
 

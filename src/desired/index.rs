@@ -29,6 +29,7 @@ use super::groups::{self, Entry, FileGroups};
 use super::overlays::{OverlayPath, Overlays, Patch};
 use super::templates::{self, ByName, FileResolver, Patching, Template, UnsetEffect};
 use crate::model::{DesiredGroup, GroupId, Ownership};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -237,17 +238,21 @@ impl DesiredIndex {
             |file: &FileGroups| file.has_templates() || file.declared.iter().any(|(id, _)| patched.contains(id));
         // The files that define or use templates (or declare a patched group), before or now.
         let mut templated: BTreeSet<PathBuf> = BTreeSet::new();
-        let read: Vec<PathBuf> = paths.iter().cloned().collect();
-        for path in paths {
-            // The rule a whole load follows: group files are read, refused entries (a
-            // symlink leading outside, a FIFO) reported, the rest left alone.
-            let fresh = match groups::entry(&self.dir, &path) {
-                Entry::GroupFile if self.visible(&path) => Some(groups::read_file(&self.dir, &path)),
-                Entry::Refused(diagnostic) if self.in_visible_dir(&path) => {
+        let read: Vec<PathBuf> = paths.into_iter().collect();
+        // The rule a whole load follows: group files are read (in parallel, as a whole
+        // load reads them), refused entries (a symlink leading outside, a FIFO)
+        // reported, the rest left alone.
+        let fresh: Vec<Option<FileGroups>> = read
+            .par_iter()
+            .map(|path| match groups::entry(&self.dir, path) {
+                Entry::GroupFile if self.visible(path) => Some(groups::read_file(&self.dir, path)),
+                Entry::Refused(diagnostic) if self.in_visible_dir(path) => {
                     Some(FileGroups { diagnostics: vec![diagnostic], ..FileGroups::default() })
                 }
                 _ => None,
-            };
+            })
+            .collect();
+        for (path, fresh) in read.iter().cloned().zip(fresh) {
             if fresh.as_ref().is_some_and(depends) || self.files.get(&path).is_some_and(depends) {
                 templated.insert(path.clone());
             }

@@ -445,6 +445,17 @@ fn chain<'a>(name: &str, by_name: &ByName<'a>) -> Option<Vec<&'a Template>> {
 /// Each template name's first definition: what `template:` and `extends:` name.
 pub(super) type ByName<'a> = HashMap<&'a str, &'a Template>;
 
+/// The warning that no group uses the template `name`.
+fn unused_message(name: &str) -> String {
+    format!("template {name:?} is not used by any group")
+}
+
+/// Whether `diagnostic` is the warning that no group uses the template `name` (which
+/// `grattr import --template NAME` is about to use).
+pub fn is_unused_warning(diagnostic: &Diagnostic, name: &str) -> bool {
+    diagnostic.rule == Rule::UnusedTemplate && diagnostic.message == unused_message(name)
+}
+
 /// What the templates of every file say about each other, found in [`definitions`].
 pub(super) struct Definitions<'a, K> {
     /// Each name's first definition.
@@ -520,7 +531,7 @@ pub(super) fn definitions<'a, 'u, K: Copy>(
     }
     for (key, template) in &defined {
         if !used.contains(template.name.as_str()) {
-            let message = format!("template {:?} is not used by any group", template.name);
+            let message = unused_message(&template.name);
             let help = format!("use it with `template: {}`, or delete it", template.name);
             diagnostics
                 .push((*key, Diagnostic::warning(Rule::UnusedTemplate, template.at.clone(), message).with_help(help)));
