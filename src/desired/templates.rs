@@ -1281,19 +1281,28 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_path_leaves_templates_to_the_full_parser() {
+    fn the_fast_path_leaves_templates_and_unset_to_the_full_parser() {
+        let fast = |text: &str| super::super::fast::parse(&Arc::from(Path::new("g.yaml")), text);
         for text in [
             "templates:\n  t:\n    k: v\ngroups:\n  - id: a\n    template: t\n",
-            "groups:\n  - id: a\n    template: t\n",
-            "groups:\n  - id: a\n    attributes:\n      k: v\n    template: t\n",
             "groups:\n  - id: a\n    template: t\n    unset: [k]\n",
             "groups:\n  - id: a\n    attributes:\n      k: v\ntemplates:\n  t:\n    k: v\n",
         ] {
-            assert!(super::super::fast::parse(&Arc::from(Path::new("g.yaml")), text).is_none(), "{text}");
+            assert!(fast(text).is_none(), "{text}");
         }
         let parsed = parse("g.yaml", "groups:\n  - id: a\n    template: t\n    unset: [k]\n");
         assert_eq!(parsed.templated.len(), 1);
         assert_eq!(parsed.uses[0].0, "t");
+        // An entry naming a template with `id:`, and `attributes:` or none, it reads as the parser does.
+        for text in [
+            "groups:\n  - id: a\n    template: t\n",
+            "groups:\n  - id: a\n    attributes:\n      k: v\n    template: t\n",
+        ] {
+            let (fast, full) =
+                (fast(text).expect(text), super::super::groups::parse_yaml(Arc::from(Path::new("g.yaml")), text));
+            assert_eq!((&fast.templated, &fast.uses, &fast.declared), (&full.templated, &full.uses, &full.declared));
+            assert_eq!(fast.templated.len(), 1);
+        }
     }
 
     #[test]
