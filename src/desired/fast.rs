@@ -14,10 +14,9 @@
 //! diagnostic.
 
 use super::groups::FileGroups;
-use super::templates::Templated;
+use super::templates::{Places, Templated};
 use crate::model::limits;
 use crate::model::{AttributeSet, DesiredGroup, GroupId, OriginKind, Origins, Ownership, SourceLocation};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -239,10 +238,10 @@ impl Reader<'_> {
             return Err(Unsure);
         }
         let at = |line: u64, column: u64| SourceLocation { file: self.file.clone(), line, column };
-        let places: BTreeMap<String, SourceLocation> = attributes
+        let places: Places = attributes
             .keys()
             .zip(&key_at)
-            .map(|(key, &(line, column))| (key.to_string(), at(line.into(), column.into())))
+            .map(|(key, &(line, column))| (key, at(line.into(), column.into())))
             .collect();
         let template_at = at(name_line, name_column);
         self.out.uses.push((name.clone(), template_at.clone()));
@@ -643,7 +642,7 @@ mod tests {
         assert_eq!((g1.template.as_str(), &g1.template_at), ("t", &at(3, 15)));
         assert_eq!(&g1.group.attributes["own"], "1");
         assert_eq!(
-            g1.places.iter().map(|(k, at)| (k.as_str(), at.line, at.column)).collect::<Vec<_>>(),
+            g1.places.iter().map(|(k, at)| (k, at.line, at.column)).collect::<Vec<_>>(),
             [("b", 6, 7), ("own", 5, 7)]
         );
         // Where the parser places the attributes: the first key; without them, the entry.

@@ -63,9 +63,44 @@ pub struct Templated {
     /// The keys it unsets, and where each is written.
     pub unset: Vec<(String, SourceLocation)>,
     /// Where each of its own keys is written.
-    pub places: BTreeMap<String, SourceLocation>,
+    pub places: Places,
     /// Where its `attributes:` is (the group's place when it has none).
     pub attributes_at: SourceLocation,
+}
+
+/// Where each key of an entry's own `attributes:` is written, ordered by key. A
+/// sorted slice rather than a map: an entry naming a template usually writes a key
+/// or two of its own, and a repository may hold 100,000 such entries (a map's
+/// smallest node takes about 600 bytes; one key here takes 48 and its text, and no
+/// key nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Places(Box<[(Box<str>, SourceLocation)]>);
+
+impl Places {
+    /// Where `key` is written.
+    pub fn get(&self, key: &str) -> Option<&SourceLocation> {
+        let index = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+        Some(&self.0[index].1)
+    }
+
+    /// Whether no key is written.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each key and where it is written, ordered by key.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &SourceLocation)> {
+        self.0.iter().map(|(key, at)| (&**key, at))
+    }
+}
+
+/// From keys given once each, in any order.
+impl<K: Into<Box<str>>> FromIterator<(K, SourceLocation)> for Places {
+    fn from_iter<I: IntoIterator<Item = (K, SourceLocation)>>(iter: I) -> Self {
+        let mut places: Vec<(Box<str>, SourceLocation)> = iter.into_iter().map(|(key, at)| (key.into(), at)).collect();
+        places.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Places(places.into_boxed_slice())
+    }
 }
 
 /// The resolved groups of one file, and the problems resolution found there.
@@ -361,7 +396,7 @@ pub enum Origin<'a> {
     Template(&'a Template),
     /// The group's own attributes: where each key is written when known, and where
     /// the attributes are.
-    Group(Option<&'a BTreeMap<String, SourceLocation>>, &'a SourceLocation),
+    Group(Option<&'a Places>, &'a SourceLocation),
     /// An overlay's patch of what `of` names, applied at `at` (where the patched
     /// template's name, or the group's id, is written in the overlay file).
     Overlay {
@@ -596,7 +631,7 @@ struct Subject<'a> {
     /// The keys its `unset:` lists.
     unset: &'a [(String, SourceLocation)],
     /// Where each of its own keys is written, when known.
-    places: Option<&'a BTreeMap<String, SourceLocation>>,
+    places: Option<&'a Places>,
     /// Where its `attributes:` is.
     attributes_at: &'a SourceLocation,
 }
@@ -642,12 +677,19 @@ pub(super) type UnsetEffect = BTreeSet<(usize, Option<usize>)>;
 pub(super) struct FileResolver<'t, 'g> {
     by_name: &'g ByName<'t>,
     patches: &'g Patches<'t>,
+    /// Each template's name, once, for the origins of the keys it gives the groups
+    /// resolved here to share.
+    names: Names<'t>,
 }
+
+/// Template names, each allocated once and shared by every key origin naming it.
+type Names<'t> = HashMap<&'t str, Arc<str>>;
 
 impl<'t, 'g> FileResolver<'t, 'g> {
     /// A resolver over the templates `by_name` and the overlays' `patches`.
     pub(super) fn new(by_name: &'g ByName<'t>, patches: &'g Patches<'t>) -> Self {
-        FileResolver { by_name, patches }
+        let names = by_name.keys().map(|name| (*name, Arc::from(*name))).collect();
+        FileResolver { by_name, patches, names }
     }
 
     /// Resolves one entry: its groups, in the order of its ids (none when its chain
@@ -690,7 +732,7 @@ impl<'t, 'g> FileResolver<'t, 'g> {
                 places: Some(&entry.places),
                 attributes_at: &entry.attributes_at,
             };
-            let resolved = resolve_group(&subject, &chain, self.patches, unset_effect, &mut diagnostics);
+            let resolved = resolve_group(&subject, &chain, self.patches, &self.names, unset_effect, &mut diagnostics);
             if !patched {
                 alike = Some(resolved.clone());
             }
@@ -724,7 +766,7 @@ impl<'t, 'g> FileResolver<'t, 'g> {
                 places: None,
                 attributes_at: &group.source,
             };
-            if let Some(resolved) = resolve_group(&subject, &[], self.patches, unset_effect, diagnostics) {
+            if let Some(resolved) = resolve_group(&subject, &[], self.patches, &self.names, unset_effect, diagnostics) {
                 groups.push((id.clone(), resolved));
             }
         }
@@ -751,9 +793,9 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     let defined = files.iter().flat_map(|file| &file.templates);
     let mut patching = Patching::new(overlays, &by_name, defined, |id| declared.contains(id));
     let mut unset_effect = UnsetEffect::new();
+    let resolver = FileResolver::new(&by_name, &patching.patches);
     for (index, file) in files.iter().enumerate() {
         out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
-        let resolver = FileResolver::new(&by_name, &patching.patches);
         for entry in &file.templated {
             let (groups, diagnostics) = resolver.resolve(entry, &mut unset_effect);
             out[index].diagnostics.extend(diagnostics);
@@ -928,6 +970,7 @@ fn resolve_group<'a>(
     subject: &Subject<'a>,
     chain: &[&'a Template],
     patches: &Patches<'a>,
+    names: &Names<'_>,
     unset_effect: &mut UnsetEffect,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<DesiredGroup> {
@@ -1030,8 +1073,10 @@ fn resolve_group<'a>(
         Origins::Own { kind, .. } => kind,
         _ => OriginKind::Group,
     };
+    // A template's name, shared rather than allocated for each key it gives each group.
+    let name_of = |name: &str| names.get(name).cloned().unwrap_or_else(|| Arc::from(name));
     let origin = |key: &str, layer: &Origin| match layer {
-        Origin::Template(t) => KeyOrigin::at(OriginKind::Template, Some(Arc::from(t.name.as_str())), layer.place(key)),
+        Origin::Template(t) => KeyOrigin::at(OriginKind::Template, Some(name_of(&t.name)), layer.place(key)),
         Origin::Group(places, _) => match places.and_then(|places| places.get(key)) {
             Some(at) => KeyOrigin::at(own_kind, None, at),
             // A group without a template knows its keys' places from its own origins.
@@ -1042,7 +1087,7 @@ fn resolve_group<'a>(
         },
         Origin::Overlay { of, .. } => {
             let template = match of {
-                Patched::Template(name) => Some(Arc::from(*name)),
+                Patched::Template(name) => Some(name_of(name)),
                 Patched::Group(_) => None,
             };
             KeyOrigin::at(OriginKind::Overlay, template, layer.place(key))
