@@ -1,4 +1,4 @@
-//! Benchmark of `grattr plan` and `grattr validate` on two kinds of large generated
+//! Benchmark of `grattr plan` and `grattr validate` on four kinds of large generated
 //! repository, beside PyYAML's C loader reading the same group files.
 //!
 //! - `lockfile`: 1,000 groups a file in plain, single-quoted and block scalars, and a
