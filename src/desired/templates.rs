@@ -1390,6 +1390,38 @@ mod tests {
         assert!(Arc::ptr_eq(x, z));
     }
 
+    #[test]
+    fn groups_of_a_template_share_its_name_and_an_entry_keeps_its_places_by_key() {
+        let templates = parse("t.yaml", "templates:\n  base:\n    a: t\n  t:\n    extends: base\n    b: t\n");
+        let groups = parse(
+            "g.yaml",
+            "groups:\n  - id: x\n    template: t\n    attributes:\n      z: 1\n      c: 2\n  - id: y\n    template: t\n",
+        );
+        let places: Vec<_> = groups.templated[0].places.iter().map(|(key, at)| (key, at.line)).collect();
+        assert_eq!(places, [("c", 6), ("z", 5)]);
+        assert_eq!(groups.templated[0].places.get("z").map(|at| at.column), Some(7));
+        assert!(groups.templated[0].places.get("b").is_none() && groups.templated[1].places.is_empty());
+        let loaded = merge(vec![templates, groups]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let names: Vec<Arc<str>> = loaded
+            .state
+            .groups
+            .values()
+            .flat_map(|group| match &group.origins {
+                Origins::Resolved(origins) => {
+                    origins.iter().filter_map(|(_, o)| o.template.clone()).collect::<Vec<_>>()
+                }
+                other => panic!("not resolved: {other:?}"),
+            })
+            .collect();
+        // `a` from base and `b` from t, in each of the two groups: one copy of each name.
+        assert_eq!(names.len(), 4);
+        let base: Vec<&Arc<str>> = names.iter().filter(|name| &***name == "base").collect();
+        assert!(base.len() == 2 && Arc::ptr_eq(base[0], base[1]));
+        let t: Vec<&Arc<str>> = names.iter().filter(|name| &***name == "t").collect();
+        assert!(t.len() == 2 && Arc::ptr_eq(t[0], t[1]));
+    }
+
     /// Once for the set, at its first id, naming it; an id an overlay patches on its
     /// own resolves, and is reported, on its own.
     #[test]
