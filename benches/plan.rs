@@ -1,4 +1,4 @@
-//! Benchmark of `grattr plan` and `grattr validate` on two kinds of large generated
+//! Benchmark of `grattr plan` and `grattr validate` on four kinds of large generated
 //! repository, beside PyYAML's C loader reading the same group files.
 //!
 //! - `lockfile`: 1,000 groups a file in plain, single-quoted and block scalars, and a
@@ -10,12 +10,17 @@
 //!   set a file, and a lockfile that records every group as it was before one
 //!   template's `rules` changed: the review of a template change, the groups of one
 //!   template in twenty to update.
+//! - `templated`: 1,000 groups a file, each its own `id:` entry naming one of the same
+//!   20 templates and adding one key (`own: "123"`), as `grattr import --template`
+//!   writes them, and a lockfile that records 1% of the groups differently (as
+//!   `lockfile`): the plan of a managed app written against templates, 1% to update.
 //!
 //! For each size, corpus and binary it checks the plan first (`plan --format json`:
 //! the summary, every change's kind and keys, and the attributes of a sample of
 //! groups against the generator's; the text and Markdown plans' summaries; validate's
 //! count; for `sets`, that every change comes from the changed template and the text
-//! and Markdown plans tell it as one cause), then times each command, stdout to a file, and prints a Markdown table:
+//! and Markdown plans tell it as one cause; for `templated`, every change, its keys'
+//! source and its attributes before and after), then times each command, stdout to a file, and prints a Markdown table:
 //! wall time (min and median), CPU, the child's peak resident memory, and the ratio of
 //! the best wall time to the best of PyYAML's C loader (`yaml.load(f, yaml.CLoader)`
 //! of every group file, one Python process, timed the same way) in the same run.
@@ -23,7 +28,7 @@
 //! ```text
 //! cargo bench --bench plan
 //! GRATTR_BENCH_SIZES=10000,100000   sizes to run (default: both)
-//! GRATTR_BENCH_CORPORA=lockfile,adopted,sets   corpora to run (default: all three)
+//! GRATTR_BENCH_CORPORA=lockfile,adopted,sets,templated   corpora to run (default: all four)
 //! GRATTR_BENCH_COMMANDS=plan,json,markdown,validate   commands to time (default: all)
 //! GRATTR_BENCH_RUNS=5               timed runs per command (default: 5 up to 20,000 groups, else 3;
 //!                                   0 generates and checks only)
@@ -63,6 +68,8 @@ enum Corpus {
     Adopted,
     /// Group sets over templates, a lockfile from before one template changed.
     Sets,
+    /// One entry a group naming a template, 1% of the groups to update.
+    Templated,
 }
 
 impl Corpus {
@@ -71,6 +78,7 @@ impl Corpus {
             Corpus::Lockfile => "lockfile",
             Corpus::Adopted => "adopted",
             Corpus::Sets => "sets",
+            Corpus::Templated => "templated",
         }
     }
 
@@ -79,7 +87,8 @@ impl Corpus {
             "lockfile" => Corpus::Lockfile,
             "adopted" => Corpus::Adopted,
             "sets" => Corpus::Sets,
-            other => panic!("GRATTR_BENCH_CORPORA: unknown corpus {other:?} (lockfile, adopted, sets)"),
+            "templated" => Corpus::Templated,
+            other => panic!("GRATTR_BENCH_CORPORA: unknown corpus {other:?} (lockfile, adopted, sets, templated)"),
         }
     }
 }
@@ -171,7 +180,7 @@ fn main() {
     };
     let corpora: Vec<Corpus> = match std::env::var("GRATTR_BENCH_CORPORA") {
         Ok(text) => text.split(',').filter(|p| !p.trim().is_empty()).map(Corpus::parse).collect(),
-        Err(_) => vec![Corpus::Lockfile, Corpus::Adopted, Corpus::Sets],
+        Err(_) => vec![Corpus::Lockfile, Corpus::Adopted, Corpus::Sets, Corpus::Templated],
     };
     let commands: Vec<Timed> = match std::env::var("GRATTR_BENCH_COMMANDS") {
         Ok(text) => text.split(',').filter(|p| !p.trim().is_empty()).map(Timed::parse).collect(),
@@ -248,8 +257,9 @@ fn main() {
     }
     println!();
     println!(
-        "stdout to a file; 8 attributes per group (`sets`: 7 to 12, resolved over templates); `lockfile`: 1% of \
-         groups to update, `adopted`: every group to create, `sets`: the groups of one template in 20 to update; \
+        "stdout to a file; 8 attributes per group (`sets`: 7 to 12, `templated`: 10 or 11, resolved over templates); \
+         `lockfile` and `templated`: 1% of groups to update, `adopted`: every group to create, `sets`: the groups \
+         of one template in 20 to update; \
          {} cores; CPU is user + system time; peak RSS of the grattr process; PyYAML: the best wall time of one Python \
          process loading every group file with yaml.CLoader, in the same run.",
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
@@ -329,6 +339,7 @@ fn bench_size(setup: &Setup, corpus: Corpus, size: usize) -> Vec<Row> {
         Corpus::Lockfile => generate::generate(&root, &spec),
         Corpus::Adopted => generate::generate_adopted(&root, size),
         Corpus::Sets => generate::generate_sets(&root, size),
+        Corpus::Templated => generate::generate_templated(&root, &spec),
     }
     .unwrap_or_else(|e| panic!("generating {}: {e}", root.display()));
     eprintln!(
@@ -403,7 +414,7 @@ fn check_binary(root: &Path, binary: &Path, corpus: Corpus, spec: &Spec, generat
     let json = run_checked(root, binary, Timed::Json);
     check_json_plan(&json, corpus, spec, generated);
     let (creates, updates) = match corpus {
-        Corpus::Lockfile | Corpus::Sets => (0, generated.drifted),
+        Corpus::Lockfile | Corpus::Sets | Corpus::Templated => (0, generated.drifted),
         Corpus::Adopted => (generated.groups, 0),
     };
     let summary = format!(
@@ -575,7 +586,7 @@ fn check_json_plan(stdout: &[u8], corpus: Corpus, spec: &Spec, generated: &Gener
     let count =
         |field: &str| summary[field].as_u64().unwrap_or_else(|| panic!("summary.{field} missing: {summary}")) as usize;
     let (creates, updates) = match corpus {
-        Corpus::Lockfile | Corpus::Sets => (0, generated.drifted),
+        Corpus::Lockfile | Corpus::Sets | Corpus::Templated => (0, generated.drifted),
         Corpus::Adopted => (generated.groups, 0),
     };
     let expected = [
@@ -588,7 +599,7 @@ fn check_json_plan(stdout: &[u8], corpus: Corpus, spec: &Spec, generated: &Gener
     for (field, want) in expected {
         assert_eq!(count(field), want, "summary.{field} of a plan of {} groups: {summary}", generated.groups);
     }
-    if corpus == Corpus::Lockfile && generated.groups >= 100 {
+    if matches!(corpus, Corpus::Lockfile | Corpus::Templated) && generated.groups >= 100 {
         assert_eq!(generated.drifted, generated.groups / 100, "the generator drifts 1% of the groups");
     }
     if corpus == Corpus::Sets {
@@ -621,6 +632,15 @@ fn check_json_plan(stdout: &[u8], corpus: Corpus, spec: &Spec, generated: &Gener
                 sampled += 1;
                 continue;
             }
+            Corpus::Templated => {
+                match check_templated_change(change, index, spec) {
+                    generate::Drift::Changed => kinds.0 += 1,
+                    generate::Drift::KeyAdded => kinds.1 += 1,
+                    generate::Drift::KeyRemoved => kinds.2 += 1,
+                }
+                sampled += 1;
+                continue;
+            }
             Corpus::Lockfile => {
                 assert_eq!(change["action"], "update", "{change}");
                 assert!(spec.drifted(index), "{index} was not drifted");
@@ -642,7 +662,7 @@ fn check_json_plan(stdout: &[u8], corpus: Corpus, spec: &Spec, generated: &Gener
             sampled += 1;
         }
     }
-    if corpus == Corpus::Lockfile {
+    if matches!(corpus, Corpus::Lockfile | Corpus::Templated) {
         assert_eq!(kinds, (generated.changed, generated.key_added, generated.key_removed), "kinds of change");
     }
     assert!(sampled > 0 || changes.is_empty(), "no group sampled");
@@ -669,6 +689,37 @@ fn check_set_change(change: &serde_json::Value, index: usize, groups: usize) {
     assert_eq!(source["file"], "groups/_templates.yaml", "group {index}: {source}");
     assert_eq!(attributes(&change["after"]), generate::sets_resolved(groups, index), "group {index}, after");
     assert_eq!(attributes(&change["before"]), generate::sets_recorded(groups, index), "group {index}, before");
+}
+
+/// Checks one change of a `templated` plan, every one of them: an update of a drifted
+/// group, of exactly the key its record differs in, the group's own key told as
+/// written in its own entry (file, line and column), from and to the attributes the
+/// generator resolved without grattr; returns how the record differed.
+fn check_templated_change(change: &serde_json::Value, index: usize, spec: &Spec) -> generate::Drift {
+    let attributes = |value: &serde_json::Value| -> grattr::model::AttributeSet {
+        serde_json::from_value(value.clone()).expect("attributes are an object of strings")
+    };
+    assert_eq!(change["action"], "update", "{change}");
+    assert!(spec.drifted(index), "{index} was not drifted");
+    let keys = &change["keys"];
+    let list = |kind: &str| keys[kind].as_array().map_or(0, Vec::len);
+    let kind = generate::drift_kind(spec, index);
+    let expected = match kind {
+        generate::Drift::Changed => (1, 0, 0),
+        generate::Drift::KeyAdded => (0, 1, 0),
+        generate::Drift::KeyRemoved => (0, 0, 1),
+    };
+    assert_eq!((list("changed"), list("added"), list("removed")), expected, "group {index}: {keys}");
+    if kind != generate::Drift::KeyRemoved {
+        let source = &keys["sources"][generate::TEMPLATED_OWN_KEY];
+        assert_eq!(source["kind"], "group", "group {index}: {source}");
+        assert_eq!(source["file"], generate::templated_file(spec, index), "group {index}: {source}");
+        let line = generate::templated_own_line(index % spec.groups_per_file);
+        assert_eq!((source["line"].as_u64(), source["column"].as_u64()), (Some(line as u64), Some(7)), "{source}");
+    }
+    assert_eq!(attributes(&change["after"]), generate::templated_resolved(index), "group {index}, after");
+    assert_eq!(attributes(&change["before"]), generate::templated_recorded(spec, index), "group {index}, before");
+    kind
 }
 
 /// Checks that the text and Markdown plans of a `sets` repository tell the template

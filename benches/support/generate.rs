@@ -687,3 +687,105 @@ pub fn generate_sets(root: &Path, groups: usize) -> io::Result<Generated> {
     out.lock_bytes = std::fs::metadata(&lock_path)?.len();
     Ok(out)
 }
+
+/// The `templated` corpus: every group its own `id:` entry naming a template, as
+/// `grattr import --template` writes them without `--sets`:
+///
+/// ```yaml
+///   - id: bench-000123
+///     template: support-priority
+///     attributes:
+///       own: "123"
+/// ```
+///
+/// 1,000 groups a file (as [`generate`]), over the [`SET_TEMPLATES`] templates of the
+/// `sets` corpus in `groups/_templates.yaml` (group `index` uses template `index % 20`),
+/// and a lockfile that records every group's resolved attributes, but for the groups
+/// [`Spec::drifted`] (1%), recorded differently as [`drift_kind`] says: `own` changed,
+/// missing, or a key more.
+pub const TEMPLATED_OWN_KEY: &str = "own";
+
+/// The template group `index` of a `templated` corpus uses.
+pub fn templated_template(index: usize) -> usize {
+    index % SET_TEMPLATES
+}
+
+/// The attributes group `index` of a `templated` corpus resolves to.
+pub fn templated_resolved(index: usize) -> AttributeSet {
+    let mut attributes = template_resolved(templated_template(index));
+    attributes.insert(TEMPLATED_OWN_KEY.to_string(), index.to_string());
+    attributes
+}
+
+/// What the lockfile of a `templated` corpus records for group `index`.
+pub fn templated_recorded(spec: &Spec, index: usize) -> AttributeSet {
+    let mut attributes = templated_resolved(index);
+    if spec.drifted(index) {
+        match drift_kind(spec, index) {
+            Drift::Changed => {
+                attributes.insert(TEMPLATED_OWN_KEY.to_string(), format!("old-{index}"));
+            }
+            Drift::KeyAdded => {
+                attributes.remove(TEMPLATED_OWN_KEY);
+            }
+            Drift::KeyRemoved => {
+                attributes.insert("legacy_banner".into(), "Moved to #announcements".into());
+            }
+        }
+    }
+    attributes
+}
+
+/// The line of the `own` key of the `n`th group (from 0) of a `templated` file: after a
+/// comment and `groups:`, four lines a group.
+pub fn templated_own_line(n: usize) -> usize {
+    3 + 4 * n + 3
+}
+
+/// The file group `index` of a `templated` corpus is declared in, under the repository.
+pub fn templated_file(spec: &Spec, index: usize) -> String {
+    let file_index = index / spec.groups_per_file.max(1);
+    format!("groups/{}/templated-{file_index:04}.yaml", SUBDIRS[file_index % SUBDIRS.len()])
+}
+
+/// Writes a `templated` repository for `spec` into `root` (see [`TEMPLATED_OWN_KEY`]).
+pub fn generate_templated(root: &Path, spec: &Spec) -> io::Result<Generated> {
+    let groups_dir = prepare_root(root)?;
+    let mut out = Generated { root: root.to_path_buf(), groups: spec.groups, ..Generated::default() };
+    let templates = templates_yaml();
+    std::fs::write(groups_dir.join("_templates.yaml"), &templates)?;
+    out.files += 1;
+    out.yaml_bytes += templates.len() as u64;
+
+    let mut lock = Lockfile::new(SDKAPPID);
+    let per_file = spec.groups_per_file.max(1);
+    for start in (0..spec.groups).step_by(per_file) {
+        let end = (start + per_file).min(spec.groups);
+        let mut text = String::with_capacity((end - start) * 80);
+        let _ = writeln!(text, "# Groups {} to {} (generated).", group_id(start), group_id(end - 1));
+        text.push_str("groups:\n");
+        for index in start..end {
+            let _ = writeln!(text, "  - id: {}", group_id(index));
+            let _ = writeln!(text, "    template: {}", TEMPLATE_NAMES[templated_template(index)]);
+            text.push_str("    attributes:\n");
+            let _ = writeln!(text, "      {TEMPLATED_OWN_KEY}: \"{index}\"");
+            if spec.drifted(index) {
+                out.drifted += 1;
+                match drift_kind(spec, index) {
+                    Drift::Changed => out.changed += 1,
+                    Drift::KeyAdded => out.key_added += 1,
+                    Drift::KeyRemoved => out.key_removed += 1,
+                }
+            }
+            let id = GroupId::parse(&group_id(index)).map_err(io::Error::other)?;
+            lock.groups.insert(id, AppliedGroup::new(templated_recorded(spec, index)));
+        }
+        std::fs::write(root.join(templated_file(spec, start)), &text)?;
+        out.files += 1;
+        out.yaml_bytes += text.len() as u64;
+    }
+    let lock_path = root.join("grattr.lock");
+    lock.write(&lock_path).map_err(io::Error::other)?;
+    out.lock_bytes = std::fs::metadata(&lock_path)?.len();
+    Ok(out)
+}

@@ -1,17 +1,20 @@
 //! The fast path of reading a group file: the shape nearly every group file has
-//! (`groups:`, a block sequence of `id` and `attributes`, attribute values as plain,
+//! (`groups:`, a block sequence of `id` and `attributes`, or of `id` and `template`
+//! with `attributes` or none, perhaps with `ownership`; attribute values as plain,
 //! quoted or literal block scalars) read in one pass over the text, straight into
 //! the model, without a YAML event stream in between.
 //!
 //! It reads only what it can read exactly as the YAML parser does, and only files
 //! with nothing to report: at the first thing it does not know for certain (a tag,
 //! an anchor, a flow collection, a multi-line quoted scalar, a tab, a carriage
-//! return, a problem of any kind) it gives up, and the file is read again by the
-//! full parser, which finds and words every diagnostic (see
-//! [`super::groups::parse_file`]). So a file read here is one the full reader would
-//! read to the same groups, with the same locations, and no diagnostic.
+//! return, `ids:`, `unset:`, `templates:`, a problem of any kind) it gives up, and
+//! the file is read again by the full parser, which finds and words every diagnostic
+//! (see [`super::groups::parse_file`]). So a file read here is one the full reader
+//! would read to the same groups and template uses, with the same locations, and no
+//! diagnostic.
 
 use super::groups::FileGroups;
+use super::templates::{Places, Templated};
 use crate::model::limits;
 use crate::model::{AttributeSet, DesiredGroup, GroupId, OriginKind, Origins, Ownership, SourceLocation};
 use std::path::Path;
@@ -21,8 +24,10 @@ use std::sync::Arc;
 #[derive(Debug)]
 struct Unsure;
 
-/// A group's attributes and the line and column of each key, in key order.
-type Attributes = (AttributeSet, Box<[(u32, u32)]>);
+/// A group's attributes, the line and column of each key (in key order), and the
+/// line and column where the parser places the mapping (its first key, or the `{`
+/// of `{}`).
+type Attributes = (AttributeSet, Box<[(u32, u32)]>, (u64, u64));
 
 type Read<T> = Result<T, Unsure>;
 
@@ -142,21 +147,29 @@ impl Reader<'_> {
         line.indent == 0 && self.content(line).strip_prefix(marker).is_some_and(rest_is_empty)
     }
 
-    /// One entry of `groups:`, starting at its `- ` line; returns the next line.
+    /// One entry of `groups:`, starting at its `- ` line; returns the next line. An
+    /// entry is `id:` and `attributes:`, or `id:` and `template:` (and perhaps
+    /// `attributes:`), perhaps with `ownership:`, in any order.
     fn group(&mut self, line: Line) -> Read<Option<Line>> {
         let dash = self.content(line).strip_prefix(b"- ").ok_or(Unsure)?;
         let fields = line.indent + 2 + spaces(dash);
+        // Where the parser places the entry's mapping: its first key.
+        let entry_at = (line.number, fields as u64 + 1);
         let mut line = line;
-        let (mut id, mut attributes, mut ownership) = (None, None, None);
+        let (mut id, mut attributes, mut ownership, mut template) = (None, None, None, None);
         let next = loop {
             let content = &self.text[line.start + fields..line.end];
             let next = if let Some(rest) = content.strip_prefix(b"id:") {
-                if id.is_some() || !rest.is_empty() && rest[0] != b' ' {
+                if id.is_some() {
                     return Err(Unsure);
                 }
-                let column = fields + 3 + spaces(rest);
-                let value = self.scalar(line.start + column, line.end)?;
-                id = Some((value, line.number, column as u64 + 1));
+                id = Some(self.field_value(line, fields + 3, rest)?);
+                self.next_line()
+            } else if let Some(rest) = content.strip_prefix(b"template:") {
+                if template.is_some() {
+                    return Err(Unsure);
+                }
+                template = Some(self.field_value(line, fields + 9, rest)?);
                 self.next_line()
             } else if let Some(rest) = content.strip_prefix(b"ownership:") {
                 // Only the two words, plain and alone on the line; anything else is the full parser's.
@@ -176,7 +189,10 @@ impl Reader<'_> {
                 let (set, next) = match rest_is_empty(rest) {
                     true => self.attributes(fields)?,
                     false if rest_is_empty_flow_mapping(rest) => {
-                        ((AttributeSet::new(), Box::default()), self.next_line())
+                        // The parser places an empty flow mapping at its `{`.
+                        let brace = fields + "attributes:".len() + spaces(rest);
+                        let at = (line.number, brace as u64 + 1);
+                        ((AttributeSet::new(), Box::default(), at), self.next_line())
                     }
                     false => return Err(Unsure),
                 };
@@ -191,22 +207,74 @@ impl Reader<'_> {
                 next => break next,
             }
         };
-        let (Some((id, line, column)), Some((attributes, key_at))) = (id, attributes) else { return Err(Unsure) };
+        let Some((id, line, column)) = id else { return Err(Unsure) };
         let id = GroupId::parse(&id).map_err(|_| Unsure)?;
-        if !limits::check(&attributes).is_empty() {
+        let source = SourceLocation { file: self.file.clone(), line, column };
+        let Some((name, name_line, name_column)) = template else {
+            let Some((attributes, key_at, _)) = attributes else { return Err(Unsure) };
+            if !limits::check(&attributes).is_empty() {
+                return Err(Unsure);
+            }
+            self.out.declared.push((id.clone(), source.clone()));
+            let group = DesiredGroup {
+                attributes,
+                source,
+                ownership: ownership.unwrap_or_default(),
+                ownership_written: ownership.is_some(),
+                origins: Origins::Own { kind: OriginKind::Group, at: key_at },
+            };
+            self.out.groups.push((id, group));
+            return Ok(next);
+        };
+        // An empty name is an error once resolved (no template has it): the parser's to word.
+        if name.is_empty() {
             return Err(Unsure);
         }
-        let source = SourceLocation { file: self.file.clone(), line, column };
+        // Without `attributes:` the parser places them at the entry.
+        let (attributes, key_at, (at_line, at_column)) =
+            attributes.unwrap_or_else(|| (AttributeSet::new(), Box::default(), entry_at));
+        // At its declaration only a key's own limits are checked; the totals once resolved.
+        if limits::check(&attributes).iter().any(|violation| violation.key().is_some()) {
+            return Err(Unsure);
+        }
+        let at = |line: u64, column: u64| SourceLocation { file: self.file.clone(), line, column };
+        let places: Places = attributes
+            .keys()
+            .zip(&key_at)
+            .map(|(key, &(line, column))| (key, at(line.into(), column.into())))
+            .collect();
+        let template_at = at(name_line, name_column);
+        self.out.uses.push((name.clone(), template_at.clone()));
         self.out.declared.push((id.clone(), source.clone()));
         let group = DesiredGroup {
             attributes,
-            source,
+            source: source.clone(),
             ownership: ownership.unwrap_or_default(),
             ownership_written: ownership.is_some(),
             origins: Origins::Own { kind: OriginKind::Group, at: key_at },
         };
-        self.out.groups.push((id, group));
+        self.out.templated.push(Templated {
+            ids: vec![(id, source)],
+            group,
+            template: name,
+            template_at,
+            unset: Vec::new(),
+            places,
+            attributes_at: at(at_line, at_column),
+        });
         Ok(next)
+    }
+
+    /// The scalar value of a field of a group (`id:`, `template:`) on `line`, whose
+    /// `:` ends at column `after_colon` (from 0, past the indentation) and is followed by
+    /// `rest`; returns it with its line and column.
+    fn field_value(&self, line: Line, after_colon: usize, rest: &[u8]) -> Read<(String, u64, u64)> {
+        if !rest.is_empty() && rest[0] != b' ' {
+            return Err(Unsure);
+        }
+        let column = after_colon + spaces(rest);
+        let value = self.scalar(line.start + column, line.end)?;
+        Ok((value, line.number, column as u64 + 1))
     }
 
     /// The block mapping of a group's attributes, below a key indented by `parent`;
@@ -217,6 +285,7 @@ impl Reader<'_> {
         if indent <= parent {
             return Err(Unsure);
         }
+        let first = (line.number, indent as u64 + 1);
         let mut entries = Vec::new();
         loop {
             let (key, after) = self.key(line.start + indent, line.end)?;
@@ -238,7 +307,7 @@ impl Reader<'_> {
                     }
                     let at = entries.iter().map(|entry| entry.2).collect();
                     let set = entries.iter().map(|(key, value, _)| (key.as_str(), value.as_str())).collect();
-                    return Ok(((set, at), next));
+                    return Ok(((set, at, first), next));
                 }
             }
         }
@@ -504,17 +573,26 @@ mod tests {
     use proptest::prelude::*;
 
     /// Reads `text` both ways: when the fast path reads it, the YAML parser must read
-    /// the same groups at the same places and find nothing to report. Returns whether
-    /// the fast path read it.
-    fn agree(text: &str) -> bool {
+    /// the same groups, templated entries and template uses at the same places, and
+    /// find nothing to report. Returns what the fast path read.
+    fn read_both(text: &str) -> Option<FileGroups> {
         let file: Arc<Path> = Arc::from(Path::new("g.yaml"));
         let full = parse_yaml(file.clone(), text);
-        let Some(fast) = parse(&file, text) else { return false };
+        let fast = parse(&file, text)?;
         let errors: Vec<String> = full.diagnostics.iter().map(ToString::to_string).collect();
         assert!(errors.is_empty(), "the fast path read a file with problems:\n{text}\n{errors:#?}");
+        assert!(fast.diagnostics.is_empty(), "{:?}", fast.diagnostics);
         assert_eq!(fast.groups, full.groups, "groups of\n{text}");
         assert_eq!(fast.declared, full.declared, "declarations of\n{text}");
-        true
+        assert_eq!(fast.templated, full.templated, "templated entries of\n{text}");
+        assert_eq!(fast.uses, full.uses, "template uses of\n{text}");
+        assert_eq!(fast.templates, full.templates, "templates of\n{text}");
+        Some(fast)
+    }
+
+    /// [`read_both`]: whether the fast path read `text`.
+    fn agree(text: &str) -> bool {
+        read_both(text).is_some()
     }
 
     #[test]
@@ -545,6 +623,91 @@ mod tests {
         assert_eq!(&a.attributes["text"], "line 1\n\n  indented\n");
         assert_eq!(&a.attributes["tail"], "x");
         assert_eq!((groups[1].1.source.line, groups[1].1.source.column), (15, 9));
+    }
+
+    #[test]
+    fn reads_entries_that_name_a_template() {
+        // As `grattr import --template` writes them, and in other orders and forms.
+        let text = "groups:\n  - id: g1\n    template: t\n    attributes:\n      own: \"1\"\n      b: x\n  - id: g2\n    template: t\n  - template: 'community-vip' # c\n    ownership: keys\n    id: \"g3\"\n    attributes: {}\n  - id: g4\n    attributes:\n      k: v\n";
+        let fast = read_both(text).expect("read by the fast path");
+        let at = |line, column| SourceLocation { file: Arc::from(Path::new("g.yaml")), line, column };
+        assert_eq!(fast.groups.len(), 1);
+        assert_eq!(fast.groups[0].0.as_str(), "g4");
+        let declared: Vec<_> = fast.declared.iter().map(|(id, at)| (id.as_str(), at.line, at.column)).collect();
+        assert_eq!(declared, [("g1", 2, 9), ("g2", 7, 9), ("g3", 11, 9), ("g4", 13, 9)]);
+        let uses: Vec<_> = fast.uses.iter().map(|(name, at)| (name.as_str(), at.line, at.column)).collect();
+        assert_eq!(uses, [("t", 3, 15), ("t", 8, 15), ("community-vip", 9, 15)]);
+        let [g1, g2, g3] = &fast.templated[..] else { panic!("{:?}", fast.templated) };
+        assert_eq!(g1.ids, [(GroupId::parse("g1").unwrap(), at(2, 9))]);
+        assert_eq!((g1.template.as_str(), &g1.template_at), ("t", &at(3, 15)));
+        assert_eq!(&g1.group.attributes["own"], "1");
+        assert_eq!(
+            g1.places.iter().map(|(k, at)| (k, at.line, at.column)).collect::<Vec<_>>(),
+            [("b", 6, 7), ("own", 5, 7)]
+        );
+        // Where the parser places the attributes: the first key; without them, the entry.
+        assert_eq!(g1.attributes_at, at(5, 7));
+        assert_eq!(g2.attributes_at, at(7, 5));
+        assert!(g2.group.attributes.is_empty() && g2.places.is_empty() && g2.unset.is_empty());
+        assert!(!g2.group.ownership_written);
+        assert_eq!((g3.group.ownership, g3.group.ownership_written), (Ownership::Keys, true));
+        assert_eq!(g3.attributes_at, at(12, 17));
+        assert_eq!(g3.group.source, at(11, 9));
+    }
+
+    #[test]
+    fn checks_a_templated_entry_as_the_parser_does_at_its_declaration() {
+        // Only a key's own limits are checked where the entry is written; the totals
+        // (17 keys here) once resolved, over the template.
+        let keys = (0..17).fold(String::new(), |keys, n| keys + &format!("      k{n}: v\n"));
+        assert!(agree(&format!("groups:\n  - id: a\n    template: t\n    attributes:\n{keys}")));
+        assert!(!agree(&format!("groups:\n  - id: a\n    attributes:\n{keys}")));
+        let long_key = format!("groups:\n  - id: a\n    template: t\n    attributes:\n      {}: v\n", "k".repeat(33));
+        let long_value =
+            format!("groups:\n  - id: a\n    template: t\n    attributes:\n      k: {}\n", "v".repeat(4001));
+        for text in [long_key, long_value] {
+            assert!(!agree(&text));
+            assert!(!parse_yaml(Arc::from(Path::new("g.yaml")), &text).diagnostics.is_empty());
+        }
+    }
+
+    #[test]
+    fn leaves_templates_it_does_not_know_to_the_parser() {
+        for text in [
+            // What the fast path does not read: `unset:`, sets, templates defined.
+            "groups:\n  - id: a\n    template: t\n    unset: [k]\n",
+            "groups:\n  - id: a\n    template: t\n    unset:\n      - k\n",
+            "groups:\n  - ids: [a, b]\n    template: t\n",
+            "templates:\n  t:\n    k: v\ngroups:\n  - id: a\n    template: t\n",
+            "groups:\n  - id: a\n    template: t\ntemplates:\n  t:\n    k: v\n",
+            // Names that are empty, not text, or not written plainly.
+            "groups:\n  - id: a\n    template:\n",
+            "groups:\n  - id: a\n    template: ~\n",
+            "groups:\n  - id: a\n    template: null\n",
+            "groups:\n  - id: a\n    template: \"\"\n",
+            "groups:\n  - id: a\n    template: ''\n",
+            "groups:\n  - id: a\n    template: !!str t\n",
+            "groups:\n  - id: a\n    template: !!int 7\n",
+            "groups:\n  - id: a\n    template: [t]\n",
+            "groups:\n  - id: a\n    template: {name: t}\n",
+            "groups:\n  - id: a\n    template: |\n      t\n",
+            "groups:\n  - id: a\n    template: &x t\n",
+            "groups:\n  - id: a\n    template: \"t\n      u\"\n",
+            "groups:\n  - id: a\n    template: t\n      u\n",
+            "groups:\n  - id: a\n    template:t\n",
+            "groups:\n  - id: a\n    template: t: u\n",
+            // The field twice, or written otherwise.
+            "groups:\n  - id: a\n    template: t\n    template: u\n",
+            "groups:\n  - id: a\n    \"template\": t\n",
+            "groups:\n  - id: a\n    template : t\n",
+            // Attributes that are not a mapping, or null.
+            "groups:\n  - id: a\n    template: t\n    attributes:\n",
+            "groups:\n  - id: a\n    template: t\n    attributes: []\n",
+            // No id.
+            "groups:\n  - template: t\n",
+        ] {
+            assert!(parse(&Arc::from(Path::new("g.yaml")), text).is_none(), "read by the fast path:\n{text}");
+        }
     }
 
     #[test]
@@ -645,11 +808,44 @@ mod tests {
         ]
     }
 
+    /// A `template:` line: mostly a name the fast path reads (plain or quoted), sometimes
+    /// one it must leave to the parser (empty, null, tagged, a block, any scalar).
+    fn template_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => prop::sample::select(vec!["t", "community-vip", "t1", "7", "true", "0x1F", "a b", "é"])
+                .prop_map(|name| format!("template: {name}")),
+            3 => prop::sample::select(vec!["\"t\"", "'t'", "\"it's\"", "'it''s'", "\"t\" # c", "t # c", "\"\\u00e9\""])
+                .prop_map(|name| format!("template: {name}")),
+            3 => prop::sample::select(vec![
+                "template:", "template: ~", "template: null", "template: \"\"", "template: ''", "template: !!str t",
+                "template: [t]", "template: {}", "template: |\n  t", "template: &a t", "template:t", "template : t",
+                "\"template\": t", "template: t: u", "template: -",
+            ])
+            .prop_map(str::to_string),
+            2 => scalar(0).prop_map(|name| format!("template: {name}")),
+        ]
+    }
+
     /// A group file of the common shape, with random values, keys, indentation and
-    /// noise.
+    /// noise; some entries name a template (with or without `attributes:`), some say
+    /// an `ownership:`, and the fields come in any order.
     fn document() -> impl Strategy<Value = String> {
         let attribute = |indent: usize| (word(), prop::bool::ANY, scalar(indent));
-        let group = (0usize..3, 1usize..3, prop::bool::ANY, scalar(0), prop::collection::vec(attribute(0), 0..4));
+        let ownership = prop_oneof![
+            6 => Just(None),
+            2 => prop::sample::select(vec!["keys", "group"]).prop_map(Some),
+            1 => prop::sample::select(vec!["other", "keys # c", "\"keys\"", "", "group "]).prop_map(Some),
+        ];
+        // A templated entry's `attributes:`: none, `{}` or a block (`None` for an entry without a template).
+        let template = prop::option::weighted(0.4, (template_line(), prop::sample::select(vec![0usize, 1, 2, 2, 2])));
+        let group = (
+            (0usize..3, 1usize..3),
+            prop::collection::vec(any::<u8>(), 4),
+            scalar(0),
+            prop::collection::vec(attribute(0), 0..4),
+            template,
+            ownership,
+        );
         (
             prop::sample::select(vec!["", "", "", "", "# header\n", "\n\n", "---\n", "%YAML 1.2\n---\n"]),
             prop::sample::select(vec![
@@ -667,7 +863,9 @@ mod tests {
         )
             .prop_map(|(head, top, seq, groups, tail)| {
                 let mut text = format!("{head}{top}\n");
-                for (index, (extra, deeper, id_first, id, attributes)) in groups.into_iter().enumerate() {
+                for (index, ((extra, deeper), order, id, attributes, template, ownership)) in
+                    groups.into_iter().enumerate()
+                {
                     let pad = " ".repeat(seq);
                     let fields = seq + 2 + extra;
                     let field_pad = " ".repeat(fields);
@@ -686,8 +884,27 @@ mod tests {
                         let value = value.replace('\n', &format!("\n{attr_pad}"));
                         attrs += &format!("\n{attr_pad}{key}: {value}");
                     }
-                    let (first, second) = if id_first { (id_line, attrs) } else { (attrs, id_line) };
-                    text += &format!("{pad}-{}{first}\n{field_pad}{second}\n", " ".repeat(1 + extra));
+                    let mut lines = vec![id_line];
+                    match template {
+                        None => lines.push(attrs),
+                        Some((line, written)) => {
+                            lines.push(line.replace('\n', &format!("\n{field_pad}")));
+                            match written {
+                                0 => {}
+                                1 => lines.push("attributes: {}".to_string()),
+                                _ => lines.push(attrs),
+                            }
+                        }
+                    }
+                    if let Some(word) = ownership {
+                        lines.push(format!("ownership: {word}"));
+                    }
+                    // The fields in an order of the generated keys.
+                    let mut ordered: Vec<(u8, String)> = order.into_iter().zip(lines).collect();
+                    ordered.sort_by_key(|(key, _)| *key);
+                    let body =
+                        ordered.into_iter().map(|(_, line)| line).collect::<Vec<_>>().join(&format!("\n{field_pad}"));
+                    text += &format!("{pad}-{}{body}\n", " ".repeat(1 + extra));
                 }
                 text + tail
             })
@@ -703,13 +920,28 @@ mod tests {
         }
     }
 
-    /// The generated documents exercise the fast path, not only the way around it.
+    /// The generated documents exercise the fast path, not only the way around it:
+    /// plain entries and templated ones.
     #[test]
     fn the_generated_documents_are_often_read_fast() {
         use proptest::strategy::ValueTree;
         let mut runner = proptest::test_runner::TestRunner::deterministic();
         let strategy = document();
-        let read = (0..500).filter(|_| agree(&strategy.new_tree(&mut runner).unwrap().current())).count();
+        let (mut read, mut templated, mut bare, mut keys, mut owned, mut after) = (0, 0, 0, 0, 0, 0);
+        for _ in 0..500 {
+            let Some(fast) = read_both(&strategy.new_tree(&mut runner).unwrap().current()) else { continue };
+            read += 1;
+            templated += fast.templated.len();
+            bare += fast.templated.iter().filter(|entry| entry.places.is_empty()).count();
+            keys += fast.templated.iter().filter(|entry| !entry.places.is_empty()).count();
+            owned += fast.templated.iter().filter(|entry| entry.group.ownership_written).count();
+            after += fast.templated.iter().filter(|entry| entry.template_at.line > entry.group.source.line).count();
+        }
         assert!(read > 50, "only {read} of 500 generated documents were read by the fast path");
+        assert!(templated > 20, "only {templated} templated entries were read by the fast path");
+        assert!(bare > 5, "only {bare} templated entries without keys of their own were read by the fast path");
+        assert!(keys > 3, "only {keys} templated entries with keys of their own were read by the fast path");
+        assert!(owned > 3, "only {owned} templated entries with an ownership were read by the fast path");
+        assert!(after > 5, "only {after} templated entries with `template:` after `id:` were read by the fast path");
     }
 }

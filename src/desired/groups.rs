@@ -447,8 +447,8 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     if !clean {
         return;
     }
-    let places: BTreeMap<String, SourceLocation> = key_at.into_iter().map(|(key, (at, _))| (key, at)).collect();
-    let origins = Origins::own(kind, places.iter().map(|(key, at)| (key.as_str(), at)));
+    let places: super::templates::Places = key_at.into_iter().map(|(key, (at, _))| (key, at)).collect();
+    let origins = Origins::own(kind, places.iter());
     // A clean entry's ids are all valid (an invalid one is an error).
     let ids: Vec<(GroupId, SourceLocation)> = ids.into_iter().filter_map(|(id, at)| Some((id?, at))).collect();
     let Some((_, first_at)) = ids.first() else { return };

@@ -63,9 +63,44 @@ pub struct Templated {
     /// The keys it unsets, and where each is written.
     pub unset: Vec<(String, SourceLocation)>,
     /// Where each of its own keys is written.
-    pub places: BTreeMap<String, SourceLocation>,
+    pub places: Places,
     /// Where its `attributes:` is (the group's place when it has none).
     pub attributes_at: SourceLocation,
+}
+
+/// Where each key of an entry's own `attributes:` is written, ordered by key. A
+/// sorted slice rather than a map: an entry naming a template usually writes a key
+/// or two of its own, and a repository may hold 100,000 such entries (a map's
+/// smallest node takes about 600 bytes; one key here takes 48 and its text, and no
+/// key nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Places(Box<[(Box<str>, SourceLocation)]>);
+
+impl Places {
+    /// Where `key` is written.
+    pub fn get(&self, key: &str) -> Option<&SourceLocation> {
+        let index = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+        Some(&self.0[index].1)
+    }
+
+    /// Whether no key is written.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each key and where it is written, ordered by key.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &SourceLocation)> {
+        self.0.iter().map(|(key, at)| (&**key, at))
+    }
+}
+
+/// From keys given once each, in any order.
+impl<K: Into<Box<str>>> FromIterator<(K, SourceLocation)> for Places {
+    fn from_iter<I: IntoIterator<Item = (K, SourceLocation)>>(iter: I) -> Self {
+        let mut places: Vec<(Box<str>, SourceLocation)> = iter.into_iter().map(|(key, at)| (key.into(), at)).collect();
+        places.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Places(places.into_boxed_slice())
+    }
 }
 
 /// The resolved groups of one file, and the problems resolution found there.
@@ -361,7 +396,7 @@ pub enum Origin<'a> {
     Template(&'a Template),
     /// The group's own attributes: where each key is written when known, and where
     /// the attributes are.
-    Group(Option<&'a BTreeMap<String, SourceLocation>>, &'a SourceLocation),
+    Group(Option<&'a Places>, &'a SourceLocation),
     /// An overlay's patch of what `of` names, applied at `at` (where the patched
     /// template's name, or the group's id, is written in the overlay file).
     Overlay {
@@ -607,7 +642,7 @@ struct Subject<'a> {
     /// The keys its `unset:` lists.
     unset: &'a [(String, SourceLocation)],
     /// Where each of its own keys is written, when known.
-    places: Option<&'a BTreeMap<String, SourceLocation>>,
+    places: Option<&'a Places>,
     /// Where its `attributes:` is.
     attributes_at: &'a SourceLocation,
 }
@@ -653,12 +688,19 @@ pub(super) type UnsetEffect = BTreeSet<(usize, Option<usize>)>;
 pub(super) struct FileResolver<'t, 'g> {
     by_name: &'g ByName<'t>,
     patches: &'g Patches<'t>,
+    /// Each template's name, once, for the origins of the keys it gives the groups
+    /// resolved here to share.
+    names: Names<'t>,
 }
+
+/// Template names, each allocated once and shared by every key origin naming it.
+type Names<'t> = HashMap<&'t str, Arc<str>>;
 
 impl<'t, 'g> FileResolver<'t, 'g> {
     /// A resolver over the templates `by_name` and the overlays' `patches`.
     pub(super) fn new(by_name: &'g ByName<'t>, patches: &'g Patches<'t>) -> Self {
-        FileResolver { by_name, patches }
+        let names = by_name.keys().map(|name| (*name, Arc::from(*name))).collect();
+        FileResolver { by_name, patches, names }
     }
 
     /// Resolves one entry: its groups, in the order of its ids (none when its chain
@@ -701,7 +743,7 @@ impl<'t, 'g> FileResolver<'t, 'g> {
                 places: Some(&entry.places),
                 attributes_at: &entry.attributes_at,
             };
-            let resolved = resolve_group(&subject, &chain, self.patches, unset_effect, &mut diagnostics);
+            let resolved = resolve_group(&subject, &chain, self.patches, &self.names, unset_effect, &mut diagnostics);
             if !patched {
                 alike = Some(resolved.clone());
             }
@@ -735,7 +777,7 @@ impl<'t, 'g> FileResolver<'t, 'g> {
                 places: None,
                 attributes_at: &group.source,
             };
-            if let Some(resolved) = resolve_group(&subject, &[], self.patches, unset_effect, diagnostics) {
+            if let Some(resolved) = resolve_group(&subject, &[], self.patches, &self.names, unset_effect, diagnostics) {
                 groups.push((id.clone(), resolved));
             }
         }
@@ -762,9 +804,9 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     let defined = files.iter().flat_map(|file| &file.templates);
     let mut patching = Patching::new(overlays, &by_name, defined, |id| declared.contains(id));
     let mut unset_effect = UnsetEffect::new();
+    let resolver = FileResolver::new(&by_name, &patching.patches);
     for (index, file) in files.iter().enumerate() {
         out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
-        let resolver = FileResolver::new(&by_name, &patching.patches);
         for entry in &file.templated {
             let (groups, diagnostics) = resolver.resolve(entry, &mut unset_effect);
             out[index].diagnostics.extend(diagnostics);
@@ -939,6 +981,7 @@ fn resolve_group<'a>(
     subject: &Subject<'a>,
     chain: &[&'a Template],
     patches: &Patches<'a>,
+    names: &Names<'_>,
     unset_effect: &mut UnsetEffect,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<DesiredGroup> {
@@ -1041,8 +1084,10 @@ fn resolve_group<'a>(
         Origins::Own { kind, .. } => kind,
         _ => OriginKind::Group,
     };
+    // A template's name, shared rather than allocated for each key it gives each group.
+    let name_of = |name: &str| names.get(name).cloned().unwrap_or_else(|| Arc::from(name));
     let origin = |key: &str, layer: &Origin| match layer {
-        Origin::Template(t) => KeyOrigin::at(OriginKind::Template, Some(Arc::from(t.name.as_str())), layer.place(key)),
+        Origin::Template(t) => KeyOrigin::at(OriginKind::Template, Some(name_of(&t.name)), layer.place(key)),
         Origin::Group(places, _) => match places.and_then(|places| places.get(key)) {
             Some(at) => KeyOrigin::at(own_kind, None, at),
             // A group without a template knows its keys' places from its own origins.
@@ -1053,7 +1098,7 @@ fn resolve_group<'a>(
         },
         Origin::Overlay { of, .. } => {
             let template = match of {
-                Patched::Template(name) => Some(Arc::from(*name)),
+                Patched::Template(name) => Some(name_of(name)),
                 Patched::Group(_) => None,
             };
             KeyOrigin::at(OriginKind::Overlay, template, layer.place(key))
@@ -1292,19 +1337,28 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_path_leaves_templates_to_the_full_parser() {
+    fn the_fast_path_leaves_templates_and_unset_to_the_full_parser() {
+        let fast = |text: &str| super::super::fast::parse(&Arc::from(Path::new("g.yaml")), text);
         for text in [
             "templates:\n  t:\n    k: v\ngroups:\n  - id: a\n    template: t\n",
-            "groups:\n  - id: a\n    template: t\n",
-            "groups:\n  - id: a\n    attributes:\n      k: v\n    template: t\n",
             "groups:\n  - id: a\n    template: t\n    unset: [k]\n",
             "groups:\n  - id: a\n    attributes:\n      k: v\ntemplates:\n  t:\n    k: v\n",
         ] {
-            assert!(super::super::fast::parse(&Arc::from(Path::new("g.yaml")), text).is_none(), "{text}");
+            assert!(fast(text).is_none(), "{text}");
         }
         let parsed = parse("g.yaml", "groups:\n  - id: a\n    template: t\n    unset: [k]\n");
         assert_eq!(parsed.templated.len(), 1);
         assert_eq!(parsed.uses[0].0, "t");
+        // An entry naming a template with `id:`, and `attributes:` or none, it reads as the parser does.
+        for text in [
+            "groups:\n  - id: a\n    template: t\n",
+            "groups:\n  - id: a\n    attributes:\n      k: v\n    template: t\n",
+        ] {
+            let (fast, full) =
+                (fast(text).expect(text), super::super::groups::parse_yaml(Arc::from(Path::new("g.yaml")), text));
+            assert_eq!((&fast.templated, &fast.uses, &fast.declared), (&full.templated, &full.uses, &full.declared));
+            assert_eq!(fast.templated.len(), 1);
+        }
     }
 
     #[test]
@@ -1345,6 +1399,38 @@ mod tests {
             panic!("not resolved: {:?}", group("x").origins)
         };
         assert!(Arc::ptr_eq(x, z));
+    }
+
+    #[test]
+    fn groups_of_a_template_share_its_name_and_an_entry_keeps_its_places_by_key() {
+        let templates = parse("t.yaml", "templates:\n  base:\n    a: t\n  t:\n    extends: base\n    b: t\n");
+        let groups = parse(
+            "g.yaml",
+            "groups:\n  - id: x\n    template: t\n    attributes:\n      z: 1\n      c: 2\n  - id: y\n    template: t\n",
+        );
+        let places: Vec<_> = groups.templated[0].places.iter().map(|(key, at)| (key, at.line)).collect();
+        assert_eq!(places, [("c", 6), ("z", 5)]);
+        assert_eq!(groups.templated[0].places.get("z").map(|at| at.column), Some(7));
+        assert!(groups.templated[0].places.get("b").is_none() && groups.templated[1].places.is_empty());
+        let loaded = merge(vec![templates, groups]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let names: Vec<Arc<str>> = loaded
+            .state
+            .groups
+            .values()
+            .flat_map(|group| match &group.origins {
+                Origins::Resolved(origins) => {
+                    origins.iter().filter_map(|(_, o)| o.template.clone()).collect::<Vec<_>>()
+                }
+                other => panic!("not resolved: {other:?}"),
+            })
+            .collect();
+        // `a` from base and `b` from t, in each of the two groups: one copy of each name.
+        assert_eq!(names.len(), 4);
+        let base: Vec<&Arc<str>> = names.iter().filter(|name| &***name == "base").collect();
+        assert!(base.len() == 2 && Arc::ptr_eq(base[0], base[1]));
+        let t: Vec<&Arc<str>> = names.iter().filter(|name| &***name == "t").collect();
+        assert!(t.len() == 2 && Arc::ptr_eq(t[0], t[1]));
     }
 
     /// Once for the set, at its first id, naming it; an id an overlay patches on its
