@@ -21,6 +21,7 @@ use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
 use crate::model::{AttributeSet, DesiredGroup, GroupId, KeyOrigin, OriginKind, Origins, Ownership, SourceLocation};
 use serde_saphyr::Spanned;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -688,19 +689,26 @@ pub(super) type UnsetEffect = BTreeSet<(usize, Option<usize>)>;
 pub(super) struct FileResolver<'t, 'g> {
     by_name: &'g ByName<'t>,
     patches: &'g Patches<'t>,
-    /// Each template's name, once, for the origins of the keys it gives the groups
-    /// resolved here to share.
-    names: Names<'t>,
+    shared: Shared<'t>,
 }
 
-/// Template names, each allocated once and shared by every key origin naming it.
-type Names<'t> = HashMap<&'t str, Arc<str>>;
+/// What the groups resolved by one [`FileResolver`] share.
+struct Shared<'t> {
+    /// Each template's name, once, for the origins of the keys it gives.
+    names: HashMap<&'t str, Arc<str>>,
+    /// The origins of the keys each template gives (its chain, with the overlays'
+    /// patches), once resolved for a group naming it.
+    given: RefCell<HashMap<String, KeyOrigins>>,
+    /// No origins: what a group without a template is given.
+    none: KeyOrigins,
+}
 
 impl<'t, 'g> FileResolver<'t, 'g> {
     /// A resolver over the templates `by_name` and the overlays' `patches`.
     pub(super) fn new(by_name: &'g ByName<'t>, patches: &'g Patches<'t>) -> Self {
         let names = by_name.keys().map(|name| (*name, Arc::from(*name))).collect();
-        FileResolver { by_name, patches, names }
+        let shared = Shared { names, given: RefCell::default(), none: Arc::from(Vec::new()) };
+        FileResolver { by_name, patches, shared }
     }
 
     /// Resolves one entry: its groups, in the order of its ids (none when its chain
@@ -743,7 +751,7 @@ impl<'t, 'g> FileResolver<'t, 'g> {
                 places: Some(&entry.places),
                 attributes_at: &entry.attributes_at,
             };
-            let resolved = resolve_group(&subject, &chain, self.patches, &self.names, unset_effect, &mut diagnostics);
+            let resolved = resolve_group(&subject, &chain, self.patches, &self.shared, unset_effect, &mut diagnostics);
             if !patched {
                 alike = Some(resolved.clone());
             }
@@ -777,7 +785,8 @@ impl<'t, 'g> FileResolver<'t, 'g> {
                 places: None,
                 attributes_at: &group.source,
             };
-            if let Some(resolved) = resolve_group(&subject, &[], self.patches, &self.names, unset_effect, diagnostics) {
+            if let Some(resolved) = resolve_group(&subject, &[], self.patches, &self.shared, unset_effect, diagnostics)
+            {
                 groups.push((id.clone(), resolved));
             }
         }
@@ -981,11 +990,36 @@ fn resolve_group<'a>(
     subject: &Subject<'a>,
     chain: &[&'a Template],
     patches: &Patches<'a>,
-    names: &Names<'_>,
+    shared: &Shared<'_>,
     unset_effect: &mut UnsetEffect,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<DesiredGroup> {
     let name = subject.name();
+    let group = subject.group;
+    let own_kind = match group.origins {
+        Origins::Own { kind, .. } => kind,
+        _ => OriginKind::Group,
+    };
+    // A template's name, shared rather than allocated for each key it gives each group.
+    let name_of = |name: &str| shared.names.get(name).cloned().unwrap_or_else(|| Arc::from(name));
+    let origin = |key: &str, layer: &Origin| match layer {
+        Origin::Template(t) => KeyOrigin::at(OriginKind::Template, Some(name_of(&t.name)), layer.place(key)),
+        Origin::Group(places, _) => match places.and_then(|places| places.get(key)) {
+            Some(at) => KeyOrigin::at(own_kind, None, at),
+            // A group without a template knows its keys' places from its own origins.
+            None => match group.origins.of(key, &group.attributes, subject.source) {
+                Some(own) => KeyOrigin { kind: own_kind, template: None, ..own },
+                None => KeyOrigin::at(own_kind, None, subject.source),
+            },
+        },
+        Origin::Overlay { of, .. } => {
+            let template = match of {
+                Patched::Template(name) => Some(name_of(name)),
+                Patched::Group(_) => None,
+            };
+            KeyOrigin::at(OriginKind::Overlay, template, layer.place(key))
+        }
+    };
     let mut layers: Vec<Origin<'a>> = Vec::with_capacity(chain.len() + 1);
     let mut resolved: BTreeMap<&'a str, (&'a str, usize)> = BTreeMap::new();
     for template in chain.iter().rev() {
@@ -1010,6 +1044,18 @@ fn resolve_group<'a>(
             }
         }
     }
+    // What the template gives (the same for every group naming it): resolved once.
+    let given = match subject.template {
+        Some(template) => {
+            let mut given = shared.given.borrow_mut();
+            let origins = given.entry(template.to_string()).or_insert_with(|| {
+                resolved.iter().map(|(key, (_, layer))| (Box::from(*key), origin(key, &layers[*layer]))).collect()
+            });
+            origins.clone()
+        }
+        None => shared.none.clone(),
+    };
+    let own_layer = layers.len();
     layers.push(Origin::Group(subject.places, subject.attributes_at));
     for (key, value) in &subject.group.attributes {
         resolved.insert(key, (value, layers.len() - 1));
@@ -1073,41 +1119,19 @@ fn resolve_group<'a>(
         diagnostics.push(diagnostic);
     }
     let chain_ownership = chain.iter().find_map(|t| t.ownership);
-    let group = subject.group;
     let (ownership, ownership_written) = match (group.ownership_written, chain_ownership) {
         (true, _) => (group.ownership, true),
         (false, Some(ownership)) => (ownership, true),
         (false, None) => (group.ownership, false),
     };
     let source = subject.source.clone();
-    let own_kind = match group.origins {
-        Origins::Own { kind, .. } => kind,
-        _ => OriginKind::Group,
-    };
-    // A template's name, shared rather than allocated for each key it gives each group.
-    let name_of = |name: &str| names.get(name).cloned().unwrap_or_else(|| Arc::from(name));
-    let origin = |key: &str, layer: &Origin| match layer {
-        Origin::Template(t) => KeyOrigin::at(OriginKind::Template, Some(name_of(&t.name)), layer.place(key)),
-        Origin::Group(places, _) => match places.and_then(|places| places.get(key)) {
-            Some(at) => KeyOrigin::at(own_kind, None, at),
-            // A group without a template knows its keys' places from its own origins.
-            None => match group.origins.of(key, &group.attributes, subject.source) {
-                Some(own) => KeyOrigin { kind: own_kind, template: None, ..own },
-                None => KeyOrigin::at(own_kind, None, subject.source),
-            },
-        },
-        Origin::Overlay { of, .. } => {
-            let template = match of {
-                Patched::Template(name) => Some(name_of(name)),
-                Patched::Group(_) => None,
-            };
-            KeyOrigin::at(OriginKind::Overlay, template, layer.place(key))
-        }
-    };
-    let origins: KeyOrigins =
-        resolved.iter().map(|(key, (_, layer))| (Box::from(*key), origin(key, &layers[*layer]))).collect();
-    let desired =
-        DesiredGroup { attributes, source, ownership, ownership_written, origins: Origins::Resolved(origins) };
+    let own: KeyOrigins = resolved
+        .iter()
+        .filter(|(_, (_, layer))| *layer >= own_layer)
+        .map(|(key, (_, layer))| (Box::from(*key), origin(key, &layers[*layer])))
+        .collect();
+    let origins = Origins::Resolved { own, shared: given };
+    let desired = DesiredGroup { attributes, source, ownership, ownership_written, origins };
     clean.then_some(desired)
 }
 
@@ -1395,10 +1419,12 @@ mod tests {
             assert_eq!((group(id).source.line, group(id).source.column), (2, column), "{id}");
         }
         // Resolved once: the ids hold one copy of the origins.
-        let (Origins::Resolved(x), Origins::Resolved(z)) = (&group("x").origins, &group("z").origins) else {
+        let (Origins::Resolved { own: x, shared: sx }, Origins::Resolved { own: z, shared: sz }) =
+            (&group("x").origins, &group("z").origins)
+        else {
             panic!("not resolved: {:?}", group("x").origins)
         };
-        assert!(Arc::ptr_eq(x, z));
+        assert!(Arc::ptr_eq(x, z) && Arc::ptr_eq(sx, sz));
     }
 
     #[test]
@@ -1418,11 +1444,9 @@ mod tests {
             .state
             .groups
             .values()
-            .flat_map(|group| match &group.origins {
-                Origins::Resolved(origins) => {
-                    origins.iter().filter_map(|(_, o)| o.template.clone()).collect::<Vec<_>>()
-                }
-                other => panic!("not resolved: {other:?}"),
+            .flat_map(|group| {
+                let origin = |key: &str| group.origins.of(key, &group.attributes, &group.source).unwrap();
+                ["a", "b"].map(|key| origin(key).template.unwrap())
             })
             .collect();
         // `a` from base and `b` from t, in each of the two groups: one copy of each name.
@@ -1431,6 +1455,17 @@ mod tests {
         assert!(base.len() == 2 && Arc::ptr_eq(base[0], base[1]));
         let t: Vec<&Arc<str>> = names.iter().filter(|name| &***name == "t").collect();
         assert!(t.len() == 2 && Arc::ptr_eq(t[0], t[1]));
+        // And one copy of the origins the template gives.
+        let shared: Vec<_> = loaded
+            .state
+            .groups
+            .values()
+            .map(|group| match &group.origins {
+                Origins::Resolved { shared, .. } => shared.clone(),
+                other => panic!("not resolved: {other:?}"),
+            })
+            .collect();
+        assert!(shared.len() == 2 && Arc::ptr_eq(&shared[0], &shared[1]));
     }
 
     /// Once for the set, at its first id, naming it; an id an overlay patches on its

@@ -3,8 +3,9 @@
 //!
 //! Most groups write every key themselves, so their origins are only the line and
 //! column of each key in the group's file ([`Origins::Own`]), eight bytes a key.
-//! Groups resolved over templates or overlays carry one list of origins, shared by
-//! every id of a set ([`Origins::Resolved`]).
+//! Groups resolved over templates or overlays carry the origins of their own keys
+//! (shared by every id of a set), and those of their template's keys, shared by
+//! every group naming the template ([`Origins::Resolved`]).
 
 use super::{AttributeSet, SourceLocation};
 use serde::{Deserialize, Serialize};
@@ -81,8 +82,16 @@ pub enum Origins {
         /// Line and column of each key, in the order of the group's attributes.
         at: Box<[(u32, u32)]>,
     },
-    /// Resolved over templates or overlays: each key's origin, ordered by key.
-    Resolved(Arc<[(Box<str>, KeyOrigin)]>),
+    /// Resolved over templates or overlays: each key's origin, ordered by key, in two
+    /// parts: what the group's template gives (its chain and the overlays' patches of
+    /// them, shared by every group naming the template), and what the group itself
+    /// and the overlays' patches of it give, which wins over the first.
+    Resolved {
+        /// The group's own keys, and those overlays of it set.
+        own: Arc<[(Box<str>, KeyOrigin)]>,
+        /// The keys its template gives, shared.
+        shared: Arc<[(Box<str>, KeyOrigin)]>,
+    },
 }
 
 impl Origins {
@@ -103,10 +112,46 @@ impl Origins {
                 let at = SourceLocation { file: source.file.clone(), line: line.into(), column: column.into() };
                 Some(KeyOrigin::at(*kind, None, &at))
             }
-            Origins::Resolved(origins) => {
-                let index = origins.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
-                Some(origins[index].1.clone())
+            Origins::Resolved { own, shared } => {
+                if !attributes.contains_key(key) {
+                    return None;
+                }
+                let find = |part: &[(Box<str>, KeyOrigin)]| {
+                    let index = part.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+                    Some(part[index].1.clone())
+                };
+                find(own).or_else(|| find(shared))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(kind: OriginKind, line: u64) -> KeyOrigin {
+        KeyOrigin { kind, template: None, file: Arc::from(Path::new("g.yaml")), line, column: 1 }
+    }
+
+    #[test]
+    fn a_resolved_key_comes_from_the_group_before_its_template() {
+        let part = |keys: &[(&str, KeyOrigin)]| -> Arc<[(Box<str>, KeyOrigin)]> {
+            keys.iter().map(|(key, origin)| (Box::from(*key), origin.clone())).collect()
+        };
+        let own = part(&[("b", origin(OriginKind::Group, 1))]);
+        let shared = part(&[
+            ("a", origin(OriginKind::Template, 2)),
+            ("b", origin(OriginKind::Template, 3)),
+            ("c", origin(OriginKind::Template, 4)),
+        ]);
+        let origins = Origins::Resolved { own, shared };
+        // `c` was the template's too, but the group unset it: it has no origin.
+        let attributes: AttributeSet = [("a", "1"), ("b", "2")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+        let source = SourceLocation { file: Arc::from(Path::new("g.yaml")), line: 9, column: 9 };
+        let of = |key: &str| origins.of(key, &attributes, &source).map(|o| (o.kind, o.line));
+        assert_eq!(of("a"), Some((OriginKind::Template, 2)));
+        assert_eq!(of("b"), Some((OriginKind::Group, 1)));
+        assert_eq!(of("c"), None);
     }
 }
