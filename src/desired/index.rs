@@ -298,7 +298,8 @@ impl DesiredIndex {
         }
         // Groups whose provenance changed but not what is planned for them: settled, not returned.
         let mut restated = BTreeSet::new();
-        // Groups resolved again for an overlay's sake: settled, and returned only if what is planned for them changed.
+        // Groups resolved again because a template or an overlay changed: settled, and
+        // returned only if what is planned for them changed.
         let mut compared = BTreeSet::new();
         if overlays_changed || !templated.is_empty() {
             let mut said = Said { affected: &mut affected, restated: &mut restated, compared: &mut compared };
@@ -311,20 +312,21 @@ impl DesiredIndex {
             plain.extend(file.groups.iter().map(|(id, group)| (id, (path, group))));
         }
         let mut settled: Vec<(GroupId, Option<DesiredGroup>)> = Vec::new();
-        // Compared first, with what they were before this change.
-        for id in compared {
-            if affected.contains(&id) {
-                continue;
-            }
+        let restated = restated.into_iter().filter(|id| !affected.contains(id) && !compared.contains(id));
+        for id in affected.iter().cloned().chain(restated) {
+            let now = self.settled(&id, &plain);
+            settled.push((id, now));
+        }
+        // Compared with what they were before this change.
+        let mut changed = Vec::new();
+        for id in compared.into_iter().filter(|id| !affected.contains(id)) {
             let now = self.settled(&id, &plain);
             if !same_plan(self.groups.get(&id), now.as_ref()) {
-                affected.insert(id.clone());
+                changed.push(id.clone());
             }
             settled.push((id, now));
         }
-        for id in affected.iter().chain(&restated) {
-            settled.push((id.clone(), self.settled(id, &plain)));
-        }
+        affected.extend(changed);
         for (id, group) in settled {
             match group {
                 Some(group) => self.groups.insert(id, group),
@@ -588,7 +590,7 @@ impl TemplateIndex {
         }
         for path in repatched {
             let resolution = self.files.entry(path.clone()).or_default();
-            said.compared.extend(resolution.groups.keys().cloned());
+            said.compared.extend(resolution.groups.keys().chain(&resolution.patched).cloned());
             resolution.resolve_all(&files[path], &resolver, said.compared);
         }
         // The groups of other files that use a touched template; and those using a
@@ -602,7 +604,7 @@ impl TemplateIndex {
             // Every templated group of a file is resolved when the file is read, so this
             // holds; were it not to, the whole file is resolved again.
             if resolution.found.len() != file.templated.len() {
-                said.compared.extend(resolution.groups.keys().cloned());
+                said.compared.extend(resolution.groups.keys().chain(&resolution.patched).cloned());
                 resolution.resolve_all(file, &resolver, said.compared);
                 continue;
             }
