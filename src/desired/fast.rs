@@ -267,8 +267,9 @@ impl Reader<'_> {
             return Err(Unsure);
         }
         let unset = unset.unwrap_or_default();
-        // A key unset twice: its second `unset` finds nothing to remove, which the parser's
-        // reading words as a warning; left to it, to be sure.
+        // A key unset twice (the second finds nothing to remove, a warning once resolved)
+        // is left to the parser. A key both set and unset is read as the parser reads it:
+        // the error is resolution's, which follows either reading.
         let mut keys: Vec<&str> = unset.iter().map(|(key, ..)| key.as_str()).collect();
         keys.sort_unstable();
         if keys.windows(2).any(|pair| pair[0] == pair[1]) {
@@ -754,6 +755,11 @@ mod tests {
         assert_eq!(a.origins, Origins::Own { kind: OriginKind::Set, at: Box::new([(5, 7), (4, 7)]) });
         assert_eq!((x.ownership, x.ownership_written), (Ownership::Keys, true));
         assert!(fast.templated.is_empty() && fast.uses.is_empty());
+        // An id twice in a set is declared twice, as the parser has it: merging reports it.
+        let fast = read_both("groups:\n  - ids: [a, b, a]\n    attributes: {}\n").expect("read by the fast path");
+        assert_eq!(placed(fast.declared.iter().map(|(id, at)| (id, at))), [("a", 2, 11), ("b", 2, 14), ("a", 2, 17)]);
+        // A key both set and unset too: resolving reports it.
+        assert!(agree("groups:\n  - id: a\n    template: t\n    attributes:\n      k: v\n    unset: [k]\n"));
     }
 
     #[test]
