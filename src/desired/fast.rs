@@ -237,10 +237,13 @@ impl Reader<'_> {
             (None, Some(ids)) => (ids, OriginKind::Set),
             _ => return Err(Unsure),
         };
-        let ids = ids
-            .into_iter()
-            .map(|(id, line, column)| Ok((GroupId::parse(&id).map_err(|_| Unsure)?, at((line, column)))))
-            .collect::<Read<Vec<(GroupId, SourceLocation)>>>()?;
+        // Exactly as long as the list: an entry's ids are kept with it (collecting a `Result`
+        // would not know the length, and take room for four).
+        let mut parsed = Vec::with_capacity(ids.len());
+        for (id, line, column) in ids {
+            parsed.push((GroupId::parse(&id).map_err(|_| Unsure)?, at((line, column))));
+        }
+        let ids = parsed;
         let source = ids[0].1.clone();
         let Some((name, name_line, name_column)) = template else {
             // `unset:` without a template is an error.
