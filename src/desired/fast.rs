@@ -1,17 +1,21 @@
 //! The fast path of reading a group file: the shape nearly every group file has
-//! (`groups:`, a block sequence of `id` and `attributes`, or of `id` and `template`
-//! with `attributes` or none, perhaps with `ownership`; attribute values as plain,
-//! quoted or literal block scalars) read in one pass over the text, straight into
-//! the model, without a YAML event stream in between.
+//! (`groups:`, a block sequence of entries: `id` (one group) or `ids` (a set), with
+//! `attributes`, or with `template` and `attributes` or none, and perhaps `unset`;
+//! perhaps with `ownership`; attribute values as plain, quoted or literal block
+//! scalars; `ids` and `unset` as a one-line flow sequence or a block sequence of
+//! scalars) read in one pass over the text, straight into the model, without a YAML
+//! event stream in between. That is every shape `grattr import` writes, with
+//! `--template` and `--sets` too.
 //!
 //! It reads only what it can read exactly as the YAML parser does, and only files
 //! with nothing to report: at the first thing it does not know for certain (a tag,
-//! an anchor, a flow collection, a multi-line quoted scalar, a tab, a carriage
-//! return, `ids:`, `unset:`, `templates:`, a problem of any kind) it gives up, and
-//! the file is read again by the full parser, which finds and words every diagnostic
-//! (see [`super::groups::parse_file`]). So a file read here is one the full reader
-//! would read to the same groups and template uses, with the same locations, and no
-//! diagnostic.
+//! an anchor, a flow mapping, a flow sequence spanning lines or holding anything but
+//! simple scalars, an empty sequence, a multi-line quoted scalar, a tab, a carriage
+//! return, `templates:`, a problem of any kind) it gives up, and the file is read
+//! again by the full parser, which finds and words every diagnostic (see
+//! [`super::groups::parse_file`]). So a file read here is one the full reader would
+//! read to the same groups, declarations, templated entries and template uses, with
+//! the same locations, and no diagnostic.
 
 use super::groups::FileGroups;
 use super::templates::{Places, Templated};
@@ -30,6 +34,9 @@ struct Unsure;
 type Attributes = (AttributeSet, Box<[(u32, u32)]>, (u64, u64));
 
 type Read<T> = Result<T, Unsure>;
+
+/// A scalar's value, and the line and column where it is written.
+type Scalar = (String, u64, u64);
 
 /// The longest implicit key YAML allows, in characters (counted here in bytes, which
 /// is stricter).
@@ -148,15 +155,17 @@ impl Reader<'_> {
     }
 
     /// One entry of `groups:`, starting at its `- ` line; returns the next line. An
-    /// entry is `id:` and `attributes:`, or `id:` and `template:` (and perhaps
-    /// `attributes:`), perhaps with `ownership:`, in any order.
+    /// entry is `id:` (one group) or `ids:` (a set), with `attributes:`, or with
+    /// `template:` (and perhaps `attributes:` and `unset:`), perhaps with `ownership:`,
+    /// in any order.
     fn group(&mut self, line: Line) -> Read<Option<Line>> {
         let dash = self.content(line).strip_prefix(b"- ").ok_or(Unsure)?;
         let fields = line.indent + 2 + spaces(dash);
         // Where the parser places the entry's mapping: its first key.
         let entry_at = (line.number, fields as u64 + 1);
         let mut line = line;
-        let (mut id, mut attributes, mut ownership, mut template) = (None, None, None, None);
+        let (mut id, mut ids, mut attributes, mut ownership, mut template, mut unset) =
+            (None, None, None, None, None, None);
         let next = loop {
             let content = &self.text[line.start + fields..line.end];
             let next = if let Some(rest) = content.strip_prefix(b"id:") {
@@ -165,12 +174,26 @@ impl Reader<'_> {
                 }
                 id = Some(self.field_value(line, fields + 3, rest)?);
                 self.next_line()
+            } else if let Some(rest) = content.strip_prefix(b"ids:") {
+                if ids.is_some() {
+                    return Err(Unsure);
+                }
+                let (list, next) = self.sequence(line, fields, fields + 4, rest)?;
+                ids = Some(list);
+                next
             } else if let Some(rest) = content.strip_prefix(b"template:") {
                 if template.is_some() {
                     return Err(Unsure);
                 }
                 template = Some(self.field_value(line, fields + 9, rest)?);
                 self.next_line()
+            } else if let Some(rest) = content.strip_prefix(b"unset:") {
+                if unset.is_some() {
+                    return Err(Unsure);
+                }
+                let (list, next) = self.sequence(line, fields, fields + 6, rest)?;
+                unset = Some(list);
+                next
             } else if let Some(rest) = content.strip_prefix(b"ownership:") {
                 // Only the two words, plain and alone on the line; anything else is the full parser's.
                 let word = match rest {
@@ -207,68 +230,171 @@ impl Reader<'_> {
                 next => break next,
             }
         };
-        let Some((id, line, column)) = id else { return Err(Unsure) };
-        let id = GroupId::parse(&id).map_err(|_| Unsure)?;
-        let source = SourceLocation { file: self.file.clone(), line, column };
+        let at = |(line, column): (u64, u64)| SourceLocation { file: self.file.clone(), line, column };
+        // One id, or a set of them (`ids:`), each where it is written; both, or neither, is an error.
+        let (ids, kind) = match (id, ids) {
+            (Some((id, line, column)), None) => (vec![(id, line, column)], OriginKind::Group),
+            (None, Some(ids)) => (ids, OriginKind::Set),
+            _ => return Err(Unsure),
+        };
+        // Exactly as long as the list: an entry's ids are kept with it (collecting a `Result`
+        // would not know the length, and take room for four).
+        let mut parsed = Vec::with_capacity(ids.len());
+        for (id, line, column) in ids {
+            parsed.push((GroupId::parse(&id).map_err(|_| Unsure)?, at((line, column))));
+        }
+        let ids = parsed;
+        let source = ids[0].1.clone();
         let Some((name, name_line, name_column)) = template else {
-            let Some((attributes, key_at, _)) = attributes else { return Err(Unsure) };
+            // `unset:` without a template is an error.
+            let (None, Some((attributes, key_at, _))) = (unset, attributes) else { return Err(Unsure) };
             if !limits::check(&attributes).is_empty() {
                 return Err(Unsure);
             }
-            self.out.declared.push((id.clone(), source.clone()));
+            self.out.declared.extend(ids.iter().cloned());
             let group = DesiredGroup {
                 attributes,
                 source,
                 ownership: ownership.unwrap_or_default(),
                 ownership_written: ownership.is_some(),
-                origins: Origins::Own { kind: OriginKind::Group, at: key_at },
+                origins: Origins::Own { kind, at: key_at },
             };
-            self.out.groups.push((id, group));
+            self.out.groups.reserve(ids.len());
+            for (id, id_at) in ids {
+                self.out.groups.push((id, DesiredGroup { source: id_at, ..group.clone() }));
+            }
             return Ok(next);
         };
         // An empty name is an error once resolved (no template has it): the parser's to word.
         if name.is_empty() {
             return Err(Unsure);
         }
+        let unset = unset.unwrap_or_default();
+        // A key unset twice (the second finds nothing to remove, a warning once resolved)
+        // is left to the parser. A key both set and unset is read as the parser reads it:
+        // the error is resolution's, which follows either reading.
+        let mut keys: Vec<&str> = unset.iter().map(|(key, ..)| key.as_str()).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(Unsure);
+        }
         // Without `attributes:` the parser places them at the entry.
-        let (attributes, key_at, (at_line, at_column)) =
+        let (attributes, key_at, attributes_at) =
             attributes.unwrap_or_else(|| (AttributeSet::new(), Box::default(), entry_at));
         // At its declaration only a key's own limits are checked; the totals once resolved.
         if limits::check(&attributes).iter().any(|violation| violation.key().is_some()) {
             return Err(Unsure);
         }
-        let at = |line: u64, column: u64| SourceLocation { file: self.file.clone(), line, column };
         let places: Places = attributes
             .keys()
             .zip(&key_at)
-            .map(|(key, &(line, column))| (key, at(line.into(), column.into())))
+            .map(|(key, &(line, column))| (key, at((line.into(), column.into()))))
             .collect();
-        let template_at = at(name_line, name_column);
+        let template_at = at((name_line, name_column));
         self.out.uses.push((name.clone(), template_at.clone()));
-        self.out.declared.push((id.clone(), source.clone()));
+        self.out.declared.extend(ids.iter().cloned());
         let group = DesiredGroup {
             attributes,
-            source: source.clone(),
+            source,
             ownership: ownership.unwrap_or_default(),
             ownership_written: ownership.is_some(),
-            origins: Origins::Own { kind: OriginKind::Group, at: key_at },
+            origins: Origins::Own { kind, at: key_at },
         };
         self.out.templated.push(Templated {
-            ids: vec![(id, source)],
+            ids,
             group,
             template: name,
             template_at,
-            unset: Vec::new(),
+            unset: unset.into_iter().map(|(key, line, column)| (key, at((line, column)))).collect(),
             places,
-            attributes_at: at(at_line, at_column),
+            attributes_at: at(attributes_at),
         });
         Ok(next)
+    }
+
+    /// The sequence of scalars a field (`ids:`, `unset:`) on `line`, indented by
+    /// `fields`, holds: its `:` ends at column `after_colon` (from 0, past the
+    /// indentation) and is followed by `rest`, which is a one-line flow sequence or
+    /// nothing (then a block sequence follows). Returns each item with its line and
+    /// column, and the line after the sequence. An empty sequence is the parser's.
+    fn sequence(
+        &mut self,
+        line: Line,
+        fields: usize,
+        after_colon: usize,
+        rest: &[u8],
+    ) -> Read<(Vec<Scalar>, Option<Line>)> {
+        if rest_is_empty(rest) {
+            return self.block_sequence(fields);
+        }
+        let open = after_colon + spaces(rest);
+        if open == after_colon || self.text.get(line.start + open) != Some(&b'[') {
+            return Err(Unsure);
+        }
+        let items = self.flow_sequence(line, line.start + open)?;
+        Ok((items, self.next_line()))
+    }
+
+    /// A flow sequence of scalars that opens at `open` (its `[`) and closes on `line`:
+    /// `[a, "b", 'c']`, then only spaces and a comment. Plain scalars here hold none of
+    /// the characters that mean something in a flow collection (`,[]{}#:`) nor quotes.
+    fn flow_sequence(&self, line: Line, open: usize) -> Read<Vec<Scalar>> {
+        let end = line.end;
+        let mut items = Vec::new();
+        let mut at = open + 1 + spaces(&self.text[open + 1..end]);
+        loop {
+            let (value, after) = match self.text.get(at).filter(|_| at < end) {
+                Some(b'"' | b'\'') => self.quoted(at, end)?,
+                _ => {
+                    let stop = memchr::memchr2(b',', b']', &self.text[at..end]).ok_or(Unsure)?;
+                    let text = self.source[at..at + stop].trim_end_matches(' ');
+                    if text.bytes().any(|b| b"[]{}#:\"'".contains(&b)) {
+                        return Err(Unsure);
+                    }
+                    (plain(text)?.to_string(), at + text.len())
+                }
+            };
+            // Columns count characters: an item may follow text that is not ASCII.
+            let column = self.source[line.start..at].chars().count() as u64 + 1;
+            items.push((value, line.number, column));
+            let after = after + spaces(&self.text[after..end]);
+            match self.text.get(after).filter(|_| after < end) {
+                Some(b',') if self.text.get(after + 1) == Some(&b' ') && after + 1 < end => {
+                    at = after + 1 + spaces(&self.text[after + 1..end]);
+                }
+                Some(b']') if rest_is_empty(&self.text[after + 1..end]) => return Ok(items),
+                _ => return Err(Unsure),
+            }
+        }
+    }
+
+    /// The block sequence of scalars below a key indented by `parent` (deeper than it:
+    /// the parser also takes one at the key's own indentation, which is left to it),
+    /// one `- ` item a line; returns each item with its line and column, and the line
+    /// after the sequence.
+    fn block_sequence(&mut self, parent: usize) -> Read<(Vec<Scalar>, Option<Line>)> {
+        let mut line = self.next_line().ok_or(Unsure)?;
+        let indent = line.indent;
+        if indent <= parent {
+            return Err(Unsure);
+        }
+        let mut items = Vec::new();
+        loop {
+            let rest = self.content(line).strip_prefix(b"- ").ok_or(Unsure)?;
+            let column = indent + 2 + spaces(rest);
+            items.push((self.scalar(line.start + column, line.end)?, line.number, column as u64 + 1));
+            match self.next_line() {
+                Some(next) if next.indent == indent => line = next,
+                Some(next) if next.indent > indent => return Err(Unsure),
+                next => return Ok((items, next)),
+            }
+        }
     }
 
     /// The scalar value of a field of a group (`id:`, `template:`) on `line`, whose
     /// `:` ends at column `after_colon` (from 0, past the indentation) and is followed by
     /// `rest`; returns it with its line and column.
-    fn field_value(&self, line: Line, after_colon: usize, rest: &[u8]) -> Read<(String, u64, u64)> {
+    fn field_value(&self, line: Line, after_colon: usize, rest: &[u8]) -> Read<Scalar> {
         if !rest.is_empty() && rest[0] != b' ' {
             return Err(Unsure);
         }
@@ -573,20 +699,23 @@ mod tests {
     use proptest::prelude::*;
 
     /// Reads `text` both ways: when the fast path reads it, the YAML parser must read
-    /// the same groups, templated entries and template uses at the same places, and
-    /// find nothing to report. Returns what the fast path read.
+    /// the same of it, field by field of [`FileGroups`] (groups, declarations, templated
+    /// entries with their ids, `unset:` and places, template uses), and find nothing to
+    /// report. Returns what the fast path read.
     fn read_both(text: &str) -> Option<FileGroups> {
         let file: Arc<Path> = Arc::from(Path::new("g.yaml"));
         let full = parse_yaml(file.clone(), text);
         let fast = parse(&file, text)?;
+        // Every field, so that a field added to `FileGroups` is compared too.
+        let FileGroups { groups, declared, diagnostics, templates, templated, uses } = &fast;
         let errors: Vec<String> = full.diagnostics.iter().map(ToString::to_string).collect();
         assert!(errors.is_empty(), "the fast path read a file with problems:\n{text}\n{errors:#?}");
-        assert!(fast.diagnostics.is_empty(), "{:?}", fast.diagnostics);
-        assert_eq!(fast.groups, full.groups, "groups of\n{text}");
-        assert_eq!(fast.declared, full.declared, "declarations of\n{text}");
-        assert_eq!(fast.templated, full.templated, "templated entries of\n{text}");
-        assert_eq!(fast.uses, full.uses, "template uses of\n{text}");
-        assert_eq!(fast.templates, full.templates, "templates of\n{text}");
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert_eq!(groups, &full.groups, "groups of\n{text}");
+        assert_eq!(declared, &full.declared, "declarations of\n{text}");
+        assert_eq!(templated, &full.templated, "templated entries of\n{text}");
+        assert_eq!(uses, &full.uses, "template uses of\n{text}");
+        assert_eq!(templates, &full.templates, "templates of\n{text}");
         Some(fast)
     }
 
@@ -595,18 +724,220 @@ mod tests {
         read_both(text).is_some()
     }
 
+    /// A place in `g.yaml`.
+    fn at(line: u64, column: u64) -> SourceLocation {
+        SourceLocation { file: Arc::from(Path::new("g.yaml")), line, column }
+    }
+
+    /// Each id of `groups` (or of `declared`), with its line and column.
+    fn placed<'a>(ids: impl IntoIterator<Item = (&'a GroupId, &'a SourceLocation)>) -> Vec<(&'a str, u64, u64)> {
+        ids.into_iter().map(|(id, at)| (id.as_str(), at.line, at.column)).collect()
+    }
+
     #[test]
-    fn gives_up_on_group_sets() {
-        for text in [
-            "groups:\n  - ids: [a-1, a-2]\n    attributes:\n      k: v\n",
-            "groups:\n  - ids:\n      - a-1\n      - a-2\n    attributes: {}\n",
-            "groups:\n  - attributes: {}\n    ids: [a-1]\n",
+    fn reads_group_sets_with_each_id_where_it_is_written() {
+        let text = "groups:\n  - ids: [a-1, \"a 2\", 'b''c', 0x1F]  # flow\n    attributes:\n      k: v\n      j: w\n  - ownership: keys\n    ids: # block\n      - x\n      # a comment\n      - \"y\"\n      -   z # c\n\n    attributes: {}\n  - attributes: {}\n    ids: [solo]\n";
+        let fast = read_both(text).expect("read by the fast path");
+        let groups = placed(fast.groups.iter().map(|(id, group)| (id, &group.source)));
+        let expected = [
+            ("a-1", 2, 11),
+            ("a 2", 2, 16),
+            ("b'c", 2, 23),
+            ("0x1F", 2, 31),
+            ("x", 8, 9),
+            ("y", 10, 9),
+            ("z", 11, 11),
+            ("solo", 15, 11),
+        ];
+        assert_eq!(groups, expected);
+        assert_eq!(placed(fast.declared.iter().map(|(id, at)| (id, at))), expected);
+        let (a, x) = (&fast.groups[0].1, &fast.groups[4].1);
+        assert_eq!(&a.attributes["k"], "v");
+        // Every id of a set shares the entry, and its keys' places, as a set's.
+        assert!(fast.groups[..4].iter().all(|(_, group)| group.attributes == a.attributes));
+        assert_eq!(a.origins, Origins::Own { kind: OriginKind::Set, at: Box::new([(5, 7), (4, 7)]) });
+        assert_eq!((x.ownership, x.ownership_written), (Ownership::Keys, true));
+        assert!(fast.templated.is_empty() && fast.uses.is_empty());
+        // An id twice in a set is declared twice, as the parser has it: merging reports it.
+        let fast = read_both("groups:\n  - ids: [a, b, a]\n    attributes: {}\n").expect("read by the fast path");
+        assert_eq!(placed(fast.declared.iter().map(|(id, at)| (id, at))), [("a", 2, 11), ("b", 2, 14), ("a", 2, 17)]);
+        // A key both set and unset too: resolving reports it.
+        assert!(agree("groups:\n  - id: a\n    template: t\n    attributes:\n      k: v\n    unset: [k]\n"));
+    }
+
+    #[test]
+    fn reads_unset_and_templated_sets() {
+        // As `grattr import --template --sets` writes them, and in other orders and forms.
+        let text = "groups:\n  - id: g1\n    template: t\n    unset: [rules, \"no\", 'x y'] # c\n  - ids: [p, q]\n    unset:\n      - k\n    template: t\n    attributes:\n      own: v\n  - template: u\n    ids:\n      - r\n";
+        let fast = read_both(text).expect("read by the fast path");
+        assert!(fast.groups.is_empty());
+        let [g1, pq, r] = &fast.templated[..] else { panic!("{:?}", fast.templated) };
+        assert_eq!(g1.ids, [(GroupId::parse("g1").unwrap(), at(2, 9))]);
+        let unset: Vec<_> = g1.unset.iter().map(|(key, at)| (key.as_str(), at.line, at.column)).collect();
+        assert_eq!(unset, [("rules", 4, 13), ("no", 4, 20), ("x y", 4, 26)]);
+        assert_eq!(g1.attributes_at, at(2, 5));
+        assert_eq!(placed(pq.ids.iter().map(|(id, at)| (id, at))), [("p", 5, 11), ("q", 5, 14)]);
+        assert_eq!(pq.unset, [("k".to_string(), at(7, 9))]);
+        assert_eq!((pq.template.as_str(), &pq.template_at), ("t", &at(8, 15)));
+        assert_eq!(pq.group.source, at(5, 11));
+        assert_eq!(pq.group.origins, Origins::Own { kind: OriginKind::Set, at: Box::new([(10, 7)]) });
+        assert_eq!(pq.attributes_at, at(10, 7));
+        assert_eq!(r.ids, [(GroupId::parse("r").unwrap(), at(13, 9))]);
+        assert_eq!(r.attributes_at, at(11, 5));
+        let uses: Vec<_> = fast.uses.iter().map(|(name, at)| (name.as_str(), at.line, at.column)).collect();
+        assert_eq!(uses, [("t", 3, 15), ("t", 8, 15), ("u", 11, 15)]);
+        let declared = placed(fast.declared.iter().map(|(id, at)| (id, at)));
+        assert_eq!(declared, [("g1", 2, 9), ("p", 5, 11), ("q", 5, 14), ("r", 13, 9)]);
+    }
+
+    #[test]
+    fn places_items_after_text_that_is_not_ascii_by_character() {
+        // Ids are ASCII; keys need not be.
+        let text = "groups:\n  - ids: [a, b]\n    template: t\n    unset: [\"é\", 你好, 'ü', b]\n";
+        let fast = read_both(text).expect("read by the fast path");
+        let unset: Vec<_> = fast.templated[0].unset.iter().map(|(key, at)| (key.as_str(), at.column)).collect();
+        assert_eq!(unset, [("é", 13), ("你好", 18), ("ü", 22), ("b", 27)]);
+    }
+
+    #[test]
+    fn leaves_sequences_it_does_not_know_to_the_parser() {
+        let entry = |field: &str| format!("groups:\n  - id: a\n    template: t\n    {field}\n");
+        let set = |field: &str| format!("groups:\n  - {field}\n    attributes: {{}}\n");
+        let mut texts = Vec::new();
+        for list in [
+            // Empty, or spanning lines.
+            "[]",
+            "[ ]",
+            "[a,\n      b]",
+            "[a, b\n      ]",
+            "[\n      a]",
+            "\"\"",
+            "",
+            // Items the fast path does not read in a flow sequence.
+            "[a,b]",
+            "[a, ]",
+            "[a, b,]",
+            "[, a]",
+            "[a b: c]",
+            "[\"a\": c]",
+            "[a:b]",
+            "[a#b]",
+            "[a #b]",
+            "[a'b]",
+            "[a\"b]",
+            "[[a]]",
+            "[{a: b}]",
+            "[a, [b]]",
+            "[a, {b}]",
+            "[a}]",
+            "[&x a]",
+            "[*x]",
+            "[!!str a]",
+            "[? a]",
+            "[- a]",
+            "[-]",
+            "[~]",
+            "[null]",
+            "[a, \"b\n      c\"]",
+            "[\"a\\\n      b\"]",
+            "[a]x",
+            "[a] x",
+            "[a]#c",
+            "[a]]",
+            // Not a sequence.
+            "a",
+            "{a: b}",
+            "&x [a]",
+            "!!seq [a]",
+            "[a] &x",
+            "|\n      a",
+            // Block sequences the fast path does not read.
+            "\n    - a",
+            "\n  - a",
+            "\n      -\n      - a",
+            "\n      - a\n       - b",
+            "\n      - a\n        b",
+            "\n      - a\n     - b",
+            "\n      - - a",
+            "\n      - [a]",
+            "\n      - a: b",
+            "\n      - ~",
+            "\n      - |\n        a",
+            "\n      - &x a",
+            "\n      - \"a\n        b\"",
+            "\n      -a",
+            "\n      - a\n      x: b",
         ] {
-            assert!(!agree(text), "{text}");
-            let full = parse_yaml(Arc::from(Path::new("g.yaml")), text);
-            assert!(full.diagnostics.is_empty(), "{:?}", full.diagnostics);
-            assert!(!full.groups.is_empty());
+            for key in ["ids:", "unset:"] {
+                let field = match list.strip_prefix('\n') {
+                    Some(_) => format!("{key}{list}"),
+                    None => format!("{key} {list}").trim_end().to_string(),
+                };
+                texts.push(if key == "ids:" { set(&field) } else { entry(&field) });
+            }
         }
+        texts.extend([
+            // `ids:` written otherwise.
+            set("ids:[a]"),
+            set("ids : [a]"),
+            set("\"ids\": [a]"),
+            // Both `id` and `ids`, or `ids` twice: errors.
+            "groups:\n  - id: a\n    ids: [b]\n    attributes: {}\n".to_string(),
+            "groups:\n  - ids: [b]\n    id: a\n    attributes: {}\n".to_string(),
+            "groups:\n  - ids: [a]\n    ids: [b]\n    attributes: {}\n".to_string(),
+            // Ids that are not valid.
+            set("ids: [a, \"\"]"),
+            set(&format!("ids: [a, {}]", "x".repeat(49))),
+            // A set without attributes or a template.
+            "groups:\n  - ids: [a, b]\n".to_string(),
+            // `unset:` without `template:`, twice, or naming a key twice.
+            "groups:\n  - id: a\n    attributes: {}\n    unset: [k]\n".to_string(),
+            "groups:\n  - ids: [a, b]\n    attributes:\n      k: v\n    unset: [k]\n".to_string(),
+            entry("unset: [k]\n    unset: [j]"),
+            entry("unset: [k, k]"),
+            entry("unset: [k, 'j', \"k\"]"),
+            entry("unset:\n      - k\n      - \"k\""),
+        ]);
+        for text in texts {
+            assert!(!agree(&text), "read by the fast path:\n{text}");
+        }
+    }
+
+    #[test]
+    fn reads_what_import_writes() {
+        use super::super::emit::{Entry, entries_file, sets_file};
+        let ids: Vec<GroupId> = ["@TGS#aC5SZEAEF", "room-1", "a, b", "[c]", "\"d\" #e", "- f", "no", "1.50"]
+            .into_iter()
+            .map(str::to_string)
+            .chain((0..12).map(|n| format!("member-{n:02}")))
+            .map(|id| GroupId::parse(&id).unwrap())
+            .collect();
+        let gold: AttributeSet = [("theme", "gold"), ("rules", "1. Be kind.\n2. No spam.\n")].into_iter().collect();
+        let none = AttributeSet::new();
+        let unset = ["rules".to_string(), "no".to_string(), "a b".to_string(), "#x".to_string()];
+        // Four kinds of entry, five ids each: sets of five when written as sets.
+        let entries: Vec<Entry<'_>> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| Entry {
+                id,
+                ownership: (n % 4 == 3).then_some(Ownership::Keys),
+                template: [Some("room"), Some("it's"), None, Some("room")][n % 4],
+                attributes: if n % 4 == 1 || n % 4 == 3 { &none } else { &gold },
+                unset: if n % 4 == 0 || n % 4 == 3 { &unset[..] } else { &[] },
+            })
+            .collect();
+        // Plain entries as `import` writes them without a template, too.
+        let plain: Vec<Entry<'_>> =
+            ids.iter().map(|id| Entry { id, ownership: None, template: None, attributes: &gold, unset: &[] }).collect();
+        for text in [entries_file("Imported.", &entries), sets_file("Imported.", &entries), sets_file("h", &plain)] {
+            let fast = read_both(&text).unwrap_or_else(|| panic!("not read by the fast path:\n{text}"));
+            assert_eq!(fast.declared.len(), ids.len(), "{text}");
+        }
+        // The shapes are there: sets in flow and in block form, and `unset:`.
+        let (sets, block) = (sets_file("Imported.", &entries), sets_file("h", &plain));
+        assert!(sets.contains("  - ids: [") && sets.contains("    unset: ["), "{sets}");
+        assert!(block.contains("  - ids:\n      - \"@TGS#aC5SZEAEF\"\n"), "{block}");
     }
 
     #[test]
@@ -674,10 +1005,7 @@ mod tests {
     #[test]
     fn leaves_templates_it_does_not_know_to_the_parser() {
         for text in [
-            // What the fast path does not read: `unset:`, sets, templates defined.
-            "groups:\n  - id: a\n    template: t\n    unset: [k]\n",
-            "groups:\n  - id: a\n    template: t\n    unset:\n      - k\n",
-            "groups:\n  - ids: [a, b]\n    template: t\n",
+            // What the fast path does not read: templates defined.
             "templates:\n  t:\n    k: v\ngroups:\n  - id: a\n    template: t\n",
             "groups:\n  - id: a\n    template: t\ntemplates:\n  t:\n    k: v\n",
             // Names that are empty, not text, or not written plainly.
@@ -826,9 +1154,64 @@ mod tests {
         ]
     }
 
+    /// An item of a sequence (`ids:`, `unset:`) as written: mostly a name the fast path
+    /// reads (plain or quoted), sometimes a hostile one, sometimes one it must leave to the
+    /// parser (null, a collection, an anchor, a tag, text spanning lines).
+    fn item() -> impl Strategy<Value = String> {
+        prop_oneof![
+            12 => prop::sample::select(vec![
+                "a", "g-1", "rules", "x y", "7", "0x1F", "1.50", "true", "no", "-a", "a-b.c/d", "é", "你好", "a.b", "Z",
+            ])
+            .prop_map(str::to_string),
+            3 => prop::sample::select(vec![
+                "\"@TGS#x\"", "\"a, b\"", "\"[c]\"", "\"\\\"d\\\" #e\"", "\"- f\"", "'it''s'", "'a: b'", "\"x\\u00e9\"",
+                "\"{}\"", "'#'", "\"\"", "''",
+            ])
+            .prop_map(str::to_string),
+            2 => word().prop_map(|w| format!("\"{}\"", w.replace(['"', '\\'], ""))),
+            2 => word().prop_map(|w| format!("'{}'", w.replace('\'', "''"))),
+            1 => word(),
+            1 => prop::sample::select(vec![
+                "~", "null", "", "[a]", "{a: b}", "&x a", "*x", "!!str a", "!!int 7", "a: b", "- a", "\"a\n b\"", "? a",
+                "|\n  a", "a #b", "a#b",
+            ])
+            .prop_map(str::to_string),
+        ]
+    }
+
+    /// `key:` and a sequence of `items` as written, on lines after the first indented by
+    /// `fields` (the entry's): one-line flow forms, with regular and irregular spacing,
+    /// flow sequences spanning lines, block sequences deeper than the key, at its own
+    /// indentation (which YAML allows) and with comments between items.
+    fn sequence(key: &str, items: &[String], form: u8, fields: usize) -> String {
+        let pad = |n: usize| " ".repeat(n);
+        // Items are written on one line each in block form: a line feed in one stays at the item's indentation.
+        let block = |indent: usize, between: &str| {
+            items.iter().fold(format!("{key}:"), |text, item| {
+                text + between + "\n" + &pad(indent) + "- " + &item.replace('\n', &format!("\n{}", pad(indent)))
+            })
+        };
+        let flow = |open: &str, separator: &str, close: &str| {
+            let inline: Vec<String> =
+                items.iter().map(|item| item.replace('\n', &format!("\n{}", pad(fields + 2)))).collect();
+            format!("{key}: {open}{}{close}", inline.join(separator))
+        };
+        match form % 16 {
+            0..=5 => flow("[", ", ", "]"),
+            6 => flow("[", ", ", "] # c"),
+            7 => flow("[ ", " ,  ", " ]"),
+            8 => flow("[", ",", "]"),
+            9 => flow("[", &format!(",\n{}", pad(fields + 2)), "]"),
+            10..=13 => block(fields + 2, ""),
+            14 => block(fields + 4, " # c"),
+            _ => block(fields, ""),
+        }
+    }
+
     /// A group file of the common shape, with random values, keys, indentation and
-    /// noise; some entries name a template (with or without `attributes:`), some say
-    /// an `ownership:`, and the fields come in any order.
+    /// noise; some entries name a template (with or without `attributes:`, with or
+    /// without `unset:`), some are sets (`ids:`, in flow or block form), some say an
+    /// `ownership:`, and the fields come in any order.
     fn document() -> impl Strategy<Value = String> {
         let attribute = |indent: usize| (word(), prop::bool::ANY, scalar(indent));
         let ownership = prop_oneof![
@@ -837,14 +1220,30 @@ mod tests {
             1 => prop::sample::select(vec!["other", "keys # c", "\"keys\"", "", "group "]).prop_map(Some),
         ];
         // A templated entry's `attributes:`: none, `{}` or a block (`None` for an entry without a template).
-        let template = prop::option::weighted(0.4, (template_line(), prop::sample::select(vec![0usize, 1, 2, 2, 2])));
+        let template = prop::option::weighted(0.5, (template_line(), prop::sample::select(vec![0usize, 1, 2, 2, 2])));
+        // A set's `ids:` (its items and form), and whether the entry says `id:` too (an error).
+        let ids = prop::option::weighted(
+            0.4,
+            (
+                prop_oneof![1 => Just(Vec::new()), 12 => prop::collection::vec(item(), 1..6)],
+                any::<u8>(),
+                prop::bool::weighted(0.05),
+            ),
+        );
+        // An `unset:` (its items and form): mostly with a template, sometimes without (an error).
+        let unset = prop::option::weighted(
+            0.5,
+            (prop_oneof![1 => Just(Vec::new()), 12 => prop::collection::vec(item(), 1..4)], any::<u8>()),
+        );
         let group = (
             (0usize..3, 1usize..3),
-            prop::collection::vec(any::<u8>(), 4),
+            prop::collection::vec(any::<u8>(), 6),
             scalar(0),
             prop::collection::vec(attribute(0), 0..4),
             template,
             ownership,
+            ids,
+            unset,
         );
         (
             prop::sample::select(vec!["", "", "", "", "# header\n", "\n\n", "---\n", "%YAML 1.2\n---\n"]),
@@ -863,7 +1262,7 @@ mod tests {
         )
             .prop_map(|(head, top, seq, groups, tail)| {
                 let mut text = format!("{head}{top}\n");
-                for (index, ((extra, deeper), order, id, attributes, template, ownership)) in
+                for (index, ((extra, deeper), order, id, attributes, template, ownership, ids, unset)) in
                     groups.into_iter().enumerate()
                 {
                     let pad = " ".repeat(seq);
@@ -884,7 +1283,23 @@ mod tests {
                         let value = value.replace('\n', &format!("\n{attr_pad}"));
                         attrs += &format!("\n{attr_pad}{key}: {value}");
                     }
-                    let mut lines = vec![id_line];
+                    let mut lines = Vec::new();
+                    match ids {
+                        None => lines.push(id_line),
+                        Some((items, form, both)) => {
+                            // Mostly ids of this entry only (so that sets rarely declare an id twice), some hostile.
+                            let items: Vec<String> = items
+                                .into_iter()
+                                .enumerate()
+                                .map(|(n, item)| if n % 3 == 1 { item } else { format!("s{index}-{n}") })
+                                .collect();
+                            lines.push(sequence("ids", &items, form, fields));
+                            if both {
+                                lines.push(id_line);
+                            }
+                        }
+                    }
+                    let templated = template.is_some();
                     match template {
                         None => lines.push(attrs),
                         Some((line, written)) => {
@@ -898,6 +1313,16 @@ mod tests {
                     }
                     if let Some(word) = ownership {
                         lines.push(format!("ownership: {word}"));
+                    }
+                    // Mostly with a template; without, it is an error.
+                    if let Some((items, form)) = unset.filter(|(_, form)| templated || form % 8 == 0) {
+                        // Mostly plain keys, some hostile.
+                        let items: Vec<String> = items
+                            .into_iter()
+                            .enumerate()
+                            .map(|(n, item)| if n % 3 == 1 { item } else { format!("k{n}") })
+                            .collect();
+                        lines.push(sequence("unset", &items, form, fields));
                     }
                     // The fields in an order of the generated keys.
                     let mut ordered: Vec<(u8, String)> = order.into_iter().zip(lines).collect();
@@ -928,20 +1353,56 @@ mod tests {
         let mut runner = proptest::test_runner::TestRunner::deterministic();
         let strategy = document();
         let (mut read, mut templated, mut bare, mut keys, mut owned, mut after) = (0, 0, 0, 0, 0, 0);
-        for _ in 0..500 {
-            let Some(fast) = read_both(&strategy.new_tree(&mut runner).unwrap().current()) else { continue };
+        let (mut set_ids, mut flow_ids, mut block_ids, mut templated_sets) = (0, 0, 0, 0);
+        let (mut unset, mut flow_unset, mut block_unset) = (0, 0, 0);
+        for _ in 0..2000 {
+            let text = strategy.new_tree(&mut runner).unwrap().current();
+            let Some(fast) = read_both(&text) else { continue };
+            // What a place is written after: `[` or `,` in a flow sequence, `-` in a block one.
+            let lines: Vec<&str> = text.split('\n').collect();
+            let before = |at: &SourceLocation| {
+                let line = lines[usize::try_from(at.line).unwrap() - 1];
+                let prefix: String = line.chars().take(usize::try_from(at.column).unwrap() - 1).collect();
+                prefix.trim_end().chars().last()
+            };
             read += 1;
             templated += fast.templated.len();
             bare += fast.templated.iter().filter(|entry| entry.places.is_empty()).count();
             keys += fast.templated.iter().filter(|entry| !entry.places.is_empty()).count();
             owned += fast.templated.iter().filter(|entry| entry.group.ownership_written).count();
             after += fast.templated.iter().filter(|entry| entry.template_at.line > entry.group.source.line).count();
+            let set = |group: &DesiredGroup| matches!(group.origins, Origins::Own { kind: OriginKind::Set, .. });
+            set_ids += fast.groups.iter().filter(|(_, group)| set(group)).count();
+            templated_sets += fast.templated.iter().filter(|entry| set(&entry.group)).count();
+            flow_ids += fast.declared.iter().filter(|(_, at)| matches!(before(at), Some('[' | ','))).count();
+            block_ids += fast.declared.iter().filter(|(_, at)| before(at) == Some('-')).count();
+            unset += fast.templated.iter().filter(|entry| !entry.unset.is_empty()).count();
+            let unset_at = fast.templated.iter().flat_map(|entry| entry.unset.iter().map(|(_, at)| at));
+            for at in unset_at {
+                match before(at) {
+                    Some('[' | ',') => flow_unset += 1,
+                    Some('-') => block_unset += 1,
+                    other => panic!("{other:?} before {at}:\n{text}"),
+                }
+            }
         }
-        assert!(read > 50, "only {read} of 500 generated documents were read by the fast path");
-        assert!(templated > 20, "only {templated} templated entries were read by the fast path");
-        assert!(bare > 5, "only {bare} templated entries without keys of their own were read by the fast path");
-        assert!(keys > 3, "only {keys} templated entries with keys of their own were read by the fast path");
-        assert!(owned > 3, "only {owned} templated entries with an ownership were read by the fast path");
-        assert!(after > 5, "only {after} templated entries with `template:` after `id:` were read by the fast path");
+        // Deterministic: 2,000 documents, of which about a tenth are read fast (192 when written).
+        assert!(read > 150, "only {read} of 2,000 generated documents were read by the fast path");
+        assert!(templated > 80, "only {templated} templated entries were read by the fast path");
+        assert!(bare > 20, "only {bare} templated entries without keys of their own were read by the fast path");
+        assert!(keys > 12, "only {keys} templated entries with keys of their own were read by the fast path");
+        assert!(owned > 12, "only {owned} templated entries with an ownership were read by the fast path");
+        assert!(after > 20, "only {after} templated entries with `template:` after `id:` were read by the fast path");
+        assert!(set_ids > 60, "only {set_ids} ids of sets without a template were read by the fast path");
+        assert!(templated_sets > 20, "only {templated_sets} templated sets were read by the fast path");
+        assert!(
+            flow_ids > 60 && block_ids > 40,
+            "ids read by the fast path: {flow_ids} in flow, {block_ids} in block form"
+        );
+        assert!(unset > 25, "only {unset} entries with `unset:` were read by the fast path");
+        assert!(
+            flow_unset > 25 && block_unset > 20,
+            "unset keys read: {flow_unset} in flow, {block_unset} in block form"
+        );
     }
 }

@@ -1361,11 +1361,10 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_path_leaves_templates_and_unset_to_the_full_parser() {
+    fn the_fast_path_leaves_templates_to_the_full_parser() {
         let fast = |text: &str| super::super::fast::parse(&Arc::from(Path::new("g.yaml")), text);
         for text in [
             "templates:\n  t:\n    k: v\ngroups:\n  - id: a\n    template: t\n",
-            "groups:\n  - id: a\n    template: t\n    unset: [k]\n",
             "groups:\n  - id: a\n    attributes:\n      k: v\ntemplates:\n  t:\n    k: v\n",
         ] {
             assert!(fast(text).is_none(), "{text}");
@@ -1373,10 +1372,13 @@ mod tests {
         let parsed = parse("g.yaml", "groups:\n  - id: a\n    template: t\n    unset: [k]\n");
         assert_eq!(parsed.templated.len(), 1);
         assert_eq!(parsed.uses[0].0, "t");
-        // An entry naming a template with `id:`, and `attributes:` or none, it reads as the parser does.
+        // An entry naming a template with `id:` or `ids:`, `attributes:` or none, and
+        // `unset:` or none, it reads as the parser does.
         for text in [
             "groups:\n  - id: a\n    template: t\n",
             "groups:\n  - id: a\n    attributes:\n      k: v\n    template: t\n",
+            "groups:\n  - id: a\n    template: t\n    unset: [k]\n",
+            "groups:\n  - ids: [a, b]\n    template: t\n    unset:\n      - k\n",
         ] {
             let (fast, full) =
                 (fast(text).expect(text), super::super::groups::parse_yaml(Arc::from(Path::new("g.yaml")), text));
