@@ -123,6 +123,21 @@ pub struct Generated {
     pub key_removed: usize,
 }
 
+impl Generated {
+    /// Counts group `index` among the drifted, by kind, when its record differs.
+    fn count_drift(&mut self, spec: &Spec, index: usize) {
+        if !spec.drifted(index) {
+            return;
+        }
+        self.drifted += 1;
+        match drift_kind(spec, index) {
+            Drift::Changed => self.changed += 1,
+            Drift::KeyAdded => self.key_added += 1,
+            Drift::KeyRemoved => self.key_removed += 1,
+        }
+    }
+}
+
 /// The id of group `index`: `bench-000123`.
 pub fn group_id(index: usize) -> String {
     format!("bench-{index:06}")
@@ -320,14 +335,7 @@ pub fn generate(root: &Path, spec: &Spec) -> io::Result<Generated> {
             text.push_str("    attributes:\n");
             text.push_str(&group.yaml);
 
-            if spec.drifted(index) {
-                out.drifted += 1;
-                match drift_kind(spec, index) {
-                    Drift::Changed => out.changed += 1,
-                    Drift::KeyAdded => out.key_added += 1,
-                    Drift::KeyRemoved => out.key_removed += 1,
-                }
-            }
+            out.count_drift(spec, index);
             let group_id = GroupId::parse(&id).map_err(io::Error::other)?;
             lock.groups.insert(group_id, AppliedGroup::new(recorded(spec, index, &group.attributes)));
         }
@@ -769,14 +777,7 @@ pub fn generate_templated(root: &Path, spec: &Spec) -> io::Result<Generated> {
             let _ = writeln!(text, "    template: {}", TEMPLATE_NAMES[templated_template(index)]);
             text.push_str("    attributes:\n");
             let _ = writeln!(text, "      {TEMPLATED_OWN_KEY}: \"{index}\"");
-            if spec.drifted(index) {
-                out.drifted += 1;
-                match drift_kind(spec, index) {
-                    Drift::Changed => out.changed += 1,
-                    Drift::KeyAdded => out.key_added += 1,
-                    Drift::KeyRemoved => out.key_removed += 1,
-                }
-            }
+            out.count_drift(spec, index);
             let id = GroupId::parse(&group_id(index)).map_err(io::Error::other)?;
             lock.groups.insert(id, AppliedGroup::new(templated_recorded(spec, index)));
         }

@@ -168,31 +168,20 @@ impl Reader<'_> {
             (None, None, None, None, None, None);
         let next = loop {
             let content = &self.text[line.start + fields..line.end];
+            // A field given twice is the parser's to report.
             let next = if let Some(rest) = content.strip_prefix(b"id:") {
-                if id.is_some() {
-                    return Err(Unsure);
-                }
-                id = Some(self.field_value(line, fields + 3, rest)?);
+                once(&mut id, self.field_value(line, fields + 3, rest)?)?;
                 self.next_line()
             } else if let Some(rest) = content.strip_prefix(b"ids:") {
-                if ids.is_some() {
-                    return Err(Unsure);
-                }
                 let (list, next) = self.sequence(line, fields, fields + 4, rest)?;
-                ids = Some(list);
+                once(&mut ids, list)?;
                 next
             } else if let Some(rest) = content.strip_prefix(b"template:") {
-                if template.is_some() {
-                    return Err(Unsure);
-                }
-                template = Some(self.field_value(line, fields + 9, rest)?);
+                once(&mut template, self.field_value(line, fields + 9, rest)?)?;
                 self.next_line()
             } else if let Some(rest) = content.strip_prefix(b"unset:") {
-                if unset.is_some() {
-                    return Err(Unsure);
-                }
                 let (list, next) = self.sequence(line, fields, fields + 6, rest)?;
-                unset = Some(list);
+                once(&mut unset, list)?;
                 next
             } else if let Some(rest) = content.strip_prefix(b"ownership:") {
                 // Only the two words, plain and alone on the line; anything else is the full parser's.
@@ -201,14 +190,9 @@ impl Reader<'_> {
                     b" group" => Ownership::Group,
                     _ => return Err(Unsure),
                 };
-                if ownership.replace(word).is_some() {
-                    return Err(Unsure);
-                }
+                once(&mut ownership, word)?;
                 self.next_line()
             } else if let Some(rest) = content.strip_prefix(b"attributes:") {
-                if attributes.is_some() {
-                    return Err(Unsure);
-                }
                 let (set, next) = match rest_is_empty(rest) {
                     true => self.attributes(fields)?,
                     false if rest_is_empty_flow_mapping(rest) => {
@@ -219,7 +203,7 @@ impl Reader<'_> {
                     }
                     false => return Err(Unsure),
                 };
-                attributes = Some(set);
+                once(&mut attributes, set)?;
                 next
             } else {
                 return Err(Unsure);
@@ -674,6 +658,14 @@ fn rest_is_empty(rest: &[u8]) -> bool {
 fn rest_is_empty_flow_mapping(rest: &[u8]) -> bool {
     let after = spaces(rest);
     after > 0 && rest[after..].starts_with(b"{}") && rest_is_empty(&rest[after + 2..])
+}
+
+/// Fills a field's `slot` with `value`; gives up when the field was given before.
+fn once<T>(slot: &mut Option<T>, value: T) -> Read<()> {
+    match slot.replace(value) {
+        None => Ok(()),
+        Some(_) => Err(Unsure),
+    }
 }
 
 /// A plain scalar on one line, checked: it must start with a character that starts
