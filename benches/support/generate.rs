@@ -124,6 +124,14 @@ pub struct Generated {
 }
 
 impl Generated {
+    /// Writes `lock` as the repository's `grattr.lock`, noting its size: the last step.
+    fn write_lock(mut self, lock: &Lockfile) -> io::Result<Generated> {
+        let path = self.root.join("grattr.lock");
+        lock.write(&path).map_err(io::Error::other)?;
+        self.lock_bytes = std::fs::metadata(&path)?.len();
+        Ok(self)
+    }
+
     /// Counts group `index` among the drifted, by kind, when its record differs.
     fn count_drift(&mut self, spec: &Spec, index: usize) {
         if !spec.drifted(index) {
@@ -346,10 +354,7 @@ pub fn generate(root: &Path, spec: &Spec) -> io::Result<Generated> {
         out.yaml_bytes += text.len() as u64;
     }
 
-    let lock_path = root.join("grattr.lock");
-    lock.write(&lock_path).map_err(io::Error::other)?;
-    out.lock_bytes = std::fs::metadata(&lock_path)?.len();
-    Ok(out)
+    out.write_lock(&lock)
 }
 
 /// Makes `dir` ready for [`generate`]: removes it when it holds an earlier
@@ -690,10 +695,7 @@ pub fn generate_sets(root: &Path, groups: usize) -> io::Result<Generated> {
             out.changed += end - start;
         }
     }
-    let lock_path = root.join("grattr.lock");
-    lock.write(&lock_path).map_err(io::Error::other)?;
-    out.lock_bytes = std::fs::metadata(&lock_path)?.len();
-    Ok(out)
+    out.write_lock(&lock)
 }
 
 /// The `templated` corpus: every group its own `id:` entry naming a template, as
@@ -785,8 +787,5 @@ pub fn generate_templated(root: &Path, spec: &Spec) -> io::Result<Generated> {
         out.files += 1;
         out.yaml_bytes += text.len() as u64;
     }
-    let lock_path = root.join("grattr.lock");
-    lock.write(&lock_path).map_err(io::Error::other)?;
-    out.lock_bytes = std::fs::metadata(&lock_path)?.len();
-    Ok(out)
+    out.write_lock(&lock)
 }
