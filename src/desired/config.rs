@@ -3,7 +3,7 @@
 
 use super::diagnostic::{Diagnostic, Rule, display_path};
 use super::overlays::OverlayPath;
-use super::shape::{Issue, Lenient, NodeList, Shape, read_fields, wrong_type};
+use super::shape::{Entries, Issue, Lenient, NodeList, Shape, read_fields, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::SourceLocation;
 use crate::model::{Ownership, Region};
@@ -96,20 +96,8 @@ impl Shape for SettingsFields {
     }
 }
 
-/// The `environments:` mapping, entries in the order written.
-#[derive(Debug, Default)]
-struct EnvironmentEntries(Vec<(Spanned<Node>, Spanned<Lenient<SettingsFields>>)>);
-
-impl Shape for EnvironmentEntries {
-    const EXPECTED: &'static str = "a mapping";
-    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry()? {
-            entries.push(entry);
-        }
-        Ok(EnvironmentEntries(entries))
-    }
-}
+/// The `environments:` mapping: each name and its settings.
+type EnvironmentEntries = Entries<Spanned<Node>, Spanned<Lenient<SettingsFields>>>;
 
 /// Every problem of a configuration, in file order: one run reports them all.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ pub(crate) use super::attributes::ownership_word;
 use super::attributes::{read_attributes, read_ownership, report_limits};
 use super::diagnostic::{Diagnostic, Rule};
 use super::overlays::{OverlayPath, Overlays};
-use super::shape::{AttrEntries, FileFields, GroupFields, GroupList, Issue, Lenient, NodeList, wrong_type};
+use super::shape::{Entries, FileFields, GroupFields, Issue, Items, Lenient, NodeList, wrong_type};
 use super::templates::{Template, Templated};
 use super::yaml::{self, Node};
 pub use crate::model::DesiredGroup;
@@ -352,7 +352,7 @@ pub(super) fn parse_yaml(file: Arc<Path>, text: &str) -> FileGroups {
             let at = yaml::locate(&file, &referenced);
             out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a sequence")));
         }
-        Some(Spanned { value: Lenient::Found(GroupList(groups)), .. }) => {
+        Some(Spanned { value: Lenient::Found(Items(groups)), .. }) => {
             if groups.is_empty() {
                 no_groups(&mut out);
             }
@@ -431,7 +431,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
             out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
             return;
         }
-        Some(Spanned { value: Lenient::Found(AttrEntries(entries)), referenced, .. }) => (entries, referenced),
+        Some(Spanned { value: Lenient::Found(Entries(entries)), referenced, .. }) => (entries, referenced),
     };
     let (entries, attributes_at) = (entries.0, yaml::locate(file, &entries.1));
 
@@ -514,7 +514,7 @@ pub(super) fn read_ids(
         (None, Some((_, list))) => {
             let list_at = yaml::locate(file, &list.referenced);
             match list.value {
-                Lenient::Found(NodeList(nodes)) if !nodes.is_empty() => {
+                Lenient::Found(Items(nodes)) if !nodes.is_empty() => {
                     Some(nodes.iter().map(|node| read_id(file, text, node, diagnostics)).collect())
                 }
                 Lenient::Found(_) => {

@@ -14,12 +14,13 @@ use super::attributes::{read_attributes, report_limits};
 use super::diagnostic::{Diagnostic, Rule, display_path};
 use super::groups;
 use super::shape::{
-    AttrEntries, Issue, Lenient, NodeList, Shape, found_or_report, read_fields, read_fields_refusing, wrong_type,
+    AttrEntries, Entries, Issue, Items, Lenient, NodeList, Shape, TopFields, found_or_report, read_fields_refusing,
+    wrong_type,
 };
 use super::templates::{read_unset, template_name};
 use super::yaml::{self, Node};
 use crate::model::{AttributeSet, GroupId, SourceLocation};
-use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+use serde::de::{IgnoredAny, MapAccess};
 use serde_saphyr::{Location, Spanned};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -220,42 +221,10 @@ impl Overlays {
 }
 
 /// The top level of an overlay file.
-#[derive(Debug, Default)]
-struct OverlayFields {
-    groups: Option<Spanned<Lenient<PatchList>>>,
-    templates: Option<Spanned<Lenient<TemplatePatches>>>,
-    issues: Vec<Issue>,
-}
-
-impl Shape for OverlayFields {
-    const EXPECTED: &'static str = "a mapping";
-    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let (mut groups, mut templates) = (None, None);
-        let issues = read_fields(map, &["groups", "templates"], |field, _, map| {
-            match field {
-                "groups" => groups = Some(map.next_value()?),
-                _ => templates = Some(map.next_value()?),
-            }
-            Ok(())
-        })?;
-        Ok(OverlayFields { groups, templates, issues })
-    }
-}
+type OverlayFields = TopFields<PatchList, TemplatePatches>;
 
 /// An overlay's `groups:` sequence.
-#[derive(Debug, Default)]
-struct PatchList(Vec<Spanned<Lenient<PatchFields>>>);
-
-impl Shape for PatchList {
-    const EXPECTED: &'static str = "a sequence";
-    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = seq.next_element()? {
-            entries.push(entry);
-        }
-        Ok(PatchList(entries))
-    }
-}
+type PatchList = Items<Spanned<Lenient<PatchFields>>>;
 
 /// What an overlay cannot change of a group, and why.
 const GROUP_REFUSED: &[(&str, Rule, &str)] = &[
@@ -299,20 +268,8 @@ impl Shape for PatchFields {
     }
 }
 
-/// An overlay's `templates:` mapping: each name and its patch, in the order written.
-#[derive(Debug, Default)]
-struct TemplatePatches(Vec<(Spanned<Node>, Spanned<Lenient<TemplatePatchBody>>)>);
-
-impl Shape for TemplatePatches {
-    const EXPECTED: &'static str = "a mapping";
-    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry()? {
-            entries.push(entry);
-        }
-        Ok(TemplatePatches(entries))
-    }
-}
+/// An overlay's `templates:` mapping: each name and its patch.
+type TemplatePatches = Entries<Spanned<Node>, Spanned<Lenient<TemplatePatchBody>>>;
 
 /// The patch of one template: attribute keys, and the reserved `unset:`.
 #[derive(Debug, Default)]
@@ -413,7 +370,7 @@ fn read_template_patches(
     out: &mut OverlayFile,
 ) {
     let expected = "a mapping of template patches";
-    let Some(TemplatePatches(entries)) = found_or_report(file, templates, expected, &mut out.diagnostics) else {
+    let Some(Entries(entries)) = found_or_report(file, templates, expected, &mut out.diagnostics) else {
         return;
     };
     let mut seen: HashMap<String, SourceLocation> = HashMap::new();
@@ -485,7 +442,7 @@ fn check_both(
 /// Reads an overlay's `groups:`.
 fn read_group_patches(file: &Arc<Path>, text: &str, groups: Spanned<Lenient<PatchList>>, out: &mut OverlayFile) {
     let expected = "a sequence of group patches";
-    let Some(PatchList(entries)) = found_or_report(file, groups, expected, &mut out.diagnostics) else {
+    let Some(Items(entries)) = found_or_report(file, groups, expected, &mut out.diagnostics) else {
         return;
     };
     let mut seen: HashMap<GroupId, SourceLocation> = HashMap::new();
@@ -522,7 +479,7 @@ fn read_group_patches(file: &Arc<Path>, text: &str, groups: Spanned<Lenient<Patc
                 out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
                 (AttributeSet::new(), BTreeMap::new())
             }
-            Some(Spanned { value: Lenient::Found(AttrEntries(entries)), referenced, .. }) => {
+            Some(Spanned { value: Lenient::Found(Entries(entries)), referenced, .. }) => {
                 let attributes_at = yaml::locate(file, &referenced);
                 let (attributes, key_at) = read_attributes(file, text, &label, entries.iter(), &mut out.diagnostics);
                 report_limits(&label, &attributes, &key_at, &attributes_at, false, &mut out.diagnostics);

@@ -5,6 +5,7 @@
 use super::diagnostic::Rule;
 use super::yaml::Node;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 use std::fmt;
@@ -189,18 +190,25 @@ pub fn read_fields_refusing<'de, A: MapAccess<'de>>(
     Ok(issues)
 }
 
-/// The top level of a group file.
-#[derive(Debug, Default)]
-pub struct FileFields {
+/// The top level of a file of `groups:` and `templates:`: a group file
+/// ([`FileFields`]) or an overlay (whose entries patch, rather than declare).
+#[derive(Debug)]
+pub struct TopFields<G, T> {
     /// `groups:`, if given.
-    pub groups: Option<Spanned<Lenient<GroupList>>>,
+    pub groups: Option<Spanned<Lenient<G>>>,
     /// `templates:`, if given.
-    pub templates: Option<Spanned<Lenient<TemplateMap>>>,
+    pub templates: Option<Spanned<Lenient<T>>>,
     /// Unknown and repeated fields.
     pub issues: Vec<Issue>,
 }
 
-impl Shape for FileFields {
+impl<G, T> Default for TopFields<G, T> {
+    fn default() -> Self {
+        TopFields { groups: None, templates: None, issues: Vec::new() }
+    }
+}
+
+impl<G: Shape, T: Shape> Shape for TopFields<G, T> {
     const EXPECTED: &'static str = "a mapping";
     fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
         let (mut groups, mut templates) = (None, None);
@@ -211,54 +219,52 @@ impl Shape for FileFields {
             }
             Ok(())
         })?;
-        Ok(FileFields { groups, templates, issues })
+        Ok(TopFields { groups, templates, issues })
     }
 }
 
-/// The `templates:` mapping: each name and its body, in the order written, duplicates kept.
-#[derive(Debug, Default)]
-pub struct TemplateMap(pub Vec<(Spanned<Node>, Spanned<Lenient<AttrEntries>>)>);
+/// The top level of a group file.
+pub type FileFields = TopFields<GroupList, TemplateMap>;
 
-impl Shape for TemplateMap {
+/// A sequence: its items, in the order written.
+#[derive(Debug)]
+pub struct Items<T>(pub Vec<T>);
+
+impl<T: DeserializeOwned> Shape for Items<T> {
+    const EXPECTED: &'static str = "a sequence";
+    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Items(items))
+    }
+}
+
+/// A mapping: its entries, in the order written, duplicates kept.
+#[derive(Debug)]
+pub struct Entries<K, V>(pub Vec<(K, V)>);
+
+impl<K: DeserializeOwned, V: DeserializeOwned> Shape for Entries<K, V> {
     const EXPECTED: &'static str = "a mapping";
     fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut entries = Vec::new();
+        // A group's attributes are a few keys: room for 8 without a hint.
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
         while let Some(entry) = map.next_entry()? {
             entries.push(entry);
         }
-        Ok(TemplateMap(entries))
+        Ok(Entries(entries))
     }
 }
 
-/// A sequence of scalars (`unset:`), each with its place.
-#[derive(Debug, Default)]
-pub struct NodeList(pub Vec<Spanned<Node>>);
+/// The `templates:` mapping: each name and its body.
+pub type TemplateMap = Entries<Spanned<Node>, Spanned<Lenient<AttrEntries>>>;
 
-impl Shape for NodeList {
-    const EXPECTED: &'static str = "a sequence";
-    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut nodes = Vec::new();
-        while let Some(node) = seq.next_element()? {
-            nodes.push(node);
-        }
-        Ok(NodeList(nodes))
-    }
-}
+/// A sequence of scalars (`unset:`, `ids:`), each with its place.
+pub type NodeList = Items<Spanned<Node>>;
 
 /// The `groups:` sequence.
-#[derive(Debug, Default)]
-pub struct GroupList(pub Vec<Spanned<Lenient<GroupFields>>>);
-
-impl Shape for GroupList {
-    const EXPECTED: &'static str = "a sequence";
-    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut groups = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(group) = seq.next_element()? {
-            groups.push(group);
-        }
-        Ok(GroupList(groups))
-    }
-}
+pub type GroupList = Items<Spanned<Lenient<GroupFields>>>;
 
 /// One entry of `groups:`.
 #[derive(Debug, Default)]
@@ -299,17 +305,5 @@ impl Shape for GroupFields {
     }
 }
 
-/// A group's `attributes:` mapping, entries in the order written, duplicates kept.
-#[derive(Debug, Default)]
-pub struct AttrEntries(pub Vec<(Spanned<Node>, Spanned<Node>)>);
-
-impl Shape for AttrEntries {
-    const EXPECTED: &'static str = "a mapping";
-    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(entry) = map.next_entry()? {
-            entries.push(entry);
-        }
-        Ok(AttrEntries(entries))
-    }
-}
+/// A group's `attributes:` mapping: each key and value.
+pub type AttrEntries = Entries<Spanned<Node>, Spanned<Node>>;

@@ -16,7 +16,7 @@ use super::attributes::{read_attributes, read_ownership, report_limits, violatio
 use super::diagnostic::{Diagnostic, Rule};
 use super::groups::FileGroups;
 use super::overlays::{OverlayFile, Overlays, Patch, TemplatePatch};
-use super::shape::{AttrEntries, Lenient, NodeList, TemplateMap, found_or_report, wrong_type};
+use super::shape::{Entries, Items, Lenient, NodeList, TemplateMap, found_or_report, wrong_type};
 use super::yaml::{self, Node};
 use crate::model::limits::{self, Violation};
 use crate::model::{AttributeSet, DesiredGroup, GroupId, KeyOrigin, OriginKind, Origins, Ownership, SourceLocation};
@@ -294,7 +294,7 @@ pub(super) fn read_templates(
     templates: Spanned<Lenient<TemplateMap>>,
     out: &mut FileGroups,
 ) {
-    let Some(TemplateMap(entries)) = found_or_report(file, templates, "a mapping", &mut out.diagnostics) else {
+    let Some(Entries(entries)) = found_or_report(file, templates, "a mapping", &mut out.diagnostics) else {
         return;
     };
     for (name_node, body) in entries {
@@ -303,7 +303,7 @@ pub(super) fn read_templates(
         let errors_before = out.diagnostics.iter().filter(|d| d.is_error()).count();
         let body_at = yaml::locate(file, &body.referenced);
         let entries = match body.value {
-            Lenient::Found(AttrEntries(entries)) => entries,
+            Lenient::Found(Entries(entries)) => entries,
             Lenient::Wrong(_) => {
                 let message = format!("template {name:?}: {}", wrong_type("a mapping"));
                 out.diagnostics.push(Diagnostic::error(Rule::WrongType, body_at, message));
@@ -367,7 +367,7 @@ pub(super) fn read_unset(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<(String, SourceLocation)> {
     let nodes = match list.value {
-        Lenient::Found(NodeList(nodes)) => nodes,
+        Lenient::Found(Items(nodes)) => nodes,
         Lenient::Wrong(_) => {
             let at = yaml::locate(file, &list.referenced);
             diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a sequence of keys")));

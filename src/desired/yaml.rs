@@ -548,10 +548,9 @@ mod tests {
     use super::*;
 
     fn values(yaml: &str) -> Vec<(String, Option<String>)> {
-        use crate::desired::shape::{AttrEntries, Lenient};
-        let Lenient::Found(AttrEntries(entries)) = serde_saphyr::from_str_with_options(yaml, options()).unwrap() else {
-            panic!("not a mapping")
-        };
+        use crate::desired::shape::{AttrEntries, Entries, Lenient};
+        let parsed: Lenient<AttrEntries> = serde_saphyr::from_str_with_options(yaml, options()).unwrap();
+        let Lenient::Found(Entries(entries)) = parsed else { panic!("not a mapping") };
         entries
             .iter()
             .map(|(k, v)| {

@@ -1,9 +1,9 @@
 //! Checking the values of `grattr.yaml`: each field's type and range, at the top
 //! level and in every environment, one diagnostic per mistake.
 
-use super::{At, EnvironmentEntries, Settings, SettingsFields};
+use super::{At, Settings, SettingsFields};
 use crate::desired::diagnostic::{Diagnostic, Rule};
-use crate::desired::shape::{Lenient, NodeList, wrong_type};
+use crate::desired::shape::{Entries, Items, Lenient, NodeList, wrong_type};
 use crate::desired::yaml::{self, Node};
 use crate::model::Region;
 use serde_saphyr::Spanned;
@@ -154,7 +154,7 @@ impl Checker<'_> {
                     at,
                     "environments cannot be nested; expected the settings of this environment".to_string(),
                 )),
-                Lenient::Found(EnvironmentEntries(entries)) => {
+                Lenient::Found(Entries(entries)) => {
                     let mut named = BTreeMap::new();
                     for (key, value) in entries {
                         let key_at = yaml::locate(self.file, &key.referenced);
@@ -202,7 +202,7 @@ impl Checker<'_> {
             "expected a sequence of paths (overlay files, or directories of them), relative to grattr.yaml";
         let at = yaml::locate(self.file, &list.referenced);
         let nodes = match list.value {
-            Lenient::Found(NodeList(nodes)) => nodes,
+            Lenient::Found(Items(nodes)) => nodes,
             Lenient::Wrong("null") => return None,
             Lenient::Wrong(kind) => {
                 let message = format!("overlays: {kind} is not a list; {EXPECTED}");
