@@ -228,21 +228,22 @@ impl Reader<'_> {
             parsed.push((GroupId::parse(&id).map_err(|_| Unsure)?, at((line, column))));
         }
         let ids = parsed;
-        let source = ids[0].1.clone();
+        // The entry's own attributes and ownership, placed at its first id.
+        let declaration = |attributes, at| DesiredGroup {
+            attributes,
+            source: ids[0].1.clone(),
+            ownership: ownership.unwrap_or_default(),
+            ownership_written: ownership.is_some(),
+            origins: Origins::Own { kind, at },
+        };
         let Some((name, name_line, name_column)) = template else {
             // `unset:` without a template is an error.
             let (None, Some((attributes, key_at, _))) = (unset, attributes) else { return Err(Unsure) };
             if !limits::check(&attributes).is_empty() {
                 return Err(Unsure);
             }
+            let group = declaration(attributes, key_at);
             self.out.declared.extend(ids.iter().cloned());
-            let group = DesiredGroup {
-                attributes,
-                source,
-                ownership: ownership.unwrap_or_default(),
-                ownership_written: ownership.is_some(),
-                origins: Origins::Own { kind, at: key_at },
-            };
             self.out.groups.reserve(ids.len());
             for (id, id_at) in ids {
                 self.out.groups.push((id, DesiredGroup { source: id_at, ..group.clone() }));
@@ -276,14 +277,8 @@ impl Reader<'_> {
             .collect();
         let template_at = at((name_line, name_column));
         self.out.uses.push((name.clone(), template_at.clone()));
+        let group = declaration(attributes, key_at);
         self.out.declared.extend(ids.iter().cloned());
-        let group = DesiredGroup {
-            attributes,
-            source,
-            ownership: ownership.unwrap_or_default(),
-            ownership_written: ownership.is_some(),
-            origins: Origins::Own { kind, at: key_at },
-        };
         self.out.templated.push(Templated {
             ids,
             group,
