@@ -457,29 +457,56 @@ impl PullRequest {
         PullRequest { api: github(issue.clone()), issue, scratch }
     }
 
+    /// Plans `repo` as a pull request that leaves the lockfile as the base branch has it:
+    /// the files are committed, and that commit is both the checkout and the base.
     fn plan(&self, repo: &Repo) -> PlanRun {
+        self.plan_with(repo, &[])
+    }
+
+    /// [`PullRequest::plan`] with more variables for the step (a PATH, an environment).
+    fn plan_with(&self, repo: &Repo, extra: &[(&str, &str)]) -> PlanRun {
+        if !repo.join(".git").exists() {
+            git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+        }
+        git(repo.path(), &["add", "--all"]);
+        git(repo.path(), &["commit", "--quiet", "--allow-empty", "-m", "the base branch"]);
+        let base = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_string();
+        self.event(&base, HEAD_SHA, &[]);
+        self.plan_in(repo.path(), extra)
+    }
+
+    /// The event of pull request #7: its base and head commits, and its labels.
+    fn event(&self, base: &str, head: &str, labels: &[&str]) {
+        let labels: Vec<Value> = labels.iter().map(|name| json!({"name": name})).collect();
+        let event = json!({"pull_request": {"number": 7, "head": {"sha": head}, "base": {"sha": base}, "labels": labels}});
+        std::fs::write(self.scratch.path().join("event.json"), event.to_string()).unwrap();
+    }
+
+    /// Runs plan.sh in `dir` (a checkout) with the runner's variables and `extra` ones.
+    fn plan_in(&self, dir: &Path, extra: &[(&str, &str)]) -> PlanRun {
         let path = |name: &str| self.scratch.path().join(name).to_str().unwrap().to_string();
         // Each step has files of its own.
         for name in ["summary.md", "outputs"] {
             let _ = std::fs::remove_file(path(name));
         }
-        let output = script(
-            "plan.sh",
-            repo.path(),
-            self.scratch.path(),
-            &[
-                ("GRATTR_WORKING_DIRECTORY", repo.path().to_str().unwrap()),
-                ("GRATTR_ENVIRONMENT", ""),
-                ("GRATTR_GITHUB_TOKEN", TOKEN),
-                ("GITHUB_API_URL", &self.api.url),
-                ("GITHUB_SERVER_URL", "https://github.example"),
-                ("GITHUB_REPOSITORY", "owner/repo"),
-                ("GITHUB_RUN_ID", "42"),
-                ("GITHUB_EVENT_PATH", &path("event.json")),
-                ("GITHUB_STEP_SUMMARY", &path("summary.md")),
-                ("GITHUB_OUTPUT", &path("outputs")),
-            ],
-        );
+        let mut env = vec![
+            ("GRATTR_WORKING_DIRECTORY", dir.to_str().unwrap().to_string()),
+            ("GRATTR_ENVIRONMENT", String::new()),
+            ("GRATTR_GITHUB_TOKEN", TOKEN.to_string()),
+            ("GITHUB_API_URL", self.api.url.clone()),
+            ("GITHUB_SERVER_URL", "https://github.example".to_string()),
+            ("GITHUB_REPOSITORY", "owner/repo".to_string()),
+            ("GITHUB_RUN_ID", "42".to_string()),
+            ("GITHUB_EVENT_PATH", path("event.json")),
+            ("GITHUB_STEP_SUMMARY", path("summary.md")),
+            ("GITHUB_OUTPUT", path("outputs")),
+        ];
+        for (key, value) in extra {
+            env.retain(|(k, _)| k != key);
+            env.push((key, value.to_string()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let output = script("plan.sh", dir, self.scratch.path(), &env);
         let read = |name: &str| std::fs::read_to_string(path(name)).unwrap_or_default();
         PlanRun { summary: read("summary.md"), outputs: read("outputs"), output }
     }
@@ -594,6 +621,186 @@ fn a_read_only_token_still_writes_the_summary_and_does_not_fail() {
     assert!(pr.bot_comments().is_empty());
     assert!(pr.api.requests().iter().all(|r| !r.body.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes())));
     assert!(!text(&run.output).contains(TOKEN), "the token is never printed");
+}
+
+/// The lockfile grattr writes after applying `pairs` to `group` (the digest is unkeyed:
+/// anyone can write one).
+fn lockfile_recording(group: &str, pairs: &[(&str, &str)]) -> String {
+    let mut lockfile = grattr::lockfile::Lockfile::new(1_400_000_000);
+    let record = grattr::model::AppliedGroup::new(support::emulator::attrs(pairs));
+    lockfile.groups.insert(GroupId::parse(group).unwrap(), record);
+    String::from_utf8(lockfile.to_json()).unwrap()
+}
+
+/// A repository whose main records `shop` applied with price 100, and pull request #7 that
+/// sets the price to `price` and writes `files` (a lockfile, say) in the same commit, checked
+/// out as actions/checkout does for `pull_request`: the merge commit GitHub made.
+struct Merged {
+    repo: Repo,
+    base: String,
+    head: String,
+}
+
+fn pull_request_merged(config: &str, base_files: &[(&str, String)], price: &str, files: &[(&str, String)]) -> Merged {
+    let mut repo = Repo::new().file("grattr.yaml", config);
+    repo = repo.file("groups/shop.yaml", &groups_yaml(&[("shop", &[("price", "100")])]));
+    for (path, text) in base_files {
+        repo = repo.file(path, text);
+    }
+    git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+    git(repo.path(), &["add", "--all"]);
+    git(repo.path(), &["commit", "--quiet", "-m", "main: shop applied at 100"]);
+    let base = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_string();
+    git(repo.path(), &["checkout", "--quiet", "-b", "cheaper"]);
+    let mut repo = repo.file("groups/shop.yaml", &groups_yaml(&[("shop", &[("price", price)])]));
+    for (path, text) in files {
+        repo = repo.file(path, text);
+    }
+    git(repo.path(), &["add", "--all"]);
+    git(repo.path(), &["commit", "--quiet", "-m", "shop: a new price"]);
+    let head = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_string();
+    git(repo.path(), &["checkout", "--quiet", "--detach", "main"]);
+    git(repo.path(), &["merge", "--quiet", "--no-ff", "-m", "Merge pull request #7", "cheaper"]);
+    Merged { repo, base, head }
+}
+
+#[test]
+fn a_lockfile_edited_in_the_pull_request_hides_nothing_is_flagged_and_fails_unless_labelled() {
+    // The pull request lowers the price and rewrites the record to say price 1 was applied.
+    let forged = lockfile_recording("shop", &[("price", "1")]);
+    let merged = pull_request_merged(
+        support::CONFIG,
+        &[("grattr.lock", lockfile_recording("shop", &[("price", "100")]))],
+        "1",
+        &[("grattr.lock", forged)],
+    );
+    let pr = PullRequest::new();
+    pr.event(&merged.base, &merged.head, &[]);
+    let run = pr.plan_in(merged.repo.path(), &[]);
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "{}", text(&run.output));
+    let body = &comments[0].1;
+    // The plan compares with main's record: the change shows, whatever the lockfile says.
+    assert!(!body.contains("No changes"), "the change is hidden from the plan: {body}");
+    assert!(body.contains("<code>shop</code> will be updated"), "{body}");
+    assert!(body.contains(r#""100""#) && body.contains(r#""1""#), "{body}");
+    assert!(run.outputs.contains("has-changes=true\n"), "{}", run.outputs);
+    // Flagged in the comment, and the check fails.
+    assert!(body.contains("This pull request edits the lockfile"), "{body}");
+    assert!(body.contains("<code>grattr.lock</code>"), "{body}");
+    assert!(body.contains("grattr-lockfile-edit"), "the comment says how to accept it: {body}");
+    assert_eq!(run.output.status.code(), Some(1), "{}", text(&run.output));
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    assert!(
+        stderr.contains("::error title=grattr action::this pull request edits the lockfile grattr.lock"),
+        "{stderr}"
+    );
+
+    // A maintainer who reviewed the edit labels the pull request: the check passes, and the
+    // comment still says what was accepted and still plans against main's record.
+    pr.event(&merged.base, &merged.head, &["documentation", "grattr-lockfile-edit"]);
+    let run = pr.plan_in(merged.repo.path(), &[]);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "updated in place");
+    let body = &comments[0].1;
+    assert!(body.contains("This pull request edits the lockfile"), "{body}");
+    assert!(body.contains("accepted by the label"), "{body}");
+    assert!(body.contains("<code>shop</code> will be updated"), "{body}");
+}
+
+#[test]
+fn a_shallow_checkout_fetches_the_base_commit_and_an_unedited_lockfile_passes() {
+    let merged = pull_request_merged(
+        support::CONFIG,
+        &[("grattr.lock", lockfile_recording("shop", &[("price", "100")]))],
+        "1",
+        &[],
+    );
+    // actions/checkout's default: the merge commit alone, depth 1; its parents are not there.
+    let job = tempfile::tempdir().unwrap();
+    let merge = git(merged.repo.path(), &["rev-parse", "HEAD"]).trim().to_string();
+    let origin = format!("file://{}", merged.repo.path().display());
+    git(job.path(), &["init", "--quiet"]);
+    git(job.path(), &["remote", "add", "origin", &origin]);
+    git(job.path(), &["fetch", "--quiet", "--no-tags", "--depth=1", "origin", &format!("+{merge}:refs/remotes/pull/7/merge")]);
+    git(job.path(), &["checkout", "--quiet", "--detach", &merge]);
+    let present = Command::new("git").args(["cat-file", "-e", &format!("{}^{{commit}}", merged.base)]).current_dir(job.path()).status().unwrap();
+    assert!(!present.success(), "the base commit is not in the shallow checkout");
+
+    let pr = PullRequest::new();
+    pr.event(&merged.base, &merged.head, &[]);
+    let run = pr.plan_in(job.path(), &[]);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let body = &pr.bot_comments()[0].1;
+    assert!(body.contains("<code>shop</code> will be updated"), "{body}");
+    assert!(!body.contains("edits the lockfile"), "{body}");
+    assert!(!text(&run.output).contains("edits the lockfile"), "{}", text(&run.output));
+}
+
+#[test]
+fn an_environment_lockfile_absent_from_the_base_and_a_journal_added_by_the_pull_request() {
+    // The first pull request of a repository: main has no lockfile yet. The environment keeps
+    // its lockfile under state/, and the pull request adds a journal beside it, which a later
+    // apply would fold into the record.
+    let config = format!(
+        "admin: administrator\nenvironments:\n  staging:\n    sdkappid: 1400000000\n    endpoint: http://127.0.0.1:9\n    lockfile: state/staging.lock\n"
+    );
+    let merged = pull_request_merged(&config, &[], "1", &[("state/.staging.lock.journal", "{\"forged\":true}\n".into())]);
+    let pr = PullRequest::new();
+    pr.event(&merged.base, &merged.head, &[]);
+    let run = pr.plan_in(merged.repo.path(), &[("GRATTR_ENVIRONMENT", "staging")]);
+    assert_eq!(run.output.status.code(), Some(1), "{}", text(&run.output));
+    let body = &pr.bot_comments()[0].1;
+    assert!(body.starts_with("<!-- grattr-plan env=staging -->\n"), "{body}");
+    assert!(body.contains("<code>shop</code> will be created"), "nothing is recorded on main: {body}");
+    assert!(body.contains("This pull request edits the lockfile"), "{body}");
+    assert!(body.contains("<code>state/.staging.lock.journal</code>"), "{body}");
+
+    // Without the journal, the same pull request passes: no lockfile on either side.
+    let merged = pull_request_merged(&config, &[], "1", &[]);
+    pr.event(&merged.base, &merged.head, &[]);
+    let run = pr.plan_in(merged.repo.path(), &[("GRATTR_ENVIRONMENT", "staging")]);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let body = &pr.bot_comments()[0].1;
+    assert!(body.contains("<code>shop</code> will be created"), "{body}");
+    assert!(!body.contains("edits the lockfile"), "{body}");
+}
+
+#[test]
+fn a_plan_killed_half_way_replaces_the_comment_with_the_failure() {
+    let pr = PullRequest::new();
+    let repo = Repo::new().file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "dark")])]));
+    let run = pr.plan(&repo);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    assert!(pr.bot_comments()[0].1.contains("<code>lobby</code> will be created"));
+
+    // A grattr that is killed (as by the OOM killer) as soon as it plans.
+    let path = grattr_on_path(pr.scratch.path());
+    let killer = pr.scratch.path().join("killer");
+    std::fs::create_dir_all(&killer).unwrap();
+    let real = pr.scratch.path().join("bin/grattr");
+    std::fs::write(
+        killer.join("grattr"),
+        format!("#!/usr/bin/env bash\nif [[ \"${{1:-}}\" == plan ]]; then kill -9 $$; fi\nexec '{}' \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(killer.join("grattr")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(killer.join("grattr"), permissions).unwrap();
+    let path = format!("{}:{path}", killer.display());
+
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("lobby", &[("theme", "light")])]));
+    let run = pr.plan_with(&repo, &[("PATH", &path)]);
+    assert_eq!(run.output.status.code(), Some(1), "{}", text(&run.output));
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    let body = &comments[0].1;
+    assert!(!body.contains("will be created"), "the stale plan stays up: {body}");
+    assert!(body.starts_with("<!-- grattr-plan -->\n### grattr: plan failed"), "{body}");
+    assert!(body.contains("exit 137"), "{body}");
+    assert!(run.summary.contains("plan failed"), "{}", run.summary);
+    assert!(run.outputs.contains("has-changes=false\n"), "{}", run.outputs);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -789,6 +996,76 @@ fn a_partial_failure_is_still_committed_and_pushed_then_fails() {
     let lockfile = remote.lockfile();
     assert_eq!(lockfile["groups"]["alpha"]["attributes"], json!({"v": "2"}), "the success is recorded: {lockfile}");
     assert!(lockfile["groups"].get("ghost").is_none(), "{lockfile}");
+}
+
+/// The lines of `log` outside every stretch that `::stop-commands::TOKEN` opens and
+/// `::TOKEN::` closes: the lines the runner reads as workflow commands.
+fn outside_stop_commands(log: &str) -> Vec<&str> {
+    let mut outside = Vec::new();
+    let mut end: Option<String> = None;
+    for line in log.lines() {
+        match &end {
+            Some(token) if line == token => end = None,
+            Some(_) => {}
+            None => match line.strip_prefix("::stop-commands::") {
+                Some(token) => end = Some(format!("::{token}::")),
+                None => outside.push(line),
+            },
+        }
+    }
+    outside
+}
+
+#[test]
+fn hostile_ids_and_template_names_reach_the_log_only_with_workflow_commands_off() {
+    let server = Server::start(|_| {});
+    let remote = Remote::new(&server);
+    // main declares a group whose id is a workflow command, and a template (unused, so every
+    // plan warns about it) whose name is another one.
+    let group = "::error::forged by a group id";
+    let template = "::set-output name=forged::by a template name";
+    let dev = remote.clone("dev");
+    std::fs::write(dev.join("groups/hostile.yaml"), groups_yaml(&[(group, &[("v", "1")])])).unwrap();
+    std::fs::write(dev.join("groups/_templates.yaml"), format!("templates:\n  {}:\n    k: v\n", json!(template)))
+        .unwrap();
+    git(&dev, &["add", "."]);
+    git(&dev, &["commit", "--quiet", "-m", "Merge pull request #4: hostile"]);
+    git(&dev, &["push", "--quiet", "origin", "main"]);
+    let job = remote.clone("job");
+    // Another apply records the same group with other attributes and wins the race to main:
+    // the merge driver leaves the group out and says so, naming it.
+    let other = remote.clone("other");
+    std::fs::write(other.join("groups/hostile.yaml"), groups_yaml(&[(group, &[("v", "3")])])).unwrap();
+    git(&other, &["commit", "--quiet", "-am", "Merge pull request #5: hostile v3"]);
+    grattr_apply(&other, &["--target", group]);
+    git(&other, &["commit", "--quiet", "-am", "grattr: record applied state"]);
+    git(&other, &["push", "--quiet", "origin", "HEAD:refs/heads/pending"]);
+    remote.hook(
+        "#!/bin/sh\n\
+         if [ ! -e raced ]; then\n\
+           touch raced\n\
+           env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES \\\n\
+             git update-ref refs/heads/main refs/heads/pending\n\
+           echo 'main moved: another push won' >&2\n\
+           exit 1\n\
+         fi\n",
+    );
+
+    let run = remote.apply(&job);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stdout.contains("main moved: rebasing the lockfile onto it"), "{}", text(&run));
+    // The driver's line and the post-rebase plan's warning were printed (inside a stretch).
+    assert!(stdout.contains(&format!("{group}: recorded with other attributes on each side")), "{}", text(&run));
+    assert!(stdout.matches(template).count() >= 2, "warned by the first apply and by the plan after the rebase: {}", text(&run));
+    for hostile in [group, template, "::error::", "::set-output"] {
+        let raw: Vec<&str> = outside_stop_commands(&stdout).into_iter().filter(|l| l.contains(hostile)).collect();
+        assert!(raw.is_empty(), "{hostile:?} reaches the command parser on stdout: {raw:#?}");
+        let raw: Vec<&str> = stderr.lines().filter(|l| l.contains(hostile)).collect();
+        assert!(raw.is_empty(), "{hostile:?} reaches the command parser on stderr: {raw:#?}");
+    }
+    assert_eq!(remote.lockfile()["groups"][group]["attributes"], json!({"v": "3"}));
 }
 
 // ---------------------------------------------------------------------------------------------
