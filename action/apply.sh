@@ -50,14 +50,16 @@ if ! grep -qxF -- "$line" "$attributes" 2>/dev/null; then
 fi
 
 tracking="refs/remotes/$remote/$branch"
+# Every git command that talks to the remote or merges prints text we do not control (the
+# remote's messages, the merge driver's lines naming group ids): inert, like grattr's output.
 fetch() {
-  git fetch --quiet "$remote" "+refs/heads/$branch:$tracking"
+  inert git fetch --quiet "$remote" "+refs/heads/$branch:$tracking"
 }
 
 # Leaves the recorded successes on a branch of their own when they cannot reach $branch.
 rescue() {
   local rescue_branch="grattr-rescue/${GITHUB_RUN_ID:-$$}"
-  if git push --quiet "$remote" "HEAD:refs/heads/$rescue_branch"; then
+  if inert git push --quiet "$remote" "HEAD:refs/heads/$rescue_branch"; then
     error "the lockfile with this run's records is on the branch $rescue_branch: merge it into $branch"
   else
     error "the lockfile with this run's records could not be pushed anywhere; see this job's log for what was applied"
@@ -66,16 +68,18 @@ rescue() {
 
 apply_status=0
 run_apply() {
-  local status=0 token
+  local status=0
   # apply prints group ids and values from the desired state: with workflow commands off, a
   # line of theirs cannot become a command to the runner.
-  token=$(inert_token)
-  printf '::stop-commands::%s\n' "$token"
-  grattr apply "${args[@]}" --yes || status=$?
-  printf '::%s::\n' "$token"
+  inert grattr apply "${args[@]}" --yes || status=$?
   if ((status != 0 && apply_status == 0)); then
     apply_status=$status
   fi
+}
+
+# Whether grattr can plan from the checkout; its diagnostics are printed, the plan is not.
+plan_quietly() {
+  grattr plan "${args[@]}" >/dev/null
 }
 
 # Returns 1 when there is nothing new to commit.
@@ -100,7 +104,7 @@ if ! commit_lockfile; then
 fi
 
 attempt=1
-until git push --quiet "$remote" "HEAD:refs/heads/$branch"; do
+until inert git push --quiet "$remote" "HEAD:refs/heads/$branch"; do
   if ((attempt >= attempts)); then
     error "pushing the lockfile to $branch failed $attempts times"
     rescue
@@ -117,14 +121,14 @@ until git push --quiet "$remote" "HEAD:refs/heads/$branch"; do
     exit 1
   fi
   echo "$branch moved: rebasing the lockfile onto it (attempt $attempt of $attempts)"
-  if ! git rebase --quiet "$tracking"; then
-    git rebase --abort || true
+  if ! inert git rebase --quiet "$tracking"; then
+    inert git rebase --abort || true
     error "the lockfile could not be merged with the one on $branch (the same group recorded differently on both sides)"
     rescue
     exit 1
   fi
   # Never push a lockfile grattr cannot read (a bad merge).
-  if ! grattr plan "${args[@]}" >/dev/null; then
+  if ! inert plan_quietly; then
     error "after the rebase, grattr cannot plan from $branch's newest commit; not pushing"
     rescue
     exit 1

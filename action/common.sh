@@ -38,6 +38,18 @@ print_inert() {
   printf '\n::%s::\n' "$token"
 }
 
+# Runs a command with workflow commands off for everything it prints, both streams on stdout
+# (two pipes reach the runner in no guaranteed order, so a line on stderr could arrive after
+# the stretch ended). Returns the command's status.
+inert() {
+  local token status=0
+  token=$(inert_token)
+  printf '::stop-commands::%s\n' "$token"
+  "$@" 2>&1 || status=$?
+  printf '\n::%s::\n' "$token"
+  return "$status"
+}
+
 # A token no text can guess, to end a stretch of output with workflow commands off.
 inert_token() {
   od -An -N16 -tx1 /dev/urandom | tr -d ' \n'

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # plan mode: validate (errors as annotations), plan as Markdown, and show the plan in ONE
-# pull-request comment updated in place and in the job summary. A failed validation replaces
-# the comment with the errors, so a stale plan never stays up, and fails the step.
+# pull-request comment updated in place and in the job summary. Any failure (validation, a
+# grattr that dies, this script) replaces the comment with what failed, so a stale plan never
+# stays up, and fails the step. A pull request is planned against the base branch's lockfile,
+# and one that edits the lockfile is flagged and fails unless labelled (see base.sh).
 #
-# In: GRATTR_WORKING_DIRECTORY, GRATTR_ENVIRONMENT, GRATTR_GITHUB_TOKEN, and what GitHub sets:
+# In: GRATTR_WORKING_DIRECTORY, GRATTR_ENVIRONMENT, GRATTR_GITHUB_TOKEN,
+# GRATTR_LOCKFILE_EDIT_LABEL (default grattr-lockfile-edit), and what GitHub sets:
 # GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_EVENT_PATH, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT,
 # GITHUB_SERVER_URL, GITHUB_RUN_ID, RUNNER_TEMP.
 # Out: has-changes (true/false), plan-file (the Markdown that was posted).
@@ -13,6 +16,8 @@ here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/common.sh"
 # shellcheck source=github.sh source-path=SCRIPTDIR
 source "$here/github.sh"
+# shellcheck source=base.sh source-path=SCRIPTDIR
+source "$here/base.sh"
 
 enter_workspace
 marker='<!-- grattr-plan -->'
@@ -23,15 +28,35 @@ if [[ -n "$environment" ]]; then
 fi
 
 work=$(scratch_dir)
-trap 'rm -rf -- "$work"' EXIT
 plan_file="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/grattr-plan${environment:+-$environment}.md"
 set_output plan-file "$plan_file"
 set_output has-changes false
+# Set once a body saying how this run ended went out (a plan, or what failed).
+published=false
+
+# Whatever ends the script with a failure before it published (a grattr killed half-way, a
+# command failing under set -e), the comment must not go on showing an older plan.
+on_exit() {
+  local status=$?
+  trap - EXIT
+  if ((status != 0)) && ! $published; then
+    published=true
+    {
+      printf '### %s: plan failed\n\n' "$title"
+      printf 'The plan step stopped (exit %s) before it could show a plan; see the log of the run below.\n' "$status"
+    } >"$work/failed.md" 2>/dev/null || true
+    publish "$work/failed.md" || true
+  fi
+  rm -rf -- "$work"
+  exit "$status"
+}
+trap on_exit EXIT
 
 # A fence longer than any run of backticks in the text, so the text cannot close it.
 fenced() {
   local fence='```' longest
-  longest=$(grep -o '`*' -- "$1" | awk '{ if (length($0) > max) max = length($0) } END { print max + 0 }')
+  # grep finds nothing in a file without backticks (an empty one): not a failure here.
+  longest=$({ grep -o '`*' -- "$1" || true; } | awk '{ if (length($0) > max) max = length($0) } END { print max + 0 }')
   while ((${#fence} <= longest)); do fence+='`'; done
   printf '%stext\n' "$fence"
   cat -- "$1"
@@ -58,6 +83,7 @@ publish() {
     cat -- "$1"
     footer
   } >"$plan_file"
+  published=true
   if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
     # A step's summary holds at most 1 MiB.
     fit "$plan_file" "$work/summary.md" 1000000
@@ -66,9 +92,13 @@ publish() {
   upsert_comment "$marker" "$plan_file"
 }
 
-# 1. validate: with --format github its errors become annotations on the files.
+# 1. validate: with --format github its errors become annotations on the files (its own
+# workflow commands, escaped by grattr); anything else it says is the pull request's text.
 status=0
-grattr validate "${args[@]}" --format github || status=$?
+grattr validate "${args[@]}" --format github 2>"$work/validate.err" || status=$?
+if [[ -s "$work/validate.err" ]]; then
+  print_inert "$work/validate.err"
+fi
 if ((status != 0)); then
   # The same problems as text, for the comment and the summary.
   NO_COLOR=1 grattr validate "${args[@]}" >"$work/errors.txt" 2>&1 || true
@@ -83,9 +113,24 @@ if ((status != 0)); then
   exit 1
 fi
 
-# 2. plan: exit 2 means changes, 0 none, anything else an error.
+# 2. the record: a pull request's plan compares with the base branch's lockfile.
+plan_args=()
+edited=""
+if [[ -n "$(pull_request_number)" ]]; then
+  if ! read_base_record; then
+    {
+      printf '### %s: plan failed\n\n' "$title"
+      printf 'The base branch'"'"'s lockfile, which the plan compares with, cannot be read; see the log of the run below.\n'
+    } >"$work/body.md"
+    publish "$work/body.md" || true
+    exit 1
+  fi
+  plan_args=(--lockfile "$base_lockfile")
+fi
+
+# 3. plan: exit 2 means changes, 0 none, anything else an error.
 status=0
-NO_COLOR=1 grattr plan "${args[@]}" --format markdown --detailed-exitcode >"$work/plan.md" 2>"$work/plan.err" || status=$?
+NO_COLOR=1 grattr plan "${args[@]}" "${plan_args[@]}" --format markdown --detailed-exitcode >"$work/plan.md" 2>"$work/plan.err" || status=$?
 case "$status" in
   0 | 2) ;;
   *)
@@ -106,4 +151,16 @@ print_inert "$work/plan.md"
 if ((status == 2)); then
   set_output has-changes true
 fi
-publish "$work/plan.md"
+if [[ -n "$edited" ]]; then
+  {
+    lockfile_edit_note
+    cat -- "$work/plan.md"
+  } >"$work/body.md"
+else
+  cp -- "$work/plan.md" "$work/body.md"
+fi
+publish "$work/body.md"
+if [[ -n "$edited" ]] && ! $edit_accepted; then
+  error "this pull request edits the lockfile $lockfile_path (see the plan comment): undo the edit${edit_label:+, or add the label $edit_label once it is reviewed}"
+  exit 1
+fi

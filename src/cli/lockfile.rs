@@ -1,7 +1,8 @@
 //! `grattr lockfile merge`: git's merge driver for `grattr.lock`, so that two
 //! branches that each applied groups merge without a conflict.
 
-use super::exit;
+use super::output::Stdout;
+use super::{ConfigArgs, exit};
 use crate::escape;
 use crate::lockfile::merge::{self, Resolution};
 use crate::lockfile::{Lockfile, LockfileError};
@@ -15,6 +16,17 @@ pub(super) enum Command {
     /// Merge two lockfiles with their common ancestor, as git's merge driver
     /// (`grattr lockfile merge %O %A %B %P`): writes the result over OURS.
     Merge(MergeArgs),
+    /// Print the path of the lockfile grattr.yaml configures (for --env), as grattr
+    /// reads it from the current directory: for scripts, such as CI reading the base
+    /// branch's lockfile.
+    Path(PathArgs),
+}
+
+/// Options of `grattr lockfile path`.
+#[derive(Debug, clap::Args)]
+pub(super) struct PathArgs {
+    #[command(flatten)]
+    pub(super) config: ConfigArgs,
 }
 
 /// Options of `grattr lockfile merge`.
@@ -34,7 +46,22 @@ pub(super) struct MergeArgs {
 pub(super) fn run(command: &Command) -> anyhow::Result<u8> {
     match command {
         Command::Merge(args) => run_merge(args),
+        Command::Path(args) => run_path(args),
     }
+}
+
+/// One line a script reads: a path that is not text, or holds a control character
+/// (a newline would make it two lines), is refused rather than altered.
+fn run_path(args: &PathArgs) -> anyhow::Result<u8> {
+    let environment = args.config.load()?.environment(args.config.env.as_deref(), None)?;
+    let path = &environment.lockfile;
+    let Some(text) = path.to_str().filter(|text| !text.chars().any(char::is_control)) else {
+        anyhow::bail!("the lockfile path {} is not printable as one line of text", escape::path(path));
+    };
+    let mut out = Stdout::raw();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(exit::OK)
 }
 
 /// Reads one side; an empty or missing file (git's %O without a common ancestor)

@@ -205,7 +205,7 @@ enum Command {
     Usersig(usersig::Args),
     /// Run a local stand-in of the Chat REST API.
     Emulator(emulator::Args),
-    /// Work with lockfiles: `merge` is git's merge driver for grattr.lock.
+    /// Work with lockfiles: `merge` is git's merge driver for grattr.lock; `path` says where it is.
     #[command(subcommand)]
     Lockfile(lockfile::Command),
     /// Print the JSON Schema of a group file, of grattr.yaml or of an overlay file, for editors.
@@ -268,6 +268,7 @@ impl Command {
             Command::Usersig(args) => {
                 Takes { config: Some(&mut args.config), key: Some(&mut args.key), ..Takes::default() }
             }
+            Command::Lockfile(lockfile::Command::Path(args)) => Takes { config: Some(&mut args.config), ..Takes::default() },
             Command::Emulator(_)
             | Command::Lockfile(_)
             | Command::Schema(_)
@@ -280,7 +281,11 @@ impl Command {
 /// Whether the option `id` of the command was written on its command line (and
 /// not taken from its variable or default).
 fn written(matches: &clap::ArgMatches, id: &str) -> bool {
-    let command = matches.subcommand().map(|(_, m)| m);
+    // The innermost command's own options (`lockfile path` is two levels down).
+    let mut command = matches.subcommand().map(|(_, m)| m);
+    while let Some(inner) = command.and_then(|m| m.subcommand().map(|(_, m)| m)) {
+        command = Some(inner);
+    }
     command.and_then(|m| m.value_source(id)) == Some(clap::parser::ValueSource::CommandLine)
 }
 

@@ -42,13 +42,24 @@ pub(super) struct Args {
     /// so that changes made outside grattr are shown and reset. Needs the secret key.
     #[arg(long)]
     refresh: bool,
+    /// Plan against this lockfile instead of the configured one, read only (a missing
+    /// file records nothing). In CI: the base branch's lockfile, so that a pull request
+    /// that edits grattr.lock cannot hide one of its changes from its own plan.
+    #[arg(long, value_name = "FILE", conflicts_with = "state_dir")]
+    lockfile: Option<PathBuf>,
     #[command(flatten)]
     pub(super) workspace: WorkspaceArgs,
 }
 
 /// Runs `grattr plan`.
 pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
-    let mut workspace = inputs::load(environment(&args.workspace)?)?;
+    let mut environment = environment(&args.workspace)?;
+    if let Some(lockfile) = &args.lockfile {
+        // That file alone (and its journal): never the repository's record as a seed.
+        environment.lockfile.clone_from(lockfile);
+        environment.seed_lockfile = None;
+    }
+    let mut workspace = inputs::load(environment)?;
     let targets = inputs::targets(&workspace, &args.targets)?;
     if args.refresh {
         inputs::refresh(&args.workspace.api, &mut workspace, targets.as_ref())?;
