@@ -100,6 +100,7 @@ const COMMANDS: &[&[&str]] = &[
     &["emulator"],
     &["lockfile"],
     &["lockfile", "merge"],
+    &["lockfile", "path"],
     &["schema"],
     &["completions"],
     &["man"],
