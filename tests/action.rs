@@ -1141,6 +1141,16 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
                 let plan = &doc["jobs"]["plan"];
                 assert_eq!(plan["permissions"], json!({"contents": "read", "pull-requests": "write"}), "{path}");
                 assert!(plan["concurrency"]["cancel-in-progress"] == json!(true), "{path}");
+                // The plan compares with the base branch's lockfile: the merge commit's parents
+                // are checked out, and a label that accepts a lockfile edit runs it again.
+                let checkout = plan["steps"].as_array().unwrap().iter().find(|s| {
+                    s["uses"].as_str().is_some_and(|u| u.starts_with("actions/checkout@"))
+                });
+                assert_eq!(checkout.unwrap()["with"]["fetch-depth"], json!(2), "{path}");
+                let types = &pull_request["types"];
+                for kind in ["opened", "synchronize", "reopened", "labeled", "unlabeled"] {
+                    assert!(types.as_array().is_some_and(|t| t.contains(&json!(kind))), "{path}: types lacks {kind}");
+                }
             }
             if doc["on"].get("push").is_some() {
                 let apply = &doc["jobs"]["apply"];
@@ -1164,6 +1174,9 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
 
     let gitlab = yaml("examples/gitlab/.gitlab-ci.yml");
     assert_eq!(gitlab.len(), 1);
+    let plan_script = gitlab[0]["grattr-plan"]["script"].to_string();
+    assert!(plan_script.contains("grattr plan --lockfile"), "GitLab plans against the target branch's lockfile");
+    assert!(plan_script.contains("grattr-lockfile-edit"), "GitLab flags a lockfile edit");
     for (name, job) in gitlab[0].as_object().unwrap() {
         for key in ["before_script", "script", "after_script"] {
             let Some(lines) = job.get(key) else { continue };
