@@ -78,6 +78,7 @@ run_apply() {
 }
 
 # Whether grattr can plan from the checkout; its diagnostics are printed, the plan is not.
+# shellcheck disable=SC2317 # run through inert
 plan_quietly() {
   grattr plan "${args[@]}" >/dev/null
 }

@@ -7,7 +7,7 @@
 # checkout (actions/checkout of a pull_request event: the merge commit GitHub made).
 # Out: base_sha, lockfile_path, base_lockfile (the copy to plan against), edited (the paths
 # the pull request changes, one a line; empty when none), edit_label, edit_accepted.
-# shellcheck disable=SC2154 # work and args are set by the script that sources this file
+# shellcheck disable=SC2154,SC2034 # work and args are the caller's, and so are the values set here
 
 # The commit the pull request merges into. The checkout is the merge commit GitHub made, whose
 # first parent is the base branch's commit it was merged with and whose second is the pull

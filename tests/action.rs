@@ -478,7 +478,8 @@ impl PullRequest {
     /// The event of pull request #7: its base and head commits, and its labels.
     fn event(&self, base: &str, head: &str, labels: &[&str]) {
         let labels: Vec<Value> = labels.iter().map(|name| json!({"name": name})).collect();
-        let event = json!({"pull_request": {"number": 7, "head": {"sha": head}, "base": {"sha": base}, "labels": labels}});
+        let event =
+            json!({"pull_request": {"number": 7, "head": {"sha": head}, "base": {"sha": base}, "labels": labels}});
         std::fs::write(self.scratch.path().join("event.json"), event.to_string()).unwrap();
     }
 
@@ -723,9 +724,16 @@ fn a_shallow_checkout_fetches_the_base_commit_and_an_unedited_lockfile_passes() 
     let origin = format!("file://{}", merged.repo.path().display());
     git(job.path(), &["init", "--quiet"]);
     git(job.path(), &["remote", "add", "origin", &origin]);
-    git(job.path(), &["fetch", "--quiet", "--no-tags", "--depth=1", "origin", &format!("+{merge}:refs/remotes/pull/7/merge")]);
+    git(
+        job.path(),
+        &["fetch", "--quiet", "--no-tags", "--depth=1", "origin", &format!("+{merge}:refs/remotes/pull/7/merge")],
+    );
     git(job.path(), &["checkout", "--quiet", "--detach", &merge]);
-    let present = Command::new("git").args(["cat-file", "-e", &format!("{}^{{commit}}", merged.base)]).current_dir(job.path()).status().unwrap();
+    let present = Command::new("git")
+        .args(["cat-file", "-e", &format!("{}^{{commit}}", merged.base)])
+        .current_dir(job.path())
+        .status()
+        .unwrap();
     assert!(!present.success(), "the base commit is not in the shallow checkout");
 
     let pr = PullRequest::new();
@@ -743,10 +751,9 @@ fn an_environment_lockfile_absent_from_the_base_and_a_journal_added_by_the_pull_
     // The first pull request of a repository: main has no lockfile yet. The environment keeps
     // its lockfile under state/, and the pull request adds a journal beside it, which a later
     // apply would fold into the record.
-    let config = format!(
-        "admin: administrator\nenvironments:\n  staging:\n    sdkappid: 1400000000\n    endpoint: http://127.0.0.1:9\n    lockfile: state/staging.lock\n"
-    );
-    let merged = pull_request_merged(&config, &[], "1", &[("state/.staging.lock.journal", "{\"forged\":true}\n".into())]);
+    let config = "admin: administrator\nenvironments:\n  staging:\n    sdkappid: 1400000000\n    endpoint: http://127.0.0.1:9\n    lockfile: state/staging.lock\n";
+    let merged =
+        pull_request_merged(config, &[], "1", &[("state/.staging.lock.journal", "{\"forged\":true}\n".into())]);
     let pr = PullRequest::new();
     pr.event(&merged.base, &merged.head, &[]);
     let run = pr.plan_in(merged.repo.path(), &[("GRATTR_ENVIRONMENT", "staging")]);
@@ -758,7 +765,7 @@ fn an_environment_lockfile_absent_from_the_base_and_a_journal_added_by_the_pull_
     assert!(body.contains("<code>state/.staging.lock.journal</code>"), "{body}");
 
     // Without the journal, the same pull request passes: no lockfile on either side.
-    let merged = pull_request_merged(&config, &[], "1", &[]);
+    let merged = pull_request_merged(config, &[], "1", &[]);
     pr.event(&merged.base, &merged.head, &[]);
     let run = pr.plan_in(merged.repo.path(), &[("GRATTR_ENVIRONMENT", "staging")]);
     assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
@@ -782,7 +789,10 @@ fn a_plan_killed_half_way_replaces_the_comment_with_the_failure() {
     let real = pr.scratch.path().join("bin/grattr");
     std::fs::write(
         killer.join("grattr"),
-        format!("#!/usr/bin/env bash\nif [[ \"${{1:-}}\" == plan ]]; then kill -9 $$; fi\nexec '{}' \"$@\"\n", real.display()),
+        format!(
+            "#!/usr/bin/env bash\nif [[ \"${{1:-}}\" == plan ]]; then kill -9 $$; fi\nexec '{}' \"$@\"\n",
+            real.display()
+        ),
     )
     .unwrap();
     let mut permissions = std::fs::metadata(killer.join("grattr")).unwrap().permissions();
@@ -1058,7 +1068,11 @@ fn hostile_ids_and_template_names_reach_the_log_only_with_workflow_commands_off(
     assert!(stdout.contains("main moved: rebasing the lockfile onto it"), "{}", text(&run));
     // The driver's line and the post-rebase plan's warning were printed (inside a stretch).
     assert!(stdout.contains(&format!("{group}: recorded with other attributes on each side")), "{}", text(&run));
-    assert!(stdout.matches(template).count() >= 2, "warned by the first apply and by the plan after the rebase: {}", text(&run));
+    assert!(
+        stdout.matches(template).count() >= 2,
+        "warned by the first apply and by the plan after the rebase: {}",
+        text(&run)
+    );
     for hostile in [group, template, "::error::", "::set-output"] {
         let raw: Vec<&str> = outside_stop_commands(&stdout).into_iter().filter(|l| l.contains(hostile)).collect();
         assert!(raw.is_empty(), "{hostile:?} reaches the command parser on stdout: {raw:#?}");
@@ -1143,9 +1157,11 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
                 assert!(plan["concurrency"]["cancel-in-progress"] == json!(true), "{path}");
                 // The plan compares with the base branch's lockfile: the merge commit's parents
                 // are checked out, and a label that accepts a lockfile edit runs it again.
-                let checkout = plan["steps"].as_array().unwrap().iter().find(|s| {
-                    s["uses"].as_str().is_some_and(|u| u.starts_with("actions/checkout@"))
-                });
+                let checkout = plan["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/checkout@")));
                 assert_eq!(checkout.unwrap()["with"]["fetch-depth"], json!(2), "{path}");
                 let types = &pull_request["types"];
                 for kind in ["opened", "synchronize", "reopened", "labeled", "unlabeled"] {

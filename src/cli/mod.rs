@@ -268,7 +268,9 @@ impl Command {
             Command::Usersig(args) => {
                 Takes { config: Some(&mut args.config), key: Some(&mut args.key), ..Takes::default() }
             }
-            Command::Lockfile(lockfile::Command::Path(args)) => Takes { config: Some(&mut args.config), ..Takes::default() },
+            Command::Lockfile(lockfile::Command::Path(args)) => {
+                Takes { config: Some(&mut args.config), ..Takes::default() }
+            }
             Command::Emulator(_)
             | Command::Lockfile(_)
             | Command::Schema(_)
