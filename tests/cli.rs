@@ -221,6 +221,50 @@ fn a_first_plan_without_lockfile_creates_everything() {
 }
 
 #[test]
+fn plan_lockfile_plans_against_that_file_alone() {
+    // The configured lockfile records everything (a pull request's own edit, say); the
+    // file given records nothing, or does not exist: the plan compares with it alone.
+    let repo = example();
+    lock(
+        &repo,
+        &[
+            ("@TGS#aC5SZEAEF", attrs(&[("theme", "dark"), ("banner", "Welcome to the lobby")])),
+            ("support-eu", attrs(&[("hours", "9-17"), ("sla", "4h")])),
+            ("support-us", attrs(&[])),
+        ],
+    );
+    repo.run(&["plan", "--detailed-exitcode"]).code(0).ignore_stdout();
+    repo.run(&["plan", "--detailed-exitcode", "--lockfile", "base/grattr.lock"])
+        .code(2)
+        .stdout_contains("Plan: 3 to create, 0 to update, 0 to delete, 0 unchanged.");
+    std::fs::create_dir(repo.join("base")).unwrap();
+    let mut base = Lockfile::new(1400000000);
+    base.groups.insert(GroupId::parse("support-us").unwrap(), AppliedGroup::new(attrs(&[])));
+    base.write(&repo.join("base/grattr.lock")).unwrap();
+    repo.run(&["plan", "--lockfile", "base/grattr.lock"])
+        .code(0)
+        .stdout_contains("Plan: 2 to create, 0 to update, 0 to delete, 1 unchanged.");
+    assert!(!repo.join("base/.grattr.lock.lck").exists(), "read only: no lock taken");
+    repo.run(&["plan", "--lockfile", "base/grattr.lock", "--state-dir", "state"])
+        .code(1)
+        .stderr_contains("cannot be used with");
+}
+
+#[test]
+fn lockfile_path_prints_the_configured_lockfile_of_the_environment() {
+    let repo = Repo::new();
+    repo.run(&["lockfile", "path"]).stdout("grattr.lock\n");
+    let config = "admin: administrator\nenvironments:\n  staging:\n    sdkappid: 1\n    endpoint: http://127.0.0.1:9\n    lockfile: state/staging.lock\n";
+    let repo = repo.file("grattr.yaml", config);
+    repo.run(&["lockfile", "path", "--env", "staging"]).stdout("state/staging.lock\n");
+    repo.run(&["--env", "staging", "lockfile", "path"]).stdout("state/staging.lock\n");
+    repo.run(&["lockfile", "path"]).code(1).stderr_contains("choose one with --env NAME");
+    // One line a script reads: a newline in the path is refused, not printed.
+    let repo = repo.file("grattr.yaml", &format!("{}lockfile: \"two\\nlines.lock\"\n", support::CONFIG));
+    repo.run(&["lockfile", "path"]).code(1).stderr_contains("is not printable as one line of text");
+}
+
+#[test]
 fn plan_out_saves_the_plan_with_its_fingerprint() {
     let repo = example();
     repo.run(&["plan", "--out", "plan.json"])
