@@ -44,8 +44,9 @@ copy_blob() {
 read_base_record() {
   local journal name file base_copy
   edit_label=${GRATTR_LOCKFILE_EDIT_LABEL-grattr-lockfile-edit}
-  if [[ "$edit_label" =~ [[:cntrl:]\`] ]]; then
-    error "lockfile-edit-label must be one line without backticks"
+  # It reaches the comment's HTML: no markup characters.
+  if [[ "$edit_label" =~ [[:cntrl:]\`\<\>\&\"] ]]; then
+    error "lockfile-edit-label must be one line without \` < > & or \""
     return 1
   fi
   if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
