@@ -174,8 +174,8 @@ impl EchoServer {
             let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
                 let echo = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
                 let sig = echo.split("usersig=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default();
-                let percent: String = echo.bytes().map(|b| format!("%{b:02X}")).collect();
-                let json: String = sig.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+                let percent: String = echo.bytes().map(|b| format!("%{b:02X}")).collect::<Vec<_>>().concat();
+                let json: String = sig.chars().map(|c| format!("\\u{:04x}", c as u32)).collect::<Vec<_>>().concat();
                 let third = sig.len() / 3;
                 let middle = sig.get(third..2 * third).unwrap_or_default();
                 let tail = sig.get(sig.len().saturating_sub(20)..).unwrap_or_default();

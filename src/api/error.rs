@@ -154,7 +154,7 @@ impl fmt::Display for ApiError {
             ErrorKind::Transport { message, .. } => write!(f, "{message}")?,
             ErrorKind::BadResponse { message } => write!(f, "unexpected answer: {message}")?,
             ErrorKind::TooLarge { limit } => {
-                write!(f, "unexpected answer: larger than {limit} bytes, far more than any REST API answer")?
+                write!(f, "unexpected answer: larger than {limit} bytes, far more than any REST API answer")?;
             }
             ErrorKind::Refused { reason } => write!(f, "not sent: {reason}")?,
         }

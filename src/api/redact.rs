@@ -166,11 +166,11 @@ mod tests {
         let (scrubber, usersig, _) = scrubber();
         let raw = format!("bad request /v4/x?sdkappid=1&usersig={usersig}&random=7");
         assert_eq!(scrubber.scrub(&raw), "bad request /v4/x?sdkappid=1&<redacted>&random=7");
-        let percent: String = usersig.bytes().map(|b| format!("%{b:02X}")).collect();
+        let percent: String = usersig.bytes().map(|b| format!("%{b:02X}")).collect::<Vec<_>>().concat();
         assert_eq!(scrubber.scrub(&format!("echo {percent}.")), "echo <redacted>.");
         let stars = usersig.replace('*', "%2a");
         assert_eq!(scrubber.scrub(&format!("echo {stars}.")), "echo <redacted>.");
-        let json: String = usersig.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+        let json: String = usersig.chars().map(|c| format!("\\u{:04x}", c as u32)).collect::<Vec<_>>().concat();
         assert_eq!(scrubber.scrub(&format!("echo \"{json}\"")), "echo \"<redacted>\"");
         let standard = usersig::from_url_safe(&usersig);
         assert_eq!(scrubber.scrub(&format!("[{standard}]")), "[<redacted>]");
