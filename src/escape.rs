@@ -6,9 +6,11 @@
 //! - Plain text (terminals, text logs, HTTP answers): [`text`], and [`quoted`] for
 //!   values. Every character that could move the cursor, end a line, drive a
 //!   terminal or reorder what is shown — C0 and C1 controls, DEL, U+2028/U+2029 and
-//!   the bidirectional controls — is written as a JSON-style escape: `\n`, `\r`,
-//!   `\t`, `\b`, `\f`, otherwise `\u` and four lowercase hex digits (`\u0085`,
-//!   `\u007f`, `\u202e`). Everything else is written as it is.
+//!   the bidirectional controls — and every character that shows as nothing (a
+//!   zero-width space, a soft hyphen, a tag character: see [`invisible`]) is
+//!   written as a JSON-style escape: `\n`, `\r`, `\t`, `\b`, `\f`, otherwise `\u`
+//!   and four lowercase hex digits (`\u0085`, `\u007f`, `\u202e`, `\u200b`; beyond
+//!   the BMP a surrogate pair, `\udb40\udc67`). Everything else is written as it is.
 //! - Markdown: [`markdown_code`] inside HTML, [`markdown_code_span`] in Markdown
 //!   text. Data is always placed in code, where no heading, link, HTML, mention or
 //!   reference can form, and first escaped as plain text so no newline can end it.
@@ -23,16 +25,48 @@ use std::borrow::Cow;
 use std::fmt::Write;
 
 /// Whether `c` must be escaped in plain text: a control character (C0, DEL, C1),
-/// a line or paragraph separator, or a bidirectional control (Unicode's
-/// Bidi_Control set: ALM, LRM, RLM, the embeddings and overrides, the isolates).
+/// a line or paragraph separator, a bidirectional control (Unicode's Bidi_Control
+/// set: ALM, LRM, RLM, the embeddings and overrides, the isolates), or a character
+/// that shows as nothing ([`invisible`]).
 pub fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}')
         || ('\u{202a}'..='\u{202e}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)
+        || invisible(c)
 }
 
-/// Appends the escape of `c` (one that [`needs_escape`]) to `out`.
+/// Whether `c` is one of Unicode's default-ignorable code points
+/// (Default_Ignorable_Code_Point, Unicode 15): characters a terminal or a browser
+/// shows as nothing, so that `ad\u{200b}min` reads as `admin` and `co\u{ad}op` as
+/// `coop`. Among them the zero-width space, non-joiner and joiner, the word joiner
+/// and invisible operators, the byte order mark, the soft hyphen, the variation
+/// selectors, the Hangul fillers and the tag characters. The joiners and the
+/// variation selectors also shape emoji and some scripts; they are shown escaped
+/// there too, since the same character hides a difference in a key.
+pub fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fff8}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
+}
+
+/// Appends the escape of `c` (one that [`needs_escape`]) to `out`: JSON's, a
+/// character beyond the BMP (a tag character) as its UTF-16 surrogate pair.
 fn push_escape(out: &mut String, c: char) {
     match c {
         '\n' => out.push_str("\\n"),
@@ -41,7 +75,10 @@ fn push_escape(out: &mut String, c: char) {
         '\u{8}' => out.push_str("\\b"),
         '\u{c}' => out.push_str("\\f"),
         _ => {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
         }
     }
 }
@@ -197,10 +234,18 @@ pub fn cut(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// The length in bytes of the escape or character that starts `rest`.
+/// The length in bytes of the escape or character that starts `rest`: a
+/// surrogate pair's two escapes are one.
 fn token_len(rest: &str, first: u8) -> usize {
     let hex4 = |s: &str| s.len() >= 4 && s.as_bytes()[..4].iter().all(u8::is_ascii_hexdigit);
+    let unit = |s: &str| {
+        let hex = s.strip_prefix("\\u").filter(|h| hex4(h))?;
+        u16::from_str_radix(hex.get(..4)?, 16).ok()
+    };
+    let pair = unit(rest).is_some_and(|u| (0xd800..0xdc00).contains(&u))
+        && rest.get(6..).and_then(unit).is_some_and(|u| (0xdc00..0xe000).contains(&u));
     match first {
+        b'\\' if pair => 12,
         b'\\' if rest[1..].starts_with('u') && hex4(&rest[2..]) => 6,
         b'\\' if rest.len() > 1 => 1 + rest[1..].chars().next().map_or(0, char::len_utf8),
         b'&' => {
@@ -270,6 +315,23 @@ mod tests {
     }
 
     #[test]
+    fn text_shows_characters_that_show_as_nothing() {
+        assert_eq!(text("ad\u{200b}min"), r"ad\u200bmin");
+        assert_eq!(text("\u{feff}a\u{2060}b\u{ad}c\u{200c}\u{200d}"), r"\ufeffa\u2060b\u00adc\u200c\u200d");
+        assert_eq!(text("\u{3164}\u{115f}\u{ffa0}\u{fe0f}\u{34f}\u{180e}"), r"\u3164\u115f\uffa0\ufe0f\u034f\u180e");
+        // Beyond the BMP, as a surrogate pair: what JSON writes, and reads back.
+        assert_eq!(text("x\u{e0001}\u{e007f}\u{e0100}"), r"x\udb40\udc01\udb40\udc7f\udb40\udd00");
+        assert_eq!(quoted("a\u{e0067}"), r#""a\udb40\udc67""#);
+        assert_eq!(serde_json::from_str::<String>(&quoted("a\u{e0067}")).unwrap(), "a\u{e0067}");
+        // A cut never splits the pair.
+        assert_eq!(cut(r#""a\udb40\udc67""#, 13), r#""a"#);
+        assert_eq!(cut(r#""a\udb40\udc67""#, 14), r#""a\udb40\udc67"#);
+        // Visible text is left alone.
+        assert_eq!(text("é 中 😀 ❤ a-b"), "é 中 😀 ❤ a-b");
+        assert_eq!(markdown_code_span("ad\u{200b}min"), r"`ad\u200bmin`");
+    }
+
+    #[test]
     fn lines_keep_their_breaks_and_nothing_else() {
         assert_eq!(lines("a\nb\u{85}\u{1b}[2J\r"), "a\nb\\u0085\\u001b[2J\\r");
         assert!(matches!(lines("a\nb"), Cow::Borrowed(_)));
@@ -334,8 +396,31 @@ mod tests {
         let chars = prop_oneof![
             any::<char>(),
             prop::sample::select(vec![
-                '\n', '\r', '\u{7f}', '\u{85}', '\u{9b}', '\u{9d}', '\u{1b}', '\u{2028}', '\u{2029}', '\u{202e}',
-                '\u{2066}', '\u{2069}', '\u{200f}', '`', '<', '@', '#', '&', '\\', '"',
+                '\n',
+                '\r',
+                '\u{7f}',
+                '\u{85}',
+                '\u{9b}',
+                '\u{9d}',
+                '\u{1b}',
+                '\u{2028}',
+                '\u{2029}',
+                '\u{202e}',
+                '\u{2066}',
+                '\u{2069}',
+                '\u{200f}',
+                '\u{200b}',
+                '\u{feff}',
+                '\u{ad}',
+                '\u{e0067}',
+                '\u{e007f}',
+                '`',
+                '<',
+                '@',
+                '#',
+                '&',
+                '\\',
+                '"',
             ]),
         ];
         prop::collection::vec(chars, 0..40).prop_map(|chars| chars.into_iter().collect())

@@ -361,3 +361,77 @@ async fn the_usersig_command_prints_what_the_emulator_accepts() {
         raw(&emulator, Operation::GetGroupAttr.path(), &query(APP, ADMIN, sig.trim()), r#"{"GroupId": "room"}"#).await;
     assert!(answer.is_ok(), "{}: {}", answer.error_code, answer.error_info);
 }
+
+/// A stand-in that answers every request with HTTP 200 and a chunked body of
+/// `total` bytes (an envelope whose `ErrorInfo` never ends), and counts the bytes
+/// it managed to send: the client hanging up stops it.
+async fn huge_answer_server(total: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                // The request's head and its small body: one read is enough on loopback.
+                let mut request = vec![0; 64 * 1024];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                let start = r#"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""#;
+                let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "a".repeat(64 * 1024));
+                let mut written = 0;
+                let mut out = socket.write_all(head.as_bytes()).await;
+                out = out.and(socket.write_all(format!("{:x}\r\n{start}\r\n", start.len()).as_bytes()).await);
+                while out.is_ok() && written < total {
+                    out = socket.write_all(chunk.as_bytes()).await;
+                    written += 64 * 1024;
+                    counter.fetch_add(64 * 1024, Ordering::Relaxed);
+                }
+                let _ = socket.write_all(b"2\r\n\"}\r\n0\r\n\r\n").await;
+            });
+        }
+    });
+    (base, sent)
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_refused_before_it_fills_memory() {
+    use std::sync::atomic::Ordering;
+    // 256 MiB stands for "endless": far past any limit, and bounded in case one is missing.
+    let total = 256 << 20;
+    let (base, sent) = huge_answer_server(total).await;
+    let mut config = ClientConfig::new(base, APP, ADMIN, key());
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+        max_total: Duration::from_millis(10),
+    };
+    let error = Client::new(config).unwrap().get_group_attr(&id("room")).await.unwrap_err();
+    let sent = sent.load(Ordering::Relaxed);
+    eprintln!("the server sent {sent} bytes before the client gave up: {error}");
+    assert!(
+        matches!(error.kind, ErrorKind::TooLarge { limit } if limit == grattr::model::limits::MAX_ANSWER_BYTES),
+        "{error:?}"
+    );
+    assert_eq!(error.attempts, 1, "something that is not the REST API answered: asking again reads as much again");
+    assert_eq!(error.retry_class(), RetryClass::Permanent);
+    assert!(error.to_string().contains("larger than 1048576 bytes"), "{error}");
+    assert!(sent < total / 4, "the client stopped reading: the server sent {sent} bytes");
+}
+
+#[tokio::test]
+async fn an_answer_announcing_too_large_a_length_is_refused_unread() {
+    let app = axum::Router::new().fallback(|| async {
+        let body = format!(r#"{{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":"{}"}}"#, "a".repeat(2 << 20));
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], body)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let error = Client::new(ClientConfig::new(base, APP, ADMIN, key())).unwrap().clear_group_attr(&id("room")).await;
+    assert!(matches!(error.unwrap_err().kind, ErrorKind::TooLarge { .. }));
+}

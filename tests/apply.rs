@@ -241,10 +241,62 @@ fn an_edited_saved_plan_is_refused_and_only_the_plan_computed_now_runs() {
         ),
         (&[], Box::new(|p| p["smuggled"] = true.into()), "unknown field `smuggled`"),
         (&[], Box::new(|p| p["fingerprint"] = serde_json::Value::Null), "has no fingerprint"),
+        (
+            &[],
+            Box::new(|p| {
+                let i = change(p, "g-00");
+                p["changes"][i]["ownership"] = "keys".into();
+            }),
+            "group g-00: its ownership is keys in the saved plan but group in the plan computed now",
+        ),
+        (
+            &[],
+            Box::new(|p| {
+                let i = change(p, "g-00");
+                p["changes"][i]["ownership_from"] = "keys".into();
+            }),
+            "group g-00: the ownership it switches from differs from the plan computed now",
+        ),
+        (
+            &[],
+            Box::new(|p| {
+                let i = change(p, "g-00");
+                p["changes"][i]["unmanaged_keys"] = serde_json::json!(["seat.1"]);
+            }),
+            "group g-00: the keys members wrote differ from the plan computed now",
+        ),
+        (
+            &[],
+            Box::new(|p| {
+                let i = change(p, "g-00");
+                p["changes"][i]["keys"]["sources"]["k"]["line"] = 1.into();
+            }),
+            "group g-00: where its keys get their values differs from the plan computed now",
+        ),
+        (
+            &[],
+            Box::new(|p| {
+                let i = change(p, "g-00");
+                p["changes"][i]["keys"].as_object_mut().unwrap().remove("sources").unwrap();
+            }),
+            "group g-00: where its keys get their values differs from the plan computed now",
+        ),
     ];
     for (plan_args, edit, expected) in cases {
         edited_plan_is_refused(&server, &repo, plan_args, edit, expected);
     }
+    // A key given twice in `after`: JSON readers disagree on which one counts.
+    save_plan(&repo, "twice.json", &[]);
+    let text = repo.read("twice.json");
+    let twice = text.replacen("\"after\": {", "\"after\": {\"k\": \"EVIL\",", 1);
+    assert_ne!(twice, text);
+    std::fs::write(repo.join("twice.json"), twice).unwrap();
+    let calls = server.emulator().stats().total;
+    apply(&repo, &["twice.json", "--yes"])
+        .code(1)
+        .stderr_contains("attribute key \"k\" given twice")
+        .stderr_contains("nothing was applied");
+    assert_eq!(server.emulator().stats().total, calls, "nothing was sent");
     // Unedited, the same plan applies, exactly as reviewed.
     save_plan(&repo, "reviewed.json", &[]);
     apply(&repo, &["reviewed.json", "--yes"]).code(0).stdout_contains("2 applied");

@@ -341,3 +341,53 @@ fn usage_errors_exit_1_and_help_exits_0() {
     repo.run(&["plan", "--help"]).code(0).stdout_contains("--detailed-exitcode");
     repo.run(&["--version"]).code(0).stdout_contains("grattr");
 }
+
+/// Characters that show as nothing (or as another character's part): zero-width
+/// space and joiners, word joiner, BOM, soft hyphen, tag characters, variation
+/// selectors, Hangul fillers. A key `ad\u200bmin` would read as `admin`.
+const INVISIBLE: [(&str, &str, &str); 8] = [
+    ("zwsp", "pri\u{200b}ce", r"pri\u200bce"),
+    ("wj", "a\u{2060}b", r"a\u2060b"),
+    ("bom", "\u{feff}x", r"\ufeffx"),
+    ("shy", "co\u{ad}op", r"co\u00adop"),
+    ("tags", "flag\u{e0067}\u{e0062}\u{e007f}", r"flag\udb40\udc67\udb40\udc62\udb40\udc7f"),
+    ("vs", "a\u{fe0f}", r"a\ufe0f"),
+    ("filler", "\u{3164}", r"\u3164"),
+    ("ad\u{200b}min", "1", r"ad\u200bmin"),
+];
+
+#[test]
+fn invisible_characters_in_keys_and_values_are_shown_as_escapes() {
+    let server = Server::start(|_| {});
+    let repo = server.repo().file("groups/a.yaml", &groups_yaml(&[("room", &[("k", "1")])]));
+    repo.run_with_env(&["apply", "--yes"], &[("GRATTR_SECRET_KEY", KEY)]).code(0).ignore_stdout();
+    let invisible: AttributeSet = INVISIBLE.iter().map(|(k, v, _)| (*k, *v)).collect();
+    let client = server.client();
+    server.block_on(async { client.modify_group_attr(&id("room"), &invisible).await.unwrap() });
+    let is_invisible = |c: char| INVISIBLE.iter().any(|(k, v, _)| k.contains(c) || v.contains(c)) && !c.is_ascii();
+
+    for format in ["text", "markdown"] {
+        let stdout =
+            repo.run_with_env(&["drift", "--format", format], &[("GRATTR_SECRET_KEY", KEY)]).code(0).into_stdout();
+        assert_eq!(
+            stdout.chars().find(|c| is_invisible(*c)),
+            None,
+            "{format}: an invisible character is raw:\n{stdout}"
+        );
+        for (_, _, shown) in INVISIBLE {
+            assert!(stdout.contains(shown), "{format}: {shown} not shown in:\n{stdout}");
+        }
+    }
+    // The same from the desired state: a plan shows the keys and values of the YAML so.
+    let yaml = groups_yaml(&[("room", &INVISIBLE.iter().map(|(k, v, _)| (*k, *v)).collect::<Vec<_>>())]);
+    let repo = repo.file("groups/a.yaml", &yaml);
+    for format in ["text", "markdown"] {
+        let stdout = repo.run(&["plan", "--format", format]).code(0).into_stdout();
+        assert_eq!(stdout.chars().find(|c| is_invisible(*c)), None, "plan {format}: raw:\n{stdout}");
+        assert!(stdout.contains(r"ad\u200bmin") && stdout.contains(r"pri\u200bce"), "plan {format}:\n{stdout}");
+    }
+    // JSON is never altered.
+    let json = repo.run(&["plan", "--format", "json"]).code(0).json();
+    let after: AttributeSet = serde_json::from_value(json["changes"][0]["after"].clone()).unwrap();
+    assert_eq!(after, invisible);
+}

@@ -204,3 +204,72 @@ fn import_from_reads_a_hash_inside_a_line_as_part_of_the_id() {
          Plan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n",
     );
 }
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn configured_paths_outside_the_repository_are_refused_before_anything_is_read_or_created() {
+    let server = Server::start(|_| {});
+    let outside = tempfile::tempdir().unwrap();
+    let overlay = outside.path().join("o.yaml");
+    std::fs::write(&overlay, "groups:\n  - id: a\n    attributes: {k: stolen}\n").unwrap();
+    let base = server.config();
+    let repo = server.repo().file("groups/a.yaml", "groups:\n  - id: a\n    attributes: {k: v}\n");
+    std::os::unix::fs::symlink(&overlay, repo.join("linked.yaml")).unwrap();
+    let depth = repo.path().components().count();
+    let relative = format!("{}{}", "../".repeat(depth), overlay.display().to_string().trim_start_matches('/'));
+    let shown = outside.path().canonicalize().unwrap().join("o.yaml").display().to_string();
+    let root = repo.path().canonicalize().unwrap().display().to_string();
+
+    for written in [overlay.display().to_string(), relative, "linked.yaml".to_string()] {
+        std::fs::write(repo.join("grattr.yaml"), format!("{base}overlays: [{written}]\n")).unwrap();
+        let line = base.lines().count() + 1;
+        let expected = format!(
+            "grattr.yaml:{line}:12: error: `overlays: {written}` leads outside the repository ({root}): to {shown}"
+        );
+        for command in [&["validate"][..], &["plan"], &["apply", "--yes"]] {
+            let stderr = grattr(&repo, command).code(1).into_stderr();
+            assert!(stderr.contains(&expected), "{command:?} with {written}: lacks {expected:?}:\n{stderr}");
+        }
+        assert_eq!(server.live("a"), None, "{written}: nothing was applied");
+        // The opt-out, on the command line only.
+        grattr(&repo, &["validate", "--allow-outside-paths"]).code(0).ignore_stdout().ignore_stderr();
+        let stdout = grattr(&repo, &["plan", "--allow-outside-paths"]).code(0).into_stdout();
+        assert!(stdout.contains("stolen"), "{stdout}");
+    }
+
+    // groups: and lockfile: outside: refused before the lock or the lockfile is created there.
+    let record = tempfile::tempdir().unwrap();
+    let repo = Repo::new()
+        .file("grattr.yaml", &format!("{base}lockfile: {}\n", record.path().join("x.lock").display()))
+        .file("groups/a.yaml", "groups:\n  - id: a\n    attributes: {k: v}\n");
+    let stderr = repo.run(&["apply", "--yes"]).code(1).into_stderr();
+    assert!(stderr.contains("error: `lockfile: /") && stderr.contains("leads outside the repository"), "{stderr}");
+    assert_eq!(names_in(record.path()), Vec::<String>::new(), "nothing was created outside");
+    let repo = repo.file("grattr.yaml", &format!("{base}groups: {}\n", outside.path().display()));
+    let stderr = repo.run(&["validate"]).code(1).into_stderr();
+    assert!(stderr.contains("error: `groups: /") && stderr.contains("leads outside the repository"), "{stderr}");
+    assert!(stderr.contains("grattr.yaml:6:9:"), "the line of `groups:`:\n{stderr}");
+    // A default path that is a symlink leading outside is refused too.
+    let repo = repo.file("grattr.yaml", &base).remove("groups/a.yaml");
+    std::fs::remove_dir(repo.join("groups")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), repo.join("groups")).unwrap();
+    let stderr = repo.run(&["validate"]).code(1).into_stderr();
+    assert!(
+        stderr.contains("grattr.yaml:1:1: error: `groups` (by default `groups`) leads outside the repository"),
+        "{stderr}"
+    );
+    // --state-dir is chosen on the command line: outside is what it is for.
+    std::fs::remove_file(repo.join("groups")).unwrap();
+    let repo = repo.file("groups/a.yaml", "groups:\n  - id: a\n    attributes: {k: v}\n");
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    grattr(&repo, &["apply", "--yes", "--state-dir", &state_dir]).code(0).ignore_stdout().ignore_stderr();
+    assert!(names_in(state.path()).contains(&"grattr.lock".to_string()), "{:?}", names_in(state.path()));
+}

@@ -96,3 +96,29 @@ fn a_damaged_side_is_refused_and_ours_is_left_as_it_was() {
         .stderr_contains("theirs.lock: error: 1 corrupt or hand-edited entry");
     assert_eq!(repo.read("ours.lock"), "{\"format_version\": 1, \"groups\": {}}\n");
 }
+
+#[test]
+fn a_group_whose_ownership_alone_differs_is_left_to_be_applied_again() {
+    use grattr::lockfile::Lockfile;
+    use grattr::model::{AppliedGroup, AttributeSet, GroupId, Ownership};
+    let lockfile = |ownership: Option<Ownership>| {
+        let mut lockfile = Lockfile::new(1400000000);
+        let attributes: AttributeSet = [("k", "v")].into_iter().collect();
+        lockfile.groups.insert(GroupId::parse("keep").unwrap(), AppliedGroup::new(attributes.clone()));
+        if let Some(ownership) = ownership {
+            lockfile.groups.insert(GroupId::parse("room").unwrap(), AppliedGroup::owned(attributes, ownership));
+        }
+        lockfile
+    };
+    let repo = Repo::new();
+    lockfile(None).write(&repo.join("base.lock")).unwrap();
+    lockfile(Some(Ownership::Keys)).write(&repo.join("ours.lock")).unwrap();
+    lockfile(Some(Ownership::Group)).write(&repo.join("theirs.lock")).unwrap();
+    // Both sides created room alike but for what grattr owns of it.
+    repo.run(&["lockfile", "merge", "base.lock", "ours.lock", "theirs.lock", "grattr.lock"]).code(0).stderr(
+        "grattr.lock: room: recorded with the same attributes but another ownership on each side; left out of \
+         the merged lockfile, so that the next apply sets it to its desired state\n",
+    );
+    let merged = Lockfile::read(&repo.join("ours.lock"), 1400000000).unwrap();
+    assert_eq!(merged, lockfile(None), "room is left to be applied again");
+}

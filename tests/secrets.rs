@@ -155,3 +155,116 @@ fn no_secret_in_what_the_binary_prints() {
     assert!(printed.contains("TRACE") || printed.contains("DEBUG"), "the emulator logged verbosely:\n{printed}");
     assert_clean("the emulator's output", &printed, std::slice::from_ref(&sig));
 }
+
+mod support;
+
+/// A stand-in for the REST API that answers every request with HTTP 200 and
+/// error 99999 whose `ErrorInfo` echoes the request's path and query: as it came,
+/// percent-encoded, JSON-escaped, and cut short (a third of the UserSig from its
+/// middle, its last 20 characters). It runs on its own runtime until dropped.
+struct EchoServer {
+    _runtime: tokio::runtime::Runtime,
+    base: String,
+}
+
+impl EchoServer {
+    fn start() -> EchoServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let base = runtime.block_on(async {
+            let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
+                let echo = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+                let sig = echo.split("usersig=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default();
+                let percent: String = echo.bytes().map(|b| format!("%{b:02X}")).collect::<Vec<_>>().concat();
+                let json: String = sig.chars().map(|c| format!("\\u{:04x}", c as u32)).collect::<Vec<_>>().concat();
+                let third = sig.len() / 3;
+                let middle = sig.get(third..2 * third).unwrap_or_default();
+                let tail = sig.get(sig.len().saturating_sub(20)..).unwrap_or_default();
+                let info = format!("bad request {echo} | {percent} | {json} | {middle}... | ...{tail}");
+                let body = format!(r#"{{"ActionStatus":"FAIL","ErrorCode":99999,"ErrorInfo":"{info}"}}"#);
+                ([(axum::http::header::CONTENT_TYPE, "application/json")], body)
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            base
+        });
+        EchoServer { _runtime: runtime, base }
+    }
+}
+
+/// Asserts `text` holds none of `usersigs`, not even 20 characters of one in a row, nor the key.
+#[track_caller]
+fn assert_no_usersig(what: &str, text: &str, usersigs: &[String]) {
+    assert!(!text.contains(support::emulator::KEY), "{what} contains the secret key:\n{text}");
+    for sig in usersigs {
+        for start in (0..sig.len().saturating_sub(20)).step_by(5) {
+            let part = &sig[start..start + 20];
+            assert!(!text.contains(part), "{what} contains part of a UserSig ({part}):\n{text}");
+        }
+    }
+}
+
+#[test]
+fn an_endpoint_echoing_the_request_never_gets_the_usersig_shown() {
+    use support::emulator::{KEY, grattr};
+    let server = EchoServer::start();
+    let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let repo = support::Repo::new()
+        .file(
+            "grattr.yaml",
+            &format!("sdkappid: {APP}\nadmin: administrator\nendpoint: {}\nrequest_timeout: 2s\n", server.base),
+        )
+        .file("groups/a.yaml", "groups:\n  - id: room\n    attributes:\n      price: \"100\"\n");
+
+    let mut outputs = Vec::new();
+    let (stdout, stderr) = grattr(&repo, &["apply", "--yes"]).code(1).into_streams();
+    assert!(stdout.contains("99999"), "the failure is shown:\n{stdout}");
+    outputs.push(("apply's text", format!("{stdout}{stderr}")));
+    let run = grattr(&repo, &["apply", "--yes", "--format", "json"]).code(1);
+    let (stdout, stderr) = run.into_streams();
+    assert!(stdout.contains("bad request"), "the service's text is kept:\n{stdout}");
+    outputs.push(("apply's JSON", format!("{stdout}{stderr}")));
+    let (stdout, stderr) = grattr(&repo, &["drift"]).code(1).into_streams();
+    outputs.push(("drift", format!("{stdout}{stderr}")));
+    let (stdout, stderr) = grattr(&repo, &["plan", "--refresh"]).code(1).into_streams();
+    outputs.push(("plan --refresh", format!("{stdout}{stderr}")));
+    let watch = support::watch::Watch::start_logging(&repo, &["--log-format", "json"], "200ms", "info");
+    watch.wait_for_log("99999");
+    outputs.push(("watch's JSON logs", watch.log()));
+    drop(watch);
+
+    let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let key = SecretKey::new(KEY).unwrap();
+    let validity = ClientConfig::new("http://x", APP, "a", key.clone()).usersig_validity.as_secs();
+    let usersigs = possible_usersigs(&key, start.saturating_sub(2), end + 2, validity);
+    for (what, text) in &outputs {
+        assert_no_usersig(what, text, &usersigs);
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_the_envelope_is_scrubbed_too() {
+    // The text of a body that does not parse reaches the error through serde's message.
+    let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
+        let echo = uri.query().unwrap_or_default().to_string();
+        format!(r#"{{"ActionStatus":"FAIL","ErrorCode":"{echo}"}}"#)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let key = SecretKey::new(support::emulator::KEY).unwrap();
+    let mut config = ClientConfig::new(base, APP, "administrator", key.clone());
+    config.retry = RetryPolicy {
+        max_attempts: 1,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+        max_total: Duration::from_millis(1),
+    };
+    let validity = config.usersig_validity.as_secs();
+    let error = Client::new(config).unwrap().get_group_attr(&GroupId::parse("room").unwrap()).await.unwrap_err();
+    let text = format!("{error} / {error:?}");
+    assert!(text.contains("not the REST API's JSON envelope"), "{text}");
+    let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert_no_usersig("the error", &text, &possible_usersigs(&key, start.saturating_sub(2), end + 2, validity));
+}

@@ -3,13 +3,17 @@
 //!
 //! Secrets: the UserSig travels in the query string and reqwest puts the full
 //! URL into its errors, so every transport error passes through `Client::transport_error`,
-//! which strips the URL and scrubs the UserSig and the key from the text.
+//! which strips the URL and scrubs the UserSig and the key from the text; and an
+//! endpoint may echo the request, so every answer is scrubbed the same way where it
+//! is parsed (`Client::attempt_at`).
 
 use super::codes::{self, RetryClass};
 use super::rate::{AdaptiveRate, paced};
+use super::redact::Scrubber;
 use super::scope::ConnectFailure;
 use super::usersig::{self, SecretKey, UserSig};
 use super::wire::{self, AttrItem, GroupType, Operation, Response};
+use crate::model::limits::MAX_ANSWER_BYTES;
 use crate::model::{AttributeSet, GroupId, Region};
 use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
@@ -260,11 +264,7 @@ impl Client {
         if timeout && !message.contains("timed out") {
             message.push_str(" (timed out)");
         }
-        for secret in [usersig.expose(), self.inner.config.key.expose()] {
-            if !secret.is_empty() {
-                message = message.replace(secret, "<redacted>");
-            }
-        }
+        let message = Scrubber::new(usersig, &self.inner.config.key).scrub(&message);
         ErrorKind::Transport { message, connect }
     }
 
@@ -325,17 +325,43 @@ impl Client {
             .map_err(|e| self.transport_error(e, &usersig))?;
         self.inner.answered.store(true, Ordering::Relaxed);
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(e, &usersig))?;
+        let bytes = self.read_body(response, &usersig).await?;
         if status != reqwest::StatusCode::OK {
             return Err(ErrorKind::Http { status: status.as_u16() });
         }
-        let answer: Response = serde_json::from_slice(&bytes)
-            .map_err(|e| ErrorKind::BadResponse { message: format!("not the REST API's JSON envelope ({e})") })?;
+        // The one place answers are parsed: whatever the other side says is
+        // scrubbed of this call's secrets before anything keeps or shows it, as an
+        // endpoint may echo the request, query and UserSig included.
+        let scrubber = || Scrubber::new(&usersig, &c.key);
+        let mut answer: Response = serde_json::from_slice(&bytes).map_err(|e| ErrorKind::BadResponse {
+            message: scrubber().scrub(&format!("not the REST API's JSON envelope ({e})")),
+        })?;
         if answer.is_ok() {
+            if let Some(id) = &mut answer.group_id {
+                *id = scrubber().scrub(id);
+            }
             Ok(answer)
         } else {
-            Err(ErrorKind::Api { code: answer.error_code, info: answer.error_info })
+            Err(ErrorKind::Api { code: answer.error_code, info: scrubber().scrub(&answer.error_info) })
         }
+    }
+
+    /// The body of an answer, read a chunk at a time and refused as soon as it
+    /// grows past [`MAX_ANSWER_BYTES`], so an endless or huge answer costs at most
+    /// that much memory.
+    async fn read_body(&self, mut response: reqwest::Response, usersig: &UserSig) -> Result<Vec<u8>, ErrorKind> {
+        let too_large = ErrorKind::TooLarge { limit: MAX_ANSWER_BYTES };
+        if response.content_length().is_some_and(|length| length > MAX_ANSWER_BYTES as u64) {
+            return Err(too_large);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(e, usersig))? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Calls `operation` with `body`: paced by the app-wide limiter (and, for writes,

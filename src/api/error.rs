@@ -34,6 +34,11 @@ pub enum ErrorKind {
         /// What was wrong with it.
         message: String,
     },
+    /// An answer larger than any the REST API gives: something else answered.
+    TooLarge {
+        /// The most grattr reads, in bytes.
+        limit: usize,
+    },
     /// grattr refused to send the request: nothing reached the service.
     Refused {
         /// Why.
@@ -76,7 +81,9 @@ impl ApiError {
     pub fn retry_class(&self) -> RetryClass {
         match &self.kind {
             ErrorKind::Api { code, .. } => codes::class(*code),
-            ErrorKind::Refused { .. } => RetryClass::Permanent,
+            // Only something other than the REST API answers that much; asking
+            // again would read as much again.
+            ErrorKind::Refused { .. } | ErrorKind::TooLarge { .. } => RetryClass::Permanent,
             ErrorKind::Http { status } if *status >= 500 || *status == 408 || *status == 429 => RetryClass::Backoff,
             ErrorKind::Http { .. } => RetryClass::Permanent,
             ErrorKind::Transport { .. } | ErrorKind::BadResponse { .. } => RetryClass::Backoff,
@@ -120,7 +127,9 @@ impl ApiError {
             ErrorKind::Http { .. } | ErrorKind::Transport { .. } => {
                 Some("check the network and the endpoint; grattr retried with backoff")
             }
-            ErrorKind::BadResponse { .. } => Some("check endpoint: something other than the Chat REST API answered"),
+            ErrorKind::BadResponse { .. } | ErrorKind::TooLarge { .. } => {
+                Some("check endpoint: something other than the Chat REST API answered")
+            }
             ErrorKind::Refused { .. } => Some("a bug in grattr: report it with the command that was run"),
         }
     }
@@ -144,6 +153,9 @@ impl fmt::Display for ApiError {
             ErrorKind::Http { status } => write!(f, "HTTP {status}")?,
             ErrorKind::Transport { message, .. } => write!(f, "{message}")?,
             ErrorKind::BadResponse { message } => write!(f, "unexpected answer: {message}")?,
+            ErrorKind::TooLarge { limit } => {
+                write!(f, "unexpected answer: larger than {limit} bytes, far more than any REST API answer")?;
+            }
             ErrorKind::Refused { reason } => write!(f, "not sent: {reason}")?,
         }
         if self.attempts > 1 {

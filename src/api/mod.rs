@@ -5,6 +5,7 @@ pub mod client;
 pub mod codes;
 mod error;
 mod rate;
+mod redact;
 pub mod scope;
 pub mod usersig;
 pub mod wire;

@@ -240,11 +240,11 @@ fn translate(text: &str, from: [char; 3], to: [char; 3]) -> String {
     text.chars().map(|c| from.iter().position(|f| *f == c).map_or(c, |i| to[i])).collect()
 }
 
-fn to_url_safe(base64: &str) -> String {
+pub(super) fn to_url_safe(base64: &str) -> String {
     translate(base64, STANDARD_CHARS, USERSIG_CHARS)
 }
 
-fn from_url_safe(text: &str) -> String {
+pub(super) fn from_url_safe(text: &str) -> String {
     translate(text, USERSIG_CHARS, STANDARD_CHARS)
 }
 

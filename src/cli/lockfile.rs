@@ -85,12 +85,18 @@ fn run_merge(args: &MergeArgs) -> anyhow::Result<u8> {
     let mut err = anstream::stderr().lock();
     for resolution in &merged.resolutions {
         let _ = match resolution {
-            Resolution::Unrecorded(id) => writeln!(
-                err,
-                "{}: {}: recorded with other attributes on each side; left out of the merged lockfile, so that the next apply sets it to its desired state",
-                escape::path(name),
-                escape::text(id.as_str())
-            ),
+            Resolution::Unrecorded(id) => {
+                let same_attributes =
+                    ours.groups.get(id).map(|g| &g.attributes) == theirs.groups.get(id).map(|g| &g.attributes);
+                let other =
+                    if same_attributes { "the same attributes but another ownership" } else { "other attributes" };
+                writeln!(
+                    err,
+                    "{}: {}: recorded with {other} on each side; left out of the merged lockfile, so that the next apply sets it to its desired state",
+                    escape::path(name),
+                    escape::text(id.as_str())
+                )
+            }
             Resolution::Kept(id) => writeln!(
                 err,
                 "{}: {}: pruned on one side, applied on the other; kept as applied, so that it stays managed",

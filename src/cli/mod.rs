@@ -68,12 +68,17 @@ pub struct ConfigArgs {
     /// The environment of grattr.yaml to use (required when it defines environments).
     #[arg(long = "env", env = "GRATTR_ENV", value_name = "NAME")]
     env: Option<String>,
+
+    /// Let grattr.yaml's groups, lockfile and overlays lead outside its directory
+    /// (refused by default: a pull request must not point grattr at other files).
+    #[arg(long, env = "GRATTR_ALLOW_OUTSIDE_PATHS")]
+    allow_outside_paths: bool,
 }
 
 impl ConfigArgs {
     /// The configuration file, parsed; every mistake in it is reported.
     fn load(&self) -> Result<Config, ConfigErrors> {
-        Config::load(&self.config)
+        Ok(Config::load(&self.config)?.allow_outside_paths(self.allow_outside_paths))
     }
 }
 

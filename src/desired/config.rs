@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod check;
+mod paths;
 
 use check::{Checker, check_url};
 
@@ -142,6 +143,8 @@ pub struct Config {
     file: Arc<Path>,
     dir: PathBuf,
     top: Settings,
+    /// Whether configured paths may lead outside the repository (`--allow-outside-paths`).
+    outside_allowed: bool,
 }
 
 /// How grattr reaches the REST API.
@@ -272,7 +275,16 @@ impl Config {
             return Err(ConfigErrors::new(&file, checker.diagnostics));
         }
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(Config { file, dir, top })
+        Ok(Config { file, dir, top, outside_allowed: false })
+    }
+
+    /// Lets `groups:`, `lockfile:` and `overlays:` lead outside the repository (the
+    /// directory of `grattr.yaml`), which [`Config::environment`] refuses by default:
+    /// for a checkout whose configuration is trusted, given on the command line
+    /// (`--allow-outside-paths`), never by the file itself.
+    pub fn allow_outside_paths(mut self, allowed: bool) -> Config {
+        self.outside_allowed = allowed;
+        self
     }
 
     /// The names of the environments defined.
@@ -371,6 +383,12 @@ impl Config {
             let relative = value.map_or(default, |v| v.value.as_str());
             self.dir.join(relative)
         };
+        if !self.outside_allowed {
+            let problems = self.paths_outside(env, &top_at);
+            if !problems.is_empty() {
+                return Err(ConfigErrors::new(&self.file, problems));
+            }
+        }
         Ok(Environment {
             name: name.map(str::to_string),
             sdkappid,
@@ -391,6 +409,39 @@ impl Config {
                 paths.map(|p| OverlayPath { path: self.dir.join(&p.value), at: p.at.clone() }).collect()
             }),
         })
+    }
+}
+
+impl Config {
+    /// A diagnostic for each configured path of the environment (`env`'s settings
+    /// over the top level's) that leads outside the repository. A default path that
+    /// is not written (`groups`, `grattr.lock`) is checked too, at `top_at`: it may
+    /// be a symlink.
+    fn paths_outside(&self, env: Option<&Settings>, top_at: &SourceLocation) -> Vec<Diagnostic> {
+        let root = match paths::resolve(&self.dir) {
+            Ok(root) => root,
+            Err(why) => return vec![Diagnostic::error(Rule::OutsideRepository, top_at.clone(), why)],
+        };
+        let pick = |field: fn(&Settings) -> Option<&At<String>>| env.and_then(field).or(field(&self.top));
+        // (how the setting reads in a message, the path as written, where)
+        let mut settings: Vec<(String, &str, SourceLocation)> = Vec::new();
+        for (field, default, value) in [
+            ("groups", "groups", pick(|s| s.groups.as_ref())),
+            ("lockfile", "grattr.lock", pick(|s| s.lockfile.as_ref())),
+        ] {
+            match value {
+                Some(value) => settings.push((format!("`{field}: {}`", value.value), &value.value, value.at.clone())),
+                None => settings.push((format!("`{field}` (by default `{default}`)"), default, top_at.clone())),
+            }
+        }
+        let overlays = env.and_then(|e| e.overlays.as_ref()).or(self.top.overlays.as_ref());
+        for overlay in overlays.map(|list| list.value.as_slice()).unwrap_or_default() {
+            settings.push((format!("`overlays: {}`", overlay.value), &overlay.value, overlay.at.clone()));
+        }
+        settings
+            .into_iter()
+            .filter_map(|(setting, path, at)| paths::outside(&root, &setting, &self.dir.join(path), at))
+            .collect()
     }
 }
 

@@ -76,6 +76,9 @@ pub enum Rule {
     /// An overlay that cannot apply: a path that is not there, a patch of a group or
     /// template that is not declared, a field an overlay cannot change.
     Overlay,
+    /// A path `grattr.yaml` configures (`groups`, `lockfile`, `overlays`) leads outside
+    /// the repository, or through a symlink that cannot be followed.
+    OutsideRepository,
 }
 
 impl Rule {
@@ -111,6 +114,7 @@ impl Rule {
             Rule::UnusedTemplate => "unused-template",
             Rule::Unset => "unset",
             Rule::Overlay => "overlay",
+            Rule::OutsideRepository => "outside-repository",
         }
     }
 }

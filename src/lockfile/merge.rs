@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What became of a group both sides changed differently.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    /// Both sides recorded other attributes: which was applied last, the lockfile
-    /// cannot know, so the group is left out; the next plan creates it, a full reset
+    /// Both sides recorded other attributes (or the same ones with another
+    /// ownership): which was applied last, the lockfile cannot know, so the group is left out; the next plan creates it, a full reset
     /// to its desired state, which makes the live state certain again.
     Unrecorded(GroupId),
     /// One side forgot the group (pruned it), the other recorded new attributes: the
@@ -69,9 +69,11 @@ pub fn merge(base: &Lockfile, ours: &Lockfile, theirs: &Lockfile) -> Result<Merg
     Ok(Merged { lockfile, resolutions })
 }
 
-/// Whether two records (or absences) say the same: the digest covers the attributes.
+/// Whether two records (or absences) say the same: the attributes and what of the
+/// group grattr owns (the digest covers both). Ownership decides what a plan
+/// touches, so records that differ in it alone are different records.
 fn same(a: Option<&AppliedGroup>, b: Option<&AppliedGroup>) -> bool {
-    a.map(|g| &g.attributes) == b.map(|g| &g.attributes)
+    a.map(|g| (&g.attributes, g.ownership)) == b.map(|g| (&g.attributes, g.ownership))
 }
 
 #[cfg(test)]
@@ -128,6 +130,28 @@ mod tests {
         assert_eq!(result.resolutions, vec![Resolution::Kept(GroupId::parse("a").unwrap())]);
         let result = merged(&[("a", "1")], &[("a", "2")], &[]);
         assert_eq!(result.lockfile, lockfile(&[("a", "2")]));
+    }
+
+    #[test]
+    fn a_group_whose_ownership_alone_differs_is_a_conflict_of_that_group() {
+        use crate::model::Ownership;
+        let keys = |lockfile: &mut Lockfile, id: &str| {
+            let group = lockfile.groups.get_mut(&GroupId::parse(id).unwrap()).unwrap();
+            *group = AppliedGroup::owned(group.attributes.clone(), Ownership::Keys);
+        };
+        let base = lockfile(&[("a", "1"), ("b", "1")]);
+        // Ours switched a to key ownership, theirs kept it: ours is the one change.
+        let mut ours = lockfile(&[("a", "1"), ("b", "1")]);
+        keys(&mut ours, "a");
+        let result = merge(&base, &ours, &base).unwrap();
+        assert_eq!(result.lockfile, ours);
+        let result = merge(&base, &base, &ours).unwrap();
+        assert_eq!(result.lockfile, ours, "theirs is the one change");
+        // Both sides created it, alike but for the ownership: which holds is unknown.
+        let theirs = lockfile(&[("a", "1"), ("b", "1")]);
+        let result = merge(&lockfile(&[("b", "1")]), &ours, &theirs).unwrap();
+        assert_eq!(result.lockfile, lockfile(&[("b", "1")]));
+        assert_eq!(result.resolutions, vec![Resolution::Unrecorded(GroupId::parse("a").unwrap())]);
     }
 
     #[test]

@@ -276,7 +276,9 @@ impl Lockfile {
                 doc.groups.0.into_iter().map(|(id, g)| (id, Ok(g))),
             ),
             Err(_) => {
-                let doc: FileDoc<serde_json::Value> =
+                // Each entry kept as its text, not as a `Value`: a `Value` keeps the
+                // last of two repeats of a field or key, and so would hide them.
+                let doc: FileDoc<&serde_json::value::RawValue> =
                     serde_json::from_slice(bytes).map_err(|e| LockfileError::Parse {
                         path: path.to_path_buf(),
                         line: e.line(),
@@ -284,7 +286,15 @@ impl Lockfile {
                         message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
                     })?;
                 let entries = doc.groups.0.into_iter().map(|(id, entry)| {
-                    let applied = AppliedGroup::deserialize(entry).map_err(|e| e.to_string());
+                    let applied = serde_json::from_str::<AppliedGroup>(entry.get()).map_err(|e| {
+                        // The entry's text lies within `bytes`: its line there is the
+                        // lines before it plus the error's line within it.
+                        let offset = (entry.get().as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
+                        let before = bytes.get(..offset).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+                        let message = e.to_string();
+                        let message = message.split(" at line ").next().unwrap_or_default();
+                        format!("{message} (line {})", before + e.line())
+                    });
                     (id, applied)
                 });
                 Lockfile::check(path, doc.format_version, doc.sdkappid, entries)
@@ -485,6 +495,25 @@ mod tests {
         let twice = format!("{{\"format_version\": 1, \"groups\": {{\"a\": {entry}, \"a\": {entry}}}}}");
         let e = Lockfile::parse(Path::new("grattr.lock"), twice.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("group \"a\": recorded twice"), "{e}");
+    }
+
+    #[test]
+    fn a_key_or_a_digest_given_twice_in_an_entry_is_refused_where_it_stands() {
+        let entry = serde_json::to_string(&AppliedGroup::new([("k", "v")].into_iter().collect())).unwrap();
+        let digest = entry.split('"').nth(3).unwrap().to_string();
+        // Each edit keeps a digest that matches what the last repeat says.
+        let key_twice = entry.replace("{\"k\":\"v\"}", "{\"k\":\"EVIL\",\"k\":\"v\"}");
+        let digest_twice =
+            entry.replacen("\"digest\"", &format!("\"digest\":\"sha256:{}\",\"digest\"", "0".repeat(64)), 1);
+        for (entry, expected) in [
+            (key_twice, "group \"a\": attribute key \"k\" given twice (line 4)"),
+            (digest_twice, "group \"a\": duplicate field `digest` (line 4)"),
+        ] {
+            assert!(entry.contains(&digest));
+            let text = format!("{{\n  \"format_version\": 1,\n  \"groups\": {{\n    \"a\": {entry}\n  }}\n}}\n");
+            let e = Lockfile::parse(Path::new("grattr.lock"), text.as_bytes()).unwrap_err().to_string();
+            assert!(e.starts_with("grattr.lock: error:") && e.contains(expected), "{text}\n{e}");
+        }
     }
 
     #[test]

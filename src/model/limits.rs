@@ -31,6 +31,16 @@ pub const MAX_GROUP_WRITES_PER_SECOND: Limit = Limit { max: 5, code: 10049 };
 /// Calls per second to each endpoint, per app.
 pub const MAX_CALLS_PER_SECOND: Limit = Limit { max: 200, code: 60007 };
 
+/// The largest answer body the client reads before refusing it. The largest real
+/// answer is a get of [`MAX_KEYS`] keys of [`MAX_KEY_BYTES`] and
+/// [`MAX_TOTAL_VALUE_BYTES`] of values, every byte JSON-escaped at worst as six
+/// (`\u00XX`): about 100 KB with the envelope. The limit leaves ten times that.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+const _: () = assert!(
+    MAX_ANSWER_BYTES >= 10 * (6 * (MAX_TOTAL_VALUE_BYTES.max + MAX_KEYS.max * MAX_KEY_BYTES.max) + 1024),
+    "the answer limit leaves a tenfold margin over the largest real answer"
+);
+
 /// The highest app-wide rate grattr accepts (`rate_limit`, `--rate-limit`):
 /// [`MAX_CALLS_PER_SECOND`], as a rate.
 pub const MAX_RATE_LIMIT: u32 = MAX_CALLS_PER_SECOND.max as u32;

@@ -23,10 +23,11 @@ fn differ(text: impl Into<String>) -> Result<(), Difference> {
 }
 
 /// Compares every field of `saved` that affects what is sent, recorded or counted
-/// (the options, every group, action, key and value, the counts) with `fresh`, and
-/// names the first difference. Where a group is declared (`source`) and the
-/// fingerprint are not compared: the first only labels the change, the second is
-/// checked before a fresh plan is made.
+/// (the options, every group, action, key and value, ownership, the counts) or
+/// that tells a reviewer where a key's value comes from, with `fresh`, and names
+/// the first difference. Where a group is declared (`source`) and the fingerprint
+/// are not compared: the first only labels the change, the second is checked
+/// before a fresh plan is made.
 pub fn compare(saved: &Plan, fresh: &Plan) -> Result<(), Difference> {
     if saved.format_version != fresh.format_version {
         return differ(format!(
@@ -113,11 +114,29 @@ fn compare_change(id: &GroupId, saved: &Change, fresh: &Change) -> Result<(), Di
     }
     compare_attributes(id, "", saved.after.as_ref(), fresh.after.as_ref())?;
     compare_attributes(id, "last-applied ", saved.before.as_ref(), fresh.before.as_ref())?;
-    // Where keys get their values is for the reader; moving a key between files changes nothing live.
     if (&saved.keys.added, &saved.keys.removed, &saved.keys.changed)
         != (&fresh.keys.added, &fresh.keys.removed, &fresh.keys.changed)
     {
         return differ(format!("group {id}: the keys it touches differ from the plan computed now"));
+    }
+    // Ownership decides which calls are made and what is recorded.
+    if saved.ownership != fresh.ownership {
+        return differ(format!(
+            "group {id}: its ownership is {} in the saved plan but {} in the plan computed now",
+            saved.ownership.as_str(),
+            fresh.ownership.as_str()
+        ));
+    }
+    if saved.ownership_from != fresh.ownership_from {
+        return differ(format!("group {id}: the ownership it switches from differs from the plan computed now"));
+    }
+    if saved.unmanaged_keys != fresh.unmanaged_keys {
+        return differ(format!("group {id}: the keys members wrote differ from the plan computed now"));
+    }
+    // Where keys get their values is what a reviewer reads to judge a change
+    // ("# template community"); a saved plan that says otherwise was edited.
+    if saved.keys.sources != fresh.keys.sources {
+        return differ(format!("group {id}: where its keys get their values differs from the plan computed now"));
     }
     Ok(())
 }
@@ -277,5 +296,41 @@ mod tests {
             p.not_declared.push(crate::plan::NotDeclared { group_id: id("g-8"), before: AttributeSet::new() });
         };
         assert!(refused(orphans).starts_with("the groups left as no longer declared differ"));
+    }
+
+    #[test]
+    fn edits_to_ownership_and_to_where_keys_come_from_are_named() {
+        use crate::model::Ownership;
+        let ownership = |p: &mut Plan| p.changes[1].ownership = Ownership::Keys;
+        assert_eq!(
+            refused(ownership),
+            "group g-2: its ownership is keys in the saved plan but group in the plan computed now"
+        );
+        let from = |p: &mut Plan| p.changes[1].ownership_from = Some(Ownership::Keys);
+        assert_eq!(refused(from), "group g-2: the ownership it switches from differs from the plan computed now");
+        let unmanaged = |p: &mut Plan| p.changes[1].unmanaged_keys = Some(vec!["seat.1".into()]);
+        assert_eq!(refused(unmanaged), "group g-2: the keys members wrote differ from the plan computed now");
+        // Sources: added, edited or deleted.
+        let origin = |line| {
+            Some(crate::model::KeyOrigin {
+                kind: crate::model::OriginKind::Group,
+                template: None,
+                file: Arc::from(Path::new("groups/a.yaml")),
+                line,
+                column: 9,
+            })
+        };
+        let mut fresh = plan();
+        fresh.changes[0].keys.sources = vec![origin(3)];
+        let mut edited = fresh.clone();
+        edited.changes[0].keys.sources = vec![origin(4)];
+        let deleted = |p: &mut Plan| p.changes[0].keys.sources.clear();
+        let mut removed = fresh.clone();
+        deleted(&mut removed);
+        let expected = "group g-1: where its keys get their values differs from the plan computed now";
+        for saved in [edited, removed] {
+            assert_eq!(compare(&saved, &fresh).unwrap_err().to_string(), expected);
+        }
+        assert_eq!(compare(&fresh, &fresh), Ok(()));
     }
 }
