@@ -48,6 +48,12 @@ pub const DEFAULT_GROUP_WRITE_RATE: u32 = 4;
 /// limit keeps a generated or hostile chain from costing every group that uses it.
 pub const MAX_TEMPLATE_CHAIN: usize = 32;
 
+/// grattr's own limit (not the API's): the largest group or overlay file it reads,
+/// in bytes. 100,000 groups written by `grattr import` take about 10 MB; a file over
+/// 64 MiB is refused with a diagnostic before it is read, rather than read into
+/// memory many times its size.
+pub const MAX_GROUP_FILE_BYTES: usize = 64 << 20;
+
 /// Whether a broken rule makes the API refuse the write or only deserves attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
