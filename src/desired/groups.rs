@@ -342,7 +342,15 @@ pub(super) fn parse_yaml(file: Arc<Path>, text: &str) -> FileGroups {
     let top = match read {
         Ok(Some(top)) => top,
         Ok(None) => return parse_yaml_whole(file, text),
-        Err(e) => return FileGroups { diagnostics: vec![yaml::diagnostic(&file, text, &e)], ..FileGroups::default() },
+        Err(e) => {
+            // A tag the parser cannot read as text fails the file: refused at its place instead.
+            if let Some(unreadable) = yaml::Unreadable::replace(text) {
+                let mut out = parse_yaml(file, &unreadable.text);
+                unreadable.restore(&mut out.diagnostics);
+                return out;
+            }
+            return FileGroups { diagnostics: vec![yaml::diagnostic(&file, text, &e)], ..FileGroups::default() };
+        }
     };
     let misspelt = top.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
     report_issues(&file, top.issues, &mut out);
