@@ -638,8 +638,6 @@ mod tests {
         assert!(Unreadable::replace("a: !!str timestamp\n").is_none());
     }
 
-    use super::*;
-
     fn values(yaml: &str) -> Vec<(String, Option<String>)> {
         use crate::desired::shape::{AttrEntries, Entries, Lenient};
         let parsed: Lenient<AttrEntries> = serde_saphyr::from_str_with_options(yaml, options()).unwrap();
