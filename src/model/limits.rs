@@ -49,7 +49,7 @@ pub const DEFAULT_GROUP_WRITE_RATE: u32 = 4;
 pub const MAX_TEMPLATE_CHAIN: usize = 32;
 
 /// grattr's own limit (not the API's): the largest group or overlay file it reads,
-/// in bytes. 100,000 groups written by `grattr import` take about 10 MB; a file over
+/// in bytes. 100,000 groups written by `grattr import` take about 10 to 30 MB; a file over
 /// 64 MiB is refused with a diagnostic before it is read, rather than read into
 /// memory many times its size.
 pub const MAX_GROUP_FILE_BYTES: usize = 64 << 20;
