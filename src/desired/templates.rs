@@ -308,7 +308,8 @@ pub(super) fn read_templates(
     for (name_node, body) in entries {
         let at = yaml::locate(file, &name_node.referenced);
         let Some(name) = template_name(&name_node, text, &at, &mut out.diagnostics) else { continue };
-        let errors_before = out.diagnostics.iter().filter(|d| d.is_error()).count();
+        // Only this template's diagnostics are counted: counting the file's would cost its templates squared.
+        let first_diagnostic = out.diagnostics.len();
         let body_at = yaml::locate(file, &body.referenced);
         let entries = match body.value {
             Lenient::Found(Entries(entries)) => entries,
@@ -361,7 +362,7 @@ pub(super) fn read_templates(
         });
         let (attributes, key_at) = read_attributes(file, text, &subject, own, &mut out.diagnostics);
         report_limits(&subject, &attributes, &key_at, &body_at, false, &mut out.diagnostics);
-        let valid = out.diagnostics.iter().filter(|d| d.is_error()).count() == errors_before;
+        let valid = !out.diagnostics[first_diagnostic..].iter().any(Diagnostic::is_error);
         let places = key_at.into_iter().map(|(key, (at, _))| (key, at)).collect();
         out.templates.push(Template { name, at, extends, ownership, attributes, places, valid });
     }
