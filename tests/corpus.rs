@@ -534,3 +534,22 @@ proptest! {
         );
     }
 }
+
+/// A group file over the size limit (64 MiB) is one diagnostic naming the file and
+/// the limit, before it is read; the other files are still checked. The file is
+/// sparse: nothing is written.
+#[test]
+fn a_group_file_over_the_size_limit_is_one_diagnostic() {
+    let group = (PathBuf::from("groups/ok.yaml"), b"groups:\n  - id: a\n    attributes: {k: ~}\n".to_vec());
+    let dir = repo(&[group]);
+    std::fs::File::create(dir.path().join("groups/big.yaml")).unwrap().set_len((64 << 20) + 1).unwrap();
+    let output = grattr(dir.path()).arg("validate").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    insta::assert_snapshot!(String::from_utf8_lossy(&output.stderr), @r#"
+    groups/big.yaml: error: file is 67108865 bytes, over the limit of 67108864 bytes (64 MiB) for one file
+      help: split it: any number of files may declare groups and templates
+    groups/ok.yaml:3:21: error: group "a" key "k": value is null
+      help: values are text: write `k: ""` for an empty value, or quote a value such as "~" or "null"
+    groups: invalid: 2 errors, 0 warnings in 2 files
+    "#);
+}

@@ -124,3 +124,42 @@ fn keys_a_set_writes_itself_are_sourced_to_the_set() {
         );
     }
 }
+
+/// A file of `count` templates, each but the first extending the one before it
+/// (`t1` extends `t0`, …), or with `cycle` the first extending the last too, and a
+/// group using the last.
+fn chained_templates(count: usize, cycle: bool) -> String {
+    let mut text = String::from("templates:\n  t0:\n");
+    text += &match cycle {
+        true => format!("    extends: t{}\n", count - 1),
+        false => "    k: v\n".to_string(),
+    };
+    for n in 1..count {
+        text += &format!("  t{n}:\n    extends: t{}\n", n - 1);
+    }
+    text + &format!("groups:\n  - id: g\n    template: t{}\n", count - 1)
+}
+
+#[test]
+fn a_chain_of_5000_templates_is_refused_once_where_it_passes_the_depth_limit() {
+    let repo = support::Repo::new().file("groups/t.yaml", &chained_templates(5000, false));
+    let (stdout, stderr) = repo.run(&["validate", "--format", "github"]).code(1).into_streams();
+    let errors: Vec<&str> = stdout.lines().filter(|line| line.starts_with("::error")).collect();
+    // t32 is the 33rd template of its chain: its `extends:` (line 2 + 2×32 + 1, column 14) passes the limit.
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("line=67,col=14"), "{}", errors[0]);
+    assert!(errors[0].contains("32"), "{}", errors[0]);
+    assert!(stdout.len() + stderr.len() < 2_000, "{} bytes", stdout.len() + stderr.len());
+}
+
+#[test]
+fn a_cycle_of_3000_templates_is_reported_once_in_a_few_bytes() {
+    let repo = support::Repo::new().file("groups/t.yaml", &chained_templates(3000, true));
+    let (stdout, stderr) = repo.run(&["validate", "--format", "github"]).code(1).into_streams();
+    let errors: Vec<&str> = stdout.lines().filter(|line| line.starts_with("::error")).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    // At the first template's `extends:`, naming a part of the cycle and how long it is.
+    assert!(errors[0].contains("line=3,col=14"), "{}", errors[0]);
+    assert!(errors[0].contains("3000"), "{}", errors[0]);
+    assert!(stdout.len() + stderr.len() < 2_000, "{} bytes", stdout.len() + stderr.len());
+}

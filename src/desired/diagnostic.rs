@@ -21,6 +21,8 @@ pub enum Rule {
     Io,
     /// The file is not UTF-8.
     NotUtf8,
+    /// The file is larger than grattr reads (`limits::MAX_GROUP_FILE_BYTES`).
+    FileTooLarge,
     /// The file is not valid YAML.
     YamlSyntax,
     /// A field grattr does not know (most often a typo).
@@ -87,6 +89,7 @@ impl Rule {
         match self {
             Rule::Io => "io",
             Rule::NotUtf8 => "not-utf8",
+            Rule::FileTooLarge => "file-too-large",
             Rule::YamlSyntax => "yaml-syntax",
             Rule::UnknownField => "unknown-field",
             Rule::MissingField => "missing-field",

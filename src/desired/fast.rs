@@ -10,8 +10,9 @@
 //! It reads only what it can read exactly as the YAML parser does, and only files
 //! with nothing to report: at the first thing it does not know for certain (a tag,
 //! an anchor, a flow mapping, a flow sequence spanning lines or holding anything but
-//! simple scalars, an empty sequence, a multi-line quoted scalar, a tab, a carriage
-//! return, `templates:`, a problem of any kind) it gives up, and the file is read
+//! simple scalars, an empty sequence, a multi-line quoted scalar, a tab anywhere but
+//! in a comment, a carriage return, `templates:`, a problem of any kind) it gives
+//! up, and the file is read
 //! again by the full parser, which finds and words every diagnostic (see
 //! [`super::groups::parse_file`]). So a file read here is one the full reader would
 //! read to the same groups, declarations, templated entries and template uses, with
@@ -21,6 +22,7 @@ use super::groups::FileGroups;
 use super::templates::{Places, Templated};
 use crate::model::limits;
 use crate::model::{AttributeSet, DesiredGroup, GroupId, OriginKind, Origins, Ownership, SourceLocation};
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,30 +44,40 @@ type Scalar = (String, u64, u64);
 /// is stricter).
 const MAX_IMPLICIT_KEY: usize = 1024;
 
-/// Files larger than this go to the full parser, which enforces its budget on them.
-const MAX_FILE: usize = 64 << 20;
-
 /// Reads `text` (the file `file`) if it has the common shape and nothing to report.
 pub(super) fn parse(file: &Arc<Path>, text: &str) -> Option<FileGroups> {
-    if text.len() > MAX_FILE || !plain_characters(text) {
+    if text.len() > limits::MAX_GROUP_FILE_BYTES || !plain_characters(text) {
         return None;
     }
-    let mut reader = Reader { file, text: text.as_bytes(), source: text, pos: 0, line: 0, out: FileGroups::default() };
+    let tabs = memchr::memchr(b'\t', text.as_bytes()).is_some();
+    let mut reader = Reader {
+        file,
+        text: text.as_bytes(),
+        source: text,
+        pos: 0,
+        line: 0,
+        out: FileGroups::default(),
+        comments: tabs.then(RefCell::default),
+    };
     reader.file().ok()?;
+    if tabs && !reader.tabs_only_in_comments() {
+        return None;
+    }
     Some(reader.out)
 }
 
 /// Whether `text` holds only characters the fast path reads as they are: printable
 /// ASCII and line feeds, and printable non-ASCII characters other than the ones YAML
 /// parsers disagree on (NEL, the line and paragraph separators, the byte order mark).
-/// Tabs and carriage returns are left to the full parser.
+/// Carriage returns are left to the full parser; tabs too, but in comments (which
+/// [`Reader::tabs_only_in_comments`] checks once the file is read).
 fn plain_characters(text: &str) -> bool {
     let bytes = text.as_bytes();
     let odd = bytes
         .chunks(64)
-        .any(|chunk| chunk.iter().fold(false, |odd, &b| odd | ((b < 0x20 && b != b'\n') | (b >= 0x7f))));
+        .any(|chunk| chunk.iter().fold(false, |odd, &b| odd | ((b < 0x20 && b != b'\n' && b != b'\t') | (b >= 0x7f))));
     !odd || text.chars().all(|c| match c {
-        '\n' | ' '..='~' => true,
+        '\n' | '\t' | ' '..='~' => true,
         '\u{0}'..='\u{a0}' => c == '\u{a0}',
         '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => false,
         _ => true,
@@ -94,9 +106,55 @@ struct Reader<'a> {
     /// The number of the line before `pos`.
     line: u64,
     out: FileGroups,
+    /// Where each comment it skipped starts (its `#`), when the text has a tab: a tab
+    /// is read only in a comment, where it changes nothing.
+    comments: Option<RefCell<Vec<usize>>>,
 }
 
 impl Reader<'_> {
+    /// Notes that a comment starts at `at` (its `#`), when tabs are to be checked.
+    fn comment_at(&self, at: usize) {
+        if let Some(comments) = &self.comments {
+            comments.borrow_mut().push(at);
+        }
+    }
+
+    /// Whether every tab of the text is in a comment the reader skipped: after a
+    /// comment's `#`, on its line. A tab anywhere else (in a scalar, in indentation,
+    /// as a separator, before a `#`) is the full parser's.
+    fn tabs_only_in_comments(&self) -> bool {
+        let Some(comments) = &self.comments else { return true };
+        let mut comments = comments.borrow_mut();
+        comments.sort_unstable();
+        comments.dedup();
+        memchr::memchr_iter(b'\t', self.text).all(|tab| {
+            let before = comments.partition_point(|&at| at < tab);
+            before > 0 && memchr::memchr(b'\n', &self.text[comments[before - 1]..tab]).is_none()
+        })
+    }
+
+    /// Whether the rest of a line (`rest`, a part of the text) is only spaces, then
+    /// perhaps a comment; notes the comment.
+    fn rest_is_empty(&self, rest: &[u8]) -> bool {
+        let after = spaces(rest);
+        let empty = after == rest.len() || (after > 0 && rest[after] == b'#');
+        if empty && after < rest.len() {
+            self.comment_at(self.offset(rest) + after);
+        }
+        empty
+    }
+
+    /// Whether the rest of a line after `attributes:` is ` {}`, then perhaps a comment.
+    fn rest_is_empty_flow_mapping(&self, rest: &[u8]) -> bool {
+        let after = spaces(rest);
+        after > 0 && rest[after..].starts_with(b"{}") && self.rest_is_empty(&rest[after + 2..])
+    }
+
+    /// The offset of `part`, a part of the text.
+    fn offset(&self, part: &[u8]) -> usize {
+        (part.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize)
+    }
+
     /// The end of the line starting at `start` (the offset of its line feed, or of
     /// the end of the text).
     fn line_end(&self, start: usize) -> usize {
@@ -112,7 +170,8 @@ impl Reader<'_> {
             self.pos = (end + 1).min(self.text.len());
             self.line += 1;
             match self.text.get(start + indent) {
-                None | Some(b'\n' | b'#') => continue,
+                None | Some(b'\n') => continue,
+                Some(b'#') => self.comment_at(start + indent),
                 Some(_) => return Some(Line { start, indent, end, number: self.line }),
             }
         }
@@ -132,7 +191,7 @@ impl Reader<'_> {
             top = self.next_line().ok_or(Unsure)?;
         }
         let rest = self.content(top).strip_prefix(b"groups:").ok_or(Unsure)?;
-        if top.indent != 0 || !rest_is_empty(rest) {
+        if top.indent != 0 || !self.rest_is_empty(rest) {
             return Err(Unsure);
         }
         let mut line = self.next_line().ok_or(Unsure)?;
@@ -151,7 +210,7 @@ impl Reader<'_> {
 
     /// Whether `line` is the document marker `marker` (`---`, `...`) alone.
     fn marker(&self, line: Line, marker: &[u8]) -> bool {
-        line.indent == 0 && self.content(line).strip_prefix(marker).is_some_and(rest_is_empty)
+        line.indent == 0 && self.content(line).strip_prefix(marker).is_some_and(|rest| self.rest_is_empty(rest))
     }
 
     /// One entry of `groups:`, starting at its `- ` line; returns the next line. An
@@ -193,9 +252,9 @@ impl Reader<'_> {
                 once(&mut ownership, word)?;
                 self.next_line()
             } else if let Some(rest) = content.strip_prefix(b"attributes:") {
-                let (set, next) = match rest_is_empty(rest) {
+                let (set, next) = match self.rest_is_empty(rest) {
                     true => self.attributes(fields)?,
-                    false if rest_is_empty_flow_mapping(rest) => {
+                    false if self.rest_is_empty_flow_mapping(rest) => {
                         // The parser places an empty flow mapping at its `{`.
                         let brace = fields + "attributes:".len() + spaces(rest);
                         let at = (line.number, brace as u64 + 1);
@@ -303,7 +362,7 @@ impl Reader<'_> {
         after_colon: usize,
         rest: &[u8],
     ) -> Read<(Vec<Scalar>, Option<Line>)> {
-        if rest_is_empty(rest) {
+        if self.rest_is_empty(rest) {
             return self.block_sequence(fields);
         }
         let open = after_colon + spaces(rest);
@@ -341,7 +400,7 @@ impl Reader<'_> {
                 Some(b',') if self.text.get(after + 1) == Some(&b' ') && after + 1 < end => {
                     at = after + 1 + spaces(&self.text[after + 1..end]);
                 }
-                Some(b']') if rest_is_empty(&self.text[after + 1..end]) => return Ok(items),
+                Some(b']') if self.rest_is_empty(&self.text[after + 1..end]) => return Ok(items),
                 _ => return Err(Unsure),
             }
         }
@@ -454,7 +513,7 @@ impl Reader<'_> {
         match self.text.get(at) {
             Some(b'"' | b'\'') => {
                 let (value, close) = self.quoted(at, end)?;
-                if !rest_is_empty(&self.text[close..end]) {
+                if !self.rest_is_empty(&self.text[close..end]) {
                     return Err(Unsure);
                 }
                 Ok(value)
@@ -463,7 +522,10 @@ impl Reader<'_> {
                 let line = &self.source[at..end];
                 // A comment starts at ` #`; trailing spaces are not part of the scalar.
                 let text = match comment(line.as_bytes()) {
-                    Some(comment) => &line[..comment],
+                    Some(comment) => {
+                        self.comment_at(at + comment + 1);
+                        &line[..comment]
+                    }
                     None => line,
                 };
                 let text = text.trim_end_matches(' ');
@@ -580,7 +642,7 @@ impl Reader<'_> {
             Some(&c @ (b'-' | b'+')) => (c, &header[1..]),
             _ => (b' ', header),
         };
-        if !rest_is_empty(rest) {
+        if !self.rest_is_empty(rest) {
             return Err(Unsure);
         }
         // Content lines: the first that is not blank sets the indentation.
@@ -641,18 +703,6 @@ fn comment(text: &[u8]) -> Option<usize> {
 /// The number of spaces `text` starts with.
 fn spaces(text: &[u8]) -> usize {
     text.iter().take_while(|&&b| b == b' ').count()
-}
-
-/// Whether the rest of a line is only spaces, then perhaps a comment.
-fn rest_is_empty(rest: &[u8]) -> bool {
-    let after = spaces(rest);
-    after == rest.len() || (after > 0 && rest[after] == b'#')
-}
-
-/// Whether the rest of a line after `attributes:` is ` {}`, then perhaps a comment.
-fn rest_is_empty_flow_mapping(rest: &[u8]) -> bool {
-    let after = spaces(rest);
-    after > 0 && rest[after..].starts_with(b"{}") && rest_is_empty(&rest[after + 2..])
 }
 
 /// Fills a field's `slot` with `value`; gives up when the field was given before.
@@ -1047,6 +1097,41 @@ mod tests {
     }
 
     #[test]
+    fn reads_tabs_in_comments() {
+        for text in [
+            "# a\tcomment\ngroups:\n  - id: a\n    attributes:\n      k: v\n",
+            "groups: #\tc\n  - id: a # \tc\n    attributes: # c\t\n      k: v #\tc\n      # \t\n      j: \"w\" #\t\n",
+            "groups:\n  - ids: [a, b] #\tc\n    attributes: {} # \t\n  - id: c\n    attributes:\n      k: | #\tc\n        text\n      # after\tthe block\n      j: w\n",
+            "--- #\tc\ngroups:\n  - id: a\n    attributes: {}\n... #\tc\n",
+        ] {
+            assert!(agree(text), "not read by the fast path:\n{text}");
+        }
+        // The same file without the tabs reads the same.
+        let with = read_both("# a\tb\ngroups:\n  - id: a #\t\n    attributes:\n      k: v #\tc\n").unwrap();
+        let without = read_both("# a b\ngroups:\n  - id: a # \n    attributes:\n      k: v # c\n").unwrap();
+        assert_eq!(with.groups, without.groups);
+    }
+
+    #[test]
+    fn leaves_tabs_outside_comments_to_the_parser() {
+        for text in [
+            // In a quoted scalar, after what would be a comment outside it.
+            "groups:\n  - id: a\n    attributes:\n      k: \"v #\tw\"\n",
+            "groups:\n  - id: a\n    attributes:\n      k: 'v #\tw'\n",
+            // In a literal block, on a line that would be a comment outside it.
+            "groups:\n  - id: a\n    attributes:\n      k: |\n        text\n        # \tmore\n",
+            // Before a comment: YAML ends the scalar there, as a tab separates too.
+            "groups:\n  - id: a\n    attributes:\n      k: v\t# c\n",
+            "groups:\n  - id: a\n    attributes:\n      k:\tv\n",
+            "groups:\n  - id: a\n    attributes:\n      k: v\tw\n",
+            "groups:\n  - id: a\n    attributes:\n\t# c\n      k: v\n",
+            "groups:\n  - id: a\n    attributes:\n      k: v\n\t\n",
+        ] {
+            assert!(!agree(text), "read by the fast path:\n{text}");
+        }
+    }
+
+    #[test]
     fn agrees_with_the_parser_on_the_repository_files() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut read = 0;
@@ -1104,6 +1189,7 @@ mod tests {
         prop_oneof![
             word(),
             word().prop_map(|w| format!("{w} # comment")),
+            (word(), word()).prop_map(|(w, c)| format!("{w} #{c}\t# comment")),
             (word(), escape, word()).prop_map(|(a, e, b)| format!(
                 "\"{}{e}{}\"",
                 a.replace('"', ""),
@@ -1233,19 +1319,31 @@ mod tests {
             unset,
         );
         (
-            prop::sample::select(vec!["", "", "", "", "# header\n", "\n\n", "---\n", "%YAML 1.2\n---\n"]),
+            prop::sample::select(vec![
+                "",
+                "",
+                "",
+                "",
+                "# header\n",
+                "#\theader\n",
+                "\n\n",
+                "---\n",
+                "--- #\tc\n",
+                "%YAML 1.2\n---\n",
+            ]),
             prop::sample::select(vec![
                 "groups:",
                 "groups:",
                 "groups:",
                 "groups:",
                 "groups: # c",
+                "groups: #\tc",
                 "groups :",
                 "\"groups\":",
             ]),
             prop::sample::select(vec![0usize, 2, 4]),
             prop::collection::vec(group, 1..4),
-            prop::sample::select(vec!["", "", "\n", "# end\n", "  \n", "..."]),
+            prop::sample::select(vec!["", "", "\n", "# end\n", "  # \tend\n", "  \n", "..."]),
         )
             .prop_map(|(head, top, seq, groups, tail)| {
                 let mut text = format!("{head}{top}\n");
@@ -1342,7 +1440,7 @@ mod tests {
         let (mut read, mut templated, mut bare, mut keys, mut owned, mut after) = (0, 0, 0, 0, 0, 0);
         let (mut set_ids, mut flow_ids, mut block_ids, mut templated_sets) = (0, 0, 0, 0);
         let (mut unset, mut flow_unset, mut block_unset) = (0, 0, 0);
-        let mut clean = 0;
+        let (mut clean, mut tabs) = (0, 0);
         for _ in 0..2000 {
             let text = strategy.new_tree(&mut runner).unwrap().current();
             clean += usize::from(parse_yaml(Arc::from(Path::new("g.yaml")), &text).diagnostics.is_empty());
@@ -1355,6 +1453,7 @@ mod tests {
                 prefix.trim_end().chars().last()
             };
             read += 1;
+            tabs += usize::from(text.contains('\t'));
             templated += fast.templated.len();
             bare += fast.templated.iter().filter(|entry| entry.places.is_empty()).count();
             keys += fast.templated.iter().filter(|entry| !entry.places.is_empty()).count();
@@ -1379,6 +1478,7 @@ mod tests {
         // parser reads without one and 192 the fast path reads (when written): a third.
         assert!(read > 150, "only {read} of 2,000 generated documents were read by the fast path");
         assert!(read * 4 > clean, "only {read} of the {clean} documents without a problem were read by the fast path");
+        assert!(tabs > 30, "only {tabs} documents with a tab in a comment were read by the fast path");
         assert!(templated > 80, "only {templated} templated entries were read by the fast path");
         assert!(bare > 20, "only {bare} templated entries without keys of their own were read by the fast path");
         assert!(keys > 12, "only {keys} templated entries with keys of their own were read by the fast path");

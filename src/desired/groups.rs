@@ -6,7 +6,9 @@ pub(crate) use super::attributes::ownership_word;
 use super::attributes::{read_attributes, read_ownership, report_limits};
 use super::diagnostic::{Diagnostic, Rule};
 use super::overlays::{OverlayPath, Overlays};
-use super::shape::{Entries, FileFields, GroupFields, Issue, Items, Lenient, NodeList, wrong_type};
+use super::shape::{
+    Entries, FileFields, GroupFields, Issue, Items, Lenient, NodeList, TemplateMap, read_fields, wrong_type,
+};
 use super::templates::{Template, Templated};
 use super::yaml::{self, Node};
 pub use crate::model::DesiredGroup;
@@ -14,9 +16,11 @@ use crate::model::limits;
 use crate::model::{Digest, DigestBuilder, GroupId, OriginKind, Origins, SourceLocation};
 use foldhash::fast::RandomState;
 use rayon::prelude::*;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 use std::collections::hash_map::Entry as HashEntry;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -278,6 +282,12 @@ pub(super) fn read_text(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, S
         let location = SourceLocation { file, line: 0, column: 0 };
         return Err(Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file"));
     }
+    // Refused before it is read: reading it would hold it, and the parser's view of it, in memory.
+    if let Ok(metadata) = std::fs::metadata(path)
+        && metadata.len() > limits::MAX_GROUP_FILE_BYTES as u64
+    {
+        return Err(too_large(file, metadata.len()));
+    }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok((file, text)),
@@ -297,18 +307,202 @@ pub(super) fn read_text(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, S
     }
 }
 
+/// The error of a file of `bytes` bytes, over [`limits::MAX_GROUP_FILE_BYTES`].
+pub(super) fn too_large(file: Arc<Path>, bytes: u64) -> Diagnostic {
+    let max = limits::MAX_GROUP_FILE_BYTES;
+    let message = format!("file is {bytes} bytes, over the limit of {max} bytes ({} MiB) for one file", max >> 20);
+    Diagnostic::error(Rule::FileTooLarge, SourceLocation { file, line: 0, column: 0 }, message)
+        .with_help("split it: any number of files may declare groups and templates")
+}
+
 /// Parses and checks the text of one file; `file` names it in diagnostics. A file of
 /// the common shape with nothing to report is read by the fast path (see
-/// `desired::fast`); any other by the YAML parser, which reports every problem.
+/// `desired::fast`); any other by the YAML parser, which reports every problem. A
+/// text over [`limits::MAX_GROUP_FILE_BYTES`] is refused.
 pub fn parse_file(file: Arc<Path>, text: &str) -> FileGroups {
+    if text.len() > limits::MAX_GROUP_FILE_BYTES {
+        return FileGroups { diagnostics: vec![too_large(file, text.len() as u64)], ..FileGroups::default() };
+    }
     match super::fast::parse(&file, text) {
         Some(groups) => groups,
         None => parse_yaml(file, text),
     }
 }
 
-/// [`parse_file`] by the YAML parser.
+/// [`parse_file`] by the YAML parser. The entries of `groups:` are checked one by one
+/// as the parser reads them, so that memory holds what they declare, never the
+/// parser's view of them all (which takes many times the text). A file whose top
+/// level, or whose `groups:`, is of the wrong kind is read again whole to say where
+/// (what it holds is skipped, not kept, so that costs little).
 pub(super) fn parse_yaml(file: Arc<Path>, text: &str) -> FileGroups {
+    let mut out = FileGroups::default();
+    let read = serde_saphyr::with_deserializer_from_str_with_options(text, yaml::options(), |de| {
+        de::Deserializer::deserialize_any(de, TopVisitor { file: &file, text, out: &mut out })
+    });
+    let top = match read {
+        Ok(Some(top)) => top,
+        Ok(None) => return parse_yaml_whole(file, text),
+        Err(e) => {
+            // A tag the parser cannot read as text fails the file: refused at its place instead.
+            if let Some(unreadable) = yaml::Unreadable::replace(text) {
+                let mut out = parse_yaml(file, &unreadable.text);
+                unreadable.restore(&mut out.diagnostics);
+                return out;
+            }
+            return FileGroups { diagnostics: vec![yaml::diagnostic(&file, text, &e)], ..FileGroups::default() };
+        }
+    };
+    let misspelt = top.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
+    report_issues(&file, top.issues, &mut out);
+    let defines_templates = top.templates.is_some();
+    if let Some(templates) = top.templates {
+        super::templates::read_templates(&file, text, templates, &mut out);
+    }
+    match top.groups {
+        Streamed::Absent if misspelt || defines_templates => {}
+        Streamed::Absent | Streamed::Null | Streamed::Items(0) => no_groups(&file, &mut out),
+        Streamed::Items(_) => {}
+        Streamed::Wrong => return parse_yaml_whole(file, text),
+    }
+    sort_by_position(&mut out.diagnostics);
+    out
+}
+
+/// The warning that a file declares no groups.
+fn no_groups(file: &Arc<Path>, out: &mut FileGroups) {
+    let location = SourceLocation { file: file.clone(), line: 1, column: 1 };
+    out.diagnostics.push(
+        Diagnostic::warning(Rule::NoGroups, location, "file declares no groups")
+            .with_help("declare groups as `groups: [{id: ..., attributes: {...}}]`, or delete the file"),
+    );
+}
+
+/// The top level of a group file, as [`parse_yaml`] reads it: its `groups:` already checked.
+struct StreamedTop {
+    groups: Streamed,
+    templates: Option<Spanned<Lenient<TemplateMap>>>,
+    issues: Vec<Issue>,
+}
+
+/// What `groups:` held, its entries checked as they were read.
+enum Streamed {
+    /// No `groups:`.
+    Absent,
+    /// `groups:` left empty.
+    Null,
+    /// A sequence of this many entries.
+    Items(usize),
+    /// Any other kind.
+    Wrong,
+}
+
+/// The visits of a scalar, for a visitor to which any scalar is `$value`.
+macro_rules! other_kinds {
+    ($value:expr) => {
+        other_kinds!($value; visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_i128: i128, visit_u128: u128,
+            visit_f64: f64, visit_char: char, visit_str: &str, visit_bytes: &[u8]);
+    };
+    ($value:expr; $($method:ident: $ty:ty),*) => {
+        $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+            Ok($value)
+        })*
+    };
+}
+
+/// Reads the top level of a group file: `None` when it is not a mapping.
+struct TopVisitor<'a> {
+    file: &'a Arc<Path>,
+    text: &'a str,
+    out: &'a mut FileGroups,
+}
+
+impl<'de> Visitor<'de> for TopVisitor<'_> {
+    type Value = Option<StreamedTop>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let TopVisitor { file, text, out } = self;
+        let (mut groups, mut templates) = (Streamed::Absent, None);
+        let issues = read_fields(map, &["groups", "templates"], |field, _, map| {
+            match field {
+                "groups" => groups = map.next_value_seed(GroupsSeed { file, text, out: &mut *out })?,
+                _ => templates = Some(map.next_value()?),
+            }
+            Ok(())
+        })?;
+        Ok(Some(StreamedTop { groups, templates, issues }))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    other_kinds!(None);
+}
+
+/// Reads `groups:`, checking each entry as it is read.
+struct GroupsSeed<'a> {
+    file: &'a Arc<Path>,
+    text: &'a str,
+    out: &'a mut FileGroups,
+}
+
+impl<'de> DeserializeSeed<'de> for GroupsSeed<'_> {
+    type Value = Streamed;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Streamed, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for GroupsSeed<'_> {
+    type Value = Streamed;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Streamed, A::Error> {
+        let mut count = 0;
+        while let Some(group) = seq.next_element::<Spanned<Lenient<GroupFields>>>()? {
+            count += 1;
+            match group.value {
+                Lenient::Found(fields) => check_group(self.file, self.text, group.referenced, fields, self.out),
+                Lenient::Wrong(_) => {
+                    let at = yaml::locate(self.file, &group.referenced);
+                    self.out.diagnostics.push(Diagnostic::error(Rule::WrongType, at, wrong_type("a mapping")));
+                }
+            }
+        }
+        Ok(Streamed::Items(count))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Streamed, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Streamed::Wrong)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Streamed, E> {
+        Ok(Streamed::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Streamed, E> {
+        Ok(Streamed::Null)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Streamed, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    other_kinds!(Streamed::Wrong);
+}
+
+/// [`parse_yaml`], reading the whole document before checking it.
+fn parse_yaml_whole(file: Arc<Path>, text: &str) -> FileGroups {
     let mut out = FileGroups::default();
     let doc: Spanned<Lenient<FileFields>> = match serde_saphyr::from_str_with_options(text, yaml::options()) {
         Ok(doc) => doc,
@@ -317,13 +511,7 @@ pub(super) fn parse_yaml(file: Arc<Path>, text: &str) -> FileGroups {
             return out;
         }
     };
-    let no_groups = |out: &mut FileGroups| {
-        let location = SourceLocation { file: file.clone(), line: 1, column: 1 };
-        out.diagnostics.push(
-            Diagnostic::warning(Rule::NoGroups, location, "file declares no groups")
-                .with_help("declare groups as `groups: [{id: ..., attributes: {...}}]`, or delete the file"),
-        );
-    };
+    let no_groups = |out: &mut FileGroups| no_groups(&file, out);
     let fields = match doc.value {
         Lenient::Found(fields) => fields,
         // An empty file, or a document of nothing but `---` and comments.
@@ -384,7 +572,8 @@ fn sort_by_position(diagnostics: &mut [Diagnostic]) {
 
 fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, out: &mut FileGroups) {
     let group_at = yaml::locate(file, &at);
-    let errors_before = out.diagnostics.iter().filter(|d| d.is_error()).count();
+    // Only this entry's diagnostics are counted: counting the file's would cost its entries squared.
+    let first_diagnostic = out.diagnostics.len();
     // An unknown (or tagged) field is most likely a misspelt known one: saying it is missing too is noise.
     let misspelt = group.issues.iter().any(|i| matches!(i.rule, Rule::UnknownField | Rule::Tag));
     report_issues(file, group.issues, out);
@@ -443,7 +632,7 @@ fn check_group(file: &Arc<Path>, text: &str, at: Location, group: GroupFields, o
     let aggregate = template.is_none();
     report_limits(&subject, &attributes, &key_at, &attributes_at, aggregate, &mut out.diagnostics);
 
-    let clean = out.diagnostics.iter().filter(|d| d.is_error()).count() == errors_before;
+    let clean = !out.diagnostics[first_diagnostic..].iter().any(Diagnostic::is_error);
     if !clean {
         return;
     }
@@ -651,6 +840,60 @@ mod tests {
 
     fn parse(text: &str) -> FileGroups {
         parse_file(Arc::from(Path::new("g.yaml")), text)
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        // Sparse: as large as the limit allows and one byte more, without writing it.
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(limits::MAX_GROUP_FILE_BYTES as u64 + 1).unwrap();
+        let read = read_file(dir.path(), &path);
+        let shown: Vec<String> = read.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert_eq!(read.diagnostics[0].rule, Rule::FileTooLarge);
+        assert!(shown[0].contains("big.yaml"), "{}", shown[0]);
+        assert!(shown[0].contains("67108865 bytes, over the limit of 67108864 bytes (64 MiB)"), "{}", shown[0]);
+        // At the limit it is read (here: a file of spaces and one group).
+        let mut text = "groups:\n  - id: a\n    attributes: {}\n".to_string();
+        text += &" ".repeat(limits::MAX_GROUP_FILE_BYTES - text.len());
+        std::fs::write(&path, &text).unwrap();
+        let read = read_file(dir.path(), &path);
+        assert!(read.diagnostics.is_empty(), "{:?}", read.diagnostics);
+        assert_eq!(read.groups.len(), 1);
+        // A text given directly (not read from a file) is held to the same limit.
+        text.push(' ');
+        let parsed = parse(&text);
+        assert_eq!(parsed.diagnostics.iter().map(|d| d.rule).collect::<Vec<_>>(), [Rule::FileTooLarge]);
+    }
+
+    #[test]
+    fn the_full_reader_checks_each_entry_as_it_reads_it_like_a_whole_read() {
+        // Flow style, an anchor, a wrong entry, `templates:` after `groups:`, a problem
+        // at the top level: what the streaming reader finds is what reading it whole finds.
+        for text in [
+            "groups:\n  - {id: a, attributes: {k: &v x}}\n  - 7\n  - {id: b, attributes: {k: *v, j: ~}}\n  - {id: c, template: t}\ntemplates:\n  t: {k: v}\nextra: 1\n",
+            "groups: 7\n",
+            "groups: ~\n",
+            "groups: []\n",
+            "- a\n",
+            "",
+            "templates:\n  t: {k: v}\n",
+            "grops: []\n",
+            "groups:\n  - {id: a, attributes: {}}\ngroups: []\n",
+            "groups:\n  - {id: a, attributes: {k: [1, 2}\n",
+        ] {
+            let streamed = parse_yaml(Arc::from(Path::new("g.yaml")), text);
+            let whole = parse_yaml_whole(Arc::from(Path::new("g.yaml")), text);
+            let FileGroups { groups, declared, diagnostics, templates, templated, uses } = streamed;
+            assert_eq!(diagnostics, whole.diagnostics, "{text}");
+            assert_eq!(groups, whole.groups, "{text}");
+            assert_eq!(declared, whole.declared, "{text}");
+            assert_eq!(templates, whole.templates, "{text}");
+            assert_eq!(templated, whole.templated, "{text}");
+            assert_eq!(uses, whole.uses, "{text}");
+        }
     }
 
     #[test]

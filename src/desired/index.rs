@@ -502,10 +502,10 @@ impl TemplateIndex {
     ) {
         let changed = change.files;
         let defining = self.defining.iter().filter_map(|path| files.get(path).map(|f| (path, f.templates.as_slice())));
-        let templates::Definitions { by_name, diagnostics } =
+        let templates::Definitions { by_name, usable, diagnostics } =
             templates::definitions(defining, self.users.keys().map(String::as_str));
         let defined = self.defining.iter().filter_map(|path| files.get(path)).flat_map(|f| &f.templates);
-        let mut patching = Patching::new(change.overlays, &by_name, defined, |id| declared.contains_key(id));
+        let mut patching = Patching::new(change.overlays, &by_name, &usable, defined, |id| declared.contains_key(id));
         let patches_now: HashMap<String, Vec<Patch>> = patching
             .patches
             .of_templates()
@@ -578,7 +578,7 @@ impl TemplateIndex {
                 }
             }
         }
-        let resolver = FileResolver::new(&by_name, &patching.patches);
+        let resolver = FileResolver::new(&by_name, &usable, &patching.patches);
         // Changed files: resolved whole. Files whose patched groups may have changed: too,
         // the groups they resolved before or now to compare.
         for path in changed {
@@ -675,34 +675,41 @@ fn same_but_places(a: &Template, b: &Template) -> bool {
 }
 
 /// The names (defined, or among `names`) whose chain passes through one of `names`.
+/// Each name is walked once: a walk stops at a name an earlier walk answered for, so
+/// that long chains cost their length, not its square.
 fn reaching<'a>(by_name: &ByName<'a>, names: &'a HashSet<String>) -> HashSet<&'a str> {
     if names.is_empty() {
         return HashSet::new();
     }
-    let parent = |n: &str| by_name.get(n).and_then(|t| t.extends.as_ref());
-    by_name.keys().copied().chain(names.iter().map(String::as_str)).filter(|n| reaches(n, parent, names)).collect()
-}
-
-/// Whether the chain of `name` (through `extends`, as `parent` says) passes through one of `names`.
-fn reaches<'a>(
-    name: &'a str,
-    parent: impl Fn(&str) -> Option<&'a (String, crate::model::SourceLocation)>,
-    names: &HashSet<String>,
-) -> bool {
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut current = name;
-    loop {
-        if names.contains(current) {
-            return true;
+    let parent = |n: &str| by_name.get(n).and_then(|t| t.extends.as_ref()).map(|(parent, _)| parent.as_str());
+    let mut reaches: HashMap<&'a str, bool> = HashMap::with_capacity(by_name.len());
+    let mut path: Vec<&'a str> = Vec::new();
+    for start in by_name.keys().copied().chain(names.iter().map(String::as_str)) {
+        path.clear();
+        let mut current = start;
+        let answer = loop {
+            if let Some(known) = reaches.get(current) {
+                break *known;
+            }
+            if names.contains(current) {
+                break true;
+            }
+            // Taken as not reaching while walked: meeting it again is a cycle without one of `names`.
+            reaches.insert(current, false);
+            path.push(current);
+            match parent(current).and_then(|p| by_name.get_key_value(p).map(|(name, _)| *name)) {
+                Some(next) => current = next,
+                None => break parent(current).is_some_and(|p| names.contains(p)),
+            }
+        };
+        for name in &path {
+            reaches.insert(name, answer);
         }
-        if !seen.insert(current) {
-            return false;
-        }
-        match parent(current) {
-            Some((next, _)) => current = next,
-            None => return false,
+        if path.is_empty() {
+            reaches.insert(current, answer);
         }
     }
+    reaches.into_iter().filter_map(|(name, reaches)| reaches.then_some(name)).collect()
 }
 
 #[cfg(test)]

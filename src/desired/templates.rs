@@ -220,15 +220,23 @@ impl Catalog {
         };
         let broken = |why: String| TemplateError::Broken { name: name.to_string(), at: template.at.clone(), why };
         let mut chain: Vec<&Template> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         let mut current = template;
         loop {
             if !current.valid {
                 return Err(broken(format!("template {:?} has errors (at {})", current.name, current.at)));
             }
-            if chain.iter().any(|t| t.name == current.name) {
-                let mut names: Vec<&str> = chain.iter().map(|t| t.name.as_str()).collect();
+            if !seen.insert(&current.name) {
+                let mut names: Vec<&str> = chain.iter().take(NAMES_SHOWN).map(|t| t.name.as_str()).collect();
+                if chain.len() > NAMES_SHOWN {
+                    names.push("…");
+                }
                 names.push(&current.name);
                 return Err(broken(format!("its `extends` chain is a cycle: {}", names.join(" → "))));
+            }
+            if chain.len() == limits::MAX_TEMPLATE_CHAIN {
+                let why = format!("its `extends` chain is longer than {} templates", limits::MAX_TEMPLATE_CHAIN);
+                return Err(broken(why));
             }
             chain.push(current);
             let Some((parent, at)) = &current.extends else { break };
@@ -300,7 +308,8 @@ pub(super) fn read_templates(
     for (name_node, body) in entries {
         let at = yaml::locate(file, &name_node.referenced);
         let Some(name) = template_name(&name_node, text, &at, &mut out.diagnostics) else { continue };
-        let errors_before = out.diagnostics.iter().filter(|d| d.is_error()).count();
+        // Only this template's diagnostics are counted: counting the file's would cost its templates squared.
+        let first_diagnostic = out.diagnostics.len();
         let body_at = yaml::locate(file, &body.referenced);
         let entries = match body.value {
             Lenient::Found(Entries(entries)) => entries,
@@ -353,7 +362,7 @@ pub(super) fn read_templates(
         });
         let (attributes, key_at) = read_attributes(file, text, &subject, own, &mut out.diagnostics);
         report_limits(&subject, &attributes, &key_at, &body_at, false, &mut out.diagnostics);
-        let valid = out.diagnostics.iter().filter(|d| d.is_error()).count() == errors_before;
+        let valid = !out.diagnostics[first_diagnostic..].iter().any(Diagnostic::is_error);
         let places = key_at.into_iter().map(|(key, (at, _))| (key, at)).collect();
         out.templates.push(Template { name, at, extends, ownership, attributes, places, valid });
     }
@@ -460,22 +469,137 @@ impl Origin<'_> {
 }
 
 /// A template and the chain it extends, itself first; `None` when the chain is
-/// broken (a template unknown, with errors, or in a cycle), which is reported
-/// where it breaks.
-fn chain<'a>(name: &str, by_name: &ByName<'a>) -> Option<Vec<&'a Template>> {
+/// broken (a template unknown, with errors, in a cycle, or the chain too long), which
+/// is reported where it breaks. [`chains`] found which are usable: this walks at most
+/// [`limits::MAX_TEMPLATE_CHAIN`] templates.
+fn chain<'a>(name: &str, by_name: &ByName<'a>, usable: &Usable<'_>) -> Option<Vec<&'a Template>> {
+    if !usable.contains(name) {
+        return None;
+    }
     let mut found: Vec<&Template> = Vec::new();
-    let mut current = name;
+    let mut current = by_name.get(name)?;
     loop {
-        let template = by_name.get(current)?;
-        if found.iter().any(|t| t.name == template.name) || !template.valid {
-            return None;
-        }
-        found.push(template);
-        match &template.extends {
+        found.push(current);
+        match &current.extends {
             None => return Some(found),
-            Some((parent, _)) => current = parent,
+            Some(_) if found.len() >= limits::MAX_TEMPLATE_CHAIN => return None,
+            Some((parent, _)) => current = by_name.get(parent.as_str())?,
         }
     }
+}
+
+/// The names of the templates whose chain can be used: every template of it defined
+/// and free of errors, no cycle, at most [`limits::MAX_TEMPLATE_CHAIN`] templates long.
+pub(super) type Usable<'a> = HashSet<&'a str>;
+
+/// How many names of a cycle or a chain a message shows; the rest are counted.
+const NAMES_SHOWN: usize = 6;
+
+/// Finds each template's chain once for all, in time linear in the number of
+/// templates however long and tangled the chains are: a walk up a chain stops at the
+/// first template an earlier walk reached, and takes its answer. Reports each cycle
+/// once (at the `extends:` of its first template in load order, naming the cycle),
+/// and each chain that grows past [`limits::MAX_TEMPLATE_CHAIN`] where it does
+/// (templates extending into a cycle or past the limit are unusable, and not reported
+/// again). Unknown parents are reported by the caller.
+fn chains<'a, K: Copy>(
+    by_name: &ByName<'a>,
+    defined: &[(K, &'a Template)],
+    diagnostics: &mut Vec<(K, Diagnostic)>,
+) -> Usable<'a> {
+    let order: HashMap<&str, (usize, K)> =
+        defined.iter().enumerate().map(|(n, (key, t))| (t.name.as_str(), (n, *key))).collect();
+    // Each template's chain length, or `None` when its chain is broken.
+    let mut depth: HashMap<&'a str, Option<usize>> = HashMap::with_capacity(defined.len());
+    let mut path: Vec<&'a Template> = Vec::new();
+    let mut on_path: HashMap<&'a str, usize> = HashMap::new();
+    for (_, start) in defined {
+        path.clear();
+        on_path.clear();
+        let mut current: &'a Template = start;
+        let mut below: Option<usize> = loop {
+            if let Some(known) = depth.get(current.name.as_str()) {
+                break *known;
+            }
+            if let Some(&at) = on_path.get(current.name.as_str()) {
+                if let Some((key, diagnostic)) = cycle_diagnostic(&path[at..], &order) {
+                    diagnostics.push((key, diagnostic));
+                }
+                break None;
+            }
+            on_path.insert(&current.name, path.len());
+            path.push(current);
+            match &current.extends {
+                None => break Some(0),
+                Some((parent, _)) => match by_name.get(parent.as_str()) {
+                    Some(parent) => current = parent,
+                    None => break None,
+                },
+            }
+        };
+        for template in path.iter().rev() {
+            below = match below {
+                Some(n) if template.valid && n < limits::MAX_TEMPLATE_CHAIN => Some(n + 1),
+                Some(_) if template.valid => {
+                    if let (Some((_, at)), Some((_, key))) = (&template.extends, order.get(template.name.as_str())) {
+                        diagnostics.push((*key, too_deep(template, at, by_name)));
+                    }
+                    None
+                }
+                _ => None,
+            };
+            depth.insert(&template.name, below);
+        }
+    }
+    depth.into_iter().filter_map(|(name, depth)| depth.map(|_| name)).collect()
+}
+
+/// The error of the cycle `cycle` (each template extending the next, the last the
+/// first), at the `extends:` of its template first in load order, with the file it is in.
+fn cycle_diagnostic<K: Copy>(cycle: &[&Template], order: &HashMap<&str, (usize, K)>) -> Option<(K, Diagnostic)> {
+    let rank = |t: &&Template| order.get(t.name.as_str()).map_or(usize::MAX, |(n, _)| *n);
+    let first = cycle.iter().enumerate().min_by_key(|(_, t)| rank(t)).map(|(n, _)| n)?;
+    let (_, key) = order.get(cycle[first].name.as_str())?;
+    let (_, at) = cycle[first].extends.as_ref()?;
+    let names: Vec<&str> = cycle[first..].iter().chain(&cycle[..first]).map(|t| t.name.as_str()).collect();
+    let message = match names.len() > NAMES_SHOWN {
+        false => format!("template {:?} extends itself: {} → {}", names[0], names.join(" → "), names[0]),
+        true => format!(
+            "template {:?} extends itself, through a cycle of {} templates: {} → … ({} more) → {}",
+            names[0],
+            names.len(),
+            names[..NAMES_SHOWN].join(" → "),
+            names.len() - NAMES_SHOWN,
+            names[0]
+        ),
+    };
+    Some((*key, Diagnostic::error(Rule::Template, at.clone(), message)))
+}
+
+/// The error of `template`, whose `extends:` at `at` makes its chain one template
+/// longer than [`limits::MAX_TEMPLATE_CHAIN`].
+fn too_deep(template: &Template, at: &SourceLocation, by_name: &ByName<'_>) -> Diagnostic {
+    let max = limits::MAX_TEMPLATE_CHAIN;
+    let mut names = vec![template.name.as_str()];
+    let mut current = template;
+    while let Some(parent) = current.extends.as_ref().and_then(|(parent, _)| by_name.get(parent.as_str())) {
+        if names.len() < NAMES_SHOWN {
+            names.push(&parent.name);
+        }
+        current = parent;
+    }
+    let root = current.name.as_str();
+    let shown = match names.last() == Some(&root) {
+        true => names.join(" → "),
+        false => format!("{} → … → {root}", names.join(" → ")),
+    };
+    let message = format!(
+        "template {:?}: its `extends` chain is {} templates long, over the limit of {max}: {shown}",
+        template.name,
+        max + 1
+    );
+    Diagnostic::error(Rule::Template, at.clone(), message)
+        .with_help(format!("extend a template nearer the root, or merge templates of the chain: at most {max}"))
 }
 
 /// Each template name's first definition: what `template:` and `extends:` name.
@@ -496,6 +620,8 @@ pub fn is_unused_warning(diagnostic: &Diagnostic, name: &str) -> bool {
 pub(super) struct Definitions<'a, K> {
     /// Each name's first definition.
     pub(super) by_name: ByName<'a>,
+    /// The names whose chain can be used.
+    pub(super) usable: Usable<'a>,
     /// The problems of the definitions (a name defined twice, an unknown parent, a
     /// cycle, a template no group uses), with the file they are in, in the order a
     /// whole load reports them.
@@ -524,33 +650,15 @@ pub(super) fn definitions<'a, 'u, K: Copy>(
             }
         }
     }
-    // Unknown parents and cycles, at the `extends` that makes them.
+    // Unknown parents, at the `extends` that names them.
     for (key, template) in &defined {
         let Some((parent, at)) = &template.extends else { continue };
         if !by_name.contains_key(parent.as_str()) {
             let message = format!("template {:?} extends {parent:?}, which no group file defines", template.name);
             diagnostics.push((*key, Diagnostic::error(Rule::Template, at.clone(), message)));
-            continue;
-        }
-        let mut path = vec![template.name.as_str()];
-        let mut current = parent.as_str();
-        while let Some(next) = by_name.get(current) {
-            if next.name == template.name {
-                path.push(current);
-                let message = format!("template {:?} extends itself: {}", template.name, path.join(" → "));
-                diagnostics.push((*key, Diagnostic::error(Rule::Template, at.clone(), message)));
-                break;
-            }
-            if path.contains(&current) {
-                break;
-            }
-            path.push(current);
-            match &next.extends {
-                Some((parent, _)) => current = parent,
-                None => break,
-            }
         }
     }
+    let usable = chains(&by_name, &defined, &mut diagnostics);
     // Templates used by a group, directly or through `extends`.
     let mut used: HashSet<&str> = HashSet::new();
     for name in used_names {
@@ -573,7 +681,7 @@ pub(super) fn definitions<'a, 'u, K: Copy>(
                 .push((*key, Diagnostic::warning(Rule::UnusedTemplate, template.at.clone(), message).with_help(help)));
         }
     }
-    Definitions { by_name, diagnostics }
+    Definitions { by_name, usable, diagnostics }
 }
 
 /// The errors of `template:` names no group file defines, among `uses`.
@@ -688,6 +796,7 @@ pub(super) type UnsetEffect = BTreeSet<(usize, Option<usize>)>;
 /// overlays' patches.
 pub(super) struct FileResolver<'t, 'g> {
     by_name: &'g ByName<'t>,
+    usable: &'g Usable<'t>,
     patches: &'g Patches<'t>,
     shared: Shared<'t>,
 }
@@ -704,11 +813,11 @@ struct Shared<'t> {
 }
 
 impl<'t, 'g> FileResolver<'t, 'g> {
-    /// A resolver over the templates `by_name` and the overlays' `patches`.
-    pub(super) fn new(by_name: &'g ByName<'t>, patches: &'g Patches<'t>) -> Self {
+    /// A resolver over the templates `by_name` (those `usable` of them) and the overlays' `patches`.
+    pub(super) fn new(by_name: &'g ByName<'t>, usable: &'g Usable<'t>, patches: &'g Patches<'t>) -> Self {
         let names = by_name.keys().map(|name| (*name, Arc::from(*name))).collect();
         let shared = Shared { names, given: RefCell::default(), none: Arc::from(Vec::new()) };
-        FileResolver { by_name, patches, shared }
+        FileResolver { by_name, usable, patches, shared }
     }
 
     /// Resolves one entry: its groups, in the order of its ids (none when its chain
@@ -727,7 +836,7 @@ impl<'t, 'g> FileResolver<'t, 'g> {
         unset_effect: &mut UnsetEffect,
     ) -> (Vec<(GroupId, DesiredGroup)>, Vec<Diagnostic>) {
         let (mut groups, mut diagnostics) = (Vec::new(), Vec::new());
-        let Some(chain) = chain(&entry.template, self.by_name) else { return (groups, diagnostics) };
+        let Some(chain) = chain(&entry.template, self.by_name, self.usable) else { return (groups, diagnostics) };
         groups.reserve(entry.ids.len());
         let unpatched: Vec<&GroupId> =
             entry.ids.iter().map(|(id, _)| id).filter(|id| !self.patches.patches(id)).collect();
@@ -805,15 +914,15 @@ pub fn resolve(files: &[&FileGroups], overlays: &Overlays) -> Resolved {
     }
     let defining = files.iter().enumerate().map(|(index, file)| (index, file.templates.as_slice()));
     let used = files.iter().flat_map(|file| file.uses.iter().map(|(name, _)| name.as_str()));
-    let Definitions { by_name, diagnostics } = definitions(defining, used);
+    let Definitions { by_name, usable, diagnostics } = definitions(defining, used);
     for (index, diagnostic) in diagnostics {
         out[index].diagnostics.push(diagnostic);
     }
     let declared: HashSet<&GroupId> = files.iter().flat_map(|f| f.declared.iter().map(|(id, _)| id)).collect();
     let defined = files.iter().flat_map(|file| &file.templates);
-    let mut patching = Patching::new(overlays, &by_name, defined, |id| declared.contains(id));
+    let mut patching = Patching::new(overlays, &by_name, &usable, defined, |id| declared.contains(id));
     let mut unset_effect = UnsetEffect::new();
-    let resolver = FileResolver::new(&by_name, &patching.patches);
+    let resolver = FileResolver::new(&by_name, &usable, &patching.patches);
     for (index, file) in files.iter().enumerate() {
         out[index].diagnostics.extend(unknown_uses(&by_name, &file.uses));
         for entry in &file.templated {
@@ -841,13 +950,15 @@ pub(super) struct Patching<'a> {
 }
 
 impl<'a> Patching<'a> {
-    /// Gathers the patches of `overlays` over the templates `by_name` (`defined`:
+    /// Gathers the patches of `overlays` over the templates `by_name` (of which those
+    /// `usable` have a chain to follow; `defined`:
     /// every definition, in load order) and the groups `declared`, finding patches of
     /// what is not declared, and template patches' `unset:` of keys their chain does
     /// not set.
     pub(super) fn new(
         overlays: &'a Overlays,
         by_name: &ByName<'a>,
+        usable: &Usable<'_>,
         defined: impl IntoIterator<Item = &'a Template>,
         declared: impl Fn(&GroupId) -> bool,
     ) -> Patching<'a> {
@@ -886,7 +997,7 @@ impl<'a> Patching<'a> {
             defined.into_iter().filter(|t| by_name.get(t.name.as_str()).is_some_and(|first| std::ptr::eq(*first, *t)));
         for template in defined {
             let Some(own) = patches.templates.get(template.name.as_str()) else { continue };
-            let Some(chain) = chain(&template.name, by_name) else { continue };
+            let Some(chain) = chain(&template.name, by_name, usable) else { continue };
             let mut keys: HashSet<&str> = HashSet::new();
             for link in chain.iter().rev() {
                 for (key, _) in &link.attributes {
@@ -1358,6 +1469,52 @@ mod tests {
 
     fn parse(name: &str, text: &str) -> FileGroups {
         parse_file(Arc::from(Path::new(name)), text)
+    }
+
+    /// `count` templates, each but the first extending the one before it, the first
+    /// setting `k: value`; and groups using the 10th and the last.
+    fn long_chain(count: usize, value: &str) -> String {
+        let mut text = format!("templates:\n  t0:\n    k: {value}\n");
+        for n in 1..count {
+            let _ = write!(text, "  t{n}:\n    extends: t{}\n", n - 1);
+        }
+        text + &format!("groups:\n  - id: near\n    template: t9\n  - id: far\n    template: t{}\n", count - 1)
+    }
+
+    #[test]
+    fn a_chain_past_the_limit_is_reported_once_and_watch_follows_it_like_a_fresh_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = write(dir.path(), "t.yaml", &long_chain(5000, "one"));
+        let mut index = DesiredIndex::load(dir.path());
+        let same_as_a_fresh_load = |index: &DesiredIndex| {
+            let fresh = super::super::load(dir.path());
+            assert_eq!(&fresh.state.groups, index.groups());
+            assert_eq!(fresh.diagnostics, index.diagnostics());
+        };
+        same_as_a_fresh_load(&index);
+        let shown: Vec<String> = index.diagnostics().iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].contains("t.yaml:67:14: error: template \"t32\": its `extends` chain is 33 templates long, over the limit of 32: t32 → t31 → t30 → t29 → t28 → t27 → … → t0"), "{}", shown[0]);
+        let near = GroupId::parse("near").unwrap();
+        assert_eq!(&index.groups()[&near].attributes["k"], "one");
+        assert!(!index.groups().contains_key(&GroupId::parse("far").unwrap()));
+
+        // The root changes: every template reaches it, the group within the limit follows.
+        std::fs::write(&t, long_chain(5000, "two")).unwrap();
+        let affected = index.update([t]);
+        assert!(affected.contains(&near), "{affected:?}");
+        assert_eq!(&index.groups()[&near].attributes["k"], "two");
+        same_as_a_fresh_load(&index);
+    }
+
+    #[test]
+    fn a_catalog_refuses_a_chain_past_the_limit() {
+        let catalog = merge(vec![parse("t.yaml", &long_chain(100, "v"))]).templates;
+        assert_eq!(&catalog.resolve("t31").unwrap().attributes["k"], "v");
+        assert_eq!(
+            catalog.resolve("t32").unwrap_err().to_string(),
+            "template \"t32\" (t.yaml:66:3) cannot be used: its `extends` chain is longer than 32 templates"
+        );
     }
 
     #[test]

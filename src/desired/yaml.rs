@@ -31,6 +31,85 @@ pub fn options() -> serde_saphyr::Options {
     }
 }
 
+/// A copy of a text in which each tag whose content the parser refuses to give as
+/// text (`!!timestamp`, `!timestamp`: it parses the scalar as a date, or fails the
+/// whole file) is replaced by a local tag of the same length, which grattr refuses
+/// at its place like any tag it does not honour. Every place in the copy is the
+/// place in the text; [`Unreadable::restore`] puts the tags as written back into
+/// the diagnostics of the copy.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// The copy.
+    pub text: String,
+    /// Each replaced tag as written, by the number in its replacement.
+    written: Vec<String>,
+}
+
+impl Unreadable {
+    /// The copy of `text` without the tags the parser cannot read as text, or `None`
+    /// when it has none (or one cannot be replaced in place).
+    pub fn replace(text: &str) -> Option<Unreadable> {
+        // Cheap before the parser runs again: only a file that names the tag.
+        if !text.contains("timestamp") {
+            return None;
+        }
+        let mut copy = text.to_string();
+        let mut written = Vec::new();
+        for event in serde_saphyr::granit_parser::Parser::new_from_str(text) {
+            let Ok((serde_saphyr::granit_parser::Event::Scalar(_, _, _, Some(tag)), span)) = event else {
+                if event.is_err() {
+                    break;
+                }
+                continue;
+            };
+            let name = tag.suffix_in_namespace(CORE).or_else(|| tag.suffix_in_namespace("!"));
+            if name.as_deref().map(|n| n.trim_start_matches('!')) != Some("timestamp") {
+                continue;
+            }
+            let tag_span = span.tag_span()?;
+            let (start, end) = (tag_span.start.byte_offset()?, tag_span.end.byte_offset()?);
+            let mut replacement = format!("!~{}~", written.len());
+            if replacement.len() > end - start || !copy.is_char_boundary(start) || !copy.is_char_boundary(end) {
+                return None;
+            }
+            replacement.extend(std::iter::repeat_n('~', end - start - replacement.len()));
+            written.push(text.get(start..end)?.to_string());
+            copy.replace_range(start..end, &replacement);
+        }
+        (!written.is_empty()).then_some(Unreadable { text: copy, written })
+    }
+
+    /// Puts the tags as written back where `diagnostics` (of the copy) name their replacements.
+    pub fn restore(&self, diagnostics: &mut [Diagnostic]) {
+        for diagnostic in diagnostics {
+            diagnostic.message = self.restored(&diagnostic.message);
+        }
+    }
+
+    fn restored(&self, message: &str) -> String {
+        let mut out = String::with_capacity(message.len());
+        let mut rest = message;
+        while let Some(at) = rest.find("!~") {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 2..];
+            let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let tildes = after[digits..].len() - after[digits..].trim_start_matches('~').len();
+            match after[..digits].parse::<usize>().ok().and_then(|n| self.written.get(n)).filter(|_| tildes > 0) {
+                Some(written) => {
+                    out.push_str(written);
+                    rest = &after[digits + tildes..];
+                }
+                None => {
+                    out.push_str("!~");
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
 /// A YAML node as grattr first sees it, before it knows what the node is for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
@@ -546,6 +625,18 @@ fn friendly(expected: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_the_parser_cannot_read_as_text_are_replaced_in_place_and_restored() {
+        let text = "a: !!timestamp 2001-12-14\nb: [!timestamp x, 'timestamp']\nc: !!str timestamp\n";
+        let unreadable = Unreadable::replace(text).unwrap();
+        assert_eq!(unreadable.text, "a: !~0~~~~~~~~ 2001-12-14\nb: [!~1~~~~~~~ x, 'timestamp']\nc: !!str timestamp\n");
+        assert_eq!(
+            unreadable.restored("`!~0~~~~~~~~` and `!~1~~~~~~~`, not `!~x` nor `!~9~`"),
+            "`!!timestamp` and `!timestamp`, not `!~x` nor `!~9~`"
+        );
+        assert!(Unreadable::replace("a: !!str timestamp\n").is_none());
+    }
 
     fn values(yaml: &str) -> Vec<(String, Option<String>)> {
         use crate::desired::shape::{AttrEntries, Entries, Lenient};

@@ -53,6 +53,17 @@ pub const DEFAULT_RATE_LIMIT: u32 = 100;
 /// grattr's default writes per second to one group, under [`MAX_GROUP_WRITES_PER_SECOND`].
 pub const DEFAULT_GROUP_WRITE_RATE: u32 = 4;
 
+/// grattr's own limit (not the API's): the most templates one `extends:` chain may
+/// hold, the template a group names included. Real chains are two or three deep; the
+/// limit keeps a generated or hostile chain from costing every group that uses it.
+pub const MAX_TEMPLATE_CHAIN: usize = 32;
+
+/// grattr's own limit (not the API's): the largest group or overlay file it reads,
+/// in bytes. 100,000 groups written by `grattr import` take about 10 to 30 MB; a file over
+/// 64 MiB is refused with a diagnostic before it is read, rather than read into
+/// memory many times its size.
+pub const MAX_GROUP_FILE_BYTES: usize = 64 << 20;
+
 /// Whether a broken rule makes the API refuse the write or only deserves attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
