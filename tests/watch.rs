@@ -587,7 +587,7 @@ fn a_file_rewritten_in_two_writes_is_applied_only_once_finished() {
     let text = file("be kind, always");
     let cut = text.find("kind, always").unwrap() + 2;
     rewrite_in_two_writes(&repo.join("groups/a.yaml"), &text, cut, Duration::from_millis(400));
-    eventually(PATIENCE, "the finished file applied", || {
+    watch.eventually("the finished file applied", || {
         server.live("room-a") == Some(attrs(&[("motto", "be kind, always")]))
     });
     watch.settle(&server, &repo);

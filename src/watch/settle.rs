@@ -5,7 +5,7 @@
 //! not events, decides: a write that raises no event (or whose event was lost) still
 //! starts the wait again.
 
-use super::files::Debouncer;
+use super::files::{Debouncer, canonical};
 use super::{ConfigError, Remote, WatchError, Watcher};
 use crate::model::GroupId;
 use crate::plan::{Action, Plan};
@@ -163,6 +163,15 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         all: bool,
         debouncer: &mut Debouncer,
     ) -> Result<(), WatchError> {
+        // Only what is read counts: the lockfile and its journal, beside grattr.yaml, change with every apply.
+        let config = &self.config_path;
+        let paths: Vec<PathBuf> = paths
+            .into_iter()
+            .filter(|p| p.starts_with(&self.groups_dir) || self.index.is_overlay(p) || p == config || &canonical(p) == config)
+            .collect();
+        if paths.is_empty() && !all {
+            return Ok(());
+        }
         self.planning_started = Instant::now();
         let reads = self.reads(if all { vec![self.groups_dir.clone()] } else { paths.clone() });
         let before = Fingerprint::of(reads.iter().cloned());
@@ -207,7 +216,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             files = again.len(),
             "files changed during the settle interval; reading them again and waiting for them to settle"
         );
-        self.settling = Some(Settling { torn: false, ..settling });
+        self.settling = Some(Settling { torn: false, due: Instant::now() + self.options.settle, ..settling });
         self.read_change(again, Instant::now(), false, debouncer).await
     }
 

@@ -76,6 +76,15 @@ impl Watch {
         self.lines.lock().unwrap().iter().filter(|l| l.contains(text)).count()
     }
 
+    /// Polls `check` until it holds or [`PATIENCE`] passes; the log tells why not.
+    pub fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !check() {
+            assert!(Instant::now() < deadline, "{what} did not happen within {PATIENCE:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every log line so far.
     pub fn log(&self) -> String {
         self.lines.lock().unwrap().join("\n")
