@@ -199,6 +199,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             return Ok(false);
         }
         self.sync_overlay_watches(debouncer)?;
+        self.end_planning();
         Ok(true)
     }
 

@@ -176,6 +176,8 @@ struct Watcher<L: Fn() -> Result<Remote, ConfigError>> {
     settling: Option<settle::Settling>,
     /// Groups no longer declared whose removal waits for its confirmation.
     pending_removals: BTreeMap<GroupId, settle::Removal>,
+    /// What `/readyz` said before reading a change made it say a change is being planned.
+    planning_mark: Option<Option<String>>,
 }
 
 fn now_unix() -> f64 {
@@ -301,6 +303,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         paused_all: false,
         settling: None,
         pending_removals: BTreeMap::new(),
+        planning_mark: None,
     };
     watcher.sync_overlay_watches(&mut debouncer)?;
     tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
@@ -412,37 +415,45 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// Runs `work` on the index off the async loop (reading and resolving a large
     /// repository can take long), while the loop keeps answering SIGTERM: stopped
     /// meanwhile, it returns `None` at once and the watcher holds an empty index,
-    /// which nothing plans again (every cycle checks the stop first). Past
-    /// [`PLANNING_NOT_READY`], `/readyz` says a change is being planned, until it is.
+    /// which nothing plans again (every cycle checks the stop first).
     async fn off_loop<T: Send + 'static>(
         &mut self,
         work: impl FnOnce(&mut DesiredIndex) -> T + Send + 'static,
     ) -> Result<Option<T>, WatchError> {
+        let mut index = std::mem::take(&mut self.index);
+        let done = self
+            .blocking(move || {
+                let out = work(&mut index);
+                (index, out)
+            })
+            .await?;
+        Ok(done.map(|(index, out)| {
+            self.index = index;
+            out
+        }))
+    }
+
+    /// Runs `work` (reading, digesting or resolving files) off the async loop, and
+    /// returns `None` at once if stopped meanwhile. Once the change being read has
+    /// taken [`PLANNING_NOT_READY`], `/readyz` says a change is being planned, until
+    /// [`Watcher::end_planning`].
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<Option<T>, WatchError> {
         if self.stop.is_cancelled() {
             return Ok(None);
         }
-        let mut index = std::mem::take(&mut self.index);
-        let mut task = tokio::task::spawn_blocking(move || {
-            let out = work(&mut index);
-            (index, out)
-        });
-        let slow = tokio::time::sleep(PLANNING_NOT_READY);
+        let mut task = tokio::task::spawn_blocking(work);
+        let slow = sleep_until(Some(self.planning_started + PLANNING_NOT_READY));
         tokio::pin!(slow);
-        let mut before: Option<Option<String>> = None;
         loop {
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => return Ok(None),
-                joined = &mut task => {
-                    let (index, out) = joined?;
-                    self.index = index;
-                    if let Some(before) = before {
-                        self.metrics.set_ready(before);
-                    }
-                    return Ok(Some(out));
-                }
-                () = &mut slow, if before.is_none() => {
-                    before = Some(self.metrics.readiness().err());
+                joined = &mut task => return Ok(Some(joined?)),
+                () = &mut slow, if self.planning_mark.is_none() => {
+                    self.planning_mark = Some(self.metrics.readiness().err());
                     let seen = SystemTime::now().checked_sub(self.planning_started.elapsed()).unwrap_or_else(SystemTime::now);
                     let reason = format!(
                         "planning a change seen at {}: reading and resolving the files takes over {}s; \
@@ -454,6 +465,14 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
                     self.metrics.set_ready(Some(reason));
                 }
             }
+        }
+    }
+
+    /// The change is read: `/readyz` says again what it said before, if reading made
+    /// it say a change is being planned (the cycle that plans it then says its own).
+    fn end_planning(&mut self) {
+        if let Some(before) = self.planning_mark.take() {
+            self.metrics.set_ready(before);
         }
     }
 

@@ -174,12 +174,16 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         }
         self.planning_started = Instant::now();
         let reads = self.reads(if all { vec![self.groups_dir.clone()] } else { paths.clone() });
-        let before = Fingerprint::of(reads.iter().cloned());
+        let listed = reads.clone();
+        let Some(before) = self.blocking(move || Fingerprint::of(listed)).await? else { return Ok(()) };
         if !self.read_files(paths, first, all, debouncer).await? {
+            self.end_planning();
             return Ok(());
         }
         // The configuration read may list other overlays.
-        let after = Fingerprint::of(self.reads(reads));
+        let reads = self.reads(reads);
+        let Some(after) = self.blocking(move || Fingerprint::of(reads)).await? else { return Ok(()) };
+        self.end_planning();
         let torn = !before.changed(&after).is_empty();
         let settle = self.options.settle;
         let settling = self.settling.get_or_insert_with(|| Settling {
@@ -201,10 +205,12 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// still holds what was read, or else reads what changed and waits again.
     pub(super) async fn check_settled(&mut self, debouncer: &mut Debouncer) -> Result<(), WatchError> {
         let Some(settling) = self.settling.take() else { return Ok(()) };
-        let now = Fingerprint::of(settling.read.paths().cloned());
+        self.planning_started = Instant::now();
+        let paths: Vec<PathBuf> = settling.read.paths().cloned().collect();
+        let Some(now) = self.blocking(move || Fingerprint::of(paths)).await? else { return Ok(()) };
+        self.end_planning();
         let changed = settling.read.changed(&now);
         if changed.is_empty() && !settling.torn {
-            self.planning_started = Instant::now();
             let dirty = std::mem::take(&mut self.dirty);
             return self.reconcile(if settling.all { None } else { Some(dirty) }).await;
         }
