@@ -580,7 +580,9 @@ fn a_file_rewritten_in_two_writes_is_applied_only_once_finished() {
         .file("grattr.yaml", &(server.config() + "safety_threshold: 100\n"))
         .file("groups/a.yaml", &file("be kind"));
     let watch = Watch::start(&repo, &["--prune", "--settle", "1s"]);
-    eventually(PATIENCE, "the first reconcile", || server.live("room-d") == Some(attrs(&[("v", "d")])));
+    eventually(PATIENCE, "the first reconcile", || {
+        others.iter().all(|(group, v)| server.live(group) == Some(attrs(&[("v", v)])))
+    });
     let before: Vec<u64> = ["room-a", "room-b", "room-c", "room-d"].iter().map(|g| writes(&server, g)).collect();
 
     // Cut inside the new value: the first write declares `motto: be ki` and no other group.

@@ -394,8 +394,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
                      keeping the running configuration"
                 ),
                 None => {
-                    let (ownership, overlays) =
-                        (remote.environment.ownership, canonical_overlays(&remote.environment));
+                    let (ownership, overlays) = (remote.environment.ownership, canonical_overlays(&remote.environment));
                     let take = move |index: &mut DesiredIndex| {
                         let mut changed = index.set_default_ownership(ownership);
                         changed.extend(index.set_overlays(&overlays));

@@ -167,7 +167,9 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         let config = &self.config_path;
         let paths: Vec<PathBuf> = paths
             .into_iter()
-            .filter(|p| p.starts_with(&self.groups_dir) || self.index.is_overlay(p) || p == config || &canonical(p) == config)
+            .filter(|p| {
+                p.starts_with(&self.groups_dir) || self.index.is_overlay(p) || p == config || &canonical(p) == config
+            })
             .collect();
         if paths.is_empty() && !all {
             return Ok(());
