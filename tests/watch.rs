@@ -676,4 +676,7 @@ fn a_long_plan_is_not_ready_and_sigterm_stops_it_at_once() {
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
     assert_eq!(server.live("room"), Some(attrs(&[("v", "1")])));
+    // What was applied stays recorded.
+    let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
+    assert_eq!(lockfile.groups.keys().map(GroupId::as_str).collect::<Vec<_>>(), vec!["room"]);
 }

@@ -12,7 +12,7 @@ use crate::plan::{Action, Plan};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What each path read held: a digest of its content (of every file below it for
 /// a directory), or of its absence or read error, which are states too.
@@ -123,6 +123,9 @@ pub(super) struct Settling {
     torn: bool,
     /// Plan every group once settled (SIGHUP, a lost event), not only those changed.
     all: bool,
+    /// How long reading the change took, re-reads included: with the plan, what
+    /// `planned_in_ms` logs (the wait in between is not planning).
+    reading: Duration,
     /// When to look again.
     pub(super) due: Instant,
 }
@@ -192,8 +195,10 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             read: Fingerprint::default(),
             torn: false,
             all: false,
+            reading: Duration::ZERO,
             due: Instant::now(),
         });
+        settling.reading += self.planning_started.elapsed();
         settling.read.extend(after);
         settling.torn |= torn;
         settling.all |= all;
@@ -213,6 +218,8 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         self.end_planning();
         let changed = settling.read.changed(&now);
         if changed.is_empty() && !settling.torn {
+            let started = self.planning_started.checked_sub(settling.reading);
+            self.planning_started = started.unwrap_or(self.planning_started);
             let dirty = std::mem::take(&mut self.dirty);
             return self.reconcile(if settling.all { None } else { Some(dirty) }).await;
         }
