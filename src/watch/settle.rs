@@ -156,9 +156,9 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         paths
     }
 
-    /// Reads a change to `paths` (all when `all`), then waits for it to settle:
-    /// what is read is digested just before and just after it is read, and the wait
-    /// starts again.
+    /// Reads a change to `paths` (every file when `all`, or when `paths` is empty:
+    /// events were lost), then waits for it to settle: what is read is digested just
+    /// before and just after it is read, and the wait starts again.
     pub(super) async fn read_change(
         &mut self,
         paths: Vec<PathBuf>,
@@ -166,6 +166,8 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         all: bool,
         debouncer: &mut Debouncer,
     ) -> Result<(), WatchError> {
+        // No paths: events may have been lost, so every file is read again.
+        let all = all || paths.is_empty();
         // Only what is read counts: the lockfile and its journal, beside grattr.yaml, change with every apply.
         let config = &self.config_path;
         let paths: Vec<PathBuf> = paths
