@@ -30,7 +30,8 @@ impl Watch {
     fn start(root: &Path) -> Watch {
         let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
             .current_dir(root)
-            .args(["watch", "--listen", "127.0.0.1:0", "--debounce", "300ms", "--log-format", "json"])
+            // No settle interval: what is measured is the watcher's own work, not a wait it is told to make.
+            .args(["watch", "--listen", "127.0.0.1:0", "--debounce", "300ms", "--settle", "0s", "--log-format", "json"])
             .env("GRATTR_SECRET_KEY", KEY)
             .env("GRATTR_LOG", "info,grattr::watch=debug")
             .stdout(Stdio::null())

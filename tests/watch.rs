@@ -545,3 +545,138 @@ fn a_template_edit_re_plans_only_the_groups_using_it() {
     assert!(!changed.is_empty() && changed.iter().all(|l| l.contains("groups=2")), "{log}");
     assert_eq!(server.live("lobby"), Some(attrs(&[("theme", "light")])));
 }
+
+/// Rewrites `path` in place in two writes `gap` apart, the first ending at `cut`, as a
+/// slow writer (or a copy over a network share) does: the file is half-written between.
+fn rewrite_in_two_writes(path: &std::path::Path, text: &str, cut: usize, gap: Duration) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(path).unwrap();
+    file.write_all(&text.as_bytes()[..cut]).unwrap();
+    file.sync_all().unwrap();
+    std::thread::sleep(gap);
+    file.write_all(&text.as_bytes()[cut..]).unwrap();
+    file.sync_all().unwrap();
+}
+
+/// How many writes the emulator took for `group`.
+fn writes(server: &Server, group: &str) -> u64 {
+    server.emulator().stats().groups.get(group).map_or(0, |g| g.writes)
+}
+
+#[test]
+fn a_file_rewritten_in_two_writes_is_applied_only_once_finished() {
+    let server = Server::start(|_| {});
+    let others = [("room-b", "b"), ("room-c", "c"), ("room-d", "d")];
+    // Plain scalars, as people write them: a cut inside a value is still valid YAML.
+    let file = |motto: &str| {
+        let mut text = format!("groups:\n  - id: room-a\n    attributes:\n      motto: {motto}\n");
+        for (id, v) in others {
+            text += &format!("  - id: {id}\n    attributes:\n      v: {v}\n");
+        }
+        text
+    };
+    // No guard to save it: the cut clears every group after it.
+    let repo = Repo::new()
+        .file("grattr.yaml", &(server.config() + "safety_threshold: 100\n"))
+        .file("groups/a.yaml", &file("be kind"));
+    let watch = Watch::start(&repo, &["--prune", "--settle", "1s"]);
+    eventually(PATIENCE, "the first reconcile", || {
+        others.iter().all(|(group, v)| server.live(group) == Some(attrs(&[("v", v)])))
+    });
+    let before: Vec<u64> = ["room-a", "room-b", "room-c", "room-d"].iter().map(|g| writes(&server, g)).collect();
+
+    // Cut inside the new value: the first write declares `motto: be ki` and no other group.
+    let text = file("be kind, always");
+    let cut = text.find("kind, always").unwrap() + 2;
+    rewrite_in_two_writes(&repo.join("groups/a.yaml"), &text, cut, Duration::from_millis(400));
+    watch.eventually("the finished file applied", || {
+        server.live("room-a") == Some(attrs(&[("motto", "be kind, always")]))
+    });
+    watch.settle(&server, &repo);
+    let after: Vec<u64> = ["room-a", "room-b", "room-c", "room-d"].iter().map(|g| writes(&server, g)).collect();
+    assert_eq!(after[0], before[0] + 1, "room-a written once, with the finished value:\n{}", watch.log());
+    assert_eq!(after[1..], before[1..], "the groups after the cut never cleared:\n{}", watch.log());
+    for (group, v) in others {
+        assert_eq!(server.live(group), Some(attrs(&[("v", v)])));
+    }
+}
+
+#[test]
+fn a_config_rewritten_in_two_writes_never_applies_the_base_values() {
+    let server = Server::start(|_| {});
+    let config = server.config() + "overlays: [overlays/live.yaml]\n";
+    let repo = Repo::new()
+        .file("grattr.yaml", &config)
+        .file("groups/a.yaml", &groups_yaml(&[("room", &[("v", "base")])]))
+        .file("overlays/live.yaml", "groups:\n  - id: room\n    attributes: {v: live}\n");
+    let watch = Watch::start(&repo, &["--settle", "1s"]);
+    eventually(PATIENCE, "the first reconcile", || server.live("room") == Some(attrs(&[("v", "live")])));
+    let before = writes(&server, "room");
+
+    // Rewritten in place (a comment added), cut before its `overlays:` line.
+    let text = format!("# production\n{config}");
+    let cut = text.find("overlays:").unwrap();
+    rewrite_in_two_writes(&repo.join("grattr.yaml"), &text, cut, Duration::from_millis(400));
+    watch.wait_for_log("the configuration changed");
+    watch.settle(&server, &repo);
+    assert_eq!(writes(&server, "room"), before, "the base values never applied:\n{}", watch.log());
+    assert_eq!(server.live("room"), Some(attrs(&[("v", "live")])));
+}
+
+#[test]
+fn a_removal_waits_for_its_confirmation_and_a_reappearing_group_cancels_it() {
+    let server = Server::start(|_| {});
+    let both = |a: &str| groups_yaml(&[("room-a", &[("v", a)]), ("room-b", &[("v", "b")])]);
+    let repo = Repo::new()
+        .file("grattr.yaml", &(server.config() + "safety_threshold: 100\n"))
+        .file("groups/a.yaml", &both("1"));
+    let watch = Watch::start(&repo, &["--prune", "--confirm-removal", "3s"]);
+    eventually(PATIENCE, "the first reconcile", || server.live("room-b") == Some(attrs(&[("v", "b")])));
+    let pending = "grattr_groups_removal_pending";
+
+    // room-b gone: its removal waits, while the edit of room-a goes ahead.
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("room-a", &[("v", "2")])]));
+    eventually(PATIENCE, "the edit applied", || server.live("room-a") == Some(attrs(&[("v", "2")])));
+    watch.wait_for_log("removal pending");
+    assert_eq!(watch.metric(&server, pending), 1.0);
+    assert_eq!(server.live("room-b"), Some(attrs(&[("v", "b")])), "not cleared yet");
+
+    // Back before the confirmation: the removal is cancelled, nothing is cleared.
+    let repo = repo.file("groups/a.yaml", &both("3"));
+    eventually(PATIENCE, "the next edit applied", || server.live("room-a") == Some(attrs(&[("v", "3")])));
+    watch.wait_for_log("removal cancelled");
+    assert_eq!(watch.metric(&server, pending), 0.0);
+    let room_b = writes(&server, "room-b");
+
+    // Gone again and left gone: cleared once the confirmation is over.
+    let repo = repo.file("groups/a.yaml", &groups_yaml(&[("room-a", &[("v", "3")])]));
+    eventually(PATIENCE, "room-b cleared", || server.live("room-b") == Some(attrs(&[])));
+    assert_eq!(writes(&server, "room-b"), room_b + 1);
+    assert_eq!(watch.metric(&server, pending), 0.0);
+    let (status, _) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
+    assert_eq!(lockfile.groups.keys().map(GroupId::as_str).collect::<Vec<_>>(), vec!["room-a"]);
+}
+
+#[test]
+fn a_long_plan_is_not_ready_and_sigterm_stops_it_at_once() {
+    let (server, repo, watch) = watching_room("1", &[]);
+    eventually(PATIENCE, "readiness", || watch.readyz(&server).0 == 200);
+    // A big file (200,000 groups, 11 MB) takes seconds to read in a debug build; it
+    // declares one group twice at its end, so that nothing of it is ever applied.
+    let mut text = support::emulator::many_groups("big", 200_000);
+    text += "  - id: big-0000\n    attributes:\n      v: twice\n";
+    std::fs::write(repo.join("groups/big.yaml"), text).unwrap();
+    eventually(PATIENCE, "not ready while planning", || {
+        let (status, why) = watch.readyz(&server);
+        status == 503 && why.contains("planning a change")
+    });
+    let (status, took) = watch.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
+    assert_eq!(server.live("room"), Some(attrs(&[("v", "1")])));
+    // What was applied stays recorded.
+    let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
+    assert_eq!(lockfile.groups.keys().map(GroupId::as_str).collect::<Vec<_>>(), vec!["room"]);
+}

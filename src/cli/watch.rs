@@ -55,6 +55,15 @@ pub(super) struct Args {
     /// wrong checkout, is then applied to every group at once, unreviewed.
     #[arg(long)]
     force: bool,
+    /// Plan a change only once every file it read (group files, overlays, grattr.yaml)
+    /// has held the same content for this long: a file still being written is never
+    /// applied half-written. 0s plans at once.
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    settle: Duration,
+    /// With pruning, remove (clear and forget) a group only once it has stayed
+    /// undeclared this long; other changes go ahead meanwhile.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    confirm_removal: Duration,
     /// Wait this long for another grattr holding the lockfile's lock.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
@@ -87,6 +96,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         retry_base: args.retry_base.max(Duration::from_millis(10)),
         force: args.force,
         lock_timeout: args.lock_timeout,
+        settle: args.settle,
+        confirm_removal: args.confirm_removal,
     };
     let runtime = super::runtime()?;
     runtime.block_on(async {

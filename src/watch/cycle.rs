@@ -21,6 +21,18 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// One cycle: validate everything, plan `only` these ids (all when `None`) plus
     /// every failing group that is due, and apply.
     pub(super) async fn reconcile(&mut self, only: Option<BTreeSet<GroupId>>) -> Result<(), WatchError> {
+        // Stopped while reading, the index may be empty: nothing is planned from it.
+        if self.stop.is_cancelled() {
+            return Ok(());
+        }
+        // The index holds a change not settled yet: its end plans these too.
+        if let Some(settling) = &mut self.settling {
+            match only {
+                Some(ids) => self.dirty.extend(ids),
+                None => settling.plan_all(),
+            }
+            return Ok(());
+        }
         if self.index.has_errors() {
             let diagnostics = self.index.diagnostics();
             report_invalid(&diagnostics);
@@ -70,6 +82,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         let mut plan = plan::diff(self.index.groups(), &self.lockfile.groups, &options);
         // Failing groups wait for their turn.
         plan.changes.retain(|c| self.failing.get(&c.group_id).is_none_or(|f| f.next <= now));
+        self.hold_removals(&mut plan, now);
         tracing::info!(
             changes = plan.changes.len(),
             planned_in_ms = self.planning_started.elapsed().as_secs_f64() * 1000.0,

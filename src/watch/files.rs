@@ -111,28 +111,37 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         (paths, first)
     }
 
-    pub(super) async fn on_files_changed(
+    /// Reads a change to `paths` (every file when `all`, or when events may have been
+    /// lost: `paths` empty) into the index, off the loop, and marks the groups it may
+    /// have changed dirty. Returns whether anything was read (false when the paths are
+    /// none of ours, or when stopped meanwhile).
+    pub(super) async fn read_files(
         &mut self,
         paths: Vec<PathBuf>,
         first: Instant,
+        all: bool,
         debouncer: &mut Debouncer,
-    ) -> Result<(), WatchError> {
-        self.planning_started = Instant::now();
+    ) -> Result<bool, WatchError> {
         let config_changed = paths.iter().any(|p| canonical(p) == self.config_path || p == &self.config_path);
-        let affected = if config_changed {
-            tracing::info!("the configuration changed; reloading it");
-            self.reload_config(debouncer)?;
-            self.index.rescan()
-        } else if paths.is_empty() {
-            self.index.rescan()
+        let affected = if config_changed || all || paths.is_empty() {
+            if config_changed {
+                tracing::info!("the configuration changed; reloading it");
+            }
+            if !self.reload_config(debouncer).await? {
+                return Ok(false);
+            }
+            match self.off_loop(DesiredIndex::rescan).await? {
+                Some(affected) => affected,
+                None => return Ok(false),
+            }
         } else {
             let relevant: Vec<PathBuf> =
                 paths.into_iter().filter(|p| p.starts_with(&self.groups_dir) || self.index.is_overlay(p)).collect();
             if relevant.is_empty() {
-                return Ok(());
+                return Ok(false);
             }
             let overlays = relevant.iter().any(|p| self.index.is_overlay(p));
-            let affected = self.index.update(relevant);
+            let Some(affected) = self.off_loop(move |index| index.update(relevant)).await? else { return Ok(false) };
             if overlays {
                 // An overlay directory created or removed: what to watch changes with it.
                 self.sync_overlay_watches(debouncer)?;
@@ -144,15 +153,14 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             self.changed_at.entry(id.clone()).or_insert(first);
         }
         self.dirty.extend(affected);
-        let dirty = std::mem::take(&mut self.dirty);
-        self.reconcile(Some(dirty)).await
+        Ok(true)
     }
 
     /// Follows a symlink on the way to the configuration or the groups that now leads
     /// elsewhere (git-sync publishing a commit as a new checkout): watches the new
     /// place, stops watching the old one (which goes away), and reads every file again.
     /// Returns whether it moved; the caller then plans every group.
-    pub(super) fn follow_move(&mut self, debouncer: &mut Debouncer) -> Result<bool, WatchError> {
+    pub(super) async fn follow_move(&mut self, debouncer: &mut Debouncer) -> Result<bool, WatchError> {
         let groups_dir = canonical(&self.remote.environment.groups_dir);
         let config_path = canonical(&self.config_link);
         if groups_dir == self.groups_dir && config_path == self.config_path {
@@ -175,12 +183,23 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         for (path, _) in std::mem::take(&mut self.overlay_watches) {
             let _ = debouncer.unwatch(&path);
         }
-        self.reload_config(debouncer)?;
-        let overlays = super::canonical_overlays(&self.remote.environment);
-        self.index = DesiredIndex::load_with(&self.groups_dir, &overlays);
-        self.index.set_default_ownership(self.remote.environment.ownership);
-        self.sync_overlay_watches(debouncer)?;
         self.planning_started = Instant::now();
+        // What was read of the old checkout and not planned yet is superseded.
+        self.settling = None;
+        if !self.reload_config(debouncer).await? {
+            return Ok(false);
+        }
+        let overlays = super::canonical_overlays(&self.remote.environment);
+        let (dir, ownership) = (self.groups_dir.clone(), self.remote.environment.ownership);
+        let load = move |index: &mut DesiredIndex| {
+            *index = DesiredIndex::load_with(&dir, &overlays);
+            index.set_default_ownership(ownership);
+        };
+        if self.off_loop(load).await?.is_none() {
+            return Ok(false);
+        }
+        self.sync_overlay_watches(debouncer)?;
+        self.end_planning();
         Ok(true)
     }
 

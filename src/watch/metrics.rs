@@ -88,6 +88,8 @@ pub struct Metrics {
     pub drifted: Gauge,
     /// Groups whose last apply failed.
     pub failing: Gauge,
+    /// Groups no longer declared whose removal waits for its confirmation.
+    pub removal_pending: Gauge,
     /// Unix time of the last reconcile that applied everything it meant to.
     pub last_success: Gauge<f64, AtomicU64>,
     /// Seconds from a file change to the group applied.
@@ -117,6 +119,12 @@ impl Metrics {
         registry.register("groups_in_sync", "Groups live as applied at the last resync", in_sync.clone());
         registry.register("groups_drifted", "Groups changed outside grattr at the last resync", drifted.clone());
         registry.register("groups_failing", "Groups whose last apply failed", failing.clone());
+        let removal_pending = Gauge::default();
+        registry.register(
+            "groups_removal_pending",
+            "Groups no longer declared whose removal (clear and forget) waits for its confirmation",
+            removal_pending.clone(),
+        );
         registry.register(
             "last_successful_reconcile_timestamp_seconds",
             "Unix time of the last reconcile that applied everything",
@@ -137,6 +145,7 @@ impl Metrics {
             in_sync,
             drifted,
             failing,
+            removal_pending,
             last_success,
             change_to_applied,
             ready,

@@ -9,6 +9,7 @@ mod files;
 pub mod metrics;
 mod resync;
 pub mod server;
+mod settle;
 mod state;
 
 use crate::api::client::{Client, ClientError};
@@ -60,6 +61,12 @@ pub struct WatchOptions {
     pub force: bool,
     /// How long to wait for another grattr holding the lockfile's lock.
     pub lock_timeout: Duration,
+    /// How long every file a change read must hold the same content before the
+    /// change is planned (zero: at once).
+    pub settle: Duration,
+    /// How long a group must stay undeclared before it is removed (cleared and
+    /// forgotten, with pruning on).
+    pub confirm_removal: Duration,
 }
 
 /// Why the watcher stopped with an error.
@@ -104,6 +111,12 @@ pub enum ConfigError {
 
 /// How often a state that cannot be used is tried again (SIGHUP tries at once).
 const STATE_RETRY: Duration = Duration::from_secs(5);
+
+/// How long re-reading and resolving a change may take before `/readyz` says the
+/// watcher is not ready: shorter than a Kubernetes probe's default period (10 s) and
+/// timeout (1 s) are long, so that a probe sees a long plan, and longer than an
+/// ordinary edit of a large repository takes, so that readiness does not flap on each.
+const PLANNING_NOT_READY: Duration = Duration::from_secs(1);
 
 struct Failing {
     attempts: u32,
@@ -159,6 +172,12 @@ struct Watcher<L: Fn() -> Result<Remote, ConfigError>> {
     paused: Option<Paused>,
     /// A cycle deferred by the pause wanted every group planned.
     paused_all: bool,
+    /// A change read and waiting for its files to settle, if one is.
+    settling: Option<settle::Settling>,
+    /// Groups no longer declared whose removal waits for its confirmation.
+    pending_removals: BTreeMap<GroupId, settle::Removal>,
+    /// What `/readyz` said before reading a change made it say a change is being planned.
+    planning_mark: Option<Option<String>>,
 }
 
 fn now_unix() -> f64 {
@@ -249,8 +268,18 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
     }
 
     let overlays = canonical_overlays(&remote.environment);
-    let mut index = DesiredIndex::load_with(&groups_dir, &overlays);
-    index.set_default_ownership(remote.environment.ownership);
+    let (dir, ownership) = (groups_dir.clone(), remote.environment.ownership);
+    // Off the loop: a repository that takes long to read must not hold SIGTERM.
+    let loading = tokio::task::spawn_blocking(move || {
+        let mut index = DesiredIndex::load_with(&dir, &overlays);
+        index.set_default_ownership(ownership);
+        index
+    });
+    let index = tokio::select! {
+        biased;
+        () = stop.cancelled() => return Ok(()),
+        index = loading => index?,
+    };
     let mut watcher = Watcher {
         load,
         remote,
@@ -272,6 +301,9 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         heal_refused: None,
         paused: None,
         paused_all: false,
+        settling: None,
+        pending_removals: BTreeMap::new(),
+        planning_mark: None,
     };
     watcher.sync_overlay_watches(&mut debouncer)?;
     tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
@@ -289,27 +321,37 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
             Some(paused) => Some(paused.next),
             None => watcher.failing.values().map(|f| f.next).min(),
         };
-        let retry = sleep_until(retry_at);
+        // While a change settles, what the index holds is not planned: retries wait too.
+        let retry = sleep_until(retry_at.filter(|_| watcher.settling.is_none()));
         let checkpoint = sleep_until(watcher.unfolded.checkpoint_at());
+        let settled = sleep_until(watcher.settling.as_ref().map(|s| s.due));
+        let removal = sleep_until(watcher.next_removal());
         tokio::select! {
+            biased;
             () = stop.cancelled() => break,
             () = checkpoint => watcher.checkpoint()?,
             Some((paths, first)) = events.recv() => {
                 let (paths, first) = watcher.coalesce(paths, first, &mut events).await;
-                if watcher.follow_move(&mut debouncer)? {
+                // A symlink swapped to a new checkout publishes it whole, at once: no settling.
+                if watcher.follow_move(&mut debouncer).await? {
                     watcher.reconcile(None).await?;
                 } else {
-                    watcher.on_files_changed(paths, first, &mut debouncer).await?;
+                    watcher.read_change(paths, first, false, &mut debouncer).await?;
                 }
             }
             Some(()) = reload.recv() => {
                 tracing::info!("reloading the configuration and every file (SIGHUP)");
+                if watcher.follow_move(&mut debouncer).await? {
+                    watcher.reconcile(None).await?;
+                } else {
+                    watcher.read_change(Vec::new(), Instant::now(), true, &mut debouncer).await?;
+                }
+            }
+            () = settled => watcher.check_settled(&mut debouncer).await?,
+            () = removal => {
+                let due = watcher.removals_due();
                 watcher.planning_started = Instant::now();
-                watcher.follow_move(&mut debouncer)?;
-                watcher.reload_config(&mut debouncer)?;
-                let affected = watcher.index.rescan();
-                watcher.dirty.extend(affected);
-                watcher.reconcile(None).await?;
+                watcher.reconcile(Some(due)).await?;
             }
             _ = resync_timer.tick() => {
                 if resync_task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
@@ -342,7 +384,8 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// Loads the configuration again and takes what a running watcher can follow of
     /// it: the default ownership, the overlays (watched from now on). Only a failure
     /// to watch is an error; an invalid configuration keeps the previous one.
-    fn reload_config(&mut self, debouncer: &mut files::Debouncer) -> Result<(), WatchError> {
+    /// Returns false when stopped meanwhile.
+    async fn reload_config(&mut self, debouncer: &mut files::Debouncer) -> Result<bool, WatchError> {
         match (self.load)() {
             Ok(remote) => match self.needs_restart(&remote.environment) {
                 Some(change) => tracing::error!(
@@ -351,9 +394,13 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
                      keeping the running configuration"
                 ),
                 None => {
-                    let changed = self.index.set_default_ownership(remote.environment.ownership);
-                    self.dirty.extend(changed);
-                    let changed = self.index.set_overlays(&canonical_overlays(&remote.environment));
+                    let (ownership, overlays) = (remote.environment.ownership, canonical_overlays(&remote.environment));
+                    let take = move |index: &mut DesiredIndex| {
+                        let mut changed = index.set_default_ownership(ownership);
+                        changed.extend(index.set_overlays(&overlays));
+                        changed
+                    };
+                    let Some(changed) = self.off_loop(take).await? else { return Ok(false) };
                     self.dirty.extend(changed);
                     self.remote = remote;
                     self.sync_overlay_watches(debouncer)?;
@@ -361,7 +408,71 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             },
             Err(e) => tracing::error!(error = %e, "the configuration is invalid; keeping the previous one"),
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Runs `work` on the index off the async loop (reading and resolving a large
+    /// repository can take long), while the loop keeps answering SIGTERM: stopped
+    /// meanwhile, it returns `None` at once and the watcher holds an empty index,
+    /// which nothing plans again (every cycle checks the stop first).
+    async fn off_loop<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut DesiredIndex) -> T + Send + 'static,
+    ) -> Result<Option<T>, WatchError> {
+        let mut index = std::mem::take(&mut self.index);
+        let done = self
+            .blocking(move || {
+                let out = work(&mut index);
+                (index, out)
+            })
+            .await?;
+        Ok(done.map(|(index, out)| {
+            self.index = index;
+            out
+        }))
+    }
+
+    /// Runs `work` (reading, digesting or resolving files) off the async loop, and
+    /// returns `None` at once if stopped meanwhile. Once the change being read has
+    /// taken [`PLANNING_NOT_READY`], `/readyz` says a change is being planned, until
+    /// [`Watcher::end_planning`].
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<Option<T>, WatchError> {
+        if self.stop.is_cancelled() {
+            return Ok(None);
+        }
+        let mut task = tokio::task::spawn_blocking(work);
+        let slow = sleep_until(Some(self.planning_started + PLANNING_NOT_READY));
+        tokio::pin!(slow);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return Ok(None),
+                joined = &mut task => return Ok(Some(joined?)),
+                () = &mut slow, if self.planning_mark.is_none() => {
+                    self.planning_mark = Some(self.metrics.readiness().err());
+                    let seen = SystemTime::now().checked_sub(self.planning_started.elapsed()).unwrap_or_else(SystemTime::now);
+                    let reason = format!(
+                        "planning a change seen at {}: reading and resolving the files takes over {}s; \
+                         nothing of it is applied until it is planned",
+                        humantime::format_rfc3339_seconds(seen),
+                        PLANNING_NOT_READY.as_secs()
+                    );
+                    tracing::info!("{reason}");
+                    self.metrics.set_ready(Some(reason));
+                }
+            }
+        }
+    }
+
+    /// The change is read: `/readyz` says again what it said before, if reading made
+    /// it say a change is being planned (the cycle that plans it then says its own).
+    fn end_planning(&mut self) {
+        if let Some(before) = self.planning_mark.take() {
+            self.metrics.set_ready(before);
+        }
     }
 
     /// What `new` changes that a running watcher cannot follow: it holds the lock of

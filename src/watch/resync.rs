@@ -62,7 +62,8 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         self.metrics.drifted.set(drifted.len() as i64);
         tracing::info!(read = live.len(), drifted = drifted.len(), "resync finished");
         // While paused, healing would meet the same app-wide failure: the resync after the pause heals.
-        if self.paused.is_some() {
+        // While a change settles (or once stopped), the index holds nothing to heal to.
+        if self.paused.is_some() || self.settling.is_some() || self.stop.is_cancelled() {
             return Ok(());
         }
         if !self.options.self_heal || drifted.is_empty() || self.index.has_errors() {

@@ -22,7 +22,8 @@ pub struct Watch {
 
 impl Watch {
     /// Starts `grattr watch` in `repo` with `args`, a 200 ms debounce and retry base,
-    /// and grattr's debug logs.
+    /// a 100 ms settle interval and a 300 ms confirmation of removals (unless `args`
+    /// say otherwise), and grattr's debug logs.
     pub fn start(repo: &Repo, args: &[&str]) -> Watch {
         Watch::start_logging(repo, args, "200ms", "warn,grattr=debug")
     }
@@ -33,6 +34,8 @@ impl Watch {
             .current_dir(repo.path())
             .args(["watch", "--listen", "127.0.0.1:0", "--debounce", "200ms", "--retry-base", retry_base])
             .args(args)
+            .args(if args.contains(&"--settle") { &[][..] } else { &["--settle", "100ms"][..] })
+            .args(if args.contains(&"--confirm-removal") { &[][..] } else { &["--confirm-removal", "300ms"][..] })
             .env("GRATTR_SECRET_KEY", KEY)
             .env("GRATTR_LOG", log)
             .env("NO_PROXY", "*")
@@ -71,6 +74,15 @@ impl Watch {
     /// How many log lines contain `text`.
     pub fn log_count(&self, text: &str) -> usize {
         self.lines.lock().unwrap().iter().filter(|l| l.contains(text)).count()
+    }
+
+    /// Polls `check` until it holds or [`PATIENCE`] passes; the log tells why not.
+    pub fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !check() {
+            assert!(Instant::now() < deadline, "{what} did not happen within {PATIENCE:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Every log line so far.
@@ -112,7 +124,11 @@ impl Watch {
         let noop = "grattr_reconcile_cycles_total{outcome=\"noop\"}";
         let before = self.metric(server, noop);
         std::fs::write(repo.join("groups/settle.yaml"), "groups: []\n").unwrap();
-        eventually(PATIENCE, "a cycle with nothing to do after the changes", || self.metric(server, noop) > before);
+        let deadline = Instant::now() + PATIENCE;
+        while self.metric(server, noop) <= before {
+            assert!(Instant::now() < deadline, "no cycle with nothing to do after the changes:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM, then waits: how it exited and how long it took.
