@@ -257,10 +257,31 @@ pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>,
 /// Reads and checks one file found under `groups_dir`; a path the rule of [`entry`]
 /// refuses is reported, never opened.
 pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
-    match read_text(Some(groups_dir), path) {
-        Ok((file, text)) => parse_file(file, &text),
-        Err(diagnostic) => FileGroups { diagnostics: vec![diagnostic], ..Default::default() },
+    read_file_noting_transient(groups_dir, path).0
+}
+
+/// [`read_file`], and whether reading failed for a reason that passes ([`transient`]):
+/// reading it again later may succeed, with no change to the file to say so.
+pub fn read_file_noting_transient(groups_dir: &Path, path: &Path) -> (FileGroups, bool) {
+    match read_text_noting_transient(Some(groups_dir), path) {
+        Ok((file, text)) => (parse_file(file, &text), false),
+        Err((diagnostic, transient)) => (FileGroups { diagnostics: vec![diagnostic], ..Default::default() }, transient),
     }
+}
+
+/// Whether a read that failed with `error` may succeed if tried again with nothing
+/// changed: too many files open (by this process or the system), no memory or buffers
+/// for now, interrupted, would block.
+pub fn transient(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    if matches!(error.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::OutOfMemory) {
+        return true;
+    }
+    #[cfg(unix)]
+    if let Some(code) = error.raw_os_error() {
+        return [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS, libc::EAGAIN, libc::EINTR].contains(&code);
+    }
+    false
 }
 
 /// The text of a file found under `dir` (a groups or an overlay directory; `None`
@@ -268,15 +289,20 @@ pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
 /// of [`entry`] refuses, a name or a text that is not UTF-8, and a file that cannot
 /// be read are one diagnostic.
 pub(super) fn read_text(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, String), Diagnostic> {
+    read_text_noting_transient(dir, path).map_err(|(diagnostic, _)| diagnostic)
+}
+
+/// [`read_text`], and with its diagnostic whether the failure may pass ([`transient`]).
+fn read_text_noting_transient(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, String), (Diagnostic, bool)> {
     if let Some(Entry::Refused(diagnostic)) = dir.map(|dir| entry(dir, path)) {
-        return Err(diagnostic);
+        return Err((diagnostic, false));
     }
     let file: Arc<Path> = Arc::from(super::diagnostic::display_path(path));
     if path.to_str().is_none() {
         let message =
             "file name is not UTF-8: file names must be UTF-8 (the lockfile and JSON plans name files as text)";
         let location = SourceLocation { file, line: 0, column: 0 };
-        return Err(Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file"));
+        return Err((Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file"), false));
     }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
@@ -288,11 +314,12 @@ pub(super) fn read_text(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, S
                     String::from_utf8_lossy(valid.rsplit(|b| *b == b'\n').next().unwrap_or(&[])).chars().count() as u64
                         + 1;
                 let message = format!("file is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to());
-                Err(Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message))
+                Err((Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message), false))
             }
         },
         Err(e) => {
-            Err(Diagnostic::error(Rule::Io, SourceLocation { file, line: 0, column: 0 }, format!("cannot read: {e}")))
+            let location = SourceLocation { file, line: 0, column: 0 };
+            Err((Diagnostic::error(Rule::Io, location, format!("cannot read: {e}")), transient(&e)))
         }
     }
 }

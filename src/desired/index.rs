@@ -52,6 +52,9 @@ pub struct DesiredIndex {
     overlay_paths: Vec<OverlayPath>,
     /// The overlays, as read.
     overlays: Overlays,
+    /// The group files whose last read failed for a reason that passes (too many open
+    /// files): read again by [`DesiredIndex::reread_transient`], as no event will come.
+    transient: BTreeSet<PathBuf>,
 }
 
 /// What template resolution found, kept so that a change re-resolves only what it can affect.
@@ -169,6 +172,19 @@ impl DesiredIndex {
         self.update_files(BTreeSet::new(), true)
     }
 
+    /// How many group files could not be read for a reason that passes (see [`DesiredIndex::reread_transient`]).
+    pub fn transient_failures(&self) -> usize {
+        self.transient.len()
+    }
+
+    /// Reads again the group files whose last read failed for a reason that passes
+    /// (too many open files, no memory): nothing else would, since the files did not
+    /// change. Returns the ids whose desired state may have changed.
+    pub fn reread_transient(&mut self) -> BTreeSet<GroupId> {
+        let paths = std::mem::take(&mut self.transient);
+        self.update_files(paths, false)
+    }
+
     /// Whether a change to `path` may change the overlays: it is one of them, lies
     /// in one, or holds one.
     pub fn is_overlay(&self, path: &Path) -> bool {
@@ -242,17 +258,25 @@ impl DesiredIndex {
         // The rule a whole load follows: group files are read (in parallel, as a whole
         // load reads them), refused entries (a symlink leading outside, a FIFO)
         // reported, the rest left alone.
-        let fresh: Vec<Option<FileGroups>> = read
+        let fresh: Vec<(Option<FileGroups>, bool)> = read
             .par_iter()
             .map(|path| match groups::entry(&self.dir, path) {
-                Entry::GroupFile if self.visible(path) => Some(groups::read_file(&self.dir, path)),
-                Entry::Refused(diagnostic) if self.in_visible_dir(path) => {
-                    Some(FileGroups { diagnostics: vec![diagnostic], ..FileGroups::default() })
+                Entry::GroupFile if self.visible(path) => {
+                    let (file, transient) = groups::read_file_noting_transient(&self.dir, path);
+                    (Some(file), transient)
                 }
-                _ => None,
+                Entry::Refused(diagnostic) if self.in_visible_dir(path) => {
+                    (Some(FileGroups { diagnostics: vec![diagnostic], ..FileGroups::default() }), false)
+                }
+                _ => (None, false),
             })
             .collect();
-        for (path, fresh) in read.iter().cloned().zip(fresh) {
+        for (path, (fresh, transient)) in read.iter().cloned().zip(fresh) {
+            if transient {
+                self.transient.insert(path.clone());
+            } else {
+                self.transient.remove(&path);
+            }
             if fresh.as_ref().is_some_and(depends) || self.files.get(&path).is_some_and(depends) {
                 templated.insert(path.clone());
             }

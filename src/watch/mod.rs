@@ -6,7 +6,9 @@
 
 mod cycle;
 mod files;
+pub mod git;
 pub mod metrics;
+mod reread;
 mod resync;
 pub mod server;
 mod state;
@@ -159,6 +161,8 @@ struct Watcher<L: Fn() -> Result<Remote, ConfigError>> {
     paused: Option<Paused>,
     /// A cycle deferred by the pause wanted every group planned.
     paused_all: bool,
+    /// When files a passing failure kept unread are read again.
+    reread: reread::Reread,
 }
 
 fn now_unix() -> f64 {
@@ -272,6 +276,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         heal_refused: None,
         paused: None,
         paused_all: false,
+        reread: reread::Reread::default(),
     };
     watcher.sync_overlay_watches(&mut debouncer)?;
     tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
@@ -291,6 +296,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         };
         let retry = sleep_until(retry_at);
         let checkpoint = sleep_until(watcher.unfolded.checkpoint_at());
+        let reread = sleep_until(watcher.reread_at());
         tokio::select! {
             () = stop.cancelled() => break,
             () = checkpoint => watcher.checkpoint()?,
@@ -317,6 +323,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
                 }
             }
             Some(live) = resyncs.recv() => watcher.on_resync(live).await?,
+            () = reread => watcher.reread().await?,
             () = retry => {
                 watcher.planning_started = Instant::now();
                 watcher.reconcile(Some(BTreeSet::new())).await?;
