@@ -41,17 +41,6 @@ pub(super) struct Args {
     /// Where to serve /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     listen: SocketAddr,
-    /// Connections served at once on --listen; more wait to be accepted.
-    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
-    listen_max_connections: u32,
-    /// Time a connection on --listen has to send a request's headers, idle between
-    /// requests included; then it is closed.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    listen_idle_timeout: Duration,
-    /// Read the desired state from the files as saved, or from the commit HEAD names
-    /// (followed as it moves; a server should use head).
-    #[arg(long, value_enum, default_value_t = Source::Files)]
-    source: Source,
     /// Quiet time that ends a burst of file changes (a git pull is one reconcile).
     #[arg(long, default_value = "300ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
     debounce: Duration,
@@ -81,6 +70,17 @@ pub(super) struct Args {
     /// Wait this long for another grattr holding the lockfile's lock.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
+    /// Connections served at once on --listen; more wait to be accepted.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    listen_max_connections: u32,
+    /// Time a connection on --listen has to send a request's headers, idle between
+    /// requests included; then it is closed.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    listen_idle_timeout: Duration,
+    /// Read the desired state from the files as saved, or from the commit HEAD names
+    /// (followed as it moves; a server should use head).
+    #[arg(long, value_enum, default_value_t = Source::Files)]
+    source: Source,
     #[command(flatten)]
     pub(super) workspace: WorkspaceArgs,
 }
@@ -134,7 +134,10 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         };
         let server = tokio::spawn(watch::server::serve(listener, metrics.clone(), stop.clone(), limits));
         let follower = head.map(|head| {
-            tracing::info!(commit = head.commit().unwrap_or_default(), "reading the desired state from the commit HEAD names");
+            tracing::info!(
+                commit = head.commit().unwrap_or_default(),
+                "reading the desired state from the commit HEAD names"
+            );
             tokio::spawn(watch::git::follow(head, args.debounce, options.resync, stop.clone()))
         });
         let (reload_tx, reload) = tokio::sync::mpsc::unbounded_channel();

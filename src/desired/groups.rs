@@ -676,6 +676,25 @@ mod tests {
     use super::*;
     use crate::model::AttributeSet;
 
+    #[test]
+    fn read_errors_that_pass_are_told_from_those_that_stay() {
+        use std::io::{Error, ErrorKind};
+        #[cfg(unix)]
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::EAGAIN, libc::EINTR] {
+            assert!(transient(&Error::from_raw_os_error(code)), "{code}");
+        }
+        #[cfg(unix)]
+        for code in [libc::ENOENT, libc::EACCES, libc::EISDIR, libc::EIO] {
+            assert!(!transient(&Error::from_raw_os_error(code)), "{code}");
+        }
+        assert!(transient(&Error::from(ErrorKind::Interrupted)));
+        assert!(!transient(&Error::from(ErrorKind::PermissionDenied)));
+        // A file that cannot be read for good is not read again on its own.
+        let dir = tempfile::tempdir().unwrap();
+        let (file, again) = read_file_noting_transient(dir.path(), &dir.path().join("gone.yaml"));
+        assert!(!again && file.diagnostics.len() == 1, "{:?}", file.diagnostics);
+    }
+
     fn parse(text: &str) -> FileGroups {
         parse_file(Arc::from(Path::new("g.yaml")), text)
     }

@@ -220,10 +220,7 @@ impl HeadSnapshots {
         }
         if !dir.join(&self.config_in_repo).is_file() {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(HeadError::ConfigNotCommitted {
-                path: crate::escape::path(&self.config_in_repo),
-                commit,
-            });
+            return Err(HeadError::ConfigNotCommitted { path: crate::escape::path(&self.config_in_repo), commit });
         }
         // The swap: a new symlink renamed over the old one, so a reader finds the old
         // snapshot or the new one, whole.
@@ -252,7 +249,8 @@ impl HeadSnapshots {
             path: crate::escape::path(dir),
             error: std::io::Error::other("the state directory's path is not UTF-8"),
         })?;
-        let checked_out = git(&self.toplevel, &["checkout-index", "--all", "--force", &format!("--prefix={prefix}")], &env);
+        let checked_out =
+            git(&self.toplevel, &["checkout-index", "--all", "--force", &format!("--prefix={prefix}")], &env);
         let _ = std::fs::remove_file(&index);
         checked_out.map(|_| ())
     }
@@ -315,14 +313,11 @@ pub async fn follow(
     stop: CancellationToken,
 ) -> Result<(), super::WatchError> {
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut debouncer = notify_debouncer_full::new_debouncer(
-        debounce,
-        None,
-        move |_: notify_debouncer_full::DebounceEventResult| {
+    let mut debouncer =
+        notify_debouncer_full::new_debouncer(debounce, None, move |_: notify_debouncer_full::DebounceEventResult| {
             let _ = events_tx.send(());
-        },
-    )
-    .map_err(|e| super::WatchError::Watch { path: snapshots.toplevel.clone(), message: e.to_string() })?;
+        })
+        .map_err(|e| super::WatchError::Watch { path: snapshots.toplevel.clone(), message: e.to_string() })?;
     for (path, mode) in snapshots.ref_watches().to_vec() {
         super::files::watch(&mut debouncer, &path, mode)?;
     }

@@ -31,7 +31,10 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// Reads those files again and reconciles what they declare.
     pub(super) async fn reread(&mut self) -> Result<(), WatchError> {
         self.planning_started = Instant::now();
-        tracing::info!(files = self.index.transient_failures(), "reading again the files a passing failure kept unread");
+        tracing::info!(
+            files = self.index.transient_failures(),
+            "reading again the files a passing failure kept unread"
+        );
         self.reread.attempts += 1;
         self.reread.next = None;
         let affected = self.index.reread_transient();

@@ -51,6 +51,8 @@ pub async fn serve(
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.idle_timeout);
+    // Accepting fails as long as the process has no file descriptor left: said once.
+    let mut failing = false;
     loop {
         // A permit first: past the limit, connections wait unaccepted.
         let permit = tokio::select! {
@@ -60,9 +62,14 @@ pub async fn serve(
         let stream = tokio::select! {
             () = stop.cancelled() => return Ok(()),
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    failing = false;
+                    stream
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot accept a connection on the health and metrics endpoint");
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(%error, "cannot accept a connection on the health and metrics endpoint; trying again");
+                    }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
