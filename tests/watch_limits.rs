@@ -56,7 +56,7 @@ fn start_with_open_files(repo: &support::Repo, args: &[&str], limit: u64) -> Wat
         unsafe {
             command.pre_exec(move || {
                 let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
-                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                match libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) {
                     0 => Ok(()),
                     _ => Err(std::io::Error::last_os_error()),
                 }

@@ -264,8 +264,8 @@ pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
 /// reading it again later may succeed, with no change to the file to say so.
 pub fn read_file_noting_transient(groups_dir: &Path, path: &Path) -> (FileGroups, bool) {
     match read_text_noting_transient(Some(groups_dir), path) {
-        Ok((file, text)) => (parse_file(file, &text), false),
-        Err((diagnostic, transient)) => (FileGroups { diagnostics: vec![diagnostic], ..Default::default() }, transient),
+        (Ok((file, text)), _) => (parse_file(file, &text), false),
+        (Err(diagnostic), transient) => (FileGroups { diagnostics: vec![diagnostic], ..Default::default() }, transient),
     }
 }
 
@@ -289,24 +289,24 @@ pub fn transient(error: &std::io::Error) -> bool {
 /// of [`entry`] refuses, a name or a text that is not UTF-8, and a file that cannot
 /// be read are one diagnostic.
 pub(super) fn read_text(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, String), Diagnostic> {
-    read_text_noting_transient(dir, path).map_err(|(diagnostic, _)| diagnostic)
+    read_text_noting_transient(dir, path).0
 }
 
-/// [`read_text`], and with its diagnostic whether the failure may pass ([`transient`]).
-fn read_text_noting_transient(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, String), (Diagnostic, bool)> {
+/// [`read_text`], and whether it failed for a reason that may pass ([`transient`]).
+fn read_text_noting_transient(dir: Option<&Path>, path: &Path) -> (Result<(Arc<Path>, String), Diagnostic>, bool) {
     if let Some(Entry::Refused(diagnostic)) = dir.map(|dir| entry(dir, path)) {
-        return Err((diagnostic, false));
+        return (Err(diagnostic), false);
     }
     let file: Arc<Path> = Arc::from(super::diagnostic::display_path(path));
     if path.to_str().is_none() {
         let message =
             "file name is not UTF-8: file names must be UTF-8 (the lockfile and JSON plans name files as text)";
         let location = SourceLocation { file, line: 0, column: 0 };
-        return Err((Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file"), false));
+        return (Err(Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file")), false);
     }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Ok((file, text)),
+            Ok(text) => (Ok((file, text)), false),
             Err(e) => {
                 let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let line = valid.iter().filter(|b| **b == b'\n').count() as u64 + 1;
@@ -314,12 +314,12 @@ fn read_text_noting_transient(dir: Option<&Path>, path: &Path) -> Result<(Arc<Pa
                     String::from_utf8_lossy(valid.rsplit(|b| *b == b'\n').next().unwrap_or(&[])).chars().count() as u64
                         + 1;
                 let message = format!("file is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to());
-                Err((Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message), false))
+                (Err(Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message)), false)
             }
         },
         Err(e) => {
             let location = SourceLocation { file, line: 0, column: 0 };
-            Err((Diagnostic::error(Rule::Io, location, format!("cannot read: {e}")), transient(&e)))
+            (Err(Diagnostic::error(Rule::Io, location, format!("cannot read: {e}"))), transient(&e))
         }
     }
 }

@@ -133,7 +133,7 @@ impl HeadSnapshots {
         };
         let real_top = std::fs::canonicalize(&toplevel).map_err(io_error(&toplevel))?;
         let real_dir = std::fs::canonicalize(&dir).map_err(io_error(&dir))?;
-        let name = absolute.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("grattr.yaml"));
+        let name = absolute.file_name().map_or_else(|| PathBuf::from("grattr.yaml"), PathBuf::from);
         let config_in_repo = real_dir.strip_prefix(&real_top).map_or_else(|_| name.clone(), |rel| rel.join(&name));
         let git_dir = PathBuf::from(git(&real_top, &["rev-parse", "--absolute-git-dir"], &[])?);
         let common = PathBuf::from(git(&real_top, &["rev-parse", "--git-common-dir"], &[])?);
