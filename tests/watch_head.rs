@@ -63,7 +63,8 @@ fn only_commits_are_applied_never_the_worktree() {
     std::fs::write(root.join("index"), "torn").unwrap();
     std::os::unix::fs::symlink("commits/0123abcd-1", root.join("current.tmp")).unwrap();
     let state_arg = state.path().to_str().unwrap();
-    let watch = Watch::start(&repo, &["--source", "head", "--state-dir", state_arg, "--prune"]);
+    // A resync every second: each also publishes the snapshot again, which must change nothing.
+    let watch = Watch::start(&repo, &["--source", "head", "--state-dir", state_arg, "--prune", "--resync", "1s"]);
     eventually(PATIENCE, "the commit applied", || {
         server.live("room-d") == Some(motto("hello")) && server.live("other-11") == Some(motto("hello"))
     });
@@ -121,6 +122,9 @@ fn only_commits_are_applied_never_the_worktree() {
     assert!(snapshots <= 2, "{snapshots} snapshots kept");
     assert!(state.path().join("grattr.lock").exists());
     eventually(PATIENCE, "ready", || watch.readyz(&server).0 == 200);
+    // Followed once a commit at most (three commits): publishing again moved nothing.
+    let moved = watch.log_count("the repository moved");
+    assert!((1..=3).contains(&moved), "{moved} moves:\n{}", watch.log());
     let (status, took) = watch.terminate();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");

@@ -222,18 +222,32 @@ impl HeadSnapshots {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(HeadError::ConfigNotCommitted { path: crate::escape::path(&self.config_in_repo), commit });
         }
-        // The swap: a new symlink renamed over the old one, so a reader finds the old
-        // snapshot or the new one, whole.
-        let link = self.root.join("current");
-        let temporary = self.root.join("current.tmp");
-        let _ = std::fs::remove_file(&temporary);
-        symlink(&Path::new("commits").join(&name), &temporary).map_err(io_error(&temporary))?;
-        std::fs::rename(&temporary, &link).map_err(io_error(&link))?;
+        self.publish(&name)?;
         if let Some(old) = self.previous.take() {
             remove_dir(&commits.join(old));
         }
         self.previous = self.current.replace((commit.clone(), name)).map(|(_, name)| name);
         Ok(Some(commit))
+    }
+
+    /// Swaps `current` to the snapshot `name`: a new symlink renamed over the old one,
+    /// so a reader finds the old snapshot or the new one, whole.
+    fn publish(&self, name: &str) -> Result<(), HeadError> {
+        let link = self.root.join("current");
+        let temporary = self.root.join("current.tmp");
+        let _ = std::fs::remove_file(&temporary);
+        symlink(&Path::new("commits").join(name), &temporary).map_err(io_error(&temporary))?;
+        std::fs::rename(&temporary, &link).map_err(io_error(&link))
+    }
+
+    /// Swaps `current` again to the snapshot it leads to: a watcher that was not yet
+    /// watching when it last moved (a commit during its start) sees the event and
+    /// follows; one that follows already finds nothing moved.
+    pub fn republish(&self) -> Result<(), HeadError> {
+        match &self.current {
+            Some((_, name)) => self.publish(name),
+            None => Ok(()),
+        }
     }
 
     /// Writes the tree of `commit` into `dir`: read into a private index, checked out
@@ -304,7 +318,8 @@ fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
 
 /// Follows HEAD until `stop`: on every change under the git directory's refs (a
 /// commit, a pull, a checkout, a reset), and every `poll` besides (in case an event
-/// was missed), takes the commit HEAD names. A commit that cannot be taken is logged
+/// was missed; the snapshot is then published again, see [`HeadSnapshots::republish`]),
+/// takes the commit HEAD names. A commit that cannot be taken is logged
 /// and the last one stands; it is tried again on the next change or poll.
 pub async fn follow(
     mut snapshots: HeadSnapshots,
@@ -324,15 +339,18 @@ pub async fn follow(
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let polled = tokio::select! {
             () = stop.cancelled() => break,
-            Some(()) = events.recv() => {}
-            _ = timer.tick() => {}
-        }
+            Some(()) = events.recv() => false,
+            _ = timer.tick() => true,
+        };
         // A burst of events (a pull writes many refs) is one look at HEAD.
         while events.try_recv().is_ok() {}
         let (back, result) = tokio::task::spawn_blocking(move || {
-            let result = snapshots.refresh();
+            let result = match snapshots.refresh() {
+                Ok(None) if polled => snapshots.republish().map(|()| None),
+                other => other,
+            };
             (snapshots, result)
         })
         .await?;
