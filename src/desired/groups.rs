@@ -199,10 +199,16 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
 
 /// [`list_files`] of `start`, a directory under the groups directory `groups_dir`.
 pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    list_files_noting_transient(groups_dir, start).0
+}
+
+/// [`list_files_under`], and whether it failed for a reason that may pass ([`transient`]).
+pub fn list_files_noting_transient(groups_dir: &Path, start: &Path) -> (Result<Vec<PathBuf>, Diagnostic>, bool) {
     let at_dir = || SourceLocation { file: Arc::from(start), line: 0, column: 0 };
     if !start.is_dir() {
-        return Err(Diagnostic::error(Rule::Io, at_dir(), "groups directory not found")
-            .with_help("create it, or set `groups:` in grattr.yaml to the directory that holds your group files"));
+        let diagnostic = Diagnostic::error(Rule::Io, at_dir(), "groups directory not found")
+            .with_help("create it, or set `groups:` in grattr.yaml to the directory that holds your group files");
+        return (Err(diagnostic), false);
     }
     let mut files = Vec::new();
     let mut walk = walkdir::WalkDir::new(start)
@@ -223,11 +229,9 @@ pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>,
             }
             Err(e) => {
                 let file = e.path().unwrap_or(start);
-                return Err(Diagnostic::error(
-                    Rule::Io,
-                    SourceLocation { file: Arc::from(file), line: 0, column: 0 },
-                    format!("cannot read: {e}"),
-                ));
+                let passes = e.io_error().is_some_and(transient);
+                let location = SourceLocation { file: Arc::from(file), line: 0, column: 0 };
+                return (Err(Diagnostic::error(Rule::Io, location, format!("cannot read: {e}"))), passes);
             }
         };
         if found.depth() == 0 {
@@ -251,7 +255,7 @@ pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>,
             }
         }
     }
-    Ok(files)
+    (Ok(files), false)
 }
 
 /// Reads and checks one file found under `groups_dir`; a path the rule of [`entry`]

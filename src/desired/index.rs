@@ -55,6 +55,9 @@ pub struct DesiredIndex {
     /// The group files whose last read failed for a reason that passes (too many open
     /// files): read again by [`DesiredIndex::reread_transient`], as no event will come.
     transient: BTreeSet<PathBuf>,
+    /// Listing a directory failed for a reason that passes: the next
+    /// [`DesiredIndex::reread_transient`] reads the whole directory again.
+    transient_listing: bool,
 }
 
 /// What template resolution found, kept so that a change re-resolves only what it can affect.
@@ -150,7 +153,9 @@ impl DesiredIndex {
     /// reload, or when events may have been lost); returns the ids that may have changed.
     pub fn rescan(&mut self) -> BTreeSet<GroupId> {
         let mut paths: BTreeSet<PathBuf> = self.files.keys().cloned().collect();
-        match groups::list_files(&self.dir) {
+        let (listed, transient) = groups::list_files_noting_transient(&self.dir, &self.dir);
+        self.transient_listing = transient;
+        match listed {
             Ok(files) => {
                 self.dir_error = None;
                 paths.extend(files);
@@ -174,13 +179,17 @@ impl DesiredIndex {
 
     /// How many group files could not be read for a reason that passes (see [`DesiredIndex::reread_transient`]).
     pub fn transient_failures(&self) -> usize {
-        self.transient.len()
+        self.transient.len() + usize::from(self.transient_listing)
     }
 
     /// Reads again the group files whose last read failed for a reason that passes
-    /// (too many open files, no memory): nothing else would, since the files did not
-    /// change. Returns the ids whose desired state may have changed.
+    /// (too many open files, no memory), or the whole directory if listing one did:
+    /// nothing else would, since the files did not change. Returns the ids whose
+    /// desired state may have changed.
     pub fn reread_transient(&mut self) -> BTreeSet<GroupId> {
+        if self.transient_listing {
+            return self.rescan();
+        }
         let paths = std::mem::take(&mut self.transient);
         self.update_files(paths, false)
     }
@@ -204,8 +213,11 @@ impl DesiredIndex {
             // Files we had below it: changed, moved away or deleted.
             touched.extend(self.files.keys().filter(|f| f.starts_with(&path)).cloned());
             if path.is_dir() {
-                if let Ok(files) = groups::list_files_under(&self.dir, &path) {
-                    touched.extend(files.into_iter().filter(|f| self.in_visible_dir(f)));
+                match groups::list_files_noting_transient(&self.dir, &path) {
+                    (Ok(files), _) => touched.extend(files.into_iter().filter(|f| self.in_visible_dir(f))),
+                    // Its files would be missed until the next change: read it all again soon.
+                    (Err(_), true) => self.transient_listing = true,
+                    (Err(_), false) => {}
                 }
             } else if self.in_visible_dir(&path) {
                 touched.insert(path);
