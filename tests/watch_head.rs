@@ -122,6 +122,10 @@ fn only_commits_are_applied_never_the_worktree() {
     assert!(snapshots <= 2, "{snapshots} snapshots kept");
     assert!(state.path().join("grattr.lock").exists());
     eventually(PATIENCE, "ready", || watch.readyz(&server).0 == 200);
+    // One watcher of an environment's snapshots at a time.
+    repo.run(&["watch", "--source", "head", "--state-dir", state_arg])
+        .code(1)
+        .stderr_contains("is in use by another grattr watch --source head");
     // Followed once a commit at most (three commits): publishing again moved nothing.
     let moved = watch.log_count("the repository moved");
     assert!((1..=3).contains(&moved), "{moved} moves:\n{}", watch.log());

@@ -101,8 +101,12 @@ pub struct HeadSnapshots {
 fn git(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Result<String, HeadError> {
     let mut command = Command::new("git");
     command.arg("-C").arg(dir).args(args);
-    // Never prompt, never page: this runs unattended.
+    // Never prompt, never page: this runs unattended. The repository is the one found
+    // from the configuration, not one an inherited variable (a hook's) names.
     command.env("GIT_TERMINAL_PROMPT", "0").env("GIT_PAGER", "cat");
+    for inherited in ["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE", "GIT_PREFIX"] {
+        command.env_remove(inherited);
+    }
     for (name, value) in env {
         command.env(name, value);
     }
