@@ -138,7 +138,15 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
                 commit = head.commit().unwrap_or_default(),
                 "reading the desired state from the commit HEAD names"
             );
-            tokio::spawn(watch::git::follow(head, args.debounce, options.resync, stop.clone()))
+            let (stop, debounce, poll) = (stop.clone(), args.debounce, options.resync);
+            tokio::spawn(async move {
+                let followed = watch::git::follow(head, debounce, poll, stop.clone()).await;
+                // Refs that cannot be watched end the process, as files that cannot be watched do.
+                if followed.is_err() {
+                    stop.cancel();
+                }
+                followed
+            })
         });
         let (reload_tx, reload) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(signals(stop.clone(), reload_tx));

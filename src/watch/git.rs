@@ -146,8 +146,11 @@ impl HeadSnapshots {
         if std::fs::canonicalize(&common).ok() != std::fs::canonicalize(&git_dir).ok() {
             ref_watches.push((common.clone(), RecursiveMode::NonRecursive));
         }
-        if common.join("refs").is_dir() {
-            ref_watches.push((common.join("refs"), RecursiveMode::Recursive));
+        // Loose refs, and the reftable backend's tables.
+        for refs in [common.join("refs"), common.join("reftable")] {
+            if refs.is_dir() {
+                ref_watches.push((refs, RecursiveMode::Recursive));
+            }
         }
 
         // One snapshot root per environment: two environments' watchers may share a state directory.
