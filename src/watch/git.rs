@@ -18,6 +18,7 @@
 //! removed after use). Anything else there (a crash's leftovers) is removed at start.
 
 use notify_debouncer_full::notify::RecursiveMode;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -98,7 +99,7 @@ pub struct HeadSnapshots {
 }
 
 /// Runs git in `dir` with `args` (and `env`), and returns its stdout, trimmed.
-fn git(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Result<String, HeadError> {
+fn git(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Result<String, HeadError> {
     let mut command = Command::new("git");
     command.arg("-C").arg(dir).args(args);
     // Never prompt, never page: this runs unattended. The repository is the one found
@@ -258,11 +259,13 @@ impl HeadSnapshots {
     }
 
     /// Writes the tree of `commit` into `dir`: read into a private index, checked out
-    /// from it with `dir` as the prefix. The user's index and worktree stay as they are.
+    /// from it with `dir` as the prefix. The user's index and worktree stay as they are,
+    /// and the worktree is not read: attributes (line endings, filters) come from the
+    /// commit (`GIT_ATTR_SOURCE`, git 2.40 and later), not from an uncommitted `.gitattributes`.
     fn write_snapshot(&self, commit: &str, dir: &Path) -> Result<(), HeadError> {
         let index = self.root.join("index");
         let _ = std::fs::remove_file(&index);
-        let env = [("GIT_INDEX_FILE", index.as_path())];
+        let env = [("GIT_INDEX_FILE", index.as_os_str()), ("GIT_ATTR_SOURCE", OsStr::new(commit))];
         git(&self.toplevel, &["read-tree", commit], &env)?;
         let mut prefix = dir.as_os_str().to_owned();
         prefix.push("/");
