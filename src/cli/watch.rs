@@ -71,7 +71,7 @@ pub(super) struct Args {
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
     /// Connections served at once on --listen; more wait to be accepted.
-    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     listen_max_connections: u32,
     /// Time a connection on --listen has to send a request's headers, idle between
     /// requests included; then it is closed.
