@@ -6,7 +6,10 @@
 use super::inputs::environment;
 use super::signals::{Received, Signals};
 use super::{WorkspaceArgs, exit};
+use crate::desired::config::Config;
+use crate::watch::git::HeadSnapshots;
 use crate::watch::metrics::Metrics;
+use crate::watch::server::ListenerLimits;
 use crate::watch::{self, ConfigError, Remote, WatchOptions};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -21,6 +24,15 @@ pub(super) enum LogFormat {
     Text,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+/// Where `grattr watch` reads the desired state from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Source {
+    /// The files of the checkout, as they are saved.
+    Files,
+    /// The commit the checkout's HEAD names (needs git and --state-dir): edits not committed are never read.
+    Head,
 }
 
 /// Options of `grattr watch`.
@@ -67,6 +79,17 @@ pub(super) struct Args {
     /// Wait this long for another grattr holding the lockfile's lock.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
+    /// Connections served at once on --listen; more wait to be accepted.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    listen_max_connections: u32,
+    /// Time a connection on --listen has to send a request's headers, idle between
+    /// requests included; then it is closed.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    listen_idle_timeout: Duration,
+    /// Read the desired state from the files as saved, or from the commit HEAD names
+    /// (followed as it moves; a server should use head).
+    #[arg(long, value_enum, default_value_t = Source::Files)]
+    source: Source,
     #[command(flatten)]
     pub(super) workspace: WorkspaceArgs,
 }
@@ -74,12 +97,22 @@ pub(super) struct Args {
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration and every file.
 pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let cli = &args.workspace;
-    let first = environment(cli)?;
+    // In HEAD mode the configuration is read from the snapshot of the commit, never
+    // from the worktree, and its record from the state directory.
+    let head = match args.source {
+        Source::Files => None,
+        Source::Head => Some(head_snapshots(cli)?),
+    };
+    let config_path = head.as_ref().map_or_else(|| cli.config.config.clone(), HeadSnapshots::config_path);
+    let first = match &head {
+        None => environment(cli)?,
+        Some(_) => cli.environment_of(&Config::load(&config_path)?)?,
+    };
     let metrics = Arc::new(Metrics::new());
     let observer_metrics = metrics.clone();
     let observer: crate::api::client::CallObserver = Arc::new(move |event| observer_metrics.observe(event));
     let load = || -> Result<Remote, ConfigError> {
-        let environment = cli.environment_of(&cli.config.load()?)?;
+        let environment = cli.environment_of(&Config::load(&config_path)?)?;
         let key = cli.api.secret_key(&environment)?;
         let mut client_config = cli.api.client_config(&environment, key);
         client_config.observer = Some(observer.clone());
@@ -106,16 +139,51 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
         let stop = CancellationToken::new();
-        let server = tokio::spawn(watch::server::serve(listener, metrics.clone(), stop.clone()));
+        let limits = ListenerLimits {
+            max_connections: args.listen_max_connections as usize,
+            idle_timeout: args.listen_idle_timeout.max(Duration::from_millis(10)),
+        };
+        let server = tokio::spawn(watch::server::serve(listener, metrics.clone(), stop.clone(), limits));
+        let follower = head.map(|head| {
+            tracing::info!(
+                commit = head.commit().unwrap_or_default(),
+                "reading the desired state from the commit HEAD names"
+            );
+            let (stop, debounce, poll) = (stop.clone(), args.debounce, options.resync);
+            tokio::spawn(async move {
+                let followed = watch::git::follow(head, debounce, poll, stop.clone()).await;
+                // Refs that cannot be watched end the process, as files that cannot be watched do.
+                if followed.is_err() {
+                    stop.cancel();
+                }
+                followed
+            })
+        });
         let (reload_tx, reload) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(signals(stop.clone(), reload_tx));
-        let result = watch::run(&cli.config.config, load, options, metrics, stop.clone(), reload).await;
+        let result = watch::run(&config_path, load, options, metrics, stop.clone(), reload).await;
         stop.cancel();
         let _ = server.await;
+        if let Some(follower) = follower {
+            // A failure to watch the refs ends the process like a failure to watch the files.
+            follower.await??;
+        }
         // A lockfile error is printed as it reads, `path:line: error: …`, like any other command's.
         result.map_err(anyhow::Error::from)
     })?;
     Ok(exit::OK)
+}
+
+/// HEAD mode's snapshots, for the configuration the options name: the state
+/// directory is required (a record inside a snapshot of a commit would be lost with it).
+fn head_snapshots(cli: &WorkspaceArgs) -> anyhow::Result<HeadSnapshots> {
+    let Some(state_dir) = &cli.state.state_dir else {
+        anyhow::bail!(
+            "--source head keeps its record and its snapshots of commits in a state directory: \
+             give --state-dir DIR (or GRATTR_STATE_DIR)"
+        );
+    };
+    Ok(HeadSnapshots::open(&cli.config.config, state_dir, cli.config.env.as_deref())?)
 }
 
 /// SIGTERM and SIGINT stop; SIGHUP asks for a reload.

@@ -203,10 +203,16 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
 
 /// [`list_files`] of `start`, a directory under the groups directory `groups_dir`.
 pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    list_files_noting_transient(groups_dir, start).0
+}
+
+/// [`list_files_under`], and whether it failed for a reason that may pass ([`transient`]).
+pub fn list_files_noting_transient(groups_dir: &Path, start: &Path) -> (Result<Vec<PathBuf>, Diagnostic>, bool) {
     let at_dir = || SourceLocation { file: Arc::from(start), line: 0, column: 0 };
     if !start.is_dir() {
-        return Err(Diagnostic::error(Rule::Io, at_dir(), "groups directory not found")
-            .with_help("create it, or set `groups:` in grattr.yaml to the directory that holds your group files"));
+        let diagnostic = Diagnostic::error(Rule::Io, at_dir(), "groups directory not found")
+            .with_help("create it, or set `groups:` in grattr.yaml to the directory that holds your group files");
+        return (Err(diagnostic), false);
     }
     let mut files = Vec::new();
     let mut walk = walkdir::WalkDir::new(start)
@@ -227,11 +233,9 @@ pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>,
             }
             Err(e) => {
                 let file = e.path().unwrap_or(start);
-                return Err(Diagnostic::error(
-                    Rule::Io,
-                    SourceLocation { file: Arc::from(file), line: 0, column: 0 },
-                    format!("cannot read: {e}"),
-                ));
+                let passes = e.io_error().is_some_and(transient);
+                let location = SourceLocation { file: Arc::from(file), line: 0, column: 0 };
+                return (Err(Diagnostic::error(Rule::Io, location, format!("cannot read: {e}"))), passes);
             }
         };
         if found.depth() == 0 {
@@ -255,16 +259,37 @@ pub fn list_files_under(groups_dir: &Path, start: &Path) -> Result<Vec<PathBuf>,
             }
         }
     }
-    Ok(files)
+    (Ok(files), false)
 }
 
 /// Reads and checks one file found under `groups_dir`; a path the rule of [`entry`]
 /// refuses is reported, never opened.
 pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
-    match read_text(Some(groups_dir), path) {
-        Ok((file, text)) => parse_file(file, &text),
-        Err(diagnostic) => FileGroups { diagnostics: vec![diagnostic], ..Default::default() },
+    read_file_noting_transient(groups_dir, path).0
+}
+
+/// [`read_file`], and whether reading failed for a reason that passes ([`transient`]):
+/// reading it again later may succeed, with no change to the file to say so.
+pub fn read_file_noting_transient(groups_dir: &Path, path: &Path) -> (FileGroups, bool) {
+    match read_text_noting_transient(Some(groups_dir), path) {
+        (Ok((file, text)), _) => (parse_file(file, &text), false),
+        (Err(diagnostic), transient) => (FileGroups { diagnostics: vec![diagnostic], ..Default::default() }, transient),
     }
+}
+
+/// Whether a read that failed with `error` may succeed if tried again with nothing
+/// changed: too many files open (by this process or the system), no memory or buffers
+/// for now, interrupted, would block.
+pub fn transient(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    if matches!(error.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::OutOfMemory) {
+        return true;
+    }
+    #[cfg(unix)]
+    if let Some(code) = error.raw_os_error() {
+        return [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS, libc::EAGAIN, libc::EINTR].contains(&code);
+    }
+    false
 }
 
 /// The text of a file found under `dir` (a groups or an overlay directory; `None`
@@ -272,25 +297,30 @@ pub fn read_file(groups_dir: &Path, path: &Path) -> FileGroups {
 /// of [`entry`] refuses, a name or a text that is not UTF-8, and a file that cannot
 /// be read are one diagnostic.
 pub(super) fn read_text(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, String), Diagnostic> {
+    read_text_noting_transient(dir, path).0
+}
+
+/// [`read_text`], and whether it failed for a reason that may pass ([`transient`]).
+fn read_text_noting_transient(dir: Option<&Path>, path: &Path) -> (Result<(Arc<Path>, String), Diagnostic>, bool) {
     if let Some(Entry::Refused(diagnostic)) = dir.map(|dir| entry(dir, path)) {
-        return Err(diagnostic);
+        return (Err(diagnostic), false);
     }
     let file: Arc<Path> = Arc::from(super::diagnostic::display_path(path));
     if path.to_str().is_none() {
         let message =
             "file name is not UTF-8: file names must be UTF-8 (the lockfile and JSON plans name files as text)";
         let location = SourceLocation { file, line: 0, column: 0 };
-        return Err(Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file"));
+        return (Err(Diagnostic::error(Rule::FileNameNotUtf8, location, message).with_help("rename the file")), false);
     }
     // Refused before it is read: reading it would hold it, and the parser's view of it, in memory.
     if let Ok(metadata) = std::fs::metadata(path)
         && metadata.len() > limits::MAX_GROUP_FILE_BYTES as u64
     {
-        return Err(too_large(file, metadata.len()));
+        return (Err(too_large(file, metadata.len())), false);
     }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Ok((file, text)),
+            Ok(text) => (Ok((file, text)), false),
             Err(e) => {
                 let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let line = valid.iter().filter(|b| **b == b'\n').count() as u64 + 1;
@@ -298,11 +328,12 @@ pub(super) fn read_text(dir: Option<&Path>, path: &Path) -> Result<(Arc<Path>, S
                     String::from_utf8_lossy(valid.rsplit(|b| *b == b'\n').next().unwrap_or(&[])).chars().count() as u64
                         + 1;
                 let message = format!("file is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to());
-                Err(Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message))
+                (Err(Diagnostic::error(Rule::NotUtf8, SourceLocation { file, line, column }, message)), false)
             }
         },
         Err(e) => {
-            Err(Diagnostic::error(Rule::Io, SourceLocation { file, line: 0, column: 0 }, format!("cannot read: {e}")))
+            let location = SourceLocation { file, line: 0, column: 0 };
+            (Err(Diagnostic::error(Rule::Io, location, format!("cannot read: {e}"))), transient(&e))
         }
     }
 }
@@ -837,6 +868,25 @@ pub fn merge_with(mut files: Vec<FileGroups>, overlays: &Overlays) -> Loaded {
 mod tests {
     use super::*;
     use crate::model::AttributeSet;
+
+    #[test]
+    fn read_errors_that_pass_are_told_from_those_that_stay() {
+        use std::io::{Error, ErrorKind};
+        #[cfg(unix)]
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::EAGAIN, libc::EINTR] {
+            assert!(transient(&Error::from_raw_os_error(code)), "{code}");
+        }
+        #[cfg(unix)]
+        for code in [libc::ENOENT, libc::EACCES, libc::EISDIR, libc::EIO] {
+            assert!(!transient(&Error::from_raw_os_error(code)), "{code}");
+        }
+        assert!(transient(&Error::from(ErrorKind::Interrupted)));
+        assert!(!transient(&Error::from(ErrorKind::PermissionDenied)));
+        // A file that cannot be read for good is not read again on its own.
+        let dir = tempfile::tempdir().unwrap();
+        let (file, again) = read_file_noting_transient(dir.path(), &dir.path().join("gone.yaml"));
+        assert!(!again && file.diagnostics.len() == 1, "{:?}", file.diagnostics);
+    }
 
     fn parse(text: &str) -> FileGroups {
         parse_file(Arc::from(Path::new("g.yaml")), text)

@@ -52,6 +52,12 @@ pub struct DesiredIndex {
     overlay_paths: Vec<OverlayPath>,
     /// The overlays, as read.
     overlays: Overlays,
+    /// The group files whose last read failed for a reason that passes (too many open
+    /// files): read again through [`DesiredIndex::transient_paths`], as no event will come.
+    transient: BTreeSet<PathBuf>,
+    /// Listing a directory failed for a reason that passes: the next
+    /// [`DesiredIndex::transient_paths`] asks for the whole directory again.
+    transient_listing: bool,
 }
 
 /// What template resolution found, kept so that a change re-resolves only what it can affect.
@@ -147,7 +153,9 @@ impl DesiredIndex {
     /// reload, or when events may have been lost); returns the ids that may have changed.
     pub fn rescan(&mut self) -> BTreeSet<GroupId> {
         let mut paths: BTreeSet<PathBuf> = self.files.keys().cloned().collect();
-        match groups::list_files(&self.dir) {
+        let (listed, transient) = groups::list_files_noting_transient(&self.dir, &self.dir);
+        self.transient_listing = transient;
+        match listed {
             Ok(files) => {
                 self.dir_error = None;
                 paths.extend(files);
@@ -169,6 +177,19 @@ impl DesiredIndex {
         self.update_files(BTreeSet::new(), true)
     }
 
+    /// How many group files could not be read for a reason that passes (see [`DesiredIndex::transient_paths`]).
+    pub fn transient_failures(&self) -> usize {
+        self.transient.len() + usize::from(self.transient_listing)
+    }
+
+    /// What to read again, as no file event will come for it: the group files whose
+    /// last read failed for a reason that passes (too many open files, no memory), or
+    /// `None` when listing the directory did (then every file). The caller reads them with
+    /// [`DesiredIndex::update`] (or [`DesiredIndex::rescan`]), which notes each result.
+    pub fn transient_paths(&self) -> Option<BTreeSet<PathBuf>> {
+        (!self.transient_listing).then(|| self.transient.clone())
+    }
+
     /// Whether a change to `path` may change the overlays: it is one of them, lies
     /// in one, or holds one.
     pub fn is_overlay(&self, path: &Path) -> bool {
@@ -188,8 +209,11 @@ impl DesiredIndex {
             // Files we had below it: changed, moved away or deleted.
             touched.extend(self.files.keys().filter(|f| f.starts_with(&path)).cloned());
             if path.is_dir() {
-                if let Ok(files) = groups::list_files_under(&self.dir, &path) {
-                    touched.extend(files.into_iter().filter(|f| self.in_visible_dir(f)));
+                match groups::list_files_noting_transient(&self.dir, &path) {
+                    (Ok(files), _) => touched.extend(files.into_iter().filter(|f| self.in_visible_dir(f))),
+                    // Its files would be missed until the next change: read it all again soon.
+                    (Err(_), true) => self.transient_listing = true,
+                    (Err(_), false) => {}
                 }
             } else if self.in_visible_dir(&path) {
                 touched.insert(path);
@@ -242,17 +266,25 @@ impl DesiredIndex {
         // The rule a whole load follows: group files are read (in parallel, as a whole
         // load reads them), refused entries (a symlink leading outside, a FIFO)
         // reported, the rest left alone.
-        let fresh: Vec<Option<FileGroups>> = read
+        let fresh: Vec<(Option<FileGroups>, bool)> = read
             .par_iter()
             .map(|path| match groups::entry(&self.dir, path) {
-                Entry::GroupFile if self.visible(path) => Some(groups::read_file(&self.dir, path)),
-                Entry::Refused(diagnostic) if self.in_visible_dir(path) => {
-                    Some(FileGroups { diagnostics: vec![diagnostic], ..FileGroups::default() })
+                Entry::GroupFile if self.visible(path) => {
+                    let (file, transient) = groups::read_file_noting_transient(&self.dir, path);
+                    (Some(file), transient)
                 }
-                _ => None,
+                Entry::Refused(diagnostic) if self.in_visible_dir(path) => {
+                    (Some(FileGroups { diagnostics: vec![diagnostic], ..FileGroups::default() }), false)
+                }
+                _ => (None, false),
             })
             .collect();
-        for (path, fresh) in read.iter().cloned().zip(fresh) {
+        for (path, (fresh, transient)) in read.iter().cloned().zip(fresh) {
+            if transient {
+                self.transient.insert(path.clone());
+            } else {
+                self.transient.remove(&path);
+            }
             if fresh.as_ref().is_some_and(depends) || self.files.get(&path).is_some_and(depends) {
                 templated.insert(path.clone());
             }

@@ -6,7 +6,9 @@
 
 mod cycle;
 mod files;
+pub mod git;
 pub mod metrics;
+mod reread;
 mod resync;
 pub mod server;
 mod settle;
@@ -178,6 +180,8 @@ struct Watcher<L: Fn() -> Result<Remote, ConfigError>> {
     pending_removals: BTreeMap<GroupId, settle::Removal>,
     /// What `/readyz` said before reading a change made it say a change is being planned.
     planning_mark: Option<Option<String>>,
+    /// When files a passing failure kept unread are read again.
+    reread: reread::Reread,
 }
 
 fn now_unix() -> f64 {
@@ -304,6 +308,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         settling: None,
         pending_removals: BTreeMap::new(),
         planning_mark: None,
+        reread: reread::Reread::default(),
     };
     watcher.sync_overlay_watches(&mut debouncer)?;
     tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
@@ -326,6 +331,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         let checkpoint = sleep_until(watcher.unfolded.checkpoint_at());
         let settled = sleep_until(watcher.settling.as_ref().map(|s| s.due));
         let removal = sleep_until(watcher.next_removal());
+        let reread = sleep_until(watcher.reread_at());
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
@@ -359,6 +365,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
                 }
             }
             Some(live) = resyncs.recv() => watcher.on_resync(live).await?,
+            () = reread => watcher.reread(&mut debouncer).await?,
             () = retry => {
                 watcher.planning_started = Instant::now();
                 watcher.reconcile(Some(BTreeSet::new())).await?;

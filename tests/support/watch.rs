@@ -30,7 +30,20 @@ impl Watch {
 
     /// [`Watch::start`] with another retry base and `GRATTR_LOG` filter.
     pub fn start_logging(repo: &Repo, args: &[&str], retry_base: &str, log: &str) -> Watch {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_grattr"))
+        Watch::start_command(repo, args, retry_base, log, |_| {})
+    }
+
+    /// [`Watch::start_logging`], the command changed by `configure` before it is spawned
+    /// (a limit set in the child, a variable).
+    pub fn start_command(
+        repo: &Repo,
+        args: &[&str],
+        retry_base: &str,
+        log: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Watch {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_grattr"));
+        command
             .current_dir(repo.path())
             .args(["watch", "--listen", "127.0.0.1:0", "--debounce", "200ms", "--retry-base", retry_base])
             .args(args)
@@ -40,9 +53,9 @@ impl Watch {
             .env("GRATTR_LOG", log)
             .env("NO_PROXY", "*")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         let stderr = child.stderr.take().unwrap();
@@ -57,6 +70,11 @@ impl Watch {
         let port = address.rsplit(':').next().unwrap().trim().to_string();
         watch.base = format!("http://127.0.0.1:{port}");
         watch
+    }
+
+    /// The address of the health and metrics endpoint (`127.0.0.1:PORT`).
+    pub fn address(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 
     /// Waits for a log line containing `text`, and returns it.
