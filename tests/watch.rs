@@ -680,3 +680,21 @@ fn a_long_plan_is_not_ready_and_sigterm_stops_it_at_once() {
     let lockfile = grattr::lockfile::Lockfile::read(&repo.join("grattr.lock"), 1400000000).unwrap();
     assert_eq!(lockfile.groups.keys().map(GroupId::as_str).collect::<Vec<_>>(), vec!["room"]);
 }
+
+#[test]
+fn an_invalid_state_with_a_retry_due_waits_for_the_files_instead_of_spinning() {
+    // No group exists and none is created: "ghost" fails, and is retried every 200 ms.
+    let server = Server::start(|config| config.auto_create_groups = false);
+    let repo = server.repo().file("groups/a.yaml", &groups_yaml(&[("ghost", &[("v", "1")])]));
+    let watch = Watch::start(&repo, &[]);
+    watch.wait_for_log("will retry the group");
+    // Invalid while the retry falls due: nothing can be planned until the files change.
+    let repo = repo.file("groups/a.yaml", "groups:\n  - id: ghost\n    attributes: {v: ~}\n");
+    eventually(PATIENCE, "not ready", || watch.get(&server, "/readyz").0 == 503);
+    std::thread::sleep(Duration::from_millis(1500));
+    let invalid = watch.log_count("invalid desired state");
+    assert!(invalid <= 3, "the invalid state was reported {invalid} times in 1.5 s: the retry spins");
+    // Valid again: the failing group is tried again with the rest.
+    let _repo = repo.file("groups/a.yaml", &groups_yaml(&[("ghost", &[("v", "2")])]));
+    eventually(PATIENCE, "the group tried again", || watch.log_count("will retry the group") >= 2);
+}

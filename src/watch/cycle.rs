@@ -33,7 +33,8 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             }
             return Ok(());
         }
-        if self.index.has_errors() {
+        self.invalid = self.index.has_errors();
+        if self.invalid {
             let diagnostics = self.index.diagnostics();
             report_invalid(&diagnostics);
             let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();

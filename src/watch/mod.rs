@@ -174,6 +174,9 @@ struct Watcher<L: Fn() -> Result<Remote, ConfigError>> {
     paused: Option<Paused>,
     /// A cycle deferred by the pause wanted every group planned.
     paused_all: bool,
+    /// The last cycle found the desired state invalid: nothing can be planned until a
+    /// file changes, so retries and the pause's end wait for that instead of spinning.
+    invalid: bool,
     /// A change read and waiting for its files to settle, if one is.
     settling: Option<settle::Settling>,
     /// Groups no longer declared whose removal waits for its confirmation.
@@ -305,6 +308,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
         heal_refused: None,
         paused: None,
         paused_all: false,
+        invalid: false,
         settling: None,
         pending_removals: BTreeMap::new(),
         planning_mark: None,
@@ -326,8 +330,9 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
             Some(paused) => Some(paused.next),
             None => watcher.failing.values().map(|f| f.next).min(),
         };
-        // While a change settles, what the index holds is not planned: retries wait too.
-        let retry = sleep_until(retry_at.filter(|_| watcher.settling.is_none()));
+        // While it settles, or is invalid, no retry can be planned: the next read plans
+        // the failing groups that are due with the change.
+        let retry = sleep_until(retry_at.filter(|_| watcher.settling.is_none() && !watcher.invalid));
         let checkpoint = sleep_until(watcher.unfolded.checkpoint_at());
         let settled = sleep_until(watcher.settling.as_ref().map(|s| s.due));
         let removal = sleep_until(watcher.next_removal());
