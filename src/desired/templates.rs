@@ -1292,6 +1292,14 @@ mod tests {
         pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
     }
 
+    /// Asserts that `index`, kept up to date edit by edit, holds what a fresh load of
+    /// the same files gives: the groups and every diagnostic.
+    fn assert_same_as_a_fresh_load(index: &DesiredIndex, dir: &Path, overlays: &[OverlayPath]) {
+        let fresh = super::super::load_with(dir, overlays);
+        assert_eq!(&fresh.state.groups, index.groups());
+        assert_eq!(fresh.diagnostics, index.diagnostics());
+    }
+
     #[test]
     fn overlays_apply_after_each_template_and_after_the_group_in_the_order_listed() {
         let templates = parse(
@@ -1429,11 +1437,7 @@ mod tests {
         let (g, plain) = (GroupId::parse("g").unwrap(), GroupId::parse("plain").unwrap());
         assert_eq!(&index.groups()[&plain].attributes["k"], "one");
         assert_eq!(&index.groups()[&g].attributes["k"], "base");
-        let same_as_a_fresh_load = |index: &DesiredIndex| {
-            let fresh = super::super::load_with(&groups, &paths);
-            assert_eq!(&fresh.state.groups, index.groups());
-            assert_eq!(fresh.diagnostics, index.diagnostics());
-        };
+        let same_as_a_fresh_load = |index: &DesiredIndex| assert_same_as_a_fresh_load(index, &groups, &paths);
 
         // The overlay now patches the template instead of the group.
         std::fs::write(&o, "templates:\n  t:\n    k: two\n").unwrap();
@@ -1486,11 +1490,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = write(dir.path(), "t.yaml", &long_chain(5000, "one"));
         let mut index = DesiredIndex::load(dir.path());
-        let same_as_a_fresh_load = |index: &DesiredIndex| {
-            let fresh = super::super::load(dir.path());
-            assert_eq!(&fresh.state.groups, index.groups());
-            assert_eq!(fresh.diagnostics, index.diagnostics());
-        };
+        let same_as_a_fresh_load = |index: &DesiredIndex| assert_same_as_a_fresh_load(index, dir.path(), &[]);
         same_as_a_fresh_load(&index);
         let shown: Vec<String> = index.diagnostics().iter().map(ToString::to_string).collect();
         assert_eq!(shown.len(), 1, "{shown:?}");
@@ -1693,11 +1693,7 @@ mod tests {
         let t = write(dir.path(), "t.yaml", "templates:\n  t:\n    k: one\n  u:\n    k: other\n");
         write(dir.path(), "g.yaml", "groups:\n  - ids: [a, b]\n    template: t\n  - ids: [c]\n    template: u\n");
         let mut index = DesiredIndex::load(dir.path());
-        let same_as_a_fresh_load = |index: &DesiredIndex| {
-            let fresh = super::super::load(dir.path());
-            assert_eq!(&fresh.state.groups, index.groups());
-            assert_eq!(fresh.diagnostics, index.diagnostics());
-        };
+        let same_as_a_fresh_load = |index: &DesiredIndex| assert_same_as_a_fresh_load(index, dir.path(), &[]);
         same_as_a_fresh_load(&index);
 
         std::fs::write(&t, "templates:\n  t:\n    k: two\n  u:\n    k: other\n").unwrap();
