@@ -1202,3 +1202,290 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// what decides that grattr's inputs changed (issue 23, part 3)
+
+/// Whether `pattern`, a glob of GitHub's `paths:` or GitLab's `changes:`, matches `path`: the
+/// subset both share, `**` for any run of characters (`**/` for no or any directories), `*` and
+/// `?` within one path segment.
+fn glob(pattern: &[u8], path: &[u8]) -> bool {
+    match (pattern.first(), path.first()) {
+        (None, _) => path.is_empty(),
+        (Some(b'*'), _) if pattern.get(1) == Some(&b'*') => match pattern[2..].strip_prefix(b"/") {
+            Some(rest) => {
+                glob(rest, path) || path.iter().enumerate().any(|(i, &c)| c == b'/' && glob(rest, &path[i + 1..]))
+            }
+            None => (0..=path.len()).any(|i| glob(&pattern[2..], &path[i..])),
+        },
+        (Some(b'*'), _) => {
+            (0..=path.len()).take_while(|&i| i == 0 || path[i - 1] != b'/').any(|i| glob(&pattern[1..], &path[i..]))
+        }
+        (Some(b'?'), Some(&c)) => c != b'/' && glob(&pattern[1..], &path[1..]),
+        (Some(p), Some(c)) => p == c && glob(&pattern[1..], &path[1..]),
+        (Some(_), None) => false,
+    }
+}
+
+#[test]
+fn the_glob_of_the_filter_checks_matches_as_github_and_gitlab_do() {
+    let cases = [
+        ("groups/**", "groups/a/b.yaml", true),
+        ("groups/**", "overlays/production/a.yaml", false),
+        ("groups/**/*", "groups/a.yaml", true),
+        ("**/*.yaml", "grattr.yaml", true),
+        ("*.yaml", "overlays/a.yaml", false),
+        ("grattr.yaml", "grattr.yaml", true),
+        ("grattr.?ock", "grattr.lock", true),
+    ];
+    for (pattern, path, hit) in cases {
+        assert_eq!(glob(pattern.as_bytes(), path.as_bytes()), hit, "{pattern} ~ {path}");
+    }
+}
+
+/// Whether a GitHub workflow's trigger (`on.push`, `on.pull_request`) starts it for a change of
+/// the files `changed`: `paths:` in order, a `!` pattern taking back what earlier ones matched,
+/// or `paths-ignore:`.
+fn github_trigger_runs(trigger: &Value, changed: &[&str]) -> bool {
+    let patterns = |key: &str| -> Option<Vec<&str>> {
+        trigger.get(key).map(|list| list.as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect())
+    };
+    if let Some(paths) = patterns("paths") {
+        changed.iter().any(|file| {
+            paths.iter().fold(false, |hit, pattern| match pattern.strip_prefix('!') {
+                Some(negated) => hit && !glob(negated.as_bytes(), file.as_bytes()),
+                None => hit || glob(pattern.as_bytes(), file.as_bytes()),
+            })
+        })
+    } else if let Some(ignored) = patterns("paths-ignore") {
+        changed.iter().any(|file| !ignored.iter().any(|pattern| glob(pattern.as_bytes(), file.as_bytes())))
+    } else {
+        true
+    }
+}
+
+/// Whether a GitLab job's `changes:` (in any rule, or under `only:`) lets a change of `changed`
+/// start it: every such filter must select it.
+fn gitlab_changes_allow(job: &Value, changed: &[&str]) -> bool {
+    let mut filters: Vec<&Value> =
+        job["rules"].as_array().into_iter().flatten().filter_map(|r| r.get("changes")).collect();
+    filters.extend(job.get("only").and_then(|only| only.get("changes")));
+    filters.into_iter().all(|changes| {
+        let patterns = changes.get("paths").unwrap_or(changes).as_array().unwrap();
+        changed
+            .iter()
+            .any(|file| patterns.iter().any(|pattern| glob(pattern.as_str().unwrap().as_bytes(), file.as_bytes())))
+    })
+}
+
+/// Whether `pattern` (a pre-commit `files:` or `exclude:`, a Python regular expression; the
+/// hooks here keep to what POSIX extended expressions read alike) is found in `text`.
+fn regex_found(pattern: &str, text: &str) -> bool {
+    let mut grep =
+        Command::new("grep").args(["-Eq", "--", pattern]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    grep.stdin.take().unwrap().write_all(format!("{text}\n").as_bytes()).unwrap();
+    match grep.wait().unwrap().code() {
+        Some(0) => true,
+        Some(1) => false,
+        other => panic!("grep -E {pattern:?} failed ({other:?}): not an extended expression?"),
+    }
+}
+
+/// Whether pre-commit runs `hook` for a commit that stages `staged`.
+fn hook_runs(hook: &Value, staged: &[&str]) -> bool {
+    if hook["always_run"] == json!(true) {
+        return true;
+    }
+    // pre-commit also filters by file type; a type other than "file" could leave an input out.
+    for key in ["types", "types_or"] {
+        if let Some(types) = hook.get(key) {
+            assert_eq!(types, &json!(["file"]), "the hook filters {key}: {types}");
+        }
+    }
+    let files = hook["files"].as_str().unwrap_or("");
+    let exclude = hook["exclude"].as_str();
+    staged.iter().any(|file| regex_found(files, file) && !exclude.is_some_and(|e| regex_found(e, file)))
+}
+
+/// Runs the pre-commit hook `id` of `.pre-commit-hooks.yaml` as pre-commit would in `dir` for a
+/// commit that stages `staged`: `None` when the hook is not run at all.
+fn pre_commit(id: &str, dir: &Path, staged: &[&str]) -> Option<Output> {
+    let hooks = yaml(".pre-commit-hooks.yaml");
+    let hook = hooks[0].as_array().unwrap().iter().find(|h| h["id"] == json!(id)).unwrap();
+    if !hook_runs(hook, staged) {
+        return None;
+    }
+    let mut entry = hook["entry"].as_str().unwrap().split_whitespace();
+    assert_eq!(entry.next(), Some("grattr"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_grattr"));
+    command.args(entry).current_dir(dir).env_remove("GRATTR_ENV").env_remove("GRATTR_CONFIG");
+    for arg in hook["args"].as_array().into_iter().flatten() {
+        command.arg(arg.as_str().unwrap());
+    }
+    if hook["pass_filenames"] != json!(false) {
+        command.args(staged);
+    }
+    Some(command.output().unwrap())
+}
+
+#[test]
+fn an_overlay_only_change_is_validated_planned_and_applied_by_the_recipes() {
+    let server = Server::start(|_| {});
+    let scratch = tempfile::tempdir().unwrap();
+    let remote = Remote { scratch };
+    git(remote.scratch.path(), &["init", "--quiet", "--bare", "--initial-branch=main", "remote.git"]);
+    // production sets alpha's v with an overlay; the group file says v 1 for every environment.
+    let seed = remote.clone("seed");
+    let config = format!("{}environments:\n  production:\n    overlays: [overlays/production]\n", server.config());
+    let overlay = |id: &str, v: &str| format!("groups:\n  - id: {id}\n    attributes: {{v: \"{v}\"}}\n");
+    std::fs::write(seed.join("grattr.yaml"), config).unwrap();
+    std::fs::write(seed.join(".gitignore"), ".*.lck\n.*.journal\n").unwrap();
+    std::fs::create_dir_all(seed.join("groups")).unwrap();
+    std::fs::create_dir_all(seed.join("overlays/production")).unwrap();
+    std::fs::write(seed.join("groups/alpha.yaml"), groups_yaml(&[("alpha", &[("v", "1")])])).unwrap();
+    std::fs::write(seed.join("overlays/production/alpha.yaml"), overlay("alpha", "2")).unwrap();
+    grattr_apply(&seed, &["--env", "production"]);
+    git(&seed, &["add", "."]);
+    git(&seed, &["commit", "--quiet", "-m", "alpha v2 in production, applied"]);
+    git(&seed, &["push", "--quiet", "origin", "main"]);
+    assert_eq!(server.live("alpha"), Some(support::emulator::attrs(&[("v", "2")])));
+
+    // A pull request changes only the overlay, first with a typo in the group's id.
+    let dev = remote.clone("dev");
+    git(&dev, &["checkout", "--quiet", "-b", "overlay"]);
+    std::fs::write(dev.join("overlays/production/alpha.yaml"), overlay("alpah", "3")).unwrap();
+    git(&dev, &["commit", "--quiet", "-am", "production: alpha v3"]);
+    let changed = git(&dev, &["diff", "--name-only", "main", "HEAD"]);
+    let changed: Vec<&str> = changed.lines().collect();
+    assert_eq!(changed, ["overlays/production/alpha.yaml"]);
+
+    // Every filter that decides whether a recipe runs selects the change.
+    for entry in std::fs::read_dir(root().join("examples/github-actions")).unwrap() {
+        let path = format!("examples/github-actions/{}", entry.unwrap().file_name().to_string_lossy());
+        for doc in yaml(&path) {
+            for (event, trigger) in doc["on"].as_object().unwrap() {
+                assert!(github_trigger_runs(trigger, &changed), "{path}: on.{event} skips a change of an overlay");
+            }
+        }
+    }
+    let gitlab = &yaml("examples/gitlab/.gitlab-ci.yml")[0];
+    for (name, job) in gitlab.as_object().unwrap() {
+        if job.get("script").is_some() {
+            assert!(gitlab_changes_allow(job, &changed), "GitLab's {name} skips a change of an overlay");
+        }
+    }
+
+    // The pre-commit hook runs, and refuses the commit, naming the overlay.
+    let hook = pre_commit("grattr-validate", &dev, &changed).expect("the hook skips a change of an overlay");
+    assert_eq!(hook.status.code(), Some(1), "{}", text(&hook));
+    let log = text(&hook);
+    assert!(log.contains("overlays/production/alpha.yaml:2") && log.contains("alpah"), "{log}");
+    // Corrected, it passes.
+    std::fs::write(dev.join("overlays/production/alpha.yaml"), overlay("alpha", "3")).unwrap();
+    assert_eq!(pre_commit("grattr-validate", &dev, &changed).unwrap().status.code(), Some(0));
+    git(&dev, &["commit", "--quiet", "-am", "production: alpha v3, the id spelled right"]);
+
+    // The plan of the pull request shows the overlay's change.
+    let base = git(&dev, &["rev-parse", "main"]).trim().to_string();
+    let head = git(&dev, &["rev-parse", "HEAD"]).trim().to_string();
+    git(&dev, &["checkout", "--quiet", "--detach", "main"]);
+    git(&dev, &["merge", "--quiet", "--no-ff", "-m", "Merge pull request #7: alpha v3", "overlay"]);
+    let pr = PullRequest::new();
+    pr.event(&base, &head, &[]);
+    let plan = pr.plan_in(&dev, &[("GRATTR_ENVIRONMENT", "production")]);
+    assert_eq!(plan.output.status.code(), Some(0), "{}", text(&plan.output));
+    assert!(plan.outputs.contains("has-changes=true\n"), "{}", plan.outputs);
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "{}", text(&plan.output));
+    assert!(comments[0].1.contains("<code>alpha</code> will be updated"), "{}", comments[0].1);
+
+    // Merged, it is applied, and its record pushed.
+    git(&dev, &["push", "--quiet", "origin", "HEAD:refs/heads/main"]);
+    let apply = |name: &str| {
+        let job = remote.clone(name);
+        let env = [
+            ("GRATTR_WORKING_DIRECTORY", job.to_str().unwrap()),
+            ("GRATTR_ENVIRONMENT", "production"),
+            ("GRATTR_SECRET_KEY", KEY),
+            ("GITHUB_REF_NAME", "main"),
+            ("GITHUB_RUN_ID", "42"),
+            ("GRATTR_PUSH_BACKOFF", "0"),
+        ];
+        script("apply.sh", &job, remote.scratch.path(), &env)
+    };
+    let run = apply("job");
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    assert!(text(&run).contains("Pushed the lockfile to main."), "{}", text(&run));
+    assert_eq!(server.live("alpha"), Some(support::emulator::attrs(&[("v", "3")])));
+    assert_eq!(remote.lockfile()["groups"]["alpha"]["attributes"], json!({"v": "3"}));
+
+    // With no filter, the lockfile's own commit starts the apply again (when pushed with a
+    // token that starts workflows): it finds nothing to do, calls nothing and pushes nothing.
+    let calls = |server: &Server| server.emulator().stats().calls.values().sum::<u64>();
+    let (before, main) = (calls(&server), git(&remote.path("remote.git"), &["rev-parse", "main"]));
+    let run = apply("again");
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    assert_eq!(calls(&server), before, "{}", text(&run));
+    assert_eq!(git(&remote.path("remote.git"), &["rev-parse", "main"]), main, "{}", text(&run));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the GitLab recipe's keys (issue 23, part 4)
+
+#[test]
+fn the_gitlab_recipe_keeps_its_keys_from_merge_requests() {
+    let path = "examples/gitlab/.gitlab-ci.yml";
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    let doc = &yaml(path)[0];
+    let (comment, push, secret) = ("GRATTR_MR_COMMENT_TOKEN", "GRATTR_PUSH_TOKEN", "GRATTR_SECRET_KEY");
+    // The header says which variable is which.
+    let header: Vec<&str> = text.lines().take_while(|line| line.starts_with('#')).collect();
+    let header = header.join("\n");
+    for variable in [comment, push, secret] {
+        assert!(header.contains(variable), "{path}: the header does not name {variable}");
+    }
+    assert!(header.contains("protected"), "{path}: the header does not say which variables are protected");
+    // The token that both commented and pushed is gone (the header may tell to delete it).
+    assert!(!doc.to_string().contains("GRATTR_GITLAB_TOKEN"), "{path}: GRATTR_GITLAB_TOKEN is still used");
+    let top = doc["variables"].as_object().unwrap();
+    assert!(top.keys().all(|k| !k.contains("TOKEN") && !k.contains("KEY")), "{path}: a secret in variables: {top:?}");
+
+    let reserved = ["stages", "variables", "default", "workflow", "include"];
+    let jobs: Vec<(&String, &Value)> = doc
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !reserved.contains(&k.as_str()) && !k.starts_with('.'))
+        .collect();
+    assert!(jobs.len() >= 2, "{jobs:?}");
+    let mut merge_request_jobs = 0;
+    for (name, job) in jobs {
+        // The YAML parser expands anchors, so a job's text is all it runs.
+        let body = job.to_string();
+        let conditions: Vec<&str> =
+            job["rules"].as_array().into_iter().flatten().map(|rule| rule["if"].as_str().unwrap_or("")).collect();
+        // A job without rules (or with a rule without `if`) runs in every pipeline.
+        let on_merge_requests =
+            conditions.is_empty() || conditions.iter().any(|c| c.is_empty() || c.contains("merge_request_event"));
+        let default_branch_only = !conditions.is_empty()
+            && conditions.iter().all(|c| c.contains("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH") && !c.contains("||"));
+        if on_merge_requests {
+            merge_request_jobs += 1;
+            for key in [push, secret] {
+                assert!(!body.contains(key), "{path}: {name} runs for merge requests and reads {key}");
+            }
+            // Environment-scoped variables reach every job that names the environment.
+            assert!(job.get("environment").is_none(), "{path}: {name} runs for merge requests in an environment");
+        }
+        if body.contains(push) || body.contains(secret) {
+            assert!(
+                default_branch_only,
+                "{path}: {name} reads a protected variable, but not only on the default branch"
+            );
+            assert_eq!(job["environment"]["name"], json!("production"), "{path}: {name}");
+        }
+    }
+    assert_eq!(merge_request_jobs, 1, "{path}: one job plans merge requests");
+    assert!(doc["grattr-plan"]["script"].to_string().contains(comment), "{path}: the plan job comments with {comment}");
+    assert!(doc["grattr-apply"]["script"].to_string().contains(push), "{path}: the apply job pushes with {push}");
+}
