@@ -240,7 +240,12 @@ fn rendered() -> Vec<Value> {
         let names = |objects: &[Value]| objects.iter().map(identity).collect::<Vec<_>>();
         assert_eq!(names(&theirs), names(&objects), "kubectl kustomize renders other objects than this test reads");
         for (theirs, ours) in theirs.iter().zip(&objects) {
-            assert_eq!(theirs, ours, "kubectl kustomize renders {:?} otherwise than this test reads it", identity(ours));
+            assert_eq!(
+                theirs,
+                ours,
+                "kubectl kustomize renders {:?} otherwise than this test reads it",
+                identity(ours)
+            );
         }
     } else {
         eprintln!("kubectl is not installed: the kustomization was rendered by this test alone");
@@ -294,7 +299,9 @@ fn follow(steps: &[Vec<String>]) -> Result<(Vec<String>, Vec<(String, String, Ve
         match args.iter().position(|a| ["apply", "create"].contains(a)).map(|i| &args[i..]) {
             Some(["apply", "-f", path, ..]) => {
                 let text = std::fs::read_to_string(Path::new(ROOT).join(path)).map_err(|e| format!("{path}: {e}"))?;
-                for d in serde_saphyr::from_multiple::<Value>(&text).unwrap().iter().filter(|d| d["kind"] == "Namespace") {
+                for d in
+                    serde_saphyr::from_multiple::<Value>(&text).unwrap().iter().filter(|d| d["kind"] == "Namespace")
+                {
                     namespaces.push(d["metadata"]["name"].as_str().unwrap().to_owned());
                 }
             }
@@ -314,7 +321,10 @@ fn follow(steps: &[Vec<String>]) -> Result<(Vec<String>, Vec<(String, String, Ve
                 assert_eq!(Path::new(ROOT).join(dir), Path::new(DIR), "{step:?}");
                 let objects = rendered();
                 namespaces.extend(
-                    objects.iter().filter(|o| o["kind"] == "Namespace").map(|o| o["metadata"]["name"].as_str().unwrap().to_owned()),
+                    objects
+                        .iter()
+                        .filter(|o| o["kind"] == "Namespace")
+                        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned()),
                 );
                 for object in &objects {
                     if let Some(namespace) = object["metadata"]["namespace"].as_str() {
@@ -342,7 +352,8 @@ fn the_documented_steps_create_the_secret_where_the_pod_reads_it() {
         .find(|v| v["secret"].is_object())
         .expect("a Secret volume");
     let secret_name = volume["secret"]["secretName"].as_str().unwrap();
-    let wanted: Vec<&str> = volume["secret"]["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    let wanted: Vec<&str> =
+        volume["secret"]["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
 
     let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
     let section = readme.split("#### Kubernetes").nth(1).expect("the README's Kubernetes section");
@@ -353,7 +364,8 @@ fn the_documented_steps_create_the_secret_where_the_pod_reads_it() {
         assert!(steps.iter().any(|s| s.contains(&"-k".to_owned())), "{name}: no `kubectl apply -k` in {steps:?}");
         let (_, secrets) = follow(&steps).unwrap_or_else(|e| panic!("{name}: {e}"));
         let found = secrets.iter().find(|(n, s, _)| n == namespace && s == secret_name);
-        let (_, _, keys) = found.unwrap_or_else(|| panic!("{name}: no step creates {namespace}/{secret_name}: {secrets:?}"));
+        let (_, _, keys) =
+            found.unwrap_or_else(|| panic!("{name}: no step creates {namespace}/{secret_name}: {secrets:?}"));
         for key in &wanted {
             assert!(keys.iter().any(|k| k == key), "{name}: the Secret lacks the key {key}: {keys:?}");
         }
@@ -373,7 +385,8 @@ fn metrics_have_one_scrape_path_that_keeps_a_pod_that_is_not_ready() {
             );
         }
     }
-    let monitors: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "ServiceMonitor" || o["kind"] == "PodMonitor").collect();
+    let monitors: Vec<&Value> =
+        objects.iter().filter(|o| o["kind"] == "ServiceMonitor" || o["kind"] == "PodMonitor").collect();
     assert_eq!(monitors.len(), 1, "one scrape path");
     let endpoints = monitors[0]["spec"]["endpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 1, "one scrape per target");
@@ -383,7 +396,8 @@ fn metrics_have_one_scrape_path_that_keeps_a_pod_that_is_not_ready() {
     let service = rendered_one(&objects, "Service");
     assert_eq!(service["spec"]["publishNotReadyAddresses"], true, "a pod that is not ready is still scraped");
     let deployment = rendered_one(&objects, "Deployment");
-    let grattr = deployment["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == "grattr");
+    let grattr =
+        deployment["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == "grattr");
     assert_eq!(grattr.unwrap()["readinessProbe"]["httpGet"]["path"], "/readyz", "readiness still shows in kubectl");
 }
 
@@ -432,7 +446,7 @@ fn the_release_publishes_the_multi_arch_image_the_example_runs() {
     let pod = &rendered_one(&objects, "Deployment")["spec"]["template"]["spec"];
     let grattr = pod["containers"].as_array().unwrap().iter().find(|c| c["name"] == "grattr").unwrap();
     let version = env!("CARGO_PKG_VERSION");
-    assert_eq!(grattr["image"], format!("ghcr.io/owner/grattr:{version}"), "the image this release publishes");
+    assert_eq!(grattr["image"], format!("{IMAGE}:{version}"), "the image this release publishes");
 
     // dist builds both static Linux binaries; the release's own job publishes them as the image,
     // the one job that may write packages.
@@ -452,7 +466,10 @@ fn the_release_publishes_the_multi_arch_image_the_example_runs() {
     assert_eq!(job["permissions"], serde_json::json!({"contents": "read", "packages": "write"}));
     let steps = job["steps"].as_array().unwrap();
     let step = |action: &str| {
-        steps.iter().find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(action))).unwrap_or_else(|| panic!("no {action}"))
+        steps
+            .iter()
+            .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(action)))
+            .unwrap_or_else(|| panic!("no {action}"))
     };
     for s in steps.iter().filter(|s| s["uses"].is_string()) {
         assert!(pinned(s["uses"].as_str().unwrap()), "{} is not pinned by commit", s["uses"]);
@@ -469,7 +486,10 @@ fn the_release_publishes_the_multi_arch_image_the_example_runs() {
     let platforms: Vec<&str> = build["platforms"].as_str().unwrap().split(',').map(str::trim).collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
     assert_eq!(build["push"], true);
-    assert!(build["build-args"].as_str().unwrap().contains("GRATTR_BINARY=prebuilt"), "the release's binaries, not a rebuild");
+    assert!(
+        build["build-args"].as_str().unwrap().contains("GRATTR_BINARY=prebuilt"),
+        "the release's binaries, not a rebuild"
+    );
 
     // The Dockerfile's prebuilt stage takes the binary of the platform being built.
     let dockerfile = read("Dockerfile");
@@ -488,7 +508,12 @@ fn the_release_publishes_the_multi_arch_image_the_example_runs() {
     assert!(!context.lines().any(|l| l.trim_end_matches('/') == "prebuilt"), "the archives reach the build");
 }
 
-/// Every place that names grattr's own repository (its GitHub home, the Action, the image).
+/// grattr's repository and its image, as every file names them: placeholders until it is
+/// published, then replaced everywhere at once (README: "OWNER/grattr stands for ..."), here too.
+const REPOSITORY: &str = "OWNER/grattr";
+const IMAGE: &str = "ghcr.io/owner/grattr";
+
+/// What stands before a name of grattr's own repository (its GitHub home, the Action, the image).
 const NAMING_THE_REPOSITORY: [&str; 5] = ["github.com/", "uses: ", "ghcr.io/", "repo: ", "repository = "];
 
 #[test]
@@ -519,20 +544,33 @@ fn one_placeholder_names_the_repository_everywhere() {
         for (number, line) in text.lines().enumerate() {
             for at in line.match_indices("/grattr").map(|(i, _)| i) {
                 let before = &line[..at];
-                let owner = before.rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')).next().unwrap();
+                let owner = before
+                    .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+                    .next()
+                    .unwrap();
                 let after = &line[at + "/grattr".len()..];
                 let whole = after.chars().next().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'));
                 let context = &before[..before.len() - owner.len()];
                 if owner.is_empty() || !whole || !NAMING_THE_REPOSITORY.iter().any(|n| context.ends_with(n)) {
                     continue;
                 }
-                let expected = if context.ends_with("ghcr.io/") { "owner" } else { "OWNER" };
-                assert_eq!(owner, expected, "{file}:{}: `{}` names grattr's repository otherwise", number + 1, line.trim());
+                let of = |name: &'static str| name.rsplit('/').nth(1).unwrap();
+                let expected = if context.ends_with("ghcr.io/") { of(IMAGE) } else { of(REPOSITORY) };
+                assert_eq!(
+                    owner,
+                    expected,
+                    "{file}:{}: `{}` names grattr's repository otherwise",
+                    number + 1,
+                    line.trim()
+                );
                 seen.push(format!("{file}:{}", number + 1));
             }
         }
     }
     for file in ["README.md", "Cargo.toml", "action/install.sh", "examples/kubernetes/deployment.yaml"] {
-        assert!(seen.iter().any(|s| s.starts_with(&format!("{file}:"))), "{file} names the repository nowhere: {seen:?}");
+        assert!(
+            seen.iter().any(|s| s.starts_with(&format!("{file}:"))),
+            "{file} names the repository nowhere: {seen:?}"
+        );
     }
 }
