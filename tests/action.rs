@@ -1129,7 +1129,7 @@ fn check_steps(path: &str, doc: &Value) {
             // grattr's own action goes by the release's tag, the one form that works as copied
             // (a commit cannot name its own SHA); every other action by commit.
             "uses" if value.starts_with("OWNER/grattr@") => {
-                assert_eq!(value, concat!("OWNER/grattr@v", env!("CARGO_PKG_VERSION")), "{path}{at}")
+                assert_eq!(value, concat!("OWNER/grattr@v", env!("CARGO_PKG_VERSION")), "{path}{at}");
             }
             "uses" => assert!(pinned(value), "{path}{at}: {value} is not pinned to a commit SHA"),
             _ => assert!(!value.contains("${{"), "{path}{at}: an expression spliced into a run: script"),

@@ -289,9 +289,12 @@ fn kubectl_steps(text: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Runs the steps against a model of a cluster: the namespaces and the Secrets (namespace,
-/// name, keys) that exist after them, or the first step that a cluster would refuse.
-fn follow(steps: &[Vec<String>]) -> Result<(Vec<String>, Vec<(String, String, Vec<String>)>), String> {
+/// A Secret a step created: its namespace, name and keys.
+type CreatedSecret = (String, String, Vec<String>);
+
+/// Runs the steps against a model of a cluster: the namespaces and the Secrets that exist
+/// after them, or the first step that a cluster would refuse.
+fn follow(steps: &[Vec<String>]) -> Result<(Vec<String>, Vec<CreatedSecret>), String> {
     let (mut namespaces, mut secrets) = (Vec::new(), Vec::new());
     for step in steps {
         let args: Vec<&str> = step.iter().map(String::as_str).collect();
@@ -327,10 +330,10 @@ fn follow(steps: &[Vec<String>]) -> Result<(Vec<String>, Vec<(String, String, Ve
                         .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned()),
                 );
                 for object in &objects {
-                    if let Some(namespace) = object["metadata"]["namespace"].as_str() {
-                        if !namespaces.iter().any(|n| n == namespace) {
-                            return Err(format!("{step:?}: {} in the missing namespace {namespace}", object["kind"]));
-                        }
+                    if let Some(namespace) = object["metadata"]["namespace"].as_str()
+                        && !namespaces.iter().any(|n| n == namespace)
+                    {
+                        return Err(format!("{step:?}: {} in the missing namespace {namespace}", object["kind"]));
                     }
                 }
             }
