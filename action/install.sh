@@ -5,7 +5,7 @@
 # used as is: it was verified when it was first installed.
 #
 # In: GRATTR_VERSION, GRATTR_TARGET, GRATTR_DIR (from target.sh); GRATTR_RELEASE_BASE_URL
-# (default: GitHub releases of grattr/grattr); GITHUB_PATH.
+# (default: GitHub releases of OWNER/grattr); GITHUB_PATH.
 set -euo pipefail
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -13,7 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 version=${GRATTR_VERSION:?GRATTR_VERSION is not set}
 target=${GRATTR_TARGET:?GRATTR_TARGET is not set}
 dir=${GRATTR_DIR:?GRATTR_DIR is not set}
-base=${GRATTR_RELEASE_BASE_URL:-https://github.com/grattr/grattr/releases/download}
+base=${GRATTR_RELEASE_BASE_URL:-https://github.com/OWNER/grattr/releases/download}
 
 exe=grattr
 archive=grattr-$target.tar.xz
