@@ -371,3 +371,29 @@ fn reading_live_state_from_an_endpoint_that_is_not_the_api_stops_after_one_read(
         assert!(!said.contains("usersig="), "{said}");
     }
 }
+
+#[test]
+fn watch_pauses_on_an_endpoint_that_is_not_the_api_and_says_what_answered() {
+    let impostor = Impostor::start(HTML_200);
+    // Only for its runtime, to ask the watch's endpoint.
+    let helper = Server::start(|_| {});
+    let repo = impostor.repo();
+    let watch = Watch::start_logging(&repo, &[], "300ms", "warn,grattr=info");
+    eventually(Duration::from_secs(10), "not ready for the impostor", || {
+        let (status, why) = watch.readyz(&helper);
+        status == 503 && why.contains("is not the Chat REST API")
+    });
+    let (_, why) = watch.readyz(&helper);
+    assert!(
+        why.contains(&format!("{} is not the Chat REST API (it answered HTTP 200, text/html", impostor.addr)),
+        "{why}"
+    );
+    assert!(why.contains(r#""<html>\u001b[2J\u202e you sent <redacted> to"#), "escaped and scrubbed: {why}");
+    eventually(Duration::from_secs(20), "two back-offs", || watch.log_count("paused:") >= 2);
+    let per_group = watch.log_count("will retry the group") + watch.log_count("apply failed");
+    assert!(per_group == 0, "per-group lines for an app-wide failure:\n{}", watch.log());
+    // One call per back-off, not one per group (a resync may add one).
+    let (calls, pauses) = (impostor.calls(), watch.log_count("paused:"));
+    eprintln!("{calls} call(s), {pauses} pause(s):\n{}", watch.log());
+    assert!(calls <= pauses + 2, "{calls} calls for {pauses} pause(s):\n{}", watch.log());
+}
