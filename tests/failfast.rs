@@ -332,6 +332,11 @@ fn an_endpoint_answering_501_stops_the_run_after_one_call() {
     assert_eq!(stopped["host"], impostor.addr.to_string());
     assert_eq!(stopped["not_attempted"], IMPOSTED - 1);
     assert!(stopped["message"].as_str().unwrap().contains("HTTP 501"), "{stopped}");
+    // As it came: not escaped.
+    let answer = &stopped["answer"];
+    assert_eq!(answer["status"], 501, "{stopped}");
+    assert_eq!(answer["content_type"], "text/html;charset=utf-8");
+    assert!(answer["body"].as_str().unwrap().starts_with("<!DOCTYPE HTML>\n<html lang=\"en\">"), "{answer}");
 }
 
 #[test]
