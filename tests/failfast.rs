@@ -355,7 +355,7 @@ fn an_endpoint_answering_json_without_action_status_stops_the_run() {
 #[test]
 fn reading_live_state_from_an_endpoint_that_is_not_the_api_stops_after_one_read() {
     let impostor = Impostor::start(HTTP_SERVER_501);
-    let ids: String = (0..IMPOSTED).map(|i| format!("new-{i:04}\n")).collect();
+    let ids = (0..IMPOSTED).map(|i| format!("new-{i:04}")).collect::<Vec<_>>().join("\n");
     let repo = impostor.repo().file("ids.txt", &ids);
     let mut before = 0;
     for command in [&["drift"][..], &["plan", "--refresh"], &["import", "--from", "ids.txt"]] {
