@@ -2,7 +2,9 @@
 //! how to retry it, and what the user can do about it. Every code has a name
 //! here; the client, `apply`, `live`, `drift`, `watch` and the emulator read the
 //! names, never a bare number (a test holds the rest of `src/` to that).
-//! Adding a code is one line in the `table!` invocation below.
+//! Adding a code is one line in the `table!` invocation below. The HTTP statuses
+//! other than 200 have their table here too ([`HTTP_STATUSES`]): which come from a
+//! gateway of the moment, and which say the endpoint is not the REST API.
 
 use crate::model::limits;
 use std::time::Duration;
