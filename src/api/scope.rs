@@ -255,3 +255,49 @@ impl Probe {
         self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::wire::Operation;
+
+    fn error(kind: ErrorKind) -> ApiError {
+        ApiError { operation: Operation::GetGroupAttr, kind, attempts: 1 }
+    }
+
+    #[tokio::test]
+    async fn the_first_call_goes_alone_and_an_app_wide_failure_stops_the_rest() {
+        let halt = CancellationToken::new();
+        let probe = Probe::new(halt.clone());
+        let (first, second) = (probe.admit(), probe.admit());
+        assert!(first.await, "the first call starts at once");
+        let impostor = error(ErrorKind::NotTheApi { status: 501, content_type: None, body: String::new() });
+        assert_eq!(probe.answered(Err(&impostor)), Some(AppWide::NotTheApi));
+        assert!(halt.is_cancelled(), "the run halts");
+        assert!(!second.await, "the others never start");
+        assert_eq!(probe.stopped().map(|(reason, _)| reason), Some(AppWide::NotTheApi));
+
+        // A failure about the group opens the gate like a success.
+        let probe = Probe::new(CancellationToken::new());
+        let (first, second) = (probe.admit(), probe.admit());
+        assert!(first.await);
+        let missing = error(ErrorKind::Api { code: 10010, info: String::new() });
+        assert_eq!(probe.answered(Err(&missing)), None);
+        assert!(second.await);
+        assert!(probe.stopped().is_none());
+    }
+
+    #[test]
+    fn a_stop_at_an_impostor_names_what_answered() {
+        let kind = ErrorKind::NotTheApi {
+            status: 404,
+            content_type: Some("text/html".into()),
+            body: "<h1>Not\nFound</h1>".into(),
+        };
+        let stopped = Stopped::at("127.0.0.1:8000".into(), AppWide::NotTheApi, error(kind), 63, Stopped::READS);
+        assert_eq!(
+            stopped.to_string(),
+            r#"63 read(s) not attempted because 127.0.0.1:8000 is not the Chat REST API (it answered HTTP 404, text/html, "<h1>Not\nFound</h1>"); check region/endpoint in grattr.yaml"#
+        );
+    }
+}
