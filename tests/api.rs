@@ -435,3 +435,65 @@ async fn an_answer_announcing_too_large_a_length_is_refused_unread() {
     let error = Client::new(ClientConfig::new(base, APP, ADMIN, key())).unwrap().clear_group_attr(&id("room")).await;
     assert!(matches!(error.unwrap_err().kind, ErrorKind::TooLarge { .. }));
 }
+
+/// A server answering every request with `status`, `content_type` and `body`, and
+/// a client of it with a short retry schedule of three attempts.
+async fn answering(status: u16, content_type: &'static str, body: &'static str) -> Client {
+    let app = axum::Router::new().fallback(move || async move {
+        let status = axum::http::StatusCode::from_u16(status).unwrap();
+        (status, [(axum::http::header::CONTENT_TYPE, content_type)], body)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut config = ClientConfig::new(base, APP, ADMIN, key());
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_total: Duration::from_secs(1),
+    };
+    Client::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn a_gateway_of_the_moment_is_retried_and_what_is_not_the_api_is_not() {
+    use grattr::api::scope::AppWide;
+    const PAGE: &str = "<html><body>Bad Gateway</body></html>";
+    // What a gateway in front of the API answers for the moment: every attempt, not app-wide.
+    for status in [500, 502, 503, 504, 408, 429, 522] {
+        let error = answering(status, "text/html", PAGE).await.get_group_attr(&id("room")).await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Http { status }, "{error:?}");
+        assert_eq!((error.attempts, error.app_wide(false)), (3, None), "{status}: {error}");
+    }
+    // What the API never answers: one attempt, about the whole app, saying what answered.
+    let impostors = [
+        (404, "text/html", "<h1>Not Found</h1>"),
+        (405, "text/plain", "Method Not Allowed"),
+        (501, "text/html;charset=utf-8", "<!DOCTYPE HTML>\n<title>Error response</title>"),
+        (301, "text/html", "Moved"),
+        (200, "text/html", "<html>hello</html>"),
+        (200, "application/json", r#"{"status":"ok"}"#),
+        (200, "application/json", "[1, 2]"),
+        (200, "text/plain", ""),
+    ];
+    for (status, content_type, body) in impostors {
+        let error =
+            answering(status, content_type, body).await.set_group_attr(&id("room"), &attrs(&[("a", "1")])).await;
+        let error = error.unwrap_err();
+        let expected = ErrorKind::NotTheApi { status, content_type: Some(content_type.into()), body: body.into() };
+        assert_eq!(error.kind, expected, "{error:?}");
+        assert_eq!(error.attempts, 1, "{status} {body:?}: {error}");
+        assert_eq!(error.retry_class(), RetryClass::Permanent);
+        assert_eq!(error.app_wide(true), Some(AppWide::NotTheApi), "{error}");
+        assert!(
+            error.to_string().contains(&format!("not the Chat REST API: HTTP {status}, {content_type}")),
+            "{error}"
+        );
+    }
+    // The API's envelope, however malformed, is the API's: retried as before.
+    let envelope = answering(200, "application/json", r#"{"ActionStatus":"OK"}"#).await;
+    let error = envelope.get_group_attr(&id("room")).await.unwrap_err();
+    assert!(matches!(error.kind, ErrorKind::BadResponse { .. }), "{error:?}");
+    assert_eq!((error.attempts, error.app_wide(false)), (3, None), "{error}");
+}

@@ -7,6 +7,8 @@ mod support;
 
 use grattr::api::wire::{GroupType, Operation};
 use grattr::model::GroupId;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::emulator::{KEY, Server, attrs, groups_yaml, many_groups};
 use support::watch::{Watch, eventually};
@@ -204,4 +206,199 @@ fn watch_pauses_on_an_unreachable_host_says_why_and_resumes_when_it_is_back() {
     });
     eventually(Duration::from_secs(5), "ready again", || watch.readyz(&server).0 == 200);
     watch.wait_for_log("resumed");
+}
+
+/// Groups planned against an endpoint that is not the Chat API: as in the issue, 64
+/// (before, 115 s of retries for them against `python3 -m http.server`).
+const IMPOSTED: usize = 64;
+
+/// What an impostor answers every request with.
+#[derive(Clone, Copy)]
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    /// The body; `{uri}` stands for the request's path and query, `{usersig}` for
+    /// the UserSig in it, echoed as some servers do.
+    body: &'static str,
+}
+
+/// `python3 -m http.server`'s answer to a POST.
+const HTTP_SERVER_501: Answer = Answer {
+    status: 501,
+    content_type: "text/html;charset=utf-8",
+    body: "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        \
+           <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        \
+           <p>Error code: 501</p>\n        <p>Message: Unsupported method ('POST').</p>\n    </body>\n</html>\n",
+};
+
+/// A web page at 200, echoing the request and driving the terminal.
+const HTML_200: Answer = Answer {
+    status: 200,
+    content_type: "text/html",
+    body: "<html>\u{1b}[2J\u{202e} you sent {usersig} to {uri}</html>",
+};
+
+/// JSON, but not the REST API's envelope.
+const JSON_WITHOUT_ACTION_STATUS: Answer =
+    Answer { status: 200, content_type: "application/json", body: "{\"status\":\"ok\",\"path\":\"{uri}\"}" };
+
+/// A server on 127.0.0.1 that is not the Chat REST API: every request gets its
+/// [`Answer`]; it counts them.
+struct Impostor {
+    _runtime: tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Impostor {
+    fn start(answer: Answer) -> Impostor {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let status = axum::http::StatusCode::from_u16(answer.status).unwrap();
+            let usersig = uri.query().and_then(|q| q.split('&').find_map(|p| p.strip_prefix("usersig=")));
+            let body = answer.body.replace("{usersig}", usersig.unwrap_or_default()).replace("{uri}", &uri.to_string());
+            async move { (status, [(axum::http::header::CONTENT_TYPE, answer.content_type)], body) }
+        });
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Impostor { _runtime: runtime, addr, calls }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// A repository of [`IMPOSTED`] changed groups whose endpoint is this server.
+    fn repo(&self) -> Repo {
+        Repo::new()
+            .file(
+                "grattr.yaml",
+                &format!(
+                    "sdkappid: 1400000000\nadmin: administrator\nendpoint: http://{}\nrequest_timeout: 2s\n",
+                    self.addr
+                ),
+            )
+            .file("groups/many.yaml", &many_groups("g", IMPOSTED))
+    }
+}
+
+/// Applies against an impostor answering `answer`: one call, then the run stops
+/// naming the endpoint and what it answered; returns the sentence.
+#[track_caller]
+fn apply_stops_at(answer: Answer, shows: &[&str]) -> String {
+    let impostor = Impostor::start(answer);
+    let repo = impostor.repo();
+    let (run, elapsed) = apply(&repo, KEY, &[]);
+    // Stderr logs the failures, time-stamped.
+    let stdout = run.code(1).ignore_stderr().into_stdout();
+    let calls = impostor.calls();
+    eprintln!("HTTP {} {}: {calls} call(s) in {elapsed:?}", answer.status, answer.content_type);
+    assert_eq!(calls, 1, "one call tells it is not the Chat API:\n{stdout}");
+    let sentence =
+        format!("Stopped: {} change(s) not attempted because {} is not the Chat REST API", IMPOSTED - 1, impostor.addr);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with(&sentence))
+        .unwrap_or_else(|| panic!("lacks {sentence:?}:\n{stdout}"));
+    for shown in shows {
+        assert!(line.contains(shown), "lacks {shown:?}: {line}");
+    }
+    assert!(line.ends_with("; check region/endpoint in grattr.yaml."), "{line}");
+    assert!(line.len() < 400, "cut short: {line}");
+    assert!(stdout.contains(&format!("1 failed, {} not attempted", IMPOSTED - 1)), "{stdout}");
+    assert!(stdout.contains("Nothing was recorded."), "{stdout}");
+    nothing_recorded(&repo);
+    line.to_string()
+}
+
+#[test]
+fn an_endpoint_answering_501_stops_the_run_after_one_call() {
+    apply_stops_at(
+        HTTP_SERVER_501,
+        &["HTTP 501", "text/html;charset=utf-8", r#""<!DOCTYPE HTML>\n<html lang=\"en\">"#],
+    );
+    // The same for machines.
+    let impostor = Impostor::start(HTTP_SERVER_501);
+    let repo = impostor.repo();
+    let (run, _) = apply(&repo, KEY, &["--format", "json"]);
+    let json = run.code(1).ignore_stderr().json();
+    assert_eq!(impostor.calls(), 1);
+    let stopped = &json["stopped"];
+    assert_eq!(stopped["reason"], "not_the_api", "{json:#}");
+    assert_eq!(stopped["host"], impostor.addr.to_string());
+    assert_eq!(stopped["not_attempted"], IMPOSTED - 1);
+    assert!(stopped["message"].as_str().unwrap().contains("HTTP 501"), "{stopped}");
+    // As it came: not escaped.
+    let answer = &stopped["answer"];
+    assert_eq!(answer["status"], 501, "{stopped}");
+    assert_eq!(answer["content_type"], "text/html;charset=utf-8");
+    assert!(answer["body"].as_str().unwrap().starts_with("<!DOCTYPE HTML>\n<html lang=\"en\">"), "{answer}");
+}
+
+#[test]
+fn an_endpoint_answering_a_web_page_stops_the_run_escaped_and_without_the_usersig() {
+    let line =
+        apply_stops_at(HTML_200, &["HTTP 200", "text/html", r#""<html>\u001b[2J\u202e you sent <redacted> to /v4/"#]);
+    assert!(!line.contains('\u{1b}') && !line.contains('\u{202e}'), "{line}");
+    assert!(line.contains("<redacted>"), "the echoed UserSig is scrubbed: {line}");
+}
+
+#[test]
+fn an_endpoint_answering_json_without_action_status_stops_the_run() {
+    apply_stops_at(JSON_WITHOUT_ACTION_STATUS, &["HTTP 200", "application/json", r#""{\"status\":\"ok\""#]);
+}
+
+#[test]
+fn reading_live_state_from_an_endpoint_that_is_not_the_api_stops_after_one_read() {
+    let impostor = Impostor::start(HTTP_SERVER_501);
+    let ids = (0..IMPOSTED).map(|i| format!("new-{i:04}")).collect::<Vec<_>>().join("\n");
+    let repo = impostor.repo().file("ids.txt", &ids);
+    let mut before = 0;
+    for command in [&["drift"][..], &["plan", "--refresh"], &["import", "--from", "ids.txt"]] {
+        let started = Instant::now();
+        let run = repo.run_with_env(command, &[("GRATTR_SECRET_KEY", KEY), ("NO_PROXY", "*")]);
+        let elapsed = started.elapsed();
+        let calls = impostor.calls() - before;
+        before = impostor.calls();
+        let (stdout, stderr) = run.code(1).into_streams();
+        eprintln!("{command:?}: {calls} call(s) in {elapsed:?}");
+        assert_eq!(calls, 1, "{command:?}:\n{stdout}\n{stderr}");
+        let said = format!("{stdout}{stderr}");
+        let sentence = format!(
+            "because {} is not the Chat REST API (it answered HTTP 501, text/html;charset=utf-8",
+            impostor.addr
+        );
+        assert!(said.contains(&sentence), "{command:?} lacks {sentence:?}:\n{said}");
+        assert!(!said.contains("usersig="), "{said}");
+    }
+}
+
+#[test]
+fn watch_pauses_on_an_endpoint_that_is_not_the_api_and_says_what_answered() {
+    let impostor = Impostor::start(HTML_200);
+    // Only for its runtime, to ask the watch's endpoint.
+    let helper = Server::start(|_| {});
+    let repo = impostor.repo();
+    let watch = Watch::start_logging(&repo, &[], "300ms", "warn,grattr=info");
+    eventually(Duration::from_secs(10), "not ready for the impostor", || {
+        let (status, why) = watch.readyz(&helper);
+        status == 503 && why.contains("is not the Chat REST API")
+    });
+    let (_, why) = watch.readyz(&helper);
+    assert!(
+        why.contains(&format!("{} is not the Chat REST API (it answered HTTP 200, text/html", impostor.addr)),
+        "{why}"
+    );
+    assert!(why.contains(r#""<html>\u001b[2J\u202e you sent <redacted> to"#), "escaped and scrubbed: {why}");
+    eventually(Duration::from_secs(20), "two back-offs", || watch.log_count("paused:") >= 2);
+    let per_group = watch.log_count("will retry the group") + watch.log_count("apply failed");
+    assert!(per_group == 0, "per-group lines for an app-wide failure:\n{}", watch.log());
+    // One call per back-off, not one per group (a resync may add one).
+    let (calls, pauses) = (impostor.calls(), watch.log_count("paused:"));
+    eprintln!("{calls} call(s), {pauses} pause(s):\n{}", watch.log());
+    assert!(calls <= pauses + 2, "{calls} calls for {pauses} pause(s):\n{}", watch.log());
 }

@@ -325,16 +325,29 @@ impl Client {
             .map_err(|e| self.transport_error(e, &usersig))?;
         self.inner.answered.store(true, Ordering::Relaxed);
         let status = response.status();
+        let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
         let bytes = self.read_body(response, &usersig).await?;
-        if status != reqwest::StatusCode::OK {
-            return Err(ErrorKind::Http { status: status.as_u16() });
-        }
         // The one place answers are parsed: whatever the other side says is
         // scrubbed of this call's secrets before anything keeps or shows it, as an
         // endpoint may echo the request, query and UserSig included.
         let scrubber = || Scrubber::new(&usersig, &c.key);
-        let mut answer: Response = serde_json::from_slice(&bytes).map_err(|e| ErrorKind::BadResponse {
-            message: scrubber().scrub(&format!("not the REST API's JSON envelope ({e})")),
+        let not_the_api = || not_the_api(status.as_u16(), content_type.as_ref(), &bytes, &scrubber());
+        if status != reqwest::StatusCode::OK {
+            return Err(match codes::http_status(status.as_u16()) {
+                codes::StatusClass::Transient => ErrorKind::Http { status: status.as_u16() },
+                codes::StatusClass::NotTheApi => not_the_api(),
+            });
+        }
+        let mut answer: Response = serde_json::from_slice(&bytes).map_err(|e| {
+            // JSON with `ActionStatus` is the API's, however malformed; anything else is not.
+            let envelope = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|json| json.get("ActionStatus").is_some());
+            match envelope {
+                true => ErrorKind::BadResponse {
+                    message: scrubber().scrub(&format!("not the REST API's JSON envelope ({e})")),
+                },
+                false => not_the_api(),
+            }
         })?;
         if answer.is_ok() {
             if let Some(id) = &mut answer.group_id {
@@ -522,6 +535,26 @@ impl Client {
     pub async fn destroy_group(&self, group: &GroupId) -> Result<(), ApiError> {
         self.call(Operation::DestroyGroup, Some(group), serde_json::json!({ "GroupId": group })).await.map(drop)
     }
+}
+
+/// An answer the REST API never gives, as [`ErrorKind::NotTheApi`]: the content type
+/// and the start of the body, scrubbed of the call's secrets before they are cut, so
+/// that a secret the cut would split is still recognised whole.
+fn not_the_api(
+    status: u16,
+    content_type: Option<&reqwest::header::HeaderValue>,
+    body: &[u8],
+    scrubber: &Scrubber,
+) -> ErrorKind {
+    /// Enough of the body to recognise what answered, and of any UserSig echoed
+    /// near its start to be scrubbed whole.
+    const SCRUBBED: usize = 4096;
+    /// What is kept of the body and the content type, in characters.
+    const KEPT: usize = 200;
+    let cut = |text: String| text.chars().take(KEPT).collect::<String>();
+    let start = String::from_utf8_lossy(&body[..body.len().min(SCRUBBED)]);
+    let content_type = content_type.map(|value| cut(scrubber.scrub(&String::from_utf8_lossy(value.as_bytes()))));
+    ErrorKind::NotTheApi { status, content_type, body: cut(scrubber.scrub(&start)) }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! how to retry it, and what the user can do about it. Every code has a name
 //! here; the client, `apply`, `live`, `drift`, `watch` and the emulator read the
 //! names, never a bare number (a test holds the rest of `src/` to that).
-//! Adding a code is one line in the `table!` invocation below.
+//! Adding a code is one line in the `table!` invocation below. The HTTP statuses
+//! other than 200 have their table here too ([`HTTP_STATUSES`]): which come from a
+//! gateway of the moment, and which say the endpoint is not the REST API.
 
 use crate::model::limits;
 use std::time::Duration;
@@ -193,6 +195,57 @@ pub fn app_wide(code: u32) -> Option<crate::api::scope::AppWide> {
         .find_map(|(set, scope)| within(set).then_some(scope))
 }
 
+/// What an HTTP status other than 200 says. The REST API answers 200 always, with
+/// the outcome in the body; other statuses come from what stands in front of it
+/// (a gateway, a proxy) or from a server that is not the API at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    /// A gateway or proxy in front of the API, for the moment: retried with backoff.
+    Transient,
+    /// The Chat REST API never answers it: something else listens at the endpoint,
+    /// so every call would get the same. Not retried; the run stops at the first.
+    NotTheApi,
+}
+
+/// One entry of [`HTTP_STATUSES`]: a range of statuses and what they say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpStatus {
+    /// The first status of the range.
+    pub from: u16,
+    /// The last status of the range.
+    pub to: u16,
+    /// What they say.
+    pub class: StatusClass,
+    /// Who answers them, and why so.
+    pub why: &'static str,
+}
+
+const fn status(from: u16, to: u16, class: StatusClass, why: &'static str) -> HttpStatus {
+    HttpStatus { from, to, class, why }
+}
+
+/// The one table of HTTP statuses, in order; a status outside every range is
+/// [`StatusClass::NotTheApi`] (1xx, 2xx other than 200, 3xx after the redirects
+/// followed, and 4xx other than 408 and 429). The README's "How grattr calls the
+/// API" shows it.
+pub const HTTP_STATUSES: &[HttpStatus] = &[
+    status(408, 408, StatusClass::Transient, "a proxy timed out waiting for the request"),
+    status(429, 429, StatusClass::Transient, "a gateway throttles: slow down and retry"),
+    status(500, 500, StatusClass::Transient, "a fault of a gateway or of the service"),
+    status(501, 501, StatusClass::NotTheApi, "the server does not implement POST (e.g. `python3 -m http.server`)"),
+    status(502, 504, StatusClass::Transient, "a gateway lost, or waits for, the service behind it"),
+    status(505, 511, StatusClass::NotTheApi, "HTTP version, WebDAV or captive-portal answers, never the API's"),
+    status(512, 599, StatusClass::Transient, "a gateway's own 5xx (e.g. a CDN's 52x): of the moment"),
+];
+
+/// What `code`, an HTTP status other than 200, says (see [`HTTP_STATUSES`]).
+pub fn http_status(code: u16) -> StatusClass {
+    HTTP_STATUSES
+        .iter()
+        .find(|entry| (entry.from..=entry.to).contains(&code))
+        .map_or(StatusClass::NotTheApi, |entry| entry.class)
+}
+
 /// The codes that say a group does not exist: dismissed ([`GROUP_NOT_FOUND`]) or
 /// never created ([`INVALID_GROUP_ID`], which the get/set/delete pages define as
 /// "the group does not exist" too). grattr only ever sends ids that pass its own
@@ -229,6 +282,17 @@ mod tests {
         assert_eq!(throttles, vec![10006, 10049, 60007, 60011, 60018, 60019]);
         assert_eq!(lookup(10049).unwrap().min_wait, Duration::from_secs(1));
         assert!(lookup(12345).is_none());
+    }
+
+    #[test]
+    fn statuses_the_api_never_answers_are_told_from_a_gateway_of_the_moment() {
+        assert!(HTTP_STATUSES.windows(2).all(|w| w[0].to < w[1].from), "sorted, no overlap");
+        for status in [408, 429, 500, 502, 503, 504, 520, 522, 599] {
+            assert_eq!(http_status(status), StatusClass::Transient, "{status}");
+        }
+        for status in [100, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 407, 410, 418, 501, 505, 511, 600] {
+            assert_eq!(http_status(status), StatusClass::NotTheApi, "{status}");
+        }
     }
 
     #[test]

@@ -34,6 +34,17 @@ pub enum ErrorKind {
         /// What was wrong with it.
         message: String,
     },
+    /// An answer the REST API never gives (see [`codes::http_status`]), whatever the
+    /// status: a status of [`codes::StatusClass::NotTheApi`], a body that is not
+    /// JSON, or JSON without `ActionStatus`. Something else listens at the endpoint.
+    NotTheApi {
+        /// The HTTP status.
+        status: u16,
+        /// The `Content-Type` sent, if any: scrubbed of the call's secrets, cut short.
+        content_type: Option<String>,
+        /// The start of the body: scrubbed of the call's secrets, cut short, not escaped.
+        body: String,
+    },
     /// An answer larger than any the REST API gives: something else answered.
     TooLarge {
         /// The most grattr reads, in bytes.
@@ -83,9 +94,14 @@ impl ApiError {
             ErrorKind::Api { code, .. } => codes::class(*code),
             // Only something other than the REST API answers that much; asking
             // again would read as much again.
-            ErrorKind::Refused { .. } | ErrorKind::TooLarge { .. } => RetryClass::Permanent,
-            ErrorKind::Http { status } if *status >= 500 || *status == 408 || *status == 429 => RetryClass::Backoff,
-            ErrorKind::Http { .. } => RetryClass::Permanent,
+            // Every call would get the same answer.
+            ErrorKind::Refused { .. } | ErrorKind::TooLarge { .. } | ErrorKind::NotTheApi { .. } => {
+                RetryClass::Permanent
+            }
+            ErrorKind::Http { status } => match codes::http_status(*status) {
+                codes::StatusClass::Transient => RetryClass::Backoff,
+                codes::StatusClass::NotTheApi => RetryClass::Permanent,
+            },
             ErrorKind::Transport { .. } | ErrorKind::BadResponse { .. } => RetryClass::Backoff,
         }
     }
@@ -98,14 +114,43 @@ impl ApiError {
         }
     }
 
+    /// What answered, when it is not the REST API: the status, the content type and
+    /// the start of the body, escaped as plain text and cut short.
+    pub fn answer(&self) -> Option<String> {
+        const SHOWN: usize = 120;
+        let ErrorKind::NotTheApi { status, content_type, body } = &self.kind else {
+            return None;
+        };
+        let mut answer = format!("HTTP {status}");
+        if let Some(content_type) = content_type {
+            answer.push_str(", ");
+            answer.push_str(&crate::escape::text(content_type));
+        }
+        if body.is_empty() {
+            answer.push_str(", an empty body");
+        } else {
+            let quoted = crate::escape::quoted(body);
+            answer.push_str(", ");
+            if quoted.len() > SHOWN {
+                answer.push_str(crate::escape::cut(&quoted, SHOWN));
+                answer.push_str("\"…");
+            } else {
+                answer.push_str(&quoted);
+            }
+        }
+        Some(answer)
+    }
+
     /// Whether this failure is about the whole app rather than the group, and why.
-    /// The codes of credentials, account, app and data centre always are. A failure
+    /// The codes of credentials, account, app and data centre always are, and so is
+    /// an answer that cannot come from the REST API. A failure
     /// to connect is only while `reached` is false, i.e. nothing in this run has
     /// reached the host yet: once something has, it is a fault of the moment that
     /// the retries of each group handle.
     pub fn app_wide(&self, reached: bool) -> Option<AppWide> {
         match &self.kind {
             ErrorKind::Api { code, .. } => codes::app_wide(*code),
+            ErrorKind::NotTheApi { .. } => Some(AppWide::NotTheApi),
             ErrorKind::Transport { connect: Some(failure), .. } if !reached => Some(failure.app_wide()),
             _ => None,
         }
@@ -127,7 +172,7 @@ impl ApiError {
             ErrorKind::Http { .. } | ErrorKind::Transport { .. } => {
                 Some("check the network and the endpoint; grattr retried with backoff")
             }
-            ErrorKind::BadResponse { .. } | ErrorKind::TooLarge { .. } => {
+            ErrorKind::BadResponse { .. } | ErrorKind::TooLarge { .. } | ErrorKind::NotTheApi { .. } => {
                 Some("check endpoint: something other than the Chat REST API answered")
             }
             ErrorKind::Refused { .. } => Some("a bug in grattr: report it with the command that was run"),
@@ -153,6 +198,9 @@ impl fmt::Display for ApiError {
             ErrorKind::Http { status } => write!(f, "HTTP {status}")?,
             ErrorKind::Transport { message, .. } => write!(f, "{message}")?,
             ErrorKind::BadResponse { message } => write!(f, "unexpected answer: {message}")?,
+            ErrorKind::NotTheApi { .. } => {
+                write!(f, "not the Chat REST API: {}", self.answer().unwrap_or_default())?;
+            }
             ErrorKind::TooLarge { limit } => {
                 write!(f, "unexpected answer: larger than {limit} bytes, far more than any REST API answer")?;
             }
@@ -187,6 +235,16 @@ mod tests {
         assert_eq!(e(ErrorKind::Http { status: 408 }).retry_class(), RetryClass::Backoff);
         assert_eq!(e(ErrorKind::Http { status: 429 }).retry_class(), RetryClass::Backoff);
         assert_eq!(e(ErrorKind::Http { status: 404 }).retry_class(), RetryClass::Permanent);
+        let impostor = e(ErrorKind::NotTheApi {
+            status: 501,
+            content_type: Some("text/html".into()),
+            body: format!("<html>\u{1b}[2J{}", "x".repeat(300)),
+        });
+        assert_eq!(impostor.retry_class(), RetryClass::Permanent);
+        let shown = impostor.to_string();
+        assert!(shown.starts_with(r#"set_group_attr: not the Chat REST API: HTTP 501, text/html, "<html>\u001b[2Jxx"#));
+        assert!(shown.ends_with(r#"xx"… after 3 attempts"#), "{shown}");
+        assert!(shown.len() < 220, "cut short: {shown}");
         assert_eq!(e(ErrorKind::Transport { message: "x".into(), connect: None }).retry_class(), RetryClass::Backoff);
         assert_eq!(e(ErrorKind::Api { code: 70001, info: String::new() }).retry_class(), RetryClass::RenewUserSig);
     }
@@ -215,5 +273,8 @@ mod tests {
         let dropped = e(ErrorKind::Transport { message: "x".into(), connect: None });
         assert_eq!(dropped.app_wide(false), None, "the request left: the host is there");
         assert_eq!(e(ErrorKind::Http { status: 502 }).app_wide(false), None);
+        let impostor = e(ErrorKind::NotTheApi { status: 200, content_type: None, body: String::new() });
+        assert_eq!(impostor.app_wide(true), Some(AppWide::NotTheApi), "whatever answered before");
+        assert!(impostor.to_string().ends_with("HTTP 200, an empty body"), "{impostor}");
     }
 }

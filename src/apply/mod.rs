@@ -12,18 +12,19 @@
 
 pub mod guard;
 
+pub use crate::api::scope::Stopped;
+
 use crate::api::client::{ApiError, Client};
 use crate::api::codes;
-use crate::api::scope::AppWide;
+use crate::api::scope::Probe;
 use crate::api::wire::GroupType;
 use crate::lockfile::{JournalWriter, Record};
-use crate::model::{AttributeSet, GroupId, Ownership, Region, limits};
+use crate::model::{AttributeSet, GroupId, Ownership, limits};
 use crate::plan::{Action, Change};
 use futures_util::StreamExt;
 use guard::Approved;
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
-use std::fmt;
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -54,58 +55,6 @@ pub enum Outcome {
     /// The call failed in a way that is about the whole app, not the group; the run
     /// stops ([`Report::stopped`] says why).
     StoppedRun(ApiError),
-}
-
-/// Why a run stopped before its end: a failure about the whole app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stopped {
-    /// What the failure is about.
-    pub reason: AppWide,
-    /// The failure that stopped the run (its group is among the failed).
-    pub error: ApiError,
-    /// The host calls went to.
-    pub host: String,
-    /// The region whose host that is, if it is one.
-    pub region: Option<&'static str>,
-    /// How many changes were not attempted.
-    pub not_attempted: usize,
-}
-
-impl fmt::Display for Stopped {
-    /// One clause that says how many changes were not attempted, why, and the likely
-    /// fix; callers put it in their own sentence ("Stopped: …", "paused: …").
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = match self.region {
-            Some(region) => format!("{} (region {region})", self.host),
-            None => self.host.clone(),
-        };
-        let code = || match &self.error.kind {
-            crate::api::client::ErrorKind::Api { code, .. } => {
-                let meaning = crate::api::codes::lookup(*code).map_or("undocumented error", |c| c.meaning);
-                format!("{meaning} [{code}]")
-            }
-            _ => self.error.to_string(),
-        };
-        write!(f, "{} change(s) not attempted because ", self.not_attempted)?;
-        match self.reason {
-            AppWide::Credentials => write!(f, "{host} refused the credentials ({})", code())?,
-            AppWide::Account => write!(f, "{host} refused the admin account ({})", code())?,
-            AppWide::App => write!(f, "{host} refused the app ({})", code())?,
-            AppWide::Region => write!(f, "{host} does not know the app ({})", code())?,
-            AppWide::Dns => {
-                // A name, not an address: the port is no part of what does not resolve.
-                let name = self.host.rsplit_once(':').map_or(self.host.as_str(), |(name, _)| name);
-                match self.region {
-                    Some(region) => write!(f, "the host name {name} (region {region}) does not resolve")?,
-                    None => write!(f, "the host name {name} does not resolve")?,
-                }
-            }
-            AppWide::Refused => write!(f, "the connection to {host} was refused")?,
-            AppWide::Tls => write!(f, "the TLS handshake with {host} failed")?,
-            AppWide::Unreachable => write!(f, "{host} could not be reached")?,
-        }
-        write!(f, "; {}", self.reason.fix())
-    }
 }
 
 /// What a run did.
@@ -153,30 +102,16 @@ pub async fn execute(
     let halt = stop.child_token();
     let status = RefCell::new(vec![Status::Waiting; plan.changes.len()]);
     let mut report = Report::default();
-    let mut stopped: Option<(AppWide, ApiError)> = None;
-    // Whether anything in this run has had an answer from the host: until then, a
-    // failure to connect is about the host, not the group.
-    let reached = Cell::new(false);
-    // The first call goes alone; the rest wait for its answer (the gate opens) or
-    // for the run to stop, whichever comes first.
-    let (open_gate, gate) = tokio::sync::watch::channel(false);
-    let probing = Cell::new(false);
+    // The first call goes alone; the rest wait for its answer or for the run to stop.
+    let probe = Probe::new(halt.clone());
     let calls = futures_util::stream::iter(plan.changes.iter().enumerate())
         .take_while(|_| std::future::ready(!halt.is_cancelled()))
         .map(|(index, change)| {
             status.borrow_mut()[index] = Status::InFlight;
-            let first = !probing.replace(true);
-            let mut gate = gate.clone();
-            let halt = &halt;
+            let admitted = probe.admit();
             async move {
-                if !first {
-                    tokio::select! {
-                        biased;
-                        () = halt.cancelled() => return (index, None),
-                        open = gate.wait_for(|open| *open) => if open.is_err() {
-                            return (index, None);
-                        },
-                    }
+                if !admitted.await {
+                    return (index, None);
                 }
                 (index, Some(apply_change(client, change).await))
             }
@@ -194,8 +129,7 @@ pub async fn execute(
             status.borrow_mut()[index] = Status::Done;
             let outcome = match result {
                 Ok(record) => {
-                    reached.set(true);
-                    open_gate.send_replace(true);
+                    probe.answered(Ok(()));
                     journal.record(record.clone());
                     report.recorded.push(record);
                     report.applied.push(index);
@@ -206,22 +140,15 @@ pub async fn execute(
                         journal.record(record.clone());
                         report.recorded.push(record);
                     }
-                    let app_wide = error.app_wide(reached.get());
-                    if error.connect_failure().is_none() {
-                        reached.set(true);
-                    }
                     report.failed.push((index, error.clone()));
-                    match app_wide {
+                    match probe.answered(Err(&error)) {
                         Some(reason) => {
                             // Said once by the caller, not once per group.
                             tracing::debug!(group = %change.group_id, %error, ?reason, "failed for the whole app; stopping");
-                            halt.cancel();
-                            stopped.get_or_insert((reason, error.clone()));
                             Outcome::StoppedRun(error)
                         }
                         None => {
                             tracing::warn!(group = %change.group_id, %error, "failed");
-                            open_gate.send_replace(true);
                             if options.fail_fast {
                                 halt.cancel();
                             }
@@ -251,11 +178,9 @@ pub async fn execute(
     report.applied.sort_unstable();
     report.failed.sort_unstable_by_key(|(index, _)| *index);
     report.interrupted = stop.is_cancelled();
-    report.stopped = stopped.map(|(reason, error)| {
-        let host = client.host();
-        let region = Region::ALL.iter().find(|r| r.domain == host).map(|r| r.name);
-        Stopped { reason, error, host, region, not_attempted: report.skipped.len() }
-    });
+    report.stopped = probe
+        .stopped()
+        .map(|(reason, error)| Stopped::at(client.host(), reason, error, report.skipped.len(), Stopped::CHANGES));
     report.elapsed = started.elapsed();
     report
 }
@@ -406,12 +331,13 @@ async fn clear(client: &Client, group: &GroupId, before: Option<&AttributeSet>) 
 mod tests {
     use super::*;
     use crate::api::client::ErrorKind;
-    use crate::api::scope::ConnectFailure;
+    use crate::api::scope::{AppWide, ConnectFailure};
     use crate::api::wire::Operation;
 
     fn stopped(reason: AppWide, kind: ErrorKind, host: &str, region: Option<&'static str>) -> String {
         let error = ApiError { operation: Operation::SetGroupAttr, kind, attempts: 1 };
-        Stopped { reason, error, host: host.into(), region, not_attempted: 299 }.to_string()
+        let stopped = Stopped { reason, error, host: host.into(), region, not_attempted: 299, what: Stopped::CHANGES };
+        stopped.to_string()
     }
 
     #[test]

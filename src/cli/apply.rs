@@ -6,6 +6,7 @@ use super::inputs::{self, environment};
 use super::progress::Progress;
 use super::signals::Signals;
 use super::{WorkspaceArgs, exit};
+use crate::api::client::ErrorKind;
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
 use crate::apply::{self, ApplyOptions, Outcome, Report};
@@ -337,8 +338,18 @@ struct JsonStopped<'a> {
     host: &'a str,
     region: Option<&'static str>,
     code: Option<u32>,
+    /// What answered, when it is not the REST API: as it came, scrubbed of secrets and cut short.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<JsonAnswer<'a>>,
     not_attempted: usize,
     message: String,
+}
+
+#[derive(Serialize)]
+struct JsonAnswer<'a> {
+    status: u16,
+    content_type: Option<&'a str>,
+    body: &'a str,
 }
 
 #[derive(Serialize)]
@@ -406,6 +417,12 @@ fn print_json(plan: &Plan, report: &Report, environment: &Environment) -> anyhow
             host: &stopped.host,
             region: stopped.region,
             code: stopped.error.code(),
+            answer: match &stopped.error.kind {
+                ErrorKind::NotTheApi { status, content_type, body } => {
+                    Some(JsonAnswer { status: *status, content_type: content_type.as_deref(), body })
+                }
+                _ => None,
+            },
             not_attempted: stopped.not_attempted,
             message: format!("Stopped: {stopped}."),
         }),

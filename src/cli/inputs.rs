@@ -88,7 +88,11 @@ pub(super) fn read_live(
         progress.tick(failure.as_deref());
     }));
     progress.finish();
-    Ok(live)
+    if let Some(stopped) = live.stopped {
+        // Nothing half-read is shown: the groups not read would read as missing.
+        bail!("{}", crate::escape::text(&format!("Stopped: {stopped}.")));
+    }
+    Ok(live.groups)
 }
 
 /// Reads the managed groups (limited to `targets`) live and plans against them (`--refresh`).

@@ -28,9 +28,14 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         let stop = self.stop.clone();
         tokio::spawn(async move {
             tokio::select! {
-                live = live::read(&client, groups, options, |_, _| {}) => {
-                    let _ = results.send(live);
-                }
+                live = live::read(&client, groups, options, |_, _| {}) => match live.stopped {
+                    // Said once; the groups not read are no evidence of drift. An
+                    // apply meeting the same failure pauses the watch.
+                    Some(stopped) => tracing::warn!("resync stopped: {}", crate::escape::text(&stopped.to_string())),
+                    None => {
+                        let _ = results.send(live.groups);
+                    }
+                },
                 () = stop.cancelled() => {}
             }
         })
