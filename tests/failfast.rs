@@ -402,3 +402,35 @@ fn watch_pauses_on_an_endpoint_that_is_not_the_api_and_says_what_answered() {
     eprintln!("{calls} call(s), {pauses} pause(s):\n{}", watch.log());
     assert!(calls <= pauses + 2, "{calls} calls for {pauses} pause(s):\n{}", watch.log());
 }
+
+/// An endpoint that redirects elsewhere: following it would send the UserSig, in
+/// the query, to whatever host the `Location` names.
+#[test]
+fn a_redirect_is_not_followed_so_the_usersig_never_reaches_another_host() {
+    // Where the redirect leads: any call it gets carries the UserSig away.
+    let elsewhere = Impostor::start(JSON_WITHOUT_ACTION_STATUS);
+    let target = format!("http://{}", elsewhere.addr);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let location = format!("{target}{uri}");
+        async move { (axum::http::StatusCode::FOUND, [(axum::http::header::LOCATION, location)], "") }
+    });
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let repo = Repo::new()
+        .file(
+            "grattr.yaml",
+            &format!("sdkappid: 1400000000\nadmin: administrator\nendpoint: http://{addr}\nrequest_timeout: 2s\n"),
+        )
+        .file("groups/many.yaml", &many_groups("g", IMPOSTED));
+    let (run, _) = apply(&repo, KEY, &[]);
+    let stdout = run.code(1).ignore_stderr().into_stdout();
+    assert_eq!(elsewhere.calls(), 0, "the redirect was followed: the UserSig reached another host\n{stdout}");
+    assert_eq!(calls.load(Ordering::Relaxed), 1, "a redirect is no answer of the Chat API:\n{stdout}");
+    assert!(stdout.contains("is not the Chat REST API (it answered HTTP 302"), "{stdout}");
+    nothing_recorded(&repo);
+}

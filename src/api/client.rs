@@ -213,6 +213,10 @@ impl Client {
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(concat!("grattr/", env!("CARGO_PKG_VERSION")))
+            // The UserSig is in the query: following a redirect would hand it to whatever
+            // host the `Location` names. The REST API never redirects; a 3xx is an answer
+            // of something else (see `codes::HTTP_STATUSES`).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Http(e.without_url().to_string()))?;
         // The command line keeps these within the documented limits; the library

@@ -225,8 +225,8 @@ const fn status(from: u16, to: u16, class: StatusClass, why: &'static str) -> Ht
 }
 
 /// The one table of HTTP statuses, in order; a status outside every range is
-/// [`StatusClass::NotTheApi`] (1xx, 2xx other than 200, 3xx after the redirects
-/// followed, and 4xx other than 408 and 429). The README's "How grattr calls the
+/// [`StatusClass::NotTheApi`] (1xx, 2xx other than 200, 3xx: redirects are never
+/// followed, as the UserSig is in the query; and 4xx other than 408 and 429). The README's "How grattr calls the
 /// API" shows it.
 pub const HTTP_STATUSES: &[HttpStatus] = &[
     status(408, 408, StatusClass::Transient, "a proxy timed out waiting for the request"),
