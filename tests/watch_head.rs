@@ -51,6 +51,8 @@ fn committed(server: &Server) -> Repo {
 /// times the debounce, and the time a commit takes to be applied here.
 const NOT_APPLIED_WITHIN: Duration = Duration::from_millis(1500);
 
+// Unix only: it stops the watcher with SIGTERM and checks that it exits cleanly.
+#[cfg(unix)]
 #[test]
 fn only_commits_are_applied_never_the_worktree() {
     let server = Server::start(|_| {});

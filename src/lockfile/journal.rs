@@ -13,7 +13,7 @@
 use super::{JournalProblem, Lockfile, LockfileError};
 use crate::model::{AppliedGroup, AttributeSet, Digest, DigestBuilder, GroupId, Ownership};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -249,19 +249,12 @@ impl Lockfile {
 pub fn remove_journal(lockfile: &Path) -> Result<(), LockfileError> {
     let journal = journal_path(lockfile);
     match std::fs::remove_file(&journal) {
-        Ok(()) => sync_dir(lockfile).map_err(|source| LockfileError::Io { path: journal, source }),
+        Ok(()) => crate::files::sync_parent(lockfile).map_err(|source| LockfileError::Io { path: journal, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(LockfileError::Io { path: journal, source }),
     }
 }
 
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
 
 /// How much recording cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -287,7 +280,7 @@ impl JournalWriter {
         let path = journal_path(lockfile);
         let io = |source| LockfileError::Io { path: path.clone(), source };
         let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
-        sync_dir(lockfile).map_err(io)?;
+        crate::files::sync_parent(lockfile).map_err(io)?;
         let (sender, receiver) = mpsc::channel::<Record>();
         let thread = std::thread::Builder::new()
             .name("grattr-journal".into())
