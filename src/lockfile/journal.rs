@@ -255,7 +255,6 @@ pub fn remove_journal(lockfile: &Path) -> Result<(), LockfileError> {
     }
 }
 
-
 /// How much recording cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JournalStats {
