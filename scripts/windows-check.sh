@@ -110,17 +110,20 @@ run_both() {
 
 failed=0
 compare() {
-    local name=$1 stream
+    local name=$1 stream same=true
     shift
     run_both "$name" "$@"
     for stream in rc out err; do
         if ! diff -u <(normalise <"$work/$name.linux.$stream") <(normalise <"$work/$name.wine.$stream") >"$work/$name.$stream.diff"; then
             say "grattr $* differs on Windows ($stream, - Linux, + Windows):"
             cat "$work/$name.$stream.diff" >&2
+            same=false
             failed=1
         fi
     done
-    say "grattr $*: exit $(cat "$work/$name.wine.rc"), $(wc -c <"$work/$name.wine.out") bytes out, same as Linux"
+    if $same; then
+        say "grattr $*: exit $(cat "$work/$name.wine.rc"), $(wc -c <"$work/$name.wine.out") bytes out, same as Linux"
+    fi
 }
 
 # --version names the build (a release build names its commit, a debug build does not):
