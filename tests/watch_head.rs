@@ -2,6 +2,8 @@
 //! commit HEAD names is applied, never a file of the worktree (half-written, saved
 //! or staged), and each new commit is.
 
+// Helpers of the Unix-only tests below are unused elsewhere.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 mod support;
 
 use std::time::Duration;

@@ -70,12 +70,11 @@ pub(super) fn outside(root: &Path, setting: &str, path: &Path, at: SourceLocatio
     ))
 }
 
-#[cfg(test)]
+// Unix symlinks: on Windows creating one needs a privilege a test cannot assume.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
-    // Unix symlinks: on Windows creating one needs a privilege a test cannot assume.
-    #[cfg(unix)]
     #[test]
     fn symlinks_are_followed_and_missing_parts_taken_as_written() {
         let dir = tempfile::tempdir().unwrap();
