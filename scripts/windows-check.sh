@@ -82,8 +82,13 @@ export WINEPREFIX="$work/prefix" WINEDEBUG=-all WINEARCH=win64
 export WINEDLLOVERRIDES="mscoree,mshtml=" DISPLAY=
 unset WAYLAND_DISPLAY
 boot=$SECONDS
-"$wine" wineboot --init >"$work/wineboot.log" 2>&1 || { say "wineboot failed:"; cat "$work/wineboot.log" >&2; exit 1; }
-"$wineserver" -w
+# Bounded: a wine that waits for something (a display, a dialog) must fail the check, not hang it.
+timeout 300 "$wine" wineboot --init >"$work/wineboot.log" 2>&1 || {
+    say "wineboot failed:"
+    cat "$work/wineboot.log" >&2
+    exit 1
+}
+timeout 120 "$wineserver" -w
 say "wine prefix ready in $((SECONDS - boot)) s ($("$wine" --version 2>/dev/null || echo wine))"
 
 mkdir -p "$work/bin"
@@ -109,7 +114,7 @@ run_both() {
     (cd "$fixture" && "$linux" "$@") >"$work/$name.linux.out" 2>"$work/$name.linux.err" || rc=$?
     echo "$rc" >"$work/$name.linux.rc"
     rc=0
-    (cd "$fixture" && "$wine" "$work/bin/grattr.exe" "$@") >"$work/$name.wine.out" 2>"$work/$name.wine.err" || rc=$?
+    (cd "$fixture" && timeout 120 "$wine" "$work/bin/grattr.exe" "$@") >"$work/$name.wine.out" 2>"$work/$name.wine.err" || rc=$?
     echo "$rc" >"$work/$name.wine.rc"
 }
 
