@@ -2,6 +2,9 @@
 //! against stand-ins on 127.0.0.1 (a release server, the GitHub REST API, an emulator of the
 //! Chat API, git remotes on disk), and every CI recipe parsed as YAML with the invariants that
 //! keep it safe (pinned actions, permissions, no expressions spliced into shell).
+//! Unix only: the Action's steps are bash scripts, run here as executables with Unix
+//! file modes beside symlinked stand-ins of grattr; GitHub runs the Action on Linux runners.
+#![cfg(unix)]
 
 mod support;
 

@@ -446,6 +446,8 @@ fn thirty_percent_faults_converge_to_every_group_correct() {
     }
 }
 
+// Unix only: it sends SIGKILL (a Windows kill is TerminateProcess, which Child::kill already is, but the moments are chosen by signal).
+#[cfg(unix)]
 #[test]
 fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
     let ids: Vec<String> = (0..80).map(|i| format!("crash-{i:04}")).collect();
@@ -508,6 +510,8 @@ fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
     assert!(mid_run >= 1, "no kill landed mid-run (some but not all groups recorded)");
 }
 
+// Unix only: it sends SIGTERM, which Windows has no equivalent of that a test can send to a child.
+#[cfg(unix)]
 #[test]
 fn sigterm_stops_cleanly_and_records_what_was_done() {
     let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(5)));

@@ -2,12 +2,19 @@
 //! names through every output kind (terminal, Markdown, logs, HTTP), machine output
 //! kept byte-exact, non-UTF-8 file names refused, and usage errors exiting 1.
 
+// Helpers of the Unix-only tests below are unused elsewhere.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 mod support;
 
 use grattr::model::{AttributeSet, GroupId};
+// Unix only: the terminal tests run grattr on a pseudo-terminal (openpty), and a file
+// name that is not UTF-8 is a byte string only on Unix (Windows names are UTF-16).
+#[cfg(unix)]
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
+#[cfg(unix)]
 use std::os::fd::{FromRawFd, OwnedFd};
+#[cfg(unix)]
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,10 +69,12 @@ fn hostile_world() -> (Server, Repo) {
 
 /// Runs grattr in `root` with stdout on a pseudo-terminal (so the styled path runs),
 /// and returns its exit code and what it wrote there.
+#[cfg(unix)]
 fn run_on_pty(root: &std::path::Path, args: &[&str]) -> (i32, Vec<u8>) {
     run_on_a_pty(root, args, false)
 }
 
+#[cfg(unix)]
 /// As [`run_on_pty`], with stderr on the pseudo-terminal too when `stderr_too`.
 fn run_on_a_pty(root: &std::path::Path, args: &[&str], stderr_too: bool) -> (i32, Vec<u8>) {
     let (mut master, mut slave) = (0, 0);
@@ -129,6 +138,7 @@ fn without_styles(text: &str) -> String {
     out + rest
 }
 
+#[cfg(unix)]
 #[test]
 fn drift_text_on_a_terminal_shows_hostile_live_values_as_escapes() {
     let (_server, repo) = hostile_world();
@@ -154,6 +164,7 @@ fn drift_text_on_a_terminal_shows_hostile_live_values_as_escapes() {
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn validate_snippets_on_a_terminal_show_hostile_lines_inert() {
     // C1 and bidi controls pass the YAML parser in a comment; an ESC is refused
@@ -304,6 +315,7 @@ fn watch_logs_and_readyz_keep_hostile_file_names_on_one_line() {
 }
 
 /// A repository with a group file whose name is not UTF-8.
+#[cfg(unix)]
 fn repo_with_non_utf8_name() -> Repo {
     let repo = Repo::new().file("groups/good.yaml", &groups_yaml(&[("good", &[("k", "v")])]));
     let name = OsStr::from_bytes(b"bad-\xff\xfe.yaml");
@@ -311,6 +323,7 @@ fn repo_with_non_utf8_name() -> Repo {
     repo
 }
 
+#[cfg(unix)]
 #[test]
 fn non_utf8_file_names_are_refused_never_printed_empty() {
     let repo = repo_with_non_utf8_name();

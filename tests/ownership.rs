@@ -242,6 +242,8 @@ fn an_unknown_ownership_is_an_error_at_its_line() {
     );
 }
 
+// Unix only: it kills grattr with SIGKILL at a chosen moment.
+#[cfg(unix)]
 #[test]
 fn a_kill_between_the_modify_and_the_delete_converges_on_the_next_run() {
     use grattr::emulator::Latency;

@@ -1,5 +1,8 @@
 //! `grattr watch` against the emulator, with real files and real git: edits,
 //! invalid edits, deletes, branch switches, editors' saves, drift, SIGTERM and an outage.
+//! Unix only: the scenarios send SIGTERM and SIGHUP and swap symlinks, which Windows
+//! has no equivalent of that a test can send to a child (Ctrl-Break needs a shared console).
+#![cfg(unix)]
 
 mod support;
 

@@ -2,6 +2,8 @@
 //! commit HEAD names is applied, never a file of the worktree (half-written, saved
 //! or staged), and each new commit is.
 
+// Helpers of the Unix-only tests below are unused elsewhere.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 mod support;
 
 use std::time::Duration;
@@ -51,6 +53,8 @@ fn committed(server: &Server) -> Repo {
 /// times the debounce, and the time a commit takes to be applied here.
 const NOT_APPLIED_WITHIN: Duration = Duration::from_millis(1500);
 
+// Unix only: it stops the watcher with SIGTERM and checks that it exits cleanly.
+#[cfg(unix)]
 #[test]
 fn only_commits_are_applied_never_the_worktree() {
     let server = Server::start(|_| {});

@@ -495,7 +495,9 @@ mod tests {
         );
         let paths = |name: &str| -> Vec<(String, u64, u64)> {
             let env = c.environment(Some(name), None).unwrap();
-            env.overlays.iter().map(|o| (o.path.display().to_string(), o.at.line, o.at.column)).collect()
+            // As written (`/`), after the root (`\` on Windows).
+            let shown = |o: &OverlayPath| o.path.display().to_string().replace('\\', "/");
+            env.overlays.iter().map(|o| (shown(o), o.at.line, o.at.column)).collect()
         };
         assert_eq!(paths("staging"), [("repo/overlays/common".to_string(), 3, 12)]);
         assert_eq!(

@@ -289,6 +289,14 @@ pub fn transient(error: &std::io::Error) -> bool {
     if let Some(code) = error.raw_os_error() {
         return [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS, libc::EAGAIN, libc::EINTR].contains(&code);
     }
+    // Windows' "too many open files" has no ErrorKind either (its out-of-memory
+    // codes map to ErrorKind::OutOfMemory, above); libc has no Windows error codes.
+    #[cfg(windows)]
+    if let Some(code) = error.raw_os_error() {
+        const ERROR_TOO_MANY_OPEN_FILES: i32 = 4;
+        const ERROR_NO_SYSTEM_RESOURCES: i32 = 1450;
+        return [ERROR_TOO_MANY_OPEN_FILES, ERROR_NO_SYSTEM_RESOURCES].contains(&code);
+    }
     false
 }
 

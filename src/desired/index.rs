@@ -1396,7 +1396,8 @@ mod differential {
             std::fs::write(overlay_path(root), render_overlay(overlay)).unwrap();
             return overlay_path(root);
         }
-        let path = root.join("groups").join(FILES[which]);
+        // Component by component, as a directory walk names it on every OS.
+        let path = FILES[which].split('/').fold(root.join("groups"), |path, part| path.join(part));
         match files[which].exists {
             true => {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();

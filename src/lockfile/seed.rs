@@ -10,13 +10,17 @@ use std::time::Duration;
 /// Takes the lock of the lockfile `state` for `command` (`apply`, `import`,
 /// `watch`), waiting up to `timeout` for another holder. With a `seed` (`state` is
 /// in a state directory), the directory is created first if it is missing,
-/// readable by its owner only: the record says which groups exist and what they hold.
+/// readable by its owner only on Unix (mode 0700; on Windows it keeps the ACL it
+/// inherits): the record says which groups exist and what they hold.
 pub fn lock(state: &Path, seed: Option<&Path>, command: &str, timeout: Duration) -> Result<LockGuard, LockError> {
     if seed.is_some()
         && let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty())
     {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
+        // On Windows a new directory inherits its parent's ACL (under a user's
+        // profile: that user, SYSTEM and administrators); grattr sets no ACL of its own.
+        #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir).map_err(|source| LockError::Io { path: dir.to_path_buf(), source })?;
     }

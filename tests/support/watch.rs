@@ -150,6 +150,7 @@ impl Watch {
     }
 
     /// SIGTERM, then waits: how it exited and how long it took.
+    #[cfg(unix)]
     pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
         let started = Instant::now();
         // SAFETY: kill(2) on the child this test spawned.
