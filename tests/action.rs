@@ -1184,7 +1184,8 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
             }
             if doc["on"].get("push").is_some() {
                 let apply = &doc["jobs"]["apply"];
-                assert_eq!(apply["permissions"], json!({"contents": "write"}), "{path}");
+                // Push the lockfile; read the merged pull request's labels and report back on it.
+                assert_eq!(apply["permissions"], json!({"contents": "write", "pull-requests": "write"}), "{path}");
                 assert_eq!(apply["environment"], json!("production"), "{path}: the secret is an environment's");
                 assert_eq!(apply["concurrency"]["cancel-in-progress"], json!(false), "{path}");
             }
@@ -1195,7 +1196,7 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
     assert_eq!(action.len(), 1);
     check_steps("action.yml", &action[0]);
     let inputs = action[0]["inputs"].as_object().unwrap();
-    for input in ["mode", "version", "working-directory", "github-token", "environment"] {
+    for input in ["mode", "version", "working-directory", "github-token", "environment", "force-label"] {
         assert!(inputs.contains_key(input), "action.yml lacks the input {input}");
     }
     assert!(!inputs.keys().any(|k| k.contains("secret") || k.contains("key")), "the secret key is never an input");
