@@ -1240,7 +1240,11 @@ fn a_plan_the_guard_refuses_says_so_first_and_fails_unless_a_reviewer_labels_it(
     // Main records 12 groups; the pull request changes 5 of them (42%, over 30%).
     let mut changed = numbered_groups(12, "1");
     for i in 0..5 {
-        changed = changed.replacen(&format!("\"g-{i:02}\"\n    attributes:\n      v: \"1\""), &format!("\"g-{i:02}\"\n    attributes:\n      v: \"2\""), 1);
+        changed = changed.replacen(
+            &format!("\"g-{i:02}\"\n    attributes:\n      v: \"1\""),
+            &format!("\"g-{i:02}\"\n    attributes:\n      v: \"2\""),
+            1,
+        );
     }
     assert_eq!(changed.matches("v: \"2\"").count(), 5, "{changed}");
     let repo = Repo::new().file("grattr.lock", &numbered_lockfile(12, "1")).file("groups/a.yaml", &changed);
@@ -1361,4 +1365,50 @@ fn apply_forces_only_what_a_reviewer_labelled_and_reports_back_on_the_merged_pul
     assert!(body.contains("Apply complete: 10 applied, 0 failed"), "{body}");
     assert!(std::fs::read_to_string(&summary).unwrap().contains("Apply complete: 10 applied"));
     assert!(!text(&run).contains(TOKEN) && !body.contains(KEY), "no secret anywhere");
+}
+
+#[test]
+fn the_gitlab_plan_job_fails_on_a_refused_plan_unless_a_reviewer_labels_it() {
+    let gitlab = yaml("examples/gitlab/.gitlab-ci.yml");
+    let script: Vec<&str> =
+        gitlab[0]["grattr-plan"]["script"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let script = script.join("\n");
+    let mut changed = numbered_groups(12, "1");
+    for i in 0..4 {
+        let from = format!("\"g-{i:02}\"\n    attributes:\n      v: \"1\"");
+        changed = changed.replacen(&from, &from.replace("v: \"1\"", "v: \"2\""), 1);
+    }
+    let repo = Repo::new().file("grattr.lock", &numbered_lockfile(12, "1")).file("groups/a.yaml", &changed);
+    git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+    git(repo.path(), &["add", "--all"]);
+    git(repo.path(), &["commit", "--quiet", "-m", "the target branch"]);
+    let base = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_string();
+    let scratch = tempfile::tempdir().unwrap();
+    // A merge request pipeline without the token (a fork's): the note is plan.md alone.
+    let run = |labels: &str| {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(repo.path())
+            .env_clear()
+            .env("PATH", grattr_on_path(scratch.path()))
+            .env("HOME", scratch.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("CI_MERGE_REQUEST_TARGET_BRANCH_SHA", &base)
+            .env("CI_MERGE_REQUEST_DIFF_BASE_SHA", &base)
+            .env("CI_MERGE_REQUEST_LABELS", labels)
+            .output()
+            .unwrap();
+        (output.status.code(), repo.read("plan.md"), text(&output))
+    };
+    let (code, note, log) = run("documentation");
+    assert_eq!(code, Some(1), "{log}\n{note}");
+    assert!(note.starts_with("<!-- grattr-plan -->\n### The safety guard refuses this plan\n"), "{note}");
+    assert!(note.contains("**The pipeline fails.**") && note.contains("<code>grattr:force</code>"), "{note}");
+    assert!(note.contains("> **Safety guard: refused — 4 of the 12 recorded groups (33%)"), "{note}");
+    assert!(log.contains("the safety guard refuses this plan"), "{log}");
+    let (code, note, log) = run("documentation,grattr:force");
+    assert_eq!(code, Some(0), "{log}\n{note}");
+    assert!(note.contains("accepted it with the label <code>grattr:force</code>"), "{note}");
 }

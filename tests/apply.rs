@@ -650,7 +650,12 @@ fn plan_states_the_guards_verdict_and_what_apply_then_calls() {
     apply(&repo, &["--yes"]).code(1).stderr_contains("9 of the 14 groups the lockfile records (64%)");
     assert_eq!(server.emulator().stats().total, before, "refused: no call");
     apply(&repo, &["--yes", "--force"]).code(0).stdout_contains("11 applied");
-    assert_eq!(server.emulator().stats().total - before, 11, "the calls plan counted: {:?}", server.emulator().stats().calls);
+    assert_eq!(
+        server.emulator().stats().total - before,
+        11,
+        "the calls plan counted: {:?}",
+        server.emulator().stats().calls
+    );
     support::emulator::grattr(&repo, &["plan"])
         .code(0)
         .stdout_contains("Safety guard: approved — none of the 16 recorded groups would be updated or deleted")

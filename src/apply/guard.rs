@@ -68,7 +68,13 @@ impl Safety {
             Ok(_) => Verdict::Approved,
             Err(_) => Verdict::Refused,
         };
-        SafetyVerdict { changed: touched(plan), recorded, threshold: self.threshold, min_recorded: MIN_RECORDED, verdict }
+        SafetyVerdict {
+            changed: touched(plan),
+            recorded,
+            threshold: self.threshold,
+            min_recorded: MIN_RECORDED,
+            verdict,
+        }
     }
 }
 
@@ -139,7 +145,13 @@ mod tests {
         let refused = safety.verdict(&plan(14, 9, 3), 14);
         assert_eq!(
             refused,
-            SafetyVerdict { changed: 9, recorded: 14, threshold: 30, min_recorded: MIN_RECORDED, verdict: Verdict::Refused }
+            SafetyVerdict {
+                changed: 9,
+                recorded: 14,
+                threshold: 30,
+                min_recorded: MIN_RECORDED,
+                verdict: Verdict::Refused
+            }
         );
         assert_eq!(format!("{:.2}", refused.percent()), "64.29");
         assert_eq!(safety.verdict(&plan(14, 1, 0), 14).verdict, Verdict::Approved);

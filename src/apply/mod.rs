@@ -462,7 +462,13 @@ mod tests {
             change("d", Action::Delete, Some(set(&[("k", "v")])), None, Ownership::Group),
             change("@TGS#_e", Action::Delete, Some(set(&[("k", "v")])), None, Ownership::Group),
             // Key ownership: a modify and a delete; a record alone makes no call.
-            change("f", Action::Update, Some(set(&[("k", "v"), ("x", "1")])), Some(set(&[("k", "w")])), Ownership::Keys),
+            change(
+                "f",
+                Action::Update,
+                Some(set(&[("k", "v"), ("x", "1")])),
+                Some(set(&[("k", "w")])),
+                Ownership::Keys,
+            ),
             change("g", Action::Create, None, Some(set(&[])), Ownership::Keys),
         ];
         let calls: Vec<u64> = changes.iter().map(least_calls).collect();

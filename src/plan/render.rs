@@ -202,7 +202,10 @@ fn safety_words(safety: &SafetyVerdict, force: &str) -> String {
             safety.threshold, safety.min_recorded
         ),
         (Verdict::Approved, true) => {
-            format!("approved — {what}, over the threshold of {}%, but so few recorded groups approve any plan", safety.threshold)
+            format!(
+                "approved — {what}, over the threshold of {}%, but so few recorded groups approve any plan",
+                safety.threshold
+            )
         }
     }
 }

@@ -408,7 +408,15 @@ fn the_guards_verdict_and_the_cost_follow_the_summary() {
     ");
     let lines = |plan: &Plan| {
         let text = anstream::adapter::strip_str(&render::text(plan, Path::new("grattr.lock"))).to_string();
-        text.lines().rev().take(2).map(str::to_string).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        text.lines()
+            .rev()
+            .take(2)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     insta::assert_snapshot!(
         [
