@@ -153,7 +153,7 @@ fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -164,8 +164,9 @@ fn count(n: u64) -> String {
 /// A share in whole percent, as the guard's refusal says it; to one decimal where the
 /// whole number would read as the threshold itself (30.5% over a threshold of 30%).
 fn share(safety: &SafetyVerdict) -> String {
-    let whole = safety.changed * 100 / safety.recorded.max(1);
-    let exact = safety.changed * 100 % safety.recorded.max(1) == 0;
+    let hundredfold = safety.changed.saturating_mul(100);
+    let whole = hundredfold / safety.recorded.max(1);
+    let exact = hundredfold.is_multiple_of(safety.recorded.max(1));
     if whole == safety.threshold as usize && !exact {
         format!("{:.1}%", (safety.percent() * 10.0).floor() / 10.0)
     } else {
