@@ -97,7 +97,9 @@ applied_sha=""
 force_for() {
   local sha pull
   for sha in "${GITHUB_SHA:-}" "$1"; do
-    [[ -n "$sha" ]] || continue
+    # Each commit is asked about once a run.
+    [[ -n "$sha" ]] && ! grep -qxF -- "$sha" "$work/asked" 2>/dev/null || continue
+    printf '%s\n' "$sha" >>"$work/asked"
     pull=$(merged_pull_request "$sha" "$force_label")
     [[ -n "$pull" ]] || continue
     printf '%s\n' "$pull" >>"$work/pulls"

@@ -658,6 +658,6 @@ fn plan_states_the_guards_verdict_and_what_apply_then_calls() {
     );
     support::emulator::grattr(&repo, &["plan"])
         .code(0)
-        .stdout_contains("Safety guard: approved — none of the 16 recorded groups would be updated or deleted")
+        .stdout_contains("Safety guard: approved — 0 of the 16 recorded groups (0%) would be updated or deleted")
         .stdout_contains("Cost: no API call.\n");
 }

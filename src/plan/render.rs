@@ -182,15 +182,12 @@ fn safety_words(safety: &SafetyVerdict, force: &str) -> String {
         return "approved — the lockfile records no group yet, so nothing is updated or deleted".into();
     };
     let groups = if recorded == 1 { "group" } else { "groups" };
-    let what = match safety.changed {
-        0 => format!("none of the {} recorded {groups} would be updated or deleted", count(recorded as u64)),
-        n => format!(
-            "{} of the {} recorded {groups} ({}) would be updated or deleted",
-            count(n as u64),
-            count(recorded as u64),
-            share(safety)
-        ),
-    };
+    let what = format!(
+        "{} of the {} recorded {groups} ({}) would be updated or deleted",
+        count(safety.changed as u64),
+        count(recorded as u64),
+        share(safety)
+    );
     let over = safety.changed.saturating_mul(100) > (safety.threshold as usize).saturating_mul(recorded);
     match (safety.verdict, over) {
         (Verdict::Refused, _) => format!(

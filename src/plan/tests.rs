@@ -433,7 +433,7 @@ fn the_guards_verdict_and_the_cost_follow_the_summary() {
     Cost: 1 API call, at least 0.0 s at 100 calls/s.
     Safety guard: approved — 4 of the 4 recorded groups (100%) would be updated or deleted, over the threshold of 30%, but with fewer than 10 recorded groups every plan is approved.
     Cost: no API call.
-    Safety guard: approved — none of the 1 recorded group would be updated or deleted, within the threshold of 30%.
+    Safety guard: approved — 0 of the 1 recorded group (0%) would be updated or deleted, within the threshold of 30%.
     Cost: 61,234 API calls, at least 10 min 12 s at 100 calls/s.
     Safety guard: approved — the lockfile records no group yet, so nothing is updated or deleted.
     Cost: 3 API calls, at least 0.0 s at 100 calls/s.
