@@ -3,13 +3,18 @@
 # pull-request comment updated in place and in the job summary. Any failure (validation, a
 # grattr that dies, this script) replaces the comment with what failed, so a stale plan never
 # stays up, and fails the step. A pull request is planned against the base branch's lockfile,
-# and one that edits the lockfile is flagged and fails unless labelled (see base.sh).
+# and one that edits the lockfile is flagged and fails unless labelled (see base.sh). A plan the
+# safety guard refuses (what apply would refuse after merge) says so at the top of the comment
+# and fails unless the pull request carries the force label, a reviewer's deliberate act that
+# makes the apply on merge pass --force (see apply.sh).
 #
 # In: GRATTR_WORKING_DIRECTORY, GRATTR_ENVIRONMENT, GRATTR_GITHUB_TOKEN,
-# GRATTR_LOCKFILE_EDIT_LABEL (default grattr-lockfile-edit), and what GitHub sets:
+# GRATTR_LOCKFILE_EDIT_LABEL (default grattr-lockfile-edit), GRATTR_FORCE_LABEL (default
+# grattr:force; empty: no override), and what GitHub sets:
 # GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_EVENT_PATH, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT,
 # GITHUB_SERVER_URL, GITHUB_RUN_ID, RUNNER_TEMP.
-# Out: has-changes (true/false), plan-file (the Markdown that was posted).
+# Out: has-changes (true/false), plan-file (the Markdown that was posted), safety-verdict
+# (approved/refused; empty when there is no plan).
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 # shellcheck source=common.sh source-path=SCRIPTDIR
@@ -31,6 +36,12 @@ work=$(scratch_dir)
 plan_file="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/grattr-plan${environment:+-$environment}.md"
 set_output plan-file "$plan_file"
 set_output has-changes false
+force_label=${GRATTR_FORCE_LABEL-grattr:force}
+# It reaches the comment's HTML: no markup characters.
+if [[ "$force_label" =~ [[:cntrl:]\`\<\>\&\"] ]]; then
+  error "force-label must be one line without \` < > & or \""
+  exit 1
+fi
 # Set once a body saying how this run ended went out (a plan, or what failed).
 published=false
 
@@ -51,17 +62,6 @@ on_exit() {
   exit "$status"
 }
 trap on_exit EXIT
-
-# A fence longer than any run of backticks in the text, so the text cannot close it.
-fenced() {
-  local fence='```' longest
-  # grep finds nothing in a file without backticks (an empty one): not a failure here.
-  longest=$({ grep -o '`*' -- "$1" || true; } | awk '{ if (length($0) > max) max = length($0) } END { print max + 0 }')
-  while ((${#fence} <= longest)); do fence+='`'; done
-  printf '%stext\n' "$fence"
-  cat -- "$1"
-  printf '\n%s\n' "$fence"
-}
 
 footer() {
   local head run_url=""
@@ -130,7 +130,10 @@ fi
 
 # 3. plan: exit 2 means changes, 0 none, anything else an error.
 status=0
-NO_COLOR=1 grattr plan "${args[@]}" "${plan_args[@]}" --format markdown --detailed-exitcode >"$work/plan.md" 2>"$work/plan.err" || status=$?
+# The same plan saved as JSON too: its `safety` object is the guard's verdict, read by jq
+# rather than from the Markdown, whose text is the pull request's.
+NO_COLOR=1 grattr plan "${args[@]}" "${plan_args[@]}" --format markdown --detailed-exitcode \
+  --out "$work/plan.json" >"$work/plan.md" 2>"$work/plan.err" || status=$?
 case "$status" in
   0 | 2) ;;
   *)
@@ -151,16 +154,64 @@ print_inert "$work/plan.md"
 if ((status == 2)); then
   set_output has-changes true
 fi
-if [[ -n "$edited" ]]; then
-  {
-    lockfile_edit_note
-    cat -- "$work/plan.md"
-  } >"$work/body.md"
-else
-  cp -- "$work/plan.md" "$work/body.md"
+verdict=$(jq -r '.safety.verdict // empty' "$work/plan.json")
+case "$verdict" in
+  approved | refused) ;;
+  *)
+    error "grattr plan gave no safety verdict (grattr older than the action?)"
+    exit 1
+    ;;
+esac
+set_output safety-verdict "$verdict"
+force_accepted=false
+if [[ "$verdict" == refused ]] && has_label "$force_label"; then
+  force_accepted=true
 fi
+
+# The refusal first, so that no one reads the groups and misses it.
+refusal_note() {
+  printf '### The safety guard refuses this plan
+
+'
+  # shellcheck disable=SC2016 # backticks are Markdown here
+  printf 'After merge, `grattr apply` refuses a plan that updates or deletes more than `safety_threshold` of the groups the lockfile records, and applies nothing (see the verdict below the summary). '
+  if $force_accepted; then
+    # shellcheck disable=SC2016 # backticks are Markdown here
+    printf 'A reviewer accepted it with the label <code>%s</code>: the apply on merge runs with `--force`, applying every change below.
+
+' "$force_label"
+  elif [[ -n "$force_label" ]]; then
+    # shellcheck disable=SC2016 # backticks are Markdown here
+    printf '**The check fails.** Split the change, or raise `safety_threshold` in `grattr.yaml` for it; or, once a reviewer has checked every group below, add the label <code>%s</code>: the apply on merge then runs with `--force`.
+
+' "$force_label"
+  else
+    # shellcheck disable=SC2016 # backticks are Markdown here
+    printf '**The check fails.** Split the change, or raise `safety_threshold` in `grattr.yaml` for it.
+
+'
+  fi
+}
+
+{
+  if [[ "$verdict" == refused ]]; then
+    refusal_note
+  fi
+  if [[ -n "$edited" ]]; then
+    lockfile_edit_note
+  fi
+  cat -- "$work/plan.md"
+} >"$work/body.md"
 publish "$work/body.md"
+failed=false
 if [[ -n "$edited" ]] && ! $edit_accepted; then
   error "this pull request edits the lockfile $lockfile_path (see the plan comment): undo the edit${edit_label:+, or add the label $edit_label once it is reviewed}"
+  failed=true
+fi
+if [[ "$verdict" == refused ]] && ! $force_accepted; then
+  error "the safety guard refuses this plan, and apply would refuse it after merge (see the plan comment): split the change or raise safety_threshold${force_label:+, or add the label $force_label once a reviewer has checked every group}"
+  failed=true
+fi
+if $failed; then
   exit 1
 fi

@@ -383,6 +383,9 @@ struct Issue {
     comments: Vec<Comment>,
     /// A fork's read-only token: reading works, writing answers 403.
     read_only: bool,
+    /// What `GET /repos/owner/repo/commits/{sha}/pulls` answers: the pull requests that
+    /// contain the commit, merged or not (GitHub lists open ones too).
+    pulls: Vec<Value>,
 }
 
 /// The issue-comment endpoints of pull request #7 of owner/repo, as GitHub serves them.
@@ -411,6 +414,9 @@ fn github(issue: Arc<Mutex<Issue>>) -> StandIn {
                     })
                     .collect();
                 (200, serde_json::to_vec(&list).unwrap())
+            }
+            ("GET", path) if path.starts_with("/repos/owner/repo/commits/") && path.ends_with("/pulls") => {
+                (200, serde_json::to_vec(&issue.pulls).unwrap())
             }
             ("POST", "/repos/owner/repo/issues/7/comments") if issue.read_only => forbidden,
             ("POST", "/repos/owner/repo/issues/7/comments") => {
@@ -855,6 +861,12 @@ struct Remote {
 
 impl Remote {
     fn new(server: &Server) -> Remote {
+        Remote::seeded(server, &groups_yaml(&[("alpha", &[("v", "1")])]), &groups_yaml(&[("alpha", &[("v", "2")])]))
+    }
+
+    /// A remote whose main has `groups/alpha.yaml` as `applied` (applied and recorded), then
+    /// a merged change to `merged`, not yet applied.
+    fn seeded(server: &Server, applied: &str, merged: &str) -> Remote {
         let scratch = tempfile::tempdir().unwrap();
         let remote = Remote { scratch };
         git(remote.scratch.path(), &["init", "--quiet", "--bare", "--initial-branch=main", "remote.git"]);
@@ -863,11 +875,11 @@ impl Remote {
         std::fs::write(seed.join("grattr.yaml"), server.config()).unwrap();
         std::fs::write(seed.join(".gitignore"), ".*.lck\n.*.journal\n").unwrap();
         std::fs::create_dir(seed.join("groups")).unwrap();
-        std::fs::write(seed.join("groups/alpha.yaml"), groups_yaml(&[("alpha", &[("v", "1")])])).unwrap();
+        std::fs::write(seed.join("groups/alpha.yaml"), applied).unwrap();
         grattr_apply(&seed, &[]);
         git(&seed, &["add", "."]);
         git(&seed, &["commit", "--quiet", "-m", "alpha v1, applied"]);
-        std::fs::write(seed.join("groups/alpha.yaml"), groups_yaml(&[("alpha", &[("v", "2")])])).unwrap();
+        std::fs::write(seed.join("groups/alpha.yaml"), merged).unwrap();
         git(&seed, &["commit", "--quiet", "-am", "Merge pull request #1: alpha v2"]);
         git(&seed, &["push", "--quiet", "origin", "main"]);
         remote
@@ -891,18 +903,20 @@ impl Remote {
     }
 
     fn apply(&self, job: &Path) -> Output {
-        script(
-            "apply.sh",
-            job,
-            self.scratch.path(),
-            &[
-                ("GRATTR_WORKING_DIRECTORY", job.to_str().unwrap()),
-                ("GRATTR_SECRET_KEY", KEY),
-                ("GITHUB_REF_NAME", "main"),
-                ("GITHUB_RUN_ID", "42"),
-                ("GRATTR_PUSH_BACKOFF", "0"),
-            ],
-        )
+        self.apply_with(job, &[])
+    }
+
+    /// [`Remote::apply`] with more variables for the step.
+    fn apply_with(&self, job: &Path, extra: &[(&str, &str)]) -> Output {
+        let mut env = vec![
+            ("GRATTR_WORKING_DIRECTORY", job.to_str().unwrap()),
+            ("GRATTR_SECRET_KEY", KEY),
+            ("GITHUB_REF_NAME", "main"),
+            ("GITHUB_RUN_ID", "42"),
+            ("GRATTR_PUSH_BACKOFF", "0"),
+        ];
+        env.extend_from_slice(extra);
+        script("apply.sh", job, self.scratch.path(), &env)
     }
 
     /// The lockfile at the remote's `main`, as JSON.
@@ -1178,7 +1192,8 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
             }
             if doc["on"].get("push").is_some() {
                 let apply = &doc["jobs"]["apply"];
-                assert_eq!(apply["permissions"], json!({"contents": "write"}), "{path}");
+                // Push the lockfile; read the merged pull request's labels and report back on it.
+                assert_eq!(apply["permissions"], json!({"contents": "write", "pull-requests": "write"}), "{path}");
                 assert_eq!(apply["environment"], json!("production"), "{path}: the secret is an environment's");
                 assert_eq!(apply["concurrency"]["cancel-in-progress"], json!(false), "{path}");
             }
@@ -1189,7 +1204,7 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
     assert_eq!(action.len(), 1);
     check_steps("action.yml", &action[0]);
     let inputs = action[0]["inputs"].as_object().unwrap();
-    for input in ["mode", "version", "working-directory", "github-token", "environment"] {
+    for input in ["mode", "version", "working-directory", "github-token", "environment", "force-label"] {
         assert!(inputs.contains_key(input), "action.yml lacks the input {input}");
     }
     assert!(!inputs.keys().any(|k| k.contains("secret") || k.contains("key")), "the secret key is never an input");
@@ -1496,4 +1511,199 @@ fn the_gitlab_recipe_keeps_its_keys_from_merge_requests() {
     assert_eq!(merge_request_jobs, 1, "{path}: one job plans merge requests");
     assert!(doc["grattr-plan"]["script"].to_string().contains(comment), "{path}: the plan job comments with {comment}");
     assert!(doc["grattr-apply"]["script"].to_string().contains(push), "{path}: the apply job pushes with {push}");
+}
+
+/// `count` groups `g-00`… with `v` set to `value`, as one group file.
+fn numbered_groups(count: usize, value: &str) -> String {
+    let ids: Vec<String> = (0..count).map(|i| format!("g-{i:02}")).collect();
+    let pairs = [("v", value)];
+    groups_yaml(&ids.iter().map(|id| (id.as_str(), &pairs[..])).collect::<Vec<_>>())
+}
+
+/// A lockfile recording `count` groups `g-00`… applied with `v` set to `value`.
+fn numbered_lockfile(count: usize, value: &str) -> String {
+    let mut lockfile = grattr::lockfile::Lockfile::new(1_400_000_000);
+    for i in 0..count {
+        let record = grattr::model::AppliedGroup::new(support::emulator::attrs(&[("v", value)]));
+        lockfile.groups.insert(GroupId::parse(&format!("g-{i:02}")).unwrap(), record);
+    }
+    String::from_utf8(lockfile.to_json()).unwrap()
+}
+
+#[test]
+fn a_plan_the_guard_refuses_says_so_first_and_fails_unless_a_reviewer_labels_it() {
+    // Main records 12 groups; the pull request changes 5 of them (42%, over 30%).
+    let mut changed = numbered_groups(12, "1");
+    for i in 0..5 {
+        changed = changed.replacen(
+            &format!("\"g-{i:02}\"\n    attributes:\n      v: \"1\""),
+            &format!("\"g-{i:02}\"\n    attributes:\n      v: \"2\""),
+            1,
+        );
+    }
+    assert_eq!(changed.matches("v: \"2\"").count(), 5, "{changed}");
+    let repo = Repo::new().file("grattr.lock", &numbered_lockfile(12, "1")).file("groups/a.yaml", &changed);
+    let pr = PullRequest::new();
+    let run = pr.plan(&repo);
+    assert_eq!(run.output.status.code(), Some(1), "{}", text(&run.output));
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "{}", text(&run.output));
+    let body = &comments[0].1;
+    // The refusal is the comment's first news, before the plan and its groups.
+    assert!(body.starts_with("<!-- grattr-plan -->\n### The safety guard refuses this plan\n"), "{body}");
+    assert!(body.contains("**The check fails.**") && body.contains("<code>grattr:force</code>"), "{body}");
+    let verdict = "> **Safety guard: refused — 5 of the 12 recorded groups (41%) would be updated or deleted, \
+                   over the threshold of 30%; apply will refuse this plan without `--force`.**";
+    assert!(body.contains(verdict), "{body}");
+    assert!(body.find("The safety guard refuses").unwrap() < body.find("### grattr plan for").unwrap());
+    assert!(body.contains("Cost: 5 API calls"), "{body}");
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    assert!(stderr.contains("::error title=grattr action::the safety guard refuses this plan"), "{stderr}");
+    assert!(run.outputs.contains("safety-verdict=refused\n"), "{}", run.outputs);
+    assert!(run.outputs.contains("has-changes=true\n"), "{}", run.outputs);
+
+    // A label that only looks like it (and one that tries to be a workflow command) accepts nothing.
+    let base = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_string();
+    pr.event(&base, HEAD_SHA, &["grattr:force ", "GRATTR:FORCE", "x\n::error::forged"]);
+    let run = pr.plan_in(repo.path(), &[]);
+    assert_eq!(run.output.status.code(), Some(1), "{}", text(&run.output));
+    assert!(!text(&run.output).contains("::error::forged"), "a label is never printed");
+
+    // A reviewer who checked every group labels the pull request: the check passes, and the
+    // comment still leads with the refusal, saying who accepted it and what the merge will do.
+    pr.event(&base, HEAD_SHA, &["documentation", "grattr:force"]);
+    let run = pr.plan_in(repo.path(), &[]);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "updated in place");
+    let body = &comments[0].1;
+    assert!(body.starts_with("<!-- grattr-plan -->\n### The safety guard refuses this plan\n"), "{body}");
+    assert!(body.contains("accepted it with the label <code>grattr:force</code>"), "{body}");
+    assert!(body.contains("runs with `--force`"), "{body}");
+    assert!(!body.contains("**The check fails.**"), "{body}");
+
+    // An empty force-label input allows no override.
+    let run = pr.plan_in(repo.path(), &[("GRATTR_FORCE_LABEL", "")]);
+    assert_eq!(run.output.status.code(), Some(1), "{}", text(&run.output));
+
+    // Under the threshold: approved, said beside the summary, no note on top.
+    let repo = repo.file("groups/a.yaml", &numbered_groups(12, "1").replacen("v: \"1\"", "v: \"2\"", 1));
+    let run = pr.plan(&repo);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let body = &pr.bot_comments()[0].1;
+    assert!(body.starts_with("<!-- grattr-plan -->\n### grattr plan for"), "{body}");
+    assert!(body.contains("Safety guard: approved — 1 of the 12 recorded groups (8%)"), "{body}");
+    assert!(run.outputs.contains("safety-verdict=approved\n"), "{}", run.outputs);
+}
+
+/// The stand-in's answer about the pull request that merged `sha`: #7, merged as `sha`,
+/// with `labels`, beside an open pull request that contains the commit and carries the force
+/// label (it was never merged: it counts for nothing).
+fn merged_as(sha: &str, labels: &[&str]) -> Vec<Value> {
+    let labels: Vec<Value> = labels.iter().map(|name| json!({"name": name})).collect();
+    vec![
+        json!({"number": 9, "merged_at": null, "merge_commit_sha": sha, "labels": [{"name": "grattr:force"}]}),
+        json!({"number": 7, "merged_at": "2026-01-01T00:00:00Z", "merge_commit_sha": sha, "labels": labels}),
+    ]
+}
+
+#[test]
+fn apply_forces_only_what_a_reviewer_labelled_and_reports_back_on_the_merged_pull_request() {
+    let server = Server::start(|_| {});
+    // Main applied 10 groups; the merged pull request changes all of them.
+    let remote = Remote::seeded(&server, &numbered_groups(10, "1"), &numbered_groups(10, "2"));
+    let sha = git(&remote.path("remote.git"), &["rev-parse", "main"]).trim().to_string();
+    let issue = Arc::new(Mutex::new(Issue::default()));
+    issue.lock().unwrap().pulls = merged_as(&sha, &["documentation"]);
+    let api = github(issue.clone());
+    let summary = remote.path("summary.md");
+    let env = [
+        ("GITHUB_SHA", sha.as_str()),
+        ("GITHUB_API_URL", api.url.as_str()),
+        ("GITHUB_REPOSITORY", "owner/repo"),
+        ("GITHUB_SERVER_URL", "https://github.example"),
+        ("GRATTR_GITHUB_TOKEN", TOKEN),
+        ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+    ];
+    let sets = server.sets();
+
+    // Without the label: refused after merge as the plan said, nothing applied, and the pull
+    // request is told.
+    let job = remote.clone("job");
+    let run = remote.apply_with(&job, &env);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert_eq!(server.sets(), sets, "nothing applied");
+    assert!(!text(&run).contains("applying with --force"), "{}", text(&run));
+    let bot: Vec<String> = issue.lock().unwrap().comments.iter().filter(|c| c.bot).map(|c| c.body.clone()).collect();
+    assert_eq!(bot.len(), 1, "{}", text(&run));
+    assert!(bot[0].starts_with("<!-- grattr-apply -->\n### grattr apply: failed (exit 1)\n"), "{}", bot[0]);
+    assert!(bot[0].contains("refusing to apply: the plan updates or deletes 10 of the 10 groups"), "{}", bot[0]);
+    assert!(bot[0].contains("[The run](https://github.example/owner/repo/actions/runs/42)"), "{}", bot[0]);
+    let requests = api.take();
+    assert!(requests.contains(&format!("GET /repos/owner/repo/commits/{sha}/pulls?per_page=100")), "{requests:?}");
+
+    // The reviewer's label on the merged pull request: --force, everything applied and
+    // pushed, and the same comment now says so.
+    issue.lock().unwrap().pulls = merged_as(&sha, &["grattr:force"]);
+    let job = remote.clone("job2");
+    let run = remote.apply_with(&job, &env);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    assert!(text(&run).contains("carries the label grattr:force: applying with --force"), "{}", text(&run));
+    assert_eq!(server.sets(), sets + 10);
+    assert_eq!(remote.lockfile()["groups"]["g-09"]["attributes"], json!({"v": "2"}));
+    let bot: Vec<String> = issue.lock().unwrap().comments.iter().filter(|c| c.bot).map(|c| c.body.clone()).collect();
+    assert_eq!(bot.len(), 1, "one comment, updated in place");
+    let body = &bot[0];
+    assert!(body.starts_with("<!-- grattr-apply -->\n### grattr apply: applied\n"), "{body}");
+    assert!(body.contains(&format!("Applied main at {sha}. The lockfile was pushed to main.")), "{body}");
+    assert!(body.contains("$ grattr apply --force"), "{body}");
+    assert!(body.contains("Apply complete: 10 applied, 0 failed"), "{body}");
+    assert!(std::fs::read_to_string(&summary).unwrap().contains("Apply complete: 10 applied"));
+    assert!(!text(&run).contains(TOKEN) && !body.contains(KEY), "no secret anywhere");
+}
+
+#[test]
+fn the_gitlab_plan_job_fails_on_a_refused_plan_unless_a_reviewer_labels_it() {
+    let gitlab = yaml("examples/gitlab/.gitlab-ci.yml");
+    let script: Vec<&str> =
+        gitlab[0]["grattr-plan"]["script"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let script = script.join("\n");
+    let mut changed = numbered_groups(12, "1");
+    for i in 0..4 {
+        let from = format!("\"g-{i:02}\"\n    attributes:\n      v: \"1\"");
+        changed = changed.replacen(&from, &from.replace("v: \"1\"", "v: \"2\""), 1);
+    }
+    let repo = Repo::new().file("grattr.lock", &numbered_lockfile(12, "1")).file("groups/a.yaml", &changed);
+    git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+    git(repo.path(), &["add", "--all"]);
+    git(repo.path(), &["commit", "--quiet", "-m", "the target branch"]);
+    let base = git(repo.path(), &["rev-parse", "HEAD"]).trim().to_string();
+    let scratch = tempfile::tempdir().unwrap();
+    // A merge request pipeline without the token (a fork's): the note is plan.md alone.
+    let run = |labels: &str| {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(repo.path())
+            .env_clear()
+            .env("PATH", grattr_on_path(scratch.path()))
+            .env("HOME", scratch.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("CI_MERGE_REQUEST_TARGET_BRANCH_SHA", &base)
+            .env("CI_MERGE_REQUEST_DIFF_BASE_SHA", &base)
+            .env("CI_MERGE_REQUEST_LABELS", labels)
+            .output()
+            .unwrap();
+        (output.status.code(), repo.read("plan.md"), text(&output))
+    };
+    let (code, note, log) = run("documentation");
+    assert_eq!(code, Some(1), "{log}\n{note}");
+    assert!(note.starts_with("<!-- grattr-plan -->\n### The safety guard refuses this plan\n"), "{note}");
+    assert!(note.contains("**The pipeline fails.**") && note.contains("<code>grattr:force</code>"), "{note}");
+    assert!(note.contains("> **Safety guard: refused — 4 of the 12 recorded groups (33%)"), "{note}");
+    assert!(log.contains("the safety guard refuses this plan"), "{log}");
+    let (code, note, log) = run("documentation,grattr:force");
+    assert_eq!(code, Some(0), "{log}\n{note}");
+    assert!(note.contains("accepted it with the label <code>grattr:force</code>"), "{note}");
 }

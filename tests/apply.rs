@@ -609,3 +609,59 @@ fn on_a_terminal_apply_asks_and_only_yes_applies() {
     assert_eq!(code, Some(0), "{shown}");
     assert_eq!(server.live("room"), Some(attrs(&[("a", "b")])));
 }
+
+#[test]
+fn plan_states_the_guards_verdict_and_what_apply_then_calls() {
+    let server = Server::start(|_| {});
+    let value = |k: &'static str| -> Vec<(&'static str, &'static str)> { vec![("k", k)] };
+    let ids: Vec<String> = (0..14).map(|i| format!("g-{i:02}")).collect();
+    let recorded: Vec<(&str, Vec<(&str, &str)>)> = ids.iter().map(|id| (id.as_str(), value("1"))).collect();
+    let yaml = |groups: &[(&str, Vec<(&str, &str)>)]| {
+        groups_yaml(&groups.iter().map(|(id, pairs)| (*id, pairs.as_slice())).collect::<Vec<_>>())
+    };
+    let repo = server.repo().file("groups/a.yaml", &yaml(&recorded));
+    apply(&repo, &["--yes"]).code(0).stdout_contains("14 applied");
+    // A template edit, say: 8 groups change a value, one is emptied (a clear), two are new. 9 of the 14 recorded groups change: over 30%.
+    let mut desired = recorded.clone();
+    for (i, group) in desired.iter_mut().enumerate().take(9) {
+        group.1 = if i == 8 { vec![] } else { value("2") };
+    }
+    desired.push(("new-a", value("1")));
+    desired.push(("new-b", value("1")));
+    let repo = repo.file("groups/a.yaml", &yaml(&desired));
+
+    let json = support::emulator::grattr(&repo, &["plan", "--format", "json", "--detailed-exitcode"]).code(2).json();
+    assert_eq!(
+        json["safety"],
+        serde_json::json!({"changed": 9, "recorded": 14, "percent": 900.0 / 14.0, "threshold": 30, "verdict": "refused"})
+    );
+    assert_eq!(json["cost"], serde_json::json!({"calls": 11, "seconds_at_least": 10.0 / 200.0, "rate_limit": 200}));
+    // --rate-limit is the rate the cost is counted at, as apply would call.
+    let json = support::emulator::grattr(&repo, &["plan", "--format", "json", "--rate-limit", "4"]).code(0).json();
+    assert_eq!(json["cost"], serde_json::json!({"calls": 11, "seconds_at_least": 2.5, "rate_limit": 4}));
+    // The verdict is information: plan exits 0 (2 with --detailed-exitcode, for changes).
+    support::emulator::grattr(&repo, &["plan"]).code(0).stdout_contains(
+        "Plan: 2 to create, 9 to update, 0 to delete, 5 unchanged.\nSafety guard: refused — 9 of the 14 recorded groups (64%) \
+         would be updated or deleted, over the threshold of 30%; apply will refuse this plan without --force.\n\
+         Cost: 11 API calls, at least 0.0 s at 200 calls/s.\n",
+    );
+    support::emulator::grattr(&repo, &["plan", "--format", "markdown"])
+        .code(0)
+        .stdout_contains("> **Safety guard: refused — 9 of the 14 recorded groups (64%)");
+
+    // What plan said is what apply does: refused without --force, then exactly the calls counted.
+    let before = server.emulator().stats().total;
+    apply(&repo, &["--yes"]).code(1).stderr_contains("9 of the 14 groups the lockfile records (64%)");
+    assert_eq!(server.emulator().stats().total, before, "refused: no call");
+    apply(&repo, &["--yes", "--force"]).code(0).stdout_contains("11 applied");
+    assert_eq!(
+        server.emulator().stats().total - before,
+        11,
+        "the calls plan counted: {:?}",
+        server.emulator().stats().calls
+    );
+    support::emulator::grattr(&repo, &["plan"])
+        .code(0)
+        .stdout_contains("Safety guard: approved — 0 of the 16 recorded groups (0%) would be updated or deleted")
+        .stdout_contains("Cost: no API call.\n");
+}

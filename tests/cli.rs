@@ -67,6 +67,8 @@ fn plan_text_shows_each_change_with_its_source() {
       = old-room is no longer declared; left as is  (1 key recorded)
 
     Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 group is no longer declared and left as is (--prune clears them).
+    Safety guard: approved — 1 of the 3 recorded groups (33%) would be updated or deleted, over the threshold of 30%, but with fewer than 10 recorded groups every plan is approved.
+    Cost: 2 API calls, at least 0.0 s at 100 calls/s.
     "#);
 }
 
@@ -164,6 +166,11 @@ fn plan_json_follows_the_documented_schema() {
           }
         }
       ],
+      "cost": {
+        "calls": 3,
+        "rate_limit": 100,
+        "seconds_at_least": 0.02
+      },
       "environment": {
         "name": null,
         "sdkappid": 1400000000
@@ -172,6 +179,13 @@ fn plan_json_follows_the_documented_schema() {
       "not_declared": [],
       "prune": true,
       "refresh": false,
+      "safety": {
+        "changed": 2,
+        "percent": 66.66666666666667,
+        "recorded": 3,
+        "threshold": 30,
+        "verdict": "approved"
+      },
       "summary": {
         "create": 1,
         "delete": 1,

@@ -113,7 +113,9 @@ fn refresh_plans_against_live_and_apply_heals() {
     grattr(&repo, &["plan", "--detailed-exitcode"]).code(0).stdout(
         "grattr plan for sdkappid 1400000000\n\n\
          No changes: the desired state matches what grattr.lock records as applied.\n\n\
-         Plan: 0 to create, 0 to update, 0 to delete, 4 unchanged.\n",
+         Plan: 0 to create, 0 to update, 0 to delete, 4 unchanged.\n\
+         Safety guard: approved — 0 of the 4 recorded groups (0%) would be updated or deleted, within the threshold of 30%.\n\
+         Cost: no API call.\n",
     );
 }
 

@@ -205,7 +205,9 @@ fn import_from_reads_a_hash_inside_a_line_as_part_of_the_id() {
     grattr(&repo, &["plan", "--detailed-exitcode"]).code(0).stdout(
         "grattr plan for sdkappid 1400000000\n\n\
          No changes: the desired state matches what grattr.lock records as applied.\n\n\
-         Plan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n",
+         Plan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n\
+         Safety guard: approved — 0 of the 1 recorded group (0%) would be updated or deleted, within the threshold of 30%.\n\
+         Cost: no API call.\n",
     );
 }
 

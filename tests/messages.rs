@@ -27,6 +27,8 @@ fn plan_without_changes_names_the_lockfile_it_compared_with() {
     No changes: the desired state matches what state/custom.lock records as applied.
 
     Plan: 0 to create, 0 to update, 0 to delete, 0 unchanged.
+    Safety guard: approved — the lockfile records no group yet, so nothing is updated or deleted.
+    Cost: no API call.
     ");
     assert!(!stdout.contains("live"), "an offline plan never claims to have looked at live groups");
     let markdown = repo.run(&["plan", "--format", "markdown"]).code(0).stderr(support::NO_GROUPS).into_stdout();

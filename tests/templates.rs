@@ -59,6 +59,8 @@ fn a_template_change_is_one_cause_with_its_groups_folded_under_it() {
           # 1 unchanged key not shown
 
     Plan: 0 to create, 5 to update, 0 to delete, 0 unchanged.
+    Safety guard: approved — 5 of the 5 recorded groups (100%) would be updated or deleted, over the threshold of 30%, but with fewer than 10 recorded groups every plan is approved.
+    Cost: 5 API calls, at least 0.0 s at 200 calls/s.
     "#);
 
     let markdown = grattr(&repo, &["plan", "--format", "markdown"]).code(0).into_stdout();
@@ -66,6 +68,10 @@ fn a_template_change_is_one_cause_with_its_groups_folded_under_it() {
     ### grattr plan for sdkappid 1400000000
 
     **Plan: 0 to create, 5 to update, 0 to delete, 0 unchanged.**
+
+    Safety guard: approved — 5 of the 5 recorded groups (100%) would be updated or deleted, over the threshold of 30%, but with fewer than 10 recorded groups every plan is approved.
+
+    Cost: 5 API calls, at least 0.0 s at 200 calls/s.
 
     **template `community` changed `theme`: 4 groups to update**
 

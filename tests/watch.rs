@@ -448,7 +448,9 @@ fn a_state_dir_keeps_the_checkout_clean_through_pulls_and_is_seeded_once() {
     let no_changes = format!(
         "grattr plan for sdkappid 1400000000\n\n\
          No changes: the desired state matches what {} records as applied.\n\n\
-         Plan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n",
+         Plan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n\
+         Safety guard: approved — 0 of the 1 recorded group (0%) would be updated or deleted, within the threshold of 30%.\n\
+         Cost: no API call.\n",
         state.join("grattr.lock").display()
     );
     checkout.run(&["plan", "--state-dir", state_arg, "--detailed-exitcode"]).code(0).stdout(&no_changes);

@@ -3,7 +3,7 @@
 //! [`Safety::check`] makes one, so `apply`, `watch` and every later path that
 //! writes keep the same guard.
 
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, SafetyVerdict, Verdict};
 
 /// How much of the recorded state one plan may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,13 +53,35 @@ impl Safety {
     /// of the `recorded` groups. What is counted are the changes the plan holds,
     /// the ones that would be sent; creates of groups never applied do not count.
     pub fn check<'p>(&self, plan: &'p Plan, recorded: usize) -> Result<Approved<'p>, Refusal> {
-        let touched = plan.changes.iter().filter(|c| matches!(c.action, Action::Update | Action::Delete)).count();
+        let touched = touched(plan);
         let over = touched.saturating_mul(100) > (self.threshold as usize).saturating_mul(recorded);
         if self.force || recorded < MIN_RECORDED || !over {
             return Ok(Approved { plan });
         }
         Err(Refusal { touched, recorded, threshold: self.threshold })
     }
+
+    /// What [`Safety::check`] decides about `plan`, with the figures it decided on,
+    /// for `plan` to show before anyone applies it.
+    pub fn verdict(&self, plan: &Plan, recorded: usize) -> SafetyVerdict {
+        let verdict = match self.check(plan, recorded) {
+            Ok(_) => Verdict::Approved,
+            Err(_) => Verdict::Refused,
+        };
+        SafetyVerdict {
+            changed: touched(plan),
+            recorded,
+            threshold: self.threshold,
+            min_recorded: MIN_RECORDED,
+            verdict,
+        }
+    }
+}
+
+/// The groups `plan` updates or deletes: the changes it holds, the ones that would be
+/// sent; creates of groups never applied do not count.
+fn touched(plan: &Plan) -> usize {
+    plan.changes.iter().filter(|c| matches!(c.action, Action::Update | Action::Delete)).count()
 }
 
 #[cfg(test)]
@@ -115,6 +137,32 @@ mod tests {
         assert!(safety.check(&plan(10, 0, 500), 10).is_ok());
         assert!(safety.check(&plan(9, 9, 0), 9).is_ok());
         assert!(safety.check(&plan(10, 1, 0), 10).is_err());
+    }
+
+    #[test]
+    fn the_verdict_is_the_checks_decision_with_its_figures() {
+        let safety = Safety { threshold: 30, force: false };
+        let refused = safety.verdict(&plan(14, 9, 3), 14);
+        assert_eq!(
+            refused,
+            SafetyVerdict {
+                changed: 9,
+                recorded: 14,
+                threshold: 30,
+                min_recorded: MIN_RECORDED,
+                verdict: Verdict::Refused
+            }
+        );
+        assert_eq!(format!("{:.2}", refused.percent()), "64.29");
+        assert_eq!(safety.verdict(&plan(14, 1, 0), 14).verdict, Verdict::Approved);
+        // As check: few recorded groups, and creates, never refuse.
+        assert_eq!(safety.verdict(&plan(4, 4, 0), 4).verdict, Verdict::Approved);
+        assert_eq!(safety.verdict(&plan(10, 0, 500), 10).changed, 0);
+        let json = serde_json::to_value(refused).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"changed": 9, "recorded": 14, "percent": 900.0 / 14.0, "threshold": 30, "verdict": "refused"})
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::api::scope::Probe;
 use crate::api::wire::GroupType;
 use crate::lockfile::{JournalWriter, Record};
 use crate::model::{AttributeSet, GroupId, Ownership, limits};
-use crate::plan::{Action, Change};
+use crate::plan::{Action, Change, Cost, Plan};
 use futures_util::StreamExt;
 use guard::Approved;
 use std::borrow::Cow;
@@ -272,6 +272,25 @@ async fn apply_change(client: &Client, change: &Change) -> Result<Record, Change
     }
 }
 
+/// The calls [`apply_change`] makes for `change` when every call succeeds at once and
+/// nothing changed live meanwhile: its least number of calls. Kept beside it so that
+/// the two change together.
+pub fn least_calls(change: &Change) -> u64 {
+    if change.ownership == Ownership::Keys {
+        let (modify, delete) = change.key_writes();
+        return u64::from(!modify.is_empty()) + u64::from(!delete.is_empty());
+    }
+    // A reset, or a clear: one call when it succeeds at once ([`clear`] reads the group
+    // only after a refusal, or to find the keys of a community group with none recorded).
+    1
+}
+
+/// What applying `plan` costs at `rate_limit` app-wide calls per second: its
+/// [`least_calls`], and the least time the limiter lets them take.
+pub fn cost(plan: &Plan, rate_limit: u32) -> Cost {
+    Cost { calls: plan.changes.iter().map(least_calls).sum(), rate_limit }
+}
+
 /// Deletes `keys` of a group. A key already gone ([`codes::KEY_NOT_FOUND`]: a member
 /// deleted it) is what was wanted; the keys still live are read and the delete retried.
 async fn delete_keys(client: &Client, group: &GroupId, mut keys: Vec<String>) -> Result<(), ApiError> {
@@ -338,6 +357,65 @@ mod tests {
         let error = ApiError { operation: Operation::SetGroupAttr, kind, attempts: 1 };
         let stopped = Stopped { reason, error, host: host.into(), region, not_attempted: 299, what: Stopped::CHANGES };
         stopped.to_string()
+    }
+
+    #[test]
+    fn a_plan_costs_the_calls_each_change_makes_at_the_least() {
+        use crate::plan::Summary;
+        let set = |pairs: &[(&str, &str)]| -> AttributeSet {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let change = |id: &str, action, before: Option<AttributeSet>, after: Option<AttributeSet>, ownership| Change {
+            group_id: GroupId::parse(id).unwrap(),
+            action,
+            source: None,
+            keys: crate::plan::KeyChanges::between(
+                before.as_ref().unwrap_or(&AttributeSet::new()),
+                after.as_ref().unwrap_or(&AttributeSet::new()),
+            ),
+            before,
+            after,
+            ownership,
+            ownership_from: None,
+            unmanaged_keys: None,
+        };
+        let changes = vec![
+            // A reset: one call.
+            change("a", Action::Create, None, Some(set(&[("k", "v")])), Ownership::Group),
+            change("b", Action::Update, Some(set(&[("k", "v")])), Some(set(&[("k", "w")])), Ownership::Group),
+            // A clear (for a community group: a delete of its keys).
+            change("c", Action::Update, Some(set(&[("k", "v")])), Some(set(&[])), Ownership::Group),
+            change("d", Action::Delete, Some(set(&[("k", "v")])), None, Ownership::Group),
+            change("@TGS#_e", Action::Delete, Some(set(&[("k", "v")])), None, Ownership::Group),
+            // Key ownership: a modify and a delete; a record alone makes no call.
+            change(
+                "f",
+                Action::Update,
+                Some(set(&[("k", "v"), ("x", "1")])),
+                Some(set(&[("k", "w")])),
+                Ownership::Keys,
+            ),
+            change("g", Action::Create, None, Some(set(&[])), Ownership::Keys),
+        ];
+        let calls: Vec<u64> = changes.iter().map(least_calls).collect();
+        assert_eq!(calls, [1, 1, 1, 1, 1, 2, 0]);
+        let plan = Plan {
+            format_version: crate::plan::FORMAT_VERSION,
+            environment: crate::plan::PlanEnvironment::default(),
+            prune: true,
+            targets: None,
+            refresh: false,
+            summary: Summary::default(),
+            safety: None,
+            cost: None,
+            changes,
+            not_declared: Vec::new(),
+            fingerprint: None,
+        };
+        let cost = cost(&plan, 100);
+        assert_eq!(cost, Cost { calls: 7, rate_limit: 100 });
+        assert!((cost.seconds_at_least() - 0.06).abs() < 1e-9, "the first call goes at once");
+        assert_eq!(crate::plan::Cost { calls: 2_000, rate_limit: 100 }.seconds_at_least(), 19.99);
     }
 
     #[test]

@@ -133,11 +133,16 @@ impl ApiArgs {
         self.key.secret_key(environment)
     }
 
+    /// The app-wide calls per second: `--rate-limit`, else the environment's `rate_limit`.
+    fn rate_limit(&self, environment: &Environment) -> u32 {
+        self.rate_limit.unwrap_or(environment.rate_limit)
+    }
+
     /// The client configuration of the environment's REST API, signing with `key`.
     fn client_config(&self, environment: &Environment, key: SecretKey) -> ClientConfig {
         let mut config =
             ClientConfig::new(environment.endpoint.base_url(), environment.sdkappid, environment.admin.clone(), key);
-        config.rate_limit = self.rate_limit.unwrap_or(environment.rate_limit);
+        config.rate_limit = self.rate_limit(environment);
         config.connect_timeout = environment.connect_timeout;
         config.request_timeout = environment.request_timeout;
         config

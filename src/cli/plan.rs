@@ -65,7 +65,11 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         inputs::refresh(&args.workspace.api, &mut workspace, targets.as_ref())?;
     }
     // The plan takes the desired state: 100,000 groups to create are held once, not twice.
-    let plan = workspace.take_plan(args.prune, targets, args.out.is_some());
+    let mut plan = workspace.take_plan(args.prune, targets, args.out.is_some());
+    // What apply would decide and what it would cost: information for the reviewer. The
+    // exit status stays about changes alone (2 with --detailed-exitcode), as in Terraform.
+    plan.safety = Some(workspace.safety_verdict(&plan));
+    plan.cost = Some(crate::apply::cost(&plan, args.workspace.api.rate_limit(&workspace.environment)));
     let lockfile = &workspace.environment.lockfile;
     match args.format {
         Format::Text => {

@@ -311,6 +311,14 @@ pub struct Plan {
     pub refresh: bool,
     /// Counts.
     pub summary: Summary,
+    /// The safety guard's verdict on this plan against the record it compared with:
+    /// information for a reviewer, set by `plan` (a saved plan's is never trusted:
+    /// `apply` asks the guard again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<SafetyVerdict>,
+    /// What applying the plan costs in API calls and time, set by `plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
     /// The changes, by group id.
     pub changes: Vec<Change>,
     /// Groups no longer declared and left alone (only without pruning).
@@ -324,6 +332,122 @@ impl Plan {
     /// Whether applying the plan would make no call.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+}
+
+/// What the safety guard decides about a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// `apply` and `watch` would apply the plan.
+    Approved,
+    /// `apply` and `watch` would refuse the plan without `--force`.
+    Refused,
+}
+
+/// The safety guard's verdict on a plan, with the figures it decided on. Made by
+/// the guard (`apply::guard::Safety::verdict`), which this module cannot call: it is
+/// only carried and rendered here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(from = "SafetyVerdictJson")]
+pub struct SafetyVerdict {
+    /// The groups the plan updates or deletes (creates do not count).
+    pub changed: usize,
+    /// The groups the record holds.
+    pub recorded: usize,
+    /// The largest share, in percent, of the recorded groups a plan may change.
+    pub threshold: u32,
+    /// Below this many recorded groups every plan is approved (0 when not known, as
+    /// in a saved plan, which does not carry it).
+    pub min_recorded: usize,
+    /// The decision.
+    pub verdict: Verdict,
+}
+
+impl SafetyVerdict {
+    /// The share of the recorded groups the plan changes, in percent (0 with none recorded).
+    pub fn percent(&self) -> f64 {
+        if self.recorded == 0 { 0.0 } else { self.changed as f64 * 100.0 / self.recorded as f64 }
+    }
+}
+
+/// [`SafetyVerdict`] in the JSON schema: `percent` is derived, so that it cannot disagree.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SafetyVerdictJson {
+    changed: usize,
+    recorded: usize,
+    #[serde(default)]
+    percent: f64,
+    threshold: u32,
+    verdict: Verdict,
+}
+
+impl Serialize for SafetyVerdict {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SafetyVerdictJson {
+            changed: self.changed,
+            recorded: self.recorded,
+            percent: self.percent(),
+            threshold: self.threshold,
+            verdict: self.verdict,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl From<SafetyVerdictJson> for SafetyVerdict {
+    fn from(json: SafetyVerdictJson) -> Self {
+        SafetyVerdict {
+            changed: json.changed,
+            recorded: json.recorded,
+            threshold: json.threshold,
+            min_recorded: 0,
+            verdict: json.verdict,
+        }
+    }
+}
+
+/// What applying a plan costs: its API calls, at the least (calls a retry or a
+/// re-read adds are not counted), and the least time the app-wide rate limit lets
+/// them take. Counted by `apply` (`apply::cost`), which knows which calls a change makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(from = "CostJson")]
+pub struct Cost {
+    /// The API calls.
+    pub calls: u64,
+    /// The app-wide calls per second.
+    pub rate_limit: u32,
+}
+
+impl Cost {
+    /// The least time the calls take at the rate limit, in seconds: the limiter lets
+    /// the first call go at once and spaces the others by one interval each.
+    pub fn seconds_at_least(&self) -> f64 {
+        self.calls.saturating_sub(1) as f64 / f64::from(self.rate_limit.max(1))
+    }
+}
+
+/// [`Cost`] in the JSON schema: `seconds_at_least` is derived.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CostJson {
+    calls: u64,
+    #[serde(default)]
+    seconds_at_least: f64,
+    rate_limit: u32,
+}
+
+impl Serialize for Cost {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        CostJson { calls: self.calls, seconds_at_least: self.seconds_at_least(), rate_limit: self.rate_limit }
+            .serialize(serializer)
+    }
+}
+
+impl From<CostJson> for Cost {
+    fn from(json: CostJson) -> Self {
+        Cost { calls: json.calls, rate_limit: json.rate_limit }
     }
 }
 
@@ -406,6 +530,8 @@ fn diff_sorted<D: Declared>(
         targets: options.targets.as_ref().map(|t| t.iter().cloned().collect()),
         refresh: options.refresh,
         summary: Summary::default(),
+        safety: None,
+        cost: None,
         changes: Vec::new(),
         not_declared: Vec::new(),
         fingerprint: options.fingerprint.clone(),

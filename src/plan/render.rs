@@ -4,7 +4,7 @@
 //! text and JSON are written to a writer as they are made, a plan of 100,000 groups
 //! being tens of megabytes.
 
-use super::{Action, Change, Plan};
+use super::{Action, Change, Cost, Plan, SafetyVerdict, Verdict};
 use crate::escape::{self, quoted};
 use crate::model::{AttributeSet, KeyOrigin, OriginKind, Ownership};
 use anstyle::{AnsiColor, Style};
@@ -146,6 +146,100 @@ pub fn summary_line(plan: &Plan) -> String {
         line += &format!(" {} {groups} no longer declared and left as is (--prune clears them).", s.not_declared);
     }
     line
+}
+
+/// `2,000`: a count with its thousands grouped.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A share in whole percent, as the guard's refusal says it; to one decimal where the
+/// whole number would read as the threshold itself (30.5% over a threshold of 30%).
+fn share(safety: &SafetyVerdict) -> String {
+    let hundredfold = safety.changed.saturating_mul(100);
+    let whole = hundredfold / safety.recorded.max(1);
+    let exact = hundredfold.is_multiple_of(safety.recorded.max(1));
+    if whole == safety.threshold as usize && !exact {
+        format!("{:.1}%", (safety.percent() * 10.0).floor() / 10.0)
+    } else {
+        format!("{whole}%")
+    }
+}
+
+/// The safety guard's verdict in words, after `Safety guard: ` (which the caller
+/// writes, styled for its output), with `force` written for that output:
+/// `refused — 9 of the 14 recorded groups (64%) would be updated or deleted, …`.
+fn safety_words(safety: &SafetyVerdict, force: &str) -> String {
+    let Some(recorded) = (safety.recorded > 0).then_some(safety.recorded) else {
+        return "approved — the lockfile records no group yet, so nothing is updated or deleted".into();
+    };
+    let groups = if recorded == 1 { "group" } else { "groups" };
+    let what = format!(
+        "{} of the {} recorded {groups} ({}) would be updated or deleted",
+        count(safety.changed as u64),
+        count(recorded as u64),
+        share(safety)
+    );
+    let over = safety.changed.saturating_mul(100) > (safety.threshold as usize).saturating_mul(recorded);
+    match (safety.verdict, over) {
+        (Verdict::Refused, _) => format!(
+            "refused — {what}, over the threshold of {}%; apply will refuse this plan without {force}",
+            safety.threshold
+        ),
+        (Verdict::Approved, false) => format!("approved — {what}, within the threshold of {}%", safety.threshold),
+        (Verdict::Approved, true) if safety.min_recorded > 0 => format!(
+            "approved — {what}, over the threshold of {}%, but with fewer than {} recorded groups every plan is approved",
+            safety.threshold, safety.min_recorded
+        ),
+        (Verdict::Approved, true) => {
+            format!(
+                "approved — {what}, over the threshold of {}%, but so few recorded groups approve any plan",
+                safety.threshold
+            )
+        }
+    }
+}
+
+/// The safety guard's verdict for a terminal or a log:
+/// `Safety guard: refused — 9 of the 14 recorded groups (64%) would be updated or
+/// deleted, over the threshold of 30%; apply will refuse this plan without --force.`
+pub fn safety_line(safety: &SafetyVerdict) -> String {
+    format!("Safety guard: {}.", safety_words(safety, "--force"))
+}
+
+/// Seconds for a person, rounded down (the figure is a least time): `19.9 s`, `3 min 20 s`.
+fn least_time(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    if seconds < 60.0 {
+        return format!("{:.1} s", (seconds * 10.0).floor() / 10.0);
+    }
+    let whole = seconds.floor() as u64;
+    match whole {
+        ..3_600 => format!("{} min {} s", whole / 60, whole % 60),
+        _ => format!("{} h {} min", whole / 3_600, whole % 3_600 / 60),
+    }
+}
+
+/// What applying the plan costs: `Cost: 2,000 API calls, at least 19.9 s at 100 calls/s.`
+pub fn cost_line(cost: &Cost) -> String {
+    match cost.calls {
+        0 => "Cost: no API call.".into(),
+        calls => format!(
+            "Cost: {} API call{}, at least {} at {} calls/s.",
+            count(calls),
+            if calls == 1 { "" } else { "s" },
+            least_time(cost.seconds_at_least()),
+            count(u64::from(cost.rate_limit))
+        ),
+    }
 }
 
 /// `production (sdkappid 1400000000)`, or `sdkappid 1400000000` without environments;
@@ -306,7 +400,19 @@ pub fn write_text(out: &mut impl io::Write, plan: &Plan, lockfile: &Path, styled
         out.write_all(b"\n\n")?;
     }
     p.paint(out, BOLD, summary_line(plan).as_bytes())?;
-    out.write_all(b"\n")
+    out.write_all(b"\n")?;
+    if let Some(safety) = &plan.safety {
+        let style = match safety.verdict {
+            Verdict::Approved => BOLD,
+            Verdict::Refused => REMOVED.bold(),
+        };
+        p.paint(out, style, b"Safety guard:")?;
+        writeln!(out, " {}.", safety_words(safety, "--force"))?;
+    }
+    if let Some(cost) = &plan.cost {
+        writeln!(out, "{}", cost_line(cost))?;
+    }
+    Ok(())
 }
 
 /// The lines of the keys a change touches, `+ key = value`, keys padded to one width.
@@ -506,6 +612,19 @@ pub(crate) fn collapsible_diff(sign: &str, group_id: &str, what: &str, place: &s
 pub fn markdown(plan: &Plan, lockfile: &Path) -> String {
     let mut out =
         format!("### grattr plan for {}\n\n**{}**\n\n", header(plan, escape::markdown_code_span), summary_line(plan));
+    // Beside the summary, so that a refusal is read before the groups.
+    match &plan.safety {
+        Some(safety) if safety.verdict == Verdict::Refused => {
+            let _ = write!(out, "> **Safety guard: {}.**\n\n", safety_words(safety, "`--force`"));
+        }
+        Some(safety) => {
+            let _ = write!(out, "Safety guard: {}.\n\n", safety_words(safety, "`--force`"));
+        }
+        None => {}
+    }
+    if let Some(cost) = &plan.cost {
+        let _ = write!(out, "{}\n\n", cost_line(cost));
+    }
     let mut cut_bytes = 0;
     let mut omitted = 0;
     let (causes, told) = markdown_causes(plan, &mut cut_bytes);

@@ -386,3 +386,100 @@ fn key_sources_are_written_in_key_order_and_read_back() {
     let none = KeyChanges { sources: vec![None, None, None, None], ..keys };
     assert!(!serde_json::to_string(&none).unwrap().contains("sources"));
 }
+
+/// The sample plan with the guard's verdict and the cost set, as `plan` sets them.
+fn assessed(changed: usize, recorded: usize, verdict: Verdict, calls: u64) -> Plan {
+    let (desired, applied) = sample();
+    let mut plan = diff(&desired, &applied, &options(false));
+    plan.safety = Some(SafetyVerdict { changed, recorded, threshold: 30, min_recorded: 10, verdict });
+    plan.cost = Some(Cost { calls, rate_limit: 100 });
+    plan
+}
+
+#[test]
+fn the_guards_verdict_and_the_cost_follow_the_summary() {
+    let refused = assessed(9, 14, Verdict::Refused, 2_000);
+    let text = anstream::adapter::strip_str(&render::text(&refused, Path::new("grattr.lock"))).to_string();
+    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+    insta::assert_snapshot!(tail.into_iter().rev().collect::<Vec<_>>().join("\n"), @"
+    Plan: 1 to create, 2 to update, 0 to delete, 1 unchanged. 1 group is no longer declared and left as is (--prune clears them).
+    Safety guard: refused — 9 of the 14 recorded groups (64%) would be updated or deleted, over the threshold of 30%; apply will refuse this plan without --force.
+    Cost: 2,000 API calls, at least 19.9 s at 100 calls/s.
+    ");
+    let lines = |plan: &Plan| {
+        let text = anstream::adapter::strip_str(&render::text(plan, Path::new("grattr.lock"))).to_string();
+        text.lines()
+            .rev()
+            .take(2)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    insta::assert_snapshot!(
+        [
+            lines(&assessed(1, 14, Verdict::Approved, 1)),
+            lines(&assessed(4, 4, Verdict::Approved, 0)),
+            lines(&assessed(0, 1, Verdict::Approved, 61_234)),
+            lines(&assessed(0, 0, Verdict::Approved, 3)),
+            // 31 of 100 reads as 31%; 61 of 200 (30.5%) is not said as the threshold itself.
+            lines(&assessed(61, 200, Verdict::Refused, 1_000_000)),
+        ]
+        .join("\n"),
+        @"
+    Safety guard: approved — 1 of the 14 recorded groups (7%) would be updated or deleted, within the threshold of 30%.
+    Cost: 1 API call, at least 0.0 s at 100 calls/s.
+    Safety guard: approved — 4 of the 4 recorded groups (100%) would be updated or deleted, over the threshold of 30%, but with fewer than 10 recorded groups every plan is approved.
+    Cost: no API call.
+    Safety guard: approved — 0 of the 1 recorded group (0%) would be updated or deleted, within the threshold of 30%.
+    Cost: 61,234 API calls, at least 10 min 12 s at 100 calls/s.
+    Safety guard: approved — the lockfile records no group yet, so nothing is updated or deleted.
+    Cost: 3 API calls, at least 0.0 s at 100 calls/s.
+    Safety guard: refused — 61 of the 200 recorded groups (30.5%) would be updated or deleted, over the threshold of 30%; apply will refuse this plan without --force.
+    Cost: 1,000,000 API calls, at least 2 h 46 min at 100 calls/s.
+    "
+    );
+}
+
+#[test]
+fn markdown_shows_a_refusal_beside_the_summary() {
+    let markdown = render::markdown(&assessed(9, 14, Verdict::Refused, 2_000), Path::new("grattr.lock"));
+    let head: Vec<&str> = markdown.lines().take(7).collect();
+    insta::assert_snapshot!(head.join("\n"), @"
+    ### grattr plan for `production` (sdkappid 1400000000)
+
+    **Plan: 1 to create, 2 to update, 0 to delete, 1 unchanged. 1 group is no longer declared and left as is (--prune clears them).**
+
+    > **Safety guard: refused — 9 of the 14 recorded groups (64%) would be updated or deleted, over the threshold of 30%; apply will refuse this plan without `--force`.**
+
+    Cost: 2,000 API calls, at least 19.9 s at 100 calls/s.
+    ");
+    let approved = render::markdown(&assessed(1, 14, Verdict::Approved, 3), Path::new("grattr.lock"));
+    assert!(
+        approved.contains("\n\nSafety guard: approved — 1 of the 14 recorded groups (7%) would be updated or deleted, within the threshold of 30%.\n\nCost: 3 API calls, at least 0.0 s at 100 calls/s.\n\n"),
+        "{approved}"
+    );
+}
+
+#[test]
+fn json_carries_the_verdict_and_the_cost_additively() {
+    let plan = assessed(9, 14, Verdict::Refused, 2_000);
+    let json: serde_json::Value = serde_json::from_str(&render::json(&plan).unwrap()).unwrap();
+    assert_eq!(json["format_version"], 1, "additive: the version stays");
+    assert_eq!(
+        json["safety"],
+        serde_json::json!({"changed": 9, "recorded": 14, "percent": 900.0 / 14.0, "threshold": 30, "verdict": "refused"})
+    );
+    assert_eq!(json["cost"], serde_json::json!({"calls": 2000, "seconds_at_least": 19.99, "rate_limit": 100}));
+    // Read back (a saved plan), the figures stay; what is not in the schema is not known.
+    let back: Plan = serde_json::from_str(&render::json(&plan).unwrap()).unwrap();
+    let mut expected = plan.clone();
+    expected.safety = expected.safety.map(|s| SafetyVerdict { min_recorded: 0, ..s });
+    assert_eq!(back, expected);
+    // Without them (as before, and in diff's own plans) nothing is written.
+    let (desired, applied) = sample();
+    let bare = render::json(&diff(&desired, &applied, &options(false))).unwrap();
+    assert!(!bare.contains("\"safety\"") && !bare.contains("\"cost\""), "{bare}");
+}

@@ -11,7 +11,7 @@ use crate::live::LiveRead;
 use crate::lockfile::LockError;
 use crate::lockfile::{self, Lockfile, LockfileError, Record};
 use crate::model::{self, AppliedGroup, AttributeSet, GroupId};
-use crate::plan::{self, Fingerprint, Plan, PlanEnvironment, PlanOptions};
+use crate::plan::{self, Fingerprint, Plan, PlanEnvironment, PlanOptions, SafetyVerdict};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -256,6 +256,12 @@ impl Workspace {
     /// deletes more than `safety_threshold` of the recorded groups (`force` approves it anyway).
     pub fn approve<'p>(&self, plan: &'p Plan, force: bool) -> Result<Approved<'p>, Refusal> {
         Safety { threshold: self.environment.safety_threshold, force }.check(plan, self.lockfile.groups.len())
+    }
+
+    /// What the safety guard of this environment decides about `plan` without
+    /// `--force` ([`Workspace::approve`]'s decision), with the figures it decided on.
+    pub fn safety_verdict(&self, plan: &Plan) -> SafetyVerdict {
+        Safety { threshold: self.environment.safety_threshold, force: false }.verdict(plan, self.lockfile.groups.len())
     }
 
     /// How every managed group read live stands against the desired and the applied state.
