@@ -902,6 +902,21 @@ impl Remote {
         std::fs::set_permissions(&hook, permissions).unwrap();
     }
 
+    /// The first push to main loses a race: the hook moves main to `pending` (outside git's
+    /// quarantine of the incoming objects, where ref updates are refused) and rejects the push.
+    fn lose_the_first_race(&self) {
+        self.hook(
+            "#!/bin/sh\n\
+             if [ ! -e raced ]; then\n\
+               touch raced\n\
+               env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES \\\n\
+                 git update-ref refs/heads/main refs/heads/pending\n\
+               echo 'main moved: another push won' >&2\n\
+               exit 1\n\
+             fi\n",
+        );
+    }
+
     fn apply(&self, job: &Path) -> Output {
         self.apply_with(job, &[])
     }
@@ -941,18 +956,7 @@ fn a_lost_push_race_is_fetched_rebased_with_the_merge_driver_and_retried() {
     git(&other, &["commit", "--quiet", "-am", "grattr: record applied state"]);
     git(&other, &["push", "--quiet", "origin", "HEAD:refs/heads/pending"]);
     assert_eq!(server.sets(), 2, "alpha v1 and beta");
-    // The first push to main loses the race: the hook moves main (outside git's quarantine of
-    // the incoming objects, where ref updates are refused) and rejects the push.
-    remote.hook(
-        "#!/bin/sh\n\
-         if [ ! -e raced ]; then\n\
-           touch raced\n\
-           env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES \\\n\
-             git update-ref refs/heads/main refs/heads/pending\n\
-           echo 'main moved: another push won' >&2\n\
-           exit 1\n\
-         fi\n",
-    );
+    remote.lose_the_first_race();
 
     let run = remote.apply(&job);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
@@ -1067,16 +1071,7 @@ fn hostile_ids_and_template_names_reach_the_log_only_with_workflow_commands_off(
     grattr_apply(&other, &["--target", group]);
     git(&other, &["commit", "--quiet", "-am", "grattr: record applied state"]);
     git(&other, &["push", "--quiet", "origin", "HEAD:refs/heads/pending"]);
-    remote.hook(
-        "#!/bin/sh\n\
-         if [ ! -e raced ]; then\n\
-           touch raced\n\
-           env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES \\\n\
-             git update-ref refs/heads/main refs/heads/pending\n\
-           echo 'main moved: another push won' >&2\n\
-           exit 1\n\
-         fi\n",
-    );
+    remote.lose_the_first_race();
 
     let run = remote.apply(&job);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
