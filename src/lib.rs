@@ -22,5 +22,6 @@ pub mod live;
 pub mod lockfile;
 pub mod model;
 pub mod plan;
+pub mod state;
 pub mod watch;
 pub mod workspace;
