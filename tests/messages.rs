@@ -193,6 +193,7 @@ connect_timeout: soon
 request_timeout: 0s
 secret_key_env: \"A=B\"
 regoin: china
+state: postgres://grattr:hunter2@db/grattr
 ";
 
 #[test]
@@ -208,8 +209,9 @@ fn every_configuration_mistake_is_reported_at_once_with_its_place() {
     grattr.yaml:7:18: error: connect_timeout: "soon" is not a duration; expected a duration such as 5s or 1m
     grattr.yaml:8:18: error: request_timeout: "0s" is zero; expected a duration such as 5s or 1m
     grattr.yaml:9:17: error: secret_key_env: "A=B" is not a variable name; expected a name without `=`
-    grattr.yaml:10:1: error: unknown field `regoin`, expected one of sdkappid, admin, region, endpoint, groups, lockfile, secret_key_env, prune, ownership, rate_limit, safety_threshold, connect_timeout, request_timeout, overlays, environments
-    error: grattr.yaml is invalid: 9 errors, 0 warnings in 1 file
+    grattr.yaml:10:1: error: unknown field `regoin`, expected one of sdkappid, admin, region, endpoint, groups, lockfile, state, secret_key_env, prune, ownership, rate_limit, safety_threshold, connect_timeout, request_timeout, overlays, environments
+    grattr.yaml:11:8: error: state: holds a password, which must not be committed: remove it and set PGPASSWORD where grattr runs
+    error: grattr.yaml is invalid: 10 errors, 0 warnings in 1 file
     "#);
 }
 

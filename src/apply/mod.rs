@@ -18,9 +18,10 @@ use crate::api::client::{ApiError, Client};
 use crate::api::codes;
 use crate::api::scope::Probe;
 use crate::api::wire::GroupType;
-use crate::lockfile::{JournalWriter, Record};
+use crate::lockfile::Record;
 use crate::model::{AttributeSet, GroupId, Ownership, limits};
 use crate::plan::{Action, Change, Cost, Plan};
+use crate::state::Recorder;
 use futures_util::StreamExt;
 use guard::Approved;
 use std::borrow::Cow;
@@ -73,6 +74,10 @@ pub struct Report {
     pub recorded: Vec<Record>,
     /// Whether the run was stopped from outside.
     pub interrupted: bool,
+    /// Whether the writer's lease was lost (not renewed in time, taken by another
+    /// writer, or its record could not be written): the changes not started are in
+    /// `skipped`, and nothing more was called.
+    pub lapsed: bool,
     /// Why the run stopped by itself, when a failure was about the whole app; the
     /// changes not attempted are in `skipped`.
     pub stopped: Option<Stopped>,
@@ -89,10 +94,11 @@ enum Status {
 
 /// Applies `plan`'s changes through `client`, recording each success in `journal`
 /// as it happens. `stop` stops the run; `on_done` hears of every finished change.
+/// No call starts once the journal's lease is lost (see [`Report::lapsed`]).
 pub async fn execute(
     plan: Approved<'_>,
     client: &Client,
-    journal: &JournalWriter,
+    journal: &Recorder,
     options: &ApplyOptions,
     stop: &CancellationToken,
     on_done: impl Fn(&Change, &Outcome),
@@ -109,8 +115,14 @@ pub async fn execute(
         .map(|(index, change)| {
             status.borrow_mut()[index] = Status::InFlight;
             let admitted = probe.admit();
+            let halt = &halt;
             async move {
                 if !admitted.await {
+                    return (index, None);
+                }
+                // Checked just before the call: a process frozen past its lease wakes here.
+                if !journal.may_call() {
+                    halt.cancel();
                     return (index, None);
                 }
                 (index, Some(apply_change(client, change).await))
@@ -178,6 +190,7 @@ pub async fn execute(
     report.applied.sort_unstable();
     report.failed.sort_unstable_by_key(|(index, _)| *index);
     report.interrupted = stop.is_cancelled();
+    report.lapsed = !journal.may_call();
     report.stopped = probe
         .stopped()
         .map(|(reason, error)| Stopped::at(client.host(), reason, error, report.skipped.len(), Stopped::CHANGES));

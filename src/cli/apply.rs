@@ -92,8 +92,9 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     if let Some(scratch) = &scratch {
         environment.lockfile = scratch.path().join("grattr.lock");
         environment.seed_lockfile = None;
+        environment.state = None;
     }
-    let (mut workspace, lock) = inputs::open(environment, "apply", args.lock_timeout, "applied")?;
+    let (mut workspace, mut lock) = inputs::open(environment, "apply", args.lock_timeout, "applied")?;
     let emulator = match args.emulator {
         true => Some(runtime.block_on(start_emulator(&mut workspace, args.keep_scratch))?),
         false => None,
@@ -104,7 +105,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
             err,
             "Recovered {} change(s) recorded by an interrupted run into {}.",
             workspace.recovered,
-            escape::path(&workspace.environment.lockfile)
+            escape::path(&workspace.store.shown_as())
         )?;
     }
     // A saved plan is never executed: the plan that runs is always computed now,
@@ -135,11 +136,11 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         )
     })?;
     if args.format == Format::Text {
-        anstream::stdout().lock().write_all(render::text(&plan, &workspace.environment.lockfile).as_bytes())?;
+        anstream::stdout().lock().write_all(render::text(&plan, &workspace.store.shown_as()).as_bytes())?;
     }
     if plan.is_empty() && workspace.live.is_none() {
         if args.format == Format::Json {
-            print_json(&plan, &Report::default(), &workspace.environment)?;
+            print_json(&plan, &Report::default(), &workspace.store.shown_as())?;
         }
         return Ok(exit::OK);
     }
@@ -162,7 +163,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let applied = runtime.block_on(async {
         tokio::spawn(watch_signals(stop.clone()));
         workspace
-            .apply(&lock, approved, &client, &options, &stop, |change, outcome| {
+            .apply(&mut lock, approved, &client, &options, &stop, |change, outcome| {
                 let failure = match outcome {
                     Outcome::Failed(error) | Outcome::StoppedRun(error) => {
                         Some(escape::text(&format!("{}: {error}", change.group_id)).into_owned())
@@ -189,15 +190,15 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         Format::Text => {
             let lockfile = match (args.emulator, args.keep_scratch) {
                 (true, false) => "the scratch lockfile".to_string(),
-                _ => escape::path(&workspace.environment.lockfile),
+                _ => escape::path(&workspace.store.shown_as()),
             };
             print_summary(&plan, &report, recorded, &lockfile)?;
         }
-        Format::Json => print_json(&plan, &report, &workspace.environment)?,
+        Format::Json => print_json(&plan, &report, &workspace.store.shown_as())?,
     }
     Ok(if report.interrupted {
         exit::INTERRUPTED
-    } else if !report.failed.is_empty() || !report.abandoned.is_empty() || report.stopped.is_some() {
+    } else if !report.failed.is_empty() || !report.abandoned.is_empty() || report.stopped.is_some() || report.lapsed {
         exit::ERROR
     } else {
         exit::OK
@@ -282,6 +283,7 @@ fn print_summary(plan: &Plan, report: &Report, recorded: usize, lockfile: &str) 
     let state = match (report.interrupted, &report.stopped) {
         (true, _) => "Apply interrupted",
         (false, Some(_)) => "Apply stopped",
+        (false, None) if report.lapsed => "Apply stopped",
         (false, None) => "Apply complete",
     };
     // Changes a stop left are not attempted because of the failure that stopped it,
@@ -312,6 +314,13 @@ fn print_summary(plan: &Plan, report: &Report, recorded: usize, lockfile: &str) 
         // The service's text does not appear in it, but the host comes from grattr.yaml.
         writeln!(out, "{}", escape::text(&format!("Stopped: {stopped}.")))?;
     }
+    if report.lapsed && !report.interrupted {
+        writeln!(
+            out,
+            "Stopped: the writer's lease on {lockfile} was lost (not renewed in time, or taken over by another \
+             writer); nothing more was called or recorded. Run apply again to finish."
+        )?;
+    }
     Ok(())
 }
 
@@ -320,6 +329,8 @@ struct JsonResult<'a> {
     format_version: u32,
     lockfile: &'a Path,
     interrupted: bool,
+    /// The writer's lease was lost mid-run: nothing more was called.
+    lease_lost: bool,
     duration_ms: u128,
     summary: JsonSummary,
     applied: Vec<JsonGroup<'a>>,
@@ -377,15 +388,16 @@ struct JsonFailure<'a> {
     hint: Option<std::borrow::Cow<'static, str>>,
 }
 
-fn print_json(plan: &Plan, report: &Report, environment: &Environment) -> anyhow::Result<()> {
+fn print_json(plan: &Plan, report: &Report, record: &Path) -> anyhow::Result<()> {
     let group = |index: &usize| JsonGroup {
         group_id: plan.changes[*index].group_id.as_str(),
         action: plan.changes[*index].action,
     };
     let result = JsonResult {
         format_version: 1,
-        lockfile: &environment.lockfile,
+        lockfile: record,
         interrupted: report.interrupted,
+        lease_lost: report.lapsed,
         duration_ms: report.elapsed.as_millis(),
         summary: JsonSummary {
             applied: report.applied.len(),

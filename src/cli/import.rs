@@ -183,7 +183,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         "Imported {count} group(s) into {}{} and recorded them in {}; `grattr plan` shows no change for them.",
         crate::escape::path(&out),
         against.unwrap_or_default(),
-        crate::escape::path(&workspace.environment.lockfile)
+        crate::escape::path(&workspace.store.shown_as())
     )?;
     Ok(if failed > 0 { exit::ERROR } else { exit::OK })
 }

@@ -20,7 +20,7 @@ pub(super) fn environment(args: &WorkspaceArgs) -> anyhow::Result<Environment> {
 /// Loads the workspace of `environment` to read, printing every diagnostic; any
 /// error among them ends the command with nothing planned.
 pub(super) fn load(environment: Environment) -> anyhow::Result<Workspace> {
-    let (diagnostics, workspace) = Workspace::load(environment);
+    let (diagnostics, workspace) = super::runtime()?.block_on(Workspace::load(environment));
     loaded(&diagnostics, workspace, "planned")
 }
 
@@ -43,7 +43,7 @@ pub(super) fn open_hiding(
     done: &str,
     moot: impl Fn(&crate::desired::Diagnostic) -> bool,
 ) -> anyhow::Result<(Workspace, WriteLock)> {
-    let (mut diagnostics, workspace) = Workspace::open(environment, command, lock_timeout);
+    let (mut diagnostics, workspace) = super::runtime()?.block_on(Workspace::open(environment, command, lock_timeout));
     diagnostics.retain(|d| d.is_error() || !moot(d));
     loaded(&diagnostics, workspace, done)
 }
@@ -59,6 +59,7 @@ fn loaded<T>(
         Err(LoadError::Invalid) => bail!("{}; nothing was {done}", report::counts(diagnostics)),
         Err(LoadError::Lock(e)) => bail!("{e}; nothing was {done}"),
         Err(LoadError::Lockfile(e)) => Err(e.into()),
+        Err(LoadError::State(e)) => bail!("{e}; nothing was {done}"),
     }
 }
 

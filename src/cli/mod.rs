@@ -15,6 +15,7 @@ mod progress;
 mod report;
 mod schema;
 mod signals;
+mod state;
 mod usersig;
 mod validate;
 mod watch;
@@ -90,6 +91,47 @@ pub struct StateArgs {
     /// checkout (for a server). Empty at first, it starts from the repository's lockfile.
     #[arg(long, env = "GRATTR_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
+
+    /// Keep the record in this store, shared by every runner and watch replica:
+    /// postgres://USER@HOST:PORT/DATABASE (the password in PGPASSWORD). Overrides
+    /// `state:` in grattr.yaml; a path means local files, as --state-dir.
+    #[arg(long, env = "GRATTR_STATE", value_name = "URL", conflicts_with = "state_dir")]
+    state: Option<String>,
+
+    /// How long a writer's lease on a shared store's record lasts unless renewed:
+    /// a standby takes over within it once the holder is gone (1s to 1h).
+    #[arg(long, env = "GRATTR_LEASE_TTL", value_name = "DURATION", default_value = "15s", value_parser = lease_ttl)]
+    lease_ttl: std::time::Duration,
+}
+
+/// A `--lease-ttl`: long enough to renew over a slow network, short enough that a
+/// standby takes over in time.
+fn lease_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    match ttl >= std::time::Duration::from_secs(1) && ttl <= std::time::Duration::from_secs(3600) {
+        true => Ok(ttl),
+        false => Err("a lease lasts from 1s to 1h".into()),
+    }
+}
+
+impl StateArgs {
+    /// `environment` with its record where these options put it.
+    fn apply(&self, mut environment: Environment) -> Environment {
+        let dir = match (&self.state, &self.state_dir) {
+            (Some(url), _) if url.contains("://") => {
+                environment.state = Some(url.clone());
+                None
+            }
+            (Some(path), _) => Some(PathBuf::from(path)),
+            (None, dir) => dir.clone(),
+        };
+        if let Some(dir) = dir {
+            environment.state = None;
+            environment = environment.with_state_dir(&dir);
+        }
+        environment.lease_ttl = self.lease_ttl;
+        environment
+    }
 }
 
 /// The secret key, for the commands that sign UserSigs.
@@ -171,10 +213,7 @@ impl WorkspaceArgs {
     /// state directory when one is given.
     fn environment_of(&self, config: &Config) -> Result<Environment, ConfigErrors> {
         let environment = config.environment(self.config.env.as_deref(), self.api.endpoint.as_deref())?;
-        Ok(match &self.state.state_dir {
-            Some(dir) => environment.with_state_dir(dir),
-            None => environment,
-        })
+        Ok(self.state.apply(environment))
     }
 }
 
@@ -218,6 +257,10 @@ enum Command {
     /// Work with lockfiles: `merge` is git's merge driver for grattr.lock; `path` says where it is.
     #[command(subcommand)]
     Lockfile(lockfile::Command),
+    /// Where the record lives: `show` it and its lease, `unlock --force` a lease whose
+    /// holder is gone, `push` a lockfile into it, `pull` it back into a lockfile.
+    #[command(subcommand)]
+    State(state::Command),
     /// Print the JSON Schema of a group file, of grattr.yaml or of an overlay file, for editors.
     Schema(schema::Args),
     /// Print the completion script for a shell.
@@ -249,6 +292,7 @@ impl Command {
             Command::Usersig(_) => "usersig",
             Command::Emulator(_) => "emulator",
             Command::Lockfile(_) => "lockfile",
+            Command::State(_) => "state",
             Command::Schema(_) => "schema",
             Command::Completions(_) => "completions",
             Command::Man => "man",
@@ -280,6 +324,10 @@ impl Command {
             }
             Command::Lockfile(lockfile::Command::Path(args)) => {
                 Takes { config: Some(&mut args.config), ..Takes::default() }
+            }
+            Command::State(command) => {
+                let args = command.common();
+                Takes { config: Some(&mut args.config), state: Some(&mut args.state), ..Takes::default() }
             }
             Command::Emulator(_)
             | Command::Lockfile(_)
@@ -425,6 +473,7 @@ pub fn main() -> ExitCode {
         Command::Usersig(args) => usersig::run(args),
         Command::Emulator(args) => emulator::run(args),
         Command::Lockfile(command) => lockfile::run(command),
+        Command::State(command) => state::run(command),
         Command::Schema(args) => schema::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man => completions::man(),

@@ -58,6 +58,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         // That file alone (and its journal): never the repository's record as a seed.
         environment.lockfile.clone_from(lockfile);
         environment.seed_lockfile = None;
+        environment.state = None;
     }
     let mut workspace = inputs::load(environment)?;
     let targets = inputs::targets(&workspace, &args.targets)?;
@@ -70,7 +71,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     // exit status stays about changes alone (2 with --detailed-exitcode), as in Terraform.
     plan.safety = Some(workspace.safety_verdict(&plan));
     plan.cost = Some(crate::apply::cost(&plan, args.workspace.api.rate_limit(&workspace.environment)));
-    let lockfile = &workspace.environment.lockfile;
+    let lockfile = &workspace.store.shown_as();
     match args.format {
         Format::Text => {
             let mut out = Stdout::text();

@@ -76,9 +76,10 @@ pub(super) struct Args {
     /// undeclared this long; other changes go ahead meanwhile.
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     confirm_removal: Duration,
-    /// Wait this long for another grattr holding the lockfile's lock.
-    #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    lock_timeout: Duration,
+    /// Accepted for scripts written for earlier versions, and ignored: watch stands by
+    /// for as long as another writer holds the record's lease, and leads once it is free.
+    #[arg(long, hide = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    lock_timeout: Option<Duration>,
     /// Connections served at once on --listen; more wait to be accepted.
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     listen_max_connections: u32,
@@ -128,7 +129,6 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
         grace: first.request_timeout.min(Duration::from_secs(10)),
         retry_base: args.retry_base.max(Duration::from_millis(10)),
         force: args.force,
-        lock_timeout: args.lock_timeout,
         settle: args.settle,
         confirm_removal: args.confirm_removal,
     };

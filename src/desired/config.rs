@@ -22,6 +22,10 @@ use check::{Checker, check_url};
 /// The default name of the variable that holds the secret key.
 pub const DEFAULT_SECRET_KEY_ENV: &str = "GRATTR_SECRET_KEY";
 
+/// How long a writer's lease on a shared store's record lasts unless renewed, by
+/// default: Kubernetes' own leader election uses the same.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+
 /// The fields of `grattr.yaml`, at the top level and in each environment.
 const FIELDS: &[&str] = &[
     "sdkappid",
@@ -30,6 +34,7 @@ const FIELDS: &[&str] = &[
     "endpoint",
     "groups",
     "lockfile",
+    "state",
     "secret_key_env",
     "prune",
     "ownership",
@@ -58,6 +63,7 @@ struct Settings {
     endpoint: Option<At<String>>,
     groups: Option<At<String>>,
     lockfile: Option<At<String>>,
+    state: Option<At<String>>,
     secret_key_env: Option<At<String>>,
     prune: Option<At<bool>>,
     ownership: Option<At<Ownership>>,
@@ -184,6 +190,12 @@ pub struct Environment {
     /// The configured lockfile, in the repository, when a state directory holds
     /// [`Environment::lockfile`] instead: an empty state directory starts from it, once.
     pub seed_lockfile: Option<PathBuf>,
+    /// Where the record lives when not in the lockfile's files: a shared store's URL
+    /// (`postgres://USER@HOST:PORT/DATABASE`), from `state:`, `GRATTR_STATE` or `--state`.
+    pub state: Option<String>,
+    /// How long a writer's lease on a shared store's record lasts unless renewed
+    /// (`--lease-ttl`): a standby takes over within it once the holder is gone.
+    pub lease_ttl: Duration,
     /// The variable holding the secret key.
     pub secret_key_env: String,
     /// Whether groups no longer declared are cleared.
@@ -397,6 +409,8 @@ impl Config {
             groups_dir: path_of(pick!(groups), "groups"),
             lockfile: path_of(pick!(lockfile), "grattr.lock"),
             seed_lockfile: None,
+            state: pick!(state).map(|v| v.value.clone()),
+            lease_ttl: DEFAULT_LEASE_TTL,
             secret_key_env: pick!(secret_key_env).map_or(DEFAULT_SECRET_KEY_ENV.to_string(), |v| v.value.clone()),
             prune: pick!(prune).is_some_and(|p| p.value),
             ownership: pick!(ownership).map_or(Ownership::Group, |o| o.value),

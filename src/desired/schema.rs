@@ -257,6 +257,13 @@ pub fn config() -> Value {
                 "description": "The record of what was applied, relative to grattr.yaml (default: grattr.lock).",
                 "type": "string",
             },
+            "state": {
+                "description": "Where the record lives when not in the lockfile's files: a PostgreSQL URL \
+                                (postgres://USER@HOST:PORT/DATABASE), shared by CI runners and watch replicas. \
+                                Never a password: set PGPASSWORD where grattr runs.",
+                "type": "string",
+                "pattern": "^[Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss]([Qq][Ll])?://",
+            },
             "secret_key_env": {
                 "description": "The environment variable holding the secret key (default: GRATTR_SECRET_KEY). \
                                 The key itself never belongs in this file.",

@@ -96,6 +96,19 @@ impl LockGuard {
         Ok(LockGuard { file, path })
     }
 
+    /// Who holds the lock of `lockfile` now, if anyone (as far as it can be told).
+    pub fn holder(lockfile: &Path) -> Option<Holder> {
+        let mut file = OpenOptions::new().read(true).write(true).open(Self::sidecar(lockfile)).ok()?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                None
+            }
+            Err(TryLockError::WouldBlock) => read_holder(&mut file),
+            Err(TryLockError::Error(_)) => None,
+        }
+    }
+
     /// The sidecar file.
     pub fn path(&self) -> &Path {
         &self.path

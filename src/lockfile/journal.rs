@@ -162,6 +162,18 @@ pub fn replay(lockfile: &Path, sdkappid: u64) -> Result<Vec<Record>, LockfileErr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(LockfileError::Io { path, source }),
     };
+    replay_text(path, &text, sdkappid)
+}
+
+/// One record as a line of the journal (without its newline), for the app `sdkappid`:
+/// what a shared store keeps of it, to verify as the local journal's lines are.
+pub fn encode(record: &Record, sdkappid: u64) -> Vec<u8> {
+    serde_json::to_vec(&record.line(sdkappid)).unwrap_or_default()
+}
+
+/// The records of a journal's `text`, found at `path` (a file, or the name of a
+/// shared store's record, for messages), verified as [`replay`] verifies them.
+pub fn replay_text(path: PathBuf, text: &[u8], sdkappid: u64) -> Result<Vec<Record>, LockfileError> {
     let complete = text.iter().rposition(|b| *b == b'\n').map_or(0, |end| end + 1);
     let mut records = Vec::new();
     let mut problems = Vec::new();

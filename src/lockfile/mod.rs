@@ -9,7 +9,7 @@ mod seed;
 mod stream;
 
 pub use guard::{Holder, LockError, LockGuard};
-pub use journal::{JournalStats, JournalWriter, Record, journal_path, remove_journal, replay};
+pub use journal::{JournalStats, JournalWriter, Record, encode, journal_path, remove_journal, replay, replay_text};
 pub use seed::{Opened, lock, open, seed};
 
 pub use crate::model::AppliedGroup;

@@ -6,11 +6,465 @@
 //! by a lease whose fencing token every record write presents; each applied group
 //! durable before it is reported; what is read verified as a lockfile is.
 
+mod lease;
 pub mod postgres;
+mod recorder;
 
-use crate::lockfile::Holder;
+pub use lease::Validity;
+pub use recorder::Recorder;
+
+use crate::lockfile::{self as files, Holder, LockGuard, Lockfile, Opened};
+use postgres::Postgres;
 use serde::{Deserialize, Serialize};
-use std::time::SystemTime;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A shared store's journal is folded into its lockfile once it holds this many
+/// records (a local journal is folded at the end of every run): folding rewrites
+/// the whole record, which at 100,000 groups is tens of megabytes.
+const FOLD_RECORDS: usize = 10_000;
+
+/// Where a record lives.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// Files: the lockfile, its journal and its lock beside it.
+    Local {
+        /// The lockfile.
+        lockfile: PathBuf,
+        /// The repository's lockfile, which a state directory never written starts from.
+        seed: Option<PathBuf>,
+    },
+    /// A PostgreSQL database.
+    Postgres(postgres::Config),
+}
+
+impl Location {
+    /// The store a state URL names: `postgres://` or `postgresql://` (libpq's form).
+    pub fn parse(url: &str) -> Result<Location, StateError> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") => Ok(Location::Postgres(postgres::Config::parse(url)?)),
+            Some(other) => Err(StateError::Url {
+                url: format!("{}://…", crate::escape::text(other)),
+                message: "grattr keeps its record in local files (a path, or --state-dir DIR) or in PostgreSQL \
+                          (postgres://USER@HOST:PORT/DATABASE)"
+                    .into(),
+            }),
+            None => Err(StateError::Url {
+                url: crate::escape::text(url).into_owned(),
+                message: "not a URL: a path names local files (--state-dir DIR)".into(),
+            }),
+        }
+    }
+}
+
+/// The record of one app and environment, where it lives.
+#[derive(Debug, Clone)]
+pub struct Store {
+    key: Key,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Local { lockfile: PathBuf, seed: Option<PathBuf> },
+    Postgres(Arc<Postgres>),
+}
+
+/// What `grattr state show` says of a record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shown {
+    /// Where it lives, for people.
+    pub store: String,
+    /// Its version (a shared store's; local files have none).
+    pub version: Option<u64>,
+    /// Groups it records.
+    pub groups: usize,
+    /// Journal records not folded yet.
+    pub journal: usize,
+    /// The lease, if one is held or was held and not released.
+    pub lease: Option<LeaseInfo>,
+    /// Whether that lease is live now.
+    pub held: bool,
+}
+
+impl Store {
+    /// Opens the record of `key` at `location` (a shared store: connects, and creates
+    /// its tables on first use).
+    pub async fn open(location: &Location, key: Key) -> Result<Store, StateError> {
+        let kind = match location {
+            Location::Local { lockfile, seed } => Kind::Local { lockfile: lockfile.clone(), seed: seed.clone() },
+            Location::Postgres(config) => Kind::Postgres(Arc::new(Postgres::connect(config, key.clone()).await?)),
+        };
+        Ok(Store { key, kind })
+    }
+
+    /// Where the record lives, for people: a path, or a URL without its password.
+    pub fn label(&self) -> String {
+        match &self.kind {
+            Kind::Local { lockfile, .. } => crate::escape::path(lockfile),
+            Kind::Postgres(store) => store.label(),
+        }
+    }
+
+    /// Where the record lives as a path to show (escaped where it is written): the
+    /// lockfile, or the shared store's label.
+    pub fn shown_as(&self) -> PathBuf {
+        match &self.kind {
+            Kind::Local { lockfile, .. } => lockfile.clone(),
+            Kind::Postgres(store) => PathBuf::from(store.label()),
+        }
+    }
+
+    /// Whether the record is in local files.
+    pub fn is_local(&self) -> bool {
+        matches!(self.kind, Kind::Local { .. })
+    }
+
+    /// The record, to read, verified: a journal a writer is appending to is replayed
+    /// on top, not folded. Takes no lease.
+    pub async fn read(&self) -> Result<Lockfile, StateError> {
+        match &self.kind {
+            Kind::Local { lockfile, seed } => {
+                let (path, seed, sdkappid) = (lockfile.clone(), seed.clone(), self.key.sdkappid);
+                blocking(move || {
+                    let lockfile = Lockfile::read_seeded(&path, seed.as_deref(), sdkappid)?;
+                    lockfile.check_app(&path, sdkappid)?;
+                    Ok(lockfile)
+                })
+                .await
+            }
+            Kind::Postgres(store) => Ok(self.verify(store, &store.read().await?)?.0),
+        }
+    }
+
+    /// The record a shared store read, verified as a lockfile and its journal are:
+    /// digests, app. Returns it with its journal's records applied, and how many there were.
+    fn verify(&self, store: &Postgres, stored: &Stored) -> Result<(Lockfile, usize), StateError> {
+        let label = PathBuf::from(store.label());
+        let sdkappid = self.key.sdkappid;
+        let mut lockfile = match &stored.lockfile {
+            Some(bytes) => Lockfile::parse(&label, bytes)?,
+            None => Lockfile::default(),
+        };
+        lockfile.check_app(&label, sdkappid)?;
+        let mut text = Vec::new();
+        for (_, line) in &stored.journal {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+        let records = files::replay_text(label, &text, sdkappid)?;
+        let count = records.len();
+        lockfile.apply_records(records);
+        Ok((lockfile, count))
+    }
+
+    /// What `grattr state show` says: the record's size and version, and its lease.
+    pub async fn show(&self) -> Result<Shown, StateError> {
+        match &self.kind {
+            Kind::Local { lockfile, .. } => {
+                let journal = {
+                    let (path, sdkappid) = (lockfile.clone(), self.key.sdkappid);
+                    blocking(move || Ok(files::replay(&path, sdkappid)?.len())).await?
+                };
+                let record = self.read().await?;
+                let holder = files::LockGuard::holder(lockfile);
+                let lease = holder.map(|holder| LeaseInfo { holder, token: 0, expires: SystemTime::UNIX_EPOCH });
+                Ok(Shown {
+                    store: self.label(),
+                    version: None,
+                    groups: record.groups.len(),
+                    journal,
+                    held: lease.is_some(),
+                    lease,
+                })
+            }
+            Kind::Postgres(store) => {
+                let stored = store.read().await?;
+                let (record, _) = self.verify(store, &stored)?;
+                let lease = store.lease().await?;
+                Ok(Shown {
+                    store: self.label(),
+                    version: Some(stored.version),
+                    groups: record.groups.len(),
+                    journal: stored.journal.len(),
+                    held: lease.as_ref().is_some_and(|l| l.expires > SystemTime::now()),
+                    lease,
+                })
+            }
+        }
+    }
+
+    /// Takes the writer's lease for `command`, waiting up to `wait` for the holder.
+    pub async fn lease(&self, command: &str, wait: Duration, ttl: Duration) -> Result<Lease, StateError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.try_lease(command, ttl).await? {
+                Ok(lease) => return Ok(lease),
+                Err(held) if Instant::now() >= deadline => return Err(held),
+                Err(_) => tokio::time::sleep(poll(ttl).min(deadline.saturating_duration_since(Instant::now()))).await,
+            }
+        }
+    }
+
+    /// Takes the writer's lease for `command` if it is free: `Ok(Err(..))` names who holds it.
+    pub async fn try_lease(&self, command: &str, ttl: Duration) -> Result<Result<Lease, StateError>, StateError> {
+        match &self.kind {
+            Kind::Local { lockfile, seed } => {
+                let (path, seed, command) = (lockfile.clone(), seed.clone(), command.to_string());
+                let taken =
+                    tokio::task::spawn_blocking(move || files::lock(&path, seed.as_deref(), &command, Duration::ZERO))
+                        .await
+                        .map_err(|e| StateError::Unreachable { store: self.label(), message: e.to_string() })?;
+                match taken {
+                    Ok(guard) => Ok(Ok(self.leased(Held::Local { _guard: guard }, Validity::forever()))),
+                    Err(e @ files::LockError::Held { .. }) => Ok(Err(StateError::Lock(e))),
+                    Err(e) => Err(StateError::Lock(e)),
+                }
+            }
+            Kind::Postgres(store) => {
+                let sent = Instant::now();
+                match store.acquire(&holder(command), ttl).await? {
+                    Acquired::Taken(token) => {
+                        let validity = Validity::taken(sent, ttl);
+                        let renewer = tokio::spawn(lease::renew(store.clone(), token, ttl, validity.clone()));
+                        Ok(Ok(self.leased(Held::Postgres { token, renewer }, validity)))
+                    }
+                    Acquired::Held(lease) => Ok(Err(StateError::Held { store: self.label(), lease: Box::new(lease) })),
+                }
+            }
+        }
+    }
+
+    fn leased(&self, held: Held, validity: Arc<Validity>) -> Lease {
+        Lease { store: self.clone(), held: Some(held), validity, unfolded: 0 }
+    }
+
+    /// Clears the lease of a holder that is gone (`state unlock --force`) and says who held it.
+    /// Local files need none: the operating system releases their lock when its holder dies.
+    pub async fn unlock(&self) -> Result<Option<LeaseInfo>, StateError> {
+        match &self.kind {
+            Kind::Local { .. } => Ok(None),
+            Kind::Postgres(store) => store.break_lease().await,
+        }
+    }
+}
+
+/// How often a waiting writer asks for a lease again.
+fn poll(ttl: Duration) -> Duration {
+    (ttl / 5).clamp(Duration::from_millis(50), Duration::from_secs(2))
+}
+
+/// Who this process is, taking a lease for `command`.
+fn holder(command: &str) -> Holder {
+    Holder {
+        pid: std::process::id(),
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        since: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        command: command.to_string(),
+    }
+}
+
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StateError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| StateError::Unreachable {
+        store: "local files".into(),
+        message: format!("the reading task failed: {e}"),
+    })?
+}
+
+/// Waits until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+enum Held {
+    Local { _guard: LockGuard },
+    Postgres { token: u64, renewer: tokio::task::JoinHandle<()> },
+}
+
+/// The writer's lease on a record: while it is valid, its holder alone records.
+/// Released when dropped (a shared store's lease then expires unrenewed) or by
+/// [`Lease::release`], at once.
+pub struct Lease {
+    store: Store,
+    held: Option<Held>,
+    validity: Arc<Validity>,
+    /// Records in a shared store's journal not folded into its lockfile.
+    unfolded: usize,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("store", &self.store.label()).field("token", &self.token()).finish()
+    }
+}
+
+impl Lease {
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The fencing token (0 for local files, whose lock needs none).
+    pub fn token(&self) -> u64 {
+        match &self.held {
+            Some(Held::Postgres { token, .. }) => *token,
+            _ => 0,
+        }
+    }
+
+    /// Whether the holder may still act on the record.
+    pub fn valid(&self) -> bool {
+        self.validity.valid()
+    }
+
+    /// The lease's clock, to stop work when it is lost.
+    pub fn validity(&self) -> Arc<Validity> {
+        self.validity.clone()
+    }
+
+    /// The record, to write from: a state directory never written is seeded from the
+    /// repository's lockfile, and a journal an interrupted run left is folded in.
+    pub async fn open(&mut self) -> Result<(Lockfile, Opened), StateError> {
+        let sdkappid = self.store.key.sdkappid;
+        match &self.store.kind {
+            Kind::Local { lockfile, seed } => {
+                let (path, seed) = (lockfile.clone(), seed.clone());
+                blocking(move || {
+                    let (lockfile, opened) = files::open(&path, seed.as_deref(), sdkappid)?;
+                    lockfile.check_app(&path, sdkappid)?;
+                    Ok((lockfile, opened))
+                })
+                .await
+            }
+            Kind::Postgres(store) => {
+                let stored = store.read().await?;
+                let (mut lockfile, recovered) = self.store.verify(store, &stored)?;
+                self.unfolded = recovered;
+                if self.unfolded >= FOLD_RECORDS {
+                    self.checkpoint(&mut lockfile).await?;
+                }
+                Ok((lockfile, Opened { seeded: None, recovered }))
+            }
+        }
+    }
+
+    /// A recorder of the successes of a run, under this lease.
+    pub fn recorder(&self) -> Result<Recorder, StateError> {
+        let sdkappid = self.store.key.sdkappid;
+        match (&self.store.kind, &self.held) {
+            (Kind::Postgres(store), Some(Held::Postgres { token, .. })) => {
+                Ok(Recorder::shared(store.clone(), *token, sdkappid, self.validity.clone()))
+            }
+            (Kind::Local { lockfile, .. }, _) => {
+                Ok(Recorder::journal(files::JournalWriter::open(lockfile, sdkappid)?, self.validity.clone()))
+            }
+            (Kind::Postgres(store), _) => Err(StateError::Lapsed { store: store.label() }),
+        }
+    }
+
+    /// After a run recorded `records` into this lease's journal and `lockfile` already
+    /// holds them: local files fold the journal into the lockfile; a shared store folds
+    /// once its journal is long (its readers replay it meanwhile).
+    pub async fn ran(&mut self, lockfile: &mut Lockfile, records: usize) -> Result<(), StateError> {
+        match &self.store.kind {
+            Kind::Local { .. } => self.checkpoint(lockfile).await,
+            Kind::Postgres(_) => {
+                self.unfolded += records;
+                match self.unfolded >= FOLD_RECORDS {
+                    true => self.checkpoint(lockfile).await,
+                    false => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Writes `lockfile` (which holds every record of the journal) as the record and
+    /// empties the journal.
+    pub async fn checkpoint(&mut self, lockfile: &mut Lockfile) -> Result<(), StateError> {
+        let sdkappid = self.store.key.sdkappid;
+        lockfile.sdkappid.get_or_insert(sdkappid);
+        match (&self.store.kind, &self.held) {
+            (Kind::Local { lockfile: path, .. }, _) => {
+                let path = path.clone();
+                let mut taken = std::mem::take(lockfile);
+                let written = blocking(move || {
+                    let written = taken.checkpoint(&path, sdkappid);
+                    Ok((taken, written))
+                })
+                .await?;
+                *lockfile = written.0;
+                written.1?;
+            }
+            (Kind::Postgres(store), Some(Held::Postgres { token, .. })) => {
+                if !self.validity.valid() {
+                    return Err(StateError::Lapsed { store: store.label() });
+                }
+                let (store, token) = (store.clone(), *token);
+                let bytes = lockfile.to_json();
+                store.checkpoint(token, &bytes, i64::MAX).await?;
+            }
+            (Kind::Postgres(store), _) => return Err(StateError::Lapsed { store: store.label() }),
+        }
+        self.unfolded = 0;
+        Ok(())
+    }
+
+    /// Removes the local journal a run that recorded nothing left, when no earlier
+    /// run's records wait in it (a shared store's journal has no empty form).
+    pub async fn discard_empty_journal(&self) -> Result<(), StateError> {
+        match &self.store.kind {
+            Kind::Local { lockfile, .. } => {
+                let path = lockfile.clone();
+                blocking(move || Ok(files::remove_journal(&path)?)).await
+            }
+            Kind::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Replaces the record with `lockfile` (`state push`): refused while the record
+    /// holds groups, unless `force`.
+    pub async fn replace(&mut self, mut lockfile: Lockfile, force: bool) -> Result<usize, StateError> {
+        let (record, _) = self.open().await?;
+        if !record.groups.is_empty() && !force {
+            return Err(StateError::NotEmpty { store: self.store.label(), groups: record.groups.len() });
+        }
+        self.checkpoint(&mut lockfile).await?;
+        Ok(lockfile.groups.len())
+    }
+
+    /// Resolves when the lease is lost.
+    pub async fn lost(&self) {
+        self.validity.lost().await;
+    }
+
+    /// Gives the lease up now (a shared store's other writers need not wait for it to expire).
+    pub async fn release(mut self) {
+        if let Some(Held::Postgres { token, renewer }) = self.held.take() {
+            renewer.abort();
+            if let Kind::Postgres(store) = &self.store.kind
+                && let Err(e) = store.release(token).await
+            {
+                tracing::warn!(error = %e, "cannot release the lease; it expires unrenewed");
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(Held::Postgres { renewer, .. }) = &self.held {
+            renewer.abort();
+        }
+    }
+}
 
 /// Which record of a shared store: one per app and environment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,11 +530,13 @@ pub enum StateError {
         /// The store and record, for people (no password).
         store: String,
         /// The lease held.
-        lease: LeaseInfo,
+        lease: Box<LeaseInfo>,
     },
     /// Our lease lapsed (not renewed in time) or was taken by another writer:
     /// nothing more is recorded.
-    #[error("the lease on the record at {store} lapsed: another writer may hold it now, so this one records nothing more")]
+    #[error(
+        "the lease on the record at {store} lapsed: another writer may hold it now, so this one records nothing more"
+    )]
     Lapsed {
         /// The store and record.
         store: String,
@@ -102,6 +558,28 @@ pub enum StateError {
         found: u32,
         /// The newest this grattr knows.
         supported: u32,
+    },
+    /// The record read does not verify, or the local files cannot be read or written.
+    #[error(transparent)]
+    Lockfile(#[from] crate::lockfile::LockfileError),
+    /// The local files' lock is held, or cannot be taken.
+    #[error(transparent)]
+    Lock(#[from] crate::lockfile::LockError),
+    /// Records of applied groups could not be written.
+    #[error("{lost} applied group(s) could not be recorded (the next run applies them again): {source}")]
+    Unrecorded {
+        /// How many.
+        lost: usize,
+        /// Why.
+        source: Box<StateError>,
+    },
+    /// `state push` onto a record that holds groups.
+    #[error("the record at {store} already holds {groups} group(s): nothing was pushed (--force replaces it)")]
+    NotEmpty {
+        /// The store and record.
+        store: String,
+        /// How many groups it holds.
+        groups: usize,
     },
     /// A state URL that cannot be used.
     #[error("state URL {url}: {message}")]

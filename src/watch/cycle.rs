@@ -7,9 +7,9 @@ use super::{ConfigError, Failing, Paused, Remote, WatchError, Watcher, now_unix}
 use crate::apply::guard::{Approved, Refusal, Safety};
 use crate::apply::{self, ApplyOptions, Outcome};
 use crate::desired::Diagnostic;
-use crate::lockfile::{JournalWriter, remove_journal};
 use crate::model::GroupId;
 use crate::plan::{self, PlanOptions};
+use crate::state::StateError;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -151,8 +151,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             }
             return Ok(Cycle::Noop);
         }
-        let path = self.remote.environment.lockfile.clone();
-        let journal = JournalWriter::open(&path, self.remote.environment.sdkappid)?;
+        let journal = self.lease.recorder()?;
         let options =
             ApplyOptions { concurrency: self.options.concurrency, fail_fast: false, grace: self.options.grace };
         let mut report = apply::execute(approved, &self.remote.client, &journal, &options, &self.stop, |change, outcome| {
@@ -162,12 +161,31 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             }
         })
         .await;
-        journal.finish()?;
+        let finished = journal.finish().await;
+        // What was written is in the record whatever happened after.
+        let written = match &finished {
+            Ok(stats) => stats.records,
+            Err(StateError::Unrecorded { lost, .. }) => report.recorded.len().saturating_sub(*lost),
+            Err(_) => 0,
+        };
+        report.recorded.truncate(written);
         self.unfolded.add(report.recorded.len());
         self.lockfile.apply_records(std::mem::take(&mut report.recorded));
+        if let Err(e) = finished {
+            return Err(match e {
+                StateError::Unrecorded { source, .. } if matches!(*source, StateError::Lapsed { .. }) => {
+                    WatchError::LeaseLost(source.to_string())
+                }
+                e @ StateError::Lapsed { .. } => WatchError::LeaseLost(e.to_string()),
+                other => other.into(),
+            });
+        }
+        if report.lapsed {
+            return Err(WatchError::LeaseLost("the lease lapsed during the run".into()));
+        }
         if self.unfolded.records == 0 {
             // Nothing succeeded: drop the empty journal now rather than at a checkpoint.
-            remove_journal(&path)?;
+            self.lease.discard_empty_journal().await?;
         }
         for index in &report.applied {
             let id = &plan.changes[*index].group_id;

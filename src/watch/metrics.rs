@@ -96,6 +96,10 @@ pub struct Metrics {
     pub change_to_applied: Histogram,
     /// 1 when ready.
     pub ready: Gauge,
+    /// 1 while this process holds the writer's lease and reconciles.
+    pub leader: Gauge,
+    /// While standing by: who leads, as `/readyz` says it.
+    pub standby: Mutex<Option<String>>,
     /// Why not ready.
     pub not_ready_reason: Mutex<String>,
 }
@@ -136,6 +140,12 @@ impl Metrics {
             change_to_applied.clone(),
         );
         registry.register("ready", "1 when the first reconcile finished and the desired state is valid", ready.clone());
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process holds the writer's lease on the record and reconciles; 0 while it stands by",
+            leader.clone(),
+        );
         Metrics {
             registry,
             cycles,
@@ -149,6 +159,8 @@ impl Metrics {
             last_success,
             change_to_applied,
             ready,
+            leader,
+            standby: Mutex::new(None),
             not_ready_reason: Mutex::new("the first reconcile has not finished".into()),
         }
     }
@@ -172,6 +184,24 @@ impl Metrics {
     pub fn set_ready(&self, reason: Option<String>) {
         self.ready.set(i64::from(reason.is_none()));
         *self.not_ready_reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = reason.unwrap_or_default();
+    }
+
+    /// Stands by while another process leads (`Some`: who, said on `/readyz`), or
+    /// no longer (`None`).
+    pub fn set_standby(&self, leader: Option<String>) {
+        self.leader.set(0);
+        *self.standby.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = leader;
+    }
+
+    /// Leads: holds the writer's lease and reconciles.
+    pub fn set_leader(&self) {
+        *self.standby.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.leader.set(1);
+    }
+
+    /// Who leads, while this process stands by.
+    pub fn standby(&self) -> Option<String> {
+        self.standby.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Whether ready, and if not, why.

@@ -20,9 +20,10 @@ use crate::desired::Environment;
 use crate::desired::config::ConfigErrors;
 use crate::desired::index::DesiredIndex;
 use crate::live::LiveRead;
-use crate::lockfile::{LockError, Lockfile, LockfileError};
+use crate::lockfile::{Lockfile, LockfileError};
 use crate::model::GroupId;
 use crate::plan::PlanEnvironment;
+use crate::state::{Lease, StateError};
 use files::{canonical, config_dir, link_dirs, watch, watch_dirs};
 use metrics::Metrics;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
@@ -61,8 +62,6 @@ pub struct WatchOptions {
     pub retry_base: Duration,
     /// Apply plans the safety guard would refuse (`--force`).
     pub force: bool,
-    /// How long to wait for another grattr holding the lockfile's lock.
-    pub lock_timeout: Duration,
     /// How long every file a change read must hold the same content before the
     /// change is planned (zero: at once).
     pub settle: Duration,
@@ -91,10 +90,12 @@ pub enum WatchError {
     /// The task opening the state failed.
     #[error("opening the state: {0}")]
     Task(#[from] tokio::task::JoinError),
-    /// Another grattr holds the lockfile's lock: two writers of one record would each
-    /// record a different truth.
+    /// The record cannot be written.
     #[error(transparent)]
-    Lock(LockError),
+    State(#[from] StateError),
+    /// The writer's lease was lost: this process stands by again.
+    #[error("lost the writer's lease: {0}")]
+    LeaseLost(String),
 }
 
 /// Why the configuration cannot be used (at start, on SIGHUP, after an edit).
@@ -150,6 +151,8 @@ struct Watcher<L: Fn() -> Result<Remote, ConfigError>> {
     /// What is watched for the overlays (see [`files::overlay_watches`]).
     overlay_watches: Vec<(PathBuf, RecursiveMode)>,
     index: DesiredIndex,
+    /// The writer's lease on the record.
+    lease: Lease,
     lockfile: Lockfile,
     options: WatchOptions,
     metrics: Arc<Metrics>,
@@ -199,8 +202,10 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Runs the watcher until `stop`: reconciles once, then on every burst of file
-/// changes, every `resync`, on `reload` (SIGHUP), and when failing groups are due.
+/// Runs the watcher until `stop`: stands by while another writer holds the record's
+/// lease, then leads: reconciles once, then on every burst of file changes, every
+/// `resync`, on `reload` (SIGHUP), and when failing groups are due. A lease lost
+/// (not renewed in time, or taken over) makes it stand by again.
 pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
     config_path: &Path,
     load: L,
@@ -210,32 +215,87 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
     mut reload: mpsc::UnboundedReceiver<()>,
 ) -> Result<(), WatchError> {
     let mut remote = load()?;
-    // A state that cannot be used (a state directory not writable, a corrupt record or
-    // seed) is a reason not to be ready, said on /readyz, not a crash loop that says nothing.
-    let (_lock, lockfile) = loop {
-        let environment = remote.environment.clone();
-        let timeout = options.lock_timeout;
-        let opened = tokio::task::spawn_blocking(move || open_state(&environment, timeout)).await?;
-        let reason = match opened {
-            Ok(opened) => break opened,
-            Err(OpenError::Held(e)) => return Err(WatchError::Lock(e)),
-            Err(OpenError::Unusable(reason)) => reason,
+    loop {
+        let Some((lease, lockfile)) = stand_by(&mut remote, &load, &metrics, &stop, &mut reload).await? else {
+            return Ok(());
         };
-        let reason = format!(
-            "the state cannot be used: {reason}; nothing is applied until it can (tried again every {}s, and on SIGHUP)",
-            STATE_RETRY.as_secs()
-        );
-        tracing::error!("{reason}");
-        metrics.set_ready(Some(reason));
+        let leading = lead(config_path, &load, remote, lease, lockfile, &options, &metrics, &stop, &mut reload);
+        match leading.await {
+            Err(WatchError::LeaseLost(why)) => {
+                tracing::error!(
+                    reason = %why,
+                    "lost the writer's lease: nothing more is applied or recorded by this process; standing by"
+                );
+                metrics.set_standby(Some("none: the lease was lost; waiting to take it again".into()));
+                remote = load()?;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Takes the writer's lease on the record and opens it, standing by while another
+/// writer holds it. A state that cannot be used (a store that cannot be reached, a
+/// state directory not writable, a corrupt record or seed) is a reason not to be
+/// ready, said on /readyz, not a crash loop that says nothing. `None` when stopped.
+async fn stand_by<L: Fn() -> Result<Remote, ConfigError>>(
+    remote: &mut Remote,
+    load: &L,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+    reload: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<Option<(Lease, Lockfile)>, WatchError> {
+    loop {
+        let wait = match open_state(&remote.environment).await {
+            Ok(opened) => {
+                metrics.set_leader();
+                tracing::info!("leading: holding the writer's lease on the record");
+                return Ok(Some(opened));
+            }
+            Err(OpenError::Standby(leader)) => {
+                if metrics.standby().as_deref() != Some(leader.as_str()) {
+                    tracing::info!(leader = %crate::escape::text(&leader), "standing by: another writer holds the record's lease");
+                }
+                metrics.set_standby(Some(format!("the record's lease is held by {leader}")));
+                metrics.set_ready(Some("standing by".into()));
+                (remote.environment.lease_ttl / 5).clamp(Duration::from_millis(50), Duration::from_secs(2))
+            }
+            Err(OpenError::Unusable(reason)) => {
+                let reason = format!(
+                    "the state cannot be used: {reason}; nothing is applied until it can (tried again every {}s, and on SIGHUP)",
+                    STATE_RETRY.as_secs()
+                );
+                tracing::error!("{reason}");
+                metrics.set_standby(None);
+                metrics.set_ready(Some(reason));
+                STATE_RETRY
+            }
+        };
         tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            () = tokio::time::sleep(STATE_RETRY) => {}
+            () = stop.cancelled() => return Ok(None),
+            () = tokio::time::sleep(wait) => {}
             Some(()) = reload.recv() => match load() {
-                Ok(reloaded) => remote = reloaded,
+                Ok(reloaded) => *remote = reloaded,
                 Err(e) => tracing::error!(error = %e, "the configuration is invalid; keeping the previous one"),
             },
         }
-    };
+    }
+}
+
+/// Leads until stopped or the lease is lost ([`WatchError::LeaseLost`]).
+#[allow(clippy::too_many_arguments)]
+async fn lead<L: Fn() -> Result<Remote, ConfigError>>(
+    config_path: &Path,
+    load: &L,
+    remote: Remote,
+    lease: Lease,
+    lockfile: Lockfile,
+    options: &WatchOptions,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+    reload: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<(), WatchError> {
+    let (options, metrics) = (options.clone(), metrics.clone());
     metrics.set_ready(Some("the first reconcile has not finished".into()));
     let groups_dir = canonical(&remote.environment.groups_dir);
     let (events_tx, mut events) = mpsc::unbounded_channel::<(Vec<PathBuf>, Instant)>();
@@ -290,6 +350,7 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
     let mut watcher = Watcher {
         load,
         remote,
+        lease,
         config_path,
         config_link,
         groups_dir,
@@ -317,73 +378,102 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
     watcher.sync_overlay_watches(&mut debouncer)?;
     tracing::info!(groups = watcher.index.groups().len(), files = watcher.index.files(), "watching");
     watcher.update_managed();
-    watcher.reconcile(None).await?;
+    let result = watcher.watch(&mut debouncer, &mut events, reload).await;
+    if result.is_ok() {
+        watcher.checkpoint().await?;
+        watcher.lease.release().await;
+        tracing::info!("stopped");
+    }
+    drop(debouncer);
+    result
+}
 
-    let (resync_tx, mut resyncs) = mpsc::unbounded_channel::<BTreeMap<GroupId, LiveRead>>();
-    let mut resync_task: Option<tokio::task::JoinHandle<()>> = None;
-    let mut resync_timer =
-        tokio::time::interval_at(tokio::time::Instant::now() + watcher.options.resync, watcher.options.resync);
-    resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        // While paused, failing groups wait for the pause too.
-        let retry_at = match &watcher.paused {
-            Some(paused) => Some(paused.next),
-            None => watcher.failing.values().map(|f| f.next).min(),
-        };
-        // While it settles, or is invalid, no retry can be planned: the next read plans
-        // the failing groups that are due with the change.
-        let retry = sleep_until(retry_at.filter(|_| watcher.settling.is_none() && !watcher.invalid));
-        let checkpoint = sleep_until(watcher.unfolded.checkpoint_at());
-        let settled = sleep_until(watcher.settling.as_ref().map(|s| s.due));
-        let removal = sleep_until(watcher.next_removal());
-        let reread = sleep_until(watcher.reread_at());
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            () = checkpoint => watcher.checkpoint()?,
-            Some((paths, first)) = events.recv() => {
-                let (paths, first) = watcher.coalesce(paths, first, &mut events).await;
-                // A symlink swapped to a new checkout publishes it whole, at once: no settling.
-                if watcher.follow_move(&mut debouncer).await? {
-                    watcher.reconcile(None).await?;
-                } else {
-                    watcher.read_change(paths, first, false, &mut debouncer).await?;
+impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
+    /// Reconciles once, then on every event until stopped.
+    async fn watch(
+        &mut self,
+        debouncer: &mut files::Debouncer,
+        events: &mut mpsc::UnboundedReceiver<(Vec<PathBuf>, Instant)>,
+        reload: &mut mpsc::UnboundedReceiver<()>,
+    ) -> Result<(), WatchError> {
+        self.reconcile(None).await?;
+        let mut resync_task = None;
+        let result = self.events(&mut resync_task, debouncer, events, reload).await;
+        if let Some(task) = resync_task {
+            task.abort();
+        }
+        result
+    }
+
+    /// Handles events until stopped; `resync_task` is the resync running, if one is.
+    async fn events(
+        &mut self,
+        resync_task: &mut Option<tokio::task::JoinHandle<()>>,
+        debouncer: &mut files::Debouncer,
+        events: &mut mpsc::UnboundedReceiver<(Vec<PathBuf>, Instant)>,
+        reload: &mut mpsc::UnboundedReceiver<()>,
+    ) -> Result<(), WatchError> {
+        let watcher = self;
+        let stop = watcher.stop.clone();
+        let (resync_tx, mut resyncs) = mpsc::unbounded_channel::<BTreeMap<GroupId, LiveRead>>();
+        let mut resync_timer =
+            tokio::time::interval_at(tokio::time::Instant::now() + watcher.options.resync, watcher.options.resync);
+        resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // While paused, failing groups wait for the pause too.
+            let retry_at = match &watcher.paused {
+                Some(paused) => Some(paused.next),
+                None => watcher.failing.values().map(|f| f.next).min(),
+            };
+            // While it settles, or is invalid, no retry can be planned: the next read plans
+            // the failing groups that are due with the change.
+            let retry = sleep_until(retry_at.filter(|_| watcher.settling.is_none() && !watcher.invalid));
+            let checkpoint = sleep_until(watcher.unfolded.checkpoint_at());
+            let settled = sleep_until(watcher.settling.as_ref().map(|s| s.due));
+            let removal = sleep_until(watcher.next_removal());
+            let reread = sleep_until(watcher.reread_at());
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(()),
+                () = watcher.lease.lost() => return Err(WatchError::LeaseLost("the lease could not be renewed in time".into())),
+                () = checkpoint => watcher.checkpoint().await?,
+                Some((paths, first)) = events.recv() => {
+                    let (paths, first) = watcher.coalesce(paths, first, events).await;
+                    // A symlink swapped to a new checkout publishes it whole, at once: no settling.
+                    if watcher.follow_move(debouncer).await? {
+                        watcher.reconcile(None).await?;
+                    } else {
+                        watcher.read_change(paths, first, false, debouncer).await?;
+                    }
                 }
-            }
-            Some(()) = reload.recv() => {
-                tracing::info!("reloading the configuration and every file (SIGHUP)");
-                if watcher.follow_move(&mut debouncer).await? {
-                    watcher.reconcile(None).await?;
-                } else {
-                    watcher.read_change(Vec::new(), Instant::now(), true, &mut debouncer).await?;
+                Some(()) = reload.recv() => {
+                    tracing::info!("reloading the configuration and every file (SIGHUP)");
+                    if watcher.follow_move(debouncer).await? {
+                        watcher.reconcile(None).await?;
+                    } else {
+                        watcher.read_change(Vec::new(), Instant::now(), true, debouncer).await?;
+                    }
                 }
-            }
-            () = settled => watcher.check_settled(&mut debouncer).await?,
-            () = removal => {
-                let due = watcher.removals_due();
-                watcher.planning_started = Instant::now();
-                watcher.reconcile(Some(due)).await?;
-            }
-            _ = resync_timer.tick() => {
-                if resync_task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
-                    resync_task = Some(watcher.start_resync(resync_tx.clone()));
+                () = settled => watcher.check_settled(debouncer).await?,
+                () = removal => {
+                    let due = watcher.removals_due();
+                    watcher.planning_started = Instant::now();
+                    watcher.reconcile(Some(due)).await?;
                 }
-            }
-            Some(live) = resyncs.recv() => watcher.on_resync(live).await?,
-            () = reread => watcher.reread(&mut debouncer).await?,
-            () = retry => {
-                watcher.planning_started = Instant::now();
-                watcher.reconcile(Some(BTreeSet::new())).await?;
+                _ = resync_timer.tick() => {
+                    if resync_task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                        *resync_task = Some(watcher.start_resync(resync_tx.clone()));
+                    }
+                }
+                Some(live) = resyncs.recv() => watcher.on_resync(live).await?,
+                () = reread => watcher.reread(debouncer).await?,
+                () = retry => {
+                    watcher.planning_started = Instant::now();
+                    watcher.reconcile(Some(BTreeSet::new())).await?;
+                }
             }
         }
     }
-    if let Some(task) = resync_task {
-        task.abort();
-    }
-    drop(debouncer);
-    watcher.checkpoint()?;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// The environment's overlays, resolved (where they are watched, and how file events name them).
@@ -500,6 +590,8 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         let same_file = |a: &Path, b: &Path| a.file_name() == b.file_name() && dir(a) == dir(b);
         if new.sdkappid != old.sdkappid {
             Some(format!("sdkappid from {} to {}", old.sdkappid, new.sdkappid))
+        } else if new.state != old.state {
+            Some("where the record lives (state:)".to_string())
         } else if !same_file(&new.lockfile, &old.lockfile) {
             Some(format!("the lockfile from {} to {}", old.lockfile.display(), new.lockfile.display()))
         } else if canonical(&new.groups_dir) != self.groups_dir {

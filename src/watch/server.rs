@@ -91,6 +91,11 @@ pub async fn serve(
 }
 
 async fn readyz(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    // A standby is healthy and ready to lead: not ready would hold up every rolling
+    // update of a Deployment whose replicas all stand by but one.
+    if let Some(leader) = metrics.standby() {
+        return (StatusCode::OK, format!("standby: {}\n", crate::escape::text(&leader)));
+    }
     match metrics.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         // The reason quotes file names and diagnostics: one line of plain text.

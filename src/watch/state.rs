@@ -1,28 +1,32 @@
-//! The watcher's record: its lock taken and its state opened at start, and the
-//! journal checkpointed into the lockfile when quiet rather than every cycle.
+//! The watcher's record: its lease taken (or waited for, standing by) and its state
+//! opened at start, and the journal checkpointed into the record when quiet rather
+//! than every cycle.
 
 use super::{ConfigError, Remote, WatchError, Watcher};
 use crate::desired::Environment;
-use crate::lockfile::{self, LockError, LockGuard, Lockfile, LockfileError};
+use crate::lockfile::Lockfile;
+use crate::state::{Lease, StateError};
 use std::time::{Duration, Instant};
 
-/// Takes the lock of the environment's lockfile, seeds a state directory never
-/// written from the repository's lockfile, and folds an interrupted run's journal.
-pub(super) fn open_state(
-    environment: &Environment,
-    lock_timeout: Duration,
-) -> Result<(LockGuard, Lockfile), OpenError> {
-    let (path, seed) = (&environment.lockfile, environment.seed_lockfile.as_deref());
-    let lock = lockfile::lock(path, seed, "watch", lock_timeout).map_err(|e| match e {
-        LockError::Held { .. } => OpenError::Held(e),
-        other @ LockError::Io { .. } => OpenError::Unusable(other.to_string()),
-    })?;
-    let (lockfile, opened) = lockfile::open(path, seed, environment.sdkappid)?;
-    if let (Some(groups), Some(seed)) = (opened.seeded, seed) {
+/// Takes the writer's lease on the environment's record, seeds a state directory
+/// never written from the repository's lockfile, and folds an interrupted run's journal.
+pub(super) async fn open_state(environment: &Environment) -> Result<(Lease, Lockfile), OpenError> {
+    let store = crate::workspace::store(environment).await?;
+    let mut lease = match store.try_lease("watch", environment.lease_ttl).await? {
+        Ok(lease) => lease,
+        Err(StateError::Held { lease, .. }) => return Err(OpenError::Standby(lease.holder.to_string())),
+        Err(StateError::Lock(crate::lockfile::LockError::Held { holder, .. })) => {
+            let holder = holder.map_or_else(|| "another process".to_string(), |h| h.to_string());
+            return Err(OpenError::Standby(holder));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let (lockfile, opened) = lease.open().await?;
+    if let (Some(groups), Some(seed)) = (opened.seeded, environment.seed_lockfile.as_deref()) {
         tracing::info!(
             groups,
             from = %crate::escape::path(seed),
-            to = %crate::escape::path(path),
+            to = %crate::escape::path(&environment.lockfile),
             "seeded the state from the repository's lockfile; from now on the state is the record, and the \
              repository's lockfile is not read again"
         );
@@ -30,19 +34,19 @@ pub(super) fn open_state(
     if opened.recovered > 0 {
         tracing::info!(records = opened.recovered, "recovered the records of an interrupted run");
     }
-    Ok((lock, lockfile))
+    Ok((lease, lockfile))
 }
 
 /// Why the state could not be opened.
 pub(super) enum OpenError {
-    /// Another writer holds the lock.
-    Held(LockError),
+    /// Another writer holds the lease: who (this process stands by).
+    Standby(String),
     /// The state cannot be used now: why.
     Unusable(String),
 }
 
-impl From<LockfileError> for OpenError {
-    fn from(e: LockfileError) -> Self {
+impl From<StateError> for OpenError {
+    fn from(e: StateError) -> Self {
         OpenError::Unusable(e.to_string())
     }
 }
@@ -52,7 +56,7 @@ impl From<LockfileError> for OpenError {
 /// repository. The lockfile is written once the watcher has been quiet for
 /// [`CHECKPOINT_IDLE`], at the latest [`CHECKPOINT_MAX_AGE`] after the oldest record it
 /// lacks, at once when [`CHECKPOINT_RECORDS`] accumulate, and on exit. The journal is
-/// durable meanwhile, and every reader of the lockfile replays it.
+/// durable meanwhile, and every reader of the record replays it.
 pub(super) const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 /// See [`CHECKPOINT_IDLE`].
 pub(super) const CHECKPOINT_MAX_AGE: Duration = Duration::from_secs(30);
@@ -87,15 +91,15 @@ impl Unfolded {
 }
 
 impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
-    /// Writes the lockfile if it lacks records of the journal, and removes the journal.
-    pub(super) fn checkpoint(&mut self) -> Result<(), WatchError> {
+    /// Writes the record if it lacks records of the journal, and empties the journal.
+    pub(super) async fn checkpoint(&mut self) -> Result<(), WatchError> {
         if self.unfolded.records > 0 {
             let started = Instant::now();
-            self.lockfile.checkpoint(&self.remote.environment.lockfile, self.remote.environment.sdkappid)?;
+            self.lease.checkpoint(&mut self.lockfile).await?;
             tracing::debug!(
                 records = self.unfolded.records,
                 took_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "wrote the lockfile"
+                "wrote the record"
             );
             self.unfolded = Unfolded::default();
         }

@@ -12,6 +12,7 @@ use crate::lockfile::LockError;
 use crate::lockfile::{self, Lockfile, LockfileError, Record};
 use crate::model::{self, AppliedGroup, AttributeSet, GroupId};
 use crate::plan::{self, Fingerprint, Plan, PlanEnvironment, PlanOptions, SafetyVerdict};
+use crate::state::{Key, Lease, Location, StateError, Store};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -32,7 +33,9 @@ pub struct Workspace {
     pub desired: desired::DesiredState,
     /// The templates the group files define.
     pub templates: desired::templates::Catalog,
-    /// The lockfile's record.
+    /// Where the record lives.
+    pub store: Store,
+    /// The record (the lockfile's, or a shared store's).
     pub lockfile: Lockfile,
     /// Records of an interrupted run folded into the lockfile on load.
     pub recovered: usize,
@@ -57,14 +60,57 @@ pub enum LoadError {
     /// Another grattr holds the lockfile's lock, or it cannot be taken.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// The record's store cannot be used, or another writer holds its lease.
+    #[error(transparent)]
+    State(StateError),
 }
 
-/// The lockfile's lock, held by a workspace opened with [`Workspace::open`] until
-/// dropped: what records into the lockfile asks for it, so that nothing records
-/// without it.
+impl From<StateError> for LoadError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Lockfile(e) => LoadError::Lockfile(e),
+            StateError::Lock(e) => LoadError::Lock(e),
+            other => LoadError::State(other),
+        }
+    }
+}
+
+/// The writer's lease on the record, held by a workspace opened with
+/// [`Workspace::open`] until dropped: what records asks for it, so that nothing
+/// records without it.
 #[derive(Debug)]
 pub struct WriteLock {
-    _guard: lockfile::LockGuard,
+    lease: Lease,
+}
+
+impl WriteLock {
+    /// The lease.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Gives the lease up now.
+    pub async fn release(self) {
+        self.lease.release().await;
+    }
+}
+
+/// Where `environment`'s record lives: its `state:` URL, else its lockfile's files.
+pub fn location(environment: &Environment) -> Result<Location, StateError> {
+    match &environment.state {
+        Some(url) => Location::parse(url),
+        None => Ok(Location::Local { lockfile: environment.lockfile.clone(), seed: environment.seed_lockfile.clone() }),
+    }
+}
+
+/// Which record of a shared store is `environment`'s: its app's, under its name.
+pub fn key(environment: &Environment) -> Key {
+    Key { sdkappid: environment.sdkappid, environment: environment.name.clone().unwrap_or_default() }
+}
+
+/// Opens the store of `environment`'s record.
+pub async fn store(environment: &Environment) -> Result<Store, StateError> {
+    Store::open(&location(environment)?, key(environment)).await
 }
 
 /// A `--target` (or a saved plan's target) that names no group grattr manages.
@@ -83,46 +129,57 @@ pub struct Unreadable(pub Vec<(GroupId, ApiError)>);
 
 impl Workspace {
     /// Loads the desired state (the group files with the environment's overlays
-    /// applied) and the lockfile's record (checked against the environment's app), to read: a journal an interrupted run left is replayed,
-    /// not folded, and a state directory never written is read from the repository's
-    /// lockfile. Returns every diagnostic of the desired state, whether or not
-    /// loading succeeded.
-    pub fn load(environment: Environment) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
-        Workspace::read(environment, false)
+    /// applied) and the record (checked against the environment's app), to read: a
+    /// journal a writer is appending to is replayed, not folded, and a state directory
+    /// never written is read from the repository's lockfile. Returns every diagnostic
+    /// of the desired state, whether or not loading succeeded.
+    pub async fn load(environment: Environment) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
+        let store = match store(&environment).await {
+            Ok(store) => store,
+            Err(e) => return (Vec::new(), Err(e.into())),
+        };
+        let reader = store.clone();
+        Workspace::read(environment, store, async move { reader.read().await }).await
     }
 
-    /// Takes the lockfile's lock for `command` (waiting up to `timeout` for another
-    /// holder), then loads as [`Workspace::load`] does, but to write: a state
-    /// directory never written is created and seeded from the repository's
-    /// lockfile, and a journal an interrupted run left is folded into the lockfile.
+    /// Takes the writer's lease on the record for `command` (waiting up to `timeout`
+    /// for another holder), then loads as [`Workspace::load`] does, but to write: a
+    /// state directory never written is created and seeded from the repository's
+    /// lockfile, and a journal an interrupted run left is folded into the record.
     /// Only a workspace opened so records anything.
-    pub fn open(
+    pub async fn open(
         environment: Environment,
         command: &str,
         timeout: Duration,
     ) -> (Vec<Diagnostic>, Result<(Workspace, WriteLock), LoadError>) {
-        match lockfile::lock(&environment.lockfile, environment.seed_lockfile.as_deref(), command, timeout) {
-            Ok(lock) => {
-                let (diagnostics, workspace) = Workspace::read(environment, true);
-                (diagnostics, workspace.map(|workspace| (workspace, WriteLock { _guard: lock })))
-            }
-            Err(e) => (Vec::new(), Err(e.into())),
-        }
+        let leased = async {
+            let store = store(&environment).await?;
+            let lease = store.lease(command, timeout, environment.lease_ttl).await?;
+            Ok::<_, StateError>((store, lease))
+        };
+        let (store, mut lease) = match leased.await {
+            Ok(leased) => leased,
+            Err(e) => return (Vec::new(), Err(e.into())),
+        };
+        let record = async { lease.open().await.map(|(lockfile, opened)| (lockfile, opened.recovered)) };
+        let (diagnostics, workspace) = Workspace::read(environment, store, record).await;
+        (diagnostics, workspace.map(|workspace| (workspace, WriteLock { lease })))
     }
 
-    /// Reads the inputs; with `fold` (the caller holds the lock), a journal left by an
-    /// interrupted run is folded into the lockfile first, and a state directory never
-    /// written is seeded.
-    fn read(environment: Environment, fold: bool) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
-        let (path, seed, sdkappid) =
-            (&environment.lockfile, environment.seed_lockfile.as_deref(), environment.sdkappid);
-        let read_lockfile = || match fold {
-            true => lockfile::open(path, seed, sdkappid).map(|(lockfile, opened)| (lockfile, opened.recovered)),
-            false => Lockfile::read_seeded(path, seed, sdkappid).map(|lockfile| (lockfile, 0)),
+    /// Reads the desired state while `record` is read.
+    async fn read<R: RecordRead>(
+        environment: Environment,
+        store: Store,
+        record: impl std::future::Future<Output = Result<R, StateError>>,
+    ) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
+        // Independent inputs: read the record while the group files parse.
+        let (groups_dir, overlays) = (environment.groups_dir.clone(), environment.overlays.clone());
+        let load_desired = tokio::task::spawn_blocking(move || desired::load_with(&groups_dir, &overlays));
+        let (loaded, record) = tokio::join!(load_desired, record);
+        let mut loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
-        // Independent inputs: read the lockfile while the group files parse.
-        let load_desired = || desired::load_with(&environment.groups_dir, &environment.overlays);
-        let (mut loaded, lockfile) = rayon::join(load_desired, read_lockfile);
         if !environment.ownership.is_group() {
             for group in loaded.state.groups.values_mut().filter(|g| !g.ownership_written) {
                 group.ownership = environment.ownership;
@@ -131,18 +188,19 @@ impl Workspace {
         if loaded.has_errors() {
             return (loaded.diagnostics, Err(LoadError::Invalid));
         }
-        let workspace = lockfile.and_then(|(lockfile, recovered)| {
-            lockfile.check_app(&environment.lockfile, environment.sdkappid)?;
-            Ok(Workspace {
+        let workspace = record.map(|record| {
+            let (lockfile, recovered) = record.into_parts();
+            Workspace {
                 environment,
                 desired: loaded.state,
                 templates: loaded.templates,
+                store,
                 lockfile,
                 recovered,
                 live: None,
                 missing: BTreeSet::new(),
                 unmanaged: BTreeMap::new(),
-            })
+            }
         });
         (loaded.diagnostics, workspace.map_err(LoadError::from))
     }
@@ -300,6 +358,23 @@ impl Workspace {
             }
         }
         (records, forgotten)
+    }
+}
+
+/// A record as read: to read (nothing folded) or to write (with what was folded).
+trait RecordRead {
+    fn into_parts(self) -> (Lockfile, usize);
+}
+
+impl RecordRead for Lockfile {
+    fn into_parts(self) -> (Lockfile, usize) {
+        (self, 0)
+    }
+}
+
+impl RecordRead for (Lockfile, usize) {
+    fn into_parts(self) -> (Lockfile, usize) {
+        self
     }
 }
 

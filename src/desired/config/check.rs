@@ -84,6 +84,15 @@ impl Checker<'_> {
                 }
                 "groups" => settings.groups = self.string(field, &node, "a directory path"),
                 "lockfile" => settings.lockfile = self.string(field, &node, "a file path"),
+                "state" => {
+                    let Some(url) = self.string(field, &node, "a URL such as postgres://grattr@db:5432/grattr") else {
+                        continue;
+                    };
+                    match check_state_url(&url.value) {
+                        Ok(()) => settings.state = Some(url),
+                        Err(m) => self.diagnostics.push(Diagnostic::error(Rule::Config, url.at, format!("state: {m}"))),
+                    }
+                }
                 "secret_key_env" => {
                     let Some(name) = self.string(field, &node, "the name of an environment variable") else {
                         continue;
@@ -289,4 +298,26 @@ pub(super) fn check_url(url: &str) -> Result<String, String> {
         }
         Some(_) => Ok(url.trim_end_matches('/').to_string()),
     }
+}
+
+/// Checks a `state:` URL as far as can be told offline: a store grattr knows, and no
+/// password (grattr.yaml is committed; the password goes in `PGPASSWORD`).
+fn check_state_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("not a URL; expected postgres://USER@HOST:PORT/DATABASE (local files are the default)".into());
+    };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "postgres" | "postgresql") {
+        return Err(format!(
+            "{:?} is not a store grattr knows; expected postgres://USER@HOST:PORT/DATABASE",
+            crate::escape::text(scheme)
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let password = url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("password=")));
+    if authority.rsplit_once('@').is_some_and(|(user, _)| user.contains(':')) || password {
+        return Err("holds a password, which must not be committed: remove it and set PGPASSWORD where \
+                    grattr runs"
+            .into());
+    }
+    Ok(())
 }
