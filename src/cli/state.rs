@@ -8,7 +8,7 @@ use super::{ConfigArgs, StateArgs, exit};
 use crate::desired::Environment;
 use crate::escape;
 use crate::lockfile::{Lockfile, journal_path};
-use crate::state::{LeaseInfo, Shown, Store};
+use crate::state::{LeaseInfo, LeaseName, Shown, Store};
 use anyhow::bail;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -150,6 +150,9 @@ fn show(shown: &Shown, format: Format) -> anyhow::Result<u8> {
             };
             writeln!(out, "Groups:  {}{journal}", shown.groups)?;
             writeln!(out, "Lease:   {}", lease_line(shown.lease.as_ref(), shown.held))?;
+            if shown.leader.is_some() {
+                writeln!(out, "Leader:  {}", lease_line(shown.leader.as_ref(), shown.leading))?;
+            }
         }
     }
     out.flush()?;
@@ -189,30 +192,51 @@ fn unlock(store: &Store, force: bool) -> anyhow::Result<u8> {
             }
         }
     }
-    let Some(lease) = shown.lease.as_ref().filter(|_| shown.held) else {
-        writeln!(anstream::stdout(), "The lease on {} is free; nothing to unlock.", shown.store)?;
+    let held: Vec<(LeaseName, &LeaseInfo)> = [
+        (LeaseName::Writer, shown.lease.as_ref().filter(|_| shown.held)),
+        (LeaseName::Leader, shown.leader.as_ref().filter(|_| shown.leading)),
+    ]
+    .into_iter()
+    .filter_map(|(name, lease)| lease.map(|lease| (name, lease)))
+    .collect();
+    if held.is_empty() {
+        writeln!(anstream::stdout(), "The leases on {} are free; nothing to unlock.", shown.store)?;
         return Ok(exit::OK);
-    };
+    }
     if !force {
+        let who: Vec<String> = held
+            .iter()
+            .map(|(name, lease)| {
+                format!(
+                    "the {} lease by {} (token {}, expires by itself at {})",
+                    name.as_str(),
+                    lease.holder,
+                    lease.token,
+                    humantime::format_rfc3339_seconds(lease.expires)
+                )
+            })
+            .collect();
         bail!(
-            "the lease on {} is held by {} (token {}); if that process is gone, clear it with \
-             `grattr state unlock --force` (it also expires by itself at {}). A holder still running loses its \
-             lease and records nothing more",
+            "{} holds {}; if that process is gone, clear it with `grattr state unlock --force`. A holder still \
+             running loses its lease and records nothing more",
             shown.store,
-            lease.holder,
-            lease.token,
-            humantime::format_rfc3339_seconds(lease.expires)
+            who.join(" and ")
         );
     }
-    match runtime.block_on(store.unlock())? {
-        Some(cleared) => writeln!(
-            anstream::stdout(),
-            "Cleared the lease on {} held by {} (token {}).",
-            shown.store,
-            cleared.holder,
-            cleared.token
-        )?,
-        None => writeln!(anstream::stdout(), "The lease on {} was released meanwhile.", shown.store)?,
+    for (name, _) in held {
+        match runtime.block_on(store.unlock(name))? {
+            Some(cleared) => writeln!(
+                anstream::stdout(),
+                "Cleared the {} lease on {} held by {} (token {}).",
+                name.as_str(),
+                shown.store,
+                cleared.holder,
+                cleared.token
+            )?,
+            None => {
+                writeln!(anstream::stdout(), "The {} lease on {} was released meanwhile.", name.as_str(), shown.store)?
+            }
+        }
     }
     Ok(exit::OK)
 }

@@ -6,7 +6,7 @@
 mod service;
 mod state;
 
-pub use state::{GroupStats, Stats};
+pub use state::{GroupStats, Stats, Write};
 
 use crate::api::usersig::SecretKey;
 use crate::api::wire::GroupType;
@@ -186,6 +186,11 @@ impl Emulator {
     /// A snapshot of the call statistics.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// The writes that changed groups, in the order applied (the most recent 100,000).
+    pub fn writes(&self) -> Vec<Write> {
+        self.shared.writes()
     }
 
     /// The attributes a group has now, or `None` if it does not exist.

@@ -28,12 +28,17 @@ struct App {
 pub(super) fn router(shared: Arc<Shared>, stop: CancellationToken) -> Router {
     Router::new()
         .route("/emulator/stats", get(stats).delete(reset_stats))
+        .route("/emulator/writes", get(writes))
         .fallback(handle)
         .with_state(App { shared, stop })
 }
 
 async fn stats(State(app): State<App>) -> impl IntoResponse {
     Json(app.shared.stats())
+}
+
+async fn writes(State(app): State<App>) -> impl IntoResponse {
+    Json(app.shared.writes())
 }
 
 async fn reset_stats(State(app): State<App>) -> impl IntoResponse {
@@ -291,6 +296,7 @@ fn write_group_attr(
         if let Err(failure) = limits_check(&next) {
             return (failure, false);
         }
+        shared.note_write(operation, group, &next);
         current.attributes = next;
         (Response::ok(), true)
     })
@@ -305,6 +311,7 @@ fn clear_group_attr(shared: &Shared, group: &GroupId) -> Response {
         }
         Some(current) => {
             current.attributes.clear();
+            shared.note_write(Operation::ClearGroupAttr, group, &current.attributes);
             (Response::ok(), true)
         }
     })
@@ -342,6 +349,7 @@ fn delete_group_attr(shared: &Shared, group: &GroupId, body: &serde_json::Map<St
         for item in &items {
             current.attributes.remove(&item.key);
         }
+        shared.note_write(Operation::DeleteGroupAttr, group, &current.attributes);
         (Response::ok(), true)
     })
 }

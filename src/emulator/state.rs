@@ -62,6 +62,26 @@ pub struct Stats {
     pub groups: BTreeMap<String, GroupStats>,
 }
 
+/// One write that changed a group, in the order the emulator applied them: the
+/// emulator's own record of when each write arrived, so that tests can prove that
+/// two writers never wrote at once, or that a writer whose lease lapsed wrote nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    /// Its place among the writes, from 1.
+    pub seq: u64,
+    /// Microseconds since the emulator started.
+    pub at_us: u64,
+    /// The endpoint.
+    pub operation: String,
+    /// The group.
+    pub group: String,
+    /// The group's attributes after the write.
+    pub attributes: AttributeSet,
+}
+
+/// The writes kept: the most recent, so that a long-running emulator stays bounded.
+pub(super) const WRITES_KEPT: usize = 100_000;
+
 impl Stats {
     /// Requests to `operation`.
     pub fn calls_to(&self, operation: Operation) -> u64 {
@@ -87,6 +107,8 @@ pub(super) struct Shared {
     endpoint_limits: HashMap<Operation, DefaultDirectRateLimiter>,
     group_limit: Option<DefaultKeyedRateLimiter<GroupId>>,
     dirty: AtomicBool,
+    started: Instant,
+    writes: Mutex<(u64, VecDeque<Write>)>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,11 +149,36 @@ impl Shared {
             endpoint_limits,
             group_limit,
             dirty: AtomicBool::new(false),
+            started: Instant::now(),
+            writes: Mutex::new((0, VecDeque::new())),
         })
     }
 
     pub(super) fn stats(&self) -> Stats {
         lock(&self.stats).clone()
+    }
+
+    /// Notes a write that left `group` with `attributes` (call it holding the world's
+    /// lock, so that the order noted is the order applied).
+    pub(super) fn note_write(&self, operation: Operation, group: &GroupId, attributes: &AttributeSet) {
+        let mut writes = lock(&self.writes);
+        writes.0 += 1;
+        let write = Write {
+            seq: writes.0,
+            at_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            operation: operation.name().to_string(),
+            group: group.to_string(),
+            attributes: attributes.clone(),
+        };
+        if writes.1.len() == WRITES_KEPT {
+            writes.1.pop_front();
+        }
+        writes.1.push_back(write);
+    }
+
+    /// The writes noted, oldest first (the most recent [`WRITES_KEPT`]).
+    pub(super) fn writes(&self) -> Vec<Write> {
+        lock(&self.writes).1.iter().cloned().collect()
     }
 
     pub(super) fn reset_stats(&self) {

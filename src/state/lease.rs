@@ -6,8 +6,8 @@
 //! frozen past its deadline finds it passed when it wakes (the monotonic clock runs
 //! on while a process is stopped) and acts on nothing more.
 
-use super::StateError;
 use super::postgres::Postgres;
+use super::{LeaseName, StateError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ impl Validity {
 /// Renews `token`'s lease on `store` every third of `ttl` until it is released
 /// (the task aborted) or lost. A renewal that fails for a passing reason is tried
 /// again each second; once the deadline passes, the lease is lost.
-pub(super) async fn renew(store: Arc<Postgres>, token: u64, ttl: Duration, validity: Arc<Validity>) {
+pub(super) async fn renew(store: Arc<Postgres>, name: LeaseName, token: u64, ttl: Duration, validity: Arc<Validity>) {
     let every = ttl / 3;
     let mut wait = every;
     loop {
@@ -94,7 +94,7 @@ pub(super) async fn renew(store: Arc<Postgres>, token: u64, ttl: Duration, valid
             () = tokio::time::sleep(wait) => {}
         }
         let sent = Instant::now();
-        match tokio::time::timeout(every, store.renew(token, ttl)).await {
+        match tokio::time::timeout(every, store.renew(name, token, ttl)).await {
             Ok(Ok(())) => {
                 validity.renewed(sent, ttl);
                 wait = every;

@@ -1,6 +1,6 @@
 //! The PostgreSQL store. (Interface only while the store is being built on its branch.)
 
-use super::{Acquired, Key, LeaseInfo, StateError, Stored};
+use super::{Acquired, Key, LeaseInfo, LeaseName, StateError, Stored};
 use crate::lockfile::Holder;
 use std::time::Duration;
 
@@ -44,23 +44,27 @@ impl Postgres {
         Err(self.no())
     }
     /// The lease row.
-    pub async fn lease(&self) -> Result<Option<LeaseInfo>, StateError> {
+    pub async fn lease(&self, _name: LeaseName) -> Result<Option<LeaseInfo>, StateError> {
         Err(self.no())
     }
     /// Takes the lease.
-    pub async fn acquire(&self, _holder: &Holder, _ttl: Duration) -> Result<Acquired, StateError> {
+    pub async fn acquire(&self, _name: LeaseName, _holder: &Holder, _ttl: Duration) -> Result<Acquired, StateError> {
         Err(self.no())
     }
     /// Renews.
-    pub async fn renew(&self, _token: u64, _ttl: Duration) -> Result<(), StateError> {
+    pub async fn renew(&self, _name: LeaseName, _token: u64, _ttl: Duration) -> Result<(), StateError> {
         Err(self.no())
     }
     /// Releases.
-    pub async fn release(&self, _token: u64) -> Result<(), StateError> {
+    pub async fn release(&self, _name: LeaseName, _token: u64) -> Result<(), StateError> {
         Err(self.no())
     }
     /// Breaks.
-    pub async fn break_lease(&self) -> Result<Option<LeaseInfo>, StateError> {
+    pub async fn break_lease(&self, _name: LeaseName) -> Result<Option<LeaseInfo>, StateError> {
+        Err(self.no())
+    }
+    /// The record's version.
+    pub async fn version(&self) -> Result<u64, StateError> {
         Err(self.no())
     }
     /// Appends.

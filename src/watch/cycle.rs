@@ -67,6 +67,15 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             }),
             None => only,
         };
+        // Another writer (a CI apply) may have recorded since: plan against what it recorded.
+        if let Some(record) = self.leadership.changed().await? {
+            tracing::info!(
+                groups = record.groups.len(),
+                "the record was changed by another writer; planning against it"
+            );
+            self.lockfile = record;
+            self.update_managed();
+        }
         let only = if self.refused.is_some() { None } else { only };
         let due: BTreeSet<GroupId> =
             self.failing.iter().filter(|(_, f)| f.next <= now).map(|(id, _)| id.clone()).collect();
@@ -136,7 +145,8 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
 
     /// Ends a pause: the last cycle ran without an app-wide failure.
     pub(super) fn resume(&mut self) {
-        if self.paused.take().is_some() {
+        // A wait for another writer (no attempts) was no failure.
+        if self.paused.take().is_some_and(|p| p.attempts > 0) {
             tracing::info!("resumed: the app-wide failure is gone");
         }
     }
@@ -151,7 +161,17 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             }
             return Ok(Cycle::Noop);
         }
-        let journal = self.lease.recorder()?;
+        let mut cycle_writer = None;
+        if self.writer.is_none() {
+            match self.take_writer(plan).await? {
+                Some(writer) => cycle_writer = Some(writer),
+                None => return Ok(Cycle::Waiting),
+            }
+        }
+        let Some(writer) = self.writer.as_ref().or(cycle_writer.as_ref()) else {
+            return Ok(Cycle::Waiting);
+        };
+        let journal = writer.recorder()?;
         let options =
             ApplyOptions { concurrency: self.options.concurrency, fail_fast: false, grace: self.options.grace };
         let mut report = apply::execute(approved, &self.remote.client, &journal, &options, &self.stop, |change, outcome| {
@@ -183,9 +203,19 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         if report.lapsed {
             return Err(WatchError::LeaseLost("the lease lapsed during the run".into()));
         }
-        if self.unfolded.records == 0 {
-            // Nothing succeeded: drop the empty journal now rather than at a checkpoint.
-            self.lease.discard_empty_journal().await?;
+        match cycle_writer {
+            // A shared store's writer's lease is held for the cycle alone.
+            Some(writer) => {
+                let records = std::mem::take(&mut self.unfolded).records;
+                self.leadership.wrote(writer, &mut self.lockfile, records).await?;
+            }
+            None if self.unfolded.records == 0 => {
+                // Nothing succeeded: drop the empty journal now rather than at a checkpoint.
+                if let Some(writer) = &self.writer {
+                    writer.discard_empty_journal().await?;
+                }
+            }
+            None => {}
         }
         for index in &report.applied {
             let id = &plan.changes[*index].group_id;
@@ -233,6 +263,36 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
         } else {
             Cycle::Partial
         })
+    }
+
+    /// Takes a shared store's writer's lease for a cycle applying `plan`. `None` when
+    /// the cycle must wait: another writer holds the lease (a CI apply: planned again
+    /// once it is free), or recorded since the cycle planned (planned again at once,
+    /// against what it recorded).
+    async fn take_writer(&mut self, plan: &plan::Plan) -> Result<Option<crate::state::Lease>, WatchError> {
+        let ttl = self.remote.environment.lease_ttl;
+        let (reason, delay) = match self.leadership.writer("watch", ttl).await? {
+            Ok(writer) => match self.leadership.changed().await? {
+                None => return Ok(Some(writer)),
+                Some(record) => {
+                    writer.release().await;
+                    self.lockfile = record;
+                    ("another writer recorded while this cycle planned; planning again".to_string(), Duration::ZERO)
+                }
+            },
+            Err(held) => {
+                let who = match &held {
+                    StateError::Held { lease, .. } => lease.holder.to_string(),
+                    other => other.to_string(),
+                };
+                let poll = (ttl / 5).clamp(Duration::from_millis(50), Duration::from_secs(2));
+                (format!("waiting for the record's writer's lease, held by {who}"), poll)
+            }
+        };
+        tracing::info!("{reason}");
+        self.dirty.extend(plan.changes.iter().map(|c| c.group_id.clone()));
+        self.paused = Some(Paused { reason, attempts: 0, next: Instant::now() + delay });
+        Ok(None)
     }
 
     /// The number of managed groups (declared or recorded), for the gauge.

@@ -26,6 +26,9 @@ pub enum Cycle {
     Refused,
     /// A failure about the whole app stopped the cycle; applying is paused.
     Paused,
+    /// Another writer (a CI `apply`) held the record's lease, or recorded while the
+    /// cycle planned: the cycle is planned again shortly.
+    Waiting,
 }
 
 impl Cycle {
@@ -38,6 +41,7 @@ impl Cycle {
             Cycle::Invalid => "invalid",
             Cycle::Refused => "refused",
             Cycle::Paused => "paused",
+            Cycle::Waiting => "waiting",
         }
     }
 }

@@ -23,11 +23,11 @@ use crate::live::LiveRead;
 use crate::lockfile::{Lockfile, LockfileError};
 use crate::model::GroupId;
 use crate::plan::PlanEnvironment;
-use crate::state::{Lease, StateError};
+use crate::state::{Leadership, Lease, StateError};
 use files::{canonical, config_dir, link_dirs, watch, watch_dirs};
 use metrics::Metrics;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
-use state::{OpenError, Unfolded, open_state};
+use state::{Leading, OpenError, Unfolded, open_state};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,8 +151,11 @@ struct Watcher<L: Fn() -> Result<Remote, ConfigError>> {
     /// What is watched for the overlays (see [`files::overlay_watches`]).
     overlay_watches: Vec<(PathBuf, RecursiveMode)>,
     index: DesiredIndex,
-    /// The writer's lease on the record.
-    lease: Lease,
+    /// The leadership of the record's watchers.
+    leadership: Leadership,
+    /// The writer's lease: held throughout with local files (whose one lock is the
+    /// leadership too); with a shared store, taken for each cycle that records.
+    writer: Option<Lease>,
     lockfile: Lockfile,
     options: WatchOptions,
     metrics: Arc<Metrics>,
@@ -216,10 +219,10 @@ pub async fn run<L: Fn() -> Result<Remote, ConfigError>>(
 ) -> Result<(), WatchError> {
     let mut remote = load()?;
     loop {
-        let Some((lease, lockfile)) = stand_by(&mut remote, &load, &metrics, &stop, &mut reload).await? else {
+        let Some(leading) = stand_by(&mut remote, &load, &metrics, &stop, &mut reload).await? else {
             return Ok(());
         };
-        let leading = lead(config_path, &load, remote, lease, lockfile, &options, &metrics, &stop, &mut reload);
+        let leading = lead(config_path, &load, remote, leading, &options, &metrics, &stop, &mut reload);
         match leading.await {
             Err(WatchError::LeaseLost(why)) => {
                 tracing::error!(
@@ -244,7 +247,7 @@ async fn stand_by<L: Fn() -> Result<Remote, ConfigError>>(
     metrics: &Metrics,
     stop: &CancellationToken,
     reload: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<Option<(Lease, Lockfile)>, WatchError> {
+) -> Result<Option<Leading>, WatchError> {
     loop {
         let wait = match open_state(&remote.environment).await {
             Ok(opened) => {
@@ -288,8 +291,7 @@ async fn lead<L: Fn() -> Result<Remote, ConfigError>>(
     config_path: &Path,
     load: &L,
     remote: Remote,
-    lease: Lease,
-    lockfile: Lockfile,
+    leading: Leading,
     options: &WatchOptions,
     metrics: &Arc<Metrics>,
     stop: &CancellationToken,
@@ -347,10 +349,12 @@ async fn lead<L: Fn() -> Result<Remote, ConfigError>>(
         () = stop.cancelled() => return Ok(()),
         index = loading => index?,
     };
+    let Leading { leadership, writer, lockfile } = leading;
     let mut watcher = Watcher {
         load,
         remote,
-        lease,
+        leadership,
+        writer,
         config_path,
         config_link,
         groups_dir,
@@ -381,7 +385,10 @@ async fn lead<L: Fn() -> Result<Remote, ConfigError>>(
     let result = watcher.watch(&mut debouncer, &mut events, reload).await;
     if result.is_ok() {
         watcher.checkpoint().await?;
-        watcher.lease.release().await;
+        if let Some(writer) = watcher.writer.take() {
+            writer.release().await;
+        }
+        watcher.leadership.release().await;
         tracing::info!("stopped");
     }
     drop(debouncer);
@@ -435,7 +442,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ok(()),
-                () = watcher.lease.lost() => return Err(WatchError::LeaseLost("the lease could not be renewed in time".into())),
+                () = watcher.leadership.lost() => return Err(WatchError::LeaseLost("the leadership could not be renewed in time".into())),
                 () = checkpoint => watcher.checkpoint().await?,
                 Some((paths, first)) = events.recv() => {
                     let (paths, first) = watcher.coalesce(paths, first, events).await;

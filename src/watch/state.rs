@@ -5,15 +5,16 @@
 use super::{ConfigError, Remote, WatchError, Watcher};
 use crate::desired::Environment;
 use crate::lockfile::Lockfile;
-use crate::state::{Lease, StateError};
+use crate::state::{Leadership, Lease, StateError};
 use std::time::{Duration, Instant};
 
-/// Takes the writer's lease on the environment's record, seeds a state directory
-/// never written from the repository's lockfile, and folds an interrupted run's journal.
-pub(super) async fn open_state(environment: &Environment) -> Result<(Lease, Lockfile), OpenError> {
+/// Takes the leadership of the environment's record and reads the record: with
+/// local files, takes their lock (held while leading), seeds a state directory never
+/// written from the repository's lockfile, and folds an interrupted run's journal.
+pub(super) async fn open_state(environment: &Environment) -> Result<Leading, OpenError> {
     let store = crate::workspace::store(environment).await?;
-    let mut lease = match store.try_lease("watch", environment.lease_ttl).await? {
-        Ok(lease) => lease,
+    let (mut leadership, writer) = match store.try_lead("watch", environment.lease_ttl).await? {
+        Ok(taken) => taken,
         Err(StateError::Held { lease, .. }) => return Err(OpenError::Standby(lease.holder.to_string())),
         Err(StateError::Lock(crate::lockfile::LockError::Held { holder, .. })) => {
             let holder = holder.map_or_else(|| "another process".to_string(), |h| h.to_string());
@@ -21,20 +22,36 @@ pub(super) async fn open_state(environment: &Environment) -> Result<(Lease, Lock
         }
         Err(other) => return Err(other.into()),
     };
-    let (lockfile, opened) = lease.open().await?;
-    if let (Some(groups), Some(seed)) = (opened.seeded, environment.seed_lockfile.as_deref()) {
-        tracing::info!(
-            groups,
-            from = %crate::escape::path(seed),
-            to = %crate::escape::path(&environment.lockfile),
-            "seeded the state from the repository's lockfile; from now on the state is the record, and the \
-             repository's lockfile is not read again"
-        );
-    }
-    if opened.recovered > 0 {
-        tracing::info!(records = opened.recovered, "recovered the records of an interrupted run");
-    }
-    Ok((lease, lockfile))
+    let (lockfile, writer) = match writer {
+        Some(mut writer) => {
+            let (lockfile, opened) = writer.open().await?;
+            if let (Some(groups), Some(seed)) = (opened.seeded, environment.seed_lockfile.as_deref()) {
+                tracing::info!(
+                    groups,
+                    from = %crate::escape::path(seed),
+                    to = %crate::escape::path(&environment.lockfile),
+                    "seeded the state from the repository's lockfile; from now on the state is the record, and the \
+                     repository's lockfile is not read again"
+                );
+            }
+            if opened.recovered > 0 {
+                tracing::info!(records = opened.recovered, "recovered the records of an interrupted run");
+            }
+            (lockfile, Some(writer))
+        }
+        None => (leadership.read().await?, None),
+    };
+    Ok(Leading { leadership, writer, lockfile })
+}
+
+/// What a leader starts from.
+pub(super) struct Leading {
+    /// The leadership.
+    pub(super) leadership: Leadership,
+    /// The writer's lease, held while leading (local files).
+    pub(super) writer: Option<Lease>,
+    /// The record.
+    pub(super) lockfile: Lockfile,
 }
 
 /// Why the state could not be opened.
@@ -93,9 +110,11 @@ impl Unfolded {
 impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// Writes the record if it lacks records of the journal, and empties the journal.
     pub(super) async fn checkpoint(&mut self) -> Result<(), WatchError> {
-        if self.unfolded.records > 0 {
+        if self.unfolded.records > 0
+            && let Some(writer) = &mut self.writer
+        {
             let started = Instant::now();
-            self.lease.checkpoint(&mut self.lockfile).await?;
+            writer.checkpoint(&mut self.lockfile).await?;
             tracing::debug!(
                 records = self.unfolded.records,
                 took_ms = started.elapsed().as_secs_f64() * 1000.0,
