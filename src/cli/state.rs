@@ -224,19 +224,17 @@ fn unlock(store: &Store, force: bool) -> anyhow::Result<u8> {
         );
     }
     for (name, _) in held {
-        match runtime.block_on(store.unlock(name))? {
-            Some(cleared) => writeln!(
-                anstream::stdout(),
+        let said = match runtime.block_on(store.unlock(name))? {
+            Some(cleared) => format!(
                 "Cleared the {} lease on {} held by {} (token {}).",
                 name.as_str(),
                 shown.store,
                 cleared.holder,
                 cleared.token
-            )?,
-            None => {
-                writeln!(anstream::stdout(), "The {} lease on {} was released meanwhile.", name.as_str(), shown.store)?
-            }
-        }
+            ),
+            None => format!("The {} lease on {} was released meanwhile.", name.as_str(), shown.store),
+        };
+        writeln!(anstream::stdout(), "{said}")?;
     }
     Ok(exit::OK)
 }
