@@ -23,7 +23,9 @@ pub struct Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "grattr {} (pid {} on {}, since {})", self.command, self.pid, self.host, self.since)
+        // A shared store's holder record is data another machine wrote: one line, escaped.
+        let text = crate::escape::text;
+        write!(f, "grattr {} (pid {} on {}, since {})", text(&self.command), self.pid, text(&self.host), text(&self.since))
     }
 }
 

@@ -99,7 +99,10 @@ impl Store {
     pub async fn open(location: &Location, key: Key) -> Result<Store, StateError> {
         let kind = match location {
             Location::Local { lockfile, seed } => Kind::Local { lockfile: lockfile.clone(), seed: seed.clone() },
-            Location::Postgres(config) => Kind::Postgres(Arc::new(Postgres::connect(config, key.clone()).await?)),
+            Location::Postgres(config) => {
+                let _ = RUNTIME.set(tokio::runtime::Handle::current());
+                Kind::Postgres(Arc::new(Postgres::connect(config, key.clone()).await?))
+            }
         };
         Ok(Store { key, kind })
     }
@@ -390,8 +393,9 @@ impl Leadership {
 
 impl Drop for Leadership {
     fn drop(&mut self) {
-        if let Some(Held::Postgres { renewer, .. }) = &self.held {
+        if let (Some(Held::Postgres { token, renewer }), Kind::Postgres(store)) = (self.held.take(), &self.store.kind) {
             renewer.abort();
+            release_on_drop(store.clone(), LeaseName::Leader, token);
         }
     }
 }
@@ -605,11 +609,36 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(Held::Postgres { renewer, .. }) = &self.held {
+        if let (Some(Held::Postgres { token, renewer }), Kind::Postgres(store)) = (self.held.take(), &self.store.kind) {
             renewer.abort();
+            release_on_drop(store.clone(), LeaseName::Writer, token);
         }
     }
 }
+
+/// Gives a shared store's lease up when its holder drops it without [`Lease::release`]
+/// (a command that ends early): else the next writer would wait for it to expire.
+/// Outside the runtime (a command's end), waits for it; inside, leaves it to a task.
+fn release_on_drop(store: Arc<Postgres>, name: LeaseName, token: u64) {
+    let release = async move {
+        if let Err(e) = store.release(name, token).await {
+            tracing::warn!(error = %e, "cannot release the lease; it expires unrenewed");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(release);
+        }
+        Err(_) => {
+            if let Some(handle) = RUNTIME.get() {
+                handle.block_on(release);
+            }
+        }
+    }
+}
+
+/// The runtime a shared store's connection runs on, for releasing its leases outside it.
+static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
 
 /// Which record of a shared store: one per app and environment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
