@@ -528,7 +528,16 @@ impl Postgres {
                 Some(detail) => format!("{}: {} ({detail})", db.severity(), db.message()),
                 None => format!("{}: {}", db.severity(), db.message()),
             },
-            None => error.to_string(),
+            None => {
+                // The client's errors name their kind only; the cause says what happened.
+                let mut text = error.to_string();
+                let mut cause = std::error::Error::source(error);
+                while let Some(inner) = cause {
+                    text.push_str(&format!(": {inner}"));
+                    cause = inner.source();
+                }
+                text
+            }
         };
         // The server never echoes a password, but a message is no place to find out.
         let text = match self.config.password().filter(|password| !password.is_empty()) {

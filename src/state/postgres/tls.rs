@@ -103,7 +103,9 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<Connect, io::Error> {
-        let name = ServerName::try_from(domain.to_string()).map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+        // Asked for every connection, TLS or not (a unix socket has no name): a name
+        // that cannot be verified fails only a handshake that needs it.
+        let name = ServerName::try_from(domain.to_string()).map_err(|error| error.to_string());
         Ok(Connect { config: self.config.clone(), name })
     }
 }
@@ -111,7 +113,7 @@ where
 /// One connection's TLS handshake.
 pub(super) struct Connect {
     config: Arc<rustls::ClientConfig>,
-    name: ServerName<'static>,
+    name: Result<ServerName<'static>, String>,
 }
 
 impl<S> TlsConnect<S> for Connect
@@ -124,7 +126,10 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         let connector = tokio_rustls::TlsConnector::from(self.config);
-        Box::pin(async move { connector.connect(self.name, stream).await.map(TlsStream) })
+        Box::pin(async move {
+            let name = self.name.map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, format!("the host's name: {error}")))?;
+            connector.connect(name, stream).await.map(TlsStream)
+        })
     }
 }
 
