@@ -146,7 +146,7 @@ impl Drop for Session {
 impl Session {
     /// `sql` prepared once per connection: a call is then one round trip.
     async fn statement(&mut self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
-        if let Some((_, statement)) = self.prepared.iter().find(|(text, _)| std::ptr::eq(*text, sql)) {
+        if let Some((_, statement)) = self.prepared.iter().find(|(text, _)| *text == sql) {
             return Ok(statement.clone());
         }
         let statement = self.client.prepare(sql).await?;

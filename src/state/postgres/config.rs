@@ -128,7 +128,11 @@ impl std::fmt::Display for Config {
 }
 
 impl Config {
-    /// Parses `url`, filling what it omits from libpq's environment variables.
+    /// Parses `url`, filling what it omits from libpq's environment variables, then from
+    /// libpq's defaults: port 5432, the user `$USER`, a database named as the user,
+    /// `sslmode=prefer`. A URL with no host and no PGHOST means `localhost` (libpq would
+    /// try its compiled-in socket directory: name it with `host=/path` instead).
+    /// `~/.pgpass` is not read: give the password in the URL or PGPASSWORD.
     pub fn parse(url: &str) -> Result<Config, StateError> {
         Config::parse_with(url, |name| std::env::var(name).ok())
     }
