@@ -325,7 +325,10 @@ async fn eight_first_connects_at_once_make_the_schema_once() {
     assert_eq!(pg.sql("first", "SELECT version FROM grattr_schema"), "1");
     assert_eq!(pg.sql("first", "SELECT count(*) FROM grattr_record"), "2");
     assert_eq!(
-        pg.sql("first", "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE tablename LIKE 'grattr%'"),
+        pg.sql(
+            "first",
+            "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE tablename LIKE 'grattr%'"
+        ),
         "grattr_journal,grattr_lease,grattr_record,grattr_schema"
     );
 }
@@ -352,7 +355,8 @@ async fn records_of_two_apps_and_environments_are_apart() {
     let pg = Pg::start();
     let url = pg.url();
     let config = Config::parse(&url).unwrap();
-    let staging = Postgres::connect(&config, Key { sdkappid: 1400000000, environment: "staging".into() }).await.unwrap();
+    let staging =
+        Postgres::connect(&config, Key { sdkappid: 1400000000, environment: "staging".into() }).await.unwrap();
     let production = store(&url).await;
     let a = taken(staging.acquire(&holder("staging"), Duration::from_secs(60)).await.unwrap());
     let b = taken(production.acquire(&holder("production"), Duration::from_secs(60)).await.unwrap());
@@ -383,5 +387,8 @@ async fn measure_appends() {
         store.append(token, &batch).await.unwrap();
     }
     let batched = started.elapsed();
-    eprintln!("10,000 single-line appends: {single:?} ({:?} each); 100 appends of 100 lines: {batched:?}", single / 10_000);
+    eprintln!(
+        "10,000 single-line appends: {single:?} ({:?} each); 100 appends of 100 lines: {batched:?}",
+        single / 10_000
+    );
 }

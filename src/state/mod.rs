@@ -80,7 +80,9 @@ pub enum StateError {
     },
     /// Our lease lapsed (not renewed in time) or was taken by another writer:
     /// nothing more is recorded.
-    #[error("the lease on the record at {store} lapsed: another writer may hold it now, so this one records nothing more")]
+    #[error(
+        "the lease on the record at {store} lapsed: another writer may hold it now, so this one records nothing more"
+    )]
     Lapsed {
         /// The store and record.
         store: String,

@@ -174,8 +174,10 @@ impl Postgres {
     pub async fn connect(config: &Config, key: Key) -> Result<Postgres, StateError> {
         let label = format!("{} ({key})", config.label());
         let tls = tls::MakeTls::new(config).map_err(|message| StateError::Url { url: config.label(), message })?;
-        let sdkappid = i64::try_from(key.sdkappid)
-            .map_err(|_| StateError::Unreachable { store: label.clone(), message: "the sdkappid does not fit a bigint".into() })?;
+        let sdkappid = i64::try_from(key.sdkappid).map_err(|_| StateError::Unreachable {
+            store: label.clone(),
+            message: "the sdkappid does not fit a bigint".into(),
+        })?;
         let store = Postgres {
             config: config.clone(),
             tls,
@@ -226,7 +228,8 @@ impl Postgres {
                     stored.version = row.try_get::<_, i64>(0)?.unsigned_abs();
                     stored.lockfile = row.try_get(1)?;
                 }
-                stored.journal = journal.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<Result<_, Failure>>()?;
+                stored.journal =
+                    journal.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<Result<_, Failure>>()?;
                 Ok(stored)
             })
             .await;
@@ -253,7 +256,10 @@ impl Postgres {
                 // A holder that releases between our two statements leaves the lease free: try again.
                 loop {
                     let statement = session.statement(ACQUIRE).await?;
-                    let taken = session.client.query_opt(&statement, &[&self.sdkappid, &self.environment, &holder, &ttl]).await?;
+                    let taken = session
+                        .client
+                        .query_opt(&statement, &[&self.sdkappid, &self.environment, &holder, &ttl])
+                        .await?;
                     if let Some(row) = taken {
                         return Ok(Acquired::Taken(row.try_get::<_, i64>(0)?.unsigned_abs()));
                     }
@@ -274,7 +280,11 @@ impl Postgres {
         let outcome = self
             .bounded(async {
                 let statement = session.statement(RENEW).await?;
-                match session.client.execute(&statement, &[&self.sdkappid, &self.environment, &params.0, &params.1]).await? {
+                match session
+                    .client
+                    .execute(&statement, &[&self.sdkappid, &self.environment, &params.0, &params.1])
+                    .await?
+                {
                     0 => Err(Failure::State(self.lapsed())),
                     _ => Ok(()),
                 }
@@ -320,7 +330,8 @@ impl Postgres {
         let outcome = self
             .bounded(async {
                 let statement = session.statement(APPEND).await?;
-                let row = session.client.query_opt(&statement, &[&self.sdkappid, &self.environment, &token, &lines]).await?;
+                let row =
+                    session.client.query_opt(&statement, &[&self.sdkappid, &self.environment, &token, &lines]).await?;
                 self.written(row)
             })
             .await;
@@ -392,10 +403,11 @@ impl Postgres {
     /// A new connection, with the call's bounds set on the server's side too.
     async fn open(&self) -> Result<Session, StateError> {
         let mut pg = tokio_postgres::Config::new();
-        let mut sslmode = match self.config.sslmode {
-            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+        let sslmode = match (&self.config.host, self.config.sslmode) {
+            // As libpq: no TLS on a unix socket, whatever sslmode says.
+            (Host::Socket(_), _) | (_, SslMode::Disable) => tokio_postgres::config::SslMode::Disable,
+            (_, SslMode::Prefer) => tokio_postgres::config::SslMode::Prefer,
+            (_, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) => tokio_postgres::config::SslMode::Require,
         };
         match &self.config.host {
             Host::Tcp(name) => {
@@ -404,8 +416,6 @@ impl Postgres {
             #[cfg(unix)]
             Host::Socket(dir) => {
                 pg.host_path(dir);
-                // As libpq: no TLS on a unix socket, whatever sslmode says.
-                sslmode = tokio_postgres::config::SslMode::Disable;
             }
             #[cfg(not(unix))]
             Host::Socket(_) => return Err(self.unreachable("unix sockets exist only on Unix".into())),
@@ -461,7 +471,11 @@ impl Postgres {
             None => 0,
         };
         if found > SCHEMA_VERSION {
-            return Err(Failure::State(StateError::Schema { store: self.label.clone(), found, supported: SCHEMA_VERSION }));
+            return Err(Failure::State(StateError::Schema {
+                store: self.label.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            }));
         }
         if found < SCHEMA_VERSION {
             for step in &MIGRATIONS[found as usize..] {

@@ -29,14 +29,20 @@ impl Pg {
         let dir = tempfile::Builder::new().prefix("grattr-pg-").tempdir().unwrap();
         give_to_server_user(dir.path());
         let copied = Command::new("cp").arg("-a").arg(template).arg(dir.path().join("data")).output().unwrap();
-        assert!(copied.status.success(), "copying the template data directory: {}", String::from_utf8_lossy(&copied.stderr));
+        assert!(
+            copied.status.success(),
+            "copying the template data directory: {}",
+            String::from_utf8_lossy(&copied.stderr)
+        );
         let mut pg = Pg { dir: Some(dir), port: 0, running: false };
         // A port free when we looked may be taken before the server binds it: try another.
         for attempt in 0.. {
             pg.port = free_port();
             match pg.try_start() {
                 Ok(()) => return pg,
-                Err(log) if attempt < 5 && (log.contains("could not bind") || log.contains("already in use")) => continue,
+                Err(log) if attempt < 5 && (log.contains("could not bind") || log.contains("already in use")) => {
+                    continue;
+                }
                 Err(log) => panic!("PostgreSQL did not start on port {}:\n{log}", pg.port),
             }
         }
@@ -184,16 +190,19 @@ fn give_to_server_user(dir: &Path) {
 fn program(name: &str) -> PathBuf {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     let on_path = |name: &str| {
-        std::env::var_os("PATH").and_then(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|file| file.is_file()))
+        std::env::var_os("PATH")
+            .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|file| file.is_file()))
     };
-    if name == "psql" {
-        if let Some(psql) = on_path("psql") {
-            return psql;
-        }
+    if name == "psql"
+        && let Some(psql) = on_path("psql")
+    {
+        return psql;
     }
     let bin = BIN.get_or_init(|| {
-        on_path("initdb").and_then(|initdb| initdb.canonicalize().ok()).and_then(|initdb| initdb.parent().map(Path::to_path_buf)).or_else(
-            || {
+        on_path("initdb")
+            .and_then(|initdb| initdb.canonicalize().ok())
+            .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+            .or_else(|| {
                 let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
                     .into_iter()
                     .flatten()
@@ -201,14 +210,17 @@ fn program(name: &str) -> PathBuf {
                     .map(|entry| entry.path().join("bin"))
                     .filter(|bin| bin.join("initdb").is_file())
                     .collect();
-                dirs.sort_by_key(|dir| dir.parent().and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok()).unwrap_or(0));
+                dirs.sort_by_key(|dir| {
+                    dir.parent().and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok()).unwrap_or(0)
+                });
                 dirs.pop()
-            },
-        )
+            })
     });
     match bin {
         Some(bin) => bin.join(name),
-        None => panic!("PostgreSQL's initdb was not found on PATH nor in /usr/lib/postgresql/*/bin: {}", install_hint()),
+        None => {
+            panic!("PostgreSQL's initdb was not found on PATH nor in /usr/lib/postgresql/*/bin: {}", install_hint())
+        }
     }
 }
 
@@ -222,9 +234,10 @@ fn install_hint() -> &'static str {
 fn template() -> &'static Path {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
-        let version = Command::new(program("initdb")).arg("--version").output().unwrap_or_else(|error| {
-            panic!("running {}: {error}: {}", program("initdb").display(), install_hint())
-        });
+        let version = Command::new(program("initdb"))
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|error| panic!("running {}: {error}: {}", program("initdb").display(), install_hint()));
         let version: String = String::from_utf8_lossy(&version.stdout)
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
@@ -242,14 +255,30 @@ fn template() -> &'static Path {
         give_to_server_user(&password_file);
         let data = work.path().join("data");
         let output = Command::new(program("initdb"))
-            .args(["-A", "trust", "--auth-host=scram-sha-256", "-U", "postgres", "-E", "UTF8", "--locale=C", "-N", "--no-instructions"])
+            .args([
+                "-A",
+                "trust",
+                "--auth-host=scram-sha-256",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+                "--no-instructions",
+            ])
             .arg(format!("--pwfile={}", password_file.display()))
             .arg("-D")
             .arg(&data)
             .as_server_user()
             .output()
             .unwrap();
-        assert!(output.status.success(), "initdb: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "initdb: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
         let staged = kept.with_extension(format!("{}.tmp", std::process::id()));
         let copied = Command::new("cp").arg("-a").arg(&data).arg(&staged).output().unwrap();

@@ -65,7 +65,9 @@ impl std::fmt::Display for Host {
         match self {
             Host::Tcp(name) if name.contains(':') => write!(f, "[{name}]"),
             Host::Tcp(name) => f.write_str(name),
-            Host::Socket(dir) => f.write_str(&percent_encoding::utf8_percent_encode(&dir.to_string_lossy(), PATH).to_string()),
+            Host::Socket(dir) => {
+                f.write_str(&percent_encoding::utf8_percent_encode(&dir.to_string_lossy(), PATH).to_string())
+            }
         }
     }
 }
@@ -195,7 +197,8 @@ impl Config {
                 password = Some(Zeroizing::new(decode(secret, "password")?));
             }
         }
-        let (host, port) = split_host_port(hostport).ok_or_else(|| fail("the host is not HOST, HOST:PORT or [IPv6]:PORT".into()))?;
+        let (host, port) =
+            split_host_port(hostport).ok_or_else(|| fail("the host is not HOST, HOST:PORT or [IPv6]:PORT".into()))?;
         let mut host = Some(decode(host, "host")?).filter(|host| !host.is_empty());
         let mut port = Some(port).filter(|port| !port.is_empty()).map(str::to_string);
         let mut dbname = Some(decode(path, "database name")?).filter(|name| !name.is_empty());
@@ -234,11 +237,9 @@ impl Config {
             None => Host::Tcp("localhost".into()),
         };
         let port = match port.or_else(|| env("PGPORT").filter(|port| !port.is_empty())) {
-            Some(port) => port
-                .parse::<u16>()
-                .ok()
-                .filter(|port| *port != 0)
-                .ok_or_else(|| fail(format!("port `{}` is not a number from 1 to 65535", crate::escape::text(&port))))?,
+            Some(port) => port.parse::<u16>().ok().filter(|port| *port != 0).ok_or_else(|| {
+                fail(format!("port `{}` is not a number from 1 to 65535", crate::escape::text(&port)))
+            })?,
             None => 5432,
         };
         let user = user
@@ -246,7 +247,8 @@ impl Config {
             .or_else(|| env("USER"))
             .filter(|user| !user.is_empty())
             .unwrap_or_else(|| "postgres".into());
-        let dbname = dbname.or_else(|| env("PGDATABASE")).filter(|name| !name.is_empty()).unwrap_or_else(|| user.clone());
+        let dbname =
+            dbname.or_else(|| env("PGDATABASE")).filter(|name| !name.is_empty()).unwrap_or_else(|| user.clone());
         let password = password.or_else(|| env("PGPASSWORD").map(Zeroizing::new));
         let sslmode = match sslmode.or_else(|| env("PGSSLMODE")) {
             Some(mode) => SslMode::parse(&mode).ok_or_else(|| {
@@ -257,10 +259,11 @@ impl Config {
             })?,
             None => SslMode::Prefer,
         };
-        let sslrootcert = sslrootcert.or_else(|| env("PGSSLROOTCERT")).filter(|path| !path.is_empty()).map(|path| match &*path {
-            "system" => RootCert::System,
-            _ => RootCert::File(PathBuf::from(path)),
-        });
+        let sslrootcert =
+            sslrootcert.or_else(|| env("PGSSLROOTCERT")).filter(|path| !path.is_empty()).map(|path| match &*path {
+                "system" => RootCert::System,
+                _ => RootCert::File(PathBuf::from(path)),
+            });
         if sslrootcert == Some(RootCert::System) && sslmode != SslMode::VerifyFull {
             // As libpq: the system's roots vouch for any name they signed, so they mean
             // something only when the name is checked too.
@@ -273,7 +276,10 @@ impl Config {
                 Ok(seconds) if seconds > 0 => Some(Duration::from_secs(seconds.max(2).unsigned_abs())),
                 Ok(_) => None,
                 Err(_) => {
-                    return Err(fail(format!("connect_timeout `{}` is not a number of seconds", crate::escape::text(&text))));
+                    return Err(fail(format!(
+                        "connect_timeout `{}` is not a number of seconds",
+                        crate::escape::text(&text)
+                    )));
                 }
             },
             None => None,
@@ -379,7 +385,13 @@ mod tests {
 
     #[test]
     fn what_the_url_omits_comes_from_libpqs_environment_then_its_defaults() {
-        let vars = [("PGHOST", "pg.internal"), ("PGPORT", "5433"), ("PGUSER", "app"), ("PGPASSWORD", "pw"), ("PGDATABASE", "state")];
+        let vars = [
+            ("PGHOST", "pg.internal"),
+            ("PGPORT", "5433"),
+            ("PGUSER", "app"),
+            ("PGPASSWORD", "pw"),
+            ("PGDATABASE", "state"),
+        ];
         let config = parse("postgres://", &vars).unwrap();
         assert_eq!(config.label(), "postgres://app@pg.internal:5433/state");
         assert_eq!(config.password(), Some("pw"));
@@ -473,7 +485,10 @@ mod tests {
 
     #[test]
     fn connect_timeout_is_at_least_two_seconds_and_zero_means_the_default() {
-        assert_eq!(parse("postgres://h/d?connect_timeout=1", &[]).unwrap().connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse("postgres://h/d?connect_timeout=1", &[]).unwrap().connect_timeout,
+            Some(Duration::from_secs(2))
+        );
         assert_eq!(parse("postgres://h/d?connect_timeout=0", &[]).unwrap().connect_timeout, None);
         let config = parse("postgres://h/d", &[]).unwrap().with_timeout(Duration::from_millis(300));
         assert_eq!(config.connect_timeout(), Duration::from_millis(300));

@@ -54,7 +54,8 @@ impl MakeTls {
         let verifier: Arc<dyn ServerCertVerifier> = match (verify, roots) {
             (Verify::Nothing, _) | (_, None) => Arc::new(Unverified { provider }),
             (Verify::Full, Some(RootCert::System)) => Arc::new(
-                rustls_platform_verifier::Verifier::new(provider).map_err(|error| format!("the system's roots: {error}"))?,
+                rustls_platform_verifier::Verifier::new(provider)
+                    .map_err(|error| format!("the system's roots: {error}"))?,
             ),
             // Refused when the URL is parsed; a hand-made Config is refused here.
             (_, Some(RootCert::System)) => return Err("sslrootcert=system needs sslmode=verify-full".into()),
@@ -127,7 +128,9 @@ where
     fn connect(self, stream: S) -> Self::Future {
         let connector = tokio_rustls::TlsConnector::from(self.config);
         Box::pin(async move {
-            let name = self.name.map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, format!("the host's name: {error}")))?;
+            let name = self
+                .name
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, format!("the host's name: {error}")))?;
             connector.connect(name, stream).await.map(TlsStream)
         })
     }
