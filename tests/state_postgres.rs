@@ -258,19 +258,9 @@ async fn a_frozen_server_fails_the_call_within_its_timeout_and_a_lapsed_write_is
     let token = taken(store.acquire(&holder("frozen"), Duration::from_secs(60)).await.unwrap());
     // Another session holds the lease row locked: our fenced write waits for it, and
     // the call gives up at its bound instead of hanging.
-    let blocker = tokio::task::spawn_blocking({
-        let socket = pg.socket_dir().to_path_buf();
-        let port = pg.port();
-        move || {
-            std::process::Command::new("psql")
-                .args(["-X", "-q", "-U", "postgres", "-h"])
-                .arg(socket)
-                .args(["-p", &port.to_string(), "-d", "postgres", "-c"])
-                .arg("BEGIN; SELECT * FROM grattr_lease FOR UPDATE; SELECT pg_sleep(1.5); COMMIT;")
-                .output()
-                .unwrap()
-        }
-    });
+    let mut blocking =
+        pg.psql("postgres", "BEGIN; SELECT * FROM grattr_lease FOR UPDATE; SELECT pg_sleep(1.5); COMMIT;");
+    let blocker = tokio::task::spawn_blocking(move || blocking.output().unwrap());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let error = store.append(token, &[b"stuck".to_vec()]).await.unwrap_err();
@@ -365,6 +355,60 @@ async fn records_of_two_apps_and_environments_are_apart() {
     assert!(matches!(production.append(a + 1, &[b"x".to_vec()]).await, Err(StateError::Lapsed { .. })));
     assert_eq!(production.read().await.unwrap().journal, []);
     assert_eq!(staging.read().await.unwrap().journal.len(), 1);
+}
+
+/// Whether the connection named `name` is encrypted, as the server sees it.
+fn encrypted(pg: &Pg, name: &str) -> String {
+    pg.sql(
+        "postgres",
+        &format!(
+            "SELECT string_agg(s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '{name}'"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_used_and_verified_as_sslmode_asks() {
+    let pg = Pg::start_tls();
+    let ca = pg.ca_file();
+    let url = |host: &str, name: &str, query: &str| {
+        format!("postgres://postgres:{PASSWORD}@{host}:{}/postgres?application_name={name}{query}", pg.port())
+    };
+    let connect = |url: String| async move { Postgres::connect(&Config::parse(&url).unwrap(), key()).await };
+
+    // prefer (the default) and require encrypt without verifying; disable does not.
+    for (name, query, expected) in
+        [("prefer", "", "true"), ("require", "&sslmode=require", "true"), ("disable", "&sslmode=disable", "false")]
+    {
+        let _store = connect(url("127.0.0.1", name, query)).await.unwrap();
+        assert_eq!(encrypted(&pg, name), expected, "{name}");
+    }
+
+    // verify-full: the CA, and the name the certificate was issued for.
+    let trusted = format!("&sslmode=verify-full&sslrootcert={}", ca.display());
+    let _store = connect(url("localhost", "full", &trusted)).await.unwrap();
+    assert_eq!(encrypted(&pg, "full"), "true");
+    let error = connect(url("127.0.0.1", "full-by-ip", &trusted)).await.err().unwrap();
+    assert!(matches!(error, StateError::Unreachable { .. }), "{error:?}");
+    assert!(error.to_string().contains("certificate not valid for name"), "{error}");
+    // verify-ca: the CA, whatever the name.
+    let _store =
+        connect(url("127.0.0.1", "ca", &format!("&sslmode=verify-ca&sslrootcert={}", ca.display()))).await.unwrap();
+    assert_eq!(encrypted(&pg, "ca"), "true");
+    // A CA that did not sign the server's certificate.
+    let stranger = pg.socket_dir().join("server.crt");
+    let error =
+        connect(url("localhost", "stranger", &format!("&sslmode=verify-full&sslrootcert={}", stranger.display())))
+            .await
+            .err()
+            .unwrap();
+    assert!(error.to_string().contains("invalid peer certificate"), "{error}");
+    let error = connect(url("localhost", "missing", "&sslmode=verify-full&sslrootcert=/nonexistent/root.crt"))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(error, StateError::Url { .. }), "{error:?}");
+    assert!(error.to_string().contains("sslrootcert /nonexistent/root.crt"), "{error}");
 }
 
 /// Not a test: the cost of recording at the API's pace, for the record's bench notes

@@ -19,22 +19,43 @@ pub struct Pg {
     dir: Option<tempfile::TempDir>,
     port: u16,
     running: bool,
+    /// Server options beyond the usual (TLS).
+    extra: String,
 }
 
 impl Pg {
     /// Starts a new server on a free loopback port; panics with what to install when
     /// PostgreSQL's programs are missing (a test that needs it never skips).
     pub fn start() -> Pg {
+        Pg::start_with(false)
+    }
+
+    /// Starts a server that also speaks TLS, with a certificate for `localhost` (and no
+    /// other name) issued by the test CA in [`Pg::ca_file`]; made with the openssl tool.
+    pub fn start_tls() -> Pg {
+        Pg::start_with(true)
+    }
+
+    /// The test CA's certificate (PEM) of a [`Pg::start_tls`] server.
+    pub fn ca_file(&self) -> PathBuf {
+        self.socket_dir().join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Pg {
         let template = template();
         let dir = tempfile::Builder::new().prefix("grattr-pg-").tempdir().unwrap();
         give_to_server_user(dir.path());
+        let extra = match tls {
+            true => make_certificates(dir.path()),
+            false => String::new(),
+        };
         let copied = Command::new("cp").arg("-a").arg(template).arg(dir.path().join("data")).output().unwrap();
         assert!(
             copied.status.success(),
             "copying the template data directory: {}",
             String::from_utf8_lossy(&copied.stderr)
         );
-        let mut pg = Pg { dir: Some(dir), port: 0, running: false };
+        let mut pg = Pg { dir: Some(dir), port: 0, running: false, extra };
         // A port free when we looked may be taken before the server binds it: try another.
         for attempt in 0.. {
             pg.port = free_port();
@@ -83,14 +104,19 @@ impl Pg {
     /// Runs `sql` in `dbname` with psql over the socket; returns its unaligned output
     /// (one line per row, columns separated by `|`).
     pub fn sql(&self, dbname: &str, sql: &str) -> String {
-        let output = Command::new(program("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
-            .arg(self.socket_dir())
-            .args(["-p", &self.port.to_string(), "-d", dbname, "-c", sql])
-            .output()
-            .unwrap();
+        let output = self.psql(dbname, sql).output().unwrap();
         assert!(output.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap().trim_end().to_string()
+    }
+
+    /// The psql command that runs `sql` in `dbname` over the socket, to run or spawn.
+    pub fn psql(&self, dbname: &str, sql: &str) -> Command {
+        let mut command = Command::new(program("psql"));
+        command
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+            .arg(self.socket_dir())
+            .args(["-p", &self.port.to_string(), "-d", dbname, "-c", sql]);
+        command
     }
 
     /// Stops it at once, as a crash would (connections are cut).
@@ -118,9 +144,10 @@ impl Pg {
         let log = self.socket_dir().join("server.log");
         let options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=100 -c shared_buffers=16MB -c logging_collector=off",
+             -c full_page_writes=off -c max_connections=100 -c shared_buffers=16MB -c logging_collector=off{}",
             self.port,
-            self.socket_dir().display()
+            self.socket_dir().display(),
+            self.extra
         );
         let output = Command::new(program("pg_ctl"))
             .args(["start", "-w", "-s", "-t", "30", "-o", &options, "-l"])
@@ -289,6 +316,54 @@ fn template() -> &'static Path {
         }
         kept
     })
+}
+
+/// A test CA and a server certificate for `localhost` it issued, in `dir`, for the
+/// server's user; returns the server options that use them.
+fn make_certificates(dir: &Path) -> String {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl").args(args).current_dir(dir).output().unwrap_or_else(|error| {
+            panic!("the TLS tests make their certificates with the openssl tool ({error}): install it (Debian: apt-get install openssl)")
+        });
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &key[..],
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=grattr test CA"],
+        ]
+        .concat(),
+    );
+    openssl(&[&["req"], &key[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    for file in ["server.crt", "server.key"] {
+        give_to_server_user(&dir.join(file));
+    }
+    std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    format!(" -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key", dir.display())
 }
 
 /// A loopback port nobody listens on right now.
