@@ -170,11 +170,13 @@ impl Config {
             .find_map(|scheme| url.strip_prefix(scheme))
             .ok_or_else(|| fail("a PostgreSQL state URL starts with postgres:// or postgresql://".into()))?;
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
+        // The user info ends at the last `@`, so that a password with an unencoded `/`
+        // or `@` stays whole and never lands in a host or port shown in an error.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(userinfo), rest),
+            None => (None, rest),
         };
+        let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
         if hostport.contains(',') {
             return Err(fail("several hosts are not supported: name one".into()));
         }
@@ -319,25 +321,18 @@ pub(crate) fn redact(url: &str) -> String {
         Some((rest, query)) => (rest, Some(query)),
         None => (rest, None),
     };
-    let (authority, path) = match rest.split_once('/') {
-        Some((authority, path)) => (authority, Some(path)),
-        None => (rest, None),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hostport)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{hostport}"),
-            None => format!("{userinfo}@{hostport}"),
+    // As the parser reads it: the user info ends at the last `@`.
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{after}"),
+            None => format!("{userinfo}@{after}"),
         },
-        None => authority.to_string(),
+        None => rest.to_string(),
     };
     let mut out = match scheme {
-        "" => authority,
-        _ => format!("{scheme}://{authority}"),
+        "" => rest,
+        _ => format!("{scheme}://{rest}"),
     };
-    if let Some(path) = path {
-        out.push('/');
-        out.push_str(path);
-    }
     if let Some(query) = query {
         let query: Vec<String> = query
             .split('&')
@@ -468,6 +463,16 @@ mod tests {
             error.to_string(),
             "state URL postgres://u:***@h/d?password=***&colour=blue: unknown parameter `colour` (known: host, port, user, password, dbname, sslmode, sslrootcert, application_name, connect_timeout)"
         );
+    }
+
+    #[test]
+    fn a_password_with_unencoded_slashes_and_ats_stays_whole() {
+        let config = parse("postgres://u:p/ss@w:rd@h:5433/d", &[]).unwrap();
+        assert_eq!((config.user.as_str(), config.password()), ("u", Some("p/ss@w:rd")));
+        assert_eq!(config.label(), "postgres://u@h:5433/d");
+        let error = parse("postgres://u:p/ss@w:rd@h:x/d", &[]).unwrap_err().to_string();
+        assert_eq!(error, "state URL postgres://u:***@h:x/d: port `x` is not a number from 1 to 65535");
+        assert_eq!(redact("not a url u:p/ss@w:rd@h"), "not a url u:***@h");
     }
 
     #[test]
