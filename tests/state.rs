@@ -102,14 +102,14 @@ impl Store {
 /// A repository of the emulator's app declaring `groups` groups `g-NN`, each `v: {value}`.
 fn repo(server: &Server, groups: usize, value: &str) -> Repo {
     let ids: Vec<String> = (0..groups).map(|i| format!("g-{i:03}")).collect();
-    let declared: Vec<(&str, &[(&str, &str)])> =
-        ids.iter().map(|id| (id.as_str(), &[("v", value)][..])).collect();
+    let pairs = [("v", value)];
+    let declared: Vec<(&str, &[(&str, &str)])> = ids.iter().map(|id| (id.as_str(), &pairs[..])).collect();
     server.repo().file("groups/all.yaml", &groups_yaml(&declared))
 }
 
 /// The value `v` of each write, in the order the emulator applied them.
 fn written(writes: &[Write]) -> Vec<String> {
-    writes.iter().map(|w| w.attributes.get("v").cloned().unwrap_or_default()).collect()
+    writes.iter().map(|w| w.attributes.get("v").unwrap_or_default().to_string()).collect()
 }
 
 /// Runs of one value in a row: `a a b b a` is `[a, b, a]`.
@@ -144,7 +144,7 @@ fn racing_writers_write_one_at_a_time_on_every_store() {
         // changes all 20 groups, so any overlap of two runs would interleave their values.
         let repos: Vec<Repo> = (0..4).map(|i| repo(&server, 20, &format!("p{i}"))).collect();
         let children: Vec<Child> =
-            repos.iter().map(|r| store.spawn(r, &["apply", "--yes", "--lock-timeout", "60s"])).collect();
+            repos.iter().map(|r| store.spawn(r, &["apply", "--yes", "--force", "--lock-timeout", "60s"])).collect();
         for child in children {
             let (code, stderr) = wait(child);
             assert_eq!(code, 0, "{}: {stderr}", store.name());
@@ -156,7 +156,11 @@ fn racing_writers_write_one_at_a_time_on_every_store() {
         let last = runs.last().unwrap().clone();
         let recorded = store.recorded(&repos[0]);
         assert_eq!(recorded.len(), 20, "{}", store.name());
-        assert!(recorded.values().all(|v| *v == last), "{}: the record is the last writer's: {recorded:?}", store.name());
+        assert!(
+            recorded.values().all(|v| *v == last),
+            "{}: the record is the last writer's: {recorded:?}",
+            store.name()
+        );
     }
 }
 
@@ -187,15 +191,19 @@ fn a_writer_frozen_past_its_lease_writes_and_records_nothing_more() {
     let stopped_at = server.emulator().writes().len();
     // Past the lease: the store lets the next writer in.
     std::thread::sleep(Duration::from_millis(2500));
-    store.run(&next, &["apply", "--yes", "--lock-timeout", "30s"]).code(0).ignore_stdout().ignore_stderr();
+    store.run(&next, &["apply", "--yes", "--force", "--lock-timeout", "30s"]).code(0).ignore_stdout().ignore_stderr();
     signal(&first, libc::SIGCONT);
     let (code, stderr) = wait(first);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("lease") && stderr.contains("lost"), "{stderr}");
     let values = written(&server.emulator().writes());
     let first_b = values.iter().position(|v| v == "b").unwrap();
-    assert!(first_b >= stopped_at.saturating_sub(1), "b wrote while a was running");
-    assert!(!values[first_b..].contains(&"a".to_string()), "the frozen writer wrote after its lease lapsed: {:?}", runs(&values));
+    assert!(first_b >= stopped_at, "b wrote while a was running");
+    assert!(
+        !values[first_b..].contains(&"a".to_string()),
+        "the frozen writer wrote after its lease lapsed: {:?}",
+        runs(&values)
+    );
     let recorded = store.recorded(&next);
     assert_eq!(recorded.len(), 100);
     assert!(recorded.values().all(|v| v == "b"), "the frozen writer recorded after its lease lapsed: {recorded:?}");
@@ -237,7 +245,8 @@ fn a_standby_watch_takes_over_from_a_leader_that_dies() {
         // Nothing applied twice: each group was written once with each value.
         let mut seen = std::collections::BTreeSet::new();
         for write in server.emulator().writes() {
-            assert!(seen.insert((write.group.clone(), write.attributes.clone())), "{} applied twice", write.group);
+            let value = write.attributes.get("v").unwrap_or_default().to_string();
+            assert!(seen.insert((write.group.clone(), value)), "{} applied twice", write.group);
         }
     }
 }
@@ -264,7 +273,13 @@ fn a_frozen_leader_that_wakes_applies_nothing_more() {
     std::fs::write(repo.join("groups/all.yaml"), groups_yaml(&[("g-000", &[("v", "three")])])).unwrap();
     eventually(PATIENCE, "the leader applies", || server.live("g-000") == Some(attrs(&[("v", "three")])));
     standby.settle(&server, &repo);
-    let g0: Vec<String> = server.emulator().writes().iter().filter(|w| w.group == "g-000").map(|w| w.attributes["v"].clone()).collect();
+    let g0: Vec<String> = server
+        .emulator()
+        .writes()
+        .iter()
+        .filter(|w| w.group == "g-000")
+        .map(|w| w.attributes["v"].to_string())
+        .collect();
     assert_eq!(g0, ["one", "two", "three"], "each change written once, by the leader:\n{}", frozen.log());
 }
 
@@ -295,13 +310,15 @@ fn a_database_lost_and_back_under_watch_and_apply_converges() {
         let id = format!("o-{i:04}");
         assert_eq!(server.live(&id), Some(attrs(&[("v", id.as_str())])), "{id}");
     }
-    // Each group written once, but the one in flight when its lease lapsed.
+    // Each group written once, but those in flight when the database went: the call
+    // whose record could not be written, and (one call at a time) the one started
+    // before that was known. None started after.
     let mut writes: BTreeMap<String, usize> = BTreeMap::new();
     for write in server.emulator().writes().iter().filter(|w| w.group.starts_with("o-")) {
         *writes.entry(write.group.clone()).or_default() += 1;
     }
     let twice = writes.values().filter(|n| **n > 1).count();
-    assert!(twice <= 1, "{twice} groups written twice");
+    assert!(twice <= 2, "{twice} groups written twice");
     std::fs::write(repo_watch.join("groups/all.yaml"), groups_yaml(&[("g-000", &[("v", "two")])])).unwrap();
     eventually(PATIENCE, "the watch applies again", || server.live("g-000") == Some(attrs(&[("v", "two")])));
 }
@@ -323,8 +340,13 @@ fn a_ci_apply_and_a_watch_share_one_record_and_neither_repeats_the_other() {
     store.run(&ci, &["apply", "--yes", "--lock-timeout", "30s"]).code(0).stdout_contains("1 applied").ignore_stderr();
     watch.settle(&server, &served);
     watch.wait_for_log("the record was changed by another writer");
-    let g0: Vec<String> =
-        server.emulator().writes().iter().filter(|w| w.group == "g-000").map(|w| w.attributes["v"].clone()).collect();
+    let g0: Vec<String> = server
+        .emulator()
+        .writes()
+        .iter()
+        .filter(|w| w.group == "g-000")
+        .map(|w| w.attributes["v"].to_string())
+        .collect();
     assert_eq!(g0, ["one", "two"], "the watch did not apply again what CI applied:\n{}", watch.log());
     // And CI plans against what the watch applied: nothing to do.
     store.run(&ci, &["plan", "--detailed-exitcode"]).code(0).stdout_contains("No changes").ignore_stderr();
@@ -338,7 +360,10 @@ fn state_push_and_pull_move_a_record_between_files_and_postgres() {
     // Applied with the record in the repository's files.
     repo.run_with_env(&["apply", "--yes"], &[("GRATTR_SECRET_KEY", KEY)]).code(0).ignore_stdout();
     let original = repo.read("grattr.lock");
-    store.run(&repo, &["state", "push"]).code(0).stdout_contains("Pushed 4 group(s) from grattr.lock to postgres://postgres@127.0.0.1:");
+    store
+        .run(&repo, &["state", "push"])
+        .code(0)
+        .stdout_contains("Pushed 4 group(s) from grattr.lock to postgres://postgres@127.0.0.1:");
     // Pushed once: a second push would replace what the store holds.
     let again = store.run(&repo, &["state", "push"]).code(1).into_stderr();
     assert!(again.contains("already holds 4 group(s): nothing was pushed (--force replaces it)"), "{again}");
@@ -363,8 +388,14 @@ fn state_show_and_unlock_name_the_holder_and_clear_only_when_forced() {
     let shown = store.run(&repo, &["state", "show"]).code(0).into_stdout();
     assert!(shown.contains(&format!("Lease:   held by grattr apply (pid {} on ", running.id())), "{shown}");
     let refused = store.run(&repo, &["state", "unlock"]).code(1).into_stderr();
-    assert!(refused.contains("grattr state unlock --force") && refused.contains("the writer lease by grattr apply"), "{refused}");
-    store.run(&repo, &["state", "unlock", "--force"]).code(0).stdout_contains("Cleared the writer lease on postgres://");
+    assert!(
+        refused.contains("grattr state unlock --force") && refused.contains("the writer lease by grattr apply"),
+        "{refused}"
+    );
+    store
+        .run(&repo, &["state", "unlock", "--force"])
+        .code(0)
+        .stdout_contains("Cleared the writer lease on postgres://");
     let shown = store.run(&repo, &["state", "show"]).code(0).into_stdout();
     assert!(shown.contains("Lease:   free"), "{shown}");
     #[cfg(unix)]
@@ -394,9 +425,12 @@ fn an_environment_keeps_its_record_in_its_own_row() {
         "admin: administrator\nendpoint: {}\nstate: {url}\nenvironments:\n  staging:\n    sdkappid: 1400000000\n  production:\n    sdkappid: 1400000000\n",
         server.emulator().base_url()
     );
-    let repo = Repo::new().file("grattr.yaml", &config).file("groups/a.yaml", &groups_yaml(&[("g-000", &[("v", "a")])]));
+    let repo =
+        Repo::new().file("grattr.yaml", &config).file("groups/a.yaml", &groups_yaml(&[("g-000", &[("v", "a")])]));
     let env = [("GRATTR_SECRET_KEY", KEY), ("PGPASSWORD", PASSWORD)];
-    repo.run_with_env(&["apply", "--yes", "--env", "staging"], &env).code(0).stdout_contains("Recorded 1 group(s) in postgres://");
+    repo.run_with_env(&["apply", "--yes", "--env", "staging"], &env)
+        .code(0)
+        .stdout_contains("Recorded 1 group(s) in postgres://");
     assert!(!repo.join("grattr.lock").exists(), "the record is in the database, not in the repository");
     repo.run_with_env(&["plan", "--env", "staging", "--detailed-exitcode"], &env).code(0).ignore_stdout();
     repo.run_with_env(&["plan", "--env", "production", "--detailed-exitcode"], &env).code(2).ignore_stdout();

@@ -168,6 +168,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// Asked before every attempt is sent, retries included: a writer whose lease
+    /// lapsed while a call waited (or while the process was frozen) sends nothing more.
+    gate: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl fmt::Debug for Client {
@@ -234,6 +237,7 @@ impl Client {
                 on_backup: AtomicBool::new(false),
                 config,
             }),
+            gate: None,
         })
     }
 
@@ -381,6 +385,17 @@ impl Client {
         Ok(body)
     }
 
+    /// This client, sending each attempt only while `gate` says so (a writer's lease
+    /// is valid); shares everything else with `self`.
+    pub fn gated(&self, gate: Arc<dyn Fn() -> bool + Send + Sync>) -> Client {
+        Client { inner: self.inner.clone(), gate: Some(gate) }
+    }
+
+    /// Whether the gate lets a request go now.
+    fn open(&self) -> bool {
+        self.gate.as_ref().is_none_or(|gate| gate())
+    }
+
     /// Calls `operation` with `body`: paced by the app-wide limiter (and, for writes,
     /// the group's), signed, retried with backoff as the code table says.
     pub async fn call(
@@ -397,10 +412,15 @@ impl Client {
                 self.inner.group_writes.until_key_ready(group).await;
             }
             self.housekeeping();
+            // Checked after the waits, just before sending: they may have outlasted the lease.
+            if !self.open() {
+                return Err(ApiError { operation, kind: ErrorKind::LeaseLost, attempts: attempt });
+            }
             tracing::debug!(%operation, group = group.map(GroupId::as_str), attempt, "calling");
             let mut result = self.attempt(operation, &body, false).await;
             if let Err(ErrorKind::Api { code, .. }) = &result
                 && codes::class(*code) == RetryClass::RenewUserSig
+                && self.open()
             {
                 tracing::info!(%operation, "the UserSig expired; making a new one");
                 result = self.attempt(operation, &body, true).await;

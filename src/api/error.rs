@@ -55,6 +55,16 @@ pub enum ErrorKind {
         /// Why.
         reason: String,
     },
+    /// Not sent: the caller's lease on the record was lost (not renewed in time, or
+    /// taken over), so another writer may be writing; nothing reached the service.
+    LeaseLost,
+}
+
+impl ApiError {
+    /// Whether the call was never sent because the writer's lease was lost.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self.kind, ErrorKind::LeaseLost)
+    }
 }
 
 /// A failed call, after its retries.
@@ -95,9 +105,10 @@ impl ApiError {
             // Only something other than the REST API answers that much; asking
             // again would read as much again.
             // Every call would get the same answer.
-            ErrorKind::Refused { .. } | ErrorKind::TooLarge { .. } | ErrorKind::NotTheApi { .. } => {
-                RetryClass::Permanent
-            }
+            ErrorKind::Refused { .. }
+            | ErrorKind::TooLarge { .. }
+            | ErrorKind::NotTheApi { .. }
+            | ErrorKind::LeaseLost => RetryClass::Permanent,
             ErrorKind::Http { status } => match codes::http_status(*status) {
                 codes::StatusClass::Transient => RetryClass::Backoff,
                 codes::StatusClass::NotTheApi => RetryClass::Permanent,
@@ -176,6 +187,7 @@ impl ApiError {
                 Some("check endpoint: something other than the Chat REST API answered")
             }
             ErrorKind::Refused { .. } => Some("a bug in grattr: report it with the command that was run"),
+            ErrorKind::LeaseLost => Some("another writer may hold the record now; run again to finish"),
         }
     }
 
@@ -205,6 +217,7 @@ impl fmt::Display for ApiError {
                 write!(f, "unexpected answer: larger than {limit} bytes, far more than any REST API answer")?;
             }
             ErrorKind::Refused { reason } => write!(f, "not sent: {reason}")?,
+            ErrorKind::LeaseLost => write!(f, "not sent: the writer's lease on the record was lost")?,
         }
         if self.attempts > 1 {
             write!(f, " after {} attempts", self.attempts)?;

@@ -104,6 +104,8 @@ pub async fn execute(
     on_done: impl Fn(&Change, &Outcome),
 ) -> Report {
     let plan = plan.plan();
+    // Every attempt, retries included, asks the lease first.
+    let client = &client.gated(journal.gate());
     let started = Instant::now();
     let halt = stop.child_token();
     let status = RefCell::new(vec![Status::Waiting; plan.changes.len()]);
@@ -120,7 +122,9 @@ pub async fn execute(
                 if !admitted.await {
                     return (index, None);
                 }
-                // Checked just before the call: a process frozen past its lease wakes here.
+                // A record that cannot be written holds new calls back; then, checked just
+                // before the call: a process frozen past its lease wakes here.
+                journal.writable().await;
                 if !journal.may_call() {
                     halt.cancel();
                     return (index, None);
@@ -151,6 +155,14 @@ pub async fn execute(
                     if let Some(record) = done {
                         journal.record(record.clone());
                         report.recorded.push(record);
+                    }
+                    if error.is_lease_lost() {
+                        // Not the group's failure; the next run applies it. Never sent: waiting;
+                        // sent before and not answered in time: in flight.
+                        status.borrow_mut()[index] =
+                            if error.attempts > 1 { Status::InFlight } else { Status::Waiting };
+                        halt.cancel();
+                        continue;
                     }
                     report.failed.push((index, error.clone()));
                     match probe.answered(Err(&error)) {

@@ -25,7 +25,14 @@ impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A shared store's holder record is data another machine wrote: one line, escaped.
         let text = crate::escape::text;
-        write!(f, "grattr {} (pid {} on {}, since {})", text(&self.command), self.pid, text(&self.host), text(&self.since))
+        write!(
+            f,
+            "grattr {} (pid {} on {}, since {})",
+            text(&self.command),
+            self.pid,
+            text(&self.host),
+            text(&self.since)
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use super::postgres::Postgres;
 use crate::lockfile::{JournalStats, JournalWriter, Record};
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -19,6 +19,9 @@ pub struct Recorder {
     kind: Kind,
     validity: Arc<Validity>,
     queued: AtomicUsize,
+    /// Set while the writer cannot write a batch: no new call starts meanwhile, so
+    /// that what is applied but not recorded stays within the calls in flight.
+    stalled: Arc<AtomicBool>,
 }
 
 enum Kind {
@@ -32,14 +35,15 @@ enum Kind {
 impl Recorder {
     /// Records into the local journal.
     pub(super) fn journal(writer: JournalWriter, validity: Arc<Validity>) -> Recorder {
-        Recorder { kind: Kind::Journal(writer), validity, queued: AtomicUsize::new(0) }
+        Recorder { kind: Kind::Journal(writer), validity, queued: AtomicUsize::new(0), stalled: Arc::default() }
     }
 
     /// Records into `store`'s journal under the lease `token`.
     pub(super) fn shared(store: Arc<Postgres>, token: u64, sdkappid: u64, validity: Arc<Validity>) -> Recorder {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_shared(store, token, sdkappid, receiver, validity.clone()));
-        Recorder { kind: Kind::Shared { sender: Some(sender), task }, validity, queued: AtomicUsize::new(0) }
+        let stalled = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(write_shared(store, token, sdkappid, receiver, validity.clone(), stalled.clone()));
+        Recorder { kind: Kind::Shared { sender: Some(sender), task }, validity, queued: AtomicUsize::new(0), stalled }
     }
 
     /// Queues a record; it is durable once the writer's next batch is written.
@@ -60,6 +64,20 @@ impl Recorder {
     /// (or whose record can no longer be written) calls nothing more.
     pub fn may_call(&self) -> bool {
         self.validity.valid()
+    }
+
+    /// Waits while the record cannot be written (a shared store out of reach), for as
+    /// long as the lease lasts: a call started meanwhile could not be recorded.
+    pub async fn writable(&self) {
+        while self.stalled.load(Ordering::Acquire) && self.validity.valid() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The question a client asks before sending each attempt: is the lease still valid?
+    pub fn gate(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let validity = self.validity.clone();
+        Arc::new(move || validity.valid())
     }
 
     /// Writes every queued record and stops. An error says how many records could
@@ -98,6 +116,7 @@ async fn write_shared(
     sdkappid: u64,
     mut receiver: mpsc::UnboundedReceiver<Record>,
     validity: Arc<Validity>,
+    stalled: Arc<AtomicBool>,
 ) -> (JournalStats, Option<StateError>) {
     let mut stats = JournalStats::default();
     let mut batch: Vec<Vec<u8>> = Vec::new();
@@ -121,8 +140,12 @@ async fn write_shared(
         let written = append
             .retry(backoff)
             .when(|e| !matches!(e, StateError::Lapsed { .. }) && validity.valid())
-            .notify(|e, after| tracing::warn!(error = %e, retry_in = ?after, "cannot record; trying again"))
+            .notify(|e, after| {
+                stalled.store(true, Ordering::Release);
+                tracing::warn!(error = %e, retry_in = ?after, "cannot record; no new call starts until it can; trying again");
+            })
             .await;
+        stalled.store(false, Ordering::Release);
         if let Err(e) = written {
             // Nothing more is recorded on this lease, so nothing more may be called.
             validity.lapse();

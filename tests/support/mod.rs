@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod emulator;
+#[cfg(unix)]
+pub mod postgres;
 pub mod watch;
 
 use assert_cmd::Command;
