@@ -157,6 +157,31 @@ async fn writes_with_a_stale_token_write_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_and_the_writer_leases_are_apart() {
+    let pg = Pg::start();
+    let url = pg.database("two");
+    let (watch, ci) = (store(&url).await, store(&url).await);
+    let leading = taken(watch.acquire(LeaseName::Leader, &holder("watch"), Duration::from_secs(60)).await.unwrap());
+    // A CI apply takes the writer's lease while the watch leads.
+    let writing = taken(ci.acquire(LeaseName::Writer, &holder("ci"), Duration::from_secs(60)).await.unwrap());
+    match watch.acquire(LeaseName::Leader, &holder("standby"), Duration::from_secs(60)).await.unwrap() {
+        Acquired::Held(lease) => assert_eq!(lease.holder.host, "watch"),
+        Acquired::Taken(token) => panic!("a second leader, token {token}"),
+    }
+    assert_eq!(ci.version().await.unwrap(), 0);
+    assert_eq!(ci.append(writing, &[b"one".to_vec()]).await.unwrap(), 1);
+    assert_eq!(watch.version().await.unwrap(), 1, "the leader sees another writer wrote");
+    ci.release(LeaseName::Writer, writing).await.unwrap();
+    assert_eq!(watch.lease(LeaseName::Leader).await.unwrap().unwrap().token, leading, "the leader leads on");
+    let next = taken(watch.acquire(LeaseName::Writer, &holder("watch"), Duration::from_secs(60)).await.unwrap());
+    assert!(next > writing);
+    assert_eq!(watch.append(next, &[b"two".to_vec()]).await.unwrap(), 2);
+    // Once released, the CI's token writes nothing.
+    let error = ci.append(writing, &[b"late".to_vec()]).await.unwrap_err();
+    assert!(matches!(error, StateError::Lapsed { .. }), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_grow_across_releases_and_a_released_lease_is_gone() {
     let pg = Pg::start();
     let store = store(&pg.url()).await;
