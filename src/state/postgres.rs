@@ -1,9 +1,10 @@
 //! The PostgreSQL store: one record per app and environment in three tables (the
 //! record's version and lockfile, its journal, its lease), made on first use and
-//! versioned in `grattr_schema`. Only the lease row is ever locked, and only for one
-//! statement: every record write locks it FOR SHARE and checks the writer's fencing
-//! token against it, so a writer whose lease lapsed writes nothing. Bytes are stored as
-//! given: the layer above verifies lockfile and journal as it verifies files.
+//! versioned in `grattr_schema`. Readers lock nothing (one snapshot). Every record write
+//! is one statement that locks the lease row FOR SHARE and checks the writer's fencing
+//! token against it, so a writer whose lease lapsed writes nothing; the row locks it
+//! takes last only as long as that statement. Bytes are stored as given: the layer
+//! above verifies lockfile and journal as it verifies files.
 
 // `StateError::Held` carries its holder inline, as the shared type defines it; the
 // errors are rare, and a large `Err` costs nothing next to a round trip to the server.

@@ -240,7 +240,7 @@ impl Config {
         };
         let port = match port.or_else(|| env("PGPORT").filter(|port| !port.is_empty())) {
             Some(port) => port.parse::<u16>().ok().filter(|port| *port != 0).ok_or_else(|| {
-                fail(format!("port `{}` is not a number from 1 to 65535", crate::escape::text(&port)))
+                fail(format!("port `{}` is not a number from 1 to {}", crate::escape::text(&port), u16::MAX))
             })?,
             None => 5432,
         };
