@@ -2,7 +2,7 @@
 //! costs on PostgreSQL against local files.
 //! 1. At the API's pace: `grattr apply` of 10,000 new groups at the app-wide limit of
 //!    200 calls/s against 20 ms of emulator latency (floor 50 s), the real binary,
-//!    recording into local files and into a throwaway PostgreSQL on 127.0.0.1
+//!    recording into local files and into a throwaway PostgreSQL on 127.0.0.1 (fsync on)
 //!    (target: PostgreSQL within 10% of local files);
 //! 2. the recording alone: 10,000 records through the recorder with no API call, as
 //!    fast as the store takes them (one fsynced batch, or one fenced transaction, per
@@ -78,7 +78,8 @@ fn record(runtime: &tokio::runtime::Runtime, location: &Location) -> (Duration, 
 
 fn main() {
     let scratch = tempfile::tempdir().unwrap();
-    let pg = postgres::Pg::start();
+    // Durable, as a production server is: every commit reaches the disk.
+    let pg = postgres::Pg::start_durable();
     let emulator = EmulatorProcess::start(&["--latency", "20"]);
 
     let local_root = scratch.path().join("local");
@@ -100,7 +101,7 @@ fn main() {
     let location = grattr::state::Location::parse(&pg.url_of("postgres")).unwrap();
     let (shared_alone, shared_batches) = record(&runtime, &location);
 
-    println!("| benchmark | local files | PostgreSQL (127.0.0.1) | target |");
+    println!("| benchmark | local files | PostgreSQL (127.0.0.1, fsync on) | target |");
     println!("|---|---|---|---|");
     println!(
         "| `apply` of {GROUPS} new groups at 200 calls/s, 20 ms latency (floor 50 s) | {:.2} s | {:.2} s ({:+.1}%) | within 10% |",

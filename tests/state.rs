@@ -436,3 +436,26 @@ fn an_environment_keeps_its_record_in_its_own_row() {
     repo.run_with_env(&["plan", "--env", "production", "--detailed-exitcode"], &env).code(2).ignore_stdout();
     let _ = Path::new(".");
 }
+
+#[test]
+fn import_records_into_the_store_it_is_pointed_at() {
+    for store in Store::each() {
+        let server = Server::start(|_| {});
+        server
+            .block_on(server.client().set_group_attr(&support::emulator::id("lobby"), &attrs(&[("v", "live")])))
+            .unwrap();
+        let repo = server.repo().dir("groups");
+        store
+            .run(&repo, &["import", "lobby", "--out", "groups/imported.yaml"])
+            .code(0)
+            .stdout_contains("Imported 1 group(s)");
+        assert!(!repo.join("grattr.lock").exists(), "{}: recorded in the store, not beside grattr.yaml", store.name());
+        assert_eq!(
+            store.recorded(&repo),
+            BTreeMap::from([("lobby".to_string(), "live".to_string())]),
+            "{}",
+            store.name()
+        );
+        store.run(&repo, &["plan", "--detailed-exitcode"]).code(0).stdout_contains("No changes").ignore_stderr();
+    }
+}

@@ -122,7 +122,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     let moot = |d: &crate::desired::Diagnostic| {
         args.template.as_ref().is_some_and(|name| crate::desired::templates::is_unused_warning(d, name))
     };
-    let (mut workspace, lock) = inputs::open_hiding(environment, "import", args.lock_timeout, "imported", moot)?;
+    let (mut workspace, mut lock) = inputs::open_hiding(environment, "import", args.lock_timeout, "imported", moot)?;
     workspace.check_importable(&ids)?;
     let template = match &args.template {
         Some(name) => Some(workspace.templates.resolve(name).map_err(|e| anyhow!("{e}; nothing was imported"))?),
@@ -176,7 +176,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<u8> {
     }
     crate::files::write_atomically(&out, text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
     let count = imported.len();
-    workspace.adopt(&lock, imported, ownership)?;
+    super::runtime()?.block_on(workspace.adopt(&mut lock, imported, ownership))?;
     let against = template.as_ref().map(|t| format!(" against template {}", crate::escape::quoted(&t.name)));
     writeln!(
         anstream::stdout(),

@@ -95,7 +95,7 @@ pub struct StateArgs {
     /// Keep the record in this store, shared by every runner and watch replica:
     /// postgres://USER@HOST:PORT/DATABASE (the password in PGPASSWORD). Overrides
     /// `state:` in grattr.yaml; a path means local files, as --state-dir.
-    #[arg(long, env = "GRATTR_STATE", value_name = "URL", conflicts_with = "state_dir")]
+    #[arg(long, env = "GRATTR_STATE", value_name = "URL")]
     state: Option<String>,
 
     /// How long a writer's lease on a shared store's record lasts unless renewed:
@@ -115,11 +115,16 @@ fn lease_ttl(text: &str) -> Result<std::time::Duration, String> {
 }
 
 impl StateArgs {
-    /// `environment` with its record where these options put it.
+    /// `environment` with its record where these options put it. A `--state` URL keeps
+    /// the record in its store; `--state-dir` then still holds what `watch --source
+    /// head` keeps on disk. A `--state` path is a state directory, and wins over `--state-dir`.
     fn apply(&self, mut environment: Environment) -> Environment {
         let dir = match (&self.state, &self.state_dir) {
-            (Some(url), _) if url.contains("://") => {
+            (Some(url), dir) if url.contains("://") => {
                 environment.state = Some(url.clone());
+                if let Some(dir) = dir {
+                    environment = environment.with_state_dir(dir);
+                }
                 None
             }
             (Some(path), _) => Some(PathBuf::from(path)),

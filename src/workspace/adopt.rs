@@ -4,8 +4,9 @@
 use super::{Workspace, WriteLock};
 use crate::desired::templates::{Catalog, ResolvedTemplate};
 use crate::desired::{emit, groups};
-use crate::lockfile::{LockfileError, Record};
+use crate::lockfile::Record;
 use crate::model::{AttributeSet, GroupId, Ownership, SourceLocation};
+use crate::state::StateError;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -133,23 +134,25 @@ impl Workspace {
     }
 
     /// Records `imported` as applied with `ownership`, as they are live (with key
-    /// ownership: the keys adopted): the next plan has no change for them.
-    pub fn adopt(
+    /// ownership: the keys adopted), as any run records: into the record's journal,
+    /// then folded. The next plan has no change for them.
+    pub async fn adopt(
         &mut self,
-        _lock: &WriteLock,
+        lock: &mut WriteLock,
         imported: Vec<(GroupId, AttributeSet)>,
         ownership: Ownership,
-    ) -> Result<(), LockfileError> {
-        let mut lockfile = self.lockfile.clone();
-        lockfile.sdkappid.get_or_insert(self.environment.sdkappid);
-        lockfile.apply_records(imported.into_iter().map(|(group, attributes)| Record::Set {
-            group,
-            attributes,
-            ownership,
-        }));
-        lockfile.write(&self.environment.lockfile)?;
-        self.lockfile = lockfile;
-        Ok(())
+    ) -> Result<(), StateError> {
+        let records: Vec<Record> =
+            imported.into_iter().map(|(group, attributes)| Record::Set { group, attributes, ownership }).collect();
+        let recorder = lock.lease.recorder()?;
+        for record in &records {
+            recorder.record(record.clone());
+        }
+        recorder.finish().await?;
+        let count = records.len();
+        self.lockfile.sdkappid.get_or_insert(self.environment.sdkappid);
+        self.lockfile.apply_records(records);
+        lock.lease.ran(&mut self.lockfile, count).await
     }
 }
 

@@ -36,6 +36,15 @@ impl Pg {
         Pg::start_with(true)
     }
 
+    /// Starts a server that keeps what it commits as a production server does (fsync,
+    /// synchronous commit, full page writes on): for benchmarks.
+    pub fn start_durable() -> Pg {
+        let mut pg = Pg::start();
+        pg.extra = " -c fsync=on -c synchronous_commit=on -c full_page_writes=on".into();
+        pg.restart();
+        pg
+    }
+
     /// The test CA's certificate (PEM) of a [`Pg::start_tls`] server.
     pub fn ca_file(&self) -> PathBuf {
         self.socket_dir().join("ca.crt")
