@@ -3,7 +3,9 @@
 //! of when each write arrived), a writer whose lease lapsed writes nothing more, a
 //! standby `watch` takes over from a leader that dies, is frozen or loses its
 //! database, a CI `apply` and a `watch` share one record, and `grattr state` moves a
-//! record between the stores.
+//! record between the stores. Unix only: the throwaway PostgreSQL runs as the
+//! `postgres` user, and freezing a process is SIGSTOP.
+#![cfg(unix)]
 
 mod support;
 
@@ -123,7 +125,6 @@ fn runs(values: &[String]) -> Vec<String> {
     runs
 }
 
-#[cfg(unix)]
 fn signal(child: &Child, signal: i32) {
     // SAFETY: kill(2) on a child this test spawned.
     unsafe { libc::kill(child.id() as i32, signal) };
@@ -179,7 +180,6 @@ fn a_second_writer_is_refused_and_names_the_holder() {
     }
 }
 
-#[cfg(unix)]
 #[test]
 fn a_writer_frozen_past_its_lease_writes_and_records_nothing_more() {
     let store = Store::postgres();
@@ -220,7 +220,6 @@ fn leader(server: &Server, watches: &[&Watch]) -> usize {
     leading.unwrap()
 }
 
-#[cfg(unix)]
 #[test]
 fn a_standby_watch_takes_over_from_a_leader_that_dies() {
     for store in Store::each() {
@@ -251,7 +250,6 @@ fn a_standby_watch_takes_over_from_a_leader_that_dies() {
     }
 }
 
-#[cfg(unix)]
 #[test]
 fn a_frozen_leader_that_wakes_applies_nothing_more() {
     let store = Store::postgres();
@@ -283,7 +281,6 @@ fn a_frozen_leader_that_wakes_applies_nothing_more() {
     assert_eq!(g0, ["one", "two", "three"], "each change written once, by the leader:\n{}", frozen.log());
 }
 
-#[cfg(unix)]
 #[test]
 fn a_database_lost_and_back_under_watch_and_apply_converges() {
     let mut store = Store::postgres();
@@ -323,7 +320,6 @@ fn a_database_lost_and_back_under_watch_and_apply_converges() {
     eventually(PATIENCE, "the watch applies again", || server.live("g-000") == Some(attrs(&[("v", "two")])));
 }
 
-#[cfg(unix)]
 #[test]
 fn a_ci_apply_and_a_watch_share_one_record_and_neither_repeats_the_other() {
     let store = Store::postgres();
@@ -383,7 +379,6 @@ fn state_show_and_unlock_name_the_holder_and_clear_only_when_forced() {
     let repo = repo(&server, 200, "a");
     let mut running = store.spawn(&repo, &["apply", "--yes", "--concurrency", "1"]);
     eventually(PATIENCE, "the apply writes", || !server.emulator().writes().is_empty());
-    #[cfg(unix)]
     signal(&running, libc::SIGSTOP);
     let shown = store.run(&repo, &["state", "show"]).code(0).into_stdout();
     assert!(shown.contains(&format!("Lease:   held by grattr apply (pid {} on ", running.id())), "{shown}");
@@ -398,7 +393,6 @@ fn state_show_and_unlock_name_the_holder_and_clear_only_when_forced() {
         .stdout_contains("Cleared the writer lease on postgres://");
     let shown = store.run(&repo, &["state", "show"]).code(0).into_stdout();
     assert!(shown.contains("Lease:   free"), "{shown}");
-    #[cfg(unix)]
     signal(&running, libc::SIGCONT);
     running.kill().unwrap();
     running.wait().unwrap();
