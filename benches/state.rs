@@ -8,110 +8,128 @@
 //!    fast as the store takes them (one fsynced batch, or one fenced transaction, per
 //!    batch of what waits).
 
+// The throwaway PostgreSQL runs as the `postgres` user: a unix bench.
+#[cfg(not(unix))]
+fn main() {
+    println!("cargo bench --bench state runs on unix only");
+}
+
+#[cfg(unix)]
+fn main() {
+    bench::main();
+}
+
+#[cfg(unix)]
 #[path = "support/emulator.rs"]
 mod emulator;
 
+#[cfg(unix)]
 #[path = "../tests/support/postgres.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod postgres;
 
-use emulator::{EmulatorProcess, KEY};
-use grattr::lockfile::Record;
-use grattr::model::{GroupId, Ownership};
-use grattr::state::{Key, Location, Store};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[cfg(unix)]
+mod bench {
+    use super::emulator::{EmulatorProcess, KEY};
+    use super::postgres;
+    use grattr::lockfile::Record;
+    use grattr::model::{GroupId, Ownership};
+    use grattr::state::{Key, Location, Store};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
 
-const GROUPS: usize = 10_000;
+    const GROUPS: usize = 10_000;
 
-/// A repository of `GROUPS` new groups against `emulator`, at the API's pace.
-fn repository(root: &Path, emulator: &EmulatorProcess) {
-    std::fs::create_dir_all(root.join("groups")).unwrap();
-    let config = format!("sdkappid: 1400000000\nadmin: administrator\nendpoint: {}\nrate_limit: 200\n", emulator.base);
-    std::fs::write(root.join("grattr.yaml"), config).unwrap();
-    let mut text = String::from("groups:\n");
-    for i in 0..GROUPS {
-        text += &format!("  - id: room-{i:05}\n    attributes:\n      theme: dark-{i}\n");
-    }
-    std::fs::write(root.join("groups/rooms.yaml"), text).unwrap();
-}
-
-/// `grattr apply --yes` in `root` with `env`; its wall time.
-fn apply(root: &Path, env: &[(&str, &str)]) -> Duration {
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_grattr"))
-        .current_dir(root)
-        .args(["apply", "--yes"])
-        .env("GRATTR_SECRET_KEY", KEY)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run grattr");
-    let elapsed = started.elapsed();
-    assert!(output.status.success(), "grattr apply: {}", String::from_utf8_lossy(&output.stderr));
-    elapsed
-}
-
-/// 10,000 records through the recorder of `location`; the time until all are durable.
-fn record(runtime: &tokio::runtime::Runtime, location: &Location) -> (Duration, usize) {
-    runtime.block_on(async {
-        let key = Key { sdkappid: 1400000000, environment: String::new() };
-        let store = Store::open(location, key).await.unwrap();
-        let lease = store.lease("bench", Duration::ZERO, Duration::from_secs(15)).await.unwrap();
-        let recorder = lease.recorder().unwrap();
-        let started = Instant::now();
+    /// A repository of `GROUPS` new groups against `emulator`, at the API's pace.
+    fn repository(root: &Path, emulator: &EmulatorProcess) {
+        std::fs::create_dir_all(root.join("groups")).unwrap();
+        let config =
+            format!("sdkappid: 1400000000\nadmin: administrator\nendpoint: {}\nrate_limit: 200\n", emulator.base);
+        std::fs::write(root.join("grattr.yaml"), config).unwrap();
+        let mut text = String::from("groups:\n");
         for i in 0..GROUPS {
-            recorder.record(Record::Set {
-                group: GroupId::parse(&format!("room-{i:05}")).unwrap(),
-                attributes: [("theme".to_string(), format!("dark-{i}"))].into(),
-                ownership: Ownership::Group,
-            });
+            text += &format!("  - id: room-{i:05}\n    attributes:\n      theme: dark-{i}\n");
         }
-        let stats = recorder.finish().await.unwrap();
+        std::fs::write(root.join("groups/rooms.yaml"), text).unwrap();
+    }
+
+    /// `grattr apply --yes` in `root` with `env`; its wall time.
+    fn apply(root: &Path, env: &[(&str, &str)]) -> Duration {
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_grattr"))
+            .current_dir(root)
+            .args(["apply", "--yes"])
+            .env("GRATTR_SECRET_KEY", KEY)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run grattr");
         let elapsed = started.elapsed();
-        lease.release().await;
-        (elapsed, stats.syncs)
-    })
-}
+        assert!(output.status.success(), "grattr apply: {}", String::from_utf8_lossy(&output.stderr));
+        elapsed
+    }
 
-fn main() {
-    let scratch = tempfile::tempdir().unwrap();
-    // Durable, as a production server is: every commit reaches the disk.
-    let pg = postgres::Pg::start_durable();
-    let emulator = EmulatorProcess::start(&["--latency", "20"]);
+    /// 10,000 records through the recorder of `location`; the time until all are durable.
+    fn record(runtime: &tokio::runtime::Runtime, location: &Location) -> (Duration, usize) {
+        runtime.block_on(async {
+            let key = Key { sdkappid: 1400000000, environment: String::new() };
+            let store = Store::open(location, key).await.unwrap();
+            let lease = store.lease("bench", Duration::ZERO, Duration::from_secs(15)).await.unwrap();
+            let recorder = lease.recorder().unwrap();
+            let started = Instant::now();
+            for i in 0..GROUPS {
+                recorder.record(Record::Set {
+                    group: GroupId::parse(&format!("room-{i:05}")).unwrap(),
+                    attributes: [("theme".to_string(), format!("dark-{i}"))].into(),
+                    ownership: Ownership::Group,
+                });
+            }
+            let stats = recorder.finish().await.unwrap();
+            let elapsed = started.elapsed();
+            lease.release().await;
+            (elapsed, stats.syncs)
+        })
+    }
 
-    let local_root = scratch.path().join("local");
-    repository(&local_root, &emulator);
-    let local = apply(&local_root, &[]);
-    let shared_root = scratch.path().join("postgres");
-    repository(&shared_root, &emulator);
-    // Every group of the first run is live now: the second creates its own.
-    let text = std::fs::read_to_string(shared_root.join("groups/rooms.yaml")).unwrap().replace("room-", "hall-");
-    std::fs::write(shared_root.join("groups/rooms.yaml"), text).unwrap();
-    let url = pg.url();
-    let shared = apply(&shared_root, &[("GRATTR_STATE", url.as_str())]);
+    pub(super) fn main() {
+        let scratch = tempfile::tempdir().unwrap();
+        // Durable, as a production server is: every commit reaches the disk.
+        let pg = postgres::Pg::start_durable();
+        let emulator = EmulatorProcess::start(&["--latency", "20"]);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let files = scratch.path().join("recording");
-    std::fs::create_dir_all(&files).unwrap();
-    let (local_alone, local_syncs) =
-        record(&runtime, &Location::Local { lockfile: files.join("grattr.lock"), seed: None });
-    let location = grattr::state::Location::parse(&pg.url_of("postgres")).unwrap();
-    let (shared_alone, shared_batches) = record(&runtime, &location);
+        let local_root = scratch.path().join("local");
+        repository(&local_root, &emulator);
+        let local = apply(&local_root, &[]);
+        let shared_root = scratch.path().join("postgres");
+        repository(&shared_root, &emulator);
+        // Every group of the first run is live now: the second creates its own.
+        let text = std::fs::read_to_string(shared_root.join("groups/rooms.yaml")).unwrap().replace("room-", "hall-");
+        std::fs::write(shared_root.join("groups/rooms.yaml"), text).unwrap();
+        let url = pg.url();
+        let shared = apply(&shared_root, &[("GRATTR_STATE", url.as_str())]);
 
-    println!("| benchmark | local files | PostgreSQL (127.0.0.1, fsync on) | target |");
-    println!("|---|---|---|---|");
-    println!(
-        "| `apply` of {GROUPS} new groups at 200 calls/s, 20 ms latency (floor 50 s) | {:.2} s | {:.2} s ({:+.1}%) | within 10% |",
-        local.as_secs_f64(),
-        shared.as_secs_f64(),
-        100.0 * (shared.as_secs_f64() / local.as_secs_f64() - 1.0)
-    );
-    println!(
-        "| recording {GROUPS} records alone, as fast as the store takes them | {:.3} s ({local_syncs} fsynced batches) | {:.3} s ({shared_batches} transactions) | — |",
-        local_alone.as_secs_f64(),
-        shared_alone.as_secs_f64()
-    );
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let files = scratch.path().join("recording");
+        std::fs::create_dir_all(&files).unwrap();
+        let (local_alone, local_syncs) =
+            record(&runtime, &Location::Local { lockfile: files.join("grattr.lock"), seed: None });
+        let location = grattr::state::Location::parse(&pg.url_of("postgres")).unwrap();
+        let (shared_alone, shared_batches) = record(&runtime, &location);
+
+        println!("| benchmark | local files | PostgreSQL (127.0.0.1, fsync on) | target |");
+        println!("|---|---|---|---|");
+        println!(
+            "| `apply` of {GROUPS} new groups at 200 calls/s, 20 ms latency (floor 50 s) | {:.2} s | {:.2} s ({:+.1}%) | within 10% |",
+            local.as_secs_f64(),
+            shared.as_secs_f64(),
+            100.0 * (shared.as_secs_f64() / local.as_secs_f64() - 1.0)
+        );
+        println!(
+            "| recording {GROUPS} records alone, as fast as the store takes them | {:.3} s ({local_syncs} fsynced batches) | {:.3} s ({shared_batches} transactions) | — |",
+            local_alone.as_secs_f64(),
+            shared_alone.as_secs_f64()
+        );
+    }
 }

@@ -453,3 +453,49 @@ fn import_records_into_the_store_it_is_pointed_at() {
         store.run(&repo, &["plan", "--detailed-exitcode"]).code(0).stdout_contains("No changes").ignore_stderr();
     }
 }
+
+#[test]
+fn a_role_that_may_only_read_the_record_can_plan() {
+    let pg = Pg::start();
+    let server = Server::start(|_| {});
+    let repo = repo(&server, 1, "a");
+    let url = pg.url().replace(&format!(":{PASSWORD}"), "");
+    let env = [("GRATTR_SECRET_KEY", KEY), ("PGPASSWORD", PASSWORD)];
+    repo.run_with_env(&["apply", "--yes", "--state", &url], &env).code(0).ignore_stdout();
+    pg.sql(
+        "postgres",
+        "CREATE ROLE reader LOGIN PASSWORD 'reader-Pw-7'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader",
+    );
+    let reader = url.replacen("postgres://postgres@", "postgres://reader@", 1);
+    let as_reader = [("PGPASSWORD", "reader-Pw-7")];
+    repo.run_with_env(&["plan", "--state", &reader, "--detailed-exitcode"], &as_reader)
+        .code(0)
+        .stdout_contains("No changes");
+    // An environment no writer has recorded yet reads as empty, and the reader cannot write.
+    let staging = repo.run_with_env(&["plan", "--state", &reader, "--detailed-exitcode"], &as_reader);
+    let _ = staging.code(0).ignore_stdout();
+    let refused = repo.run_with_env(
+        &["apply", "--yes", "--state", &reader],
+        &[("PGPASSWORD", "reader-Pw-7"), ("GRATTR_SECRET_KEY", KEY)],
+    );
+    let stderr = refused.code(1).into_stderr();
+    assert!(stderr.contains("permission denied") && !stderr.contains("reader-Pw-7"), "{stderr}");
+}
+
+#[test]
+fn a_state_directory_never_turns_a_shared_record_into_local_files() {
+    let pg = Pg::start();
+    let server = Server::start(|_| {});
+    let url = pg.url().replace(&format!(":{PASSWORD}"), "");
+    let repo = repo(&server, 1, "a");
+    std::fs::write(repo.join("grattr.yaml"), format!("{}state: {url}\n", server.config())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    // An image's ENV GRATTR_STATE_DIR (for HEAD mode's snapshots), which a container cannot unset.
+    let env = [("GRATTR_STATE_DIR", dir), ("PGPASSWORD", PASSWORD), ("GRATTR_SECRET_KEY", KEY)];
+    repo.run_with_env(&["apply", "--yes"], &env).code(0).stdout_contains("Recorded 1 group(s) in postgres://");
+    repo.run_with_env(&["apply", "--yes", "--state", &url], &env).code(0).stdout_contains("No changes");
+    assert!(std::fs::read_dir(dir).unwrap().next().is_none(), "nothing recorded in the state directory");
+    // A `--state` path is local files, whatever grattr.yaml says.
+    repo.run_with_env(&["plan", "--state", dir, "--detailed-exitcode"], &env).code(2).ignore_stdout();
+}

@@ -27,7 +27,7 @@ use crate::desired::{Config, Environment};
 use crate::model::limits::MAX_CALLS_PER_SECOND;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Exit codes: the CI contract.
@@ -115,25 +115,28 @@ fn lease_ttl(text: &str) -> Result<std::time::Duration, String> {
 }
 
 impl StateArgs {
-    /// `environment` with its record where these options put it. A `--state` URL keeps
-    /// the record in its store; `--state-dir` then still holds what `watch --source
-    /// head` keeps on disk. A `--state` path is a state directory, and wins over `--state-dir`.
+    /// `environment` with its record where these options put it: a `--state` URL
+    /// (`GRATTR_STATE`) keeps it in that store, over `state:` in grattr.yaml; a
+    /// `--state` path keeps it in local files there. `--state-dir` says only where local
+    /// files live (the record's, when it is local; `watch --source head`'s snapshots
+    /// always), so that a state directory set for a server's snapshots never turns a
+    /// configured shared record into a local one.
     fn apply(&self, mut environment: Environment) -> Environment {
-        let dir = match (&self.state, &self.state_dir) {
-            (Some(url), dir) if url.contains("://") => {
-                environment.state = Some(url.clone());
-                if let Some(dir) = dir {
-                    environment = environment.with_state_dir(dir);
-                }
-                None
+        match &self.state {
+            Some(url) if url.contains("://") => environment.state = Some(url.clone()),
+            Some(path) => {
+                environment.state = None;
+                return self.ttl(environment.with_state_dir(Path::new(path)));
             }
-            (Some(path), _) => Some(PathBuf::from(path)),
-            (None, dir) => dir.clone(),
-        };
-        if let Some(dir) = dir {
-            environment.state = None;
-            environment = environment.with_state_dir(&dir);
+            None => {}
         }
+        if let Some(dir) = &self.state_dir {
+            environment = environment.with_state_dir(dir);
+        }
+        self.ttl(environment)
+    }
+
+    fn ttl(&self, mut environment: Environment) -> Environment {
         environment.lease_ttl = self.lease_ttl;
         environment
     }

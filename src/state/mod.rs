@@ -500,7 +500,9 @@ impl Lease {
                 if self.unfolded >= FOLD_RECORDS {
                     self.checkpoint(&mut lockfile).await?;
                 }
-                Ok((lockfile, Opened { seeded: None, recovered }))
+                // A shared store's journal is folded only once long: its records are no
+                // interrupted run's, whatever their number.
+                Ok((lockfile, Opened::default()))
             }
         }
     }

@@ -487,6 +487,54 @@ impl Postgres {
 
     /// Makes or migrates the tables, under the advisory lock, and this record's row.
     async fn ensure_schema(&self, session: &mut Session) -> Result<(), Failure> {
+        // Most runs find the tables current and the record's row made: then nothing is
+        // written, so that a role that may only read the record (a pull request's `plan`)
+        // can open it.
+        let tables = session
+            .client
+            .query_one(
+                "SELECT to_regclass('grattr_schema') IS NOT NULL AND to_regclass('grattr_record') IS NOT NULL",
+                &[],
+            )
+            .await?
+            .try_get::<_, bool>(0)?;
+        let (mut version, mut row) = (None, false);
+        if tables {
+            let current = session
+                .client
+                .query_one(
+                    "SELECT (SELECT version FROM grattr_schema WHERE id = 1),
+                            EXISTS (SELECT 1 FROM grattr_record WHERE sdkappid = $1 AND environment = $2)",
+                    &[&self.sdkappid, &self.environment],
+                )
+                .await?;
+            version = current.try_get::<_, Option<i32>>(0)?.map(i32::unsigned_abs);
+            row = current.try_get::<_, bool>(1)?;
+        }
+        if let Some(found) = version.filter(|found| *found > SCHEMA_VERSION) {
+            return Err(Failure::State(StateError::Schema {
+                store: self.label.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            }));
+        }
+        if version == Some(SCHEMA_VERSION) && row {
+            return Ok(());
+        }
+        match self.make_schema(session).await {
+            // A reader of a record no writer has written yet: it reads an empty record.
+            Err(Failure::Db(e))
+                if version == Some(SCHEMA_VERSION)
+                    && e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Makes or migrates the tables, and the record's row, under the advisory lock.
+    async fn make_schema(&self, session: &mut Session) -> Result<(), Failure> {
         let transaction = session.client.transaction().await?;
         transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await?;
         transaction
@@ -585,11 +633,34 @@ impl Postgres {
         };
         // The server never echoes a password, but a message is no place to find out.
         let text = match self.config.password().filter(|password| !password.is_empty()) {
-            Some(password) => text.replace(password, "***"),
+            Some(password) => mask(&text, password),
             None => text,
         };
         crate::escape::text(&text).into_owned()
     }
+}
+
+/// `text` with `password` masked. A password shorter than 6 characters is masked only
+/// where it stands as a word of its own: masked inside words, a password `p` would turn
+/// "permission denied for schema public" into "***ermission denied for schema ***ublic".
+fn mask(text: &str, password: &str) -> String {
+    if password.chars().count() >= 6 {
+        return text.replace(password, "***");
+    }
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(password) {
+        let (before, after) = (rest[..at].chars().next_back(), rest[at + password.len()..].chars().next());
+        out.push_str(&rest[..at]);
+        match word(before) || word(after) {
+            true => out.push_str(password),
+            false => out.push_str("***"),
+        }
+        rest = &rest[at + password.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A duration as the bigint microseconds the queries add to `now()`.
@@ -600,4 +671,16 @@ fn micros(duration: Duration) -> i64 {
 /// A token as the bigint column holds it (tokens count leases: never near 2^63).
 fn token_param(token: u64) -> i64 {
     i64::try_from(token).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::mask;
+
+    #[test]
+    fn a_short_password_is_masked_as_a_word_and_a_long_one_everywhere() {
+        assert_eq!(mask("permission denied for schema public", "p"), "permission denied for schema public");
+        assert_eq!(mask("password p was wrong: p", "p"), "password *** was wrong: ***");
+        assert_eq!(mask("hunter2hunter2 hunter2", "hunter2"), "****** ***");
+    }
 }
