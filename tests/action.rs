@@ -18,6 +18,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use support::Repo;
 use support::emulator::{KEY, Server, groups_yaml};
+use support::postgres::{PASSWORD, Pg};
 
 const TOKEN: &str = "test-token-not-a-secret";
 
@@ -1027,6 +1028,97 @@ fn a_partial_failure_is_still_committed_and_pushed_then_fails() {
     let lockfile = remote.lockfile();
     assert_eq!(lockfile["groups"]["alpha"]["attributes"], json!({"v": "2"}), "the success is recorded: {lockfile}");
     assert!(lockfile["groups"].get("ghost").is_none(), "{lockfile}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// a shared record (PostgreSQL): apply commits nothing, plan reads the record
+
+/// The password of the plan job's role (see the README: the grants a plan needs).
+const PLANNER_PASSWORD: &str = "planner-test-Hq4-secret";
+
+fn grattr_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_grattr"));
+    command.args(args).current_dir(dir).env_remove("GRATTR_STATE").env_remove("GRATTR_STATE_DIR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn with_a_shared_record_apply_commits_nothing_and_a_plan_reads_the_record() {
+    let server = Server::start(|_| {});
+    // main: alpha v1 applied and recorded in grattr.lock, then alpha v2 merged.
+    let remote = Remote::new(&server);
+    let pg = Pg::start();
+    let url = pg.database("grattr").replace(&format!(":{PASSWORD}"), "");
+    let job = remote.clone("job");
+    // The team moves its record into PostgreSQL once, from the verified lockfile.
+    let writer = [("GRATTR_STATE", url.as_str()), ("PGPASSWORD", PASSWORD)];
+    let pushed = grattr_with(&job, &["state", "push"], &writer);
+    assert!(pushed.status.success(), "{}", text(&pushed));
+    let main = || git(&remote.path("remote.git"), &["rev-parse", "main"]);
+    let before = main();
+
+    let shared = [("GRATTR_RECORD", "shared"), writer[0], writer[1]];
+    let run = remote.apply_with(&job, &shared);
+    let log = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{log}");
+    assert!(log.contains("Each success is recorded in the shared record: nothing to commit."), "{log}");
+    assert!(!log.contains(PASSWORD) && !log.contains(KEY), "no secret is printed: {log}");
+    assert_eq!(main(), before, "nothing was committed nor pushed");
+    assert_eq!(server.sets(), 2, "alpha v1 (before the move), then v2");
+    let out = job.join("pulled.lock");
+    let pulled = grattr_with(&job, &["state", "pull", "--out", out.to_str().unwrap()], &writer);
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(record["groups"]["alpha"]["attributes"], json!({"v": "2"}), "{record}");
+    // The next run (or a watch on the same record) applies nothing again.
+    let again = remote.apply_with(&job, &shared);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(server.sets(), 2, "nothing applied twice");
+
+    // A pull request's plan reads the record, with a role that may read it: the committed
+    // grattr.lock (alpha v1, stale since the record moved) would show alpha as an update.
+    pg.sql(
+        "grattr",
+        &format!(
+            "CREATE ROLE planner LOGIN PASSWORD '{PLANNER_PASSWORD}'; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO planner; \
+             GRANT INSERT (sdkappid, environment) ON grattr_record TO planner; \
+             GRANT CREATE ON SCHEMA public TO planner"
+        ),
+    );
+    let planner = url.replacen("postgres://postgres@", "postgres://planner@", 1);
+    let pr = PullRequest::new();
+    let plan = pr.plan_in(
+        &job,
+        &[("GRATTR_RECORD", "shared"), ("GRATTR_STATE", planner.as_str()), ("PGPASSWORD", PLANNER_PASSWORD)],
+    );
+    let log = text(&plan.output);
+    assert_eq!(plan.output.status.code(), Some(0), "{log}");
+    assert!(plan.outputs.contains("has-changes=false\n"), "{}\n{log}", plan.outputs);
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(!comments[0].1.contains("edits the lockfile"), "no lockfile is compared: {}", comments[0].1);
+    assert!(!log.contains(PLANNER_PASSWORD), "{log}");
+    // The role cannot write the record: a plan job's password takes no lease.
+    let refused = grattr_with(
+        &job,
+        &["state", "push", "--force"],
+        &[("GRATTR_STATE", planner.as_str()), ("PGPASSWORD", PLANNER_PASSWORD)],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+
+    // Without the store's address (a pull request from a fork gets no secrets), the plan
+    // fails and says why, rather than planning against no record at all.
+    let pr = PullRequest::new();
+    let plan = pr.plan_in(&job, &[("GRATTR_RECORD", "shared")]);
+    let log = text(&plan.output);
+    assert_eq!(plan.output.status.code(), Some(1), "{log}");
+    assert!(log.contains("names no shared store"), "{log}");
+    let comments = pr.bot_comments();
+    assert!(comments.len() == 1 && comments[0].1.contains("plan failed"), "{comments:?}");
 }
 
 /// The lines of `log` outside every stretch that `::stop-commands::TOKEN` opens and
