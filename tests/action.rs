@@ -1110,6 +1110,30 @@ fn with_a_shared_record_apply_commits_nothing_and_a_plan_reads_the_record() {
     );
     assert!(!refused.status.success(), "{}", text(&refused));
 
+    // GitLab's plan job, switched to the shared record, reads it with the plan's own role.
+    let gitlab = yaml("examples/gitlab/.gitlab-ci.yml");
+    let script: Vec<&str> =
+        gitlab[0]["grattr-plan"]["script"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let scratch = tempfile::tempdir().unwrap();
+    let gitlab_plan = Command::new("sh")
+        .arg("-c")
+        .arg(script.join("\n"))
+        .current_dir(&job)
+        .env_clear()
+        .env("PATH", grattr_on_path(scratch.path()))
+        .env("HOME", scratch.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GRATTR_RECORD", "shared")
+        .env("GRATTR_PLAN_STATE", &planner)
+        .env("GRATTR_PLAN_PGPASSWORD", PLANNER_PASSWORD)
+        .output()
+        .unwrap();
+    let note = std::fs::read_to_string(job.join("plan.md")).unwrap();
+    assert_eq!(gitlab_plan.status.code(), Some(0), "{}\n{note}", text(&gitlab_plan));
+    assert!(note.contains("0 to create, 0 to update, 0 to delete"), "{note}");
+    assert!(!note.contains("edits the lockfile") && !note.contains(PLANNER_PASSWORD), "{note}");
+
     // Without the store's address (a pull request from a fork gets no secrets), the plan
     // fails and says why, rather than planning against no record at all.
     let pr = PullRequest::new();
@@ -1252,6 +1276,23 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
     for path in &workflows {
         for doc in yaml(path) {
             check_steps(path, &doc);
+            // The alternative recipes for a shared record (PostgreSQL): the action's step says
+            // so, and reads the store's URL and password from secrets, never from the file.
+            let action_steps: Vec<&Value> = doc["jobs"]
+                .as_object()
+                .unwrap()
+                .values()
+                .flat_map(|job| job["steps"].as_array().unwrap())
+                .filter(|step| step["uses"].as_str().is_some_and(|u| u.starts_with("OWNER/grattr@")))
+                .collect();
+            let shared = action_steps.iter().any(|step| step["with"]["record"] == "shared");
+            assert_eq!(shared, path.ends_with("-shared.yml"), "{path}: record: shared in the -shared recipes only");
+            for step in action_steps.iter().filter(|_| shared) {
+                for variable in ["GRATTR_STATE", "PGPASSWORD"] {
+                    let value = step["env"][variable].as_str().unwrap_or_else(|| panic!("{path}: no {variable}"));
+                    assert!(value.starts_with("${{ secrets.") && value.ends_with(" }}"), "{path}: {variable}: {value}");
+                }
+            }
             assert!(doc.get("on").is_some(), "{path}: no trigger");
             assert!(doc["on"].get("pull_request_target").is_none(), "{path}: pull_request_target");
             assert_eq!(doc["permissions"], json!({}), "{path}: the workflow grants nothing by default");
@@ -1259,6 +1300,10 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
                 assert!(job["permissions"].is_object(), "{path}: job {name} has no permissions:");
             }
             if let Some(pull_request) = doc["on"].get("pull_request") {
+                // A pull request's plan never gets the apply's password, which writes the record.
+                for step in action_steps.iter().filter(|_| shared) {
+                    assert_eq!(step["env"]["PGPASSWORD"], "${{ secrets.GRATTR_PLAN_PGPASSWORD }}", "{path}");
+                }
                 // A required check that never reports blocks a pull request forever.
                 assert!(pull_request.get("paths").is_none(), "{path}: a paths filter on the required check");
                 let plan = &doc["jobs"]["plan"];
@@ -1279,8 +1324,10 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
             }
             if doc["on"].get("push").is_some() {
                 let apply = &doc["jobs"]["apply"];
-                // Push the lockfile; read the merged pull request's labels and report back on it.
-                assert_eq!(apply["permissions"], json!({"contents": "write", "pull-requests": "write"}), "{path}");
+                // Push the lockfile (a shared record: nothing to push); read the merged pull
+                // request's labels and report back on it.
+                let contents = if shared { "read" } else { "write" };
+                assert_eq!(apply["permissions"], json!({"contents": contents, "pull-requests": "write"}), "{path}");
                 assert_eq!(apply["environment"], json!("production"), "{path}: the secret is an environment's");
                 assert_eq!(apply["concurrency"]["cancel-in-progress"], json!(false), "{path}");
             }
@@ -1291,9 +1338,12 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
     assert_eq!(action.len(), 1);
     check_steps("action.yml", &action[0]);
     let inputs = action[0]["inputs"].as_object().unwrap();
-    for input in ["mode", "version", "working-directory", "github-token", "environment", "force-label"] {
+    for input in
+        ["mode", "version", "working-directory", "github-token", "environment", "force-label", "record", "lock-timeout"]
+    {
         assert!(inputs.contains_key(input), "action.yml lacks the input {input}");
     }
+    assert_eq!(inputs["record"]["default"], "lockfile", "the lockfile committed stays the default");
     assert!(!inputs.keys().any(|k| k.contains("secret") || k.contains("key")), "the secret key is never an input");
     let version = inputs["version"]["default"].as_str().unwrap();
     assert_eq!(version, env!("CARGO_PKG_VERSION"), "the action installs the release it is part of");
