@@ -121,6 +121,18 @@ fn two_replicas_share_one_record_in_postgres_and_the_key_comes_from_a_secret() {
     // The record: in PostgreSQL, named by a ConfigMap, never on a volume of one pod.
     assert!(flag(&args, "--state-dir").is_none() && flag(&args, "--state").is_none(), "{args:?}");
     assert!(env_of(grattr, "GRATTR_STATE_DIR").is_none(), "no state directory");
+    // Nor from the image: the pod inherits its ENV, and grattr refuses GRATTR_STATE beside
+    // GRATTR_STATE_DIR (a variable Kubernetes cannot unset). The image's own CMD names it.
+    let dockerfile = read("Dockerfile");
+    let env_lines: Vec<&str> = dockerfile
+        .lines()
+        .skip_while(|l| !l.starts_with("FROM gcr.io/distroless/"))
+        .skip_while(|l| !l.starts_with("ENV "))
+        .take_while(|l| l.starts_with("ENV ") || l.starts_with("    "))
+        .collect();
+    assert!(!env_lines.iter().any(|l| l.contains("GRATTR_STATE_DIR")), "the image's ENV: {env_lines:?}");
+    let cmd = dockerfile.lines().find(|l| l.starts_with("CMD ")).expect("a CMD");
+    assert!(cmd.contains(r#""--state-dir", "/var/lib/grattr""#), "the default CMD keeps its volume: {cmd}");
     assert!(of_kind(&documents, "PersistentVolumeClaim").is_empty(), "no volume for the record");
     let state = env_of(grattr, "GRATTR_STATE").expect("GRATTR_STATE");
     let reference = &state["valueFrom"]["configMapKeyRef"];
