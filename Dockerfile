@@ -66,11 +66,12 @@ COPY --from=binary /out/grattr /grattr
 COPY --from=binary --chown=65532:65532 /out/state /var/lib/grattr
 USER 65532:65532
 # The checkout (read-only is enough) is mounted at /repo; the state on a volume.
-ENV GRATTR_CONFIG=/repo/grattr.yaml \
-    GRATTR_STATE_DIR=/var/lib/grattr
+ENV GRATTR_CONFIG=/repo/grattr.yaml
 VOLUME ["/var/lib/grattr"]
 EXPOSE 9464
 ENTRYPOINT ["/grattr"]
 # The secret key comes from a file (its first line): mount it there, or set
-# GRATTR_SECRET_KEY and pass a CMD without --secret-key-file.
-CMD ["watch", "--listen", "0.0.0.0:9464", "--log-format", "json", "--secret-key-file", "/run/secrets/grattr-secret-key"]
+# GRATTR_SECRET_KEY and pass a CMD without --secret-key-file. The state directory is named
+# here, not in ENV: a container given a shared record (GRATTR_STATE=postgres://...) passes
+# a CMD without --state-dir, and grattr refuses both at once (an ENV cannot be unset).
+CMD ["watch", "--listen", "0.0.0.0:9464", "--log-format", "json", "--state-dir", "/var/lib/grattr", "--secret-key-file", "/run/secrets/grattr-secret-key"]

@@ -5,13 +5,17 @@
 # Passes --force only when the pull request that merged the commit carried the force label (a
 # reviewer's act, see plan.sh), and reports back on that pull request: ONE comment with what
 # was applied, what failed and the run's link.
+# With GRATTR_RECORD=shared the record is a shared store (PostgreSQL): grattr records each
+# success there under the store's writer's lease (waiting up to GRATTR_LOCK_TIMEOUT while a
+# watch cycle or another apply holds it), and nothing is committed or pushed.
 #
 # In: GRATTR_WORKING_DIRECTORY, GRATTR_ENVIRONMENT, GRATTR_LOCKFILE (default grattr.lock),
 # GRATTR_BRANCH (default GITHUB_REF_NAME), GRATTR_REMOTE (default origin),
 # GRATTR_PUSH_ATTEMPTS (default 5), GRATTR_PUSH_BACKOFF (seconds, default 2, times the attempt),
 # GRATTR_FORCE_LABEL (default grattr:force; empty: never --force), GRATTR_GITHUB_TOKEN (finds
-# the merged pull request and comments on it; without it, neither), GRATTR_SECRET_KEY (read by
-# grattr itself; never printed here), and what GitHub sets: GITHUB_SHA, GITHUB_API_URL,
+# the merged pull request and comments on it; without it, neither), GRATTR_RECORD (lockfile or
+# shared; see common.sh), GRATTR_LOCK_TIMEOUT (shared: default 5m), GRATTR_SECRET_KEY,
+# GRATTR_STATE and PGPASSWORD (read by grattr itself; never printed here), and what GitHub sets: GITHUB_SHA, GITHUB_API_URL,
 # GITHUB_REPOSITORY, GITHUB_SERVER_URL, GITHUB_RUN_ID, GITHUB_STEP_SUMMARY.
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
@@ -37,6 +41,11 @@ if [[ -z "$branch" ]] || ! git check-ref-format --branch "$branch" >/dev/null 2>
 fi
 if [[ ! "$attempts" =~ ^[1-9][0-9]*$ || ! "$backoff" =~ ^[0-9]+$ ]]; then
   error "GRATTR_PUSH_ATTEMPTS must be a positive number and GRATTR_PUSH_BACKOFF a number of seconds"
+  exit 1
+fi
+lock_timeout=${GRATTR_LOCK_TIMEOUT:-5m}
+if [[ ! "$lock_timeout" =~ ^[0-9]+(ms|s|m|h)$ ]]; then
+  error "lock-timeout must be a duration such as 30s, 5m or 1h"
   exit 1
 fi
 if [[ "$lockfile" =~ [[:space:]] ]]; then
@@ -128,7 +137,7 @@ run_apply() {
   printf '$ grattr apply%s\n' "${force:+ --force}" >>"$work/applied.txt"
   # apply prints group ids and values from the desired state: with workflow commands off, a
   # line of theirs cannot become a command to the runner.
-  inert apply_logged "${args[@]}" "${force[@]}" --yes || status=$?
+  inert apply_logged "${args[@]}" "${force[@]}" "${wait_for_lease[@]}" --yes || status=$?
   if ((status != 0 && apply_status == 0)); then
     apply_status=$status
   fi
@@ -163,6 +172,7 @@ report() {
     fi
     case "$pushed" in
       "") printf ' The lockfile did not change.\n\n' ;;
+      shared) printf ' Each success is recorded in the shared record.\n\n' ;;
       "$branch") printf ' The lockfile was pushed to %s.\n\n' "$branch" ;;
       *) printf ' The records could not reach %s: %s\n\n' "$branch" "$pushed" ;;
     esac
@@ -192,6 +202,13 @@ on_exit() {
 }
 trap on_exit EXIT
 
+shared=false
+record_mode || exit 1
+wait_for_lease=()
+if $shared; then
+  wait_for_lease=(--lock-timeout "$lock_timeout")
+fi
+
 # Whether grattr can plan from the checkout; its diagnostics are printed, the plan is not.
 # shellcheck disable=SC2317 # run through inert
 plan_quietly() {
@@ -214,6 +231,11 @@ fetch
 git checkout --quiet --force --detach "$tracking"
 echo "Applying $branch at $(git rev-parse --short HEAD)"
 run_apply
+if $shared; then
+  pushed=shared
+  echo "Each success is recorded in the shared record: nothing to commit."
+  exit "$apply_status"
+fi
 if ! commit_lockfile; then
   echo "The lockfile did not change: nothing to push."
   exit "$apply_status"

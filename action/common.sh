@@ -78,3 +78,43 @@ enter_workspace() {
     args=(--env "$environment")
   fi
 }
+
+# Reads GRATTR_RECORD (the `record` input) into `shared`: false for `lockfile` (the default:
+# grattr.lock in the repository), true for `shared` once grattr confirms that its
+# configuration (GRATTR_STATE, or grattr.yaml's state:) names a shared store and that the
+# store opens with the credentials this step has (PGPASSWORD). Asking grattr, rather than
+# reading GRATTR_STATE here, covers a state: in grattr.yaml and an --env of its own.
+# Returns 1, after an error annotation, when it does not. Needs $work and $args.
+# shellcheck disable=SC2034,SC2154 # shared is the caller's, and so are work and args
+record_mode() {
+  local shown store
+  case "${GRATTR_RECORD:-lockfile}" in
+    lockfile)
+      shared=false
+      if [[ -n "${GRATTR_STATE:-}" ]]; then
+        error "GRATTR_STATE is set, but the record input is lockfile: give record: shared to use the shared record"
+        return 1
+      fi
+      return 0
+      ;;
+    shared) shared=true ;;
+    *)
+      error "record must be lockfile or shared"
+      return 1
+      ;;
+  esac
+  # The store's address and the database's answers are configuration and server text:
+  # printed with workflow commands off. grattr never prints the password.
+  if ! shown=$(grattr state show "${args[@]}" --format json 2>"$work/state.err"); then
+    print_inert "$work/state.err"
+    error "record: shared, but the shared record cannot be opened (see the log): the step needs GRATTR_STATE (or state: in grattr.yaml) and PGPASSWORD; a pull request from a fork gets no secrets"
+    return 1
+  fi
+  store=$(jq -r '.store // empty' <<<"$shown")
+  if [[ -z "$(jq -r '.version // empty' <<<"$shown")" ]]; then
+    error "record: shared, but GRATTR_STATE and grattr.yaml's state: names no shared store (the record would be the local file); a pull request from a fork gets no secrets"
+    return 1
+  fi
+  printf 'The shared record: %s\n' "$store" >"$work/store.txt"
+  print_inert "$work/store.txt"
+}

@@ -6,11 +6,14 @@
 # and one that edits the lockfile is flagged and fails unless labelled (see base.sh). A plan the
 # safety guard refuses (what apply would refuse after merge) says so at the top of the comment
 # and fails unless the pull request carries the force label, a reviewer's deliberate act that
-# makes the apply on merge pass --force (see apply.sh).
+# makes the apply on merge pass --force (see apply.sh). With GRATTR_RECORD=shared the plan
+# reads the shared record (a PostgreSQL store, read with the step's GRATTR_STATE and
+# PGPASSWORD) instead: no lockfile is in the repository to compare with or to flag.
 #
 # In: GRATTR_WORKING_DIRECTORY, GRATTR_ENVIRONMENT, GRATTR_GITHUB_TOKEN,
 # GRATTR_LOCKFILE_EDIT_LABEL (default grattr-lockfile-edit), GRATTR_FORCE_LABEL (default
-# grattr:force; empty: no override), and what GitHub sets:
+# grattr:force; empty: no override), GRATTR_RECORD (lockfile or shared; see common.sh),
+# GRATTR_STATE and PGPASSWORD (read by grattr itself; never printed here), and what GitHub sets:
 # GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_EVENT_PATH, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT,
 # GITHUB_SERVER_URL, GITHUB_RUN_ID, RUNNER_TEMP.
 # Out: has-changes (true/false), plan-file (the Markdown that was posted), safety-verdict
@@ -113,10 +116,19 @@ if ((status != 0)); then
   exit 1
 fi
 
-# 2. the record: a pull request's plan compares with the base branch's lockfile.
+# 2. the record: a pull request's plan compares with the base branch's lockfile, or with the
+# shared record, which only the apply on the default branch (or a watch) writes.
 plan_args=()
 edited=""
-if [[ -n "$(pull_request_number)" ]]; then
+if ! record_mode; then
+  {
+    printf '### %s: plan failed\n\n' "$title"
+    printf 'The shared record, which the plan compares with, cannot be read; see the log of the run below.\n'
+  } >"$work/body.md"
+  publish "$work/body.md" || true
+  exit 1
+fi
+if ! $shared && [[ -n "$(pull_request_number)" ]]; then
   if ! read_base_record; then
     {
       printf '### %s: plan failed\n\n' "$title"

@@ -18,6 +18,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use support::Repo;
 use support::emulator::{KEY, Server, groups_yaml};
+use support::postgres::{PASSWORD, Pg};
 
 const TOKEN: &str = "test-token-not-a-secret";
 
@@ -1029,6 +1030,121 @@ fn a_partial_failure_is_still_committed_and_pushed_then_fails() {
     assert!(lockfile["groups"].get("ghost").is_none(), "{lockfile}");
 }
 
+// ---------------------------------------------------------------------------------------------
+// a shared record (PostgreSQL): apply commits nothing, plan reads the record
+
+/// The password of the plan job's role (see the README: the grants a plan needs).
+const PLANNER_PASSWORD: &str = "planner-test-Hq4-secret";
+
+fn grattr_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_grattr"));
+    command.args(args).current_dir(dir).env_remove("GRATTR_STATE").env_remove("GRATTR_STATE_DIR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn with_a_shared_record_apply_commits_nothing_and_a_plan_reads_the_record() {
+    let server = Server::start(|_| {});
+    // main: alpha v1 applied and recorded in grattr.lock, then alpha v2 merged.
+    let remote = Remote::new(&server);
+    let pg = Pg::start();
+    let url = pg.database("grattr").replace(&format!(":{PASSWORD}"), "");
+    let job = remote.clone("job");
+    // The team moves its record into PostgreSQL once, from the verified lockfile.
+    let writer = [("GRATTR_STATE", url.as_str()), ("PGPASSWORD", PASSWORD)];
+    let pushed = grattr_with(&job, &["state", "push"], &writer);
+    assert!(pushed.status.success(), "{}", text(&pushed));
+    let main = || git(&remote.path("remote.git"), &["rev-parse", "main"]);
+    let before = main();
+
+    let shared = [("GRATTR_RECORD", "shared"), writer[0], writer[1]];
+    let run = remote.apply_with(&job, &shared);
+    let log = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{log}");
+    assert!(log.contains("Each success is recorded in the shared record: nothing to commit."), "{log}");
+    assert!(!log.contains(PASSWORD) && !log.contains(KEY), "no secret is printed: {log}");
+    assert_eq!(main(), before, "nothing was committed nor pushed");
+    assert_eq!(server.sets(), 2, "alpha v1 (before the move), then v2");
+    let out = job.join("pulled.lock");
+    let pulled = grattr_with(&job, &["state", "pull", "--out", out.to_str().unwrap()], &writer);
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(record["groups"]["alpha"]["attributes"], json!({"v": "2"}), "{record}");
+    // The next run (or a watch on the same record) applies nothing again.
+    let again = remote.apply_with(&job, &shared);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(server.sets(), 2, "nothing applied twice");
+
+    // A pull request's plan reads the record, with a role that may read it: the committed
+    // grattr.lock (alpha v1, stale since the record moved) would show alpha as an update.
+    pg.sql(
+        "grattr",
+        &format!(
+            "CREATE ROLE planner LOGIN PASSWORD '{PLANNER_PASSWORD}'; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO planner; \
+             GRANT INSERT (sdkappid, environment) ON grattr_record TO planner; \
+             GRANT CREATE ON SCHEMA public TO planner"
+        ),
+    );
+    let planner = url.replacen("postgres://postgres@", "postgres://planner@", 1);
+    let pr = PullRequest::new();
+    let plan = pr.plan_in(
+        &job,
+        &[("GRATTR_RECORD", "shared"), ("GRATTR_STATE", planner.as_str()), ("PGPASSWORD", PLANNER_PASSWORD)],
+    );
+    let log = text(&plan.output);
+    assert_eq!(plan.output.status.code(), Some(0), "{log}");
+    assert!(plan.outputs.contains("has-changes=false\n"), "{}\n{log}", plan.outputs);
+    let comments = pr.bot_comments();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(!comments[0].1.contains("edits the lockfile"), "no lockfile is compared: {}", comments[0].1);
+    assert!(!log.contains(PLANNER_PASSWORD), "{log}");
+    // The role cannot write the record: a plan job's password takes no lease.
+    let refused = grattr_with(
+        &job,
+        &["state", "push", "--force"],
+        &[("GRATTR_STATE", planner.as_str()), ("PGPASSWORD", PLANNER_PASSWORD)],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+
+    // GitLab's plan job, switched to the shared record, reads it with the plan's own role.
+    let gitlab = yaml("examples/gitlab/.gitlab-ci.yml");
+    let script: Vec<&str> =
+        gitlab[0]["grattr-plan"]["script"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let scratch = tempfile::tempdir().unwrap();
+    let gitlab_plan = Command::new("sh")
+        .arg("-c")
+        .arg(script.join("\n"))
+        .current_dir(&job)
+        .env_clear()
+        .env("PATH", grattr_on_path(scratch.path()))
+        .env("HOME", scratch.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GRATTR_RECORD", "shared")
+        .env("GRATTR_PLAN_STATE", &planner)
+        .env("GRATTR_PLAN_PGPASSWORD", PLANNER_PASSWORD)
+        .output()
+        .unwrap();
+    let note = std::fs::read_to_string(job.join("plan.md")).unwrap();
+    assert_eq!(gitlab_plan.status.code(), Some(0), "{}\n{note}", text(&gitlab_plan));
+    assert!(note.contains("0 to create, 0 to update, 0 to delete"), "{note}");
+    assert!(!note.contains("edits the lockfile") && !note.contains(PLANNER_PASSWORD), "{note}");
+
+    // Without the store's address (a pull request from a fork gets no secrets), the plan
+    // fails and says why, rather than planning against no record at all.
+    let pr = PullRequest::new();
+    let plan = pr.plan_in(&job, &[("GRATTR_RECORD", "shared")]);
+    let log = text(&plan.output);
+    assert_eq!(plan.output.status.code(), Some(1), "{log}");
+    assert!(log.contains("names no shared store"), "{log}");
+    let comments = pr.bot_comments();
+    assert!(comments.len() == 1 && comments[0].1.contains("plan failed"), "{comments:?}");
+}
+
 /// The lines of `log` outside every stretch that `::stop-commands::TOKEN` opens and
 /// `::TOKEN::` closes: the lines the runner reads as workflow commands.
 fn outside_stop_commands(log: &str) -> Vec<&str> {
@@ -1160,6 +1276,23 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
     for path in &workflows {
         for doc in yaml(path) {
             check_steps(path, &doc);
+            // The alternative recipes for a shared record (PostgreSQL): the action's step says
+            // so, and reads the store's URL and password from secrets, never from the file.
+            let action_steps: Vec<&Value> = doc["jobs"]
+                .as_object()
+                .unwrap()
+                .values()
+                .flat_map(|job| job["steps"].as_array().unwrap())
+                .filter(|step| step["uses"].as_str().is_some_and(|u| u.starts_with("OWNER/grattr@")))
+                .collect();
+            let shared = action_steps.iter().any(|step| step["with"]["record"] == "shared");
+            assert_eq!(shared, path.ends_with("-shared.yml"), "{path}: record: shared in the -shared recipes only");
+            for step in action_steps.iter().filter(|_| shared) {
+                for variable in ["GRATTR_STATE", "PGPASSWORD"] {
+                    let value = step["env"][variable].as_str().unwrap_or_else(|| panic!("{path}: no {variable}"));
+                    assert!(value.starts_with("${{ secrets.") && value.ends_with(" }}"), "{path}: {variable}: {value}");
+                }
+            }
             assert!(doc.get("on").is_some(), "{path}: no trigger");
             assert!(doc["on"].get("pull_request_target").is_none(), "{path}: pull_request_target");
             assert_eq!(doc["permissions"], json!({}), "{path}: the workflow grants nothing by default");
@@ -1167,6 +1300,10 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
                 assert!(job["permissions"].is_object(), "{path}: job {name} has no permissions:");
             }
             if let Some(pull_request) = doc["on"].get("pull_request") {
+                // A pull request's plan never gets the apply's password, which writes the record.
+                for step in action_steps.iter().filter(|_| shared) {
+                    assert_eq!(step["env"]["PGPASSWORD"], "${{ secrets.GRATTR_PLAN_PGPASSWORD }}", "{path}");
+                }
                 // A required check that never reports blocks a pull request forever.
                 assert!(pull_request.get("paths").is_none(), "{path}: a paths filter on the required check");
                 let plan = &doc["jobs"]["plan"];
@@ -1187,8 +1324,10 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
             }
             if doc["on"].get("push").is_some() {
                 let apply = &doc["jobs"]["apply"];
-                // Push the lockfile; read the merged pull request's labels and report back on it.
-                assert_eq!(apply["permissions"], json!({"contents": "write", "pull-requests": "write"}), "{path}");
+                // Push the lockfile (a shared record: nothing to push); read the merged pull
+                // request's labels and report back on it.
+                let contents = if shared { "read" } else { "write" };
+                assert_eq!(apply["permissions"], json!({"contents": contents, "pull-requests": "write"}), "{path}");
                 assert_eq!(apply["environment"], json!("production"), "{path}: the secret is an environment's");
                 assert_eq!(apply["concurrency"]["cancel-in-progress"], json!(false), "{path}");
             }
@@ -1199,9 +1338,12 @@ fn every_recipe_is_valid_yaml_pinned_and_least_privileged() {
     assert_eq!(action.len(), 1);
     check_steps("action.yml", &action[0]);
     let inputs = action[0]["inputs"].as_object().unwrap();
-    for input in ["mode", "version", "working-directory", "github-token", "environment", "force-label"] {
+    for input in
+        ["mode", "version", "working-directory", "github-token", "environment", "force-label", "record", "lock-timeout"]
+    {
         assert!(inputs.contains_key(input), "action.yml lacks the input {input}");
     }
+    assert_eq!(inputs["record"]["default"], "lockfile", "the lockfile committed stays the default");
     assert!(!inputs.keys().any(|k| k.contains("secret") || k.contains("key")), "the secret key is never an input");
     let version = inputs["version"]["default"].as_str().unwrap();
     assert_eq!(version, env!("CARGO_PKG_VERSION"), "the action installs the release it is part of");

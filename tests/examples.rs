@@ -1,7 +1,8 @@
 //! The Kubernetes example (`examples/kubernetes/`) keeps the promises the README
-//! makes for it: one writer per lockfile, the state on a volume outside the checkout,
-//! the key from a Secret file, health probes on the watch port, Prometheus scraping,
-//! and the `restricted` pod security profile. Every YAML document there is read.
+//! makes for it: two `watch` replicas on one record in PostgreSQL (one leads, one stands
+//! by), the key and the database's password from Secrets, health probes on the watch
+//! port, Prometheus scraping, and the `restricted` pod security profile. Every YAML
+//! document there is read. The systemd example's PostgreSQL lines are checked too.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -82,12 +83,23 @@ fn the_kustomization_names_every_manifest() {
     assert_eq!(listed, files);
 }
 
+/// The value of the variable `name` in `container`'s environment: its `value`, or where
+/// its `valueFrom` points.
+fn env_of<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
+    container["env"].as_array().into_iter().flatten().find(|e| e["name"] == name)
+}
+
 #[test]
-fn one_writer_with_its_state_on_a_volume_and_its_key_from_a_secret() {
+fn two_replicas_share_one_record_in_postgres_and_the_key_comes_from_a_secret() {
     let documents = documents();
     let deployment = one(&documents, "Deployment");
-    assert_eq!(deployment["spec"]["replicas"], 1, "one writer per lockfile");
-    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate", "the old writer stops before the new one starts");
+    assert_eq!(deployment["spec"]["replicas"], 2, "one leads, one stands by");
+    // A rolling update never has fewer than two pods: the new pod is ready as a standby
+    // (/readyz 200) before an old one goes, so a leader is always there to hand over to.
+    let strategy = &deployment["spec"]["strategy"];
+    assert_eq!(strategy["type"], "RollingUpdate", "{strategy}");
+    assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0, "{strategy}");
+    assert_eq!(strategy["rollingUpdate"]["maxSurge"], 1, "{strategy}");
     let pod = &deployment["spec"]["template"]["spec"];
     let containers = pod["containers"].as_array().unwrap();
     let grattr = containers.iter().find(|c| c["name"] == "grattr").expect("a grattr container");
@@ -106,13 +118,49 @@ fn one_writer_with_its_state_on_a_volume_and_its_key_from_a_secret() {
         "the Secret provides {key}"
     );
 
-    let state = flag(&args, "--state-dir").expect("--state-dir");
-    let (volume, mount) = volume_of(pod, grattr, state);
-    assert_eq!(mount["mountPath"], state);
-    let claim = volume["persistentVolumeClaim"]["claimName"].as_str().expect("the state on a PersistentVolumeClaim");
-    let pvc = one(&documents, "PersistentVolumeClaim");
-    assert_eq!(pvc["metadata"]["name"], claim);
-    assert_eq!(strings(&pvc["spec"]["accessModes"]), ["ReadWriteOnce"]);
+    // The record: in PostgreSQL, named by a ConfigMap, never on a volume of one pod.
+    assert!(flag(&args, "--state-dir").is_none() && flag(&args, "--state").is_none(), "{args:?}");
+    assert!(env_of(grattr, "GRATTR_STATE_DIR").is_none(), "no state directory");
+    // Nor from the image: the pod inherits its ENV, and grattr refuses GRATTR_STATE beside
+    // GRATTR_STATE_DIR (a variable Kubernetes cannot unset). The image's own CMD names it.
+    let dockerfile = read("Dockerfile");
+    let env_lines: Vec<&str> = dockerfile
+        .lines()
+        .skip_while(|l| !l.starts_with("FROM gcr.io/distroless/"))
+        .skip_while(|l| !l.starts_with("ENV "))
+        .take_while(|l| l.starts_with("ENV ") || l.starts_with("    "))
+        .collect();
+    assert!(!env_lines.iter().any(|l| l.contains("GRATTR_STATE_DIR")), "the image's ENV: {env_lines:?}");
+    let cmd = dockerfile.lines().find(|l| l.starts_with("CMD ")).expect("a CMD");
+    assert!(cmd.contains(r#""--state-dir", "/var/lib/grattr""#), "the default CMD keeps its volume: {cmd}");
+    assert!(of_kind(&documents, "PersistentVolumeClaim").is_empty(), "no volume for the record");
+    let state = env_of(grattr, "GRATTR_STATE").expect("GRATTR_STATE");
+    let reference = &state["valueFrom"]["configMapKeyRef"];
+    let map = of_kind(&documents, "ConfigMap")
+        .into_iter()
+        .find(|m| m["metadata"]["name"] == reference["name"])
+        .unwrap_or_else(|| panic!("no ConfigMap {}", reference["name"]));
+    let url = map["data"][reference["key"].as_str().unwrap()].as_str().expect("the URL in the ConfigMap");
+    let rest = url.strip_prefix("postgres://").unwrap_or_else(|| panic!("a PostgreSQL URL: {url}"));
+    let user_info = rest.split_once('@').map(|(user, _)| user).expect("a user");
+    assert!(!user_info.contains(':'), "no password in the URL: {url}");
+    assert!(url.contains("sslmode=verify-full"), "TLS that checks the server: {url}");
+    let password = &env_of(grattr, "PGPASSWORD").expect("PGPASSWORD")["valueFrom"]["secretKeyRef"];
+    assert!(password["name"].is_string() && password["key"].is_string(), "the password from a Secret");
+    // The lease is stated: a standby takes over within it.
+    let ttl = env_of(grattr, "GRATTR_LEASE_TTL").expect("GRATTR_LEASE_TTL")["value"].as_str().unwrap();
+    let ttl = humantime::parse_duration(ttl).unwrap();
+    assert!((1..=3600).contains(&ttl.as_secs()), "{ttl:?}");
+
+    // Voluntary disruptions (a node drained) keep one pod, and the two replicas prefer two nodes.
+    let budget = one(&documents, "PodDisruptionBudget");
+    assert_eq!(budget["spec"]["minAvailable"], 1);
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in budget["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&labels[key], value, "the budget selects the pod");
+    }
+    let spread = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(spread["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname", "{spread}");
 }
 
 #[test]
@@ -343,20 +391,36 @@ fn follow(steps: &[Vec<String>]) -> Result<(Vec<String>, Vec<CreatedSecret>), St
     Ok((namespaces, secrets))
 }
 
+/// Every Secret the pod reads, with the keys it reads of it: as volumes and as variables.
+fn secrets_read(pod: &Value) -> Vec<(String, Vec<String>)> {
+    let mut read: Vec<(String, Vec<String>)> = Vec::new();
+    let mut add = |name: &str, key: &str| match read.iter_mut().find(|(n, _)| n == name) {
+        Some((_, keys)) => keys.push(key.to_owned()),
+        None => read.push((name.to_owned(), vec![key.to_owned()])),
+    };
+    for volume in pod["volumes"].as_array().into_iter().flatten().filter(|v| v["secret"].is_object()) {
+        for item in volume["secret"]["items"].as_array().unwrap() {
+            add(volume["secret"]["secretName"].as_str().unwrap(), item["key"].as_str().unwrap());
+        }
+    }
+    let containers = pod["containers"].as_array().into_iter().chain(pod["initContainers"].as_array()).flatten();
+    for env in containers.flat_map(|c| c["env"].as_array().into_iter().flatten()) {
+        let reference = &env["valueFrom"]["secretKeyRef"];
+        if reference.is_object() {
+            add(reference["name"].as_str().unwrap(), reference["key"].as_str().unwrap());
+        }
+    }
+    read
+}
+
 #[test]
-fn the_documented_steps_create_the_secret_where_the_pod_reads_it() {
+fn the_documented_steps_create_the_secrets_where_the_pod_reads_them() {
     let objects = rendered();
     let deployment = rendered_one(&objects, "Deployment");
     let namespace = deployment["metadata"]["namespace"].as_str().unwrap();
-    let volume = deployment["spec"]["template"]["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["secret"].is_object())
-        .expect("a Secret volume");
-    let secret_name = volume["secret"]["secretName"].as_str().unwrap();
-    let wanted: Vec<&str> =
-        volume["secret"]["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    let read = secrets_read(&deployment["spec"]["template"]["spec"]);
+    let names: Vec<&str> = read.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names.len(), 2, "the secret key and the database's password: {names:?}");
 
     let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
     let section = readme.split("#### Kubernetes").nth(1).expect("the README's Kubernetes section");
@@ -366,11 +430,13 @@ fn the_documented_steps_create_the_secret_where_the_pod_reads_it() {
         let steps = kubectl_steps(text);
         assert!(steps.iter().any(|s| s.contains(&"-k".to_owned())), "{name}: no `kubectl apply -k` in {steps:?}");
         let (_, secrets) = follow(&steps).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let found = secrets.iter().find(|(n, s, _)| n == namespace && s == secret_name);
-        let (_, _, keys) =
-            found.unwrap_or_else(|| panic!("{name}: no step creates {namespace}/{secret_name}: {secrets:?}"));
-        for key in &wanted {
-            assert!(keys.iter().any(|k| k == key), "{name}: the Secret lacks the key {key}: {keys:?}");
+        for (secret_name, wanted) in &read {
+            let found = secrets.iter().find(|(n, s, _)| n == namespace && s == secret_name);
+            let (_, _, keys) =
+                found.unwrap_or_else(|| panic!("{name}: no step creates {namespace}/{secret_name}: {secrets:?}"));
+            for key in wanted {
+                assert!(keys.iter().any(|k| k == key), "{name}: {secret_name} lacks the key {key}: {keys:?}");
+            }
         }
     }
 }
@@ -576,4 +642,52 @@ fn one_placeholder_names_the_repository_everywhere() {
             "{file} names the repository nowhere: {seen:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the systemd unit
+
+/// The unit's directives, as `(active, key, value)`: `active` false for one commented out
+/// (`#Key=value`, the unit's documented alternatives).
+fn unit_directives(text: &str) -> Vec<(bool, String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (active, line) = match line.strip_prefix('#') {
+                Some(rest) => (false, rest),
+                None => (true, line),
+            };
+            let (key, value) = line.split_once('=')?;
+            let key_like = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric());
+            key_like.then(|| (active, key.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_shows_the_postgresql_record_as_the_alternative_to_its_state_directory() {
+    let text = read("examples/systemd/grattr-watch.service");
+    let directives = unit_directives(&text);
+    let find = |active: bool, key: &str, starts: &str| {
+        directives.iter().filter(|(a, k, v)| *a == active && k == key && v.starts_with(starts)).collect::<Vec<_>>()
+    };
+    // As shipped: the state directory, HEAD mode.
+    assert_eq!(find(true, "Environment", "GRATTR_STATE_DIR=").len(), 1, "the default record");
+    assert!(find(true, "Environment", "GRATTR_STATE=").is_empty(), "the alternative is commented out");
+    let exec = find(true, "ExecStart", "");
+    assert_eq!(exec.len(), 1);
+    assert!(exec[0].2.contains("--source head"), "{exec:?}");
+    // The alternative: the URL without its password, the password from a file of its own,
+    // and a watch in file mode (HEAD mode keeps its snapshots in a state directory).
+    let state = find(false, "Environment", "GRATTR_STATE=");
+    assert_eq!(state.len(), 1, "{directives:?}");
+    let url = state[0].2.strip_prefix("GRATTR_STATE=").unwrap();
+    let rest = url.strip_prefix("postgres://").unwrap_or_else(|| panic!("a PostgreSQL URL: {url}"));
+    assert!(!rest.split_once('@').expect("a user").0.contains(':'), "no password in the URL: {url}");
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    let file = find(false, "EnvironmentFile", "/");
+    assert_eq!(file.len(), 1, "PGPASSWORD from a file: {directives:?}");
+    assert!(text.contains("PGPASSWORD="), "the file's line is shown");
+    let exec = find(false, "ExecStart", "");
+    assert_eq!(exec.len(), 1, "{directives:?}");
+    assert!(!exec[0].2.contains("--source head") && exec[0].2.contains("--settle"), "{exec:?}");
 }
