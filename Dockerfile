@@ -71,7 +71,7 @@ VOLUME ["/var/lib/grattr"]
 EXPOSE 9464
 ENTRYPOINT ["/grattr"]
 # The secret key comes from a file (its first line): mount it there, or set
-# GRATTR_SECRET_KEY and pass a CMD without --secret-key-file. The state directory is named
-# here, not in ENV: a container given a shared record (GRATTR_STATE=postgres://...) passes
-# a CMD without --state-dir, and grattr refuses both at once (an ENV cannot be unset).
+# GRATTR_SECRET_KEY and pass a CMD without --secret-key-file. Given a shared record
+# (GRATTR_STATE=postgres://...), the record is there, and the state directory holds only
+# what `watch --source head` keeps on disk.
 CMD ["watch", "--listen", "0.0.0.0:9464", "--log-format", "json", "--state-dir", "/var/lib/grattr", "--secret-key-file", "/run/secrets/grattr-secret-key"]

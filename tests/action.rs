@@ -1084,9 +1084,7 @@ fn with_a_shared_record_apply_commits_nothing_and_a_plan_reads_the_record() {
         "grattr",
         &format!(
             "CREATE ROLE planner LOGIN PASSWORD '{PLANNER_PASSWORD}'; \
-             GRANT SELECT ON ALL TABLES IN SCHEMA public TO planner; \
-             GRANT INSERT (sdkappid, environment) ON grattr_record TO planner; \
-             GRANT CREATE ON SCHEMA public TO planner"
+             GRANT SELECT ON grattr_schema, grattr_record, grattr_journal, grattr_lease TO planner"
         ),
     );
     let planner = url.replacen("postgres://postgres@", "postgres://planner@", 1);
