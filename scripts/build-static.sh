@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds the static Linux binary that releases ship (x86_64-unknown-linux-musl, the
-# `dist` profile) and checks it: statically linked, at most 10 MB, names its commit.
+# `dist` profile) and checks it: statically linked, at most 12 MiB, names its commit.
 # Needs: rustup target add x86_64-unknown-linux-musl; apt-get install musl-tools
 # (musl-gcc compiles the C parts: mimalloc, the TLS crypto). Prints the binary's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
-limit=$((10 * 1024 * 1024))
+# 12 MiB: 10 MiB until the PostgreSQL record (issue 24), whose client (tokio-postgres, its
+# protocol and types, SASLprep's Unicode tables) adds 1.03 MiB; the binary was at 10.26 MiB
+# before it. See "The shipped binary and the install" in the README.
+limit=$((12 * 1024 * 1024))
 
 rustup target list --installed | grep -qx "$target" || {
   echo "error: the $target target is missing: rustup target add $target" >&2
@@ -27,7 +30,7 @@ if ldd "$binary" >/dev/null 2>&1 && ! ldd "$binary" 2>&1 | grep -q "statically l
 fi
 size=$(stat -c %s "$binary")
 if (( size > limit )); then
-  echo "error: $binary is $size bytes, over the 10 MB budget" >&2
+  echo "error: $binary is $size bytes, over the 12 MiB budget" >&2
   exit 1
 fi
 echo "$("$binary" --version): static, $size bytes" >&2
