@@ -21,22 +21,11 @@ use grattr::lockfile::Lockfile;
 use grattr::plan::{self, PlanEnvironment, PlanOptions};
 use grattr::state::{Key, Location, Store};
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 fn grattr(root: &Path, args: &[&str]) -> Duration {
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_grattr"))
-        .current_dir(root)
-        .args(args)
-        .env("GRATTR_SECRET_KEY", KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run grattr");
-    let elapsed = started.elapsed();
-    assert!(output.status.success(), "grattr {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    elapsed
+    emulator::grattr(root, args, &[]).0
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

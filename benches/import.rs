@@ -15,31 +15,16 @@ mod generate;
 #[path = "support/emulator.rs"]
 mod emulator;
 
-use emulator::{EmulatorProcess, KEY};
+use emulator::EmulatorProcess;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Groups adopted per import.
 const ADOPTED: usize = 200;
 
 fn grattr(root: &Path, args: &[&str]) -> (Duration, String) {
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_grattr"))
-        .current_dir(root)
-        .args(args)
-        .env("GRATTR_SECRET_KEY", KEY)
-        .env_remove("GRATTR_CONFIG")
-        .env_remove("GRATTR_ENV")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run grattr");
-    let elapsed = started.elapsed();
-    assert!(output.status.success(), "grattr {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    (elapsed, String::from_utf8_lossy(&output.stdout).into_owned())
+    emulator::grattr(root, args, &[])
 }
 
 fn main() {

@@ -30,13 +30,13 @@ mod postgres;
 
 #[cfg(unix)]
 mod bench {
-    use super::emulator::{EmulatorProcess, KEY};
+    use super::emulator::{self, EmulatorProcess};
     use super::postgres;
     use grattr::lockfile::Record;
     use grattr::model::{GroupId, Ownership};
     use grattr::state::{Key, Location, Store};
     use std::path::Path;
-    use std::process::{Command, Stdio};
+
     use std::time::{Duration, Instant};
 
     const GROUPS: usize = 10_000;
@@ -56,19 +56,7 @@ mod bench {
 
     /// `grattr apply --yes` in `root` with `env`; its wall time.
     fn apply(root: &Path, env: &[(&str, &str)]) -> Duration {
-        let started = Instant::now();
-        let output = Command::new(env!("CARGO_BIN_EXE_grattr"))
-            .current_dir(root)
-            .args(["apply", "--yes"])
-            .env("GRATTR_SECRET_KEY", KEY)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run grattr");
-        let elapsed = started.elapsed();
-        assert!(output.status.success(), "grattr apply: {}", String::from_utf8_lossy(&output.stderr));
-        elapsed
+        emulator::grattr(root, &["apply", "--yes"], env).0
     }
 
     /// 10,000 records through the recorder of `location`; the time until all are durable.

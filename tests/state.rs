@@ -101,6 +101,11 @@ impl Store {
     }
 }
 
+/// `pg`'s URL without its password, which comes from `PGPASSWORD`, as users write it.
+fn url_without_password(pg: &Pg) -> String {
+    pg.url().replace(&format!(":{PASSWORD}"), "")
+}
+
 /// A repository of the emulator's app declaring `groups` groups `g-NN`, each `v: {value}`.
 fn repo(server: &Server, groups: usize, value: &str) -> Repo {
     let ids: Vec<String> = (0..groups).map(|i| format!("g-{i:03}")).collect();
@@ -414,7 +419,7 @@ fn a_state_url_with_a_wrong_password_is_a_clear_error_that_never_shows_it() {
 fn an_environment_keeps_its_record_in_its_own_row() {
     let pg = Pg::start();
     let server = Server::start(|_| {});
-    let url = pg.url().replace(&format!(":{PASSWORD}"), "");
+    let url = url_without_password(&pg);
     let config = format!(
         "admin: administrator\nendpoint: {}\nstate: {url}\nenvironments:\n  staging:\n    sdkappid: 1400000000\n  production:\n    sdkappid: 1400000000\n",
         server.emulator().base_url()
@@ -459,7 +464,7 @@ fn a_role_that_may_only_read_the_record_can_plan() {
     let pg = Pg::start();
     let server = Server::start(|_| {});
     let repo = repo(&server, 1, "a");
-    let url = pg.url().replace(&format!(":{PASSWORD}"), "");
+    let url = url_without_password(&pg);
     let env = [("GRATTR_SECRET_KEY", KEY), ("PGPASSWORD", PASSWORD)];
     repo.run_with_env(&["apply", "--yes", "--state", &url], &env).code(0).ignore_stdout();
     pg.sql(
@@ -471,9 +476,15 @@ fn a_role_that_may_only_read_the_record_can_plan() {
     repo.run_with_env(&["plan", "--state", &reader, "--detailed-exitcode"], &as_reader)
         .code(0)
         .stdout_contains("No changes");
-    // An environment no writer has recorded yet reads as empty, and the reader cannot write.
-    let staging = repo.run_with_env(&["plan", "--state", &reader, "--detailed-exitcode"], &as_reader);
-    let _ = staging.code(0).ignore_stdout();
+    // An app no writer has recorded yet reads as empty (the reader cannot make its row),
+    // and the reader cannot write.
+    let other = Repo::new()
+        .file("grattr.yaml", &server.config().replace("1400000000", "1400000001"))
+        .file("groups/all.yaml", &repo.read("groups/all.yaml"));
+    other
+        .run_with_env(&["plan", "--state", &reader, "--detailed-exitcode"], &as_reader)
+        .code(2)
+        .stdout_contains("1 to create");
     let refused = repo.run_with_env(
         &["apply", "--yes", "--state", &reader],
         &[("PGPASSWORD", "reader-Pw-7"), ("GRATTR_SECRET_KEY", KEY)],
@@ -486,7 +497,7 @@ fn a_role_that_may_only_read_the_record_can_plan() {
 fn a_state_directory_never_turns_a_shared_record_into_local_files() {
     let pg = Pg::start();
     let server = Server::start(|_| {});
-    let url = pg.url().replace(&format!(":{PASSWORD}"), "");
+    let url = url_without_password(&pg);
     let repo = repo(&server, 1, "a");
     std::fs::write(repo.join("grattr.yaml"), format!("{}state: {url}\n", server.config())).unwrap();
     let dir = tempfile::tempdir().unwrap();

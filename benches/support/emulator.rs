@@ -2,7 +2,9 @@
 #![allow(dead_code, unreachable_pub)] // Each benchmark uses its own part of this module.
 
 use std::io::BufRead;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The secret key the benchmarks' emulators verify UserSigs with.
 pub const KEY: &str = "bench-secret-key";
@@ -47,4 +49,26 @@ impl Drop for EmulatorProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs the benchmarked `grattr` in `root` with `args` and `env`, with the emulators'
+/// key (and no configuration or environment of the caller's), as users run it; panics
+/// when it fails. Returns its wall time and standard output.
+pub fn grattr(root: &Path, args: &[&str], env: &[(&str, &str)]) -> (Duration, String) {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_grattr"))
+        .current_dir(root)
+        .args(args)
+        .env("GRATTR_SECRET_KEY", KEY)
+        .env_remove("GRATTR_CONFIG")
+        .env_remove("GRATTR_ENV")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run grattr");
+    let elapsed = started.elapsed();
+    assert!(output.status.success(), "grattr {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    (elapsed, String::from_utf8_lossy(&output.stdout).into_owned())
 }

@@ -27,7 +27,7 @@ use crate::desired::{Config, Environment};
 use crate::model::limits::MAX_CALLS_PER_SECOND;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit codes: the CI contract.
@@ -122,21 +122,20 @@ impl StateArgs {
     /// always), so that a state directory set for a server's snapshots never turns a
     /// configured shared record into a local one.
     fn apply(&self, mut environment: Environment) -> Environment {
-        match &self.state {
-            Some(url) if url.contains("://") => environment.state = Some(url.clone()),
+        let dir = match &self.state {
+            Some(url) if url.contains("://") => {
+                environment.state = Some(url.clone());
+                self.state_dir.clone()
+            }
             Some(path) => {
                 environment.state = None;
-                return self.ttl(environment.with_state_dir(Path::new(path)));
+                Some(PathBuf::from(path))
             }
-            None => {}
+            None => self.state_dir.clone(),
+        };
+        if let Some(dir) = dir {
+            environment = environment.with_state_dir(&dir);
         }
-        if let Some(dir) = &self.state_dir {
-            environment = environment.with_state_dir(dir);
-        }
-        self.ttl(environment)
-    }
-
-    fn ttl(&self, mut environment: Environment) -> Environment {
         environment.lease_ttl = self.lease_ttl;
         environment
     }

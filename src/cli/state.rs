@@ -149,7 +149,11 @@ fn show(shown: &Shown, format: Format) -> anyhow::Result<u8> {
                 n => format!(" ({n} journal record(s) not folded yet)"),
             };
             writeln!(out, "Groups:  {}{journal}", shown.groups)?;
-            writeln!(out, "Lease:   {}", lease_line(shown.lease.as_ref(), shown.held))?;
+            let lease = match &shown.locked_by {
+                Some(holder) => format!("held by {holder}"),
+                None => lease_line(shown.lease.as_ref(), shown.held),
+            };
+            writeln!(out, "Lease:   {lease}")?;
             if shown.leader.is_some() {
                 writeln!(out, "Leader:  {}", lease_line(shown.leader.as_ref(), shown.leading))?;
             }
@@ -164,8 +168,6 @@ fn lease_line(lease: Option<&LeaseInfo>, held: bool) -> String {
     let when = |time: SystemTime| humantime::format_rfc3339_seconds(time).to_string();
     match lease {
         None => "free".into(),
-        // Local files' lock has neither token nor expiry: its holder's life is its term.
-        Some(lease) if lease.token == 0 => format!("held by {}", lease.holder),
         Some(lease) if held => {
             format!("held by {}, token {}, expires {} unless renewed", lease.holder, lease.token, when(lease.expires))
         }
@@ -179,12 +181,11 @@ fn unlock(store: &Store, force: bool) -> anyhow::Result<u8> {
     let runtime = super::runtime()?;
     let shown = runtime.block_on(store.show())?;
     if store.is_local() {
-        match &shown.lease {
-            Some(lease) => bail!(
-                "{} is locked by {}, which is alive: the operating system holds the lock of local files for as long \
-                 as its holder runs and releases it when it exits, so there is nothing to unlock; stop that process",
+        match &shown.locked_by {
+            Some(holder) => bail!(
+                "{} is locked by {holder}, which is alive: the operating system holds the lock of local files for as \
+                 long as its holder runs and releases it when it exits, so there is nothing to unlock; stop that process",
                 shown.store,
-                lease.holder
             ),
             None => {
                 writeln!(anstream::stdout(), "{} is not locked; nothing to unlock.", shown.store)?;

@@ -21,6 +21,18 @@ pub struct Holder {
     pub command: String,
 }
 
+impl Holder {
+    /// This process, taking a lock (or a lease) now for `command`.
+    pub fn me(command: &str) -> Holder {
+        Holder {
+            pid: std::process::id(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            since: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            command: command.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A shared store's holder record is data another machine wrote: one line, escaped.
@@ -94,13 +106,7 @@ impl LockGuard {
                 Err(TryLockError::Error(e)) => return Err(io(e)),
             }
         }
-        let holder = Holder {
-            pid: std::process::id(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            since: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            command: command.to_string(),
-        };
-        let record = serde_json::to_vec(&holder).unwrap_or_default();
+        let record = serde_json::to_vec(&Holder::me(command)).unwrap_or_default();
         file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(&record)).map_err(io)?;
         Ok(LockGuard { file, path })
     }

@@ -2,11 +2,11 @@
 //! stand by. Local files have one lock for both purposes; a shared store has a
 //! second lease, so that its leader takes the writer's lease only while it records.
 
-use super::writer::{Held, release_on_drop};
-use super::{Acquired, Kind, Lease, LeaseName, StateError, Store, Validity, holder, lease};
-use crate::lockfile::Lockfile;
+use super::lease::Shared;
+use super::{Kind, Lease, LeaseName, StateError, Store, Validity};
+use crate::lockfile::{Holder, Lockfile};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl Store {
     /// Takes the leadership among `watch` replicas for `command` if it is free:
@@ -19,32 +19,19 @@ impl Store {
         command: &str,
         ttl: Duration,
     ) -> Result<Result<(Leadership, Option<Lease>), StateError>, StateError> {
+        let leadership = |held, validity| Leadership { store: self.clone(), held, validity, seen: None, journal: 0 };
         match &self.kind {
-            Kind::Local { .. } => Ok(self.try_lease(command, ttl).await?.map(|lease| {
-                let leadership = Leadership {
-                    store: self.clone(),
-                    held: None,
-                    validity: Validity::forever(),
-                    seen: None,
-                    journal: 0,
-                };
-                (leadership, Some(lease))
-            })),
-            Kind::Postgres(store) => {
-                let sent = Instant::now();
-                match store.acquire(LeaseName::Leader, &holder(command), ttl).await? {
-                    Acquired::Taken(token) => {
-                        let validity = Validity::taken(sent, ttl);
-                        let renew = lease::renew(store.clone(), LeaseName::Leader, token, ttl, validity.clone());
-                        let held = Held::Postgres { token, renewer: tokio::spawn(renew) };
-                        Ok(Ok((
-                            Leadership { store: self.clone(), held: Some(held), validity, seen: None, journal: 0 },
-                            None,
-                        )))
-                    }
-                    Acquired::Held(lease) => Ok(Err(StateError::Held { store: self.label(), lease: Box::new(lease) })),
+            Kind::Local { .. } => Ok(self
+                .try_lease(command, ttl)
+                .await?
+                .map(|lease| (leadership(None, Validity::forever()), Some(lease)))),
+            Kind::Postgres(store) => match Shared::take(store, LeaseName::Leader, &Holder::me(command), ttl).await? {
+                Ok(held) => {
+                    let validity = held.validity.clone();
+                    Ok(Ok((leadership(Some(held), validity), None)))
                 }
-            }
+                Err(lease) => Ok(Err(StateError::Held { store: self.label(), lease: Box::new(lease) })),
+            },
         }
     }
 }
@@ -53,7 +40,8 @@ impl Store {
 /// reconciles.
 pub struct Leadership {
     store: Store,
-    held: Option<Held>,
+    /// The leader's lease (a shared store's).
+    held: Option<Shared>,
     validity: Arc<Validity>,
     /// The version of a shared store's record this leader last read or wrote.
     seen: Option<u64>,
@@ -65,11 +53,6 @@ impl Leadership {
     /// Resolves when the leadership is lost.
     pub async fn lost(&self) {
         self.validity.lost().await;
-    }
-
-    /// Whether the store is local files (whose leader holds the writer's lease throughout).
-    pub fn is_local(&self) -> bool {
-        self.store.is_local()
     }
 
     /// The record, read: a shared store's as it stands now (remembering its version).
@@ -86,7 +69,7 @@ impl Leadership {
     /// files, which no other writer can change while their leader holds their lock).
     pub async fn changed(&mut self) -> Result<Option<Lockfile>, StateError> {
         let Kind::Postgres(store) = &self.store.kind else { return Ok(None) };
-        if self.seen.is_some() && store.version().await? == self.seen.unwrap_or_default() {
+        if self.seen.is_some() && self.seen == Some(store.version().await?) {
             return Ok(None);
         }
         self.read().await.map(Some)
@@ -121,23 +104,9 @@ impl Leadership {
     }
 
     /// Gives the leadership up now.
-    pub async fn release(mut self) {
-        if let Some(Held::Postgres { token, renewer }) = self.held.take() {
-            renewer.abort();
-            if let Kind::Postgres(store) = &self.store.kind
-                && let Err(e) = store.release(LeaseName::Leader, token).await
-            {
-                tracing::warn!(error = %e, "cannot release the leadership; it expires unrenewed");
-            }
-        }
-    }
-}
-
-impl Drop for Leadership {
-    fn drop(&mut self) {
-        if let (Some(Held::Postgres { token, renewer }), Kind::Postgres(store)) = (self.held.take(), &self.store.kind) {
-            renewer.abort();
-            release_on_drop(store.clone(), LeaseName::Leader, token);
+    pub async fn release(self) {
+        if let Some(held) = self.held {
+            held.release().await;
         }
     }
 }

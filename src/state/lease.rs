@@ -7,7 +7,8 @@
 //! on while a process is stopped) and acts on nothing more.
 
 use super::postgres::Postgres;
-use super::{LeaseName, StateError};
+use super::{Acquired, LeaseInfo, LeaseName, StateError};
+use crate::lockfile::Holder;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -81,6 +82,77 @@ impl Validity {
         }
     }
 }
+
+/// A lease held on a shared store: renewed in the background until it is released,
+/// or dropped (a command that ends early), which gives it up too, so that the next
+/// holder need not wait for it to expire.
+pub(super) struct Shared {
+    store: Arc<Postgres>,
+    name: LeaseName,
+    /// The fencing token.
+    pub(super) token: u64,
+    pub(super) validity: Arc<Validity>,
+    renewer: tokio::task::JoinHandle<()>,
+    released: bool,
+}
+
+impl Shared {
+    /// Takes lease `name` on `store` for `holder` if it is free; else who holds it.
+    pub(super) async fn take(
+        store: &Arc<Postgres>,
+        name: LeaseName,
+        holder: &Holder,
+        ttl: Duration,
+    ) -> Result<Result<Shared, LeaseInfo>, StateError> {
+        let sent = Instant::now();
+        Ok(match store.acquire(name, holder, ttl).await? {
+            Acquired::Taken(token) => {
+                let validity = Validity::taken(sent, ttl);
+                let renewer = tokio::spawn(renew(store.clone(), name, token, ttl, validity.clone()));
+                Ok(Shared { store: store.clone(), name, token, validity, renewer, released: false })
+            }
+            Acquired::Held(lease) => Err(lease),
+        })
+    }
+
+    /// Gives the lease up now.
+    pub(super) async fn release(mut self) {
+        self.renewer.abort();
+        self.released = true;
+        if let Err(e) = self.store.release(self.name, self.token).await {
+            tracing::warn!(error = %e, lease = self.name.as_str(), "cannot release the lease; it expires unrenewed");
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        if self.released {
+            return;
+        }
+        let (store, name, token) = (self.store.clone(), self.name, self.token);
+        let release = async move {
+            if let Err(e) = store.release(name, token).await {
+                tracing::warn!(error = %e, lease = name.as_str(), "cannot release the lease; it expires unrenewed");
+            }
+        };
+        // Inside the runtime, a task gives it up; outside (a command's end), wait for it.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(release);
+            }
+            Err(_) => {
+                if let Some(handle) = RUNTIME.get() {
+                    handle.block_on(release);
+                }
+            }
+        }
+    }
+}
+
+/// The runtime a shared store's connection runs on, for giving its leases up outside it.
+pub(super) static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
 
 /// Renews `token`'s lease on `store` every third of `ttl` until it is released
 /// (the task aborted) or lost. A renewal that fails for a passing reason is tried

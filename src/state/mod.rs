@@ -14,9 +14,10 @@ mod writer;
 
 pub use leadership::Leadership;
 pub use lease::Validity;
+use lease::{RUNTIME, Shared};
 pub use recorder::Recorder;
+use writer::Hold;
 pub use writer::Lease;
-use writer::{Held, RUNTIME};
 
 use crate::lockfile::{self as files, Holder, Lockfile};
 use postgres::Postgres;
@@ -88,7 +89,10 @@ pub struct Shown {
     pub groups: usize,
     /// Journal records not folded yet.
     pub journal: usize,
-    /// The lease, if one is held or was held and not released.
+    /// Who holds local files' lock now (it has neither token nor expiry: its holder's
+    /// life is its term).
+    pub locked_by: Option<Holder>,
+    /// A shared store's writer's lease, if one is held or was held and not released.
     pub lease: Option<LeaseInfo>,
     /// Whether that lease is live now.
     pub held: bool,
@@ -181,15 +185,14 @@ impl Store {
                     blocking(move || Ok(files::replay(&path, sdkappid)?.len())).await?
                 };
                 let record = self.read().await?;
-                let holder = files::LockGuard::holder(lockfile);
-                let lease = holder.map(|holder| LeaseInfo { holder, token: 0, expires: SystemTime::UNIX_EPOCH });
                 Ok(Shown {
                     store: self.label(),
                     version: None,
                     groups: record.groups.len(),
                     journal,
-                    held: lease.is_some(),
-                    lease,
+                    locked_by: files::LockGuard::holder(lockfile),
+                    lease: None,
+                    held: false,
                     leader: None,
                     leading: false,
                 })
@@ -205,6 +208,7 @@ impl Store {
                     version: Some(stored.version),
                     groups: record.groups.len(),
                     journal: stored.journal.len(),
+                    locked_by: None,
                     held: live(&lease),
                     lease,
                     leading: live(&leader),
@@ -218,7 +222,7 @@ impl Store {
     pub async fn lease(&self, command: &str, wait: Duration, ttl: Duration) -> Result<Lease, StateError> {
         let deadline = Instant::now() + wait;
         loop {
-            match self.try_lease(command, ttl).await? {
+            match self.take_lease(command, wait, ttl).await? {
                 Ok(lease) => return Ok(lease),
                 Err(held) if Instant::now() >= deadline => return Err(held),
                 Err(_) => tokio::time::sleep(poll(ttl).min(deadline.saturating_duration_since(Instant::now()))).await,
@@ -228,36 +232,33 @@ impl Store {
 
     /// Takes the writer's lease for `command` if it is free: `Ok(Err(..))` names who holds it.
     pub async fn try_lease(&self, command: &str, ttl: Duration) -> Result<Result<Lease, StateError>, StateError> {
-        match &self.kind {
-            Kind::Local { lockfile, seed } => {
-                let (path, seed, command) = (lockfile.clone(), seed.clone(), command.to_string());
-                let taken =
-                    tokio::task::spawn_blocking(move || files::lock(&path, seed.as_deref(), &command, Duration::ZERO))
-                        .await
-                        .map_err(|e| StateError::Unreachable { store: self.label(), message: e.to_string() })?;
-                match taken {
-                    Ok(guard) => Ok(Ok(self.leased(Held::Local { _guard: guard }, Validity::forever()))),
-                    Err(e @ files::LockError::Held { .. }) => Ok(Err(StateError::Lock(e))),
-                    Err(e) => Err(StateError::Lock(e)),
-                }
-            }
-            Kind::Postgres(store) => {
-                let sent = Instant::now();
-                match store.acquire(LeaseName::Writer, &holder(command), ttl).await? {
-                    Acquired::Taken(token) => {
-                        let validity = Validity::taken(sent, ttl);
-                        let renewer =
-                            tokio::spawn(lease::renew(store.clone(), LeaseName::Writer, token, ttl, validity.clone()));
-                        Ok(Ok(self.leased(Held::Postgres { token, renewer }, validity)))
-                    }
-                    Acquired::Held(lease) => Ok(Err(StateError::Held { store: self.label(), lease: Box::new(lease) })),
-                }
-            }
-        }
+        self.take_lease(command, Duration::ZERO, ttl).await
     }
 
-    fn leased(&self, held: Held, validity: Arc<Validity>) -> Lease {
-        Lease { store: self.clone(), held: Some(held), validity, unfolded: 0 }
+    /// Takes the writer's lease: local files' lock waits up to `wait` itself (the
+    /// operating system says at once when it is free); a shared store's is asked once.
+    async fn take_lease(
+        &self,
+        command: &str,
+        wait: Duration,
+        ttl: Duration,
+    ) -> Result<Result<Lease, StateError>, StateError> {
+        let hold = match &self.kind {
+            Kind::Local { lockfile, seed } => {
+                let (path, seed, command) = (lockfile.clone(), seed.clone(), command.to_string());
+                let taken = blocking(move || Ok(files::lock(&path, seed.as_deref(), &command, wait))).await?;
+                match taken {
+                    Ok(guard) => Hold::Local(guard),
+                    Err(e @ files::LockError::Held { .. }) => return Ok(Err(StateError::Lock(e))),
+                    Err(e) => return Err(StateError::Lock(e)),
+                }
+            }
+            Kind::Postgres(store) => match Shared::take(store, LeaseName::Writer, &Holder::me(command), ttl).await? {
+                Ok(shared) => Hold::Shared(shared),
+                Err(lease) => return Ok(Err(StateError::Held { store: self.label(), lease: Box::new(lease) })),
+            },
+        };
+        Ok(Ok(Lease { store: self.clone(), hold, unfolded: 0 }))
     }
 
     /// Clears the lease `name` of a holder that is gone (`state unlock --force`) and
@@ -271,19 +272,9 @@ impl Store {
     }
 }
 
-/// How often a waiting writer asks for a lease again.
-fn poll(ttl: Duration) -> Duration {
+/// How often a writer waiting for a lease of `ttl` (or a standby `watch`) asks for it again.
+pub fn poll(ttl: Duration) -> Duration {
     (ttl / 5).clamp(Duration::from_millis(50), Duration::from_secs(2))
-}
-
-/// Who this process is, taking a lease for `command`.
-fn holder(command: &str) -> Holder {
-    Holder {
-        pid: std::process::id(),
-        host: gethostname::gethostname().to_string_lossy().into_owned(),
-        since: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        command: command.to_string(),
-    }
 }
 
 /// Runs file work off the async threads.

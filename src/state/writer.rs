@@ -1,55 +1,51 @@
 //! The writer's lease on a record, and what its holder does with it: open the record
 //! to write, record a run's successes, fold, checkpoint, give the lease up.
 
-use super::postgres::Postgres;
-use super::{FOLD_RECORDS, Kind, LeaseName, Recorder, StateError, Store, Validity, blocking};
+use super::lease::Shared;
+use super::{FOLD_RECORDS, Kind, Recorder, StateError, Store, Validity, blocking};
 use crate::lockfile::{self as files, LockGuard, Lockfile, Opened};
 use std::sync::Arc;
 
-pub(super) enum Held {
-    Local { _guard: LockGuard },
-    Postgres { token: u64, renewer: tokio::task::JoinHandle<()> },
+/// How a writer's lease is held: local files' lock, or a shared store's lease.
+pub(super) enum Hold {
+    Local(#[allow(dead_code, reason = "held for its Drop, which unlocks")] LockGuard),
+    Shared(Shared),
 }
 
 /// The writer's lease on a record: while it is valid, its holder alone records.
-/// Released when dropped (a shared store's lease then expires unrenewed) or by
-/// [`Lease::release`], at once.
+/// Given up when dropped, or by [`Lease::release`].
 pub struct Lease {
     pub(super) store: Store,
-    pub(super) held: Option<Held>,
-    pub(super) validity: Arc<Validity>,
+    pub(super) hold: Hold,
     /// Records in a shared store's journal not folded into its lockfile.
     pub(super) unfolded: usize,
 }
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("store", &self.store.label()).field("token", &self.token()).finish()
+        let token = match &self.hold {
+            Hold::Local(_) => None,
+            Hold::Shared(shared) => Some(shared.token),
+        };
+        f.debug_struct("Lease").field("store", &self.store.label()).field("token", &token).finish()
     }
 }
 
 impl Lease {
-    /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The fencing token (0 for local files, whose lock needs none).
-    pub fn token(&self) -> u64 {
-        match &self.held {
-            Some(Held::Postgres { token, .. }) => *token,
-            _ => 0,
+    /// The lease's clock: a local lock never lapses while its process lives.
+    fn validity(&self) -> Arc<Validity> {
+        match &self.hold {
+            Hold::Local(_) => Validity::forever(),
+            Hold::Shared(shared) => shared.validity.clone(),
         }
     }
 
-    /// Whether the holder may still act on the record.
-    pub fn valid(&self) -> bool {
-        self.validity.valid()
-    }
-
-    /// The lease's clock, to stop work when it is lost.
-    pub fn validity(&self) -> Arc<Validity> {
-        self.validity.clone()
+    /// The shared store and the lease held on it, if the record is shared.
+    fn shared(&self) -> Option<(&Arc<super::postgres::Postgres>, &Shared)> {
+        match (&self.store.kind, &self.hold) {
+            (Kind::Postgres(store), Hold::Shared(shared)) => Some((store, shared)),
+            _ => None,
+        }
     }
 
     /// The record, to write from: a state directory never written is seeded from the
@@ -83,14 +79,14 @@ impl Lease {
     /// A recorder of the successes of a run, under this lease.
     pub fn recorder(&self) -> Result<Recorder, StateError> {
         let sdkappid = self.store.key.sdkappid;
-        match (&self.store.kind, &self.held) {
-            (Kind::Postgres(store), Some(Held::Postgres { token, .. })) => {
-                Ok(Recorder::shared(store.clone(), *token, sdkappid, self.validity.clone()))
+        match (&self.store.kind, self.shared()) {
+            (_, Some((store, shared))) => {
+                Ok(Recorder::shared(store.clone(), shared.token, sdkappid, shared.validity.clone()))
             }
-            (Kind::Local { lockfile, .. }, _) => {
-                Ok(Recorder::journal(files::JournalWriter::open(lockfile, sdkappid)?, self.validity.clone()))
+            (Kind::Local { lockfile, .. }, None) => {
+                Ok(Recorder::journal(files::JournalWriter::open(lockfile, sdkappid)?, self.validity()))
             }
-            (Kind::Postgres(store), _) => Err(StateError::Lapsed { store: store.label() }),
+            (Kind::Postgres(store), None) => Err(StateError::Lapsed { store: store.label() }),
         }
     }
 
@@ -115,7 +111,7 @@ impl Lease {
     pub async fn checkpoint(&mut self, lockfile: &mut Lockfile) -> Result<(), StateError> {
         let sdkappid = self.store.key.sdkappid;
         lockfile.sdkappid.get_or_insert(sdkappid);
-        match (&self.store.kind, &self.held) {
+        match (&self.store.kind, self.shared()) {
             (Kind::Local { lockfile: path, .. }, _) => {
                 let path = path.clone();
                 let mut taken = std::mem::take(lockfile);
@@ -127,15 +123,13 @@ impl Lease {
                 *lockfile = written.0;
                 written.1?;
             }
-            (Kind::Postgres(store), Some(Held::Postgres { token, .. })) => {
-                if !self.validity.valid() {
+            (_, Some((store, shared))) => {
+                if !shared.validity.valid() {
                     return Err(StateError::Lapsed { store: store.label() });
                 }
-                let (store, token) = (store.clone(), *token);
-                let bytes = lockfile.to_json();
-                store.checkpoint(token, &bytes, i64::MAX).await?;
+                store.checkpoint(shared.token, &lockfile.to_json(), i64::MAX).await?;
             }
-            (Kind::Postgres(store), _) => return Err(StateError::Lapsed { store: store.label() }),
+            (Kind::Postgres(store), None) => return Err(StateError::Lapsed { store: store.label() }),
         }
         self.unfolded = 0;
         Ok(())
@@ -164,53 +158,10 @@ impl Lease {
         Ok(lockfile.groups.len())
     }
 
-    /// Resolves when the lease is lost.
-    pub async fn lost(&self) {
-        self.validity.lost().await;
-    }
-
     /// Gives the lease up now (a shared store's other writers need not wait for it to expire).
-    pub async fn release(mut self) {
-        if let Some(Held::Postgres { token, renewer }) = self.held.take() {
-            renewer.abort();
-            if let Kind::Postgres(store) = &self.store.kind
-                && let Err(e) = store.release(LeaseName::Writer, token).await
-            {
-                tracing::warn!(error = %e, "cannot release the lease; it expires unrenewed");
-            }
+    pub async fn release(self) {
+        if let Hold::Shared(shared) = self.hold {
+            shared.release().await;
         }
     }
 }
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let (Some(Held::Postgres { token, renewer }), Kind::Postgres(store)) = (self.held.take(), &self.store.kind) {
-            renewer.abort();
-            release_on_drop(store.clone(), LeaseName::Writer, token);
-        }
-    }
-}
-
-/// Gives a shared store's lease up when its holder drops it without [`Lease::release`]
-/// (a command that ends early): else the next writer would wait for it to expire.
-/// Outside the runtime (a command's end), waits for it; inside, leaves it to a task.
-pub(super) fn release_on_drop(store: Arc<Postgres>, name: LeaseName, token: u64) {
-    let release = async move {
-        if let Err(e) = store.release(name, token).await {
-            tracing::warn!(error = %e, "cannot release the lease; it expires unrenewed");
-        }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            handle.spawn(release);
-        }
-        Err(_) => {
-            if let Some(handle) = RUNTIME.get() {
-                handle.block_on(release);
-            }
-        }
-    }
-}
-
-/// The runtime a shared store's connection runs on, for releasing its leases outside it.
-pub(super) static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();

@@ -285,8 +285,7 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
                     StateError::Held { lease, .. } => lease.holder.to_string(),
                     other => other.to_string(),
                 };
-                let poll = (ttl / 5).clamp(Duration::from_millis(50), Duration::from_secs(2));
-                (format!("waiting for the record's writer's lease, held by {who}"), poll)
+                (format!("waiting for the record's writer's lease, held by {who}"), crate::state::poll(ttl))
             }
         };
         tracing::info!("{reason}");

@@ -261,7 +261,7 @@ async fn stand_by<L: Fn() -> Result<Remote, ConfigError>>(
                 }
                 metrics.set_standby(Some(format!("the record's lease is held by {leader}")));
                 metrics.set_ready(Some("standing by".into()));
-                (remote.environment.lease_ttl / 5).clamp(Duration::from_millis(50), Duration::from_secs(2))
+                crate::state::poll(remote.environment.lease_ttl)
             }
             Err(OpenError::Unusable(reason)) => {
                 let reason = format!(

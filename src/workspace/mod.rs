@@ -83,18 +83,6 @@ pub struct WriteLock {
     lease: Lease,
 }
 
-impl WriteLock {
-    /// The lease.
-    pub fn lease(&self) -> &Lease {
-        &self.lease
-    }
-
-    /// Gives the lease up now.
-    pub async fn release(self) {
-        self.lease.release().await;
-    }
-}
-
 /// Where `environment`'s record lives: its `state:` URL, else its lockfile's files.
 pub fn location(environment: &Environment) -> Result<Location, StateError> {
     match &environment.state {
@@ -139,7 +127,7 @@ impl Workspace {
             Err(e) => return (Vec::new(), Err(e.into())),
         };
         let reader = store.clone();
-        Workspace::read(environment, store, async move { reader.read().await }).await
+        Workspace::read(environment, store, async move { reader.read().await.map(|lockfile| (lockfile, 0)) }).await
     }
 
     /// Takes the writer's lease on the record for `command` (waiting up to `timeout`
@@ -166,11 +154,12 @@ impl Workspace {
         (diagnostics, workspace.map(|workspace| (workspace, WriteLock { lease })))
     }
 
-    /// Reads the desired state while `record` is read.
-    async fn read<R: RecordRead>(
+    /// Reads the desired state while `record` (the record, and how many records of an
+    /// interrupted run were folded into it) is read.
+    async fn read(
         environment: Environment,
         store: Store,
-        record: impl std::future::Future<Output = Result<R, StateError>>,
+        record: impl std::future::Future<Output = Result<(Lockfile, usize), StateError>>,
     ) -> (Vec<Diagnostic>, Result<Workspace, LoadError>) {
         // Independent inputs: read the record while the group files parse.
         let (groups_dir, overlays) = (environment.groups_dir.clone(), environment.overlays.clone());
@@ -188,19 +177,16 @@ impl Workspace {
         if loaded.has_errors() {
             return (loaded.diagnostics, Err(LoadError::Invalid));
         }
-        let workspace = record.map(|record| {
-            let (lockfile, recovered) = record.into_parts();
-            Workspace {
-                environment,
-                desired: loaded.state,
-                templates: loaded.templates,
-                store,
-                lockfile,
-                recovered,
-                live: None,
-                missing: BTreeSet::new(),
-                unmanaged: BTreeMap::new(),
-            }
+        let workspace = record.map(|(lockfile, recovered)| Workspace {
+            environment,
+            desired: loaded.state,
+            templates: loaded.templates,
+            store,
+            lockfile,
+            recovered,
+            live: None,
+            missing: BTreeSet::new(),
+            unmanaged: BTreeMap::new(),
         });
         (loaded.diagnostics, workspace.map_err(LoadError::from))
     }
@@ -358,23 +344,6 @@ impl Workspace {
             }
         }
         (records, forgotten)
-    }
-}
-
-/// A record as read: to read (nothing folded) or to write (with what was folded).
-trait RecordRead {
-    fn into_parts(self) -> (Lockfile, usize);
-}
-
-impl RecordRead for Lockfile {
-    fn into_parts(self) -> (Lockfile, usize) {
-        (self, 0)
-    }
-}
-
-impl RecordRead for (Lockfile, usize) {
-    fn into_parts(self) -> (Lockfile, usize) {
-        self
     }
 }
 
