@@ -30,6 +30,11 @@ impl Digest {
         hasher.finish()
     }
 
+    /// The digest of `bytes` as they are (a piece of a record kept in a bucket).
+    pub fn of_bytes(bytes: &[u8]) -> Digest {
+        written(&Sha256::digest(bytes))
+    }
+
     /// The digest as written in files.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -74,16 +79,20 @@ impl DigestBuilder {
 
     /// The digest of everything added.
     pub fn finish(self) -> Digest {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let bytes = self.0.finalize();
-        let mut text = String::with_capacity(7 + 64);
-        text.push_str("sha256:");
-        for byte in &bytes {
-            text.push(char::from(HEX[usize::from(byte >> 4)]));
-            text.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-        Digest(text)
+        written(&self.0.finalize())
     }
+}
+
+/// A SHA-256 as files write it: `sha256:<hex>`.
+fn written(bytes: &[u8]) -> Digest {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(7 + 64);
+    text.push_str("sha256:");
+    for byte in bytes {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    Digest(text)
 }
 
 impl Default for DigestBuilder {

@@ -25,7 +25,7 @@ impl Store {
                 .try_lease(command, ttl)
                 .await?
                 .map(|lease| (leadership(None, Validity::forever()), Some(lease)))),
-            Kind::Postgres(store) => match Shared::take(store, LeaseName::Leader, &Holder::me(command), ttl).await? {
+            Kind::Shared(store) => match Shared::take(store, LeaseName::Leader, &Holder::me(command), ttl).await? {
                 Ok(held) => {
                     let validity = held.validity.clone();
                     Ok(Ok((leadership(Some(held), validity), None)))
@@ -57,7 +57,7 @@ impl Leadership {
 
     /// The record, read: a shared store's as it stands now (remembering its version).
     pub async fn read(&mut self) -> Result<Lockfile, StateError> {
-        let Kind::Postgres(store) = &self.store.kind else { return self.store.read().await };
+        let Kind::Shared(store) = &self.store.kind else { return self.store.read().await };
         let stored = store.read().await?;
         self.seen = Some(stored.version);
         self.journal = stored.journal.len();
@@ -68,7 +68,7 @@ impl Leadership {
     /// this leader last read or wrote it; `None` when it did not (always, for local
     /// files, which no other writer can change while their leader holds their lock).
     pub async fn changed(&mut self) -> Result<Option<Lockfile>, StateError> {
-        let Kind::Postgres(store) = &self.store.kind else { return Ok(None) };
+        let Kind::Shared(store) = &self.store.kind else { return Ok(None) };
         if self.seen.is_some() && self.seen == Some(store.version().await?) {
             return Ok(None);
         }
@@ -95,7 +95,7 @@ impl Leadership {
         writer.unfolded = self.journal;
         writer.ran(lockfile, records).await?;
         self.journal = writer.unfolded;
-        if let Kind::Postgres(store) = &self.store.kind {
+        if let Kind::Shared(store) = &self.store.kind {
             // Nobody else records while the writer's lease is held: this is our version.
             self.seen = Some(store.version().await?);
         }

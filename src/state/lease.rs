@@ -6,7 +6,7 @@
 //! frozen past its deadline finds it passed when it wakes (the monotonic clock runs
 //! on while a process is stopped) and acts on nothing more.
 
-use super::postgres::Postgres;
+use super::shared::Backend;
 use super::{Acquired, LeaseInfo, LeaseName, StateError};
 use crate::lockfile::Holder;
 use std::sync::Arc;
@@ -87,7 +87,7 @@ impl Validity {
 /// or dropped (a command that ends early), which gives it up too, so that the next
 /// holder need not wait for it to expire.
 pub(super) struct Shared {
-    store: Arc<Postgres>,
+    store: Arc<Backend>,
     name: LeaseName,
     /// The fencing token.
     pub(super) token: u64,
@@ -99,7 +99,7 @@ pub(super) struct Shared {
 impl Shared {
     /// Takes lease `name` on `store` for `holder` if it is free; else who holds it.
     pub(super) async fn take(
-        store: &Arc<Postgres>,
+        store: &Arc<Backend>,
         name: LeaseName,
         holder: &Holder,
         ttl: Duration,
@@ -157,7 +157,7 @@ pub(super) static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sy
 /// Renews `token`'s lease on `store` every third of `ttl` until it is released
 /// (the task aborted) or lost. A renewal that fails for a passing reason is tried
 /// again each second; once the deadline passes, the lease is lost.
-pub(super) async fn renew(store: Arc<Postgres>, name: LeaseName, token: u64, ttl: Duration, validity: Arc<Validity>) {
+pub(super) async fn renew(store: Arc<Backend>, name: LeaseName, token: u64, ttl: Duration, validity: Arc<Validity>) {
     let every = ttl / 3;
     let mut wait = every;
     loop {

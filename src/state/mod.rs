@@ -1,8 +1,8 @@
 //! Where the record lives: the interface every writer and reader of the record goes
 //! through, and its stores. `local` keeps it in files beside the repository (the
 //! lockfile, its journal and its lock: the default); [`postgres`] keeps it in a
-//! PostgreSQL database, so that CI runners and several `watch` replicas share one
-//! record and one lease. Every store gives the same promises: one writer at a time,
+//! PostgreSQL database and [`s3`] in an S3-compatible bucket, so that CI runners and
+//! several `watch` replicas share one record and one lease. Every store gives the same promises: one writer at a time,
 //! by a lease whose fencing token every record write presents; each applied group
 //! durable before it is reported; what is read verified as a lockfile is.
 
@@ -10,6 +10,8 @@ mod leadership;
 mod lease;
 pub mod postgres;
 mod recorder;
+pub mod s3;
+mod shared;
 mod writer;
 
 pub use leadership::Leadership;
@@ -21,7 +23,9 @@ pub use writer::Lease;
 
 use crate::lockfile::{self as files, Holder, Lockfile};
 use postgres::Postgres;
+use s3::S3;
 use serde::{Deserialize, Serialize};
+use shared::Backend;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -43,18 +47,21 @@ pub enum Location {
     },
     /// A PostgreSQL database.
     Postgres(postgres::Config),
+    /// An S3-compatible bucket.
+    S3(s3::Config),
 }
 
 impl Location {
-    /// The store a state URL names: `postgres://` or `postgresql://` (libpq's form).
+    /// The store a state URL names: `postgres://` or `postgresql://` (libpq's form), or `s3://BUCKET/PREFIX`.
     pub fn parse(url: &str) -> Result<Location, StateError> {
         let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
         match scheme.as_deref() {
             Some("postgres" | "postgresql") => Ok(Location::Postgres(postgres::Config::parse(url)?)),
+            Some("s3") => Ok(Location::S3(s3::Config::parse(url)?)),
             Some(other) => Err(StateError::Url {
                 url: format!("{}://…", crate::escape::text(other)),
-                message: "grattr keeps its record in local files (a path, or --state-dir DIR) or in PostgreSQL \
-                          (postgres://USER@HOST:PORT/DATABASE)"
+                message: "grattr keeps its record in local files (a path, or --state-dir DIR), in PostgreSQL \
+                          (postgres://USER@HOST:PORT/DATABASE) or in an S3-compatible bucket (s3://BUCKET/PREFIX)"
                     .into(),
             }),
             None => Err(StateError::Url {
@@ -75,7 +82,7 @@ pub struct Store {
 #[derive(Debug, Clone)]
 enum Kind {
     Local { lockfile: PathBuf, seed: Option<PathBuf> },
-    Postgres(Arc<Postgres>),
+    Shared(Arc<Backend>),
 }
 
 /// What `grattr state show` says of a record.
@@ -110,7 +117,11 @@ impl Store {
             Location::Local { lockfile, seed } => Kind::Local { lockfile: lockfile.clone(), seed: seed.clone() },
             Location::Postgres(config) => {
                 let _ = RUNTIME.set(tokio::runtime::Handle::current());
-                Kind::Postgres(Arc::new(Postgres::connect(config, key.clone()).await?))
+                Kind::Shared(Arc::new(Backend::Postgres(Postgres::connect(config, key.clone()).await?)))
+            }
+            Location::S3(config) => {
+                let _ = RUNTIME.set(tokio::runtime::Handle::current());
+                Kind::Shared(Arc::new(Backend::S3(S3::open(config, key.clone()).await?)))
             }
         };
         Ok(Store { key, kind })
@@ -120,7 +131,7 @@ impl Store {
     pub fn label(&self) -> String {
         match &self.kind {
             Kind::Local { lockfile, .. } => crate::escape::path(lockfile),
-            Kind::Postgres(store) => store.label(),
+            Kind::Shared(store) => store.label(),
         }
     }
 
@@ -129,7 +140,7 @@ impl Store {
     pub fn shown_as(&self) -> PathBuf {
         match &self.kind {
             Kind::Local { lockfile, .. } => lockfile.clone(),
-            Kind::Postgres(store) => PathBuf::from(store.label()),
+            Kind::Shared(store) => PathBuf::from(store.label()),
         }
     }
 
@@ -151,13 +162,13 @@ impl Store {
                 })
                 .await
             }
-            Kind::Postgres(store) => Ok(self.verify(store, &store.read().await?)?.0),
+            Kind::Shared(store) => Ok(self.verify(store, &store.read().await?)?.0),
         }
     }
 
     /// The record a shared store read, verified as a lockfile and its journal are:
     /// digests, app. Returns it with its journal's records applied, and how many there were.
-    fn verify(&self, store: &Postgres, stored: &Stored) -> Result<(Lockfile, usize), StateError> {
+    fn verify(&self, store: &Backend, stored: &Stored) -> Result<(Lockfile, usize), StateError> {
         let label = PathBuf::from(store.label());
         let sdkappid = self.key.sdkappid;
         let mut lockfile = match &stored.lockfile {
@@ -197,7 +208,7 @@ impl Store {
                     leading: false,
                 })
             }
-            Kind::Postgres(store) => {
+            Kind::Shared(store) => {
                 let stored = store.read().await?;
                 let (record, _) = self.verify(store, &stored)?;
                 let lease = store.lease(LeaseName::Writer).await?;
@@ -253,7 +264,7 @@ impl Store {
                     Err(e) => return Err(StateError::Lock(e)),
                 }
             }
-            Kind::Postgres(store) => match Shared::take(store, LeaseName::Writer, &Holder::me(command), ttl).await? {
+            Kind::Shared(store) => match Shared::take(store, LeaseName::Writer, &Holder::me(command), ttl).await? {
                 Ok(shared) => Hold::Shared(shared),
                 Err(lease) => return Ok(Err(StateError::Held { store: self.label(), lease: Box::new(lease) })),
             },
@@ -267,7 +278,7 @@ impl Store {
     pub async fn unlock(&self, name: LeaseName) -> Result<Option<LeaseInfo>, StateError> {
         match &self.kind {
             Kind::Local { .. } => Ok(None),
-            Kind::Postgres(store) => store.break_lease(name).await,
+            Kind::Shared(store) => store.break_lease(name).await,
         }
     }
 }

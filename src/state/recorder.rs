@@ -6,7 +6,7 @@
 
 use super::StateError;
 use super::lease::Validity;
-use super::postgres::Postgres;
+use super::shared::Backend;
 use crate::lockfile::{JournalStats, JournalWriter, Record};
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
@@ -39,7 +39,7 @@ impl Recorder {
     }
 
     /// Records into `store`'s journal under the lease `token`.
-    pub(super) fn shared(store: Arc<Postgres>, token: u64, sdkappid: u64, validity: Arc<Validity>) -> Recorder {
+    pub(super) fn shared(store: Arc<Backend>, token: u64, sdkappid: u64, validity: Arc<Validity>) -> Recorder {
         let (sender, receiver) = mpsc::unbounded_channel();
         let stalled = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(write_shared(store, token, sdkappid, receiver, validity.clone(), stalled.clone()));
@@ -111,7 +111,7 @@ impl Recorder {
 /// fenced transaction, and goes on. A passing failure is tried again while the lease
 /// is valid; a lapsed lease ends it (and, with it, the run's calls).
 async fn write_shared(
-    store: Arc<Postgres>,
+    store: Arc<Backend>,
     token: u64,
     sdkappid: u64,
     mut receiver: mpsc::UnboundedReceiver<Record>,

@@ -2,7 +2,8 @@
 //! to write, record a run's successes, fold, checkpoint, give the lease up.
 
 use super::lease::Shared;
-use super::{FOLD_RECORDS, Kind, Recorder, StateError, Store, Validity, blocking};
+use super::shared::Backend;
+use super::{Kind, Recorder, StateError, Store, Validity, blocking};
 use crate::lockfile::{self as files, LockGuard, Lockfile, Opened};
 use std::sync::Arc;
 
@@ -41,9 +42,9 @@ impl Lease {
     }
 
     /// The shared store and the lease held on it, if the record is shared.
-    fn shared(&self) -> Option<(&Arc<super::postgres::Postgres>, &Shared)> {
+    fn shared(&self) -> Option<(&Arc<Backend>, &Shared)> {
         match (&self.store.kind, &self.hold) {
-            (Kind::Postgres(store), Hold::Shared(shared)) => Some((store, shared)),
+            (Kind::Shared(store), Hold::Shared(shared)) => Some((store, shared)),
             _ => None,
         }
     }
@@ -62,11 +63,11 @@ impl Lease {
                 })
                 .await
             }
-            Kind::Postgres(store) => {
+            Kind::Shared(store) => {
                 let stored = store.read().await?;
                 let (mut lockfile, recovered) = self.store.verify(store, &stored)?;
                 self.unfolded = recovered;
-                if self.unfolded >= FOLD_RECORDS {
+                if store.fold_due(self.unfolded) {
                     self.checkpoint(&mut lockfile).await?;
                 }
                 // A shared store's journal is folded only once long: its records are no
@@ -86,7 +87,7 @@ impl Lease {
             (Kind::Local { lockfile, .. }, None) => {
                 Ok(Recorder::journal(files::JournalWriter::open(lockfile, sdkappid)?, self.validity()))
             }
-            (Kind::Postgres(store), None) => Err(StateError::Lapsed { store: store.label() }),
+            (Kind::Shared(store), None) => Err(StateError::Lapsed { store: store.label() }),
         }
     }
 
@@ -96,9 +97,9 @@ impl Lease {
     pub async fn ran(&mut self, lockfile: &mut Lockfile, records: usize) -> Result<(), StateError> {
         match &self.store.kind {
             Kind::Local { .. } => self.checkpoint(lockfile).await,
-            Kind::Postgres(_) => {
+            Kind::Shared(store) => {
                 self.unfolded += records;
-                match self.unfolded >= FOLD_RECORDS {
+                match store.fold_due(self.unfolded) {
                     true => self.checkpoint(lockfile).await,
                     false => Ok(()),
                 }
@@ -127,9 +128,9 @@ impl Lease {
                 if !shared.validity.valid() {
                     return Err(StateError::Lapsed { store: store.label() });
                 }
-                store.checkpoint(shared.token, &lockfile.to_json(), i64::MAX).await?;
+                store.checkpoint(shared.token, &lockfile.to_json()).await?;
             }
-            (Kind::Postgres(store), None) => return Err(StateError::Lapsed { store: store.label() }),
+            (Kind::Shared(store), None) => return Err(StateError::Lapsed { store: store.label() }),
         }
         self.unfolded = 0;
         Ok(())
@@ -143,7 +144,7 @@ impl Lease {
                 let path = lockfile.clone();
                 blocking(move || Ok(files::remove_journal(&path)?)).await
             }
-            Kind::Postgres(_) => Ok(()),
+            Kind::Shared(_) => Ok(()),
         }
     }
 
