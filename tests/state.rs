@@ -1,5 +1,5 @@
-//! The record's promises, proved the same way on every store (local files and a real
-//! PostgreSQL started by the test): one writer at a time (by the emulator's own record
+//! The record's promises, proved the same way on every store (local files, a real
+//! PostgreSQL and an S3-compatible server, moto, started by the test): one writer at a time (by the emulator's own record
 //! of when each write arrived), a writer whose lease lapsed writes nothing more, a
 //! standby `watch` takes over from a leader that dies, is frozen or loses its
 //! database, a CI `apply` and a `watch` share one record, and `grattr state` moves a
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use support::Repo;
 use support::emulator::{KEY, Server, attrs, groups_yaml};
 use support::postgres::{PASSWORD, Pg};
+use support::s3::{S3, SECRET};
 use support::watch::{PATIENCE, Watch, eventually};
 
 /// Where a test keeps the record.
@@ -25,6 +26,8 @@ enum Store {
     Local(tempfile::TempDir),
     /// A throwaway PostgreSQL.
     Postgres(Pg),
+    /// A throwaway S3-compatible server.
+    S3(S3),
 }
 
 /// A short lease, so that tests of lapsing and taking over take seconds.
@@ -39,28 +42,73 @@ impl Store {
         Store::Postgres(Pg::start())
     }
 
-    /// Both stores, for a test that proves a promise on each.
-    fn each() -> [Store; 2] {
-        [Store::local(), Store::postgres()]
+    fn s3() -> Store {
+        Store::S3(S3::start())
+    }
+
+    /// Every store, for a test that proves a promise on each.
+    fn each() -> [Store; 3] {
+        [Store::local(), Store::postgres(), Store::s3()]
+    }
+
+    /// The stores shared between machines, for a promise only they keep (a lease that
+    /// lapses, a record several machines reach).
+    fn shared() -> [Store; 2] {
+        [Store::postgres(), Store::s3()]
     }
 
     fn name(&self) -> &'static str {
         match self {
             Store::Local(_) => "local",
             Store::Postgres(_) => "postgres",
+            Store::S3(_) => "s3",
+        }
+    }
+
+    /// How the store's label begins in grattr's messages.
+    fn scheme(&self) -> &'static str {
+        match self {
+            Store::Local(_) => "/",
+            Store::Postgres(_) => "postgres://",
+            Store::S3(_) => "s3://",
+        }
+    }
+
+    /// The store goes away, as a database stopped or a network cut.
+    fn stop(&mut self) {
+        match self {
+            Store::Local(_) => unreachable!("local files do not go away"),
+            Store::Postgres(pg) => pg.stop(),
+            Store::S3(s3) => s3.stop(),
+        }
+    }
+
+    /// The store comes back, with what it held.
+    fn restart(&mut self) {
+        match self {
+            Store::Local(_) => unreachable!("local files do not go away"),
+            Store::Postgres(pg) => pg.restart(),
+            Store::S3(s3) => s3.restart(),
         }
     }
 
     /// The variables that point grattr at the record (and at the emulator's key).
     fn env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
         let state = match self {
             Store::Local(dir) => dir.path().display().to_string(),
             Store::Postgres(pg) => pg.url(),
+            Store::S3(s3) => {
+                env.extend(s3.env().into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                s3.url("grattr")
+            }
         };
-        [("GRATTR_SECRET_KEY", KEY.to_string()), ("GRATTR_STATE", state), ("GRATTR_LEASE_TTL", LEASE.to_string())]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()
+        env.extend(
+            [("GRATTR_SECRET_KEY", KEY.to_string()), ("GRATTR_STATE", state), ("GRATTR_LEASE_TTL", LEASE.to_string())]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
+        env
     }
 
     /// Runs grattr in `repo` on this store; the password never shows.
@@ -70,6 +118,7 @@ impl Store {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let run = repo.run_with_env(args, &env);
         assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD), "the password leaked");
+        assert!(!run.stdout.contains(SECRET) && !run.stderr.contains(SECRET), "the S3 secret leaked");
         assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY), "the secret key leaked");
         run
     }
@@ -138,7 +187,10 @@ fn signal(child: &Child, signal: i32) {
 fn wait(child: Child) -> (i32, String) {
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!stderr.contains(PASSWORD) && !stderr.contains(KEY), "a secret leaked: {stderr}");
+    assert!(
+        !stderr.contains(PASSWORD) && !stderr.contains(KEY) && !stderr.contains(SECRET),
+        "a secret leaked: {stderr}"
+    );
     (output.status.code().unwrap_or(-1), stderr)
 }
 
@@ -187,31 +239,36 @@ fn a_second_writer_is_refused_and_names_the_holder() {
 
 #[test]
 fn a_writer_frozen_past_its_lease_writes_and_records_nothing_more() {
-    let store = Store::postgres();
-    let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(20)));
-    let (frozen, next) = (repo(&server, 100, "a"), repo(&server, 100, "b"));
-    let first = store.spawn(&frozen, &["apply", "--yes", "--concurrency", "1"]);
-    eventually(PATIENCE, "the first apply writes", || server.emulator().writes().len() >= 5);
-    signal(&first, libc::SIGSTOP);
-    let stopped_at = server.emulator().writes().len();
-    // Past the lease: the store lets the next writer in.
-    std::thread::sleep(Duration::from_millis(2500));
-    store.run(&next, &["apply", "--yes", "--force", "--lock-timeout", "30s"]).code(0).ignore_stdout().ignore_stderr();
-    signal(&first, libc::SIGCONT);
-    let (code, stderr) = wait(first);
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("lease") && stderr.contains("lost"), "{stderr}");
-    let values = written(&server.emulator().writes());
-    let first_b = values.iter().position(|v| v == "b").unwrap();
-    assert!(first_b >= stopped_at, "b wrote while a was running");
-    assert!(
-        !values[first_b..].contains(&"a".to_string()),
-        "the frozen writer wrote after its lease lapsed: {:?}",
-        runs(&values)
-    );
-    let recorded = store.recorded(&next);
-    assert_eq!(recorded.len(), 100);
-    assert!(recorded.values().all(|v| v == "b"), "the frozen writer recorded after its lease lapsed: {recorded:?}");
+    for store in Store::shared() {
+        let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(20)));
+        let (frozen, next) = (repo(&server, 100, "a"), repo(&server, 100, "b"));
+        let first = store.spawn(&frozen, &["apply", "--yes", "--concurrency", "1"]);
+        eventually(PATIENCE, "the first apply writes", || server.emulator().writes().len() >= 5);
+        signal(&first, libc::SIGSTOP);
+        let stopped_at = server.emulator().writes().len();
+        // Past the lease: the store lets the next writer in.
+        std::thread::sleep(Duration::from_millis(2500));
+        store
+            .run(&next, &["apply", "--yes", "--force", "--lock-timeout", "30s"])
+            .code(0)
+            .ignore_stdout()
+            .ignore_stderr();
+        signal(&first, libc::SIGCONT);
+        let (code, stderr) = wait(first);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("lease") && stderr.contains("lost"), "{stderr}");
+        let values = written(&server.emulator().writes());
+        let first_b = values.iter().position(|v| v == "b").unwrap();
+        assert!(first_b >= stopped_at, "b wrote while a was running");
+        assert!(
+            !values[first_b..].contains(&"a".to_string()),
+            "the frozen writer wrote after its lease lapsed: {:?}",
+            runs(&values)
+        );
+        let recorded = store.recorded(&next);
+        assert_eq!(recorded.len(), 100);
+        assert!(recorded.values().all(|v| v == "b"), "the frozen writer recorded after its lease lapsed: {recorded:?}");
+    }
 }
 
 /// Waits until exactly one of `watches` leads; returns its index.
@@ -257,150 +314,169 @@ fn a_standby_watch_takes_over_from_a_leader_that_dies() {
 
 #[test]
 fn a_frozen_leader_that_wakes_applies_nothing_more() {
-    let store = Store::postgres();
-    let server = Server::start(|_| {});
-    let repo = repo(&server, 3, "one");
-    let (a, b) = (store.watch(&repo), store.watch(&repo));
-    let index = leader(&server, &[&a, &b]);
-    let (frozen, standby) = if index == 0 { (a, b) } else { (b, a) };
-    eventually(PATIENCE, "the leader applies", || server.live("g-002") == Some(attrs(&[("v", "one")])));
-    signal(&frozen.child, libc::SIGSTOP);
-    let stopped = Instant::now();
-    eventually(PATIENCE, "the standby leads", || standby.metric(&server, "grattr_leader") == 1.0);
-    eprintln!("postgres: a standby led {:?} after the leader froze", stopped.elapsed());
-    std::fs::write(repo.join("groups/all.yaml"), groups_yaml(&[("g-000", &[("v", "two")])])).unwrap();
-    eventually(PATIENCE, "the new leader applies", || server.live("g-000") == Some(attrs(&[("v", "two")])));
-    signal(&frozen.child, libc::SIGCONT);
-    frozen.wait_for_log("lost the writer's lease");
-    eventually(PATIENCE, "the woken leader stands by", || frozen.metric(&server, "grattr_leader") == 0.0);
-    std::fs::write(repo.join("groups/all.yaml"), groups_yaml(&[("g-000", &[("v", "three")])])).unwrap();
-    eventually(PATIENCE, "the leader applies", || server.live("g-000") == Some(attrs(&[("v", "three")])));
-    standby.settle(&server, &repo);
-    let g0: Vec<String> = server
-        .emulator()
-        .writes()
-        .iter()
-        .filter(|w| w.group == "g-000")
-        .map(|w| w.attributes["v"].to_string())
-        .collect();
-    assert_eq!(g0, ["one", "two", "three"], "each change written once, by the leader:\n{}", frozen.log());
+    for store in Store::shared() {
+        let server = Server::start(|_| {});
+        let repo = repo(&server, 3, "one");
+        let (a, b) = (store.watch(&repo), store.watch(&repo));
+        let index = leader(&server, &[&a, &b]);
+        let (frozen, standby) = if index == 0 { (a, b) } else { (b, a) };
+        eventually(PATIENCE, "the leader applies", || server.live("g-002") == Some(attrs(&[("v", "one")])));
+        signal(&frozen.child, libc::SIGSTOP);
+        let stopped = Instant::now();
+        eventually(PATIENCE, "the standby leads", || standby.metric(&server, "grattr_leader") == 1.0);
+        eprintln!("{}: a standby led {:?} after the leader froze", store.name(), stopped.elapsed());
+        std::fs::write(repo.join("groups/all.yaml"), groups_yaml(&[("g-000", &[("v", "two")])])).unwrap();
+        eventually(PATIENCE, "the new leader applies", || server.live("g-000") == Some(attrs(&[("v", "two")])));
+        signal(&frozen.child, libc::SIGCONT);
+        frozen.wait_for_log("lost the writer's lease");
+        eventually(PATIENCE, "the woken leader stands by", || frozen.metric(&server, "grattr_leader") == 0.0);
+        std::fs::write(repo.join("groups/all.yaml"), groups_yaml(&[("g-000", &[("v", "three")])])).unwrap();
+        eventually(PATIENCE, "the leader applies", || server.live("g-000") == Some(attrs(&[("v", "three")])));
+        standby.settle(&server, &repo);
+        let g0: Vec<String> = server
+            .emulator()
+            .writes()
+            .iter()
+            .filter(|w| w.group == "g-000")
+            .map(|w| w.attributes["v"].to_string())
+            .collect();
+        assert_eq!(
+            g0,
+            ["one", "two", "three"],
+            "{}: each change written once, by the leader:\n{}",
+            store.name(),
+            frozen.log()
+        );
+    }
 }
 
 #[test]
-fn a_database_lost_and_back_under_watch_and_apply_converges() {
-    let mut store = Store::postgres();
-    let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(20)));
-    let repo_watch = repo(&server, 2, "one");
-    let watch = store.watch(&repo_watch);
-    eventually(PATIENCE, "the watch leads", || watch.metric(&server, "grattr_leader") == 1.0);
-    // An apply of other groups in flight when the database goes away.
-    let other = server.repo().file("groups/other.yaml", &support::emulator::many_groups("o", 200));
-    let apply = store.spawn(&other, &["apply", "--yes", "--concurrency", "1", "--lock-timeout", "30s"]);
-    eventually(PATIENCE, "the apply writes", || server.emulator().writes().iter().any(|w| w.group.starts_with("o-")));
-    let Store::Postgres(pg) = &mut store else { unreachable!() };
-    pg.stop();
-    let (code, stderr) = wait(apply);
-    assert_eq!(code, 1, "the apply stops once its lease cannot be kept: {stderr}");
-    let after_stop = server.emulator().writes().len();
-    watch.wait_for_log("lost the writer's lease");
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(server.emulator().writes().len(), after_stop, "nothing is written without a lease");
-    pg.restart();
-    eventually(PATIENCE, "the watch leads again", || watch.metric(&server, "grattr_leader") == 1.0);
-    store.run(&other, &["apply", "--yes", "--lock-timeout", "30s"]).code(0).ignore_stdout().ignore_stderr();
-    for i in 0..200 {
-        let id = format!("o-{i:04}");
-        assert_eq!(server.live(&id), Some(attrs(&[("v", id.as_str())])), "{id}");
+fn a_store_lost_and_back_under_watch_and_apply_converges() {
+    for mut store in Store::shared() {
+        let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(20)));
+        let repo_watch = repo(&server, 2, "one");
+        let watch = store.watch(&repo_watch);
+        eventually(PATIENCE, "the watch leads", || watch.metric(&server, "grattr_leader") == 1.0);
+        // An apply of other groups in flight when the database goes away.
+        let other = server.repo().file("groups/other.yaml", &support::emulator::many_groups("o", 200));
+        let apply = store.spawn(&other, &["apply", "--yes", "--concurrency", "1", "--lock-timeout", "30s"]);
+        eventually(PATIENCE, "the apply writes", || {
+            server.emulator().writes().iter().any(|w| w.group.starts_with("o-"))
+        });
+        store.stop();
+        let (code, stderr) = wait(apply);
+        assert_eq!(code, 1, "the apply stops once its lease cannot be kept: {stderr}");
+        let after_stop = server.emulator().writes().len();
+        watch.wait_for_log("lost the writer's lease");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(server.emulator().writes().len(), after_stop, "nothing is written without a lease");
+        store.restart();
+        eventually(PATIENCE, "the watch leads again", || watch.metric(&server, "grattr_leader") == 1.0);
+        store.run(&other, &["apply", "--yes", "--lock-timeout", "30s"]).code(0).ignore_stdout().ignore_stderr();
+        for i in 0..200 {
+            let id = format!("o-{i:04}");
+            assert_eq!(server.live(&id), Some(attrs(&[("v", id.as_str())])), "{id}");
+        }
+        // Each group written once, but those in flight when the database went: the call
+        // whose record could not be written, and (one call at a time) the one started
+        // before that was known. None started after.
+        let mut writes: BTreeMap<String, usize> = BTreeMap::new();
+        for write in server.emulator().writes().iter().filter(|w| w.group.starts_with("o-")) {
+            *writes.entry(write.group.clone()).or_default() += 1;
+        }
+        let twice = writes.values().filter(|n| **n > 1).count();
+        assert!(twice <= 2, "{}: {twice} groups written twice", store.name());
+        std::fs::write(repo_watch.join("groups/all.yaml"), groups_yaml(&[("g-000", &[("v", "two")])])).unwrap();
+        eventually(PATIENCE, "the watch applies again", || server.live("g-000") == Some(attrs(&[("v", "two")])));
     }
-    // Each group written once, but those in flight when the database went: the call
-    // whose record could not be written, and (one call at a time) the one started
-    // before that was known. None started after.
-    let mut writes: BTreeMap<String, usize> = BTreeMap::new();
-    for write in server.emulator().writes().iter().filter(|w| w.group.starts_with("o-")) {
-        *writes.entry(write.group.clone()).or_default() += 1;
-    }
-    let twice = writes.values().filter(|n| **n > 1).count();
-    assert!(twice <= 2, "{twice} groups written twice");
-    std::fs::write(repo_watch.join("groups/all.yaml"), groups_yaml(&[("g-000", &[("v", "two")])])).unwrap();
-    eventually(PATIENCE, "the watch applies again", || server.live("g-000") == Some(attrs(&[("v", "two")])));
 }
 
 #[test]
 fn a_ci_apply_and_a_watch_share_one_record_and_neither_repeats_the_other() {
-    let store = Store::postgres();
-    let server = Server::start(|_| {});
-    let (served, ci) = (repo(&server, 3, "one"), repo(&server, 3, "one"));
-    let watch = Watch::start_command(&served, &["--settle", "3s"], "200ms", "warn,grattr=info", |command| {
-        command.envs(store.env());
-    });
-    eventually(PATIENCE, "the watch applies", || server.live("g-002") == Some(attrs(&[("v", "one")])));
-    // A merge: CI applies it from its checkout while the server's checkout is pulled.
-    let merged = groups_yaml(&[("g-000", &[("v", "two")]), ("g-001", &[("v", "one")]), ("g-002", &[("v", "one")])]);
-    std::fs::write(served.join("groups/all.yaml"), &merged).unwrap();
-    std::fs::write(ci.join("groups/all.yaml"), &merged).unwrap();
-    store.run(&ci, &["apply", "--yes", "--lock-timeout", "30s"]).code(0).stdout_contains("1 applied").ignore_stderr();
-    watch.settle(&server, &served);
-    watch.wait_for_log("the record was changed by another writer");
-    let g0: Vec<String> = server
-        .emulator()
-        .writes()
-        .iter()
-        .filter(|w| w.group == "g-000")
-        .map(|w| w.attributes["v"].to_string())
-        .collect();
-    assert_eq!(g0, ["one", "two"], "the watch did not apply again what CI applied:\n{}", watch.log());
-    // And CI plans against what the watch applied: nothing to do.
-    store.run(&ci, &["plan", "--detailed-exitcode"]).code(0).stdout_contains("No changes").ignore_stderr();
+    for store in Store::shared() {
+        let server = Server::start(|_| {});
+        let (served, ci) = (repo(&server, 3, "one"), repo(&server, 3, "one"));
+        let watch = Watch::start_command(&served, &["--settle", "3s"], "200ms", "warn,grattr=info", |command| {
+            command.envs(store.env());
+        });
+        eventually(PATIENCE, "the watch applies", || server.live("g-002") == Some(attrs(&[("v", "one")])));
+        // A merge: CI applies it from its checkout while the server's checkout is pulled.
+        let merged = groups_yaml(&[("g-000", &[("v", "two")]), ("g-001", &[("v", "one")]), ("g-002", &[("v", "one")])]);
+        std::fs::write(served.join("groups/all.yaml"), &merged).unwrap();
+        std::fs::write(ci.join("groups/all.yaml"), &merged).unwrap();
+        store
+            .run(&ci, &["apply", "--yes", "--lock-timeout", "30s"])
+            .code(0)
+            .stdout_contains("1 applied")
+            .ignore_stderr();
+        watch.settle(&server, &served);
+        watch.wait_for_log("the record was changed by another writer");
+        let g0: Vec<String> = server
+            .emulator()
+            .writes()
+            .iter()
+            .filter(|w| w.group == "g-000")
+            .map(|w| w.attributes["v"].to_string())
+            .collect();
+        assert_eq!(g0, ["one", "two"], "the watch did not apply again what CI applied:\n{}", watch.log());
+        // And CI plans against what the watch applied: nothing to do.
+        store.run(&ci, &["plan", "--detailed-exitcode"]).code(0).stdout_contains("No changes").ignore_stderr();
+    }
 }
 
 #[test]
-fn state_push_and_pull_move_a_record_between_files_and_postgres() {
-    let store = Store::postgres();
-    let server = Server::start(|_| {});
-    let repo = repo(&server, 4, "one");
-    // Applied with the record in the repository's files.
-    repo.run_with_env(&["apply", "--yes"], &[("GRATTR_SECRET_KEY", KEY)]).code(0).ignore_stdout();
-    let original = repo.read("grattr.lock");
-    store
-        .run(&repo, &["state", "push"])
-        .code(0)
-        .stdout_contains("Pushed 4 group(s) from grattr.lock to postgres://postgres@127.0.0.1:");
-    // Pushed once: a second push would replace what the store holds.
-    let again = store.run(&repo, &["state", "push"]).code(1).into_stderr();
-    assert!(again.contains("already holds 4 group(s): nothing was pushed (--force replaces it)"), "{again}");
-    store.run(&repo, &["plan", "--detailed-exitcode"]).code(0).stdout_contains("No changes").ignore_stderr();
-    let shown = store.run(&repo, &["state", "show", "--format", "json"]).code(0).json();
-    assert_eq!(shown["groups"], 4);
-    assert_eq!(shown["held"], false);
-    std::fs::remove_file(repo.join("grattr.lock")).unwrap();
-    store.run(&repo, &["state", "pull"]).code(0).stdout_contains("Wrote 4 group(s) from postgres://");
-    assert_eq!(repo.read("grattr.lock"), original, "the record comes back byte for byte");
+fn state_push_and_pull_move_a_record_between_files_and_a_shared_store() {
+    for store in Store::shared() {
+        let server = Server::start(|_| {});
+        let repo = repo(&server, 4, "one");
+        // Applied with the record in the repository's files.
+        repo.run_with_env(&["apply", "--yes"], &[("GRATTR_SECRET_KEY", KEY)]).code(0).ignore_stdout();
+        let original = repo.read("grattr.lock");
+        store
+            .run(&repo, &["state", "push"])
+            .code(0)
+            .stdout_contains(&format!("Pushed 4 group(s) from grattr.lock to {}", store.scheme()));
+        // Pushed once: a second push would replace what the store holds.
+        let again = store.run(&repo, &["state", "push"]).code(1).into_stderr();
+        assert!(again.contains("already holds 4 group(s): nothing was pushed (--force replaces it)"), "{again}");
+        store.run(&repo, &["plan", "--detailed-exitcode"]).code(0).stdout_contains("No changes").ignore_stderr();
+        let shown = store.run(&repo, &["state", "show", "--format", "json"]).code(0).json();
+        assert_eq!(shown["groups"], 4);
+        assert_eq!(shown["held"], false);
+        std::fs::remove_file(repo.join("grattr.lock")).unwrap();
+        store
+            .run(&repo, &["state", "pull"])
+            .code(0)
+            .stdout_contains(&format!("Wrote 4 group(s) from {}", store.scheme()));
+        assert_eq!(repo.read("grattr.lock"), original, "{}: the record comes back byte for byte", store.name());
+    }
 }
 
 #[test]
 fn state_show_and_unlock_name_the_holder_and_clear_only_when_forced() {
-    let store = Store::postgres();
-    let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(20)));
-    let repo = repo(&server, 200, "a");
-    let mut running = store.spawn(&repo, &["apply", "--yes", "--concurrency", "1"]);
-    eventually(PATIENCE, "the apply writes", || !server.emulator().writes().is_empty());
-    signal(&running, libc::SIGSTOP);
-    let shown = store.run(&repo, &["state", "show"]).code(0).into_stdout();
-    assert!(shown.contains(&format!("Lease:   held by grattr apply (pid {} on ", running.id())), "{shown}");
-    let refused = store.run(&repo, &["state", "unlock"]).code(1).into_stderr();
-    assert!(
-        refused.contains("grattr state unlock --force") && refused.contains("the writer lease by grattr apply"),
-        "{refused}"
-    );
-    store
-        .run(&repo, &["state", "unlock", "--force"])
-        .code(0)
-        .stdout_contains("Cleared the writer lease on postgres://");
-    let shown = store.run(&repo, &["state", "show"]).code(0).into_stdout();
-    assert!(shown.contains("Lease:   free"), "{shown}");
-    signal(&running, libc::SIGCONT);
-    running.kill().unwrap();
-    running.wait().unwrap();
+    for store in Store::shared() {
+        let server = Server::start(|config| config.latency = Latency::Fixed(Duration::from_millis(20)));
+        let repo = repo(&server, 200, "a");
+        let mut running = store.spawn(&repo, &["apply", "--yes", "--concurrency", "1"]);
+        eventually(PATIENCE, "the apply writes", || !server.emulator().writes().is_empty());
+        signal(&running, libc::SIGSTOP);
+        let shown = store.run(&repo, &["state", "show"]).code(0).into_stdout();
+        assert!(shown.contains(&format!("Lease:   held by grattr apply (pid {} on ", running.id())), "{shown}");
+        let refused = store.run(&repo, &["state", "unlock"]).code(1).into_stderr();
+        assert!(
+            refused.contains("grattr state unlock --force") && refused.contains("the writer lease by grattr apply"),
+            "{refused}"
+        );
+        store
+            .run(&repo, &["state", "unlock", "--force"])
+            .code(0)
+            .stdout_contains(&format!("Cleared the writer lease on {}", store.scheme()));
+        let shown = store.run(&repo, &["state", "show"]).code(0).into_stdout();
+        assert!(shown.contains("Lease:   free"), "{shown}");
+        signal(&running, libc::SIGCONT);
+        running.kill().unwrap();
+        running.wait().unwrap();
+    }
 }
 
 #[test]

@@ -148,18 +148,18 @@ impl S3 {
     /// Opens the record of `key` in the bucket `config` names, with credentials from the
     /// environment or the AWS shared files. Reads nothing yet.
     pub async fn open(config: &Config, key: Key) -> Result<S3, StateError> {
-        Self::open_with(config, key, |var| std::env::var(var).ok()).await
+        Self::open_with(config, key, std::env::vars().collect()).await
     }
 
-    /// [`S3::open`] with the environment `env`.
-    pub async fn open_with(config: &Config, key: Key, env: impl Fn(&str) -> Option<String>) -> Result<S3, StateError> {
+    /// [`S3::open`] with the environment `vars` instead of the process's.
+    pub async fn open_with(config: &Config, key: Key, vars: Vec<(String, String)>) -> Result<S3, StateError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let url_error = |message: String| StateError::Url { url: config.label(), message };
+        let env = |var: &str| vars.iter().find(|(name, _)| name == var).map(|(_, value)| value.clone());
         let mut builder = AmazonS3Builder::new();
-        for (var, value) in std::env::vars_os() {
-            // The variables AWS tools read, as the environment given says them.
-            let Some(var) = var.to_str().filter(|v| v.starts_with("AWS_")) else { continue };
-            let Some(value) = env(var).or_else(|| value.to_str().map(str::to_string)) else { continue };
+        // The variables every AWS tool reads (credentials, web identity, containers' and
+        // instances' credentials, encryption), as object_store reads them.
+        for (var, value) in vars.iter().filter(|(var, _)| var.starts_with("AWS_")) {
             if let Ok(key) = var.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
                 builder = builder.with_config(key, value);
             }
@@ -462,7 +462,8 @@ impl S3 {
     }
 
     /// Makes the record ours under `token`: rewrites its head with our token, on condition
-    /// (a lapsed writer's last write may slip in between: read again and retry).
+    /// (a lapsed writer's last write may slip in between: read again and retry). From
+    /// then on, no earlier writer's conditional write of the head can succeed.
     async fn claim(&self, token: u64) -> Result<(), StateError> {
         for _ in 0..16 {
             let (etag, mut manifest) = match self.get_head().await? {
@@ -472,7 +473,8 @@ impl S3 {
             if manifest.token > token {
                 return Err(self.lapsed_error());
             }
-            manifest.version += 1;
+            // The version stays: it counts changes of what the record holds, which readers
+            // (a `watch` leader between its cycles) compare; a claim changes only its owner.
             manifest.token = token;
             match self.put_head(&manifest, etag.as_deref()).await {
                 Ok(etag) => {
@@ -752,16 +754,24 @@ impl S3 {
     }
 
     fn failed(&self, error: &object_store::Error) -> StateError {
+        let text = message(error);
+        let refused = ["InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"];
         let hint = match error {
-            object_store::Error::Unauthenticated { .. } => {
-                " (the credentials were refused: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+            _ if refused.iter().any(|code| text.contains(code))
+                || matches!(error, object_store::Error::Unauthenticated { .. }) =>
+            {
+                " (the credentials were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             }
             object_store::Error::PermissionDenied { .. } => {
                 " (access denied: the credentials may not use this bucket or prefix)"
             }
+            _ if text.contains("169.254.169.254") => {
+                " (no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of \
+                 ~/.aws/credentials with AWS_PROFILE; only on AWS do instances' and containers' roles give them)"
+            }
             _ => "",
         };
-        self.unreachable(format!("{}{hint}", message(error)))
+        self.unreachable(format!("{text}{hint}"))
     }
 }
 
@@ -788,7 +798,8 @@ fn info(object: &LeaseObject, modified: SystemTime) -> Option<LeaseInfo> {
     Some(LeaseInfo { holder, token: object.token, expires: modified + Duration::from_millis(object.ttl_ms) })
 }
 
-/// An error of the store, as one line without control characters.
+/// An error of the store, as one line without control characters; an S3 error
+/// document is cut to its code and message (its request ids say nothing to a reader).
 fn message(error: &object_store::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -800,7 +811,19 @@ fn message(error: &object_store::Error) -> String {
         }
         source = cause_of(source);
     }
+    if let (Some(start), Some(code), Some(said)) =
+        (text.find("<?xml"), between(&text, "<Code>", "</Code>"), between(&text, "<Message>", "</Message>"))
+    {
+        text = format!("{}{code}: {said}", &text[..start]);
+    }
     crate::escape::text(&text.replace(['\n', '\r'], " ")).into_owned()
+}
+
+/// The text between `open` and `close` in `text`.
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)? + start;
+    Some(&text[start..end])
 }
 
 fn cause_of<'a>(error: Option<&'a (dyn std::error::Error + 'static)>) -> Option<&'a (dyn std::error::Error + 'static)> {

@@ -68,13 +68,19 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
             None => only,
         };
         // Another writer (a CI apply) may have recorded since: plan against what it recorded.
-        if let Some(record) = self.leadership.changed().await? {
-            tracing::info!(
-                groups = record.groups.len(),
-                "the record was changed by another writer; planning against it"
-            );
-            self.lockfile = record;
-            self.update_managed();
+        // A store out of reach is asked again before anything is applied (take_writer).
+        match self.leadership.changed().await {
+            Ok(Some(record)) => {
+                tracing::info!(
+                    groups = record.groups.len(),
+                    "the record was changed by another writer; planning against it"
+                );
+                self.lockfile = record;
+                self.update_managed();
+            }
+            Ok(None) => {}
+            Err(e @ StateError::Unreachable { .. }) => tracing::warn!(error = %e, "cannot read the record now"),
+            Err(e) => return Err(e.into()),
         }
         let only = if self.refused.is_some() { None } else { only };
         let due: BTreeSet<GroupId> =
@@ -271,16 +277,25 @@ impl<L: Fn() -> Result<Remote, ConfigError>> Watcher<L> {
     /// against what it recorded).
     async fn take_writer(&mut self, plan: &plan::Plan) -> Result<Option<crate::state::Lease>, WatchError> {
         let ttl = self.remote.environment.lease_ttl;
-        let (reason, delay) = match self.leadership.writer("watch", ttl).await? {
-            Ok(writer) => match self.leadership.changed().await? {
-                None => return Ok(Some(writer)),
-                Some(record) => {
+        let unreachable = |e: StateError| (format!("{e}; trying again"), crate::state::poll(ttl));
+        let (reason, delay) = match self.leadership.writer("watch", ttl).await {
+            Ok(Ok(writer)) => match self.leadership.changed().await {
+                Ok(None) => return Ok(Some(writer)),
+                Ok(Some(record)) => {
                     writer.release().await;
                     self.lockfile = record;
                     ("another writer recorded while this cycle planned; planning again".to_string(), Duration::ZERO)
                 }
+                Err(e @ StateError::Unreachable { .. }) => {
+                    writer.release().await;
+                    unreachable(e)
+                }
+                Err(e) => return Err(e.into()),
             },
-            Err(held) => {
+            // The store is out of reach: the leadership lapses if it stays so.
+            Err(e @ StateError::Unreachable { .. }) => unreachable(e),
+            Err(e) => return Err(e.into()),
+            Ok(Err(held)) => {
                 let who = match &held {
                     StateError::Held { lease, .. } => lease.holder.to_string(),
                     other => other.to_string(),
