@@ -13,8 +13,7 @@ use std::sync::Barrier;
 use support::s3::{BUCKET, Credentials, Forwarder, Mode, REGION, Response, S3, SECRET, Seen};
 
 /// An Authorization header moto accepts when it checks nothing (it only looks for one).
-const ANY_AUTHORIZATION: &str =
-    "AWS4-HMAC-SHA256 Credential=AKIAGRATTRTEST000001/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+const ANY_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=AKIAGRATTRTEST000001/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
 
 #[test]
 fn racing_creates_with_if_none_match_take_the_key_exactly_once() {
@@ -36,7 +35,10 @@ fn racing_creates_with_if_none_match_take_the_key_exactly_once() {
             racers.into_iter().map(|racer| racer.join().unwrap()).collect()
         });
         let won = statuses.iter().filter(|(status, _)| *status == 200).count();
-        let lost = statuses.iter().filter(|(status, code)| *status == 412 && code.as_deref() == Some("PreconditionFailed")).count();
+        let lost = statuses
+            .iter()
+            .filter(|(status, code)| *status == 412 && code.as_deref() == Some("PreconditionFailed"))
+            .count();
         assert_eq!((won, lost), (1, 15), "round {round}: {statuses:?}");
         let body = String::from_utf8(s3.get(&key).unwrap()).unwrap();
         assert!(body.starts_with("racer "), "{body}");
@@ -59,7 +61,11 @@ fn conditional_puts_replace_only_what_was_read() {
         assert_eq!((response.status, response.error_code().as_deref()), (status, code), "{}", response.text());
     };
     expect(s3.request("PUT", "state/record", &[("If-None-Match", "*")], b"two"), 412, Some("PreconditionFailed"));
-    expect(s3.request("PUT", "state/record", &[("If-Match", "\"0123456789abcdef\"")], b"two"), 412, Some("PreconditionFailed"));
+    expect(
+        s3.request("PUT", "state/record", &[("If-Match", "\"0123456789abcdef\"")], b"two"),
+        412,
+        Some("PreconditionFailed"),
+    );
     expect(s3.request("PUT", "state/missing", &[("If-Match", &etag)], b"two"), 404, Some("NoSuchKey"));
     assert_eq!(s3.get("state/record").unwrap(), b"one");
     assert_eq!(s3.get("state/missing"), None);
@@ -181,7 +187,10 @@ fn an_authenticated_server_refuses_wrong_credentials_and_writes_nothing() {
 fn a_service_that_ignores_conditions_lets_a_second_create_overwrite() {
     let s3 = S3::start();
     let forwarder = Forwarder::start(&s3, Mode::StripConditions);
-    assert_eq!(forwarder.url("p"), format!("s3://{BUCKET}/p?endpoint=http://127.0.0.1:{}&region={REGION}&addressing=path", forwarder.port()));
+    assert_eq!(
+        forwarder.url("p"),
+        format!("s3://{BUCKET}/p?endpoint=http://127.0.0.1:{}&region={REGION}&addressing=path", forwarder.port())
+    );
     let create = |body: &[u8]| forwarder_request(&s3, &forwarder, "PUT", "probe", &[("If-None-Match", "*")], body);
     assert_eq!(create(b"first").status, 200);
     assert_eq!(create(b"second").status, 200, "moto itself would answer 412");
@@ -189,8 +198,11 @@ fn a_service_that_ignores_conditions_lets_a_second_create_overwrite() {
     let stale = forwarder_request(&s3, &forwarder, "PUT", "probe", &[("If-Match", "\"stale\"")], b"third");
     assert_eq!(stale.status, 200);
     assert_eq!(s3.get("probe").unwrap(), b"third");
-    let seen: Vec<(String, bool, u16)> =
-        forwarder.seen().into_iter().map(|Seen { method, conditional, status, .. }| (method, conditional, status)).collect();
+    let seen: Vec<(String, bool, u16)> = forwarder
+        .seen()
+        .into_iter()
+        .map(|Seen { method, conditional, status, .. }| (method, conditional, status))
+        .collect();
     assert_eq!(seen, [("PUT".into(), true, 200), ("PUT".into(), true, 200), ("PUT".into(), true, 200)]);
 }
 
@@ -227,7 +239,9 @@ fn a_forwarder_keeps_connections_alive_and_takes_chunked_bodies() {
         Response::read_from(&mut reader, head).unwrap()
     };
     let put = send(
-        format!("PUT /{BUCKET}/kept HTTP/1.1\r\nHost: {host}\r\nAuthorization: {ANY_AUTHORIZATION}\r\nContent-Length: 5\r\n\r\nfirst"),
+        format!(
+            "PUT /{BUCKET}/kept HTTP/1.1\r\nHost: {host}\r\nAuthorization: {ANY_AUTHORIZATION}\r\nContent-Length: 5\r\n\r\nfirst"
+        ),
         false,
     );
     assert_eq!(put.status, 200);
@@ -240,10 +254,15 @@ fn a_forwarder_keeps_connections_alive_and_takes_chunked_bodies() {
         false,
     );
     assert_eq!(chunked.status, 200);
-    let head = send(format!("HEAD /{BUCKET}/kept HTTP/1.1\r\nHost: {host}\r\nAuthorization: {ANY_AUTHORIZATION}\r\n\r\n"), true);
+    let head = send(
+        format!("HEAD /{BUCKET}/kept HTTP/1.1\r\nHost: {host}\r\nAuthorization: {ANY_AUTHORIZATION}\r\n\r\n"),
+        true,
+    );
     assert_eq!((head.status, head.header("Content-Length")), (200, Some("5")));
     let got = send(
-        format!("GET /{BUCKET}/chunked HTTP/1.1\r\nHost: {host}\r\nAuthorization: {ANY_AUTHORIZATION}\r\nConnection: close\r\n\r\n"),
+        format!(
+            "GET /{BUCKET}/chunked HTTP/1.1\r\nHost: {host}\r\nAuthorization: {ANY_AUTHORIZATION}\r\nConnection: close\r\n\r\n"
+        ),
         false,
     );
     assert_eq!((got.status, got.body.as_slice(), got.header("Content-Length")), (200, &b"secAond!!"[..], Some("9")));
@@ -253,6 +272,13 @@ fn a_forwarder_keeps_connections_alive_and_takes_chunked_bodies() {
 }
 
 /// A signed request through `forwarder`.
-fn forwarder_request(s3: &S3, forwarder: &Forwarder, method: &str, key: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+fn forwarder_request(
+    s3: &S3,
+    forwarder: &Forwarder,
+    method: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     s3.request_at(forwarder.port(), method, key, headers, body).unwrap()
 }

@@ -96,15 +96,8 @@ impl S3 {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|error| panic!("starting moto_server: {error}: {}", install_hint()));
-        let mut s3 = S3 {
-            dir,
-            child,
-            moto_port: 0,
-            endpoint: Forwarder::closed(),
-            credentials,
-            authenticated,
-            env: Vec::new(),
-        };
+        let mut s3 =
+            S3 { dir, child, moto_port: 0, endpoint: Forwarder::closed(), credentials, authenticated, env: Vec::new() };
         s3.moto_port = s3.wait_for_port(&log);
         if authenticated {
             s3.credentials = s3.make_access_key();
@@ -167,7 +160,8 @@ impl S3 {
         let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
         iam(&[("Action", "PutUserPolicy"), ("UserName", "grattr"), ("PolicyName", "s3"), ("PolicyDocument", policy)]);
         let created = iam(&[("Action", "CreateAccessKey"), ("UserName", "grattr")]);
-        let field = |name: &str| xml_values(&created, name).into_iter().next().unwrap_or_else(|| panic!("{name} in {created}"));
+        let field =
+            |name: &str| xml_values(&created, name).into_iter().next().unwrap_or_else(|| panic!("{name} in {created}"));
         Credentials { key_id: field("AccessKeyId"), secret: field("SecretAccessKey") }
     }
 
@@ -208,7 +202,10 @@ impl S3 {
 
     /// [`S3::env`] without `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
     pub fn env_without_credentials(&self) -> Vec<(&str, &str)> {
-        self.env().into_iter().filter(|(key, _)| *key != "AWS_ACCESS_KEY_ID" && *key != "AWS_SECRET_ACCESS_KEY").collect()
+        self.env()
+            .into_iter()
+            .filter(|(key, _)| *key != "AWS_ACCESS_KEY_ID" && *key != "AWS_SECRET_ACCESS_KEY")
+            .collect()
     }
 
     fn env_for(&self, credentials: &Credentials) -> Vec<(String, String)> {
@@ -349,10 +346,9 @@ impl S3 {
         let date = &now[..8];
         let payload = hex(&Sha256::digest(body));
         let host = format!("127.0.0.1:{port}");
-        let signed_headers = [("host", host.as_str()), ("x-amz-content-sha256", &payload), ("x-amz-date", &now)];
         let canonical = format!(
-            "{method}\n{path}\n{query}\n{}\nhost;x-amz-content-sha256;x-amz-date\n{payload}",
-            signed_headers.iter().map(|(name, value)| format!("{name}:{value}\n")).collect::<String>()
+            "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{now}\n\n\
+             host;x-amz-content-sha256;x-amz-date\n{payload}"
         );
         let scope = format!("{date}/{REGION}/s3/aws4_request");
         let to_sign = format!("AWS4-HMAC-SHA256\n{now}\n{scope}\n{}", hex(&Sha256::digest(canonical.as_bytes())));
@@ -391,7 +387,8 @@ impl S3 {
         let mut bytes = request.into_bytes();
         bytes.extend_from_slice(body);
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        exchange(&mut stream, &bytes, false).unwrap_or_else(|error| panic!("{method} {target}: {error}\n{}", self.log()))
+        exchange(&mut stream, &bytes, false)
+            .unwrap_or_else(|error| panic!("{method} {target}: {error}\n{}", self.log()))
     }
 
     /// Cuts the endpoint, as an outage would: new connections are refused and open ones
@@ -422,7 +419,7 @@ impl Drop for S3 {
 
 fn install_hint() -> &'static str {
     "the S3 tests need moto's server on PATH: `python3 -m pip install --user 'moto[server]==5.2.1'` \
-     and ~/.local/bin on PATH (.ci/run does both)"
+     (with --break-system-packages on Debian's python3) and ~/.local/bin on PATH (.ci/run does both)"
 }
 
 /// `s3://BUCKET/PREFIX?endpoint=http://127.0.0.1:PORT&region=us-east-1&addressing=path`.
@@ -437,7 +434,11 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut text, b| {
+        let _ = write!(text, "{b:02x}");
+        text
+    })
 }
 
 /// SigV4's URI encoding: everything but the unreserved characters.
@@ -798,7 +799,9 @@ fn forward(upstream: u16, head: &Head, body: &[u8], strip_conditions: bool) -> i
     let mut request = format!("{}\r\n", head.start);
     for (name, value) in &head.headers {
         let lower = name.to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_str()) || (strip_conditions && (lower == "if-match" || lower == "if-none-match")) {
+        if HOP_BY_HOP.contains(&lower.as_str())
+            || (strip_conditions && (lower == "if-match" || lower == "if-none-match"))
+        {
             continue;
         }
         request.push_str(&format!("{name}: {value}\r\n"));
