@@ -626,7 +626,9 @@ pub enum Mode {
     /// Relays every request as it is.
     Pass,
     /// Removes `If-Match` and `If-None-Match` before relaying: a service that silently
-    /// ignores conditional writes (and overwrites).
+    /// ignores conditional writes (and overwrites). In front of [`S3::start`] only: S3
+    /// clients sign those headers (object_store signs every header), so a server that
+    /// checks signatures would refuse what is left.
     StripConditions,
     /// Answers `501 NotImplemented` (an S3 XML error) to any PUT that carries
     /// `If-Match` or `If-None-Match`, and relays the rest: a service that refuses them.
