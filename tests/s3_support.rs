@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::Barrier;
 use support::s3::{BUCKET, Credentials, Forwarder, Mode, REGION, Response, S3, SECRET, Seen};
@@ -146,7 +146,11 @@ fn stop_refuses_the_endpoint_and_restart_brings_back_the_same_data() {
     let before = s3.request("HEAD", "state/record", &[], b"");
     assert_eq!(s3.request_at(port, "GET", "state/record", &[], b"").unwrap().body, b"kept");
 
+    let mut open = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s3.stop();
+    // A connection open at the outage is cut: it reads the end of the stream, or an error.
+    let mut byte = [0; 1];
+    assert!(!matches!(open.read(&mut byte), Ok(1..)), "the open connection was not cut");
     let refused = TcpStream::connect(("127.0.0.1", port)).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
     assert!(s3.request_at(port, "GET", "state/record", &[], b"").is_err());

@@ -346,10 +346,9 @@ impl S3 {
         let date = &now[..8];
         let payload = hex(&Sha256::digest(body));
         let host = format!("127.0.0.1:{port}");
-        let signed_headers = [("host", host.as_str()), ("x-amz-content-sha256", &payload), ("x-amz-date", &now)];
         let canonical = format!(
-            "{method}\n{path}\n{query}\n{}\nhost;x-amz-content-sha256;x-amz-date\n{payload}",
-            signed_headers.iter().map(|(name, value)| format!("{name}:{value}\n")).collect::<String>()
+            "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{now}\n\n\
+             host;x-amz-content-sha256;x-amz-date\n{payload}"
         );
         let scope = format!("{date}/{REGION}/s3/aws4_request");
         let to_sign = format!("AWS4-HMAC-SHA256\n{now}\n{scope}\n{}", hex(&Sha256::digest(canonical.as_bytes())));
@@ -420,7 +419,7 @@ impl Drop for S3 {
 
 fn install_hint() -> &'static str {
     "the S3 tests need moto's server on PATH: `python3 -m pip install --user 'moto[server]==5.2.1'` \
-     and ~/.local/bin on PATH (.ci/run does both)"
+     (with --break-system-packages on Debian's python3) and ~/.local/bin on PATH (.ci/run does both)"
 }
 
 /// `s3://BUCKET/PREFIX?endpoint=http://127.0.0.1:PORT&region=us-east-1&addressing=path`.
@@ -435,7 +434,11 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut text, b| {
+        let _ = write!(text, "{b:02x}");
+        text
+    })
 }
 
 /// SigV4's URI encoding: everything but the unreserved characters.
@@ -623,7 +626,9 @@ pub enum Mode {
     /// Relays every request as it is.
     Pass,
     /// Removes `If-Match` and `If-None-Match` before relaying: a service that silently
-    /// ignores conditional writes (and overwrites).
+    /// ignores conditional writes (and overwrites). In front of [`S3::start`] only: S3
+    /// clients sign those headers (object_store signs every header), so a server that
+    /// checks signatures would refuse what is left.
     StripConditions,
     /// Answers `501 NotImplemented` (an S3 XML error) to any PUT that carries
     /// `If-Match` or `If-None-Match`, and relays the rest: a service that refuses them.
