@@ -1,12 +1,13 @@
 //! Benchmarks of the record's stores (`cargo bench --bench state`): what recording
-//! costs on PostgreSQL against local files.
+//! costs on PostgreSQL and on S3 against local files.
 //! 1. At the API's pace: `grattr apply` of 10,000 new groups at the app-wide limit of
 //!    200 calls/s against 20 ms of emulator latency (floor 50 s), the real binary,
-//!    recording into local files and into a throwaway PostgreSQL on 127.0.0.1 (fsync on)
-//!    (target: PostgreSQL within 10% of local files);
+//!    recording into local files, into a throwaway PostgreSQL on 127.0.0.1 (fsync on) and
+//!    into a throwaway S3-compatible server (moto) on 127.0.0.1 (target: each within 10%
+//!    of local files);
 //! 2. the recording alone: 10,000 records through the recorder with no API call, as
-//!    fast as the store takes them (one fsynced batch, or one fenced transaction, per
-//!    batch of what waits).
+//!    fast as the store takes them (one fsynced batch, one fenced transaction, or one
+//!    piece and one conditional head write, per batch of what waits).
 
 // The throwaway PostgreSQL runs as the `postgres` user: a unix bench.
 #[cfg(not(unix))]
@@ -29,9 +30,15 @@ mod emulator;
 mod postgres;
 
 #[cfg(unix)]
+#[path = "../tests/support/s3.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod s3;
+
+#[cfg(unix)]
 mod bench {
     use super::emulator::{self, EmulatorProcess};
     use super::postgres;
+    use super::s3;
     use grattr::lockfile::Record;
     use grattr::model::{GroupId, Ownership};
     use grattr::state::{Key, Location, Store};
@@ -60,6 +67,7 @@ mod bench {
     }
 
     /// 10,000 records through the recorder of `location`; the time until all are durable.
+    /// (An S3 location reads its credentials from this process's environment.)
     fn record(runtime: &tokio::runtime::Runtime, location: &Location) -> (Duration, usize) {
         runtime.block_on(async {
             let key = Key { sdkappid: 1400000000, environment: String::new() };
@@ -97,6 +105,15 @@ mod bench {
         std::fs::write(shared_root.join("groups/rooms.yaml"), text).unwrap();
         let url = pg.url();
         let shared = apply(&shared_root, &[("GRATTR_STATE", url.as_str())]);
+        let moto = s3::S3::start();
+        let bucket_root = scratch.path().join("s3");
+        repository(&bucket_root, &emulator);
+        let text = std::fs::read_to_string(bucket_root.join("groups/rooms.yaml")).unwrap().replace("room-", "lobby-");
+        std::fs::write(bucket_root.join("groups/rooms.yaml"), text).unwrap();
+        let bucket_url = moto.url("apply");
+        let mut env = moto.env();
+        env.push(("GRATTR_STATE", bucket_url.as_str()));
+        let bucket = apply(&bucket_root, &env);
 
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
         let files = scratch.path().join("recording");
@@ -105,19 +122,29 @@ mod bench {
             record(&runtime, &Location::Local { lockfile: files.join("grattr.lock"), seed: None });
         let location = grattr::state::Location::parse(&pg.url_of("postgres")).unwrap();
         let (shared_alone, shared_batches) = record(&runtime, &location);
+        for (name, value) in moto.env() {
+            // SAFETY: set before the S3 store is opened, while no other thread reads the environment.
+            unsafe { std::env::set_var(name, value) };
+        }
+        let location = grattr::state::Location::parse(&moto.url("recording")).unwrap();
+        let (bucket_alone, bucket_batches) = record(&runtime, &location);
 
-        println!("| benchmark | local files | PostgreSQL (127.0.0.1, fsync on) | target |");
-        println!("|---|---|---|---|");
+        let change = |store: Duration| 100.0 * (store.as_secs_f64() / local.as_secs_f64() - 1.0);
+        println!("| benchmark | local files | PostgreSQL (127.0.0.1, fsync on) | S3 (moto on 127.0.0.1) | target |");
+        println!("|---|---|---|---|---|");
         println!(
-            "| `apply` of {GROUPS} new groups at 200 calls/s, 20 ms latency (floor 50 s) | {:.2} s | {:.2} s ({:+.1}%) | within 10% |",
+            "| `apply` of {GROUPS} new groups at 200 calls/s, 20 ms latency (floor 50 s) | {:.2} s | {:.2} s ({:+.1}%) | {:.2} s ({:+.1}%) | within 10% |",
             local.as_secs_f64(),
             shared.as_secs_f64(),
-            100.0 * (shared.as_secs_f64() / local.as_secs_f64() - 1.0)
+            change(shared),
+            bucket.as_secs_f64(),
+            change(bucket),
         );
         println!(
-            "| recording {GROUPS} records alone, as fast as the store takes them | {:.3} s ({local_syncs} fsynced batches) | {:.3} s ({shared_batches} transactions) | — |",
+            "| recording {GROUPS} records alone, as fast as the store takes them | {:.3} s ({local_syncs} fsynced batches) | {:.3} s ({shared_batches} transactions) | {:.3} s ({bucket_batches} pieces) | — |",
             local_alone.as_secs_f64(),
-            shared_alone.as_secs_f64()
+            shared_alone.as_secs_f64(),
+            bucket_alone.as_secs_f64(),
         );
     }
 }

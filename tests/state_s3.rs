@@ -271,7 +271,8 @@ fn wrong_credentials_are_a_clear_error_and_write_nothing() {
         assert!(!stderr.contains("not-the-secret-Qw3") && !stderr.contains(&secret), "{stderr}");
     }
     assert!(server.emulator().writes().is_empty());
-    assert!(moto.keys("creds/").is_empty());
+    // (Listed whole: moto checks the signature of a prefix with a `/` wrongly.)
+    assert!(moto.keys("").iter().all(|key| !key.starts_with("creds/")), "{:?}", moto.keys(""));
     run(&repo, &url, &moto.env(), &["apply", "--yes"]).code(0).stdout_contains("2 applied");
 }
 

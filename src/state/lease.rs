@@ -137,8 +137,13 @@ impl Drop for Shared {
                 tracing::warn!(error = %e, lease = name.as_str(), "cannot release the lease; it expires unrenewed");
             }
         };
-        // Inside the runtime, a task gives it up; outside (a command's end), wait for it.
+        // Inside the runtime, wait for it where the runtime allows (a command that fails
+        // right after would otherwise end before a task ran), else a task gives it up;
+        // outside (a command's end), wait for it.
         match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(release));
+            }
             Ok(handle) => {
                 handle.spawn(release);
             }

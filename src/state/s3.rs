@@ -115,7 +115,10 @@ struct Head {
 
 /// One record (app + environment) in one bucket.
 pub struct S3 {
+    /// For reads and leases.
     store: AmazonS3,
+    /// For the record's writes: the same service, without retries.
+    record: AmazonS3,
     /// The record's prefix.
     base: Path,
     label: String,
@@ -165,7 +168,7 @@ impl S3 {
             }
         }
         let has_keys = env("AWS_ACCESS_KEY_ID").is_some_and(|v| !v.is_empty());
-        let profile = config::Profile::load(&env).map_err(url_error)?;
+        let profile = config::Profile::load(env).map_err(url_error)?;
         if !has_keys && let (Some(id), Some(secret)) = (&profile.access_key_id, &profile.secret_access_key) {
             builder = builder.with_access_key_id(id).with_secret_access_key(secret.as_str());
             if let Some(token) = &profile.session_token {
@@ -200,13 +203,7 @@ impl S3 {
                     .with_timeout(config.timeout)
                     .with_connect_timeout(config.timeout.min(Duration::from_secs(5)))
                     .with_allow_http(endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))),
-            )
-            // The store's own retries for a passing failure; grattr's callers retry beyond.
-            .with_retry(RetryConfig {
-                max_retries: 2,
-                retry_timeout: config.timeout,
-                backoff: object_store::BackoffConfig::default(),
-            });
+            );
         let shown_endpoint = match &endpoint {
             Some(endpoint) => {
                 let endpoint = match addressing {
@@ -218,7 +215,12 @@ impl S3 {
             }
             None => format!("https://s3.{region}.amazonaws.com"),
         };
-        let store = builder.build().map_err(|e| url_error(message(&e)))?;
+        // Reads and leases: the store's own retries for a passing failure. The record's
+        // writes: none, so that a store gone away is known at the first failure and no new
+        // API call starts meanwhile (the recorder retries, saying so).
+        let retry = |max_retries| RetryConfig { max_retries, retry_timeout: config.timeout, ..RetryConfig::default() };
+        let store = builder.clone().with_retry(retry(2)).build().map_err(|e| url_error(message(&e)))?;
+        let record = builder.with_retry(retry(0)).build().map_err(|e| url_error(message(&e)))?;
         let mut base: Vec<PathPart<'static>> =
             config.prefix.split('/').filter(|p| !p.is_empty()).map(|p| PathPart::from(p.to_string())).collect();
         base.push(PathPart::from(key.sdkappid.to_string()));
@@ -228,6 +230,7 @@ impl S3 {
         }
         Ok(S3 {
             store,
+            record,
             base: Path::from_iter(base),
             label: format!("{} ({key})", config.label()),
             endpoint: shown_endpoint,
@@ -439,12 +442,12 @@ impl S3 {
         let piece = next.journal.last().filter(|p| p.key.contains(&name)).or(next.lockfile.as_ref()).cloned();
         if let Some(piece) = piece {
             let path = self.path(&piece.key);
-            self.store
+            self.record
                 .put_opts(&path, PutPayload::from(bytes), PutOptions::default())
                 .await
                 .map_err(|e| self.failed(&e))?;
         }
-        match self.put_head(&next, Some(&head.etag)).await {
+        match self.put_head(&self.record, &next, Some(&head.etag)).await {
             Ok(etag) => {
                 head.etag = etag;
                 head.manifest = next;
@@ -476,7 +479,7 @@ impl S3 {
             // The version stays: it counts changes of what the record holds, which readers
             // (a `watch` leader between its cycles) compare; a claim changes only its owner.
             manifest.token = token;
-            match self.put_head(&manifest, etag.as_deref()).await {
+            match self.put_head(&self.store, &manifest, etag.as_deref()).await {
                 Ok(etag) => {
                     *self.head.lock().await = Some(Head { etag, manifest, pending: None });
                     return Ok(());
@@ -596,9 +599,9 @@ impl S3 {
 
     /// Writes the head on condition: replacing `etag`, or creating it when `None`. A
     /// condition that fails after an unclear first try is checked: the write may have been ours.
-    async fn put_head(&self, manifest: &Manifest, etag: Option<&str>) -> Result<String, Put> {
+    async fn put_head(&self, store: &AmazonS3, manifest: &Manifest, etag: Option<&str>) -> Result<String, Put> {
         let body = serde_json::to_vec(manifest).map_err(|e| Put::Failed(self.unreachable(e.to_string())))?;
-        match self.put_on_condition(&self.path("head.json"), body, etag).await {
+        match self.put_on_condition(store, &self.path("head.json"), body, etag).await {
             Err(Put::Conflict) => match self.get_head().await {
                 Ok(Some((etag, stored))) if stored == *manifest => Ok(etag),
                 Ok(_) => Err(Put::Conflict),
@@ -623,7 +626,7 @@ impl S3 {
     /// by the taker's id and the renewal count: the write may have been ours.
     async fn put_lease(&self, name: LeaseName, object: &LeaseObject, etag: Option<&str>) -> Result<String, Put> {
         let body = serde_json::to_vec(object).map_err(|e| Put::Failed(self.unreachable(e.to_string())))?;
-        match self.put_on_condition(&self.lease_path(name), body, etag).await {
+        match self.put_on_condition(&self.store, &self.lease_path(name), body, etag).await {
             Err(Put::Conflict) => match self.get_lease(name).await {
                 Ok(Some((etag, stored, _))) if stored == *object => Ok(etag),
                 Ok(_) => Err(Put::Conflict),
@@ -634,13 +637,19 @@ impl S3 {
     }
 
     /// A PUT with `If-Match: etag`, or `If-None-Match: *` when `etag` is `None`.
-    async fn put_on_condition(&self, path: &Path, body: Vec<u8>, etag: Option<&str>) -> Result<String, Put> {
+    async fn put_on_condition(
+        &self,
+        store: &AmazonS3,
+        path: &Path,
+        body: Vec<u8>,
+        etag: Option<&str>,
+    ) -> Result<String, Put> {
         let mode = match etag {
             Some(etag) => PutMode::Update(UpdateVersion { e_tag: Some(etag.to_string()), version: None }),
             None => PutMode::Create,
         };
         let options = PutOptions { mode, ..PutOptions::default() };
-        match self.store.put_opts(path, PutPayload::from(body), options).await {
+        match store.put_opts(path, PutPayload::from(body), options).await {
             Ok(result) => result
                 .e_tag
                 .ok_or_else(|| Put::Failed(self.refused("it answered a conditional write without an ETag".into()))),
@@ -701,7 +710,7 @@ impl S3 {
                 (&absent, wrong, false, "a replace with `If-Match` of an object that does not exist"),
             ];
             for (path, etag, succeeds, what) in checks {
-                match (self.put_on_condition(path, b"1".to_vec(), etag).await, succeeds) {
+                match (self.put_on_condition(&self.store, path, b"1".to_vec(), etag).await, succeeds) {
                     (Ok(_), true) | (Err(Put::Conflict), false) => {}
                     (Ok(_), false) => return Err(self.refused(format!("{what} succeeded: it ignores the condition"))),
                     (Err(Put::Conflict), true) => return Err(self.refused(format!("{what} failed"))),
