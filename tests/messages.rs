@@ -252,3 +252,20 @@ fn missing_fields_are_all_named() {
          error: grattr.yaml is invalid: 3 errors, 0 warnings in 1 file\n",
     );
 }
+
+#[test]
+fn an_s3_state_with_credentials_in_grattr_yaml_is_an_error_at_its_line_that_never_shows_them() {
+    let repo = Repo::new().file(
+        "grattr.yaml",
+        "sdkappid: 1400000000\nadmin: administrator\nregion: singapore\nstate: s3://AKIAEXAMPLE:wJalr-secret@team-config/grattr\n",
+    );
+    let stderr = repo.run(&["validate"]).code(1).into_stderr();
+    assert!(!stderr.contains("wJalr-secret"), "{stderr}");
+    insta::assert_snapshot!(stderr.lines().next().unwrap(), @"grattr.yaml:4:8: error: state: credentials never go in the state URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials with AWS_PROFILE");
+    let unknown = Repo::new().file(
+        "grattr.yaml",
+        "sdkappid: 1400000000\nadmin: administrator\nregion: singapore\nstate: s3://team-config/grattr?secret_access_key=wJalr-secret\n",
+    );
+    let stderr = unknown.run(&["validate"]).code(1).into_stderr();
+    assert!(!stderr.contains("wJalr-secret") && stderr.contains("unknown setting `secret_access_key`"), "{stderr}");
+}

@@ -229,7 +229,9 @@ fn a_writer_killed_mid_run_loses_nothing_it_recorded() {
     // The record reads whole (verified), and the next run applies only what it lacks.
     let shown = run(&repo, &url, &moto.env(), &["state", "show", "--format", "json"]).code(0).json();
     let recorded = shown["groups"].as_u64().unwrap() as usize;
-    assert!(recorded >= before.saturating_sub(2) && recorded <= before, "{recorded} recorded of {before} written");
+    // What a kill loses is what was not durable yet: the records of one batch interval
+    // (0.1 s) and of the write in flight, at most 200 calls a second.
+    assert!(recorded <= before && before - recorded <= 60, "{recorded} recorded of {before} written");
     // The killed writer's lease lapses by the service's clock; the next run waits for it.
     run(&repo, &url, &moto.env(), &["apply", "--yes", "--lock-timeout", "60s"]).code(0).ignore_stdout();
     let after = server.emulator().writes().len();
@@ -302,4 +304,27 @@ fn credentials_and_region_come_from_the_aws_shared_files() {
     let missing = [env.clone(), vec![("AWS_PROFILE", "nobody")]].concat();
     let stderr = run(&repo, &url, &missing, &["plan"]).code(1).into_stderr();
     assert!(stderr.contains("AWS_PROFILE names the profile \"nobody\""), "{stderr}");
+}
+
+#[test]
+fn a_missing_bucket_a_damaged_lease_and_missing_credentials_are_named() {
+    let moto = Moto::start();
+    let server = Server::start(|_| {});
+    let repo = repo(&server, 1, "a");
+    // A bucket that does not exist is not an empty record.
+    let missing = moto.url("x").replace("grattr-state", "no-such-bucket");
+    let stderr = run(&repo, &missing, &moto.env(), &["plan"]).code(1).into_stderr();
+    assert!(stderr.contains("the bucket no-such-bucket does not exist"), "{stderr}");
+    // A lease another tool overwrote blocks every writer until `unlock --force` replaces it.
+    let url = moto.url("lease");
+    run(&repo, &url, &moto.env(), &["apply", "--yes"]).code(0).ignore_stdout();
+    moto.put("lease/1400000000/lease/writer.json", b"junk");
+    let stderr = run(&repo, &url, &moto.env(), &["state", "show"]).code(1).into_stderr();
+    assert!(stderr.contains("writer lease is not a lease") && stderr.contains("state unlock --force"), "{stderr}");
+    run(&repo, &url, &moto.env(), &["state", "unlock", "--force"]).code(0).stdout_contains("are free").ignore_stderr();
+    std::fs::write(repo.join("groups/all.yaml"), groups_yaml(&[("g-000", &[("v", "b")])])).unwrap();
+    run(&repo, &url, &moto.env(), &["apply", "--yes"]).code(0).stdout_contains("1 applied");
+    // A service of one's own and no credentials: said at once, AWS's metadata never asked.
+    let stderr = run(&repo, &url, &moto.env_without_credentials(), &["plan"]).code(1).into_stderr();
+    assert!(stderr.contains("no credentials: set AWS_ACCESS_KEY_ID"), "{stderr}");
 }

@@ -93,8 +93,9 @@ pub struct StateArgs {
     state_dir: Option<PathBuf>,
 
     /// Keep the record in this store, shared by every runner and watch replica:
-    /// postgres://USER@HOST:PORT/DATABASE (the password in PGPASSWORD). Overrides
-    /// `state:` in grattr.yaml; a path means local files, as --state-dir.
+    /// postgres://USER@HOST:PORT/DATABASE (the password in PGPASSWORD) or
+    /// s3://BUCKET/PREFIX (credentials from AWS_* or ~/.aws). Overrides `state:` in
+    /// grattr.yaml; a path means local files, as --state-dir.
     #[arg(long, env = "GRATTR_STATE", value_name = "URL")]
     state: Option<String>,
 

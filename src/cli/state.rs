@@ -179,7 +179,22 @@ fn lease_line(lease: Option<&LeaseInfo>, held: bool) -> String {
 
 fn unlock(store: &Store, force: bool) -> anyhow::Result<u8> {
     let runtime = super::runtime()?;
-    let shown = runtime.block_on(store.show())?;
+    let shown = match runtime.block_on(store.show()) {
+        Ok(shown) => shown,
+        // A shared record whose lease another tool damaged cannot be shown; forced, the
+        // leases are cleared all the same (a damaged one is replaced by a released one).
+        Err(e) if force && !store.is_local() => {
+            let _ = writeln!(anstream::stderr(), "warning: {e}");
+            for name in [LeaseName::Writer, LeaseName::Leader] {
+                if let Some(cleared) = runtime.block_on(store.unlock(name))? {
+                    writeln!(anstream::stdout(), "Cleared the {} lease held by {}.", name.as_str(), cleared.holder)?;
+                }
+            }
+            writeln!(anstream::stdout(), "The leases on {} are free.", store.label())?;
+            return Ok(exit::OK);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if store.is_local() {
         match &shown.locked_by {
             Some(holder) => bail!(

@@ -258,11 +258,13 @@ pub fn config() -> Value {
                 "type": "string",
             },
             "state": {
-                "description": "Where the record lives when not in the lockfile's files: a PostgreSQL URL \
-                                (postgres://USER@HOST:PORT/DATABASE), shared by CI runners and watch replicas. \
-                                Never a password: set PGPASSWORD where grattr runs.",
+                "description": "Where the record lives when not in the lockfile's files, shared by CI runners and \
+                                watch replicas: a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE) or an \
+                                S3-compatible bucket (s3://BUCKET/PREFIX, with endpoint=, region=, addressing=). \
+                                Never a password or key: set PGPASSWORD, or AWS_* / a profile of ~/.aws, where \
+                                grattr runs.",
                 "type": "string",
-                "pattern": "^[Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss]([Qq][Ll])?://",
+                "pattern": "^([Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss]([Qq][Ll])?|[Ss]3)://",
             },
             "secret_key_env": {
                 "description": "The environment variable holding the secret key (default: GRATTR_SECRET_KEY). \

@@ -120,7 +120,15 @@ async fn write_shared(
 ) -> (JournalStats, Option<StateError>) {
     let mut stats = JournalStats::default();
     let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut last: Option<Instant> = None;
     while let Some(first) = receiver.recv().await {
+        // A store whose every write costs more as the journal grows (a bucket's head names
+        // each piece) takes batches no closer together than its interval; records queued
+        // meanwhile join the batch.
+        if let Some(at) = last.map(|last| last + store.batch_interval()) {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        }
+        last = Some(Instant::now());
         let started = Instant::now();
         batch.clear();
         batch.push(crate::lockfile::encode(&first, sdkappid));

@@ -42,8 +42,16 @@ use std::time::{Duration, SystemTime};
 /// The format of the head and the lease objects this grattr writes and reads.
 const FORMAT: u32 = 1;
 
+/// The services (endpoint and bucket) this process proved to honour conditional writes.
+static PROVEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// A writer folds its journal once it is this many pieces (each a GET for a reader).
 const MAX_PIECES: usize = 64;
+
+/// How far this machine's clock may be behind the service's before a lapsed lease is
+/// taken over later than it could be (never sooner: the service's clock decides).
+const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// How many pieces a reader fetches at once.
 const FETCHES: usize = 8;
@@ -123,6 +131,7 @@ pub struct S3 {
     base: Path,
     label: String,
     endpoint: String,
+    bucket: String,
     /// Set once the service proved that it honours conditional writes.
     probed: tokio::sync::OnceCell<()>,
     /// The head as this process last wrote it, while it holds the writer's lease.
@@ -182,12 +191,33 @@ impl S3 {
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .or_else(|| profile.region.clone())
             .unwrap_or_else(|| "us-east-1".into());
-        let endpoint = config
-            .endpoint
-            .clone()
-            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-            .or_else(|| env("AWS_ENDPOINT_URL"))
-            .or_else(|| profile.endpoint.clone());
+        let endpoint = match config.endpoint.clone() {
+            Some(endpoint) => Some(endpoint),
+            None => env("AWS_ENDPOINT_URL_S3")
+                .or_else(|| env("AWS_ENDPOINT_URL"))
+                .or_else(|| profile.endpoint.clone())
+                .map(|e| config::endpoint(&e))
+                .transpose()
+                .map_err(url_error)?,
+        };
+        // Instances' and containers' roles are AWS's: a service of one's own without keys
+        // is told at once, not after asking AWS's metadata address for credentials.
+        let elsewhere = [
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        ];
+        if endpoint.is_some()
+            && !has_keys
+            && profile.access_key_id.is_none()
+            && !elsewhere.iter().any(|v| env(v).is_some())
+        {
+            return Err(url_error(
+                "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of \
+                 ~/.aws/credentials with AWS_PROFILE"
+                    .into(),
+            ));
+        }
         // AWS names buckets in the host; a service of one's own mostly in the path.
         let addressing = config.addressing.unwrap_or(match endpoint {
             Some(_) => Addressing::Path,
@@ -232,8 +262,9 @@ impl S3 {
             store,
             record,
             base: Path::from_iter(base),
-            label: format!("{} ({key})", config.label()),
+            label: format!("{} ({key})", Config { endpoint, ..config.clone() }.label()),
             endpoint: shown_endpoint,
+            bucket: config.bucket.clone(),
             probed: tokio::sync::OnceCell::new(),
             head: tokio::sync::Mutex::new(None),
             leases: std::sync::Mutex::default(),
@@ -275,7 +306,17 @@ impl S3 {
     /// Takes the lease `name` if it is free, released or lapsed; the writer's lease then
     /// claims the record, so that no earlier writer can change it any more.
     pub async fn acquire(&self, name: LeaseName, holder: &Holder, ttl: Duration) -> Result<Acquired, StateError> {
-        self.probed.get_or_try_init(|| self.probe()).await?;
+        self.probed
+            .get_or_try_init(|| async {
+                // Once per service and bucket in a process: a standby opens the store anew at each poll.
+                let service = format!("{} {}", self.endpoint, self.bucket);
+                if !PROVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&service) {
+                    self.probe().await?;
+                    PROVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(service);
+                }
+                Ok::<(), StateError>(())
+            })
+            .await?;
         let id = rand::random::<u64>();
         let mut conflicts = 0;
         let token = loop {
@@ -355,7 +396,24 @@ impl S3 {
     /// Clears whatever lease `name` is held (`state unlock --force`); says who held it.
     pub async fn break_lease(&self, name: LeaseName) -> Result<Option<LeaseInfo>, StateError> {
         for _ in 0..16 {
-            let Some((etag, object, modified)) = self.get_lease(name).await? else { return Ok(None) };
+            let (etag, object, modified) = match self.get_lease(name).await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => return Ok(None),
+                // A lease object that is not one (another tool wrote it) blocks every writer:
+                // replaced by a released lease whose token no writer of the record has passed.
+                Err(StateError::Unreachable { .. }) if self.get(&self.lease_path(name)).await.is_ok() => {
+                    let Some((etag, _, _)) = self.get(&self.lease_path(name)).await? else { continue };
+                    let token = self.get_head().await.ok().flatten().map_or(0, |(_, head)| head.token);
+                    let cleared = LeaseObject { format: FORMAT, token, holder: None, ttl_ms: 0, id: 0, renewal: 0 };
+                    tracing::warn!(lease = name.as_str(), "the lease was not a lease; replaced by a released one");
+                    match self.put_lease(name, &cleared, Some(&etag)).await {
+                        Ok(_) => return Ok(None),
+                        Err(Put::Conflict) => continue,
+                        Err(Put::Failed(e)) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             let Some(was) = info(&object, modified) else { return Ok(None) };
             let cleared = LeaseObject { holder: None, renewal: object.renewal + 1, ..object };
             match self.put_lease(name, &cleared, Some(&etag)).await {
@@ -581,8 +639,13 @@ impl S3 {
     /// The head and its ETag; `None` when the record was never written.
     async fn get_head(&self) -> Result<Option<(String, Manifest)>, StateError> {
         let Some((etag, bytes, _)) = self.get(&self.path("head.json")).await? else { return Ok(None) };
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| self.damaged(&format!("its head.json is not a record's head: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            self.damaged(&format!(
+                "its head.json is not a record's head ({e}): restore it from the bucket's object versions, or \
+                 remove {} and `grattr state push` a lockfile to start the record anew",
+                crate::escape::text(self.path("head.json").as_ref())
+            ))
+        })?;
         if manifest.format > FORMAT {
             return Err(StateError::Schema { store: self.label(), found: manifest.format, supported: FORMAT });
         }
@@ -614,8 +677,12 @@ impl S3 {
     /// A lease's object, its ETag and when the service last wrote it.
     async fn get_lease(&self, name: LeaseName) -> Result<Option<(String, LeaseObject, SystemTime)>, StateError> {
         let Some((etag, bytes, modified)) = self.get(&self.lease_path(name)).await? else { return Ok(None) };
-        let object: LeaseObject = serde_json::from_slice(&bytes)
-            .map_err(|e| self.damaged(&format!("its {} lease is not a lease: {e}", name.as_str())))?;
+        let object: LeaseObject = serde_json::from_slice(&bytes).map_err(|e| {
+            self.damaged(&format!(
+                "its {} lease is not a lease ({e}): `grattr state unlock --force` replaces it",
+                name.as_str(),
+            ))
+        })?;
         if object.format > FORMAT {
             return Err(StateError::Schema { store: self.label(), found: object.format, supported: FORMAT });
         }
@@ -664,6 +731,10 @@ impl S3 {
     async fn get(&self, path: &Path) -> Result<Option<(String, bytes::Bytes, SystemTime)>, StateError> {
         let result = match self.store.get_opts(path, GetOptions::default()).await {
             Ok(result) => result,
+            // A bucket that does not exist is not an empty record.
+            Err(e @ object_store::Error::NotFound { .. }) if message(&e).contains("NoSuchBucket") => {
+                return Err(self.unreachable(format!("the bucket {} does not exist there", self.bucket)));
+            }
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.failed(&e)),
         };
@@ -678,13 +749,18 @@ impl S3 {
     /// the service's clock, learnt by writing an object and reading its time back, says
     /// its term and a second have passed (the times are whole seconds).
     async fn lapsed(&self, modified: SystemTime, ttl_ms: u64) -> Result<bool, StateError> {
+        let term = Duration::from_millis(ttl_ms) + Duration::from_secs(1);
+        // Far from its end by this machine's clock: not asked of the service. This clock
+        // only ever delays a takeover (when it is behind); the service's decides it.
+        if SystemTime::now() + CLOCK_SKEW < modified + term {
+            return Ok(false);
+        }
         let clock = self.path("clock");
         self.store
             .put_opts(&clock, PutPayload::from_static(b"grattr\n"), PutOptions::default())
             .await
             .map_err(|e| self.failed(&e))?;
         let now = self.store.head(&clock).await.map_err(|e| self.failed(&e))?.last_modified;
-        let term = Duration::from_millis(ttl_ms) + Duration::from_secs(1);
         Ok(SystemTime::from(now).duration_since(modified).is_ok_and(|passed| passed >= term))
     }
 

@@ -92,6 +92,16 @@ impl Backend {
         }
     }
 
+    /// The least time between two writes of a recorder's batches: none for PostgreSQL (a
+    /// batch costs the same whatever the journal holds), a tenth of a second for S3 (a
+    /// batch rewrites the head, which names every piece written since the last fold).
+    pub(super) fn batch_interval(&self) -> Duration {
+        match self {
+            Backend::Postgres(_) => Duration::ZERO,
+            Backend::S3(_) => Duration::from_millis(100),
+        }
+    }
+
     /// Whether a writer that left `records` records unfolded should fold them now:
     /// PostgreSQL's readers replay a long journal in one query; an S3 reader fetches
     /// each piece of it, so a bucket's journal is also folded once it has many pieces.

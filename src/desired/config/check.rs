@@ -301,16 +301,28 @@ pub(super) fn check_url(url: &str) -> Result<String, String> {
 }
 
 /// Checks a `state:` URL as far as can be told offline: a store grattr knows, and no
-/// password (grattr.yaml is committed; the password goes in `PGPASSWORD`).
+/// password or key (grattr.yaml is committed; they go in `PGPASSWORD`, `AWS_*` or ~/.aws).
 fn check_state_url(url: &str) -> Result<(), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err("not a URL; expected postgres://USER@HOST:PORT/DATABASE (local files are the default)".into());
+        return Err("not a URL; expected postgres://USER@HOST:PORT/DATABASE or s3://BUCKET/PREFIX (local files \
+                    are the default)"
+            .into());
     };
-    if !matches!(scheme.to_ascii_lowercase().as_str(), "postgres" | "postgresql") {
-        return Err(format!(
-            "{:?} is not a store grattr knows; expected postgres://USER@HOST:PORT/DATABASE",
-            crate::escape::text(scheme)
-        ));
+    match scheme.to_ascii_lowercase().as_str() {
+        "postgres" | "postgresql" => {}
+        // Credentials are refused there too, with everything else the URL may not say.
+        "s3" => {
+            return crate::state::s3::Config::parse(url).map(|_| ()).map_err(|e| match e {
+                crate::state::StateError::Url { message, .. } => message,
+                other => other.to_string(),
+            });
+        }
+        _ => {
+            return Err(format!(
+                "{:?} is not a store grattr knows; expected postgres://USER@HOST:PORT/DATABASE or s3://BUCKET/PREFIX",
+                crate::escape::text(scheme)
+            ));
+        }
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let password = url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("password=")));

@@ -62,10 +62,13 @@ impl Config {
         }
         check_bucket(bucket).map_err(|message| fail(message.into()))?;
         let prefix = prefix.trim_matches('/');
+        // Keys exactly as written, whatever tool lists them: S3's safe characters only.
+        let safe = |c: char| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c);
         for segment in prefix.split('/').filter(|_| !prefix.is_empty()) {
-            if segment.is_empty() || segment == "." || segment == ".." || segment.chars().any(char::is_control) {
+            if segment.is_empty() || segment == "." || segment == ".." || !segment.chars().all(safe) {
                 return Err(fail(format!(
-                    "the prefix {:?} has an empty, `.`, `..` or control-character part",
+                    "the prefix {:?} has an empty, `.` or `..` part, or a character other than letters, digits \
+                     and ! - _ . * ' ( ) (S3's safe characters, which every tool lists as written)",
                     crate::escape::text(prefix)
                 )));
             }
@@ -168,7 +171,7 @@ fn check_bucket(bucket: &str) -> Result<(), &'static str> {
 
 /// An endpoint: `http(s)://HOST[:PORT][/PATH]`, without credentials; kept without its
 /// trailing slash.
-fn endpoint(text: &str) -> Result<String, String> {
+pub(super) fn endpoint(text: &str) -> Result<String, String> {
     let parsed =
         reqwest::Url::parse(text).map_err(|e| format!("endpoint {:?} is not a URL: {e}", crate::escape::text(text)))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
@@ -318,6 +321,9 @@ mod tests {
             ("s3://Bucket_Name/x", "a bucket's name"),
             ("s3:///x", "names no bucket"),
             ("s3://bucket/a/../b", "`..`"),
+            ("s3://bucket/pr%C3%A9fixe", "safe characters"),
+            ("s3://bucket/my prefix", "safe characters"),
+            ("s3://bucket/x#frag", "safe characters"),
             ("s3://bucket/x?addressing=dns", "addressing"),
             ("s3://bucket/x?timeout=0s", "timeout"),
             ("s3://bucket/x?region=a&region=b", "given twice"),
