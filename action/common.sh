@@ -107,7 +107,7 @@ record_mode() {
   # printed with workflow commands off. grattr never prints the password.
   if ! shown=$(grattr state show "${args[@]}" --format json 2>"$work/state.err"); then
     print_inert "$work/state.err"
-    error "record: shared, but the shared record cannot be opened (see the log): the step needs GRATTR_STATE (or state: in grattr.yaml) and PGPASSWORD; a pull request from a fork gets no secrets"
+    error "record: shared, but the shared record cannot be opened (see the log): the step needs GRATTR_STATE (or state: in grattr.yaml) and its credentials (PGPASSWORD, or AWS_* for a bucket); a pull request from a fork gets no secrets"
     return 1
   fi
   store=$(jq -r '.store // empty' <<<"$shown")
