@@ -393,31 +393,25 @@ impl S3 {
         }
     }
 
-    /// Clears whatever lease `name` is held (`state unlock --force`); says who held it.
+    /// Clears whatever lease `name` is held (`state unlock --force`); says who held it. A
+    /// lease object that is not one (another tool wrote it) blocks every writer: it is
+    /// replaced by a released lease whose token no writer of the record has passed.
     pub async fn break_lease(&self, name: LeaseName) -> Result<Option<LeaseInfo>, StateError> {
         for _ in 0..16 {
-            let (etag, object, modified) = match self.get_lease(name).await {
-                Ok(Some(lease)) => lease,
-                Ok(None) => return Ok(None),
-                // A lease object that is not one (another tool wrote it) blocks every writer:
-                // replaced by a released lease whose token no writer of the record has passed.
-                Err(StateError::Unreachable { .. }) if self.get(&self.lease_path(name)).await.is_ok() => {
-                    let Some((etag, _, _)) = self.get(&self.lease_path(name)).await? else { continue };
-                    let token = self.get_head().await.ok().flatten().map_or(0, |(_, head)| head.token);
-                    let cleared = LeaseObject { format: FORMAT, token, holder: None, ttl_ms: 0, id: 0, renewal: 0 };
-                    tracing::warn!(lease = name.as_str(), "the lease was not a lease; replaced by a released one");
-                    match self.put_lease(name, &cleared, Some(&etag)).await {
-                        Ok(_) => return Ok(None),
-                        Err(Put::Conflict) => continue,
-                        Err(Put::Failed(e)) => return Err(e),
-                    }
+            let Some((etag, bytes, modified)) = self.get(&self.lease_path(name)).await? else { return Ok(None) };
+            let (cleared, was) = match serde_json::from_slice::<LeaseObject>(&bytes) {
+                Ok(object) => {
+                    let Some(was) = info(&object, modified) else { return Ok(None) };
+                    (LeaseObject { holder: None, renewal: object.renewal + 1, ..object }, Some(was))
                 }
-                Err(e) => return Err(e),
+                Err(_) => {
+                    let token = self.get_head().await.ok().flatten().map_or(0, |(_, head)| head.token);
+                    tracing::warn!(lease = name.as_str(), "the lease was not a lease; replacing it by a released one");
+                    (LeaseObject { format: FORMAT, token, holder: None, ttl_ms: 0, id: 0, renewal: 0 }, None)
+                }
             };
-            let Some(was) = info(&object, modified) else { return Ok(None) };
-            let cleared = LeaseObject { holder: None, renewal: object.renewal + 1, ..object };
             match self.put_lease(name, &cleared, Some(&etag)).await {
-                Ok(_) => return Ok(Some(was)),
+                Ok(_) => return Ok(was),
                 Err(Put::Conflict) => continue,
                 Err(Put::Failed(e)) => return Err(e),
             }
@@ -434,33 +428,13 @@ impl S3 {
             body.extend_from_slice(line);
             body.push(b'\n');
         }
-        self.write(token, |manifest, key| {
-            manifest.journal.push(Piece {
-                key: format!("journal/{key}.jsonl"),
-                sha256: Digest::of_bytes(&body).to_string(),
-                size: body.len() as u64,
-                records: lines.len(),
-            });
-            body.clone()
-        })
-        .await
+        self.write(token, Kind::Journal(lines.len()), body).await
     }
 
     /// Replaces the lockfile with `lockfile` (which holds the whole journal) and empties
     /// the journal, fenced as [`S3::append`]; then removes the pieces no head names.
     pub async fn checkpoint(&self, token: u64, lockfile: &[u8]) -> Result<u64, StateError> {
-        let version = self
-            .write(token, |manifest, key| {
-                manifest.lockfile = Some(Piece {
-                    key: format!("lockfile/{key}.json"),
-                    sha256: Digest::of_bytes(lockfile).to_string(),
-                    size: lockfile.len() as u64,
-                    records: 0,
-                });
-                manifest.journal.clear();
-                lockfile.to_vec()
-            })
-            .await?;
+        let version = self.write(token, Kind::Lockfile, lockfile.to_vec()).await?;
         self.collect().await;
         Ok(version)
     }
@@ -470,17 +444,22 @@ impl S3 {
         self.head.try_lock().is_ok_and(|head| head.as_ref().is_some_and(|h| h.manifest.journal.len() >= MAX_PIECES))
     }
 
-    /// Writes a new piece (the bytes `change` returns, after it named the piece in the
-    /// manifest) and then the head that names it, on condition.
-    async fn write(&self, token: u64, change: impl FnOnce(&mut Manifest, &str) -> Vec<u8>) -> Result<u64, StateError> {
+    /// Writes `bytes` as a new piece of `kind` and then the head that names it, on
+    /// condition. After a head write that got no answer, the head is read first: if that
+    /// write happened and was of these very bytes (the recorder trying its batch again),
+    /// it is not written twice.
+    async fn write(&self, token: u64, kind: Kind, bytes: Vec<u8>) -> Result<u64, StateError> {
+        let digest = Digest::of_bytes(&bytes).to_string();
         let mut slot = self.head.lock().await;
         let Some(head) = slot.as_mut().filter(|h| h.manifest.token == token) else { return Err(self.lapsed_error()) };
         if let Some(pending) = head.pending.take() {
-            // The last head write got no answer: find out whether it happened.
             match self.get_head().await {
                 Ok(Some((etag, manifest))) if manifest == pending => {
                     head.etag = etag;
                     head.manifest = manifest;
+                    if newest(&head.manifest, kind).is_some_and(|piece| piece.sha256 == digest) {
+                        return Ok(head.manifest.version);
+                    }
                 }
                 Ok(Some((etag, _))) if etag == head.etag => {}
                 Ok(_) => {
@@ -496,15 +475,22 @@ impl S3 {
         let mut next = head.manifest.clone();
         next.version += 1;
         let name = format!("{:020}-{:016x}", next.version, rand::random::<u64>());
-        let bytes = change(&mut next, &name);
-        let piece = next.journal.last().filter(|p| p.key.contains(&name)).or(next.lockfile.as_ref()).cloned();
-        if let Some(piece) = piece {
-            let path = self.path(&piece.key);
-            self.record
-                .put_opts(&path, PutPayload::from(bytes), PutOptions::default())
-                .await
-                .map_err(|e| self.failed(&e))?;
-        }
+        let piece = |key: String, records| Piece { key, sha256: digest.clone(), size: bytes.len() as u64, records };
+        let key = match kind {
+            Kind::Journal(records) => {
+                next.journal.push(piece(format!("journal/{name}.jsonl"), records));
+                format!("journal/{name}.jsonl")
+            }
+            Kind::Lockfile => {
+                next.lockfile = Some(piece(format!("lockfile/{name}.json"), 0));
+                next.journal.clear();
+                format!("lockfile/{name}.json")
+            }
+        };
+        self.record
+            .put_opts(&self.path(&key), PutPayload::from(bytes), PutOptions::default())
+            .await
+            .map_err(|e| self.failed(&e))?;
         match self.put_head(&self.record, &next, Some(&head.etag)).await {
             Ok(etag) => {
                 head.etag = etag;
@@ -857,6 +843,23 @@ impl S3 {
             _ => "",
         };
         self.unreachable(format!("{text}{hint}"))
+    }
+}
+
+/// What a piece holds.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Journal records, this many.
+    Journal(usize),
+    /// The lockfile, which folds the journal.
+    Lockfile,
+}
+
+/// The newest piece of `kind` a head names.
+fn newest(manifest: &Manifest, kind: Kind) -> Option<&Piece> {
+    match kind {
+        Kind::Journal(_) => manifest.journal.last(),
+        Kind::Lockfile => manifest.lockfile.as_ref(),
     }
 }
 

@@ -252,14 +252,21 @@ async fn stand_by<L: Fn() -> Result<Remote, ConfigError>>(
         let wait = match open_state(&remote.environment).await {
             Ok(opened) => {
                 metrics.set_leader();
-                tracing::info!("leading: holding the writer's lease on the record");
+                // Local files have one lock for both; a shared store, a leader's lease (the
+                // writer's lease is taken per cycle that records).
+                match opened.writer.is_some() {
+                    true => tracing::info!("leading: holding the record's lock"),
+                    false => tracing::info!("leading: holding the leader's lease on the record"),
+                }
                 return Ok(Some(opened));
             }
             Err(OpenError::Standby(leader)) => {
-                if metrics.standby().as_deref() != Some(leader.as_str()) {
-                    tracing::info!(leader = %crate::escape::text(&leader), "standing by: another writer holds the record's lease");
+                // Said once per leader, not at every poll.
+                let standby = format!("the record's lease is held by {leader}");
+                if metrics.standby().as_deref() != Some(standby.as_str()) {
+                    tracing::info!(leader = %crate::escape::text(&leader), "standing by: another process leads");
                 }
-                metrics.set_standby(Some(format!("the record's lease is held by {leader}")));
+                metrics.set_standby(Some(standby));
                 metrics.set_ready(Some("standing by".into()));
                 crate::state::poll(remote.environment.lease_ttl)
             }
