@@ -125,6 +125,29 @@ async fn a_writer_that_has_not_noticed_its_lease_was_taken_cannot_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_answer_was_lost_is_recorded_once_when_tried_again() {
+    // The head's replace happens, but its answer is lost: the writer cannot know. Tried
+    // again (as the recorder does), the batch is found written and not written twice.
+    let moto = Moto::start();
+    let lossy = Forwarder::start(&moto, Mode::LoseHeadAnswers(1));
+    let store = store(&moto, &lossy.url("lost")).await;
+    let token = taken(store.acquire(LeaseName::Writer, &holder("a"), Duration::from_secs(60)).await.unwrap());
+    let batch = [b"applied 1".to_vec()];
+    store.append(token, &batch).await.expect_err("the answer was lost");
+    let version = store.append(token, &batch).await.unwrap();
+    store.append(token, &[b"applied 2".to_vec()]).await.unwrap();
+    let stored = store.read().await.unwrap();
+    let lines: Vec<&[u8]> = stored.journal.iter().map(|(_, line)| line.as_slice()).collect();
+    assert_eq!(lines, [&b"applied 1"[..], b"applied 2"], "written once each");
+    assert_eq!(stored.version, version + 1);
+    assert_eq!(
+        lossy.seen().iter().filter(|s| s.target.contains("head.json") && s.method == "PUT").count(),
+        3,
+        "the claim, the lost one, none for the retry, the next"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_leases_are_taken_at_once_with_a_bigger_token_and_leader_and_writer_are_apart() {
     let moto = Moto::start();
     let store = store(&moto, &moto.url("tokens")).await;

@@ -633,6 +633,10 @@ pub enum Mode {
     /// Answers `501 NotImplemented` (an S3 XML error) to any PUT that carries
     /// `If-Match` or `If-None-Match`, and relays the rest: a service that refuses them.
     NotImplemented,
+    /// Relays everything, but the answers to the first N replaces (`If-Match` PUTs) of a
+    /// key ending in `head.json` are lost: the write happens, the client hears nothing
+    /// (its connection is cut), as when a network fails at the wrong moment.
+    LoseHeadAnswers(usize),
 }
 
 /// A request a [`Forwarder`] saw, and how it was answered.
@@ -663,6 +667,8 @@ struct Shared {
     /// Each open client connection (a clone, to cut it) and the thread serving it.
     connections: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
     seen: Mutex<Vec<Seen>>,
+    /// Answers lost so far ([`Mode::LoseHeadAnswers`]).
+    lost: std::sync::atomic::AtomicUsize,
 }
 
 impl Forwarder {
@@ -682,6 +688,7 @@ impl Forwarder {
             closing: AtomicBool::new(false),
             connections: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
+            lost: std::sync::atomic::AtomicUsize::new(0),
         });
         let accepting = shared.clone();
         let acceptor = std::thread::spawn(move || accept(&listener, &accepting));
@@ -696,6 +703,7 @@ impl Forwarder {
             closing: AtomicBool::new(true),
             connections: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
+            lost: std::sync::atomic::AtomicUsize::new(0),
         });
         Forwarder { port: 0, shared, acceptor: None }
     }
@@ -786,6 +794,14 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             conditional,
             status: response.status,
         });
+        if let Mode::LoseHeadAnswers(times) = shared.mode {
+            let replace = method == "PUT" && header(&head.headers, "if-match").is_some();
+            let path = target.split('?').next().unwrap_or_default();
+            if replace && path.ends_with("head.json") && shared.lost.fetch_add(1, Ordering::SeqCst) < times {
+                let _ = writer.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+        }
         writer.write_all(&answer(&response, method == "HEAD", closing))?;
         if closing {
             return Ok(());
