@@ -30,7 +30,9 @@ impl Store {
                     let validity = held.validity.clone();
                     Ok(Ok((leadership(Some(held), validity), None)))
                 }
-                Err(lease) => Ok(Err(StateError::Held { store: self.label(), lease: Box::new(lease) })),
+                Err(lease) => {
+                    Ok(Err(StateError::Held { store: self.label(), lease: Box::new(lease), waited: Duration::ZERO }))
+                }
             },
         }
     }

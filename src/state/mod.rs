@@ -235,7 +235,10 @@ impl Store {
         loop {
             match self.take_lease(command, wait, ttl).await? {
                 Ok(lease) => return Ok(lease),
-                Err(held) if Instant::now() >= deadline => return Err(held),
+                Err(StateError::Held { store, lease, .. }) if Instant::now() >= deadline => {
+                    return Err(StateError::Held { store, lease, waited: wait });
+                }
+                Err(other) if Instant::now() >= deadline => return Err(other),
                 Err(_) => tokio::time::sleep(poll(ttl).min(deadline.saturating_duration_since(Instant::now()))).await,
             }
         }
@@ -266,7 +269,13 @@ impl Store {
             }
             Kind::Shared(store) => match Shared::take(store, LeaseName::Writer, &Holder::me(command), ttl).await? {
                 Ok(shared) => Hold::Shared(shared),
-                Err(lease) => return Ok(Err(StateError::Held { store: self.label(), lease: Box::new(lease) })),
+                Err(lease) => {
+                    return Ok(Err(StateError::Held {
+                        store: self.label(),
+                        lease: Box::new(lease),
+                        waited: Duration::ZERO,
+                    }));
+                }
             },
         };
         Ok(Ok(Lease { store: self.clone(), hold, unfolded: 0 }))
@@ -383,14 +392,16 @@ pub struct Stored {
 pub enum StateError {
     /// Another writer holds the lease.
     #[error(
-        "the record at {store} is held by {holder} until {until}: one grattr writes a record at a time (wait for it with --lock-timeout DURATION; if that process is gone, `grattr state unlock --force` clears its lease)",
-        holder = .lease.holder, until = humantime::format_rfc3339_seconds(.lease.expires)
+        "the record at {store} is held by {holder} until {until}: one grattr writes a record at a time ({hint}; if that process is gone, `grattr state unlock --force` clears its lease)",
+        holder = .lease.holder, until = humantime::format_rfc3339_seconds(.lease.expires), hint = wait_hint(*.waited)
     )]
     Held {
         /// The store and record, for people (no password).
         store: String,
         /// The lease held.
         lease: Box<LeaseInfo>,
+        /// How long this writer waited for it (`--lock-timeout`).
+        waited: Duration,
     },
     /// Our lease lapsed (not renewed in time) or was taken by another writer:
     /// nothing more is recorded.
@@ -451,6 +462,14 @@ pub enum StateError {
     },
 }
 
+/// What a writer refused a held lease is told to do about the wait.
+fn wait_hint(waited: Duration) -> String {
+    match waited.is_zero() {
+        true => "wait for it with --lock-timeout DURATION".into(),
+        false => format!("waited {} for it (--lock-timeout)", humantime::format_duration(waited)),
+    }
+}
+
 /// `SystemTime` as RFC 3339 text in JSON.
 mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -463,5 +482,22 @@ mod humantime_serde_compat {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
         let text = String::deserialize(deserializer)?;
         humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_refused_after_waiting_is_told_how_long_it_waited() {
+        let holder =
+            Holder { pid: 7, host: "ci".into(), since: "2026-12-07T20:00:00Z".into(), command: "apply".into() };
+        let lease = LeaseInfo { holder, token: 3, expires: SystemTime::UNIX_EPOCH + Duration::from_secs(60) };
+        let held = |waited| StateError::Held { store: "s3://b/p".into(), lease: Box::new(lease.clone()), waited };
+        let at_once = held(Duration::ZERO).to_string();
+        assert!(at_once.contains("(wait for it with --lock-timeout DURATION;"), "{at_once}");
+        let after = held(Duration::from_secs(30)).to_string();
+        assert!(after.contains("(waited 30s for it (--lock-timeout);") && !after.contains("wait for it"), "{after}");
     }
 }
