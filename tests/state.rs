@@ -256,15 +256,26 @@ fn a_writer_frozen_past_its_lease_writes_and_records_nothing_more() {
         signal(&first, libc::SIGCONT);
         let (code, stderr) = wait(first);
         assert_eq!(code, 1, "{stderr}");
-        assert!(stderr.contains("lease") && stderr.contains("lost"), "{stderr}");
+        // Lost, or lapsed with records of its last calls not written (a bucket writes batches
+        // a tenth of a second apart): either way it says its lease is gone.
+        assert!(stderr.contains("lease") && (stderr.contains("lost") || stderr.contains("lapsed")), "{stderr}");
         let values = written(&server.emulator().writes());
         let first_b = values.iter().position(|v| v == "b").unwrap();
-        assert!(first_b >= stopped_at, "b wrote while a was running");
+        assert!(first_b >= stopped_at, "{}: b wrote while a was running", store.name());
+        // Nothing is started after waking: every attempt asks the lease first. But a process
+        // frozen in the instant between that question and the send sends that one call when
+        // it wakes (the API takes no fencing token): at most the calls in flight (one here),
+        // and it says so.
+        let late = values[first_b..].iter().filter(|v| *v == "a").count();
         assert!(
-            !values[first_b..].contains(&"a".to_string()),
-            "the frozen writer wrote after its lease lapsed: {:?}",
+            late <= 1,
+            "{}: the frozen writer wrote {late} times after its lease lapsed: {:?}",
+            store.name(),
             runs(&values)
         );
+        if late == 1 {
+            assert!(stderr.contains("answered after this process's lease lapsed"), "{}: {stderr}", store.name());
+        }
         let recorded = store.recorded(&next);
         assert_eq!(recorded.len(), 100);
         assert!(recorded.values().all(|v| v == "b"), "the frozen writer recorded after its lease lapsed: {recorded:?}");

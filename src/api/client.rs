@@ -425,6 +425,17 @@ impl Client {
                 tracing::info!(%operation, "the UserSig expired; making a new one");
                 result = self.attempt(operation, &body, true).await;
             }
+            // A call sent just before this process was frozen (or stalled) past its lease
+            // goes out when it wakes: nothing on this side can stop a send already decided.
+            // Said, so that what it may have overwritten is looked at.
+            if result.is_ok() && self.gate.is_some() && !self.open() {
+                tracing::warn!(
+                    %operation,
+                    group = group.map(GroupId::as_str),
+                    "answered after this process's lease lapsed (it was frozen or the call was slow): if another writer \
+                     applied the group meanwhile, this call may have overwritten it; `grattr drift` shows what is live"
+                );
+            }
             result.map_err(|kind| ApiError { operation, kind, attempts: attempt })
         };
         let result = call
