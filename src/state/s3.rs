@@ -53,6 +53,9 @@ const MAX_PIECES: usize = 64;
 /// taken over later than it could be (never sooner: the service's clock decides).
 const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
+/// Pieces of journal below which a recorder writes its batches without pausing.
+const SHORT_JOURNAL: usize = 32;
+
 /// How many pieces a reader fetches at once.
 const FETCHES: usize = 8;
 
@@ -437,6 +440,18 @@ impl S3 {
         let version = self.write(token, Kind::Lockfile, lockfile.to_vec()).await?;
         self.collect().await;
         Ok(version)
+    }
+
+    /// The least time between two batches of a recorder: none while the head names few
+    /// pieces (a write then costs what PostgreSQL's does, and a store gone away is known
+    /// at once), a tenth of a second once it names many (each write rewrites the head:
+    /// without a pause, batches of a few records each let the recorder fall behind).
+    pub fn batch_interval(&self) -> Duration {
+        let pieces = self.head.try_lock().map_or(0, |head| head.as_ref().map_or(0, |h| h.manifest.journal.len()));
+        match pieces < SHORT_JOURNAL {
+            true => Duration::ZERO,
+            false => Duration::from_millis(100),
+        }
     }
 
     /// Whether this writer's journal has grown to many pieces.

@@ -93,12 +93,13 @@ impl Backend {
     }
 
     /// The least time between two writes of a recorder's batches: none for PostgreSQL (a
-    /// batch costs the same whatever the journal holds), a tenth of a second for S3 (a
-    /// batch rewrites the head, which names every piece written since the last fold).
+    /// batch costs the same whatever the journal holds); for S3, none while the journal is
+    /// short, then a tenth of a second (a batch rewrites the head, which names every piece
+    /// written since the last fold).
     pub(super) fn batch_interval(&self) -> Duration {
         match self {
             Backend::Postgres(_) => Duration::ZERO,
-            Backend::S3(_) => Duration::from_millis(100),
+            Backend::S3(store) => store.batch_interval(),
         }
     }
 
