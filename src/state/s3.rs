@@ -431,13 +431,13 @@ impl S3 {
             body.extend_from_slice(line);
             body.push(b'\n');
         }
-        self.write(token, Kind::Journal(lines.len()), body).await
+        self.write(token, PieceKind::Journal(lines.len()), body).await
     }
 
     /// Replaces the lockfile with `lockfile` (which holds the whole journal) and empties
     /// the journal, fenced as [`S3::append`]; then removes the pieces no head names.
     pub async fn checkpoint(&self, token: u64, lockfile: &[u8]) -> Result<u64, StateError> {
-        let version = self.write(token, Kind::Lockfile, lockfile.to_vec()).await?;
+        let version = self.write(token, PieceKind::Lockfile, lockfile.to_vec()).await?;
         self.collect().await;
         Ok(version)
     }
@@ -463,7 +463,7 @@ impl S3 {
     /// condition. After a head write that got no answer, the head is read first: if that
     /// write happened and was of these very bytes (the recorder trying its batch again),
     /// it is not written twice.
-    async fn write(&self, token: u64, kind: Kind, bytes: Vec<u8>) -> Result<u64, StateError> {
+    async fn write(&self, token: u64, kind: PieceKind, bytes: Vec<u8>) -> Result<u64, StateError> {
         let digest = Digest::of_bytes(&bytes).to_string();
         let mut slot = self.head.lock().await;
         let Some(head) = slot.as_mut().filter(|h| h.manifest.token == token) else { return Err(self.lapsed_error()) };
@@ -492,11 +492,11 @@ impl S3 {
         let name = format!("{:020}-{:016x}", next.version, rand::random::<u64>());
         let piece = |key: String, records| Piece { key, sha256: digest.clone(), size: bytes.len() as u64, records };
         let key = match kind {
-            Kind::Journal(records) => {
+            PieceKind::Journal(records) => {
                 next.journal.push(piece(format!("journal/{name}.jsonl"), records));
                 format!("journal/{name}.jsonl")
             }
-            Kind::Lockfile => {
+            PieceKind::Lockfile => {
                 next.lockfile = Some(piece(format!("lockfile/{name}.json"), 0));
                 next.journal.clear();
                 format!("lockfile/{name}.json")
@@ -863,7 +863,7 @@ impl S3 {
 
 /// What a piece holds.
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+enum PieceKind {
     /// Journal records, this many.
     Journal(usize),
     /// The lockfile, which folds the journal.
@@ -871,10 +871,10 @@ enum Kind {
 }
 
 /// The newest piece of `kind` a head names.
-fn newest(manifest: &Manifest, kind: Kind) -> Option<&Piece> {
+fn newest(manifest: &Manifest, kind: PieceKind) -> Option<&Piece> {
     match kind {
-        Kind::Journal(_) => manifest.journal.last(),
-        Kind::Lockfile => manifest.lockfile.as_ref(),
+        PieceKind::Journal(_) => manifest.journal.last(),
+        PieceKind::Lockfile => manifest.lockfile.as_ref(),
     }
 }
 
@@ -912,7 +912,7 @@ fn message(error: &object_store::Error) -> String {
             text.push_str(": ");
             text.push_str(&cause);
         }
-        source = cause_of(source);
+        source = source.and_then(std::error::Error::source);
     }
     if let (Some(start), Some(code), Some(said)) =
         (text.find("<?xml"), between(&text, "<Code>", "</Code>"), between(&text, "<Message>", "</Message>"))
@@ -927,10 +927,6 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = text.find(open)? + open.len();
     let end = text[start..].find(close)? + start;
     Some(&text[start..end])
-}
-
-fn cause_of<'a>(error: Option<&'a (dyn std::error::Error + 'static)>) -> Option<&'a (dyn std::error::Error + 'static)> {
-    error.and_then(std::error::Error::source)
 }
 
 /// `endpoint` with the bucket in its host name.
